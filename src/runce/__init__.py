@@ -1,0 +1,1 @@
+"""runce: run code once, durably, on the database a service already has."""

@@ -1,0 +1,112 @@
+"""runce's exceptions: one root, a branch per concern.
+
+::
+
+    RunceError                      every error runce raises on purpose
+    ├── ConfigError                 bad or missing configuration (exit 2)
+    ├── UsageError                  a command asked for something impossible (exit 2)
+    ├── TaskLoadError               a task file cannot be found, imported or understood (exit 2)
+    ├── StoreError                  the store failed; the driver's exception is ``__cause__``
+    │   ├── StoreUnavailable        cannot connect, open or write the store (exit 2)
+    │   ├── UnknownStore            no backend for a URL scheme or ``type`` (exit 2)
+    │   ├── UnsupportedFeature      the store cannot do what was asked (exit 2)
+    │   └── SchemaError             schema missing, too old for a read, or newer than runce (exit 2)
+    ├── LockError                   the global lock (exit 1)
+    │   ├── LockHeld                another runner holds it
+    │   └── LockLost                this runner's lease was taken or could not be renewed
+    └── TaskRunError                a run did not complete (exit 1)
+        ├── DriftError              an applied task's file changed
+        ├── OutOfOrderError         a pending task sorts before an applied one (on_out_of_order = "fail")
+        └── TasksFailed             a task failed; carries the report
+
+Every error's ``str()`` is one sentence a user can act on, naming the file, key or store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runce.tasks.report import RunReport
+
+
+class RunceError(Exception):
+    """Root of every error runce raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(RunceError):
+    """The configuration is missing, unreadable or invalid."""
+
+    exit_code = 2
+
+
+class UsageError(RunceError):
+    """A command or function was asked for something it cannot do."""
+
+    exit_code = 2
+
+
+class TaskLoadError(RunceError):
+    """A task file could not be found, imported or understood."""
+
+    exit_code = 2
+
+
+class StoreError(RunceError):
+    """The store failed; the driver's own exception is kept as ``__cause__``."""
+
+    exit_code = 2
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached, opened or written."""
+
+
+class UnknownStore(StoreError):
+    """No backend is registered for the configured URL scheme or ``type``."""
+
+
+class UnsupportedFeature(StoreError):
+    """The configured store does not support the requested feature."""
+
+
+class SchemaError(StoreError):
+    """The store's schema is missing, out of date for this command, or newer than runce."""
+
+
+class LockError(RunceError):
+    """The global lock could not be had or was lost."""
+
+    exit_code = 1
+
+
+class LockHeld(LockError):
+    """Another runner holds the lock."""
+
+
+class LockLost(LockError):
+    """This runner's lease was taken by another owner or could not be renewed."""
+
+
+class TaskRunError(RunceError):
+    """A run of once tasks did not complete."""
+
+    exit_code = 1
+
+
+class DriftError(TaskRunError):
+    """An applied task's file has changed since it was applied."""
+
+
+class OutOfOrderError(TaskRunError):
+    """A pending task sorts before an applied one and ``on_out_of_order`` is ``fail``."""
+
+
+class TasksFailed(TaskRunError):
+    """A task failed (or a started task was refused); the report says which."""
+
+    def __init__(self, message: str, report: RunReport) -> None:
+        super().__init__(message)
+        self.report = report

@@ -1,0 +1,27 @@
+"""Times are timezone-aware UTC everywhere; stores that keep text use one ISO-8601 form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+# Fixed width with milliseconds and a "Z", so text comparison orders like time does
+# (SQLite's ``strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`` produces the same shape).
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_iso(moment: datetime) -> str:
+    """Format an aware datetime as fixed-width ISO-8601 UTC text with milliseconds."""
+    text = moment.astimezone(UTC).strftime(ISO_FORMAT)
+    return text[:-4] + "Z"  # microseconds -> milliseconds
+
+
+def from_iso(text: str) -> datetime:
+    """Parse text written by :func:`to_iso` (or any ISO-8601 form) into an aware UTC datetime."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
