@@ -16,7 +16,7 @@
     │   └── LockLost                this runner's lease was taken or could not be renewed
     └── TaskRunError                a run did not complete (exit 1)
         ├── DriftError              an applied task's file changed
-        ├── OutOfOrderError         a pending task sorts before an applied one (on_out_of_order = "fail")
+        ├── OutOfOrderError         a pending task sorts before an applied one
         └── TasksFailed             a task failed; carries the report
 
 Every error's ``str()`` is one sentence a user can act on, naming the file, key or store.

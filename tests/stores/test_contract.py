@@ -312,9 +312,13 @@ def test_a_transaction_commits_its_records_or_none(store: Store) -> None:
 
     bad = started("t.tx.bad", token=lease.token)
     store.tracker.begin(bad, lease)
-    with pytest.raises(RuntimeError), store.tracker.transaction(lease) as tx:
-        tx.finish(finished(bad), applied_for(finished(bad)))
-        raise RuntimeError("the task failed after writing")
+    def fail_inside() -> None:
+        with store.tracker.transaction(lease) as tx:
+            tx.finish(finished(bad), applied_for(finished(bad)))
+            raise RuntimeError("the task failed after writing")
+
+    with pytest.raises(RuntimeError):
+        fail_inside()
     assert "t.tx.bad" not in store.tracker.applied()
     assert [a.task_id for a in store.tracker.open_attempts()] == ["t.tx.bad"]
 
@@ -323,8 +327,12 @@ def test_a_transaction_commits_its_records_or_none(store: Store) -> None:
 
 
 def _dead_owner() -> Owner:
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     me = current_owner("ghost")
     return replace(me, pid=int(child.stdout))
 

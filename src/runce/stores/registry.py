@@ -50,6 +50,10 @@ def scheme_of(url: str) -> str:
     return scheme
 
 
+def is_builtin(type_name: str) -> bool:
+    return type_name.lower() in _BUILTIN or type_name.lower() in _registered
+
+
 def known_types() -> list[str]:
     names = set(_BUILTIN) | set(_registered)
     names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))

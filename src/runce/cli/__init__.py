@@ -1,0 +1,7 @@
+"""The ``runce`` command: parse, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+from runce.cli.main import main
+
+__all__ = ["main"]

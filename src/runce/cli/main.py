@@ -1,0 +1,480 @@
+"""``runce``'s commands for once tasks and the schema."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+
+from runce._version import __version__
+from runce.cli import output
+from runce.config import Config
+from runce.errors import RunceError
+from runce.tasks import api
+from runce.tasks.report import RunReport
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_PENDING = 3
+MAX_SKIP_LINES = 10
+IDLE_OUTCOMES = ("applied", "not-selected", "drifted", "not-run")
+
+
+def config_options(fn: F) -> F:
+    """``--config`` and ``--tasks-dir``, on every command that reads configuration."""
+    fn = click.option(
+        "--tasks-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Folder of task files (default: tasks_dir from the configuration).",
+        envvar="RUNCE_TASKS_DIR",
+        show_envvar=True,
+    )(fn)
+    fn = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Config file (default: runce.toml, pyproject.toml or runce_config.py here or above).",
+        envvar="RUNCE_CONFIG",
+        show_envvar=True,
+    )(fn)
+    return fn
+
+
+def _config(config_path: Path | None, tasks_dir: Path | None) -> Config:
+    overrides = {"tasks_dir": str(tasks_dir.resolve())} if tasks_dir else {}
+    return api.resolve_config(config_path, **overrides)
+
+
+def _store_line(description: str) -> None:
+    click.echo(click.style(f"store: {description}", dim=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="runce")
+def cli() -> None:
+    """runce runs code once, durably, on the database your service already has.
+
+    Once tasks are Python files in a tasks/ folder, applied once per environment:
+    `runce make "name"` writes one, `runce run` applies what is pending, `runce status`
+    shows every task's state.
+    """
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@config_options
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    default=None,
+    help="Take no lock, record nothing; run only already_done() and show what would run.",
+)
+@click.option("--only", metavar="ID[,ID…]", help="Run only these task ids (comma-separated).")
+@click.option("--since", metavar="X", help="Only ids >= X (inclusive prefix bound).")
+@click.option(
+    "--until", metavar="Y", help="Only ids whose prefix is <= Y (inclusive prefix bound)."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar="RUNCE_CONCURRENCY",
+    show_envvar=True,
+    help="Run up to N tasks at once, in id order; none start after a failure.",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="RUNCE_WAIT",
+    show_envvar=True,
+    help="Wait up to SECONDS for the lock instead of failing at once.",
+)
+@click.option("--keep-going", is_flag=True, help="Go on with later tasks after a failure.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def run(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    dry_run: bool | None,
+    only: str | None,
+    since: str | None,
+    until: str | None,
+    concurrency: int,
+    wait_seconds: float,
+    keep_going: bool,
+    as_json: bool,
+) -> None:
+    """Apply pending tasks in id order, once (exit 1 if one fails or the lock is held)."""
+    cfg = _config(config_path, tasks_dir)
+    live = output.is_terminal() and not as_json
+    reporter = output.LiveReporter() if live else output.PlainReporter()
+    if not as_json:
+        _store_line(api.store_description(cfg))
+    with reporter if isinstance(reporter, output.LiveReporter) else nullcontext():
+        report = api.run_tasks(
+            cfg,
+            dry_run=dry_run,
+            only=[i for i in (only or "").split(",") if i],
+            since=since,
+            until=until,
+            concurrency=concurrency,
+            wait=wait_seconds,
+            keep_going=keep_going,
+            applied_by="cli",
+            reporter=None if as_json else reporter,
+        )
+    _print_run(report, as_json)
+    sys.exit(report.exit_code)
+
+
+def _print_run(report: RunReport, as_json: bool) -> None:
+    if as_json:
+        output.echo_json(report.to_dict())
+        return
+    idle = [r for r in report.results if r.outcome in IDLE_OUTCOMES]
+    applied = [r for r in idle if r.outcome == "applied"]
+    if len(applied) > MAX_SKIP_LINES:  # a long-lived project: one line, not hundreds
+        click.echo(
+            f"{output.styled('SKIP', 8)} {len(applied)} tasks already applied "
+            f"({applied[0].id} … {applied[-1].id})"
+        )
+        idle = [r for r in idle if r.outcome != "applied"]
+    for result in idle:
+        click.echo(output.result_line(result))
+    if report.lock_lost:
+        click.echo(click.style(f"lock lost: {report.lock_lost}", fg="red"), err=True)
+    failed = report.counts["failed"]
+    not_run = report.counts["not-run"]
+    if failed and not_run:
+        click.echo(
+            f"{not_run} later task{'s' if not_run != 1 else ''} not attempted "
+            "(--keep-going runs them anyway)"
+        )
+    click.echo(output.summary_line(report))
+
+
+# -- status, list, history ------------------------------------------------------------------
+
+
+@cli.command()
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--fail-if-pending",
+    is_flag=True,
+    help="Exit 3 when the next run would run anything, 1 when a task drifted.",
+)
+def status(
+    config_path: Path | None, tasks_dir: Path | None, as_json: bool, fail_if_pending: bool
+) -> None:
+    """Every task with its state: files joined with the store (reads only)."""
+    report = api.task_status(_config(config_path, tasks_dir))
+    if as_json:
+        output.echo_json(report.to_dict())
+    else:
+        _print_status(report)
+    if fail_if_pending and report.drifted:
+        sys.exit(1)
+    if fail_if_pending and report.would_run:
+        sys.exit(EXIT_PENDING)
+
+
+def _print_status(report: api.StatusReport) -> None:
+    _store_line(report.store)
+    rows = [[s.state.value, s.id, _status_detail(s), s.title or ""] for s in report.tasks]
+    output.table(rows, ["STATE", "ID", "DETAIL", "TITLE"])
+    if not rows:
+        click.echo('no tasks yet: `runce make "name"` writes the first one')
+    click.echo(output.holder_line(report.holder))
+
+
+def _status_detail(status: Any) -> str:
+    record, attempt = status.applied, status.attempt
+    parts = []
+    if attempt is not None:
+        if attempt.progress_done is not None:
+            total = attempt.progress_total
+            parts.append(
+                f"{attempt.progress_done}/{total}" if total else f"{attempt.progress_done}"
+            )
+        parts.append(
+            f"started {output.when(attempt.started_at)} by {attempt.host} pid {attempt.pid}"
+        )
+    elif record is not None:
+        parts.append(f"{output.when(record.applied_at)} {output.seconds(record.duration_ms)}")
+        if record.status == "failed" and record.error:
+            parts.append(record.error.splitlines()[0][:80])
+    if status.out_of_order:
+        parts.append("out of order")
+    return "  ".join(parts)
+
+
+@cli.command(name="list")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
+    """The store's last outcome per task id (reads only the store)."""
+    cfg = _config(config_path, tasks_dir)
+    records = api.list_applied(cfg)
+    if as_json:
+        output.echo_json([_record_dict(r) for r in records])
+        return
+    _store_line(api.store_description(cfg))
+    rows = [
+        [r.status.upper(), r.id, output.when(r.applied_at), output.seconds(r.duration_ms), r.name]
+        for r in records
+    ]
+    output.table(rows, ["STATUS", "ID", "APPLIED AT (UTC)", "TOOK", "NAME"])
+    if not records:
+        click.echo("nothing applied yet")
+
+
+def _record_dict(record: Any) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "checksum": record.checksum,
+        "appliedAt": record.applied_at,
+        "durationMs": record.duration_ms,
+        "status": record.status,
+        "error": record.error,
+    }
+
+
+@cli.command()
+@config_options
+@click.argument("task_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def history(
+    config_path: Path | None, tasks_dir: Path | None, task_id: str | None, as_json: bool
+) -> None:
+    """Every attempt at a task (or at all tasks), oldest first; never changed, never deleted."""
+    cfg = _config(config_path, tasks_dir)
+    rows = api.task_history(cfg, task_id)
+    if as_json:
+        output.echo_json([_attempt_dict(a) for a in rows])
+        return
+    _store_line(api.store_description(cfg))
+    table = [
+        [
+            a.status.upper(),
+            output.when(a.started_at),
+            a.task_id,
+            output.seconds(a.duration_ms),
+            a.applied_by,
+            f"{a.host} pid {a.pid}",
+            (a.error_message or a.note or "").splitlines()[0][:60]
+            if (a.error_message or a.note)
+            else "",
+        ]
+        for a in rows
+    ]
+    output.table(table, ["STATUS", "STARTED (UTC)", "ID", "TOOK", "BY", "WHERE", "NOTE"])
+    if not rows:
+        click.echo(f"no attempts at {task_id} yet" if task_id else "no attempts yet")
+
+
+def _attempt_dict(attempt: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(attempt)
+
+
+# -- make, repair, baseline, unlock ---------------------------------------------------------
+
+
+@cli.command()
+@config_options
+@click.argument("name")
+def make(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
+    """Write tasks/<UTC yyyy-mm-ddTHHMMSS>.<slug>.py from the template."""
+    path = api.make_task(_config(config_path, tasks_dir), name)
+    click.echo(f"created {path}")
+
+
+@cli.command()
+@config_options
+@click.argument("ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Repair every drifted task.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for the lock.",
+)
+def repair(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    ids: tuple[str, ...],
+    everything: bool,
+    wait_seconds: float,
+) -> None:
+    """Accept the changed file of an applied task (appends a `repaired` record)."""
+    cfg = _config(config_path, tasks_dir)
+    _store_line(api.store_description(cfg))
+    rows = api.repair(cfg, ids, all_drifted=everything, wait=wait_seconds)
+    for row in rows:
+        click.echo(f"{output.styled('REPAIRED', 9)}{row.task_id} now {row.checksum}")
+    if not rows:
+        click.echo("nothing drifted")
+
+
+@cli.command()
+@config_options
+@click.argument("ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Baseline every task not yet applied.")
+@click.option("--until", metavar="Y", help="With --all: only ids whose prefix is <= Y.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for the lock.",
+)
+def baseline(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    ids: tuple[str, ...],
+    everything: bool,
+    until: str | None,
+    wait_seconds: float,
+) -> None:
+    """Record tasks as applied without running them (the work was done before runce)."""
+    cfg = _config(config_path, tasks_dir)
+    _store_line(api.store_description(cfg))
+    rows = api.baseline(cfg, ids, all_pending=everything, until=until, wait=wait_seconds)
+    for row in rows:
+        click.echo(f"{output.styled('BASELINED', 10)}{row.task_id}")
+    if not rows:
+        click.echo("nothing to baseline")
+
+
+@cli.command()
+@config_options
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Clear a live holder too (on PostgreSQL, ends the holder's session).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before --force.")
+def unlock(config_path: Path | None, tasks_dir: Path | None, force: bool, yes: bool) -> None:
+    """Show the lock's holder and clear it if it expired or its process died."""
+    cfg = _config(config_path, tasks_dir)
+    _store_line(api.store_description(cfg))
+    holder = api.lock_holder(cfg)
+    click.echo(output.holder_line(holder))
+    if holder is None:
+        return
+    if force and holder.state == "live" and not yes:
+        click.confirm("The holder looks alive. Clear its lock anyway?", abort=True)
+    cleared = api.unlock(cfg, force=force)
+    click.echo("cleared" if cleared is not None else "nothing to clear")
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """runce's own schema in the store: status, upgrade, the DDL."""
+
+
+@db.command(name="status")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def db_status(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
+    """The schema version against the latest this runce ships (reads only)."""
+    cfg = _config(config_path, tasks_dir)
+    state = api.schema_status(cfg)
+    if as_json:
+        output.echo_json(
+            {
+                "current": state.current,
+                "latest": state.latest,
+                "applied": list(state.applied),
+                "pending": list(state.pending),
+            }
+        )
+        return
+    _store_line(api.store_description(cfg))
+    verdict = "up to date" if state.up_to_date else f"{len(state.pending)} migration(s) pending"
+    click.echo(f"schema version {state.current} of {state.latest}: {verdict}")
+    for name in state.pending:
+        click.echo(f"  pending: {name}")
+
+
+@db.command(name="upgrade")
+@config_options
+def db_upgrade(config_path: Path | None, tasks_dir: Path | None) -> None:
+    """Apply pending schema migrations (safe to run from many processes at once)."""
+    cfg = _config(config_path, tasks_dir)
+    _store_line(api.store_description(cfg))
+    applied = api.upgrade_schema(cfg)
+    for name in applied:
+        click.echo(f"{output.styled('OK', 8)}{name}")
+    click.echo("schema up to date" if not applied else f"applied {len(applied)} migration(s)")
+
+
+@db.command(name="sql")
+@config_options
+def db_sql(config_path: Path | None, tasks_dir: Path | None) -> None:
+    """Print the DDL of every migration, for DBAs who apply it themselves."""
+    click.echo(api.schema_sql(_config(config_path, tasks_dir)), nl=False)
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; runce's errors become one sentence and their exit code."""
+    logging.basicConfig(
+        level=logging.INFO, format="  %(task_id)s: %(message)s", handlers=[_TaskLogHandler()]
+    )
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        cli.main(args=argv, prog_name="runce", standalone_mode=False)
+    except RunceError as exc:
+        click.echo(f"runce: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort as exc:
+        # click turns KeyboardInterrupt (and our SIGTERM) into Abort; keep the shell's code
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            click.echo("runce: interrupted; the running task was recorded as failed", err=True)
+            sys.exit(130)
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("runce: interrupted", err=True)
+        sys.exit(130)
+
+
+class _TaskLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Task logs on stderr; records without a task id get a placeholder."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not hasattr(record, "task_id"):
+            record.task_id = record.name
+        super().emit(record)

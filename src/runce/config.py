@@ -1,0 +1,658 @@
+"""Finding, reading and validating configuration (CF-1, CF-2, CF-3).
+
+A configuration is found in the current directory or a parent, in this order:
+``runce.toml``, ``[tool.runce]`` in ``pyproject.toml``, ``runce_config.py`` (exporting
+``config = runce.define_config(...)``). Two candidates in one directory is an error. With
+none, runce uses its defaults relative to the current directory.
+
+Values come from, strongest first: arguments (CLI flags), environment variables, the file,
+the defaults. Every key is described once, in :data:`KEYS`; the docs' table is made from it.
+Validation is hand-written rather than pydantic so that ``runce run`` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from runce.errors import ConfigError
+from runce.stores.base import StoreSpec
+from runce.stores.registry import is_builtin, known_types, scheme_of
+
+DEFAULT_STORE_URL = "sqlite:///.runce/runce.db"
+CONFIG_FILES = ("runce.toml", "pyproject.toml", "runce_config.py")
+
+# ---------------------------------------------------------------------------------------
+# Value parsers: each takes the raw value and returns the clean one or raises ValueError
+# with the part of a sentence that follows "KEY must be".
+# ---------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number, or from a string like ``"500ms"``, ``"90s"``, ``"5m"``, ``"30d"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration in seconds or a string like '90s', '5m' or '30d'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError("a duration in seconds or a string like '90s', '5m' or '30d'")
+    if seconds < 0:
+        raise ValueError("a duration that is not negative")
+    return seconds
+
+
+def _millis(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError("a number of milliseconds")
+    return float(value) / 1000
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a non-empty string")
+    return value
+
+
+def _boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise ValueError("true or false")
+
+
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOL_WORDS.update({"0": False, "false": False, "no": False, "off": False})
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("a whole number of at least 1")
+    return value
+
+
+def _choice(*options: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if value not in options:
+            raise ValueError(" or ".join(repr(o) for o in options))
+        return str(value)
+
+    return parse
+
+
+def _import_path(value: object) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[\w.]+:[\w.]+", text):
+        raise ValueError("an import path like 'myapp.runce:services'")
+    return text
+
+
+def _import_paths(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("a list of module import paths")
+    return tuple(value)
+
+
+def _table(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("a table")
+    return value
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key, as the docs' table shows it."""
+
+    name: str  # dotted: "lock.ttl"
+    parse: Callable[[object], Any]
+    default: Any
+    kind: str
+    env: str | None = None
+    unit: str = ""
+    aliases: tuple[str, ...] = ()
+    help: str = ""
+
+
+KEYS: tuple[Key, ...] = (
+    Key(
+        "tasks_dir",
+        _text,
+        "tasks",
+        "path",
+        "RUNCE_TASKS_DIR",
+        aliases=("tasksDir",),
+        help="Folder of task files, relative to the config file.",
+    ),
+    Key(
+        "store",
+        _text,
+        DEFAULT_STORE_URL,
+        "URL",
+        "RUNCE_STORE_URL",
+        help="Where records live: sqlite://, postgresql://, mongodb://, file://, memory://.",
+    ),
+    Key(
+        "tracker",
+        _table,
+        None,
+        "table",
+        None,
+        help='The seed\'s form of `store`: { type = "mongo", options = { uri, db, ... } }.',
+    ),
+    Key(
+        "auto_migrate",
+        _boolean,
+        True,
+        "bool",
+        "RUNCE_AUTO_MIGRATE",
+        aliases=("autoMigrate",),
+        help="Create or upgrade runce's schema on the first write.",
+    ),
+    Key(
+        "schema",
+        _text,
+        "runce",
+        "string",
+        "RUNCE_SCHEMA",
+        help="PostgreSQL schema that holds runce's tables.",
+    ),
+    Key(
+        "lock.enabled",
+        _boolean,
+        True,
+        "bool",
+        "RUNCE_LOCK_ENABLED",
+        help="Take the global lock while running tasks.",
+    ),
+    Key(
+        "lock.ttl",
+        parse_duration,
+        60.0,
+        "duration",
+        "RUNCE_LOCK_TTL",
+        "seconds",
+        help="Lease length; renewed every ttl/3 while a runner works.",
+    ),
+    Key(
+        "lock.ttlMs",
+        _millis,
+        None,
+        "integer",
+        None,
+        "milliseconds",
+        help="The seed's form of lock.ttl, in milliseconds.",
+    ),
+    Key(
+        "lock.owner",
+        _text,
+        None,
+        "string",
+        "RUNCE_LOCK_OWNER",
+        help="A label for the lock holder shown to people (default: the host name).",
+    ),
+    Key(
+        "on_drift",
+        _choice("fail", "warn"),
+        "fail",
+        "fail | warn",
+        "RUNCE_ON_DRIFT",
+        aliases=("onDrift",),
+        help="What `run` does when an applied task's file changed.",
+    ),
+    Key(
+        "on_out_of_order",
+        _choice("run", "fail"),
+        "run",
+        "run | fail",
+        "RUNCE_ON_OUT_OF_ORDER",
+        aliases=("onOutOfOrder",),
+        help="What `run` does with a pending task older than an applied one.",
+    ),
+    Key(
+        "services",
+        _import_path,
+        None,
+        "import path",
+        "RUNCE_SERVICES",
+        help="A factory whose result tasks and jobs get as ctx.services.",
+    ),
+    Key(
+        "dry_run",
+        _boolean,
+        False,
+        "bool",
+        "RUNCE_DRY_RUN",
+        aliases=("dryRun",),
+        help="Make every `run` a dry run.",
+    ),
+    Key(
+        "worker.handlers",
+        _import_paths,
+        (),
+        "list of modules",
+        "RUNCE_WORKER_HANDLERS",
+        help="Modules that define jobs.",
+    ),
+    Key(
+        "worker.concurrency",
+        _positive_int,
+        5,
+        "integer",
+        "RUNCE_WORKER_CONCURRENCY",
+        help="Runs a worker executes at once.",
+    ),
+    Key(
+        "worker.lease",
+        parse_duration,
+        30.0,
+        "duration",
+        "RUNCE_WORKER_LEASE",
+        "seconds",
+        help="How long a claimed run is reserved without a heartbeat.",
+    ),
+    Key(
+        "worker.poll",
+        parse_duration,
+        1.0,
+        "duration",
+        "RUNCE_WORKER_POLL",
+        "seconds",
+        help="Longest wait between looks for new work.",
+    ),
+    Key(
+        "worker.max_attempts",
+        _positive_int,
+        3,
+        "integer",
+        "RUNCE_WORKER_MAX_ATTEMPTS",
+        help="Attempts for runs whose job does not say.",
+    ),
+    Key(
+        "worker.backoff_base",
+        parse_duration,
+        60.0,
+        "duration",
+        "RUNCE_WORKER_BACKOFF_BASE",
+        "seconds",
+        help="First retry delay; doubles per attempt, with full jitter.",
+    ),
+    Key(
+        "worker.shutdown_timeout",
+        parse_duration,
+        30.0,
+        "duration",
+        "RUNCE_WORKER_SHUTDOWN_TIMEOUT",
+        "seconds",
+        help="How long a stopping worker waits for running handlers.",
+    ),
+    Key(
+        "runs.retention.succeeded",
+        parse_duration,
+        30 * 86400.0,
+        "duration",
+        None,
+        "seconds",
+        help="`runce runs prune` removes succeeded runs older than this.",
+    ),
+    Key(
+        "runs.retention.failed",
+        parse_duration,
+        90 * 86400.0,
+        "duration",
+        None,
+        "seconds",
+        help="`runce runs prune` removes failed and canceled runs older than this.",
+    ),
+)
+_BY_NAME = {key.name: key for key in KEYS}
+_ALIASES = {
+    f"{key.name.rpartition('.')[0]}.{a}".lstrip("."): key.name for key in KEYS for a in key.aliases
+}
+_TABLES = {"lock", "worker", "runs", "runs.retention"}
+
+
+# ---------------------------------------------------------------------------------------
+# The resolved configuration
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockSettings:
+    enabled: bool = True
+    ttl: float = 60.0
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    handlers: tuple[str, ...] = ()
+    concurrency: int = 5
+    lease: float = 30.0
+    poll: float = 1.0
+    max_attempts: int = 3
+    backoff_base: float = 60.0
+    shutdown_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    succeeded: float = 30 * 86400.0
+    failed: float = 90 * 86400.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration with every path resolved."""
+
+    base_dir: Path
+    tasks_dir: Path
+    store: StoreSpec
+    path: Path | None = None
+    lock: LockSettings = field(default_factory=LockSettings)
+    on_drift: Literal["fail", "warn"] = "fail"
+    on_out_of_order: Literal["run", "fail"] = "run"
+    services: str | None = None
+    dry_run: bool = False
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "defaults (no runce.toml found)"
+
+
+@dataclass(frozen=True)
+class ConfigValues:
+    """What ``runce_config.py`` exports: the keys of a config file, as Python values."""
+
+    values: Mapping[str, Any]
+
+
+def define_config(**values: Any) -> ConfigValues:
+    """Declare configuration in ``runce_config.py``: ``config = runce.define_config(...)``.
+
+    Takes the same keys as ``runce.toml``. Keys are checked when the file is loaded, so an
+    error names the file.
+    """
+    return ConfigValues(values)
+
+
+# ---------------------------------------------------------------------------------------
+# Finding and loading
+# ---------------------------------------------------------------------------------------
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """The config file for ``start`` (default: the current directory) or a parent."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        found = [p for p in (directory / name for name in CONFIG_FILES) if _is_candidate(p)]
+        if len(found) > 1:
+            names = " and ".join(p.name for p in found)
+            raise ConfigError(
+                f"{directory} has two runce configurations ({names}); keep one, "
+                "or pick one with --config"
+            )
+        if found:
+            return found[0]
+    return None
+
+
+def _is_candidate(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    if path.name != "pyproject.toml":
+        return True
+    try:
+        return "runce" in _read_toml(path).get("tool", {})
+    except ConfigError:
+        return False
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    start: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    values: ConfigValues | Mapping[str, Any] | None = None,
+) -> Config:
+    """Find (or read ``path``), validate and resolve a configuration.
+
+    ``overrides`` are dotted keys from the command line and win over everything;
+    ``values`` stand in for a file (resolved against ``start``).
+    """
+    env = os.environ if env is None else env
+    if values is not None:
+        file_path, raw = None, _values_of(values)
+    else:
+        file_path = Path(path).resolve() if path is not None else find_config_file(start)
+        raw = _read_file(file_path) if file_path is not None else {}
+    where = file_path.name if file_path else "configuration"
+    base_dir = file_path.parent if file_path else (start or Path.cwd()).resolve()
+    flat = _flatten(_interpolate(raw, where, env), where)
+    settings = _merge(flat, env, dict(overrides or {}), where)
+    _put_first_on_path(base_dir)
+    return _build(settings, base_dir, file_path, where)
+
+
+def _values_of(values: ConfigValues | Mapping[str, Any]) -> dict[str, Any]:
+    return dict(values.values if isinstance(values, ConfigValues) else values)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    if path.suffix == ".py":
+        return _read_python(path)
+    data = _read_toml(path)
+    if path.name == "pyproject.toml":
+        tool = data.get("tool", {}).get("runce")
+        if not isinstance(tool, dict):
+            raise ConfigError(f"{path} has no [tool.runce] table")
+        return tool
+    return data
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+
+
+def _read_python(path: Path) -> dict[str, Any]:
+    import runpy
+
+    _put_first_on_path(path.parent)
+    try:
+        namespace = runpy.run_path(str(path))
+    except Exception as exc:
+        raise ConfigError(f"{path} raised {type(exc).__name__} while loading: {exc}") from exc
+    found = namespace.get("config")
+    if isinstance(found, ConfigValues):
+        return dict(found.values)
+    if isinstance(found, dict):
+        return found
+    raise ConfigError(f"{path} must export `config = runce.define_config(...)`")
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, where: str, env: Mapping[str, str], key: str = "") -> Any:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` in strings; ``$$`` is a literal ``$``."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, where, env, f"{key}.{k}".lstrip(".")) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, where, env, key) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: {key} uses ${{{name}}}, which is not set in the environment")
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _flatten(raw: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys from nested tables, with aliases mapped and unknown keys refused."""
+    flat: dict[str, Any] = {}
+    for name, value in raw.items():
+        dotted = f"{prefix}{name}"
+        dotted = _ALIASES.get(dotted, dotted)
+        if dotted in _TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {dotted} must be a table")
+            flat.update(_flatten(value, where, f"{dotted}."))
+        elif dotted in _BY_NAME:
+            flat[dotted] = value
+        else:
+            raise ConfigError(f"{where}: unknown key {dotted!r}{_known_hint(prefix)}")
+    return flat
+
+
+def _known_hint(prefix: str) -> str:
+    names = sorted({k.name[len(prefix) :].split(".")[0] for k in KEYS if k.name.startswith(prefix)})
+    return f" (known keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)})"
+
+
+def _merge(
+    flat: dict[str, Any], env: Mapping[str, str], overrides: dict[str, Any], where: str
+) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for key in KEYS:
+        source, raw = where, flat.get(key.name)
+        if key.env and env.get(key.env):
+            source, raw = f"environment variable {key.env}", env[key.env]
+        if overrides.get(key.name) is not None:
+            source, raw = "the command line", overrides[key.name]
+        if raw is None:
+            settings[key.name] = key.default
+            continue
+        try:
+            settings[key.name] = key.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {key.name} must be {exc}, got {raw!r}") from None
+        if key.name == "store" and "tracker" in flat and source == where:
+            raise ConfigError(f"{where}: set either store or tracker, not both")
+    return settings
+
+
+def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: str) -> Config:
+    ttl = settings["lock.ttlMs"] if settings["lock.ttlMs"] is not None else settings["lock.ttl"]
+    return Config(
+        base_dir=base_dir,
+        tasks_dir=(base_dir / settings["tasks_dir"]).resolve(),
+        store=_store_spec(settings, base_dir, where),
+        path=path,
+        lock=LockSettings(settings["lock.enabled"], ttl, settings["lock.owner"]),
+        on_drift=settings["on_drift"],
+        on_out_of_order=settings["on_out_of_order"],
+        services=settings["services"],
+        dry_run=settings["dry_run"],
+        worker=WorkerSettings(
+            **{k.partition(".")[2]: v for k, v in settings.items() if k.startswith("worker.")}
+        ),
+        retention=RetentionSettings(
+            settings["runs.retention.succeeded"], settings["runs.retention.failed"]
+        ),
+    )
+
+
+def _store_spec(settings: dict[str, Any], base_dir: Path, where: str) -> StoreSpec:
+    tracker = settings["tracker"]
+    common = {
+        "base_dir": base_dir,
+        "auto_migrate": settings["auto_migrate"],
+        "schema": settings["schema"],
+    }
+    if tracker is not None and settings["store"] == DEFAULT_STORE_URL:
+        return _tracker_spec(tracker, where, common)
+    url = settings["store"]
+    try:
+        type_name = scheme_of(url)
+    except Exception as exc:
+        raise ConfigError(f"{where}: store: {exc}") from None
+    _check_type(type_name, where, "store")
+    return StoreSpec(type=type_name, url=url, **common)
+
+
+def _tracker_spec(tracker: dict[str, Any], where: str, common: dict[str, Any]) -> StoreSpec:
+    unknown = set(tracker) - {"type", "options"}
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key 'tracker.{sorted(unknown)[0]}' "
+            "(known keys in tracker: options, type)"
+        )
+    type_name = tracker.get("type")
+    options = tracker.get("options", {})
+    if not isinstance(type_name, str) or not type_name:
+        raise ConfigError(f"{where}: tracker.type must be a store type such as 'mongo' or 'sqlite'")
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: tracker.options must be a table")
+    _check_type(type_name, where, "tracker.type")
+    url = options.get("uri") or options.get("url")
+    return StoreSpec(type=type_name.lower(), url=url, options=options, **common)
+
+
+def _check_type(type_name: str, where: str, key: str) -> None:
+    if is_builtin(type_name):
+        return  # without reading every installed package's entry points
+    known = known_types()
+    if type_name.lower() not in known:
+        raise ConfigError(
+            f"{where}: {key}: no store is registered for {type_name!r} (known: {', '.join(known)})"
+        )
+
+
+def _put_first_on_path(directory: Path) -> None:
+    """Console scripts do not put the current directory on sys.path; the config's dir goes first."""
+    text = str(directory)
+    if not sys.path or sys.path[0] != text:
+        if text in sys.path:
+            sys.path.remove(text)
+        sys.path.insert(0, text)
+
+
+def load_services(config: Config) -> Any:
+    """Call the ``services`` factory (CF-3); None when none is configured."""
+    if config.services is None:
+        return None
+    import importlib
+
+    module_name, _, attr = config.services.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"{config.source}: services {config.services!r} cannot be imported: {exc}"
+        ) from exc
+    return target() if callable(target) else target

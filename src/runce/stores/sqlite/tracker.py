@@ -1,0 +1,160 @@
+"""The applied state and append-only history of once tasks, in ``runce_applied`` and
+``runce_history``. Every write is one short transaction; one under a lease first checks,
+in that same transaction, that the lease is still the lock's (see :func:`lock.fence`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from runce.errors import StoreError, UsageError
+from runce.stores.base import AppliedRecord, Attempt, Lease
+from runce.stores.sqlite.connection import Database
+from runce.stores.sqlite.lock import fence, fence_and_extend
+from runce.stores.sqlite.queries import query
+from runce.stores.sqlite.rows import applied_from, attempt_from, params_of
+
+
+class SQLiteTracker:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def applied(self) -> dict[str, AppliedRecord]:
+        rows = self._select("applied", what="read the applied tasks")
+        return {record.id: record for record in map(applied_from, rows)}
+
+    def history(self, task_id: str | None = None) -> list[Attempt]:
+        if task_id is None:
+            rows = self._select("history", what="read the history")
+        else:
+            params = {"task_id": task_id}
+            rows = self._select("history_of_task", params, what=f"read the history of {task_id}")
+        return [attempt_from(row) for row in rows]
+
+    def open_attempts(self) -> list[Attempt]:
+        rows = self._select("open_attempts", what="read the open attempts")
+        return [attempt_from(row) for row in rows]
+
+    def begin(self, attempt: Attempt, lease: Lease | None) -> None:
+        row = replace(attempt, status="started")
+
+        def work(conn: sqlite3.Connection) -> None:
+            fence(conn, lease)
+            conn.execute(query("insert_attempt"), params_of(row))
+
+        self._db.write(work, what=f"record the start of {attempt.task_id}")
+
+    def progress(self, attempt_id: str, done: int, total: int | None, lease: Lease | None) -> None:
+        if self._db.in_any_transaction():
+            # A transactional task holds the file's write lock, so this write would wait for
+            # the task itself; nobody could see it before the task's commit anyway.
+            return
+        params = {"attempt_id": attempt_id, "done": done, "total": total}
+
+        def work(conn: sqlite3.Connection) -> None:
+            fence(conn, lease)
+            if conn.execute(query("progress"), params).rowcount != 1:
+                raise _not_started(attempt_id, self._db)
+
+        self._db.write(work, what=f"store the progress of attempt {attempt_id}")
+
+    def finish(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
+        _must_be_finished(attempt)
+
+        def work(conn: sqlite3.Connection) -> None:
+            fence(conn, lease)
+            write_finish(conn, attempt, applied, self._db)
+
+        self._db.write(work, what=f"record the outcome of {attempt.task_id}")
+
+    def record(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
+        _must_be_finished(attempt)
+
+        def work(conn: sqlite3.Connection) -> None:
+            fence(conn, lease)
+            conn.execute(query("insert_attempt"), params_of(attempt))
+            _upsert_applied(conn, applied)
+
+        self._db.write(work, what=f"record the {attempt.status} attempt of {attempt.task_id}")
+
+    @contextmanager
+    def transaction(self, lease: Lease | None) -> Iterator[SQLiteTransaction]:
+        what = "run a transactional task"
+        token = lease.token if lease is not None else None
+        with self._db.transaction(token, what=what) as conn:
+            with self._db.translated(what):
+                fence(conn, lease)  # a lease already lost: do not even start
+            yield SQLiteTransaction(conn, self._db)
+            if not conn.in_transaction:
+                raise StoreError(
+                    f"the transactional task ended its transaction itself (SQLite store "
+                    f"{self._db.path}); leave COMMIT and ROLLBACK to runce"
+                )
+            with self._db.translated(what):
+                # Nobody could write while we held the file: extending is safe, and the
+                # renewals skipped meanwhile are made up for.
+                fence_and_extend(conn, lease)
+
+    def _select(
+        self, name: str, params: dict[str, Any] | None = None, *, what: str
+    ) -> list[sqlite3.Row]:
+        nothing: list[sqlite3.Row] = []
+        return self._db.read(lambda conn: _rows(conn, name, params), empty=nothing, what=what)
+
+
+class SQLiteTransaction:
+    """``handle`` is a plain sqlite3 connection inside runce's open ``BEGIN IMMEDIATE``."""
+
+    def __init__(self, conn: sqlite3.Connection, db: Database) -> None:
+        self._conn = conn
+        self._db = db
+
+    @property
+    def handle(self) -> sqlite3.Connection:
+        return self._conn
+
+    def finish(self, attempt: Attempt, applied: AppliedRecord | None) -> None:
+        _must_be_finished(attempt)
+        with self._db.translated(f"record the outcome of {attempt.task_id}"):
+            write_finish(self._conn, attempt, applied, self._db)
+
+
+def write_finish(
+    conn: sqlite3.Connection, attempt: Attempt, applied: AppliedRecord | None, db: Database
+) -> None:
+    """Close a started history row and upsert the applied record, in the caller's transaction."""
+    if conn.execute(query("finish_attempt"), params_of(attempt)).rowcount != 1:
+        raise _not_started(attempt.attempt_id, db)
+    _upsert_applied(conn, applied)
+
+
+def _upsert_applied(conn: sqlite3.Connection, applied: AppliedRecord | None) -> None:
+    if applied is not None:
+        conn.execute(query("upsert_applied"), params_of(applied))
+
+
+def _rows(
+    conn: sqlite3.Connection, name: str, params: dict[str, Any] | None = None
+) -> list[sqlite3.Row]:
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row  # by name, without changing the connection's rows
+    rows: list[sqlite3.Row] = cursor.execute(query(name), params or {}).fetchall()
+    return rows
+
+
+def _must_be_finished(attempt: Attempt) -> None:
+    if not attempt.finished:
+        raise UsageError(
+            f"attempt {attempt.attempt_id} of {attempt.task_id} is still 'started'; "
+            "only a finished attempt can be recorded as its outcome"
+        )
+
+
+def _not_started(attempt_id: str, db: Database) -> StoreError:
+    return StoreError(
+        f"attempt {attempt_id} is not a started attempt in the SQLite store {db.path} "
+        "(it is unknown or already finished)"
+    )

@@ -1,0 +1,1 @@
+"""Once tasks: files in ``tasks_dir`` applied once per environment."""

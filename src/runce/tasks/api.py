@@ -1,0 +1,361 @@
+"""The programmatic API for once tasks (T-10). The CLI is a thin layer over these functions.
+
+Every function takes ``config``: a :class:`~runce.config.Config`, a path to a config file,
+the result of :func:`runce.define_config` or a dict of keys, or None to find the
+configuration from the current directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from runce._version import __version__
+from runce.config import Config, ConfigValues, load_config
+from runce.errors import TasksFailed, UsageError
+from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, LockHolder, SchemaStatus, Store
+from runce.stores.liveness import current_owner
+from runce.stores.registry import open_store
+from runce.tasks.discovery import TaskFile, discover
+from runce.tasks.lease import holding
+from runce.tasks.report import RunReport
+from runce.tasks.runner import Reporter, Runner, RunOptions, applied_by_for
+from runce.tasks.states import RUNNABLE, TaskState, TaskStatus, compute_statuses
+from runce.timeutil import utcnow
+
+ConfigArg = Config | str | os.PathLike[str] | ConfigValues | Mapping[str, Any] | None
+
+
+def resolve_config(config: ConfigArg = None, **overrides: Any) -> Config:
+    """Turn any accepted ``config`` argument into a validated :class:`Config`."""
+    cleaned = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(config, Config):
+        return (
+            config
+            if not cleaned
+            else load_config(config.path, start=config.base_dir, overrides=cleaned)
+        )
+    if isinstance(config, ConfigValues | Mapping):
+        return load_config(values=config, overrides=cleaned)
+    return load_config(config, overrides=cleaned)
+
+
+@contextmanager
+def opened_store(config: Config) -> Iterator[Store]:
+    store = open_store(config.store)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def run_tasks(
+    config: ConfigArg = None,
+    *,
+    dry_run: bool | None = None,
+    only: Sequence[str] = (),
+    since: str | None = None,
+    until: str | None = None,
+    concurrency: int = 1,
+    wait: float = 0.0,
+    keep_going: bool = False,
+    applied_by: str = "api",
+    reporter: Reporter | None = None,
+) -> RunReport:
+    """Run pending tasks in id order and return what happened.
+
+    A task failure is in the report (``report.ok`` is false); drift, a held or lost lock and
+    bad task files raise :class:`~runce.errors.RunceError` subclasses.
+    """
+    if concurrency < 1:
+        raise UsageError("concurrency must be at least 1")
+    cfg = resolve_config(config)
+    options = RunOptions(
+        dry_run=cfg.dry_run if dry_run is None else dry_run,
+        only=tuple(only),
+        since=since,
+        until=until,
+        concurrency=concurrency,
+        wait=wait,
+        keep_going=keep_going,
+        applied_by=applied_by,
+    )
+    with opened_store(cfg) as store:
+        return Runner(cfg, store, options, reporter).run()
+
+
+def run_pending_on_boot(
+    config: ConfigArg = None, *, wait: float = 300.0, reporter: Reporter | None = None
+) -> RunReport:
+    """Apply pending tasks when an application starts; raise if any fails.
+
+    Waits up to ``wait`` seconds for another instance holding the lock, so replicas
+    starting together apply each task once and all start only when it is done.
+    """
+    report = run_tasks(config, wait=wait, applied_by="boot", reporter=reporter)
+    if not report.ok:
+        failed = ", ".join(r.id for r in report.failed) or "the lock was lost"
+        raise TasksFailed(f"once tasks did not complete on boot: {failed}", report)
+    return report
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    store: str
+    tasks: list[TaskStatus]
+    holder: LockHolder | None
+
+    @property
+    def would_run(self) -> list[TaskStatus]:
+        return [s for s in self.tasks if s.state in RUNNABLE]
+
+    @property
+    def drifted(self) -> list[TaskStatus]:
+        return [s for s in self.tasks if s.state is TaskState.DRIFTED]
+
+    def to_dict(self) -> dict[str, object]:
+        holder = self.holder
+        return {
+            "store": self.store,
+            "lock": None
+            if holder is None
+            else {
+                "owner": holder.owner,
+                "host": holder.host,
+                "pid": holder.pid,
+                "since": holder.since.isoformat() if holder.since else None,
+                "state": holder.state,
+            },
+            "tasks": [s.to_dict() for s in self.tasks],
+        }
+
+
+def task_status(config: ConfigArg = None) -> StatusReport:
+    """Every task file joined with the store: its state, and the lock's holder."""
+    cfg = resolve_config(config)
+    files = discover(cfg.tasks_dir)
+    with opened_store(cfg) as store:
+        holder = store.lock.holder()
+        tracker = store.tracker
+        statuses = compute_statuses(files, tracker.applied(), tracker.open_attempts(), holder)
+        return StatusReport(store.description, statuses, holder)
+
+
+def list_applied(config: ConfigArg = None) -> list[AppliedRecord]:
+    """The store's last outcome per task id, in id order (reads only the store)."""
+    with opened_store(resolve_config(config)) as store:
+        return sorted(store.tracker.applied().values(), key=lambda record: record.id)
+
+
+def task_history(config: ConfigArg = None, task_id: str | None = None) -> list[Attempt]:
+    """Every attempt (oldest first), or one task's."""
+    with opened_store(resolve_config(config)) as store:
+        return store.tracker.history(task_id)
+
+
+def store_description(config: ConfigArg = None) -> str:
+    with opened_store(resolve_config(config)) as store:
+        return store.description
+
+
+# -- changing records without running ------------------------------------------------------
+
+
+def repair(
+    config: ConfigArg = None,
+    ids: Sequence[str] = (),
+    *,
+    all_drifted: bool = False,
+    wait: float = 0.0,
+) -> list[Attempt]:
+    """Accept the current file of drifted tasks by appending a ``repaired`` record."""
+    cfg = resolve_config(config)
+    return _append_records(cfg, ids, "repaired", wait, everything=all_drifted)
+
+
+def baseline(
+    config: ConfigArg = None,
+    ids: Sequence[str] = (),
+    *,
+    all_pending: bool = False,
+    until: str | None = None,
+    wait: float = 0.0,
+) -> list[Attempt]:
+    """Record pending tasks as applied without running them (adopting runce late)."""
+    cfg = resolve_config(config)
+    return _append_records(cfg, ids, "baselined", wait, everything=all_pending, until=until)
+
+
+def _append_records(
+    cfg: Config,
+    ids: Sequence[str],
+    status: AttemptStatus,
+    wait: float,
+    everything: bool,
+    until: str | None = None,
+) -> list[Attempt]:
+    if not ids and not everything:
+        raise UsageError("name the tasks, or pass --all")
+    files = {f.id: f for f in discover(cfg.tasks_dir)}
+    owner = current_owner(cfg.lock.owner)
+    with opened_store(cfg) as store, holding(store.lock, owner, cfg.lock.ttl, wait) as keeper:
+        tracker = store.tracker
+        statuses = compute_statuses(
+            files.values(), tracker.applied(), tracker.open_attempts(), store.lock.holder()
+        )
+        targets = _targets(statuses, ids, status, everything, until)
+        rows = []
+        for target in targets:
+            row, record = _appended(
+                files[target.id], target, status, owner.label, keeper.lease.token
+            )
+            tracker.record(row, record, keeper.lease)
+            rows.append(row)
+        return rows
+
+
+def _targets(
+    statuses: list[TaskStatus],
+    ids: Sequence[str],
+    status: AttemptStatus,
+    everything: bool,
+    until: str | None,
+) -> list[TaskStatus]:
+    by_id = {s.id: s for s in statuses}
+    wanted = TaskState.DRIFTED if status == "repaired" else None
+    if everything:
+        chosen = [
+            s
+            for s in statuses
+            if (s.state is wanted if wanted else s.state in RUNNABLE)
+            and (until is None or s.id[: len(until)] <= until)
+        ]
+        return chosen
+    targets = []
+    for task_id in ids:
+        found = by_id.get(task_id)
+        if found is None or found.state is TaskState.MISSING:
+            raise UsageError(f"no task file has the id {task_id!r}")
+        if status == "repaired" and found.state is not TaskState.DRIFTED:
+            raise UsageError(f"{task_id} is {found.state.value}, not DRIFTED; nothing to repair")
+        if status == "baselined" and found.state not in RUNNABLE:
+            raise UsageError(
+                f"{task_id} is {found.state.value}; only tasks not yet applied can be baselined"
+            )
+        targets.append(found)
+    return targets
+
+
+def _appended(
+    task_file: TaskFile, target: TaskStatus, status: AttemptStatus, owner_label: str, token: str
+) -> tuple[Attempt, AppliedRecord]:
+    owner = current_owner(owner_label)
+    now = utcnow()
+    title = target.title or task_file.id
+    row = Attempt(
+        attempt_id=uuid.uuid4().hex,
+        task_id=task_file.id,
+        title=title,
+        checksum=task_file.checksum,
+        status=status,
+        started_at=now,
+        finished_at=now,
+        duration_ms=0,
+        applied_by=applied_by_for("cli"),
+        owner=owner.label,
+        host=owner.host,
+        pid=owner.pid,
+        machine=owner.machine,
+        runce_version=__version__,
+        lock_token=token,
+        note=_note(target, status),
+    )
+    previous = target.applied
+    if status == "repaired" and previous is not None:
+        record = replace(previous, checksum=task_file.checksum, attempt_id=row.attempt_id)
+    else:
+        record = AppliedRecord(
+            id=task_file.id,
+            name=title,
+            checksum=task_file.checksum,
+            applied_at=now,
+            duration_ms=0,
+            status="success",
+            attempt_id=row.attempt_id,
+        )
+    return row, record
+
+
+def _note(target: TaskStatus, status: AttemptStatus) -> str:
+    if status == "repaired" and target.applied is not None:
+        return f"accepted a changed file (was {target.applied.checksum})"
+    return "recorded as applied without running"
+
+
+# -- the lock and the schema -----------------------------------------------------------------
+
+
+def lock_holder(config: ConfigArg = None) -> LockHolder | None:
+    with opened_store(resolve_config(config)) as store:
+        return store.lock.holder()
+
+
+def unlock(config: ConfigArg = None, *, force: bool = False) -> LockHolder | None:
+    """Clear an expired or dead lock (any lock with ``force``); return what was cleared."""
+    with opened_store(resolve_config(config)) as store:
+        return store.lock.clear(force=force)
+
+
+def schema_status(config: ConfigArg = None) -> SchemaStatus:
+    with opened_store(resolve_config(config)) as store:
+        return store.schema_status()
+
+
+def upgrade_schema(config: ConfigArg = None) -> list[str]:
+    with opened_store(resolve_config(config)) as store:
+        return store.upgrade()
+
+
+def schema_sql(config: ConfigArg = None) -> str:
+    with opened_store(resolve_config(config)) as store:
+        return store.schema_sql()
+
+
+def make_task(config: ConfigArg = None, name: str = "", tasks_dir: Path | None = None) -> Path:
+    """Write a new task file from the template; return its path."""
+    from runce.tasks.scaffold import write_task
+
+    cfg = resolve_config(config)
+    return write_task(tasks_dir or cfg.tasks_dir, name)
+
+
+# -- async twins ----------------------------------------------------------------------------
+
+
+async def arun_tasks(config: ConfigArg = None, **options: Any) -> RunReport:
+    """:func:`run_tasks` for async callers (runs on a worker thread)."""
+    return await asyncio.to_thread(lambda: run_tasks(config, **options))
+
+
+async def arun_pending_on_boot(config: ConfigArg = None, *, wait: float = 300.0) -> RunReport:
+    return await asyncio.to_thread(lambda: run_pending_on_boot(config, wait=wait))
+
+
+async def atask_status(config: ConfigArg = None) -> StatusReport:
+    return await asyncio.to_thread(task_status, config)
+
+
+async def alist_applied(config: ConfigArg = None) -> list[AppliedRecord]:
+    return await asyncio.to_thread(list_applied, config)

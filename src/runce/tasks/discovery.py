@@ -1,0 +1,63 @@
+"""Task files on disk: ids, order and checksums (T-1, T-2). Nothing here imports a task."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from runce.errors import TaskLoadError
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFile:
+    id: str
+    path: Path
+    checksum: str
+
+
+def checksum_of(data: bytes) -> str:
+    """``sha256:<hex>`` of the file with line endings normalised, so a checkout on Windows
+    and one on Linux agree."""
+    normalised = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return "sha256:" + hashlib.sha256(normalised).hexdigest()
+
+
+def discover(tasks_dir: Path) -> list[TaskFile]:
+    """Every task file under ``tasks_dir`` (sub-folders included), in id order.
+
+    Files and folders whose names start with ``_`` or ``.`` are ignored. Two files with one
+    id (in different folders) are an error naming both.
+    """
+    if not tasks_dir.is_dir():
+        raise TaskLoadError(
+            f"tasks folder {tasks_dir} does not exist; create it, set tasks_dir, "
+            'or write a first task with `runce make "name"`'
+        )
+    found: dict[str, TaskFile] = {}
+    for path in _task_paths(tasks_dir):
+        task_id = path.stem
+        if task_id in found:
+            raise TaskLoadError(
+                f"two task files have the id {task_id!r}: {found[task_id].path} and {path}; "
+                "rename one"
+            )
+        found[task_id] = TaskFile(task_id, path, checksum_of(path.read_bytes()))
+    return [found[task_id] for task_id in sorted(found)]
+
+
+def _task_paths(tasks_dir: Path) -> list[Path]:
+    paths: list[Path] = []
+    for root, dirs, files in os.walk(tasks_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        paths.extend(
+            Path(root, f) for f in files if f.endswith(".py") and not f.startswith(("_", "."))
+        )
+    return paths
+
+
+def skip_variable(task_id: str) -> str:
+    """``RUNCE_SKIP_<ID>``: the id upper-cased, every run of non-alphanumerics turned to ``_``."""
+    return "RUNCE_SKIP_" + re.sub(r"[^A-Za-z0-9]+", "_", task_id).upper().strip("_")

@@ -1,0 +1,73 @@
+"""Import a task file and find its one :class:`~runce.tasks.model.Task` (T-1)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import traceback
+from types import ModuleType
+
+from runce.errors import TaskLoadError
+from runce.tasks.discovery import TaskFile
+from runce.tasks.model import Task
+
+MODULE_PREFIX = "runce_tasks."
+_SOURCE = "__runce_source__"  # which file and content a cached module came from
+
+
+def _source_of(task_file: TaskFile) -> tuple[str, str]:
+    return (str(task_file.path), task_file.checksum)
+
+
+def load_task(task_file: TaskFile) -> Task:
+    """Import ``task_file`` (once per process) and return its task."""
+    module = _import(task_file)
+    tasks = [(name, value) for name, value in vars(module).items() if isinstance(value, Task)]
+    if not tasks:
+        raise TaskLoadError(
+            f"{task_file.path} defines no runce.Task; write "
+            "`task = runce.Task(title=..., run=run)` "
+            "or decorate its run(ctx) function with @runce.task(title=...)"
+        )
+    if len(tasks) > 1:
+        names = ", ".join(name for name, _ in tasks)
+        raise TaskLoadError(
+            f"{task_file.path} defines several runce.Task objects ({names}); keep one"
+        )
+    return tasks[0][1]
+
+
+def _import(task_file: TaskFile) -> ModuleType:
+    name = MODULE_PREFIX + re.sub(r"\W", "_", task_file.id)
+    cached = sys.modules.get(name)
+    if cached is not None and getattr(cached, _SOURCE, None) == _source_of(task_file):
+        return cached
+    spec = importlib.util.spec_from_file_location(name, task_file.path)
+    if spec is None or spec.loader is None:  # pragma: no cover - only for non-.py paths
+        raise TaskLoadError(f"{task_file.path} cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    setattr(module, _SOURCE, _source_of(task_file))
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[name]
+        raise TaskLoadError(
+            f"{task_file.path}, line {exc.lineno}: syntax error: {exc.msg}"
+        ) from exc
+    except Exception as exc:
+        del sys.modules[name]
+        line = _line_in(task_file, exc)
+        raise TaskLoadError(
+            f"{task_file.path}{line} raised {type(exc).__name__} on import: {exc}"
+        ) from exc
+    return module
+
+
+def _line_in(task_file: TaskFile, exc: BaseException) -> str:
+    """``, line N`` of the deepest frame inside the task file, if any."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(task_file.path)
+    ]
+    return f", line {frames[-1].lineno}" if frames else ""

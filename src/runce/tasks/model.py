@@ -1,0 +1,117 @@
+"""What a task file defines (T-1) and what a task gets to work with (T-11)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, overload
+
+if TYPE_CHECKING:
+    from runce.config import Config
+
+TaskFunction = Callable[["TaskContext"], Awaitable[None] | None]
+CheckFunction = Callable[["TaskContext"], bool | Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One once task. A task file defines exactly one, as ``task = runce.Task(...)`` or with
+    ``@runce.task(...)`` on its ``run(ctx)`` function.
+
+    ``already_done(ctx)`` returning true records the task as skipped and applied;
+    ``skippable`` lets ``RUNCE_SKIP_<ID>=1`` skip it for now; ``transactional`` runs it in a
+    transaction on the store's database, committed together with its applied record.
+    """
+
+    run: TaskFunction
+    title: str | None = None
+    already_done: CheckFunction | None = None
+    skippable: bool = False
+    transactional: bool = False
+
+    def __post_init__(self) -> None:
+        if not callable(self.run):
+            raise TypeError("runce.Task(run=...) must be a function taking ctx")
+        if self.already_done is not None and not callable(self.already_done):
+            raise TypeError("runce.Task(already_done=...) must be a function taking ctx")
+
+
+@overload
+def task(fn: TaskFunction, /) -> Task: ...
+
+
+@overload
+def task(
+    *,
+    title: str | None = None,
+    already_done: CheckFunction | None = None,
+    skippable: bool = False,
+    transactional: bool = False,
+) -> Callable[[TaskFunction], Task]: ...
+
+
+def task(
+    fn: TaskFunction | None = None,
+    /,
+    *,
+    title: str | None = None,
+    already_done: CheckFunction | None = None,
+    skippable: bool = False,
+    transactional: bool = False,
+) -> Task | Callable[[TaskFunction], Task]:
+    """Make the decorated ``run(ctx)`` function (sync or ``async``) the file's task."""
+
+    def wrap(run: TaskFunction) -> Task:
+        return Task(run, title, already_done, skippable, transactional)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+ProgressCallback = Callable[[int, int | None], None]
+
+
+@dataclass
+class TaskContext:
+    """What ``run(ctx)`` and ``already_done(ctx)`` receive."""
+
+    id: str
+    title: str
+    config: Config
+    log: logging.LoggerAdapter[logging.Logger]
+    dry_run: bool = False
+    db: Any = None
+    session: Any = None
+    _services: Callable[[], Any] = field(default=lambda: None, repr=False)
+    _progress: ProgressCallback = field(default=lambda done, total: None, repr=False)
+
+    @property
+    def services(self) -> Any:
+        """The result of the configured ``services`` factory (made once per run)."""
+        return self._services()
+
+    def progress(self, done: int, total: int | None = None) -> None:
+        """Report progress of a long task; stored with the attempt and shown by ``status``."""
+        self._progress(int(done), None if total is None else int(total))
+
+
+def task_logger(task_id: str) -> logging.LoggerAdapter[logging.Logger]:
+    return logging.LoggerAdapter(logging.getLogger("runce.task"), {"task_id": task_id})
+
+
+class Services:
+    """Calls the services factory once, on first use, from whichever thread asks first."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._mutex = threading.Lock()
+        self._made = False
+        self._value: Any = None
+
+    def get(self) -> Any:
+        with self._mutex:
+            if not self._made:
+                self._value = self._factory()
+                self._made = True
+            return self._value

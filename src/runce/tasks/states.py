@@ -1,0 +1,137 @@
+"""Every task's state (T-9), joined from the files and the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from runce.stores.base import AppliedRecord, Attempt, LockHolder
+from runce.stores.liveness import process_alive
+from runce.tasks.discovery import TaskFile
+
+
+class TaskState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    INTERRUPTED = "INTERRUPTED"
+    FAILED = "FAILED"
+    APPLIED = "APPLIED"
+    SKIPPED = "SKIPPED"
+    DRIFTED = "DRIFTED"
+    MISSING = "MISSING"
+
+
+# States whose task the next `run` would run.
+RUNNABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.INTERRUPTED})
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    id: str
+    state: TaskState
+    title: str | None = None
+    path: Path | None = None
+    checksum: str | None = None
+    applied: AppliedRecord | None = None
+    attempt: Attempt | None = None  # the open attempt of a RUNNING or INTERRUPTED task
+    out_of_order: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        record = self.applied
+        attempt = self.attempt
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "title": self.title,
+            "path": str(self.path) if self.path else None,
+            "checksum": self.checksum,
+            "applied_checksum": record.checksum if record else None,
+            "applied_at": record.applied_at.isoformat() if record else None,
+            "duration_ms": record.duration_ms if record else None,
+            "error": record.error if record and record.status == "failed" else None,
+            "out_of_order": self.out_of_order,
+            "progress": None
+            if attempt is None or attempt.progress_done is None
+            else {
+                "done": attempt.progress_done,
+                "total": attempt.progress_total,
+            },
+            "attempt_owner": None
+            if attempt is None
+            else {
+                "owner": attempt.owner,
+                "host": attempt.host,
+                "pid": attempt.pid,
+                "started_at": attempt.started_at.isoformat(),
+            },
+        }
+
+
+def attempt_is_live(attempt: Attempt, holder: LockHolder | None) -> bool:
+    """Is the process that started this attempt still running it?"""
+    if process_alive(attempt.machine, attempt.pid) is False:
+        return False
+    if attempt.lock_token is None:  # run without the lock: only the process tells
+        return True
+    if holder is None or holder.state != "live":
+        return False
+    if holder.token is not None:
+        return holder.token == attempt.lock_token
+    return (holder.host, holder.pid) == (attempt.host, attempt.pid)
+
+
+def compute_statuses(
+    files: Iterable[TaskFile],
+    applied: Mapping[str, AppliedRecord],
+    open_attempts: Iterable[Attempt],
+    holder: LockHolder | None,
+) -> list[TaskStatus]:
+    """One status per task file, then one per applied id whose file is gone (MISSING)."""
+    latest_open = {a.task_id: a for a in sorted(open_attempts, key=lambda a: a.started_at)}
+    newest_applied = max((i for i, r in applied.items() if r.is_applied), default="")
+    statuses: list[TaskStatus] = []
+    seen: set[str] = set()
+    for task_file in files:
+        seen.add(task_file.id)
+        statuses.append(
+            _status_of(
+                task_file,
+                applied.get(task_file.id),
+                latest_open.get(task_file.id),
+                holder,
+                newest_applied,
+            )
+        )
+    for task_id in sorted(set(applied) - seen):
+        record = applied[task_id]
+        statuses.append(TaskStatus(task_id, TaskState.MISSING, record.name, applied=record))
+    return statuses
+
+
+def _status_of(
+    task_file: TaskFile,
+    record: AppliedRecord | None,
+    attempt: Attempt | None,
+    holder: LockHolder | None,
+    newest_applied: str,
+) -> TaskStatus:
+    title = record.name if record else (attempt.title if attempt else None)
+    base = {
+        "title": title,
+        "path": task_file.path,
+        "checksum": task_file.checksum,
+        "applied": record,
+    }
+    if record is not None and record.is_applied:
+        if record.checksum != task_file.checksum:
+            return TaskStatus(task_file.id, TaskState.DRIFTED, **base)  # type: ignore[arg-type]
+        state = TaskState.SKIPPED if record.status == "skipped" else TaskState.APPLIED
+        return TaskStatus(task_file.id, state, **base)  # type: ignore[arg-type]
+    out_of_order = task_file.id < newest_applied
+    if attempt is not None:
+        state = TaskState.RUNNING if attempt_is_live(attempt, holder) else TaskState.INTERRUPTED
+        return TaskStatus(task_file.id, state, attempt=attempt, out_of_order=out_of_order, **base)  # type: ignore[arg-type]
+    state = TaskState.FAILED if record is not None else TaskState.PENDING
+    return TaskStatus(task_file.id, state, out_of_order=out_of_order, **base)  # type: ignore[arg-type]

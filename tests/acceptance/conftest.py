@@ -1,0 +1,118 @@
+"""Acceptance tests run the installed ``runce`` command in a subprocess, as users do."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+RUNCE = str(Path(sys.executable).with_name("runce"))
+EXAMPLE = Path(__file__).parents[2] / "examples" / "quickstart"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any RUNCE_* setting of the developer's or CI's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNCE_")}
+    env.update(extra)
+    return env
+
+
+class Workspace:
+    """A project folder with a runce.toml, and a way to call the real command in it."""
+
+    def __init__(self, root: Path, store: str) -> None:
+        self.root = root
+        self.tasks = root / "tasks"
+        self.tasks.mkdir(parents=True, exist_ok=True)
+        self.store = store
+        self.write_config()
+
+    def write_config(self, extra: str = "") -> None:
+        body = f'store = "{self.store}"\n' + textwrap.dedent(extra)
+        (self.root / "runce.toml").write_text(body)
+
+    def task(self, task_id: str, body: str) -> Path:
+        path = self.tasks / f"{task_id}.py"
+        path.write_text("import runce\n" + textwrap.dedent(body))
+        return path
+
+    def appending_task(self, task_id: str, log: Path, sleep: float = 0.0) -> Path:
+        return self.task(
+            task_id,
+            f"""
+            import time
+
+            @runce.task(title="append {task_id}")
+            def run(ctx):
+                time.sleep({sleep})
+                with open({str(log)!r}, "a") as handle:
+                    handle.write({task_id!r} + "\\n")
+            """,
+        )
+
+    def runce(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RUNCE, *args], cwd=self.root, env=clean_env(**env), capture_output=True,
+            text=True, timeout=timeout, check=False,
+        )
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [RUNCE, *args], cwd=self.root, env=clean_env(**env), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+
+
+def stores_for(root: Path) -> dict[str, str]:
+    return {
+        "sqlite": "sqlite:///.runce/runce.db",
+        "file": f"file://{root / 'state' / 'applied.jsonl'}",
+    }
+
+
+@pytest.fixture(params=["sqlite", "file"])
+def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path, stores_for(tmp_path)[request.param])
+
+
+@pytest.fixture
+def sqlite_workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path, stores_for(tmp_path)["sqlite"])
+
+
+def copy_example(target: Path) -> Path:
+    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns(".runce", "var", "__pycache__"))
+    return target
+
+
+def output_of(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+def all_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def wait_for(path: Path, timeout: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def assert_one_sentence(text: str, *needles: str) -> None:
+    """An error is one line saying what and where, with no traceback."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert "Traceback" not in text, text
+    assert any(all(n in line for n in needles) for line in lines), text
+
+
+Args = Sequence[str]
