@@ -76,14 +76,6 @@ _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOL_WORDS.update({"0": False, "false": False, "no": False, "off": False})
 
 
-def _positive_int(value: object) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("a whole number of at least 1")
-    return value
-
-
 def _choice(*options: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         if value not in options:
@@ -98,14 +90,6 @@ def _import_path(value: object) -> str:
     if not re.fullmatch(r"[\w.]+:[\w.]+", text):
         raise ValueError("an import path like 'myapp.runce:services'")
     return text
-
-
-def _import_paths(value: object) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError("a list of module import paths")
-    return tuple(value)
 
 
 def _table(value: object) -> dict[str, Any]:
@@ -164,14 +148,6 @@ KEYS: tuple[Key, ...] = (
         help="Create or upgrade runce's schema on the first write.",
     ),
     Key(
-        "schema",
-        _text,
-        "runce",
-        "string",
-        "RUNCE_SCHEMA",
-        help="PostgreSQL schema that holds runce's tables.",
-    ),
-    Key(
         "lock.enabled",
         _boolean,
         True,
@@ -209,7 +185,7 @@ KEYS: tuple[Key, ...] = (
         "on_drift",
         _choice("fail", "warn"),
         "fail",
-        "fail | warn",
+        "`fail` or `warn`",
         "RUNCE_ON_DRIFT",
         aliases=("onDrift",),
         help="What `run` does when an applied task's file changed.",
@@ -218,7 +194,7 @@ KEYS: tuple[Key, ...] = (
         "on_out_of_order",
         _choice("run", "fail"),
         "run",
-        "run | fail",
+        "`run` or `fail`",
         "RUNCE_ON_OUT_OF_ORDER",
         aliases=("onOutOfOrder",),
         help="What `run` does with a pending task older than an applied one.",
@@ -240,90 +216,12 @@ KEYS: tuple[Key, ...] = (
         aliases=("dryRun",),
         help="Make every `run` a dry run.",
     ),
-    Key(
-        "worker.handlers",
-        _import_paths,
-        (),
-        "list of modules",
-        "RUNCE_WORKER_HANDLERS",
-        help="Modules that define jobs.",
-    ),
-    Key(
-        "worker.concurrency",
-        _positive_int,
-        5,
-        "integer",
-        "RUNCE_WORKER_CONCURRENCY",
-        help="Runs a worker executes at once.",
-    ),
-    Key(
-        "worker.lease",
-        parse_duration,
-        30.0,
-        "duration",
-        "RUNCE_WORKER_LEASE",
-        "seconds",
-        help="How long a claimed run is reserved without a heartbeat.",
-    ),
-    Key(
-        "worker.poll",
-        parse_duration,
-        1.0,
-        "duration",
-        "RUNCE_WORKER_POLL",
-        "seconds",
-        help="Longest wait between looks for new work.",
-    ),
-    Key(
-        "worker.max_attempts",
-        _positive_int,
-        3,
-        "integer",
-        "RUNCE_WORKER_MAX_ATTEMPTS",
-        help="Attempts for runs whose job does not say.",
-    ),
-    Key(
-        "worker.backoff_base",
-        parse_duration,
-        60.0,
-        "duration",
-        "RUNCE_WORKER_BACKOFF_BASE",
-        "seconds",
-        help="First retry delay; doubles per attempt, with full jitter.",
-    ),
-    Key(
-        "worker.shutdown_timeout",
-        parse_duration,
-        30.0,
-        "duration",
-        "RUNCE_WORKER_SHUTDOWN_TIMEOUT",
-        "seconds",
-        help="How long a stopping worker waits for running handlers.",
-    ),
-    Key(
-        "runs.retention.succeeded",
-        parse_duration,
-        30 * 86400.0,
-        "duration",
-        None,
-        "seconds",
-        help="`runce runs prune` removes succeeded runs older than this.",
-    ),
-    Key(
-        "runs.retention.failed",
-        parse_duration,
-        90 * 86400.0,
-        "duration",
-        None,
-        "seconds",
-        help="`runce runs prune` removes failed and canceled runs older than this.",
-    ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 _ALIASES = {
     f"{key.name.rpartition('.')[0]}.{a}".lstrip("."): key.name for key in KEYS for a in key.aliases
 }
-_TABLES = {"lock", "worker", "runs", "runs.retention"}
+_TABLES = {"lock"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -339,23 +237,6 @@ class LockSettings:
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
-    handlers: tuple[str, ...] = ()
-    concurrency: int = 5
-    lease: float = 30.0
-    poll: float = 1.0
-    max_attempts: int = 3
-    backoff_base: float = 60.0
-    shutdown_timeout: float = 30.0
-
-
-@dataclass(frozen=True)
-class RetentionSettings:
-    succeeded: float = 30 * 86400.0
-    failed: float = 90 * 86400.0
-
-
-@dataclass(frozen=True)
 class Config:
     """A validated configuration with every path resolved."""
 
@@ -368,8 +249,6 @@ class Config:
     on_out_of_order: Literal["run", "fail"] = "run"
     services: str | None = None
     dry_run: bool = False
-    worker: WorkerSettings = field(default_factory=WorkerSettings)
-    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def source(self) -> str:
@@ -576,12 +455,6 @@ def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: s
         on_out_of_order=settings["on_out_of_order"],
         services=settings["services"],
         dry_run=settings["dry_run"],
-        worker=WorkerSettings(
-            **{k.partition(".")[2]: v for k, v in settings.items() if k.startswith("worker.")}
-        ),
-        retention=RetentionSettings(
-            settings["runs.retention.succeeded"], settings["runs.retention.failed"]
-        ),
     )
 
 
@@ -590,7 +463,6 @@ def _store_spec(settings: dict[str, Any], base_dir: Path, where: str) -> StoreSp
     common = {
         "base_dir": base_dir,
         "auto_migrate": settings["auto_migrate"],
-        "schema": settings["schema"],
     }
     if tracker is not None and settings["store"] == DEFAULT_STORE_URL:
         return _tracker_spec(tracker, where, common)

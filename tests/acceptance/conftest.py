@@ -56,16 +56,27 @@ class Workspace:
             """,
         )
 
-    def runce(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    def runce(
+        self, *args: str, timeout: float = 60, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [RUNCE, *args], cwd=self.root, env=clean_env(**env), capture_output=True,
-            text=True, timeout=timeout, check=False,
+            [RUNCE, *args],
+            cwd=self.root,
+            env=clean_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [RUNCE, *args], cwd=self.root, env=clean_env(**env), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            [RUNCE, *args],
+            cwd=self.root,
+            env=clean_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
 

@@ -72,7 +72,10 @@ def test_a_failure_is_recorded_and_stops_later_tasks(project: Project) -> None:
 def test_a_failed_task_runs_again_next_time(project: Project) -> None:
     flag = project.root / "fixed"
     project.simple("1.flaky", f"assert os.path.exists({str(flag)!r}), 'not yet'")
-    project.task("1.flaky", f"import os\n@runce.task\ndef run(ctx):\n    assert os.path.exists({str(flag)!r})\n")
+    project.task(
+        "1.flaky",
+        f"import os\n@runce.task\ndef run(ctx):\n    assert os.path.exists({str(flag)!r})\n",
+    )
     assert not project.run().ok
     flag.touch()
     assert project.outcomes(project.run()) == {"1.flaky": "ok"}
@@ -244,7 +247,8 @@ def test_concurrency_runs_tasks_side_by_side(project: Project) -> None:
             def run(ctx):
                 open({str(barrier_file)!r} + {name!r}, "w").close()
                 deadline = time.monotonic() + 5
-                while not all(os.path.exists({str(barrier_file)!r} + n) for n in ("1.a", "2.b", "3.c")):
+                names = ("1.a", "2.b", "3.c")
+                while not all(os.path.exists({str(barrier_file)!r} + n) for n in names):
                     assert time.monotonic() < deadline, "tasks did not run side by side"
                     time.sleep(0.01)
             """,
@@ -375,7 +379,7 @@ def test_a_held_lock_fails_fast_and_names_the_holder(project: Project) -> None:
         with pytest.raises(LockHeld, match="lock held by deployer-7"):
             project.run()
         started = time.monotonic()
-        with pytest.raises(LockHeld, match="after waiting 0.3s"):
+        with pytest.raises(LockHeld, match=r"after waiting 0\.3s"):
             project.run(wait=0.3)
         assert time.monotonic() - started >= 0.3
     finally:
@@ -444,7 +448,11 @@ def test_baseline_records_without_running(project: Project) -> None:
     project.simple("3.new", "pass")
     rows = api.baseline(project.config(), all_pending=True, until="2")
     assert [r.task_id for r in rows] == ["1.old", "2.old"]
-    assert project.outcomes(project.run()) == {"1.old": "applied", "2.old": "applied", "3.new": "ok"}
+    assert project.outcomes(project.run()) == {
+        "1.old": "applied",
+        "2.old": "applied",
+        "3.new": "ok",
+    }
     assert not marker.exists()
     with pytest.raises(UsageError, match="only tasks not yet applied"):
         api.baseline(project.config(), ["3.new"])

@@ -67,6 +67,8 @@ class SQLiteLock:
         return self._db.read(_holder, empty=None, what="read the lock holder")
 
     def clear(self, *, force: bool = False) -> LockHolder | None:
+        if self.holder() is None:
+            return None  # nothing to clear; and `runce unlock` on a new project creates no file
         return self._db.write(lambda conn: _clear(conn, force), what="clear the lock")
 
 

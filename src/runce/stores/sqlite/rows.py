@@ -67,7 +67,7 @@ def take_params(token: str, owner: Owner, lease_ttl: float) -> dict[str, Any]:
 
 def ttl_modifier(seconds: float) -> str:
     """A lease length as an SQLite date modifier, so SQLite's own clock adds it."""
-    return f"+{seconds:.3f} seconds"
+    return f"+{max(seconds, 0.0):.3f} seconds"  # "+-1" would make SQLite return NULL
 
 
 def _to_column(value: object) -> object:

@@ -1,0 +1,29 @@
+"""The docs stay true: the configuration table is made from the keys runce accepts."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import runce
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_the_configuration_table_matches_the_keys() -> None:
+    spec = importlib.util.spec_from_file_location("config_table", ROOT / "scripts" / "config_table.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.table() in (ROOT / "docs" / "configuration.md").read_text(), (
+        "docs/configuration.md is out of date: python scripts/config_table.py prints the table"
+    )
+
+
+def test_the_public_names_are_exactly_the_curated_ones() -> None:
+    exported = {name for name in dir(runce) if not name.startswith("_")}
+    modules = {"cli", "config", "errors", "stores", "tasks", "timeutil"}
+    assert exported - modules == set(runce.__all__) - {"__version__"}
+    for name in runce.__all__:
+        assert hasattr(runce, name), name
