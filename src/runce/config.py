@@ -12,6 +12,7 @@ Validation is hand-written rather than pydantic so that ``runce run`` starts fas
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -47,14 +48,16 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
         raise ValueError("a duration in seconds or a string like '90s', '5m' or '30d'")
-    if seconds < 0:
-        raise ValueError("a duration that is not negative")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a finite duration that is not negative")
     return seconds
 
 
 def _millis(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("a number of milliseconds")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("a finite number of milliseconds that is not negative")
     return float(value) / 1000
 
 
@@ -162,16 +165,8 @@ KEYS: tuple[Key, ...] = (
         "duration",
         "RUNCE_LOCK_TTL",
         "seconds",
-        help="Lease length; renewed every ttl/3 while a runner works.",
-    ),
-    Key(
-        "lock.ttlMs",
-        _millis,
-        None,
-        "integer",
-        None,
-        "milliseconds",
-        help="The seed's form of lock.ttl, in milliseconds.",
+        aliases=("ttlMs",),
+        help="Lease length; renewed every ttl/3 while a runner works. `ttlMs` is in milliseconds.",
     ),
     Key(
         "lock.owner",
@@ -222,6 +217,8 @@ _ALIASES = {
     f"{key.name.rpartition('.')[0]}.{a}".lstrip("."): key.name for key in KEYS for a in key.aliases
 }
 _TABLES = {"lock"}
+# Aliases whose value is in milliseconds (the seed's `ttlMs`), converted as they are read.
+_MILLISECOND_ALIASES = {"lock.ttlMs"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -390,10 +387,10 @@ def _interpolate(value: Any, where: str, env: Mapping[str, str], key: str = "") 
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        if default is not None:  # as in the shell, `:-` also covers a set but empty variable
+            return env.get(name) or default
         if name in env:
             return env[name]
-        if default is not None:
-            return default
         raise ConfigError(f"{where}: {key} uses ${{{name}}}, which is not set in the environment")
 
     return _ENV_REF.sub(substitute, value)
@@ -403,8 +400,10 @@ def _flatten(raw: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, 
     """Dotted keys from nested tables, with aliases mapped and unknown keys refused."""
     flat: dict[str, Any] = {}
     for name, value in raw.items():
-        dotted = f"{prefix}{name}"
-        dotted = _ALIASES.get(dotted, dotted)
+        given = f"{prefix}{name}"
+        dotted = _ALIASES.get(given, given)
+        if given in _MILLISECOND_ALIASES:
+            value = _from_millis(value, where, given)
         if dotted in _TABLES:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: {dotted} must be a table")
@@ -414,6 +413,13 @@ def _flatten(raw: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, 
         else:
             raise ConfigError(f"{where}: unknown key {dotted!r}{_known_hint(prefix)}")
     return flat
+
+
+def _from_millis(value: object, where: str, key: str) -> float:
+    try:
+        return _millis(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {key} must be {exc}, got {value!r}") from None
 
 
 def _known_hint(prefix: str) -> str:
@@ -444,13 +450,12 @@ def _merge(
 
 
 def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: str) -> Config:
-    ttl = settings["lock.ttlMs"] if settings["lock.ttlMs"] is not None else settings["lock.ttl"]
     return Config(
         base_dir=base_dir,
         tasks_dir=(base_dir / settings["tasks_dir"]).resolve(),
         store=_store_spec(settings, base_dir, where),
         path=path,
-        lock=LockSettings(settings["lock.enabled"], ttl, settings["lock.owner"]),
+        lock=LockSettings(settings["lock.enabled"], settings["lock.ttl"], settings["lock.owner"]),
         on_drift=settings["on_drift"],
         on_out_of_order=settings["on_out_of_order"],
         services=settings["services"],

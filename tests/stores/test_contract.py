@@ -312,6 +312,7 @@ def test_a_transaction_commits_its_records_or_none(store: Store) -> None:
 
     bad = started("t.tx.bad", token=lease.token)
     store.tracker.begin(bad, lease)
+
     def fail_inside() -> None:
         with store.tracker.transaction(lease) as tx:
             tx.finish(finished(bad), applied_for(finished(bad)))

@@ -144,10 +144,5 @@ def test_skip_variable(task_id: str, variable: str) -> None:
     assert skip_variable(task_id) == variable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="discovery.py skip_variable strips trailing '_' although T-6 turns every run "
-    "of non-alphanumerics into '_'",
-)
 def test_skip_variable_keeps_a_trailing_run_of_punctuation() -> None:
     assert skip_variable("2026-05-20.fix-roles!") == "RUNCE_SKIP_2026_05_20_FIX_ROLES_"

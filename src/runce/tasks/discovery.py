@@ -60,4 +60,4 @@ def _task_paths(tasks_dir: Path) -> list[Path]:
 
 def skip_variable(task_id: str) -> str:
     """``RUNCE_SKIP_<ID>``: the id upper-cased, every run of non-alphanumerics turned to ``_``."""
-    return "RUNCE_SKIP_" + re.sub(r"[^A-Za-z0-9]+", "_", task_id).upper().strip("_")
+    return "RUNCE_SKIP_" + re.sub(r"[^A-Za-z0-9]+", "_", task_id).upper()

@@ -51,18 +51,21 @@ def _import(task_file: TaskFile) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        del sys.modules[name]
-        raise TaskLoadError(
-            f"{task_file.path}, line {exc.lineno}: syntax error: {exc.msg}"
-        ) from exc
-    except Exception as exc:
-        del sys.modules[name]
-        line = _line_in(task_file, exc)
-        raise TaskLoadError(
-            f"{task_file.path}{line} raised {type(exc).__name__} on import: {exc}"
-        ) from exc
+    except BaseException as exc:
+        del sys.modules[name]  # as Python's importer does, so a fixed file loads later
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise _load_error(task_file, exc) from exc
     return module
+
+
+def _load_error(task_file: TaskFile, exc: BaseException) -> TaskLoadError:
+    if isinstance(exc, SyntaxError):
+        where = exc.filename or str(task_file.path)
+        via = "" if where == str(task_file.path) else f" (imported by {task_file.path})"
+        return TaskLoadError(f"{where}, line {exc.lineno}: syntax error: {exc.msg}{via}")
+    line = _line_in(task_file, exc)
+    return TaskLoadError(f"{task_file.path}{line} raised {type(exc).__name__} on import: {exc}")
 
 
 def _line_in(task_file: TaskFile, exc: BaseException) -> str:

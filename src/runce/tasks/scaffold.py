@@ -11,7 +11,7 @@ from runce.errors import UsageError
 from runce.timeutil import utcnow
 
 TEMPLATE = '''\
-"""{title}
+"""{heading}
 
 A once task: runce runs it once per environment and records that it succeeded.
 If it fails, or its runner dies half way, it runs again on the next `runce run`,
@@ -36,6 +36,11 @@ def run(ctx: runce.TaskContext) -> None:
 '''
 
 
+def _docstring_safe(text: str) -> str:
+    """The title as it may stand inside a triple-quoted docstring."""
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
 def slugify(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
@@ -53,7 +58,7 @@ def write_task(tasks_dir: Path, name: str, now: datetime | None = None) -> Path:
     tasks_dir.mkdir(parents=True, exist_ok=True)
     try:
         with path.open("x", encoding="utf-8") as handle:
-            handle.write(TEMPLATE.format(title=name.strip()))
+            handle.write(TEMPLATE.format(title=name.strip(), heading=_docstring_safe(name.strip())))
     except FileExistsError:
         raise UsageError(f"{path} already exists; wait a second or pick another name") from None
     return path
