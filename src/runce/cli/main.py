@@ -477,4 +477,6 @@ class _TaskLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         if not hasattr(record, "task_id"):
             record.task_id = record.name
+        # Looked up each time: on a terminal, the live display redirects stderr above itself.
+        self.stream = sys.stderr
         super().emit(record)
