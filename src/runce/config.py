@@ -67,6 +67,13 @@ def _text(value: object) -> str:
     return value
 
 
+def _identifier(value: object) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", text):
+        raise ValueError("a name of letters, digits and _ (not starting with a digit)")
+    return text
+
+
 def _boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -149,6 +156,14 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_AUTO_MIGRATE",
         aliases=("autoMigrate",),
         help="Create or upgrade runce's schema on the first write.",
+    ),
+    Key(
+        "schema",
+        _identifier,
+        "runce",
+        "string",
+        "RUNCE_SCHEMA",
+        help="PostgreSQL schema that holds runce's tables (created if missing).",
     ),
     Key(
         "lock.enabled",
@@ -468,6 +483,7 @@ def _store_spec(settings: dict[str, Any], base_dir: Path, where: str) -> StoreSp
     common = {
         "base_dir": base_dir,
         "auto_migrate": settings["auto_migrate"],
+        "schema": settings["schema"],
     }
     if tracker is not None and settings["store"] == DEFAULT_STORE_URL:
         return _tracker_spec(tracker, where, common)

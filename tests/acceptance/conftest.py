@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,15 +28,16 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Workspace:
     """A project folder with a runce.toml, and a way to call the real command in it."""
 
-    def __init__(self, root: Path, store: str) -> None:
+    def __init__(self, root: Path, store: str, settings: str = "") -> None:
         self.root = root
         self.tasks = root / "tasks"
         self.tasks.mkdir(parents=True, exist_ok=True)
         self.store = store
+        self.settings = settings  # top-level keys every config of this workspace keeps
         self.write_config()
 
     def write_config(self, extra: str = "") -> None:
-        body = f'store = "{self.store}"\n' + textwrap.dedent(extra)
+        body = f'store = "{self.store}"\n{self.settings}' + textwrap.dedent(extra)
         (self.root / "runce.toml").write_text(body)
 
     def task(self, task_id: str, body: str) -> Path:
@@ -87,9 +90,45 @@ def stores_for(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(params=["sqlite", "file"])
-def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path, stores_for(tmp_path)[request.param])
+def _server_stores() -> list[str]:
+    """Stores on database servers join the real-process tests as their backend lands."""
+    found = importlib.util.find_spec
+    return [
+        name
+        for name, module in (("postgres", "runce.stores.postgres"), ("mongo", "runce.stores.mongo"))
+        if found(module)
+    ]
+
+
+@pytest.fixture(params=["sqlite", "file", *_server_stores()])
+def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
+    if request.param == "postgres":
+        yield from postgres_workspace(request, tmp_path)
+    elif request.param == "mongo":
+        yield from mongo_workspace(request, tmp_path)
+    else:
+        yield Workspace(tmp_path, stores_for(tmp_path)[request.param])
+
+
+def postgres_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
+    """A workspace on the test PostgreSQL, in a schema of its own."""
+    from tests import services
+
+    url = request.getfixturevalue("postgres_server")
+    schema = f"runce_t_{uuid.uuid4().hex[:12]}"
+    yield Workspace(tmp_path, url, f'schema = "{schema}"\n')
+    services.drop_schema(url, schema)
+
+
+def mongo_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
+    """A workspace on the test MongoDB server, in a database of its own."""
+    import pymongo
+
+    server = request.getfixturevalue("mongo_server")
+    database = f"runce_t_{uuid.uuid4().hex[:12]}"
+    yield Workspace(tmp_path, f"{server.rstrip('/')}/{database}")
+    with pymongo.MongoClient(server) as client:
+        client.drop_database(database)
 
 
 @pytest.fixture

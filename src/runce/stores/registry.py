@@ -30,6 +30,19 @@ _BUILTIN: dict[str, str] = {
     "mongodb": "runce.stores.mongo:open_store",
     "mongodb+srv": "runce.stores.mongo:open_store",
     "mongo": "runce.stores.mongo:open_store",
+    "postgresql": "runce.stores.postgres:open_store",
+    "postgres": "runce.stores.postgres:open_store",
+    "mongodb": "runce.stores.mongo:open_store",
+    "mongodb+srv": "runce.stores.mongo:open_store",
+    "mongo": "runce.stores.mongo:open_store",
+}
+
+_EXTRAS = {
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "mongodb": "mongo",
+    "mongodb+srv": "mongo",
+    "mongo": "mongo",
 }
 
 _registered: dict[str, StoreFactory] = {}
@@ -80,7 +93,9 @@ def _load(target: str, key: str) -> StoreFactory:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = {"postgresql": "postgres", "postgres": "postgres"}.get(key, "mongo")
+        extra = _EXTRAS.get(key)
+        if extra is None or exc.name == module_name:
+            raise UnknownStore(f"the {key} store cannot be loaded: {exc}") from exc
         raise UnknownStore(
             f"the {key} store needs its driver: pip install 'nurv-runce[{extra}]' ({exc})"
         ) from exc
