@@ -147,3 +147,57 @@ def test_help_and_version() -> None:
     assert "RUNCE_WAIT" in run_help.stdout
     version = subprocess.run([RUNCE, "--version"], capture_output=True, text=True, check=False)
     assert version.stdout.startswith("runce, version ")
+
+
+def test_unlock_shows_and_clears_a_lock_left_by_a_dead_runner(sqlite_workspace: Workspace) -> None:
+    import signal
+
+    from tests.acceptance.conftest import wait_for
+
+    started = sqlite_workspace.root / "started"
+    sqlite_workspace.task(
+        "2025-01-01.hang",
+        f"import time\n@runce.task\ndef run(ctx):\n    open({str(started)!r}, 'w').close()\n"
+        "    time.sleep(60)\n",
+    )
+    victim = sqlite_workspace.start("run")
+    wait_for(started)
+    held = sqlite_workspace.runce("unlock")
+    assert "lock: held by" in held.stdout
+    assert f"pid {victim.pid}" in held.stdout
+    assert held.returncode == 1
+    assert "runce unlock --force" in held.stderr
+
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    cleared = sqlite_workspace.runce("unlock")
+    assert cleared.returncode == 0, output_of(cleared)
+    assert "left by a dead process" in cleared.stdout
+    assert "cleared" in cleared.stdout
+    assert "lock: free" in sqlite_workspace.runce("unlock").stdout
+
+
+def test_repair_all_and_baseline_from_the_command_line(sqlite_workspace: Workspace) -> None:
+    first = sqlite_workspace.task("2025-01-01.a", "@runce.task\ndef run(ctx):\n    pass\n")
+    sqlite_workspace.runce("run")
+    first.write_text(first.read_text() + "# edited\n")
+    repaired = sqlite_workspace.runce("repair", "--all")
+    assert repaired.returncode == 0, output_of(repaired)
+    assert "REPAIRED" in repaired.stdout
+    assert "nothing drifted" in sqlite_workspace.runce("repair", "--all").stdout
+
+    sqlite_workspace.task("2025-02-01.old", "@runce.task\ndef run(ctx):\n    raise SystemExit(9)\n")
+    baselined = sqlite_workspace.runce("baseline", "2025-02-01.old")
+    assert baselined.returncode == 0, output_of(baselined)
+    assert "BASELINED" in baselined.stdout
+    assert "nothing to baseline" in sqlite_workspace.runce("baseline", "--all").stdout
+    assert sqlite_workspace.runce("run").returncode == 0
+    wrong = sqlite_workspace.runce("baseline")
+    assert wrong.returncode == 2
+    assert "name the tasks, or pass --all" in wrong.stderr
+
+
+def test_empty_listings_say_so(sqlite_workspace: Workspace) -> None:
+    assert "nothing applied yet" in sqlite_workspace.runce("list").stdout
+    assert "no attempts yet" in sqlite_workspace.runce("history").stdout
+    assert "no tasks yet" in sqlite_workspace.runce("status").stdout

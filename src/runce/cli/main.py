@@ -16,7 +16,7 @@ import click
 from runce._version import __version__
 from runce.cli import output
 from runce.config import Config
-from runce.errors import RunceError
+from runce.errors import LockHeld, RunceError
 from runce.tasks import api
 from runce.tasks.report import RunReport
 
@@ -381,7 +381,12 @@ def unlock(config_path: Path | None, tasks_dir: Path | None, force: bool, yes: b
     click.echo(output.holder_line(holder))
     if holder is None:
         return
-    if force and holder.state == "live" and not yes:
+    if holder.state == "live" and not force:
+        raise LockHeld(
+            f"the lock is held by {holder.describe()}, which is alive; wait for it to finish, "
+            "or clear it with `runce unlock --force`"
+        )
+    if holder.state == "live" and not yes:
         click.confirm("The holder looks alive. Clear its lock anyway?", abort=True)
     cleared = api.unlock(cfg, force=force)
     click.echo("cleared" if cleared is not None else "nothing to clear")

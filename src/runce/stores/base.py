@@ -123,8 +123,9 @@ class LockHolder:
     def describe(self) -> str:
         where = f"{self.host} pid {self.pid}" if self.host and self.pid else "unknown process"
         since = f" since {self.since:%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
-        label = "" if self.owner in (self.host, None) else f"{self.owner} "
-        return f"{label}({where}){since}"
+        if self.owner in (self.host, None):
+            return f"{where}{since}"
+        return f"{self.owner} ({where}){since}"
 
 
 @dataclass(frozen=True, slots=True)
