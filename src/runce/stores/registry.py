@@ -30,11 +30,6 @@ _BUILTIN: dict[str, str] = {
     "mongodb": "runce.stores.mongo:open_store",
     "mongodb+srv": "runce.stores.mongo:open_store",
     "mongo": "runce.stores.mongo:open_store",
-    "postgresql": "runce.stores.postgres:open_store",
-    "postgres": "runce.stores.postgres:open_store",
-    "mongodb": "runce.stores.mongo:open_store",
-    "mongodb+srv": "runce.stores.mongo:open_store",
-    "mongo": "runce.stores.mongo:open_store",
 }
 
 _EXTRAS = {
