@@ -6,11 +6,14 @@ Stores with the same URL share their state within one process, so separate calls
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature
 from runce.stores.base import (
@@ -23,6 +26,17 @@ from runce.stores.base import (
     Transaction,
 )
 from runce.stores.liveness import Owner, process_alive
+from runce.stores.queue import (
+    AttemptRecord,
+    Beat,
+    Enqueued,
+    Fence,
+    NewRun,
+    Outcome,
+    Run,
+    RunFilter,
+    WorkerInfo,
+)
 from runce.timeutil import utcnow
 
 
@@ -32,6 +46,7 @@ class _State:
         self.applied: dict[str, AppliedRecord] = {}
         self.history: list[Attempt] = []
         self.holder: LockHolder | None = None
+        self.runs = _Runs()
 
 
 _states: dict[str, _State] = {}
@@ -175,6 +190,7 @@ class MemoryStore:
         self._name = name
         self.tracker = MemoryTracker(state)
         self.lock = MemoryLock(state)
+        self.runs = MemoryRunQueue(state)
 
     @property
     def description(self) -> str:
@@ -200,3 +216,328 @@ class MemoryStore:
 def open_store(spec: StoreSpec) -> MemoryStore:
     name = (spec.url or "memory://").partition("://")[2] or str(spec.options.get("name", ""))
     return MemoryStore(name)
+
+
+# -- the run queue ----------------------------------------------------------------------------
+
+
+class _Runs:
+    """The memory store's runs, attempts and workers (inside a store's shared state)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Run] = {}
+        self.keys: dict[str, str] = {}  # idempotency key -> run id
+        self.attempts: list[AttemptRecord] = []
+        self.workers: dict[str, WorkerInfo] = {}
+        self.changed = threading.Condition()
+
+
+class MemoryRunQueue:
+    def __init__(self, state: _State) -> None:
+        self._mutex = state.mutex
+        self._runs = state.runs
+
+    def now(self) -> datetime:
+        return utcnow()
+
+    def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
+        if connection is not None:
+            raise UnsupportedFeature(
+                "the memory store cannot enqueue inside your transaction (connection=...)"
+            )
+        with self._mutex:
+            results = [self._insert(new) for new in runs]
+        self._announce()
+        return results
+
+    def _insert(self, new: NewRun) -> Enqueued:
+        key = new.idempotency_key
+        if key is not None and key in self._runs.keys:
+            return Enqueued(self._runs.rows[self._runs.keys[key]], created=False)
+        now = utcnow()
+        run = Run(
+            id=new.id,
+            kind=new.kind,
+            input=json.loads(new.input_json),
+            state="queued",
+            attempt=0,
+            max_attempts=new.max_attempts,
+            priority=new.priority,
+            run_at=new.run_at or now,
+            created_at=now,
+            updated_at=now,
+            project_id=new.project_id,
+            idempotency_key=key,
+            correlation_id=new.correlation_id,
+        )
+        self._runs.rows[run.id] = run
+        if key is not None:
+            self._runs.keys[key] = run.id
+        return Enqueued(run, created=True)
+
+    def claim(
+        self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Run]:
+        with self._mutex:
+            now = utcnow()
+            due = sorted(
+                (
+                    r
+                    for r in self._runs.rows.values()
+                    if r.state == "queued" and r.run_at <= now and (not kinds or r.kind in kinds)
+                ),
+                key=lambda r: (-r.priority, r.run_at, r.id),
+            )[:limit]
+            until = now + timedelta(seconds=lease)
+            claimed = [
+                replace(
+                    r,
+                    state="running",
+                    attempt=r.attempt + 1,
+                    claimed_by=worker_id,
+                    claimed_at=now,
+                    started_at=now,
+                    lease_expires_at=until,
+                    updated_at=now,
+                )
+                for r in due
+            ]
+            self._store(claimed)
+            return claimed
+
+    def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
+        beats: dict[str, Beat] = {}
+        with self._mutex:
+            until = utcnow() + timedelta(seconds=lease)
+            for fence in fences:
+                run = self._current(fence)
+                if run is None:
+                    beats[fence.run_id] = "lost"
+                    continue
+                self._store([replace(run, lease_expires_at=until)])
+                beats[fence.run_id] = "cancel" if run.cancel_requested else "ok"
+        return beats
+
+    def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
+        with self._mutex:
+            run = self._current(fence)
+            if run is None:
+                return False
+            self._store(
+                [replace(run, progress=percent, progress_message=message, updated_at=utcnow())]
+            )
+            return True
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
+        with self._mutex:
+            done = [self._complete_one(outcome) for outcome in outcomes]
+        if any(o.kind in ("retry", "released") for o in outcomes):
+            self._announce()
+        return done
+
+    def _complete_one(self, outcome: Outcome) -> Run | None:
+        run = self._current(outcome.fence)
+        if run is None:
+            return None
+        now = utcnow()
+        if outcome.kind == "succeeded":
+            result = None if outcome.result_json is None else json.loads(outcome.result_json)
+            after = replace(
+                run,
+                state="succeeded",
+                result=result,
+                output_ref=outcome.output_ref,
+                finished_at=now,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        elif outcome.kind in ("failed", "canceled"):
+            after = replace(
+                run,
+                state=outcome.kind,
+                error=outcome.error,
+                finished_at=now,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        elif outcome.kind == "retry":
+            after = replace(
+                run,
+                state="queued",
+                error=outcome.error,
+                run_at=outcome.run_at or now,
+            )
+        else:  # released: handed back without spending the attempt
+            after = replace(run, state="queued", attempt=run.attempt - 1)
+        if outcome.kind != "succeeded":
+            self._record_attempt(run, outcome.kind, outcome.error, now)
+        if after.state == "queued":
+            after = _unclaimed(after, now)
+        self._store([after])
+        return after
+
+    def cancel(self, run_id: str) -> Run | None:
+        with self._mutex:
+            run = self._runs.rows.get(run_id)
+            if run is None:
+                return None
+            now = utcnow()
+            if run.state == "queued":
+                run = replace(
+                    run, state="canceled", cancel_requested=True, finished_at=now, updated_at=now
+                )
+            elif run.state == "running":
+                run = replace(run, cancel_requested=True, updated_at=now)
+            self._store([run])
+            return run
+
+    def retry(self, run_id: str, run_at: datetime | None = None) -> Run | None:
+        with self._mutex:
+            run = self._runs.rows.get(run_id)
+            if run is None or run.state not in ("failed", "canceled"):
+                return run
+            now = utcnow()
+            run = replace(
+                run,
+                state="queued",
+                run_at=run_at or now,
+                max_attempts=run.attempt + 1,
+                cancel_requested=False,
+                finished_at=None,
+                started_at=None,
+                updated_at=now,
+            )
+            self._store([run])
+        self._announce()
+        return run
+
+    def reclaim(self) -> list[Run]:
+        with self._mutex:
+            now = utcnow()
+            expired = [
+                r
+                for r in self._runs.rows.values()
+                if r.state == "running"
+                and r.lease_expires_at is not None
+                and r.lease_expires_at < now
+            ]
+            changed = [self._expire(run, now) for run in expired]
+        if changed:
+            self._announce()
+        return changed
+
+    def _expire(self, run: Run, now: datetime) -> Run:
+        error = f"the lease of attempt {run.attempt} expired (worker {run.claimed_by} stopped "
+        error += "heartbeating)"
+        self._record_attempt(run, "lease-expired", error, now)
+        spent = run.attempt >= run.max_attempts
+        after = replace(
+            run,
+            state="failed" if spent else "queued",
+            error=error,
+            finished_at=now if spent else None,
+            started_at=None if not spent else run.started_at,
+            claimed_by=None,
+            claimed_at=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        self._store([after])
+        return after
+
+    def get(self, run_id: str) -> Run | None:
+        with self._mutex:
+            return self._runs.rows.get(run_id)
+
+    def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        with self._mutex:
+            rows = [
+                r
+                for r in self._runs.rows.values()
+                if _matches(r, filters) and (after is None or (r.created_at, r.id) < after)
+            ]
+        rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return rows[:limit]
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        with self._mutex:
+            return [a for a in self._runs.attempts if a.run_id == run_id]
+
+    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
+        with self._mutex:
+            doomed = [
+                r
+                for r in self._runs.rows.values()
+                if r.finished_at is not None
+                and (
+                    (r.state == "succeeded" and r.finished_at < succeeded_before)
+                    or (r.state in ("failed", "canceled") and r.finished_at < failed_before)
+                )
+            ]
+            for run in doomed:
+                del self._runs.rows[run.id]
+                if run.idempotency_key is not None:
+                    self._runs.keys.pop(run.idempotency_key, None)
+            gone = {r.id for r in doomed}
+            self._runs.attempts = [a for a in self._runs.attempts if a.run_id not in gone]
+            return len(doomed)
+
+    def wait_for_work(self, timeout: float) -> None:
+        with self._runs.changed:
+            self._runs.changed.wait(timeout)
+
+    def worker_seen(self, info: WorkerInfo) -> None:
+        with self._mutex:
+            self._runs.workers[info.id] = info
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._mutex:
+            return sorted(self._runs.workers.values(), key=lambda w: w.started_at)
+
+    def _current(self, fence: Fence) -> Run | None:
+        run = self._runs.rows.get(fence.run_id)
+        if run is None or run.state != "running" or run.attempt != fence.attempt:
+            return None
+        return run if run.claimed_by == fence.worker_id else None
+
+    def _record_attempt(self, run: Run, outcome: str, error: str | None, now: datetime) -> None:
+        self._runs.attempts.append(
+            AttemptRecord(
+                run.id,
+                run.attempt,
+                run.claimed_by or "",
+                run.started_at,
+                now,
+                outcome,  # type: ignore[arg-type]
+                error,
+            )
+        )
+
+    def _store(self, runs: Iterable[Run]) -> None:
+        for run in runs:
+            self._runs.rows[run.id] = run
+
+    def _announce(self) -> None:
+        with self._runs.changed:
+            self._runs.changed.notify_all()
+
+
+def _unclaimed(run: Run, now: datetime) -> Run:
+    return replace(
+        run,
+        claimed_by=None,
+        claimed_at=None,
+        lease_expires_at=None,
+        started_at=None,
+        updated_at=now,
+    )
+
+
+def _matches(run: Run, filters: RunFilter) -> bool:
+    return (
+        (filters.project_id is None or run.project_id == filters.project_id)
+        and (filters.state is None or run.state == filters.state)
+        and (filters.kind is None or run.kind == filters.kind)
+        and (filters.since is None or run.created_at >= filters.since)
+        and (filters.before is None or run.created_at < filters.before)
+    )

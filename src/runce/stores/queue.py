@@ -1,0 +1,233 @@
+"""The run-queue contract: durable background jobs ("runs") in the domain's words (R-1, R-2).
+
+A run moves through one state machine (:data:`TRANSITIONS`)::
+
+    queued ──claim──▶ running ──succeed──▶ succeeded
+      │  ▲               │ ├──fail (attempts left)──▶ queued (run_at = now + backoff)
+      │  │               │ ├──fail (no attempts left)──▶ failed ──retry──▶ queued
+      │  │               │ ├──cancelled cooperatively──▶ canceled ──retry──▶ queued
+      │  └──lease expired / handed back on shutdown──┘
+      └──cancel──▶ canceled
+
+Rules every backend keeps (the contract suite in ``tests/stores/test_queue_contract.py``):
+
+* ``claim`` is atomic: no run is handed to two claims, whatever the concurrency.
+* Every write about a claimed run is *fenced*: conditional on the run still being
+  ``running`` with the :class:`Fence`'s attempt and worker. A worker that lost its lease
+  (reclaimed, cancelled, handed back) writes nothing and is told so.
+* Times come from the store's clock (the database's ``now()`` where there is one).
+* An attempt that did not succeed leaves an :class:`AttemptRecord`; a successful one is
+  described by the run row itself, so the hot path writes one row per run.
+* Driver errors become :class:`~runce.errors.StoreError` subclasses with ``__cause__`` kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+RunState = Literal["queued", "running", "succeeded", "failed", "canceled"]
+RUN_STATES: tuple[RunState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+
+# Every legal move; anything else is an IllegalTransition, never a silent write.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "queued": frozenset({"running", "canceled"}),
+    "running": frozenset({"succeeded", "failed", "queued", "canceled"}),
+    "succeeded": frozenset(),
+    "failed": frozenset({"queued"}),
+    "canceled": frozenset({"queued"}),
+}
+
+OutcomeKind = Literal[
+    "succeeded",
+    "failed",  # final: no attempts left, or not retryable
+    "retry",  # back to queued at ``run_at``; the attempt is spent
+    "canceled",  # the handler stopped after a cancel was asked
+    "released",  # handed back unfinished (worker shutdown); the attempt is not spent
+]
+
+AttemptOutcome = Literal["failed", "retry", "canceled", "released", "lease-expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run, as the store keeps it."""
+
+    id: str
+    kind: str
+    input: Any
+    state: RunState
+    attempt: int  # attempts started so far; 0 until first claimed
+    max_attempts: int
+    priority: int
+    run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    project_id: str | None = None
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    result: Any = None
+    output_ref: str | None = None
+    error: str | None = None
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: int | None = None
+    progress_message: str | None = None
+    cancel_requested: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def fence(self) -> Fence:
+        """The fence of the current claim (only meaningful while running)."""
+        return Fence(self.id, self.attempt, self.claimed_by or "")
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to insert. ``input_json`` is canonical JSON (sorted keys, no spaces)."""
+
+    id: str
+    kind: str
+    input_json: str
+    max_attempts: int
+    priority: int = 0
+    run_at: datetime | None = None  # None: now, on the store's clock
+    project_id: str | None = None
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    run: Run
+    created: bool  # False: an existing run with the same idempotency key
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Identifies one claim of one run: writes about it hold only while it is current."""
+
+    run_id: str
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a claimed attempt ended, for :meth:`RunQueue.complete`."""
+
+    fence: Fence
+    kind: OutcomeKind
+    result_json: str | None = None  # succeeded: canonical JSON of the result
+    output_ref: str | None = None
+    error: str | None = None  # failed / retry / canceled: capped error text
+    run_at: datetime | None = None  # retry: when to try again
+
+
+Beat = Literal["ok", "cancel", "lost"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    run_id: str
+    attempt: int
+    worker_id: str
+    started_at: datetime | None
+    finished_at: datetime
+    outcome: AttemptOutcome
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    project_id: str | None = None
+    state: RunState | None = None
+    kind: str | None = None
+    since: datetime | None = None  # created_at >= since
+    before: datetime | None = None  # created_at < before
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    concurrency: int
+    kinds: tuple[str, ...] = ()
+    state: Literal["running", "stopping", "stopped"] = "running"
+
+
+@runtime_checkable
+class RunQueue(Protocol):
+    """Durable runs: enqueue, claim, heartbeat, complete, and the reads and upkeep around them."""
+
+    def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
+        """Insert runs; a run whose idempotency key exists returns the existing run instead.
+
+        With ``connection`` (the caller's open transaction on the same database), the
+        inserts happen in it and nothing is committed here. Results follow ``runs``' order.
+        """
+
+    def claim(
+        self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Run]:
+        """Atomically take up to ``limit`` due runs (queued, ``run_at`` <= now), highest
+        priority first, then ``run_at``, then id; each becomes running with attempt + 1,
+        ``claimed_by = worker_id`` and a lease of ``lease`` seconds."""
+
+    def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
+        """Extend the leases of current claims; per run id: ``ok``, ``cancel`` (a cancel was
+        asked: stop cooperatively) or ``lost`` (the claim is no longer current)."""
+
+    def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
+        """Store a running run's progress (0-100); False when the claim is lost."""
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
+        """Apply outcomes in one go; None where the fence no longer holds (nothing written)."""
+
+    def cancel(self, run_id: str) -> Run | None:
+        """Queued: canceled at once. Running: ``cancel_requested`` set. Returns the run as it
+        is after the call (unchanged when its state allows neither); None when unknown."""
+
+    def retry(self, run_id: str, run_at: datetime | None = None) -> Run | None:
+        """A failed or canceled run back to queued, with one more attempt allowed.
+        Returns the run after the call (unchanged in any other state); None when unknown."""
+
+    def reclaim(self) -> list[Run]:
+        """Runs whose lease expired: back to queued (the attempt is spent) or failed when no
+        attempts are left. Returns the runs as they are now."""
+
+    def get(self, run_id: str) -> Run | None: ...
+
+    def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        """Newest first by (created_at, id); ``after`` is the last (created_at, id) already
+        seen, for keyset pagination that stays stable while runs are inserted."""
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        """The attempts that did not succeed, oldest first."""
+
+    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
+        """Delete finished runs (and their attempts): succeeded ones finished before the
+        first time, failed and canceled ones before the second. Returns how many."""
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be due (an enqueue, a retry) or after ``timeout``."""
+
+    def worker_seen(self, info: WorkerInfo) -> None:
+        """Record a worker's heartbeat (insert or update by id)."""
+
+    def workers(self) -> list[WorkerInfo]: ...
+
+    def now(self) -> datetime:
+        """The store's clock."""

@@ -1,0 +1,373 @@
+"""The run-queue contract: every store with runs passes this suite or is not done."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from runce.stores.base import Store
+from runce.stores.queue import Fence, NewRun, Outcome, RunFilter, RunQueue, WorkerInfo
+from tests.stores.conftest import BACKENDS, StoreMaker
+
+# Stores that must have a run queue (the file store has none, by design).
+QUEUE_BACKENDS = [name for name in ("memory", "sqlite", "postgres", "mongo") if name in BACKENDS]
+
+
+@pytest.fixture(params=QUEUE_BACKENDS)
+def qmaker(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[StoreMaker]:
+    from runce.stores import memory
+
+    made = BACKENDS[request.param](request, tmp_path)
+    if not hasattr(made.open(), "runs"):
+        made.close_all()
+        pytest.fail(f"the {request.param} store has no run queue")
+    yield made
+    made.close_all()
+    memory.reset()
+
+
+@pytest.fixture
+def queue(qmaker: StoreMaker) -> RunQueue:
+    return _runs(qmaker.open())
+
+
+def _runs(store: Store) -> RunQueue:
+    runs: RunQueue = store.runs  # type: ignore[attr-defined]
+    return runs
+
+
+def new(kind: str = "email.send", payload: Any = None, **fields: Any) -> NewRun:
+    data = {"to": "a@example.com"} if payload is None else payload
+    return NewRun(
+        id=fields.pop("id", uuid.uuid4().hex),
+        kind=kind,
+        input_json=json.dumps(data, sort_keys=True, separators=(",", ":")),
+        max_attempts=fields.pop("max_attempts", 3),
+        **fields,
+    )
+
+
+def _close(a: Any, b: Any, slack: float = 2.0) -> bool:
+    return abs((a - b).total_seconds()) < slack
+
+
+# --- enqueue ----------------------------------------------------------------------------------
+
+
+def test_enqueue_stores_a_queued_run(queue: RunQueue) -> None:
+    payload = {"to": "ä@example.com", "n": [1, 2.5, None, True], "deep": {"x": "y"}}
+    [done] = queue.enqueue([new(payload=payload, priority=5, project_id="p1", correlation_id="c1")])
+    assert done.created
+    run = done.run
+    assert (run.state, run.attempt, run.max_attempts, run.priority) == ("queued", 0, 3, 5)
+    assert run.input == payload
+    assert (run.project_id, run.correlation_id, run.idempotency_key) == ("p1", "c1", None)
+    assert run.created_at.utcoffset() == timedelta(0)
+    assert _close(run.run_at, queue.now())
+    assert queue.get(run.id) == run
+    assert queue.get("nope") is None
+
+
+def test_the_same_idempotency_key_returns_the_same_run(queue: RunQueue) -> None:
+    [first] = queue.enqueue([new(idempotency_key="k1")])
+    [again, other] = queue.enqueue([new(idempotency_key="k1"), new(idempotency_key="k2")])
+    assert first.created
+    assert not again.created
+    assert again.run.id == first.run.id
+    assert other.created
+    assert other.run.id != first.run.id
+
+
+def test_one_batch_keeps_its_order_and_dedupes_within_itself(queue: RunQueue) -> None:
+    batch = [new(idempotency_key="same"), new(), new(idempotency_key="same")]
+    results = queue.enqueue(batch)
+    assert [r.created for r in results] == [True, True, False]
+    assert results[2].run.id == results[0].run.id
+    assert results[1].run.id == batch[1].id
+
+
+# --- claim ------------------------------------------------------------------------------------
+
+
+def test_claim_takes_due_runs_by_priority_then_run_at(queue: RunQueue) -> None:
+    now = queue.now()
+    low = new(priority=0, run_at=now - timedelta(seconds=30))
+    high = new(priority=9, run_at=now - timedelta(seconds=1))
+    older = new(priority=0, run_at=now - timedelta(seconds=60))
+    future = new(priority=99, run_at=now + timedelta(hours=1))
+    other_kind = new(kind="report.build", priority=50)
+    queue.enqueue([low, high, older, future, other_kind])
+
+    claimed = queue.claim("w1", ["email.send"], limit=2, lease=30)
+    assert [r.id for r in claimed] == [high.id, older.id]
+    run = claimed[0]
+    assert (run.state, run.attempt, run.claimed_by) == ("running", 1, "w1")
+    assert run.lease_expires_at is not None
+    assert _close(run.lease_expires_at, queue.now() + timedelta(seconds=30))
+    assert run.started_at is not None
+    assert queue.get(run.id) == run
+
+    assert [r.id for r in queue.claim("w1", ["email.send"], limit=10, lease=30)] == [low.id]
+    assert [r.id for r in queue.claim("w2", None, limit=10, lease=30)] == [other_kind.id]
+    assert queue.claim("w2", None, limit=10, lease=30) == []
+
+
+def test_racing_claimers_never_share_a_run(qmaker: StoreMaker) -> None:
+    _runs(qmaker.open()).enqueue([new() for _ in range(300)])
+    queues = [_runs(qmaker.open()) for _ in range(6)]
+    claimed: list[str] = []
+    mutex = threading.Lock()
+    barrier = threading.Barrier(len(queues))
+
+    def work(q: RunQueue, name: str) -> None:
+        barrier.wait()
+        while batch := q.claim(name, None, limit=7, lease=30):
+            with mutex:
+                claimed.extend(r.id for r in batch)
+
+    threads = [threading.Thread(target=work, args=(q, f"w{i}")) for i, q in enumerate(queues)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    counts = Counter(claimed)
+    assert len(counts) == 300
+    assert set(counts.values()) == {1}
+
+
+# --- heartbeat, progress, complete -----------------------------------------------------------
+
+
+def _claim_one(queue: RunQueue, worker: str = "w1", **fields: Any) -> Any:
+    queue.enqueue([new(**fields)])
+    [run] = queue.claim(worker, None, limit=1, lease=30)
+    return run
+
+
+def test_heartbeat_extends_the_lease_and_reports_cancel_and_loss(queue: RunQueue) -> None:
+    run = _claim_one(queue)
+    stranger = Fence(run.id, run.attempt, "someone-else")
+    assert queue.heartbeat([stranger], lease=120) == {run.id: "lost"}
+    beats = queue.heartbeat([run.fence, Fence("missing", 1, "w1")], lease=120)
+    assert beats == {run.id: "ok", "missing": "lost"}
+    after = queue.get(run.id)
+    assert after is not None
+    assert after.lease_expires_at is not None
+    assert _close(after.lease_expires_at, queue.now() + timedelta(seconds=120))
+
+    queue.cancel(run.id)
+    assert queue.heartbeat([run.fence], lease=30) == {run.id: "cancel"}
+
+
+def test_progress_is_fenced(queue: RunQueue) -> None:
+    run = _claim_one(queue)
+    assert queue.progress(run.fence, 40, "halfway there")
+    current = queue.get(run.id)
+    assert current is not None
+    assert (current.progress, current.progress_message) == (40, "halfway there")
+    assert not queue.progress(Fence(run.id, run.attempt + 1, "w1"), 50, None)
+
+
+def test_success_stores_the_result_once(queue: RunQueue) -> None:
+    run = _claim_one(queue)
+    [done] = queue.complete(
+        [Outcome(run.fence, "succeeded", result_json='{"sent":true}', output_ref="s3://bucket/out")]
+    )
+    assert done is not None
+    assert (done.state, done.result, done.output_ref) == (
+        "succeeded",
+        {"sent": True},
+        "s3://bucket/out",
+    )
+    assert done.finished_at is not None
+    assert queue.get(run.id) == done
+    assert queue.complete([Outcome(run.fence, "failed", error="late")]) == [None]
+    assert queue.attempts(run.id) == []
+
+
+def test_a_retry_spends_the_attempt_and_waits(queue: RunQueue) -> None:
+    run = _claim_one(queue)
+    later = queue.now() + timedelta(seconds=0.3)
+    [after] = queue.complete([Outcome(run.fence, "retry", error="smtp down", run_at=later)])
+    assert after is not None
+    assert (after.state, after.attempt, after.error) == ("queued", 1, "smtp down")
+    assert after.claimed_by is None
+    assert queue.claim("w1", None, limit=1, lease=30) == []
+    time.sleep(0.4)
+    [again] = queue.claim("w2", None, limit=1, lease=30)
+    assert (again.id, again.attempt, again.claimed_by) == (run.id, 2, "w2")
+    [record] = queue.attempts(run.id)
+    assert (record.attempt, record.worker_id, record.outcome, record.error) == (
+        1,
+        "w1",
+        "retry",
+        "smtp down",
+    )
+
+
+def test_a_final_failure_and_a_cooperative_cancel_finish_the_run(queue: RunQueue) -> None:
+    failing = _claim_one(queue)
+    [failed] = queue.complete([Outcome(failing.fence, "failed", error="boom")])
+    assert failed is not None
+    assert (failed.state, failed.error) == ("failed", "boom")
+    assert failed.finished_at is not None
+
+    stopping = _claim_one(queue)
+    queue.cancel(stopping.id)
+    [canceled] = queue.complete([Outcome(stopping.fence, "canceled", error="canceled")])
+    assert canceled is not None
+    assert canceled.state == "canceled"
+    assert canceled.cancel_requested
+    assert [a.outcome for a in queue.attempts(stopping.id)] == ["canceled"]
+
+
+def test_a_released_run_goes_back_without_spending_its_attempt(queue: RunQueue) -> None:
+    run = _claim_one(queue)
+    [back] = queue.complete([Outcome(run.fence, "released")])
+    assert back is not None
+    assert (back.state, back.attempt, back.claimed_by) == ("queued", 0, None)
+    [again] = queue.claim("w2", None, limit=1, lease=30)
+    assert again.attempt == 1
+
+
+def test_many_outcomes_in_one_call(queue: RunQueue) -> None:
+    queue.enqueue([new() for _ in range(5)])
+    runs = queue.claim("w1", None, limit=5, lease=30)
+    outcomes = [Outcome(r.fence, "succeeded", result_json=str(i)) for i, r in enumerate(runs)]
+    outcomes.append(Outcome(Fence("missing", 1, "w1"), "succeeded"))
+    done = queue.complete(outcomes)
+    assert [d.result if d else None for d in done] == [0, 1, 2, 3, 4, None]
+
+
+# --- cancel, retry, reclaim -------------------------------------------------------------------
+
+
+def test_cancel_a_queued_run_at_once(queue: RunQueue) -> None:
+    [queued] = queue.enqueue([new()])
+    canceled = queue.cancel(queued.run.id)
+    assert canceled is not None
+    assert canceled.state == "canceled"
+    assert canceled.finished_at is not None
+    assert queue.claim("w1", None, limit=5, lease=30) == []
+    assert queue.cancel("missing") is None
+
+
+def test_cancel_and_retry_leave_other_states_alone(queue: RunQueue) -> None:
+    run = _claim_one(queue)
+    queue.complete([Outcome(run.fence, "succeeded")])
+    unchanged = queue.cancel(run.id)
+    assert unchanged is not None
+    assert (unchanged.state, unchanged.cancel_requested) == ("succeeded", False)
+    retried = queue.retry(run.id)
+    assert retried is not None
+    assert retried.state == "succeeded"
+
+
+def test_retry_gives_a_failed_run_one_more_attempt(queue: RunQueue) -> None:
+    run = _claim_one(queue, max_attempts=1)
+    queue.complete([Outcome(run.fence, "failed", error="bad")])
+    retried = queue.retry(run.id)
+    assert retried is not None
+    assert (retried.state, retried.max_attempts, retried.finished_at) == ("queued", 2, None)
+    [again] = queue.claim("w1", None, limit=1, lease=30)
+    assert again.attempt == 2
+
+
+def test_reclaim_returns_expired_leases_or_fails_spent_runs(queue: RunQueue) -> None:
+    queue.enqueue([new(max_attempts=2), new(max_attempts=1)])
+    twice, once = sorted(queue.claim("w1", None, limit=2, lease=0.2), key=lambda r: -r.max_attempts)
+    time.sleep(0.35)
+    changed = {r.id: r for r in queue.reclaim()}
+    assert changed[twice.id].state == "queued"
+    assert changed[twice.id].attempt == 1
+    assert changed[once.id].state == "failed"
+    assert "lease" in (changed[once.id].error or "")
+    assert [a.outcome for a in queue.attempts(twice.id)] == ["lease-expired"]
+    assert queue.reclaim() == []
+    # the worker that lost the lease can no longer write the outcome
+    assert queue.complete([Outcome(twice.fence, "succeeded")]) == [None]
+    [again] = queue.claim("w2", None, limit=1, lease=30)
+    assert (again.id, again.attempt) == (twice.id, 2)
+
+
+# --- reading and upkeep -----------------------------------------------------------------------
+
+
+def test_pages_are_newest_first_filtered_and_stable(queue: RunQueue) -> None:
+    for i in range(7):
+        queue.enqueue([new(kind="a" if i % 2 else "b", project_id=f"p{i % 3}")])
+        time.sleep(0.003)
+    everything = queue.page(RunFilter(), None, 100)
+    assert len(everything) == 7
+    assert [r.created_at for r in everything] == sorted(
+        (r.created_at for r in everything), reverse=True
+    )
+    first = queue.page(RunFilter(), None, 3)
+    queue.enqueue([new()])  # a new run must not shift the next page
+    second = queue.page(RunFilter(), (first[-1].created_at, first[-1].id), 3)
+    assert [r.id for r in first + second] == [r.id for r in everything[:6]]
+
+    assert {r.kind for r in queue.page(RunFilter(kind="a"), None, 100)} == {"a"}
+    assert {r.project_id for r in queue.page(RunFilter(project_id="p1"), None, 100)} == {"p1"}
+    assert queue.page(RunFilter(state="running"), None, 100) == []
+    middle = everything[3].created_at
+    assert all(r.created_at >= middle for r in queue.page(RunFilter(since=middle), None, 100))
+    assert all(r.created_at < middle for r in queue.page(RunFilter(before=middle), None, 100))
+
+
+def test_prune_deletes_old_finished_runs_and_frees_their_keys(queue: RunQueue) -> None:
+    done = _claim_one(queue, idempotency_key="once")
+    queue.complete([Outcome(done.fence, "succeeded")])
+    failed = _claim_one(queue)
+    queue.complete([Outcome(failed.fence, "retry", error="x", run_at=queue.now())])
+    [failed] = queue.claim("w1", None, limit=1, lease=30)
+    queue.complete([Outcome(failed.fence, "failed", error="y")])
+    [waiting] = queue.enqueue([new()])
+
+    future = queue.now() + timedelta(seconds=5)
+    assert queue.prune(succeeded_before=future, failed_before=queue.now() - timedelta(days=1)) == 1
+    assert queue.get(done.id) is None
+    assert queue.prune(succeeded_before=future, failed_before=future) == 1
+    assert queue.attempts(failed.id) == []
+    assert queue.get(waiting.run.id) is not None
+    [reused] = queue.enqueue([new(idempotency_key="once")])
+    assert reused.created
+
+
+def test_wait_for_work_wakes_on_an_enqueue_elsewhere(qmaker: StoreMaker) -> None:
+    waiter, writer = _runs(qmaker.open()), _runs(qmaker.open())
+    waiter.wait_for_work(0.01)  # any set-up (a LISTEN) happens on the first call
+    timer = threading.Timer(0.2, writer.enqueue, args=([new()],))
+    started = time.monotonic()
+    timer.start()
+    waiter.wait_for_work(10)
+    timer.join()
+    assert time.monotonic() - started < 5, "wait_for_work slept through an enqueue"
+
+
+def test_workers_are_recorded(queue: RunQueue) -> None:
+    now = queue.now()
+    info = WorkerInfo(
+        id="w-1", host="h", pid=7, started_at=now, last_seen=now, concurrency=4, kinds=("a", "b")
+    )
+    queue.worker_seen(info)
+    later = now + timedelta(seconds=5)
+    queue.worker_seen(replace(info, last_seen=later, state="stopping"))
+    [seen] = queue.workers()
+    assert (seen.id, seen.pid, seen.concurrency, seen.kinds, seen.state) == (
+        "w-1",
+        7,
+        4,
+        ("a", "b"),
+        "stopping",
+    )
+    assert _close(seen.last_seen, later, 0.01)
