@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from runce.stores.base import Store
-from runce.stores.queue import Fence, NewRun, Outcome, RunFilter, RunQueue, WorkerInfo
+from runce.stores.queue import ClaimRequest, Fence, NewRun, Outcome, RunFilter, RunQueue, WorkerInfo
 from tests.stores.conftest import BACKENDS, StoreMaker
 
 # Stores that must have a run queue (the file store has none, by design).
@@ -371,3 +371,16 @@ def test_workers_are_recorded(queue: RunQueue) -> None:
         "stopping",
     )
     assert _close(seen.last_seen, later, 0.01)
+
+
+def test_exchange_acknowledges_then_claims(queue: RunQueue) -> None:
+    queue.enqueue([new() for _ in range(3)])
+    first = queue.claim("w1", None, limit=2, lease=30)
+    done, claimed = queue.exchange(
+        [Outcome(r.fence, "succeeded") for r in first], ClaimRequest("w1", None, 5, 30)
+    )
+    assert [d.state if d else None for d in done] == ["succeeded", "succeeded"]
+    assert len(claimed) == 1
+    assert claimed[0].id not in {r.id for r in first}
+    assert queue.exchange([], None) == ([], [])
+    assert queue.exchange([Outcome(claimed[0].fence, "failed", error="x")], None)[1] == []

@@ -29,6 +29,7 @@ from runce.stores.liveness import Owner, process_alive
 from runce.stores.queue import (
     AttemptRecord,
     Beat,
+    ClaimRequest,
     Enqueued,
     Fence,
     NewRun,
@@ -304,6 +305,15 @@ class MemoryRunQueue:
             ]
             self._store(claimed)
             return claimed
+
+    def exchange(
+        self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
+    ) -> tuple[list[Run | None], list[Run]]:
+        with self._mutex:
+            done = self.complete(outcomes) if outcomes else []
+            if claim is None:
+                return done, []
+            return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
 
     def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
         beats: dict[str, Beat] = {}

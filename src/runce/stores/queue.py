@@ -133,6 +133,14 @@ class Outcome:
     run_at: datetime | None = None  # retry: when to try again
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    worker_id: str
+    kinds: Sequence[str] | None
+    limit: int
+    lease: float
+
+
 Beat = Literal["ok", "cancel", "lost"]
 
 
@@ -185,6 +193,12 @@ class RunQueue(Protocol):
         """Atomically take up to ``limit`` due runs (queued, ``run_at`` <= now), highest
         priority first, then ``run_at``, then id; each becomes running with attempt + 1,
         ``claimed_by = worker_id`` and a lease of ``lease`` seconds."""
+
+    def exchange(
+        self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
+    ) -> tuple[list[Run | None], list[Run]]:
+        """:meth:`complete` then :meth:`claim`, in one transaction where the store has them:
+        a busy worker's whole round trip. Either part may be empty."""
 
     def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
         """Extend the leases of current claims; per run id: ``ok``, ``cancel`` (a cancel was
