@@ -16,6 +16,7 @@ import math
 import os
 import re
 import sys
+import threading
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,22 @@ def _boolean(value: object) -> bool:
 
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOL_WORDS.update({"0": False, "false": False, "no": False, "off": False})
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("a whole number of at least 1")
+    return value
+
+
+def _import_paths(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("a list of module import paths")
+    return tuple(value)
 
 
 def _choice(*options: str) -> Callable[[object], str]:
@@ -226,12 +243,90 @@ KEYS: tuple[Key, ...] = (
         aliases=("dryRun",),
         help="Make every `run` a dry run.",
     ),
+    Key(
+        "worker.handlers",
+        _import_paths,
+        (),
+        "list of modules",
+        "RUNCE_WORKER_HANDLERS",
+        help="Modules that define jobs (comma-separated in the variable).",
+    ),
+    Key(
+        "worker.concurrency",
+        _positive_int,
+        5,
+        "integer",
+        "RUNCE_WORKER_CONCURRENCY",
+        help="Jobs a worker runs at once.",
+    ),
+    Key(
+        "worker.lease",
+        parse_duration,
+        30.0,
+        "duration",
+        "RUNCE_WORKER_LEASE",
+        "seconds",
+        help="How long a claimed run stays reserved without a heartbeat (renewed every lease/3).",
+    ),
+    Key(
+        "worker.poll",
+        parse_duration,
+        1.0,
+        "duration",
+        "RUNCE_WORKER_POLL",
+        "seconds",
+        help="Longest wait between looks for due runs (new work wakes a worker sooner).",
+    ),
+    Key(
+        "worker.max_attempts",
+        _positive_int,
+        3,
+        "integer",
+        "RUNCE_WORKER_MAX_ATTEMPTS",
+        help="Attempts for runs whose enqueue and job do not say.",
+    ),
+    Key(
+        "worker.backoff_base",
+        parse_duration,
+        60.0,
+        "duration",
+        "RUNCE_WORKER_BACKOFF_BASE",
+        "seconds",
+        help="Retry delay after the first failure; doubles per attempt, jittered.",
+    ),
+    Key(
+        "worker.shutdown_timeout",
+        parse_duration,
+        30.0,
+        "duration",
+        "RUNCE_WORKER_SHUTDOWN_TIMEOUT",
+        "seconds",
+        help="How long a stopping worker lets running jobs finish before handing them back.",
+    ),
+    Key(
+        "runs.retention.succeeded",
+        parse_duration,
+        30 * 86400.0,
+        "duration",
+        None,
+        "seconds",
+        help="`runce runs prune` deletes succeeded runs finished longer ago than this.",
+    ),
+    Key(
+        "runs.retention.failed",
+        parse_duration,
+        90 * 86400.0,
+        "duration",
+        None,
+        "seconds",
+        help="`runce runs prune` deletes failed and canceled runs finished longer ago.",
+    ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 _ALIASES = {
     f"{key.name.rpartition('.')[0]}.{a}".lstrip("."): key.name for key in KEYS for a in key.aliases
 }
-_TABLES = {"lock"}
+_TABLES = {"lock", "worker", "runs", "runs.retention"}
 # Aliases whose value is in milliseconds (the seed's `ttlMs`), converted as they are read.
 _MILLISECOND_ALIASES = {"lock.ttlMs"}
 
@@ -249,6 +344,23 @@ class LockSettings:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    handlers: tuple[str, ...] = ()
+    concurrency: int = 5
+    lease: float = 30.0
+    poll: float = 1.0
+    max_attempts: int = 3
+    backoff_base: float = 60.0
+    shutdown_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    succeeded: float = 30 * 86400.0
+    failed: float = 90 * 86400.0
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated configuration with every path resolved."""
 
@@ -261,6 +373,8 @@ class Config:
     on_out_of_order: Literal["run", "fail"] = "run"
     services: str | None = None
     dry_run: bool = False
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def source(self) -> str:
@@ -475,6 +589,12 @@ def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: s
         on_out_of_order=settings["on_out_of_order"],
         services=settings["services"],
         dry_run=settings["dry_run"],
+        worker=WorkerSettings(
+            **{k.partition(".")[2]: v for k, v in settings.items() if k.startswith("worker.")}
+        ),
+        retention=RetentionSettings(
+            settings["runs.retention.succeeded"], settings["runs.retention.failed"]
+        ),
     )
 
 
@@ -549,3 +669,35 @@ def load_services(config: Config) -> Any:
             f"{config.source}: services {config.services!r} cannot be imported: {exc}"
         ) from exc
     return target() if callable(target) else target
+
+
+ConfigArg = Config | str | os.PathLike[str] | ConfigValues | Mapping[str, Any] | None
+
+
+def resolve_config(config: ConfigArg = None, **overrides: Any) -> Config:
+    """Turn any accepted ``config`` argument into a validated :class:`Config`."""
+    cleaned = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(config, Config):
+        if not cleaned:
+            return config
+        return load_config(config.path, start=config.base_dir, overrides=cleaned)
+    if isinstance(config, ConfigValues | Mapping):
+        return load_config(values=config, overrides=cleaned)
+    return load_config(config, overrides=cleaned)
+
+
+class ServiceFactory:
+    """Makes ``ctx.services`` once, on first use, from whichever thread asks first (CF-3)."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._mutex = threading.Lock()
+        self._made = False
+        self._value: Any = None
+
+    def get(self) -> Any:
+        with self._mutex:
+            if not self._made:
+                self._value = load_services(self._config)
+                self._made = True
+            return self._value

@@ -14,10 +14,17 @@
     ├── LockError                   the global lock (exit 1)
     │   ├── LockHeld                another runner holds it
     │   └── LockLost                this runner's lease was taken or could not be renewed
-    └── TaskRunError                a run did not complete (exit 1)
-        ├── DriftError              an applied task's file changed
-        ├── OutOfOrderError         a pending task sorts before an applied one
-        └── TasksFailed             a task failed; carries the report
+    ├── TaskRunError                a run did not complete (exit 1)
+    │   ├── DriftError              an applied task's file changed
+    │   ├── OutOfOrderError         a pending task sorts before an applied one
+    │   └── TasksFailed             a task failed; carries the report
+    └── RunError                    the job queue refused a request (exit 1)
+        ├── UnknownRun              no run has that id
+        ├── IllegalTransition       the run's state does not allow it (cancel a succeeded run)
+        ├── IdempotencyConflict     a key reused with a different input
+        └── InvalidInput            a run's input or result is not valid (exit 2)
+
+NonRetryable is not an error of runce's: a job raises it to fail its run without retries.
 
 Every error's ``str()`` is one sentence a user can act on, naming the file, key or store.
 """
@@ -110,3 +117,31 @@ class TasksFailed(TaskRunError):
     def __init__(self, message: str, report: RunReport) -> None:
         super().__init__(message)
         self.report = report
+
+
+class RunError(RunceError):
+    """The job queue refused a request."""
+
+    exit_code = 1
+
+
+class UnknownRun(RunError):
+    """No run has that id."""
+
+
+class IllegalTransition(RunError):
+    """The run's state does not allow the requested change; nothing was written."""
+
+
+class IdempotencyConflict(RunError):
+    """An idempotency key was used again with a different input."""
+
+
+class InvalidInput(RunError):
+    """A run's input (or a job's result) is not valid; nothing was stored."""
+
+    exit_code = 2
+
+
+class NonRetryable(Exception):
+    """Raise from a job to fail its run at once, without the retries left."""

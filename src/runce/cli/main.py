@@ -15,7 +15,7 @@ import click
 
 from runce._version import __version__
 from runce.cli import output
-from runce.config import Config
+from runce.config import Config, resolve_config
 from runce.errors import LockHeld, RunceError
 from runce.tasks import api
 from runce.tasks.report import RunReport
@@ -49,7 +49,7 @@ def config_options(fn: F) -> F:
 
 def _config(config_path: Path | None, tasks_dir: Path | None) -> Config:
     overrides = {"tasks_dir": str(tasks_dir.resolve())} if tasks_dir else {}
-    return api.resolve_config(config_path, **overrides)
+    return resolve_config(config_path, **overrides)
 
 
 def _store_line(description: str) -> None:

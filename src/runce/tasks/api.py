@@ -8,16 +8,15 @@ configuration from the current directory.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from runce._version import __version__
-from runce.config import Config, ConfigValues, load_config
+from runce.config import Config, ConfigArg, resolve_config
 from runce.errors import TasksFailed, UsageError
 from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, LockHolder, SchemaStatus, Store
 from runce.stores.liveness import current_owner
@@ -28,22 +27,6 @@ from runce.tasks.report import RunReport
 from runce.tasks.runner import Reporter, Runner, RunOptions, applied_by_for
 from runce.tasks.states import RUNNABLE, TaskState, TaskStatus, compute_statuses
 from runce.timeutil import utcnow
-
-ConfigArg = Config | str | os.PathLike[str] | ConfigValues | Mapping[str, Any] | None
-
-
-def resolve_config(config: ConfigArg = None, **overrides: Any) -> Config:
-    """Turn any accepted ``config`` argument into a validated :class:`Config`."""
-    cleaned = {k: v for k, v in overrides.items() if v is not None}
-    if isinstance(config, Config):
-        return (
-            config
-            if not cleaned
-            else load_config(config.path, start=config.base_dir, overrides=cleaned)
-        )
-    if isinstance(config, ConfigValues | Mapping):
-        return load_config(values=config, overrides=cleaned)
-    return load_config(config, overrides=cleaned)
 
 
 @contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
@@ -98,20 +97,3 @@ class TaskContext:
 
 def task_logger(task_id: str) -> logging.LoggerAdapter[logging.Logger]:
     return logging.LoggerAdapter(logging.getLogger("runce.task"), {"task_id": task_id})
-
-
-class Services:
-    """Calls the services factory once, on first use, from whichever thread asks first."""
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self._factory = factory
-        self._mutex = threading.Lock()
-        self._made = False
-        self._value: Any = None
-
-    def get(self) -> Any:
-        with self._mutex:
-            if not self._made:
-                self._value = self._factory()
-                self._made = True
-            return self._value

@@ -26,14 +26,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from runce._version import __version__
-from runce.config import Config, load_services
+from runce.config import Config, ServiceFactory
 from runce.errors import DriftError, LockLost, OutOfOrderError, UnsupportedFeature, UsageError
 from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, Lease, LockHolder, Store
 from runce.stores.liveness import Owner, current_owner
 from runce.tasks.discovery import TaskFile, discover, skip_variable
 from runce.tasks.lease import LeaseKeeper, holding
 from runce.tasks.loader import load_task
-from runce.tasks.model import Services, Task, TaskContext, task_logger
+from runce.tasks.model import Task, TaskContext, task_logger
 from runce.tasks.report import Outcome, RunReport, TaskResult
 from runce.tasks.states import RUNNABLE, TaskState, TaskStatus, compute_statuses
 from runce.timeutil import utcnow
@@ -147,7 +147,7 @@ class Runner:
         self.reporter: Reporter = reporter or SilentReporter()
         self.owner = owner or current_owner(config.lock.owner)
         self.applied_by = applied_by_for(options.applied_by)
-        self.services = Services(lambda: load_services(config))
+        self.services = ServiceFactory(config)
         self.report = RunReport(store=store.description, dry_run=options.dry_run)
         self._lease: Lease | None = None
         self._keeper: LeaseKeeper | None = None

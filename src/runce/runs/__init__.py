@@ -1,0 +1,1 @@
+"""Runs: a durable background-job queue on the same stores as once tasks."""

@@ -1,0 +1,239 @@
+"""The library's entry points for runs (R-2a). The CLI and HTTP API call these too.
+
+Each takes ``config=`` like the once-task functions (a path, a ``define_config`` result, a
+dict, a loaded :class:`~runce.config.Config`, or None to find it from the current
+directory). Stores are opened once per process and kept, so enqueueing in a loop does not
+set up a connection per run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from runce.config import Config, ConfigArg, ServiceFactory, resolve_config
+from runce.errors import UnsupportedFeature
+from runce.runs.jobs import load_handlers
+from runce.runs.service import RunPage, RunService
+from runce.runs.worker import Worker, WorkerOptions, WorkerSummary
+from runce.stores.base import Store, StoreSpec
+from runce.stores.queue import Run, RunFilter, RunQueue, RunState
+from runce.stores.registry import open_store
+
+_stores: dict[tuple[object, ...], Store] = {}
+_configs: dict[tuple[object, ...], Config] = {}
+_mutex = threading.Lock()
+
+
+def _config(config: ConfigArg) -> Config:
+    if config is not None:
+        return resolve_config(config)
+    key = (
+        os.getcwd(),
+        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("RUNCE_"))),
+    )
+    with _mutex:
+        found = _configs.get(key)
+    if found is None:
+        found = resolve_config(None)
+        with _mutex:
+            _configs[key] = found
+    return found
+
+
+def shared_store(spec: StoreSpec) -> Store:
+    """The process's open store for ``spec`` (opened on first use, closed at exit)."""
+    key = (
+        spec.type,
+        spec.url,
+        repr(sorted(spec.options.items())),
+        str(spec.base_dir),
+        spec.schema,
+        spec.auto_migrate,
+    )
+    with _mutex:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = open_store(spec)
+        return store
+
+
+def queue_of(store: Store) -> RunQueue:
+    queue: RunQueue | None = getattr(store, "runs", None)
+    if queue is None:
+        raise UnsupportedFeature(
+            f"{store.description} has no run queue; use the sqlite, postgresql or mongodb store"
+        )
+    return queue
+
+
+def service(config: ConfigArg = None) -> RunService:
+    """A :class:`RunService` on the configured store."""
+    cfg = _config(config)
+    return RunService(
+        queue_of(shared_store(cfg.store)), default_max_attempts=cfg.worker.max_attempts
+    )
+
+
+@atexit.register
+def close_stores() -> None:
+    with _mutex:
+        stores = list(_stores.values())
+        _stores.clear()
+    for store in stores:
+        store.close()
+
+
+# -- enqueueing ------------------------------------------------------------------------------
+
+
+def enqueue(
+    kind: str,
+    input: Any = None,
+    *,
+    idempotency_key: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+    project_id: str | None = None,
+    correlation_id: str | None = None,
+    connection: Any = None,
+    config: ConfigArg = None,
+) -> Run:
+    """Enqueue one run; the same ``idempotency_key`` returns the same run.
+
+    With ``connection`` (your open transaction on the store's database), the run exists
+    only if your transaction commits.
+    """
+    return service(config).enqueue(
+        kind,
+        input,
+        idempotency_key=idempotency_key,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        priority=priority,
+        project_id=project_id,
+        correlation_id=correlation_id,
+        connection=connection,
+    )
+
+
+def enqueue_many(
+    kind: str,
+    inputs: Sequence[Any],
+    *,
+    idempotency_keys: Sequence[str | None] | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+    project_id: str | None = None,
+    correlation_id: str | None = None,
+    connection: Any = None,
+    config: ConfigArg = None,
+) -> list[Run]:
+    """Enqueue many runs of one kind in one round trip."""
+    return service(config).enqueue_many(
+        kind,
+        inputs,
+        idempotency_keys=idempotency_keys,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        priority=priority,
+        project_id=project_id,
+        correlation_id=correlation_id,
+        connection=connection,
+    )
+
+
+# -- reading and changing -------------------------------------------------------------------
+
+
+def get_run(run_id: str, *, config: ConfigArg = None) -> Run:
+    return service(config).get(run_id)
+
+
+def list_runs(
+    *,
+    project_id: str | None = None,
+    state: RunState | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    config: ConfigArg = None,
+) -> RunPage:
+    """Runs newest first; pass ``page.next_cursor`` back as ``cursor`` for the next page."""
+    filters = RunFilter(project_id, state, kind, since, before)
+    return service(config).page(filters, cursor=cursor, limit=limit)
+
+
+def cancel_run(run_id: str, *, config: ConfigArg = None) -> Run:
+    return service(config).cancel(run_id)
+
+
+def retry_run(run_id: str, *, config: ConfigArg = None) -> Run:
+    return service(config).retry(run_id)
+
+
+def prune_runs(
+    *,
+    succeeded_after: float | None = None,
+    failed_after: float | None = None,
+    config: ConfigArg = None,
+) -> int:
+    """Delete finished runs older than the retention (``runs.retention`` by default)."""
+    cfg = _config(config)
+    return service(cfg).prune(
+        cfg.retention.succeeded if succeeded_after is None else succeeded_after,
+        cfg.retention.failed if failed_after is None else failed_after,
+    )
+
+
+def wait(run_id: str, timeout: float | None = None, *, config: ConfigArg = None) -> Run:
+    """Block until the run finishes (or ``timeout`` seconds pass) and return it."""
+    return service(config).wait(run_id, timeout)
+
+
+# -- working ----------------------------------------------------------------------------------
+
+
+def worker(
+    config: ConfigArg = None,
+    *,
+    concurrency: int | None = None,
+    kinds: Sequence[str] | None = None,
+    drain: bool = False,
+    max_time: float | None = None,
+) -> Worker:
+    """A worker on the configured store, with the jobs of ``worker.handlers`` loaded."""
+    cfg = _config(config)
+    load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
+    settings = cfg.worker
+    options = WorkerOptions(
+        concurrency=concurrency or settings.concurrency,
+        kinds=kinds,
+        lease=settings.lease,
+        poll=settings.poll,
+        backoff_base=settings.backoff_base,
+        shutdown_timeout=settings.shutdown_timeout,
+        drain=drain,
+        max_time=max_time,
+    )
+    return Worker(queue_of(shared_store(cfg.store)), options, services=ServiceFactory(cfg).get)
+
+
+def drain(
+    config: ConfigArg = None,
+    *,
+    concurrency: int | None = None,
+    kinds: Sequence[str] | None = None,
+    max_time: float | None = None,
+) -> WorkerSummary:
+    """Reclaim expired leases, run everything due, and return a summary: the tick of a
+    cron-triggered or serverless worker."""
+    return worker(config, concurrency=concurrency, kinds=kinds, drain=True, max_time=max_time).run()

@@ -1,0 +1,277 @@
+"""The run service (R-2): idempotent enqueue, the state machine's checks, reads and upkeep.
+
+Stores execute conditional writes; this layer decides what is legal, turns the store's
+answers into runce's errors, computes retries, and announces events.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from runce.errors import (
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidInput,
+    UnknownRun,
+    UsageError,
+)
+from runce.runs.events import Event, EventBus, events
+from runce.runs.jobs import JobRegistry, registry
+from runce.stores.queue import (
+    TRANSITIONS,
+    AttemptRecord,
+    NewRun,
+    Run,
+    RunFilter,
+    RunQueue,
+)
+
+ERROR_CAP = 16 * 1024
+MAX_PAGE = 100
+
+
+def canonical_json(value: Any, what: str = "input") -> str:
+    """Sorted keys, no spaces, no NaN: equal values give equal text (idempotency compares it)."""
+    try:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"the run's {what} is not JSON: {exc}") from None
+
+
+def new_run_id() -> str:
+    """A UUIDv7: time-ordered, so ids sort by creation and index well."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76 | secrets.randbits(12) << 64 | 0b10 << 62 | secrets.randbits(62)
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def cap_error(text: str) -> str:
+    data = text.encode()
+    if len(data) <= ERROR_CAP:
+        return text
+    marker = "…[truncated]"
+    return data[: ERROR_CAP - len(marker.encode())].decode(errors="ignore") + marker
+
+
+def backoff_delay(attempt: int, base: float, rng: random.Random | None = None) -> float:
+    """Seconds before attempt ``attempt + 1``: ``base * 2^(attempt-1)`` with jitter.
+
+    The jitter draws from the upper half of that span ("equal jitter"), so retries of many
+    runs spread out and each retry still waits longer than the one before.
+    """
+    span = base * float(2 ** max(0, attempt - 1))
+    draw: float = (rng or random).uniform(0, span / 2)
+    return span / 2 + draw
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[Run]
+    next_cursor: str | None
+
+
+def encode_cursor(run: Run) -> str:
+    raw = f"{run.created_at.isoformat()}|{run.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, _, run_id = raw.partition("|")
+        return datetime.fromisoformat(moment), run_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise UsageError(f"cursor {cursor!r} is not one runce gave out") from None
+
+
+class RunService:
+    """Everything a caller (library, CLI, HTTP API) does with runs, on one queue."""
+
+    def __init__(
+        self,
+        queue: RunQueue,
+        *,
+        default_max_attempts: int = 3,
+        jobs: JobRegistry = registry,
+        bus: EventBus = events,
+    ) -> None:
+        self.queue = queue
+        self.default_max_attempts = default_max_attempts
+        self.jobs = jobs
+        self.bus = bus
+
+    # -- enqueue --------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        kind: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        priority: int = 0,
+        project_id: str | None = None,
+        correlation_id: str | None = None,
+        connection: Any = None,
+    ) -> Run:
+        [run] = self.enqueue_many(
+            kind,
+            [input],
+            idempotency_keys=[idempotency_key],
+            run_at=run_at,
+            max_attempts=max_attempts,
+            priority=priority,
+            project_id=project_id,
+            correlation_id=correlation_id,
+            connection=connection,
+        )
+        return run
+
+    def enqueue_many(
+        self,
+        kind: str,
+        inputs: Sequence[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        priority: int = 0,
+        project_id: str | None = None,
+        correlation_id: str | None = None,
+        connection: Any = None,
+    ) -> list[Run]:
+        keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(inputs)
+        if len(keys) != len(inputs):
+            raise UsageError("idempotency_keys must have one key (or None) per input")
+        attempts = self._max_attempts(kind, max_attempts)
+        texts = [canonical_json(value) for value in inputs]
+        new = [
+            NewRun(
+                id=new_run_id(),
+                kind=kind,
+                input_json=text,
+                max_attempts=attempts,
+                priority=priority,
+                run_at=run_at,
+                project_id=project_id,
+                idempotency_key=key,
+                correlation_id=correlation_id,
+            )
+            for text, key in zip(texts, keys, strict=True)
+        ]
+        results = self.queue.enqueue(new, connection=connection)
+        for wanted, result in zip(new, results, strict=True):
+            if not result.created:
+                _check_same(wanted, result.run)
+        created = [r.run for r in results if r.created]
+        if created and self.bus.wants("run.enqueued"):
+            for run in created:
+                self.bus.publish(Event("run.enqueued", run))
+        return [r.run for r in results]
+
+    def _max_attempts(self, kind: str, given: int | None) -> int:
+        if given is not None:
+            if given < 1:
+                raise UsageError("max_attempts must be at least 1")
+            return given
+        job = self.jobs.get(kind)
+        if job is not None and job.max_attempts is not None:
+            return job.max_attempts
+        return self.default_max_attempts
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> Run:
+        run = self.queue.get(run_id)
+        if run is None:
+            raise UnknownRun(f"no run has the id {run_id!r}")
+        return run
+
+    def page(
+        self, filters: RunFilter | None = None, *, cursor: str | None = None, limit: int = 50
+    ) -> RunPage:
+        if not 1 <= limit <= MAX_PAGE:
+            raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
+        after = decode_cursor(cursor) if cursor else None
+        runs = self.queue.page(filters or RunFilter(), after, limit + 1)
+        more = len(runs) > limit
+        runs = runs[:limit]
+        return RunPage(runs, encode_cursor(runs[-1]) if more else None)
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        self.get(run_id)
+        return self.queue.attempts(run_id)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> Run:
+        """Block until the run is finished (or ``timeout`` seconds pass); return it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            run = self.get(run_id)
+            if run.finished or (deadline is not None and time.monotonic() >= deadline):
+                return run
+            remaining = 1.0 if deadline is None else deadline - time.monotonic()
+            time.sleep(max(0.0, min(pause, remaining)))
+            pause = min(pause * 1.5, 0.25)
+
+    # -- changes -------------------------------------------------------------------------------
+
+    def cancel(self, run_id: str) -> Run:
+        """Queued: canceled now. Running: asked to stop; the worker stops it cooperatively."""
+        _check(self.get(run_id), "canceled")
+        after = self.queue.cancel(run_id)
+        if after is None:
+            raise UnknownRun(f"no run has the id {run_id!r}")
+        if after.state in ("succeeded", "failed"):  # it finished meanwhile: say so
+            _check(after, "canceled")
+        if after.state == "canceled" and self.bus.wants("run.canceled"):
+            self.bus.publish(Event("run.canceled", after))
+        return after
+
+    def retry(self, run_id: str, run_at: datetime | None = None) -> Run:
+        """A failed or canceled run back to the queue, with one more attempt."""
+        before = self.get(run_id)
+        if before.state not in ("failed", "canceled"):
+            raise IllegalTransition(
+                f"run {run_id} is {before.state}; only failed or canceled runs can be retried"
+            )
+        after = self.queue.retry(run_id, run_at)
+        if after is None or after.state != "queued":
+            state = after.state if after else "gone"
+            raise IllegalTransition(f"run {run_id} became {state} meanwhile; not retried")
+        return after
+
+    def prune(self, succeeded_after: float, failed_after: float) -> int:
+        """Delete runs finished longer ago than these many seconds (per outcome)."""
+        now = self.queue.now()
+        return self.queue.prune(
+            now - timedelta(seconds=succeeded_after), now - timedelta(seconds=failed_after)
+        )
+
+
+def _check(run: Run, target: str) -> None:
+    if target not in TRANSITIONS[run.state]:
+        raise IllegalTransition(f"run {run.id} is {run.state}; it cannot be {target}")
+
+
+def _check_same(wanted: NewRun, existing: Run) -> None:
+    same_input = canonical_json(existing.input) == wanted.input_json
+    if existing.kind != wanted.kind or not same_input:
+        raise IdempotencyConflict(
+            f"idempotency key {wanted.idempotency_key!r} was already used for run {existing.id} "
+            f"({existing.kind}) with a different input"
+        )

@@ -1,0 +1,585 @@
+"""The worker (R-5): claims runs in batches, runs their jobs, acknowledges in batches.
+
+Threads, and what each one owns:
+
+* the **main loop** (the caller's thread) is the only one that talks to the queue about
+  claims: it acknowledges finished runs and claims new ones in one ``exchange``, renews
+  leases every lease/3, reclaims expired leases, enforces timeouts and stops the worker;
+* **handler threads** (``concurrency`` of them, daemons) run sync jobs, and wait for async
+  jobs running on the **event-loop thread**; each hands its outcome back on a deque;
+* the **waiter thread** sits in ``queue.wait_for_work`` (LISTEN/NOTIFY on PostgreSQL) and
+  wakes the main loop when new work may be due.
+
+Every write about a claimed run is fenced by (run id, attempt, worker id): a run whose
+lease was lost is dropped, and its late outcome changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import queue as queue_module
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Literal
+
+from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
+from runce.runs.context import JobContext, RunInfo, run_logger
+from runce.runs.events import Event, EventBus, events
+from runce.runs.jobs import Job, JobRegistry, registry
+from runce.runs.service import backoff_delay, canonical_json, cap_error
+from runce.stores.queue import ClaimRequest, Outcome, Run, RunQueue, WorkerInfo
+from runce.timeutil import utcnow
+
+log = logging.getLogger("runce.worker")
+
+SlotState = Literal["waiting", "running", "done", "released", "lost"]
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 5
+    kinds: Sequence[str] | None = None  # None: every registered job
+    lease: float = 30.0
+    poll: float = 1.0
+    backoff_base: float = 60.0
+    shutdown_timeout: float = 30.0
+    drain: bool = False
+    max_time: float | None = None
+    batch: int = 100  # most runs claimed in one statement
+    flush_interval: float = 0.05  # acknowledgements wait at most this long
+
+
+@dataclass
+class WorkerSummary:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    canceled: int = 0
+    released: int = 0
+    lost: int = 0
+    reclaimed: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One claimed run while this worker holds it."""
+
+    run: Run
+    job: Job
+    cancel: threading.Event = field(default_factory=threading.Event)
+    state: SlotState = "waiting"
+    started: float | None = None
+    ctx: JobContext | None = None
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    """Runs jobs from one queue until stopped (or, with ``drain``, until nothing is due)."""
+
+    def __init__(
+        self,
+        queue: RunQueue,
+        options: WorkerOptions | None = None,
+        *,
+        jobs: JobRegistry = registry,
+        bus: EventBus = events,
+        services: Callable[[], Any] = lambda: None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.queue = queue
+        self.options = options or WorkerOptions()
+        self.jobs = jobs
+        self.bus = bus
+        self.services = services
+        self.id = worker_id or default_worker_id()
+        self.summary = WorkerSummary()
+        self.kinds = self._kinds()
+        self._mutex = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+        self._finished: collections.deque[Outcome] = collections.deque()
+        self._unsent: list[Outcome] = []
+        self._oldest_unsent: float | None = None
+        self._tasks: queue_module.SimpleQueue[_Slot | None] = queue_module.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stop_deadline: float | None = None
+        self._quit = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._spare_threads = 0
+        self._avg_seconds = 1.0  # handler time, smoothed: decides how far to claim ahead
+        self._last: dict[str, float] = {}
+        self._started_at = utcnow()
+        self._failures = 0
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def run(self) -> WorkerSummary:
+        began = time.monotonic()
+        self._start_threads()
+        self._seen("running")
+        try:
+            self._loop_until_stopped(began)
+        finally:
+            self._shutdown_threads()
+            self._seen("stopped")
+            self.summary.seconds = round(time.monotonic() - began, 3)
+        return self.summary
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming; finish running jobs within ``timeout`` (default ``shutdown_timeout``),
+        then hand back what is left. Safe from a signal handler."""
+        if not self._stopping.is_set():
+            wait = self.options.shutdown_timeout if timeout is None else timeout
+            self._stop_deadline = time.monotonic() + wait
+            self._stopping.set()
+        else:
+            self._stop_deadline = time.monotonic()  # asked twice: stop now
+        self._wake.set()
+
+    # -- the main loop ----------------------------------------------------------------------------
+
+    def _loop_until_stopped(self, began: float) -> None:
+        self._reclaim()
+        idle_claims = 0
+        while True:
+            now = time.monotonic()
+            if self._max_time_passed(now, began):
+                self.stop()
+            if self._stopping.is_set() and self._stopped(now):
+                return
+            want = self._want()
+            sent = self._take_unsent(now)
+            if sent or want:
+                claimed = self._exchange(sent, want)
+                idle_claims = idle_claims + 1 if want and not claimed else 0
+            if self.options.drain and self._drained(idle_claims):
+                return
+            self._housekeeping(now)
+            self._sleep()
+
+    def _stopped(self, now: float) -> bool:
+        self._release(lambda slot: slot.state == "waiting")
+        if self._stop_deadline is not None and now >= self._stop_deadline:
+            self._release(lambda slot: slot.state == "running")
+        with self._mutex:
+            busy = bool(self._slots)
+        return not busy and not self._finished and not self._unsent
+
+    def _drained(self, idle_claims: int) -> bool:
+        with self._mutex:
+            busy = bool(self._slots)
+        return not busy and idle_claims > 0 and not self._finished and not self._unsent
+
+    def _max_time_passed(self, now: float, began: float) -> bool:
+        limit = self.options.max_time
+        return limit is not None and now - began >= limit and not self._stopping.is_set()
+
+    def _want(self) -> int:
+        """How many runs to claim now: none until half the room ahead is free."""
+        if self._stopping.is_set():
+            return 0
+        ahead = self.options.batch if self._avg_seconds < 0.005 else 0
+        room = self.options.concurrency + ahead
+        with self._mutex:
+            held = len(self._slots)
+        free = room - held
+        return free if free >= max(1, room // 2) or held == 0 else 0
+
+    def _take_unsent(self, now: float) -> list[Outcome]:
+        """Acknowledgements go out in batches, flushed within ``flush_interval``."""
+        while self._finished:
+            self._unsent.append(self._finished.popleft())
+            if self._oldest_unsent is None:
+                self._oldest_unsent = now
+        if not self._unsent:
+            return []
+        with self._mutex:
+            running = sum(1 for slot in self._slots.values() if slot.state == "running")
+        waited = now - (self._oldest_unsent or now)
+        if running and waited < self.options.flush_interval and len(self._unsent) < running:
+            return []
+        return self._unsent
+
+    def _exchange(self, sent: list[Outcome], want: int) -> int:
+        request = (
+            ClaimRequest(self.id, self.kinds, min(want, self.options.batch), self.options.lease)
+            if want
+            else None
+        )
+        try:
+            done, claimed = self.queue.exchange(sent, request)
+        except StoreError as exc:
+            self._store_failed(exc)
+            return 0
+        self._failures = 0
+        self._unsent = []
+        self._oldest_unsent = None
+        self._acknowledged(sent, done)
+        self._dispatch(claimed)
+        return len(claimed)
+
+    def _sleep(self) -> None:
+        if self._unsent:
+            timeout = self.options.flush_interval
+        elif self._failures:
+            timeout = min(5.0, 0.2 * 2 ** min(self._failures, 5))
+        else:
+            timeout = self.options.poll
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    # -- claims and acknowledgements -------------------------------------------------------------
+
+    def _dispatch(self, claimed: list[Run]) -> None:
+        self.summary.claimed += len(claimed)
+        for run in claimed:
+            job = self.jobs.get(run.kind)
+            if job is None:  # a kind this worker claimed but cannot run: should not happen
+                continue
+            slot = _Slot(run, job)
+            with self._mutex:
+                self._slots[run.id] = slot
+            self._tasks.put(slot)
+
+    def _acknowledged(self, sent: list[Outcome], done: list[Run | None]) -> None:
+        for outcome, after in zip(sent, done, strict=True):
+            with self._mutex:
+                slot = self._slots.pop(outcome.fence.run_id, None)
+            if after is None:
+                self.summary.lost += 1
+                log.warning(
+                    "run.lost id=%s attempt=%d: its lease was lost; outcome %s dropped",
+                    outcome.fence.run_id,
+                    outcome.fence.attempt,
+                    outcome.kind,
+                )
+                continue
+            self._announce(outcome, after, slot)
+
+    def _announce(self, outcome: Outcome, run: Run, slot: _Slot | None) -> None:
+        name = {
+            "succeeded": "run.succeeded",
+            "failed": "run.failed",
+            "retry": "run.retrying",
+            "canceled": "run.canceled",
+            "released": None,
+        }[outcome.kind]
+        counter = {
+            "succeeded": "succeeded",
+            "failed": "failed",
+            "retry": "retried",
+            "canceled": "canceled",
+            "released": "released",
+        }[outcome.kind]
+        setattr(self.summary, counter, getattr(self.summary, counter) + 1)
+        if log.isEnabledFor(logging.INFO):
+            took = (time.monotonic() - slot.started) * 1000 if slot and slot.started else 0.0
+            log.info(
+                "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s",
+                name or "run.released",
+                run.id,
+                run.kind,
+                outcome.fence.attempt,
+                took,
+                f" error={_one_line(outcome.error)}" if outcome.error else "",
+            )
+        if name and self.bus.wants(name):
+            self.bus.publish(Event(name, run))
+
+    def _release(self, which: Callable[[_Slot], bool]) -> None:
+        """Hand runs back to the queue unfinished, without spending their attempt."""
+        with self._mutex:
+            chosen = [
+                s for s in self._slots.values() if s.state in ("waiting", "running") and which(s)
+            ]
+            for slot in chosen:
+                slot.state = "released"
+        for slot in chosen:
+            slot.cancel.set()
+            self._finished.append(Outcome(slot.run.fence, "released"))
+
+    def _store_failed(self, exc: StoreError) -> None:
+        self._failures += 1
+        log.error("worker.error: %s (retrying)", exc)
+        if self.bus.wants("worker.error"):
+            self.bus.publish(Event("worker.error", error=exc))
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def _housekeeping(self, now: float) -> None:
+        third = self.options.lease / 3
+        if self._due("heartbeat", third, now):
+            self._heartbeat()
+        if self._due("reclaim", max(self.options.lease / 2, 1.0), now):
+            self._reclaim()
+        if self._due("seen", third, now):
+            self._seen("stopping" if self._stopping.is_set() else "running")
+        self._enforce_timeouts(now)
+
+    def _due(self, what: str, every: float, now: float) -> bool:
+        if now - self._last.get(what, now) < every and what in self._last:
+            return False
+        self._last[what] = now
+        return True
+
+    def _heartbeat(self) -> None:
+        with self._mutex:
+            held = [s for s in self._slots.values() if s.state in ("waiting", "running")]
+        if not held:
+            return
+        try:
+            beats = self.queue.heartbeat([s.run.fence for s in held], self.options.lease)
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        for slot in held:
+            beat = beats.get(slot.run.id, "lost")
+            if beat == "cancel":
+                slot.cancel.set()
+            elif beat == "lost":
+                self._lose(slot)
+
+    def _lose(self, slot: _Slot) -> None:
+        with self._mutex:
+            slot.state = "lost"
+            self._slots.pop(slot.run.id, None)
+        slot.cancel.set()
+        self.summary.lost += 1
+        log.warning(
+            "run.lost id=%s attempt=%d: the lease moved on; this worker drops it",
+            slot.run.id,
+            slot.run.attempt,
+        )
+
+    def _reclaim(self) -> None:
+        try:
+            runs = self.queue.reclaim()
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        self.summary.reclaimed += len(runs)
+        for run in runs:
+            log.warning(
+                "run.reclaimed id=%s kind=%s attempt=%d state=%s",
+                run.id,
+                run.kind,
+                run.attempt,
+                run.state,
+            )
+            name = "run.failed" if run.state == "failed" else "run.retrying"
+            if self.bus.wants(name):
+                self.bus.publish(Event(name, run))
+        if runs:
+            self._wake.set()
+
+    def _seen(self, state: Literal["running", "stopping", "stopped"]) -> None:
+        info = WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self._started_at,
+            last_seen=utcnow(),
+            concurrency=self.options.concurrency,
+            kinds=tuple(self.kinds),
+            state=state,
+        )
+        try:
+            self.queue.worker_seen(info)
+        except StoreError as exc:
+            self._store_failed(exc)
+
+    def _enforce_timeouts(self, now: float) -> None:
+        """A sync job past its timeout is abandoned: its attempt fails now, its thread is
+        replaced, and whatever it returns later is discarded."""
+        with self._mutex:
+            late = [
+                s
+                for s in self._slots.values()
+                if s.state == "running"
+                and not s.job.is_async
+                and s.job.timeout is not None
+                and s.started is not None
+                and now - s.started > s.job.timeout
+            ]
+            for slot in late:
+                slot.state = "done"
+        for slot in late:
+            slot.cancel.set()
+            error = TimeoutError(f"the job ran longer than its timeout of {slot.job.timeout:g}s")
+            self._finished.append(self._failure(slot, error))
+            self._spare_threads += 1
+            self._start_handler_thread()
+
+    # -- handler threads --------------------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        if not self.kinds:
+            raise RunceError(
+                "no jobs are registered; name the modules that define them in worker.handlers"
+            )
+        for _ in range(self.options.concurrency):
+            self._start_handler_thread()
+        if any(job.is_async for job in map(self.jobs.get, self.kinds) if job):
+            self._start_event_loop()
+        waiter = threading.Thread(target=self._wait_for_work, name="runce-waiter", daemon=True)
+        waiter.start()
+
+    def _start_handler_thread(self) -> None:
+        thread = threading.Thread(target=self._handle_forever, name="runce-handler", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _start_event_loop(self) -> None:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="runce-asyncio", daemon=True)
+        thread.start()
+        self._loop = loop
+
+    def _shutdown_threads(self) -> None:
+        self._quit.set()
+        for _ in self._threads:
+            self._tasks.put(None)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _wait_for_work(self) -> None:
+        while not self._quit.is_set():
+            try:
+                self.queue.wait_for_work(self.options.poll)
+            except Exception:  # the main loop reports store failures; do not spin here
+                self._quit.wait(self.options.poll)
+            self._wake.set()
+
+    def _handle_forever(self) -> None:
+        while True:
+            slot = self._tasks.get()
+            if slot is None:
+                return
+            if not self._begin(slot):
+                continue
+            outcome = self._execute(slot)
+            self._finish(slot, outcome)
+            if self._retire_spare():
+                return
+
+    def _begin(self, slot: _Slot) -> bool:
+        with self._mutex:
+            if slot.state != "waiting":
+                return False
+            slot.state = "running"
+        slot.started = time.monotonic()
+        if self.bus.wants("run.started"):
+            self.bus.publish(Event("run.started", slot.run))
+        return True
+
+    def _finish(self, slot: _Slot, outcome: Outcome) -> None:
+        took = time.monotonic() - (slot.started or time.monotonic())
+        self._avg_seconds = self._avg_seconds * 0.8 + took * 0.2
+        with self._mutex:
+            if slot.state != "running":
+                return  # abandoned, released or lost meanwhile: this result is not the run's
+            slot.state = "done"
+        self._finished.append(outcome)
+        self._wake.set()
+
+    def _retire_spare(self) -> bool:
+        with self._mutex:
+            if self._spare_threads > 0:
+                self._spare_threads -= 1
+                return True
+        return False
+
+    def _execute(self, slot: _Slot) -> Outcome:
+        ctx = self._context(slot)
+        slot.ctx = ctx
+        try:
+            result = self._call(slot, ctx)
+            text = canonical_json(result, "result")
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise
+            if slot.cancel.is_set() and ctx._noticed:
+                return Outcome(slot.run.fence, "canceled", error="canceled while running")
+            return self._failure(slot, exc)
+        if ctx._noticed:
+            return Outcome(
+                slot.run.fence,
+                "canceled",
+                result_json=text,
+                error="stopped after a cancel was asked",
+            )
+        return Outcome(slot.run.fence, "succeeded", result_json=text)
+
+    def _call(self, slot: _Slot, ctx: JobContext) -> Any:
+        job, params = slot.job, slot.run.input
+        args = (params, ctx) if job.takes_context else (params,)
+        if not job.is_async:
+            return job.fn(*args)
+        assert self._loop is not None
+        coroutine = job.fn(*args)
+        if job.timeout is not None:
+            coroutine = asyncio.wait_for(coroutine, job.timeout)
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _failure(self, slot: _Slot, exc: BaseException) -> Outcome:
+        run = slot.run
+        error = cap_error(f"{type(exc).__name__}: {exc}")
+        final = isinstance(exc, NonRetryable | InvalidInput) or run.attempt >= run.max_attempts
+        if final:
+            return Outcome(run.fence, "failed", error=error)
+        delay = backoff_delay(run.attempt, self.options.backoff_base)
+        return Outcome(run.fence, "retry", error=error, run_at=utcnow() + timedelta(seconds=delay))
+
+    def _context(self, slot: _Slot) -> JobContext:
+        run = slot.run
+
+        def write_progress(percent: int, message: str | None) -> None:
+            try:
+                self.queue.progress(run.fence, percent, message)
+            except StoreError as exc:
+                self._store_failed(exc)
+            if self.bus.wants("run.progress"):
+                self.bus.publish(
+                    Event("run.progress", replace(run, progress=percent, progress_message=message))
+                )
+
+        return JobContext(
+            run=RunInfo(run.id, run.kind, run.attempt, run.max_attempts),
+            log=run_logger(run.id, run.kind),
+            _services=self.services,
+            _write_progress=write_progress,
+            _cancel=slot.cancel,
+        )
+
+    def _kinds(self) -> list[str]:
+        registered = self.jobs.kinds()
+        if self.options.kinds is None:
+            return registered
+        unknown = sorted(set(self.options.kinds) - set(registered))
+        if unknown:
+            raise RunceError(
+                f"no job is registered for {', '.join(unknown)}; "
+                f"registered: {', '.join(registered) or 'none'}"
+            )
+        return list(self.options.kinds)
+
+
+def _one_line(text: str | None) -> str:
+    return (text or "").splitlines()[0][:200] if text else ""

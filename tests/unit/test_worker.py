@@ -1,0 +1,400 @@
+"""The worker in-process, on the memory store: outcomes, retries, cancel, timeouts, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from runce.errors import IdempotencyConflict, IllegalTransition, NonRetryable, UnknownRun
+from runce.runs.events import Event, EventBus
+from runce.runs.jobs import Job, JobRegistry
+from runce.runs.service import RunService, backoff_delay
+from runce.runs.worker import Worker, WorkerOptions
+from runce.stores import memory
+from runce.stores.queue import Run
+
+
+@pytest.fixture
+def jobs() -> JobRegistry:
+    return JobRegistry()
+
+
+@pytest.fixture
+def store() -> Iterator[memory.MemoryStore]:
+    yield memory.MemoryStore(uuid.uuid4().hex)
+    memory.reset()
+
+
+@pytest.fixture
+def bus() -> EventBus:
+    return EventBus()
+
+
+@pytest.fixture
+def service(store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus) -> RunService:
+    return RunService(store.runs, jobs=jobs, bus=bus)
+
+
+def _worker(store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, **options: Any) -> Worker:
+    settings = {
+        "concurrency": 4,
+        "lease": 5.0,
+        "poll": 0.05,
+        "backoff_base": 0.01,
+        "shutdown_timeout": 2.0,
+        **options,
+    }
+    return Worker(
+        store.runs, WorkerOptions(**settings), jobs=jobs, bus=bus, services=lambda: {"db": "fake"}
+    )
+
+
+def _register(jobs: JobRegistry, kind: str, fn: Callable[..., Any], **options: Any) -> None:
+    jobs.register(Job(kind, fn, **options))
+
+
+def _drain(store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, **options: Any) -> Any:
+    return _worker(store, jobs, bus, drain=True, max_time=20, **options).run()
+
+
+def test_runs_are_executed_and_their_results_stored(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    seen: list[tuple[Any, str, int]] = []
+
+    def double(params: dict[str, int], ctx: Any) -> dict[str, int]:
+        seen.append((ctx.services, ctx.run.kind, ctx.run.attempt))
+        return {"twice": params["n"] * 2}
+
+    async def shout(params: str) -> str:
+        await asyncio.sleep(0)
+        return params.upper()
+
+    _register(jobs, "math.double", double)
+    _register(jobs, "text.shout", shout)
+    numbers = service.enqueue_many("math.double", [{"n": i} for i in range(20)])
+    word = service.enqueue("text.shout", "hi")
+
+    summary = _drain(store, jobs, bus)
+    assert summary.succeeded == 21
+    assert [service.get(r.id).result for r in numbers] == [{"twice": 2 * i} for i in range(20)]
+    assert service.get(word.id).result == "HI"
+    assert seen[0] == ({"db": "fake"}, "math.double", 1)
+
+
+def test_a_failing_job_is_retried_with_growing_delays_then_succeeds(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    calls: list[int] = []
+
+    def flaky(params: Any, ctx: Any) -> str:
+        calls.append(ctx.run.attempt)
+        if ctx.run.attempt < 3:
+            raise ConnectionError(f"try {ctx.run.attempt}")
+        return "ok"
+
+    _register(jobs, "flaky", flaky)
+    delays: list[float] = []
+    bus.subscribe(
+        "run.retrying", lambda e: delays.append((e.run.run_at - e.run.updated_at).total_seconds())
+    )
+    run = service.enqueue("flaky", None, max_attempts=3)
+
+    worker = _worker(store, jobs, bus, backoff_base=0.05, max_time=20)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    done = service.wait(run.id, timeout=15)
+    worker.stop()
+    thread.join()
+
+    assert (done.state, done.attempt, done.result) == ("succeeded", 3, "ok")
+    assert calls == [1, 2, 3]
+    assert len(delays) == 2
+    assert delays[0] < delays[1], "each retry waits longer than the one before"
+    assert [a.outcome for a in service.attempts(run.id)] == ["retry", "retry"]
+
+
+def test_a_job_out_of_attempts_fails_with_the_last_error(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    def broken(params: Any, ctx: Any) -> None:
+        raise ValueError(f"broken on attempt {ctx.run.attempt}")
+
+    _register(jobs, "broken", broken)
+    run = service.enqueue("broken", {}, max_attempts=2)
+    worker = _worker(store, jobs, bus, max_time=20)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    done = service.wait(run.id, timeout=15)
+    worker.stop()
+    thread.join()
+    assert (done.state, done.attempt) == ("failed", 2)
+    assert done.error == "ValueError: broken on attempt 2"
+
+
+def test_non_retryable_fails_at_once(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    def refuse(params: Any) -> None:
+        raise NonRetryable("the customer is gone")
+
+    _register(jobs, "refuse", refuse)
+    run = service.enqueue("refuse", {}, max_attempts=5)
+    _drain(store, jobs, bus)
+    done = service.get(run.id)
+    assert (done.state, done.attempt) == ("failed", 1)
+    assert "the customer is gone" in (done.error or "")
+
+
+def test_a_result_that_is_not_json_fails_the_run(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    _register(jobs, "weird", lambda params: object())
+    run = service.enqueue("weird", {})
+    _drain(store, jobs, bus)
+    done = service.get(run.id)
+    assert done.state == "failed"
+    assert "result is not JSON" in (done.error or "")
+
+
+def test_a_canceled_queued_run_never_starts(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    started: list[str] = []
+    _register(jobs, "never", lambda params: started.append("x"))
+    run = service.enqueue("never", {})
+    assert service.cancel(run.id).state == "canceled"
+    _drain(store, jobs, bus)
+    assert started == []
+    with pytest.raises(IllegalTransition, match="canceled; it cannot be canceled"):
+        service.cancel(run.id)
+
+
+def _start_long(
+    store: memory.MemoryStore,
+    jobs: JobRegistry,
+    bus: EventBus,
+    fn: Callable[..., Any],
+    service: RunService,
+    **options: Any,
+) -> tuple[Run, Worker, threading.Thread, threading.Event]:
+    running = threading.Event()
+
+    def wrapped(params: Any, ctx: Any) -> Any:
+        running.set()
+        return fn(params, ctx)
+
+    _register(jobs, "long", wrapped)
+    run = service.enqueue("long", {})
+    worker = _worker(store, jobs, bus, **options)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    assert running.wait(10)
+    return run, worker, thread, running
+
+
+def test_a_running_job_that_checks_cancelled_stops_and_ends_canceled(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    def cooperative(params: Any, ctx: Any) -> str:
+        deadline = time.monotonic() + 10
+        while not ctx.cancelled:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return "stopped early"
+
+    run, worker, thread, _ = _start_long(store, jobs, bus, cooperative, service, lease=0.3)
+    asked = service.cancel(run.id)
+    assert (asked.state, asked.cancel_requested) == ("running", True)
+    done = service.wait(run.id, timeout=10)
+    worker.stop()
+    thread.join()
+    assert done.state == "canceled"
+    again = service.retry(run.id)
+    assert (again.state, again.max_attempts) == ("queued", 2)
+
+
+def test_a_job_that_ignores_a_cancel_ends_succeeded_with_the_request_shown(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    release = threading.Event()
+
+    def stubborn(params: Any, ctx: Any) -> str:
+        release.wait(10)
+        return "done anyway"
+
+    run, worker, thread, _ = _start_long(store, jobs, bus, stubborn, service)
+    service.cancel(run.id)
+    release.set()
+    done = service.wait(run.id, timeout=10)
+    worker.stop()
+    thread.join()
+    assert (done.state, done.cancel_requested, done.result) == ("succeeded", True, "done anyway")
+    with pytest.raises(IllegalTransition, match="succeeded; it cannot be canceled"):
+        service.cancel(run.id)
+    assert service.get(run.id).state == "succeeded"
+
+
+def test_a_sync_job_past_its_timeout_is_abandoned_and_its_late_result_dropped(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    release = threading.Event()
+
+    def slow(params: Any, ctx: Any) -> str:
+        if ctx.run.attempt == 1:
+            release.wait(10)
+            return "too late"
+        return "second try"
+
+    _register(jobs, "slow", slow, timeout=0.2)
+    run = service.enqueue("slow", {}, max_attempts=2)
+    worker = _worker(store, jobs, bus, max_time=20)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    done = service.wait(run.id, timeout=15)
+    release.set()
+    worker.stop()
+    thread.join()
+    assert (done.state, done.attempt, done.result) == ("succeeded", 2, "second try")
+    [first] = service.attempts(run.id)
+    assert "timeout of 0.2s" in (first.error or "")
+
+
+def test_an_async_job_past_its_timeout_is_cancelled(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    async def sleepy(params: Any) -> None:
+        await asyncio.sleep(30)
+
+    _register(jobs, "sleepy", sleepy, timeout=0.1)
+    run = service.enqueue("sleepy", {}, max_attempts=1)
+    started = time.monotonic()
+    _drain(store, jobs, bus)
+    assert time.monotonic() - started < 10
+    done = service.get(run.id)
+    assert done.state == "failed"
+    assert "Timeout" in (done.error or "")
+
+
+def test_stopping_hands_unfinished_runs_back_without_spending_an_attempt(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    release = threading.Event()
+
+    def stuck(params: Any, ctx: Any) -> None:
+        release.wait(10)
+
+    run, worker, thread, _ = _start_long(store, jobs, bus, stuck, service, shutdown_timeout=0.2)
+    worker.stop()
+    thread.join(10)
+    release.set()
+    assert not thread.is_alive()
+    back = service.get(run.id)
+    assert (back.state, back.attempt, back.claimed_by) == ("queued", 0, None)
+    assert worker.summary.released == 1
+
+
+def test_stopping_lets_short_jobs_finish(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    def short(params: Any, ctx: Any) -> str:
+        time.sleep(0.2)
+        return "finished"
+
+    run, worker, thread, _ = _start_long(store, jobs, bus, short, service, shutdown_timeout=5)
+    worker.stop()
+    thread.join(10)
+    assert service.get(run.id).state == "succeeded"
+
+
+def test_progress_is_stored_and_announced(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    seen: list[int] = []
+    bus.subscribe("run.progress", lambda e: seen.append(e.run.progress))
+
+    def steps(params: Any, ctx: Any) -> None:
+        ctx.progress(30, "a third")
+        ctx.progress(31, "too soon: skipped")
+        ctx.progress(100, "done")
+
+    _register(jobs, "steps", steps)
+    run = service.enqueue("steps", {})
+    _drain(store, jobs, bus)
+    done = service.get(run.id)
+    assert (done.progress, done.progress_message) == (100, "done")
+    assert seen == [30, 100]
+
+
+def test_events_follow_the_run(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    names: list[str] = []
+    bus.subscribe("*", lambda e: names.append(e.name))
+    bus.subscribe("run.failed", lambda e: (_ for _ in ()).throw(RuntimeError("bad subscriber")))
+    _register(jobs, "ok", lambda params: 1)
+    _register(jobs, "no", lambda params: (_ for _ in ()).throw(NonRetryable("no")))
+    service.enqueue("ok", {})
+    service.enqueue("no", {})
+    _drain(store, jobs, bus)
+    assert names.count("run.enqueued") == 2
+    assert names.count("run.started") == 2
+    assert names.count("run.succeeded") == 1
+    assert names.count("run.failed") == 1
+    with pytest.raises(ValueError, match="unknown event"):
+        bus.subscribe("run.exploded", lambda e: None)
+
+
+def test_idempotent_enqueue_and_conflicts(service: RunService) -> None:
+    first = service.enqueue("mail", {"to": "a"}, idempotency_key="order-1")
+    again = service.enqueue("mail", {"to": "a"}, idempotency_key="order-1")
+    assert again.id == first.id
+    with pytest.raises(IdempotencyConflict, match="order-1"):
+        service.enqueue("mail", {"to": "b"}, idempotency_key="order-1")
+    with pytest.raises(UnknownRun):
+        service.get("missing")
+
+
+def test_drain_reclaims_expired_leases_first(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    _register(jobs, "again", lambda params, ctx: ctx.run.attempt)
+    run = service.enqueue("again", {})
+    store.runs.claim("a-dead-worker", None, limit=1, lease=0.05)
+    time.sleep(0.1)
+    summary = _drain(store, jobs, bus)
+    assert summary.reclaimed == 1
+    done = service.get(run.id)
+    assert (done.state, done.result) == ("succeeded", 2)
+
+
+def test_a_worker_claims_only_the_kinds_it_has(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    _register(jobs, "mine", lambda params: "mine")
+    theirs = service.enqueue("theirs", {})
+    _drain(store, jobs, bus)
+    assert service.get(theirs.id).state == "queued"
+
+
+def test_backoff_doubles_with_jitter() -> None:
+    import random
+
+    rng = random.Random(7)
+    for attempt in range(1, 6):
+        span = 60 * 2 ** (attempt - 1)
+        delay = backoff_delay(attempt, 60, rng)
+        assert span / 2 <= delay <= span
+
+
+def test_event_objects_carry_the_run(service: RunService, bus: EventBus) -> None:
+    got: list[Event] = []
+    bus.subscribe("run.enqueued", got.append)
+    run = service.enqueue("x", {"a": 1})
+    assert got[0].run.id == run.id
