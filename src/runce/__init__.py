@@ -16,17 +16,23 @@ from runce.config import Config, define_config, load_config
 from runce.errors import (
     ConfigError,
     DriftError,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidInput,
     LockError,
     LockHeld,
     LockLost,
+    NonRetryable,
     OutOfOrderError,
     RunceError,
+    RunError,
     SchemaError,
     StoreError,
     StoreUnavailable,
     TaskLoadError,
     TaskRunError,
     TasksFailed,
+    UnknownRun,
     UnknownStore,
     UnsupportedFeature,
     UsageError,
@@ -46,14 +52,58 @@ from runce.tasks.model import Task, TaskContext, task
 from runce.tasks.report import RunReport, TaskResult
 from runce.tasks.states import TaskState
 
+# The job queue's names load on first use, so `runce run` does not pay for the worker.
+_LAZY = {
+    "job": "runce.runs.jobs",
+    "Job": "runce.runs.jobs",
+    "JobContext": "runce.runs.context",
+    "events": "runce.runs.events",
+    "Event": "runce.runs.events",
+    "Run": "runce.stores.queue",
+    "RunPage": "runce.runs.service",
+    "WorkerSummary": "runce.runs.worker",
+    "enqueue": "runce.runs.api",
+    "enqueue_many": "runce.runs.api",
+    "get_run": "runce.runs.api",
+    "list_runs": "runce.runs.api",
+    "cancel_run": "runce.runs.api",
+    "retry_run": "runce.runs.api",
+    "prune_runs": "runce.runs.api",
+    "wait": "runce.runs.api",
+    "worker": "runce.runs.api",
+    "drain": "runce.runs.api",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runce' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "Config",
     "ConfigError",
     "DriftError",
+    "Event",
+    "IdempotencyConflict",
+    "IllegalTransition",
+    "InvalidInput",
+    "Job",
+    "JobContext",
     "LockError",
     "LockHeld",
     "LockLost",
+    "NonRetryable",
     "OutOfOrderError",
+    "Run",
+    "RunError",
+    "RunPage",
     "RunReport",
     "RunceError",
     "SchemaError",
@@ -67,19 +117,33 @@ __all__ = [
     "TaskRunError",
     "TaskState",
     "TasksFailed",
+    "UnknownRun",
     "UnknownStore",
     "UnsupportedFeature",
     "UsageError",
+    "WorkerSummary",
     "__version__",
     "alist_applied",
     "arun_pending_on_boot",
     "arun_tasks",
     "atask_status",
+    "cancel_run",
     "define_config",
+    "drain",
+    "enqueue",
+    "enqueue_many",
+    "events",
+    "get_run",
+    "job",
     "list_applied",
+    "list_runs",
     "load_config",
+    "prune_runs",
+    "retry_run",
     "run_pending_on_boot",
     "run_tasks",
     "task",
     "task_status",
+    "wait",
+    "worker",
 ]

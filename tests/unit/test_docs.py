@@ -24,8 +24,8 @@ def test_the_configuration_table_matches_the_keys() -> None:
 
 
 def test_the_public_names_are_exactly_the_curated_ones() -> None:
-    exported = {name for name in dir(runce) if not name.startswith("_")}
-    modules = {"cli", "config", "errors", "stores", "tasks", "timeutil"}
-    assert exported - modules == set(runce.__all__) - {"__version__"}
+    modules = {"cli", "config", "errors", "runs", "stores", "tasks", "timeutil"}
     for name in runce.__all__:
-        assert hasattr(runce, name), name
+        assert getattr(runce, name) is not None, name
+    exported = {name for name in dir(runce) if not name.startswith("_")}
+    assert exported - modules == set(runce.__all__) - {"__version__"}
