@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runce.cli import runs  # noqa: F401 - registers the job-queue commands
 from runce.cli.main import main
 
 __all__ = ["main"]

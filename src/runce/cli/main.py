@@ -47,7 +47,7 @@ def config_options(fn: F) -> F:
     return fn
 
 
-def _config(config_path: Path | None, tasks_dir: Path | None) -> Config:
+def load_cli_config(config_path: Path | None, tasks_dir: Path | None) -> Config:
     overrides = {"tasks_dir": str(tasks_dir.resolve())} if tasks_dir else {}
     return resolve_config(config_path, **overrides)
 
@@ -118,7 +118,7 @@ def run(
     as_json: bool,
 ) -> None:
     """Apply pending tasks in id order, once (exit 1 if one fails or the lock is held)."""
-    cfg = _config(config_path, tasks_dir)
+    cfg = load_cli_config(config_path, tasks_dir)
     live = output.is_terminal() and not as_json
     reporter = output.LiveReporter() if live else output.PlainReporter()
     if not as_json:
@@ -181,7 +181,7 @@ def status(
     config_path: Path | None, tasks_dir: Path | None, as_json: bool, fail_if_pending: bool
 ) -> None:
     """Every task with its state: files joined with the store (reads only)."""
-    report = api.task_status(_config(config_path, tasks_dir))
+    report = api.task_status(load_cli_config(config_path, tasks_dir))
     if as_json:
         output.echo_json(report.to_dict())
     else:
@@ -227,7 +227,7 @@ def _status_detail(status: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
     """The store's last outcome per task id (reads only the store)."""
-    cfg = _config(config_path, tasks_dir)
+    cfg = load_cli_config(config_path, tasks_dir)
     records = api.list_applied(cfg)
     if as_json:
         output.echo_json([_record_dict(r) for r in records])
@@ -262,7 +262,7 @@ def history(
     config_path: Path | None, tasks_dir: Path | None, task_id: str | None, as_json: bool
 ) -> None:
     """Every attempt at a task (or at all tasks), oldest first; never changed, never deleted."""
-    cfg = _config(config_path, tasks_dir)
+    cfg = load_cli_config(config_path, tasks_dir)
     rows = api.task_history(cfg, task_id)
     if as_json:
         output.echo_json([_attempt_dict(a) for a in rows])
@@ -301,7 +301,7 @@ def _attempt_dict(attempt: Any) -> dict[str, Any]:
 @click.argument("name")
 def make(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
     """Write tasks/<UTC yyyy-mm-ddTHHMMSS>.<slug>.py from the template."""
-    path = api.make_task(_config(config_path, tasks_dir), name)
+    path = api.make_task(load_cli_config(config_path, tasks_dir), name)
     click.echo(f"created {path}")
 
 
@@ -325,7 +325,7 @@ def repair(
     wait_seconds: float,
 ) -> None:
     """Accept the changed file of an applied task (appends a `repaired` record)."""
-    cfg = _config(config_path, tasks_dir)
+    cfg = load_cli_config(config_path, tasks_dir)
     _store_line(api.store_description(cfg))
     rows = api.repair(cfg, ids, all_drifted=everything, wait=wait_seconds)
     for row in rows:
@@ -356,7 +356,7 @@ def baseline(
     wait_seconds: float,
 ) -> None:
     """Record tasks as applied without running them (the work was done before runce)."""
-    cfg = _config(config_path, tasks_dir)
+    cfg = load_cli_config(config_path, tasks_dir)
     _store_line(api.store_description(cfg))
     rows = api.baseline(cfg, ids, all_pending=everything, until=until, wait=wait_seconds)
     for row in rows:
@@ -375,7 +375,7 @@ def baseline(
 @click.option("--yes", is_flag=True, help="Do not ask before --force.")
 def unlock(config_path: Path | None, tasks_dir: Path | None, force: bool, yes: bool) -> None:
     """Show the lock's holder and clear it if it expired or its process died."""
-    cfg = _config(config_path, tasks_dir)
+    cfg = load_cli_config(config_path, tasks_dir)
     _store_line(api.store_description(cfg))
     holder = api.lock_holder(cfg)
     click.echo(output.holder_line(holder))
@@ -405,7 +405,7 @@ def db() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def db_status(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
     """The schema version against the latest this runce ships (reads only)."""
-    cfg = _config(config_path, tasks_dir)
+    cfg = load_cli_config(config_path, tasks_dir)
     state = api.schema_status(cfg)
     if as_json:
         output.echo_json(
@@ -428,7 +428,7 @@ def db_status(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -
 @config_options
 def db_upgrade(config_path: Path | None, tasks_dir: Path | None) -> None:
     """Apply pending schema migrations (safe to run from many processes at once)."""
-    cfg = _config(config_path, tasks_dir)
+    cfg = load_cli_config(config_path, tasks_dir)
     _store_line(api.store_description(cfg))
     applied = api.upgrade_schema(cfg)
     for name in applied:
@@ -440,7 +440,7 @@ def db_upgrade(config_path: Path | None, tasks_dir: Path | None) -> None:
 @config_options
 def db_sql(config_path: Path | None, tasks_dir: Path | None) -> None:
     """Print the DDL of every migration, for DBAs who apply it themselves."""
-    click.echo(api.schema_sql(_config(config_path, tasks_dir)), nl=False)
+    click.echo(api.schema_sql(load_cli_config(config_path, tasks_dir)), nl=False)
 
 
 # -- entry point --------------------------------------------------------------------------------

@@ -1,0 +1,465 @@
+"""``runce worker``, ``runce runs …``, ``runce workers`` and ``runce healthcheck``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from runce.cli import output
+from runce.cli.main import cli, config_options, load_cli_config
+from runce.config import Config
+from runce.errors import InvalidInput, UsageError
+from runce.stores.queue import RUN_STATES, Run
+
+# `runce runs tail` exit codes, from the run's final state
+TAIL_EXIT = {"succeeded": 0, "failed": 1, "canceled": 4}
+TAIL_TIMEOUT_EXIT = 3
+
+
+def _api() -> Any:
+    from runce.runs import api
+
+    return api
+
+
+def _when(text: str | None, flag: str) -> datetime | None:
+    """An ISO-8601 time (UTC when no offset is given), or a delay like ``+10m``."""
+    if text is None:
+        return None
+    if text.startswith("+"):
+        from runce.config import parse_duration
+
+        try:
+            return datetime.now(UTC) + timedelta(seconds=parse_duration(text[1:]))
+        except ValueError:
+            raise UsageError(f"{flag} {text!r}: expected a delay like +90s or +10m") from None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is not an ISO-8601 time like 2026-01-31T09:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _run_dict(run: Run) -> dict[str, Any]:
+    return asdict(run)
+
+
+# -- the worker -------------------------------------------------------------------------------
+
+
+@cli.command()
+@config_options
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    envvar="RUNCE_WORKER_CONCURRENCY",
+    show_envvar=True,
+    help="Jobs run at once (default: worker.concurrency).",
+)
+@click.option("--kinds", metavar="KIND[,KIND…]", help="Only these kinds (default: every job).")
+@click.option("--drain", is_flag=True, help="Run until nothing is due, then exit.")
+@click.option(
+    "--max-time",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop after SECONDS (finishing or handing back what runs).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="RUNCE_LOG_LEVEL",
+    show_envvar=True,
+    help="One line per run transition at info.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def worker(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    concurrency: int | None,
+    kinds: str | None,
+    drain: bool,
+    max_time: float | None,
+    log_level: str,
+    as_json: bool,
+) -> None:
+    """Run jobs: claim due runs, execute them, record the outcomes.
+
+    SIGTERM or Ctrl-C stops claiming, lets running jobs finish for up to
+    worker.shutdown_timeout, hands the rest back to the queue and exits; a second signal
+    hands everything back at once.
+    """
+    cfg = load_cli_config(config_path, tasks_dir)
+    logging.getLogger("runce").setLevel(log_level.upper())
+    chosen = [k for k in (kinds or "").split(",") if k] or None
+    running = _api().worker(
+        cfg, concurrency=concurrency, kinds=chosen, drain=drain, max_time=max_time
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        click.echo(f"runce worker: stopping ({signal.Signals(signum).name})", err=True)
+        running.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if not as_json:
+        click.echo(click.style(f"store: {cfg.store.url or cfg.store.type}", dim=True), err=True)
+        click.echo(
+            f"worker {running.id}: {', '.join(running.kinds)} "
+            f"(concurrency {running.options.concurrency})",
+            err=True,
+        )
+    summary = running.run()
+    if as_json:
+        output.echo_json(summary.to_dict())
+    else:
+        click.echo(
+            f"worker {running.id} stopped: {summary.succeeded} succeeded, "
+            f"{summary.failed} failed, {summary.retried} to retry, {summary.canceled} "
+            f"canceled, {summary.released} handed back in {summary.seconds:g}s",
+            err=True,
+        )
+
+
+@cli.command()
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def workers(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
+    """Workers that recently reported to the store, with their last heartbeat."""
+    cfg = load_cli_config(config_path, tasks_dir)
+    found = _queue(cfg).workers()
+    if as_json:
+        output.echo_json([asdict(w) for w in found])
+        return
+    rows = [
+        [w.state.upper(), w.id, output.when(w.last_seen), str(w.concurrency), ",".join(w.kinds)]
+        for w in found
+    ]
+    output.table(rows, ["STATE", "WORKER", "LAST SEEN (UTC)", "CONC", "KINDS"])
+    if not found:
+        click.echo("no worker has reported yet")
+
+
+@cli.command()
+@config_options
+def healthcheck(config_path: Path | None, tasks_dir: Path | None) -> None:
+    """Exit 0 when a worker on this host heartbeats on time, 1 otherwise (for probes)."""
+    cfg = load_cli_config(config_path, tasks_dir)
+    queue = _queue(cfg)
+    host = socket.gethostname()
+    mine = [w for w in queue.workers() if w.host == host and w.state != "stopped"]
+    stale_after = timedelta(seconds=2 * cfg.worker.lease)
+    now = queue.now()
+    fresh = [w for w in mine if now - w.last_seen <= stale_after]
+    if fresh:
+        click.echo(f"ok: {len(fresh)} worker(s) on {host}")
+        return
+    reason = "none is running" if not mine else f"the last heartbeat is older than {stale_after}"
+    click.echo(f"runce: no healthy worker on {host}: {reason}", err=True)
+    sys.exit(1)
+
+
+def _queue(cfg: Config) -> Any:
+    api = _api()
+    return api.queue_of(api.shared_store(cfg.store))
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def runs() -> None:
+    """Runs of the job queue: enqueue, inspect, cancel, retry, prune."""
+
+
+@runs.command(name="enqueue")
+@config_options
+@click.argument("kind")
+@click.option("--input", "input_text", metavar="JSON", help="The run's input as JSON.")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the input JSON from stdin.")
+@click.option("--project", help="Project id the run belongs to.")
+@click.option(
+    "--idempotency-key", metavar="KEY", help="Enqueueing the same key again returns the same run."
+)
+@click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts before it fails.")
+@click.option("--run-at", metavar="TIME", help="Not before TIME (ISO-8601, or +10m).")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--any-kind", is_flag=True, help="Enqueue a kind no job in worker.handlers has.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+def runs_enqueue(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    kind: str,
+    input_text: str | None,
+    from_stdin: bool,
+    project: str | None,
+    idempotency_key: str | None,
+    max_attempts: int | None,
+    run_at: str | None,
+    priority: int,
+    any_kind: bool,
+    as_json: bool,
+) -> None:
+    """Enqueue a run of KIND."""
+    cfg = load_cli_config(config_path, tasks_dir)
+    value = _input(input_text, from_stdin)
+    if not any_kind:
+        _check_kind(cfg, kind)
+    run = _api().enqueue(
+        kind,
+        value,
+        idempotency_key=idempotency_key,
+        run_at=_when(run_at, "--run-at"),
+        max_attempts=max_attempts,
+        priority=priority,
+        project_id=project,
+        config=cfg,
+    )
+    if as_json:
+        output.echo_json(_run_dict(run))
+    else:
+        click.echo(run.id)
+
+
+def _input(text: str | None, from_stdin: bool) -> Any:
+    if text is not None and from_stdin:
+        raise UsageError("give the input with --input or --stdin, not both")
+    source, raw = ("--stdin", sys.stdin.read()) if from_stdin else ("--input", text)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def _check_kind(cfg: Config, kind: str) -> None:
+    from runce.runs.jobs import load_handlers, registry
+
+    load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
+    if registry.get(kind) is None:
+        known = ", ".join(registry.kinds()) or "none: worker.handlers names no job module"
+        raise UsageError(
+            f"no job is registered for {kind!r} (known: {known}); "
+            "pass --any-kind to enqueue it anyway"
+        )
+
+
+@runs.command(name="status")
+@config_options
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the attempts).")
+def runs_status(
+    config_path: Path | None, tasks_dir: Path | None, run_id: str, as_json: bool
+) -> None:
+    """Show one run: state, attempts, progress, result or error."""
+    cfg = load_cli_config(config_path, tasks_dir)
+    service = _api().service(cfg)
+    run = service.get(run_id)
+    attempts = service.attempts(run_id)
+    if as_json:
+        output.echo_json({**_run_dict(run), "attempts": [asdict(a) for a in attempts]})
+        return
+    _print_run(run)
+    for past in attempts:
+        click.echo(
+            f"  attempt {past.attempt} on {past.worker_id}: {past.outcome}"
+            f"{' - ' + _first_line(past.error) if past.error else ''}"
+        )
+
+
+def _print_run(run: Run) -> None:
+    click.echo(f"{output.styled(run.state.upper(), 10)}{run.id}  {run.kind}")
+    fields = {
+        "attempt": f"{run.attempt} of {run.max_attempts}",
+        "project": run.project_id,
+        "idempotency key": run.idempotency_key,
+        "created": output.when(run.created_at),
+        "run at": output.when(run.run_at) if run.state == "queued" else None,
+        "started": output.when(run.started_at) if run.started_at else None,
+        "finished": output.when(run.finished_at) if run.finished_at else None,
+        "worker": run.claimed_by,
+        "progress": None
+        if run.progress is None
+        else f"{run.progress}%{' ' + run.progress_message if run.progress_message else ''}",
+        "cancel requested": "yes" if run.cancel_requested else None,
+        "result": None if run.result is None else json.dumps(run.result)[:500],
+        "output": run.output_ref,
+        "error": _first_line(run.error) if run.error else None,
+    }
+    for label, value in fields.items():
+        if value:
+            click.echo(f"  {label + ':':<18}{value}")
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").splitlines()[0][:200] if text else ""
+
+
+@runs.command(name="list")
+@config_options
+@click.option("--project", help="Only this project's runs.")
+@click.option("--state", type=click.Choice(RUN_STATES), help="Only runs in this state.")
+@click.option("--kind", help="Only runs of this kind.")
+@click.option("--since", metavar="TIME", help="Only runs created at or after TIME (ISO-8601).")
+@click.option("--before", metavar="TIME", help="Only runs created before TIME (ISO-8601).")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--cursor", help="Continue after the page that printed this cursor.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: runs and next_cursor.")
+def runs_list(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    project: str | None,
+    state: Any,
+    kind: str | None,
+    since: str | None,
+    before: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """Runs, newest first."""
+    cfg = load_cli_config(config_path, tasks_dir)
+    page = _api().list_runs(
+        project_id=project,
+        state=state,
+        kind=kind,
+        since=_when(since, "--since"),
+        before=_when(before, "--before"),
+        cursor=cursor,
+        limit=limit,
+        config=cfg,
+    )
+    if as_json:
+        output.echo_json(
+            {"runs": [_run_dict(r) for r in page.runs], "next_cursor": page.next_cursor}
+        )
+        return
+    rows = [
+        [
+            r.state.upper(),
+            r.id,
+            r.kind,
+            output.when(r.created_at),
+            f"{r.attempt}/{r.max_attempts}",
+            "" if r.progress is None else f"{r.progress}%",
+        ]
+        for r in page.runs
+    ]
+    output.table(rows, ["STATE", "ID", "KIND", "CREATED (UTC)", "TRY", "PROGRESS"])
+    if not page.runs:
+        click.echo("no runs")
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}")
+
+
+@runs.command(name="cancel")
+@config_options
+@click.argument("run_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def runs_cancel(config_path: Path | None, tasks_dir: Path | None, run_id: str, yes: bool) -> None:
+    """Cancel a run: a queued one at once, a running one cooperatively."""
+    cfg = load_cli_config(config_path, tasks_dir)
+    service = _api().service(cfg)
+    run = service.get(run_id)
+    if not yes:
+        click.confirm(f"Cancel {run.state} run {run.id} ({run.kind})?", abort=True)
+    after = service.cancel(run_id)
+    if after.state == "canceled":
+        click.echo(f"canceled {after.id}")
+    else:
+        click.echo(f"cancel requested: {after.id} stops when its job next checks ctx.cancelled")
+
+
+@runs.command(name="retry")
+@config_options
+@click.argument("run_id")
+def runs_retry(config_path: Path | None, tasks_dir: Path | None, run_id: str) -> None:
+    """Queue a failed or canceled run again, for one more attempt."""
+    cfg = load_cli_config(config_path, tasks_dir)
+    run = _api().retry_run(run_id, config=cfg)
+    click.echo(f"queued {run.id} again (attempt {run.attempt + 1} of {run.max_attempts})")
+
+
+@runs.command(name="prune")
+@config_options
+def runs_prune(config_path: Path | None, tasks_dir: Path | None) -> None:
+    """Delete finished runs older than runs.retention (succeeded 30d, failed 90d by default)."""
+    cfg = load_cli_config(config_path, tasks_dir)
+    count = _api().prune_runs(config=cfg)
+    click.echo(f"pruned {count} run{'s' if count != 1 else ''}")
+
+
+@runs.command(name="tail")
+@config_options
+@click.argument("run_id")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Give up after SECONDS (exit 3).",
+)
+def runs_tail(
+    config_path: Path | None, tasks_dir: Path | None, run_id: str, timeout: float | None
+) -> None:
+    """Follow a run to its end. Exit 0 succeeded, 1 failed, 4 canceled, 3 timed out."""
+    cfg = load_cli_config(config_path, tasks_dir)
+    service = _api().service(cfg)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    run = (_follow_live if output.is_terminal() else _follow_plain)(service, run_id, deadline)
+    _print_run(run)
+    sys.exit(TAIL_EXIT.get(run.state, TAIL_TIMEOUT_EXIT))
+
+
+def _follow_plain(service: Any, run_id: str, deadline: float | None) -> Run:
+    last: tuple[str, int | None, str | None] | None = None
+    while True:
+        run: Run = service.get(run_id)
+        now = (run.state, run.progress, run.progress_message)
+        if now != last:
+            progress = "" if run.progress is None else f" {run.progress}%"
+            message = f" {run.progress_message}" if run.progress_message else ""
+            click.echo(f"{run.state}{progress}{message}")
+            last = now
+        if run.finished or (deadline is not None and time.monotonic() >= deadline):
+            return run
+        time.sleep(0.2)
+
+
+def _follow_live(service: Any, run_id: str, deadline: float | None) -> Run:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[message]}"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(run_id, total=100, message="")
+        while True:
+            run: Run = service.get(run_id)
+            bar.update(
+                task,
+                completed=run.progress or 0,
+                message=run.progress_message or "",
+                description=f"{run.kind} {run.state}",
+            )
+            if run.finished or (deadline is not None and time.monotonic() >= deadline):
+                return run
+            time.sleep(0.2)
