@@ -34,6 +34,7 @@ class Workspace:
         self.tasks.mkdir(parents=True, exist_ok=True)
         self.store = store
         self.settings = settings  # top-level keys every config of this workspace keeps
+        self.procs: list[subprocess.Popen[str]] = []
         self.write_config()
 
     def write_config(self, extra: str = "") -> None:
@@ -73,7 +74,7 @@ class Workspace:
         )
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [RUNCE, *args],
             cwd=self.root,
             env=clean_env(**env),
@@ -81,6 +82,15 @@ class Workspace:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.procs.append(proc)
+        return proc
+
+    def reap(self) -> None:
+        """Kill what a test started and left running (after a failed assertion, say)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
 def stores_for(root: Path) -> dict[str, str]:
@@ -107,7 +117,9 @@ def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Worksp
     elif request.param == "mongo":
         yield from mongo_workspace(request, tmp_path)
     else:
-        yield Workspace(tmp_path, stores_for(tmp_path)[request.param])
+        space = Workspace(tmp_path, stores_for(tmp_path)[request.param])
+        yield space
+        space.reap()
 
 
 def postgres_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
@@ -116,7 +128,9 @@ def postgres_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 
     url = request.getfixturevalue("postgres_server")
     schema = f"runce_t_{uuid.uuid4().hex[:12]}"
-    yield Workspace(tmp_path, url, f'schema = "{schema}"\n')
+    space = Workspace(tmp_path, url, f'schema = "{schema}"\n')
+    yield space
+    space.reap()
     services.drop_schema(url, schema)
 
 
@@ -126,14 +140,18 @@ def mongo_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 
     server = request.getfixturevalue("mongo_server")
     database = f"runce_t_{uuid.uuid4().hex[:12]}"
-    yield Workspace(tmp_path, f"{server.rstrip('/')}/{database}")
+    space = Workspace(tmp_path, f"{server.rstrip('/')}/{database}")
+    yield space
+    space.reap()
     with pymongo.MongoClient(server) as client:
         client.drop_database(database)
 
 
 @pytest.fixture
-def sqlite_workspace(tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path, stores_for(tmp_path)["sqlite"])
+def sqlite_workspace(tmp_path: Path) -> Iterator[Workspace]:
+    space = Workspace(tmp_path, stores_for(tmp_path)["sqlite"])
+    yield space
+    space.reap()
 
 
 def copy_example(target: Path) -> Path:

@@ -29,7 +29,7 @@ JOBS = """
 import os, time
 import runce
 
-LOG = os.environ["RUNCE_TEST_LOG"]
+LOG = os.environ.get("RUNCE_TEST_LOG", os.devnull)
 
 
 def record(line):
@@ -81,7 +81,8 @@ def _queue_stores() -> list[str]:
 
 @pytest.fixture(params=_queue_stores())
 def qspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
-    settings = '[worker]\nhandlers = ["jobs"]\nlease = 1.5\npoll = 0.2\nbackoff_base = 0.05\n'
+    # A lease long enough for a loaded 2-core machine; the crash test shortens it.
+    settings = '[worker]\nhandlers = ["jobs"]\nlease = 6\npoll = 0.2\nbackoff_base = 0.05\n'
     settings += "shutdown_timeout = 1\n"
     if request.param == "postgres":
         spaces = postgres_workspace(request, tmp_path)
@@ -95,6 +96,7 @@ def qspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace
     (space.root / "jobs.py").write_text(JOBS)
     space.log = space.root / "log.txt"  # type: ignore[attr-defined]
     yield space
+    space.reap()
     for _ in spaces:
         pass
 
@@ -186,6 +188,8 @@ def test_four_workers_execute_every_run_exactly_once(qspace: Workspace) -> None:
 
 
 def test_a_killed_worker_loses_no_run(qspace: Workspace) -> None:
+    qspace.settings = qspace.settings.replace("lease = 6", "lease = 1.5")
+    qspace.write_config()
     ids = _enqueue_many(qspace, "slow.record", 3, "{'seconds': 3}")
     victim = qspace.start("worker", "--concurrency", "3", **_env(qspace))
     deadline = time.monotonic() + 30

@@ -292,14 +292,20 @@ def test_thirty_processes_writing_first_at_once_all_succeed(tmp_path: Path) -> N
         )
         for n in range(30)
     ]
-    for child in children:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-    go.touch()
-    outcomes = [child.stdout.readline().strip() for child in children if child.stdout]
-    for child in children:
-        _, err = child.communicate("", timeout=90)
-        assert child.returncode == 0, err
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        go.touch()
+        outcomes = [child.stdout.readline().strip() for child in children if child.stdout]
+        for child in children:
+            _, err = child.communicate("", timeout=90)
+            assert child.returncode == 0, err
+    finally:
+        for child in children:  # a failed assertion must not leave 30 processes waiting
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     assert sorted(outcomes) == ["lost"] * 29 + ["won"]
     store = open_store(StoreSpec(type="sqlite", url=f"sqlite:///{db}"))

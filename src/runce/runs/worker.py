@@ -327,7 +327,7 @@ class Worker:
         third = self.options.lease / 3
         if self._due("heartbeat", third, now):
             self._heartbeat()
-        if self._due("reclaim", max(self.options.lease / 2, 1.0), now):
+        if not self._unsent and self._due("reclaim", max(self.options.lease / 2, 1.0), now):
             self._reclaim()
         if self._due("seen", third, now):
             self._seen("stopping" if self._stopping.is_set() else "running")
@@ -340,8 +340,10 @@ class Worker:
         return True
 
     def _heartbeat(self) -> None:
+        # Every run still held, including finished ones whose acknowledgement has not
+        # landed yet: the lease must outlive the outcome's trip to the store.
         with self._mutex:
-            held = [s for s in self._slots.values() if s.state in ("waiting", "running")]
+            held = [s for s in self._slots.values() if s.state != "lost"]
         if not held:
             return
         try:
@@ -353,7 +355,7 @@ class Worker:
             beat = beats.get(slot.run.id, "lost")
             if beat == "cancel":
                 slot.cancel.set()
-            elif beat == "lost":
+            elif beat == "lost" and slot.state in ("waiting", "running"):
                 self._lose(slot)
 
     def _lose(self, slot: _Slot) -> None:

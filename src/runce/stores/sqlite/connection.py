@@ -133,6 +133,14 @@ class Database:
         finally:
             conn.close()
 
+    @property
+    def auto_migrate(self) -> bool:
+        return self._auto_migrate
+
+    def connect(self) -> sqlite3.Connection:
+        """A connection outside the pool, for its caller alone; never creates the file."""
+        return self._open(create=False)
+
     def in_transaction_for(self, token: str) -> bool:
         with self._tokens_guard:
             return self._open_tokens[token] > 0

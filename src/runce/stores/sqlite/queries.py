@@ -1,7 +1,8 @@
 """The SQL of the SQLite store, kept in ``.sql`` files beside this module.
 
-``queries.sql`` holds named statements (``-- name: foo`` starts one); ``migrations/`` holds
-the numbered schema migrations, applied in order and counted in ``PRAGMA user_version``.
+``queries.sql`` (once tasks and the lock) and ``runs.sql`` (the run queue) hold named
+statements (``-- name: foo`` starts one); ``migrations/`` holds the numbered schema
+migrations, applied in order and counted in ``PRAGMA user_version``.
 """
 
 from __future__ import annotations
@@ -15,16 +16,24 @@ from runce.stores.base import iter_migration_names
 
 _PACKAGE = files(__package__)
 _NAME_MARK = "-- name:"
+_QUERY_FILES = ("queries.sql", "runs.sql")
 
 
 def query(name: str) -> str:
-    """The statement named ``name`` in ``queries.sql``."""
+    """The statement named ``name`` in one of the query files."""
     return _queries()[name]
 
 
 @cache
 def _queries() -> dict[str, str]:
-    return parse_named_queries(_PACKAGE.joinpath("queries.sql").read_text(encoding="utf-8"))
+    found: dict[str, str] = {}
+    for file_name in _QUERY_FILES:
+        named = parse_named_queries(_PACKAGE.joinpath(file_name).read_text(encoding="utf-8"))
+        twice = sorted(set(found) & set(named))
+        if twice:
+            raise RuntimeError(f"query names defined twice ({file_name}): {', '.join(twice)}")
+        found.update(named)
+    return found
 
 
 def parse_named_queries(text: str) -> dict[str, str]:

@@ -25,7 +25,9 @@ from runce.stores.sqlite.queries import (
 
 
 def user_version(conn: sqlite3.Connection) -> int:
-    version: int = conn.execute(query("user_version")).fetchone()[0]
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples, whatever a caller's connection is set to return
+    version: int = cursor.execute(query("user_version")).fetchone()[0]
     return version
 
 

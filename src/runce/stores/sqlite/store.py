@@ -1,4 +1,4 @@
-"""The SQLite store: the embedded default, one file holding the tracker and the lock.
+"""The SQLite store: the embedded default, one file holding the tracker, the lock and the runs.
 
 Nothing is created on opening: reads of a file that is not there read as empty, and the
 first write creates the directory and the file and applies the migrations.
@@ -13,6 +13,7 @@ from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import BUSY_TIMEOUT, Database
 from runce.stores.sqlite.location import busy_timeout, database_path, url_of
 from runce.stores.sqlite.lock import SQLiteLock
+from runce.stores.sqlite.queue import SQLiteRunQueue
 from runce.stores.sqlite.tracker import SQLiteTracker
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ class SQLiteStore:
         self._db = db
         self._tracker = SQLiteTracker(db)
         self._lock = SQLiteLock(db)
+        self._runs = SQLiteRunQueue(db)
 
     @property
     def description(self) -> str:
@@ -40,6 +42,10 @@ class SQLiteStore:
     @property
     def lock(self) -> SQLiteLock:
         return self._lock
+
+    @property
+    def runs(self) -> SQLiteRunQueue:
+        return self._runs
 
     @property
     def supports_transactions(self) -> bool:
@@ -60,6 +66,7 @@ class SQLiteStore:
         return schema.schema_sql()
 
     def close(self) -> None:
+        self._runs.close()
         self._db.close()
 
 

@@ -1,0 +1,568 @@
+"""The run queue (R-1, R-2) in ``runce_runs``, ``runce_run_attempts`` and ``runce_workers``.
+
+Writes: each call is one short ``BEGIN IMMEDIATE`` transaction through :meth:`Database.write`
+(busy timeout and retries, so concurrent workers and enqueuers wait their turn instead of
+seeing "database is locked"), and each batch is one statement whatever its size: a claim is
+one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *``, a batch of outcomes one
+fenced ``UPDATE ... FROM json_each(...)`` (plus one ``INSERT`` of attempt rows when some
+did not succeed), and :meth:`SQLiteRunQueue.exchange` does both in one transaction. Every
+time written is SQLite's clock, read once per transaction.
+
+Waiting: :meth:`SQLiteRunQueue.wait_for_work` polls ``PRAGMA data_version`` on a connection
+of its own (it changes whenever another connection commits) every millisecond, every 20 ms
+after a second without changes; enqueues and retries through the same store object wake it
+at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from datetime import datetime
+from typing import Any, TypeVar
+
+from runce.errors import StoreError, UsageError
+from runce.stores.queue import (
+    AttemptRecord,
+    Beat,
+    ClaimRequest,
+    Enqueued,
+    Fence,
+    NewRun,
+    Outcome,
+    Run,
+    RunFilter,
+    WorkerInfo,
+)
+from runce.stores.sqlite import schema
+from runce.stores.sqlite.connection import Database
+from runce.stores.sqlite.queries import query
+from runce.stores.sqlite.rows import (
+    attempt_record_from,
+    new_runs_param,
+    outcomes_param,
+    runs_from,
+    ttl_modifier,
+    worker_from,
+    worker_params,
+)
+from runce.timeutil import from_iso, to_iso
+
+T = TypeVar("T")
+
+# The schema version that brings the runs tables (migrations/0002_runs.sql).
+RUNS_VERSION = 2
+
+_OUTCOME_KINDS = frozenset({"succeeded", "failed", "retry", "canceled", "released"})
+_REQUEUEING = frozenset({"retry", "released"})
+
+# The conditions a page of runs may be filtered by; each value is a parameter.
+_PAGE_FILTERS = {
+    "project_id": "project_id = :project_id",
+    "state": "state = :state",
+    "kind": "kind = :kind",
+    "since": "created_at >= :since",
+    "before": "created_at < :before",
+}
+_PAGE_AFTER = "(created_at, id) < (:after_created_at, :after_id)"
+
+
+class SQLiteRunQueue:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._waiter = _Waiter(db)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
+        batch = list(runs)
+        if connection is not None:
+            conn = _callers_connection(connection)
+            return self._enqueue_in(conn, batch) if batch else []
+        if not batch:
+            return []
+        results = self._db.write(
+            lambda conn: _enqueue(conn, batch, _now(conn)), what=_runs_text("enqueue", batch)
+        )
+        self._waiter.announce()
+        return results
+
+    def _enqueue_in(self, conn: sqlite3.Connection, batch: list[NewRun]) -> list[Enqueued]:
+        """Insert in the caller's open transaction: never committed or rolled back here.
+
+        The caller holds (or is about to take) the file's write lock, so the runs tables
+        are created on that same connection when missing: a connection of ours would wait
+        for the caller's lock, which waits for us.
+        """
+        what = _runs_text("enqueue", batch) + " in your transaction"
+        with self._db.translated(what):
+            _check_same_file(conn, self._db)
+            _join_transaction(conn)
+            schema.ensure_current(conn, self._db.path, auto_migrate=self._db.auto_migrate)
+            results = _enqueue(conn, batch, _now(conn))
+        # Waiters elsewhere see the commit (data_version); a waiter here may wake for nothing.
+        self._waiter.announce()
+        return results
+
+    def claim(
+        self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Run]:
+        if limit <= 0:
+            return []
+        request = ClaimRequest(worker_id, kinds, limit, lease)
+        return self._db.write(lambda conn: _claim(conn, request, _now(conn)), what="claim runs")
+
+    def exchange(
+        self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
+    ) -> tuple[list[Run | None], list[Run]]:
+        done_with = list(outcomes)
+        _check_outcomes(done_with)
+        if claim is not None and claim.limit <= 0:
+            claim = None
+        if not done_with and claim is None:
+            return [], []
+
+        def work(conn: sqlite3.Connection) -> tuple[list[Run | None], list[Run]]:
+            now = _now(conn)
+            done = _complete(conn, done_with, now) if done_with else []
+            return done, (_claim(conn, claim, now) if claim is not None else [])
+
+        result = self._db.write(work, what="acknowledge and claim runs")
+        self._announce_requeued(done_with)
+        return result
+
+    def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
+        if not fences:
+            return {}
+        param = json.dumps([[f.run_id, f.attempt, f.worker_id] for f in fences])
+
+        def work(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            params = {"fences": param, "lease": ttl_modifier(lease), "now": _now(conn)}
+            return _fetch(conn, "heartbeat_runs", params)
+
+        rows = self._db.write(work, what=f"extend the leases of {len(fences)} run(s)")
+        current = {
+            (row["id"], row["attempt"], row["claimed_by"]): bool(row["cancel_requested"])
+            for row in rows
+        }
+        beats: dict[str, Beat] = {}
+        for fence in fences:
+            cancel = current.get((fence.run_id, fence.attempt, fence.worker_id))
+            beats[fence.run_id] = "lost" if cancel is None else "cancel" if cancel else "ok"
+        return beats
+
+    def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
+        params: dict[str, Any] = {
+            "run_id": fence.run_id,
+            "attempt": fence.attempt,
+            "worker_id": fence.worker_id,
+            "percent": percent,
+            "message": message,
+        }
+
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute(query("progress_run"), {**params, "now": _now(conn)}).rowcount
+
+        changed = self._db.write(work, what=f"store the progress of run {fence.run_id}")
+        return changed == 1
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
+        batch = list(outcomes)
+        _check_outcomes(batch)
+        if not batch:
+            return []
+        done = self._db.write(
+            lambda conn: _complete(conn, batch, _now(conn)),
+            what=f"record the outcome of {len(batch)} run(s)",
+        )
+        self._announce_requeued(batch)
+        return done
+
+    def cancel(self, run_id: str) -> Run | None:
+        return self._db.write(
+            lambda conn: _change_or_get(conn, "cancel_run", {"run_id": run_id}),
+            what=f"cancel run {run_id}",
+        )
+
+    def retry(self, run_id: str, run_at: datetime | None = None) -> Run | None:
+        params = {"run_id": run_id, "run_at": to_iso(run_at) if run_at is not None else None}
+        run = self._db.write(
+            lambda conn: _change_or_get(conn, "retry_run", params), what=f"retry run {run_id}"
+        )
+        if run is not None and run.state == "queued":
+            self._waiter.announce()
+        return run
+
+    def reclaim(self) -> list[Run]:
+        def work(conn: sqlite3.Connection) -> list[Run]:
+            params = {"now": _now(conn)}
+            conn.execute(query("record_expired_attempts"), params)
+            return _fetch_runs(conn, "reclaim_expired", params)
+
+        runs = self._db.write(work, what="reclaim runs whose lease expired")
+        if runs:
+            self._waiter.announce()
+        return sorted(runs, key=lambda run: (run.created_at, run.id))
+
+    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
+        params = {
+            "succeeded_before": to_iso(succeeded_before),
+            "failed_before": to_iso(failed_before),
+        }
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute(query("prune_attempts"), params)
+            deleted: int = conn.execute(query("prune_runs"), params).rowcount
+            return deleted
+
+        return self._db.write(work, what="prune finished runs")
+
+    def worker_seen(self, info: WorkerInfo) -> None:
+        params = worker_params(info)
+        self._db.write(
+            lambda conn: conn.execute(query("worker_seen"), params),
+            what=f"record the heartbeat of worker {info.id}",
+        )
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> Run | None:
+        def work(conn: sqlite3.Connection) -> Run | None:
+            runs = _fetch_runs(conn, "get_run", {"run_id": run_id})
+            return runs[0] if runs else None
+
+        return self._read(work, None, what=f"read run {run_id}")
+
+    def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        if limit <= 0:
+            return []
+        params: dict[str, Any] = {"limit": limit}
+        conditions: list[str] = []
+        values = {
+            "project_id": filters.project_id,
+            "state": filters.state,
+            "kind": filters.kind,
+            "since": to_iso(filters.since) if filters.since is not None else None,
+            "before": to_iso(filters.before) if filters.before is not None else None,
+        }
+        for name, value in values.items():
+            if value is not None:
+                conditions.append(_PAGE_FILTERS[name])
+                params[name] = value
+        if after is not None:
+            conditions.append(_PAGE_AFTER)
+            params["after_created_at"], params["after_id"] = to_iso(after[0]), after[1]
+        sql = query("page_runs").replace("{filters}", " AND ".join(conditions) or "1")
+
+        def work(conn: sqlite3.Connection) -> list[Run]:
+            return _runs_of(conn, sql, params)
+
+        nothing: list[Run] = []
+        return self._read(work, nothing, what="list runs")
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        def work(conn: sqlite3.Connection) -> list[AttemptRecord]:
+            rows = _fetch(conn, "run_attempts", {"run_id": run_id})
+            return [attempt_record_from(row) for row in rows]
+
+        nothing: list[AttemptRecord] = []
+        return self._read(work, nothing, what=f"read the attempts of run {run_id}")
+
+    def workers(self) -> list[WorkerInfo]:
+        def work(conn: sqlite3.Connection) -> list[WorkerInfo]:
+            return [worker_from(row) for row in _fetch(conn, "workers")]
+
+        nothing: list[WorkerInfo] = []
+        return self._read(work, nothing, what="read the workers")
+
+    def now(self) -> datetime:
+        # SQLite's clock is the machine's, whichever file it is asked through.
+        with self._db.translated("read the clock"), closing(sqlite3.connect(":memory:")) as conn:
+            text: str = conn.execute(query("now")).fetchone()[0]
+        return from_iso(text)
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    def wait_for_work(self, timeout: float) -> None:
+        self._waiter.wait(timeout)
+
+    def close(self) -> None:
+        self._waiter.close()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _read(self, work: Callable[[sqlite3.Connection], T], empty: T, *, what: str) -> T:
+        """A read; ``empty`` while the file has no runs tables yet (reads never migrate)."""
+
+        def guarded(conn: sqlite3.Connection) -> T:
+            return empty if schema.user_version(conn) < RUNS_VERSION else work(conn)
+
+        return self._db.read(guarded, empty=empty, what=what)
+
+    def _announce_requeued(self, outcomes: list[Outcome]) -> None:
+        if any(outcome.kind in _REQUEUEING for outcome in outcomes):
+            self._waiter.announce()
+
+
+# --- the work inside one transaction ----------------------------------------------------------
+
+
+def _now(conn: sqlite3.Connection) -> str:
+    """SQLite's clock, once per transaction: every time one transaction writes is the same."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    now: str = cursor.execute(query("now")).fetchone()[0]
+    return now
+
+
+def _fetch(
+    conn: sqlite3.Connection, name: str, params: dict[str, Any] | None = None
+) -> list[sqlite3.Row]:
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row  # by name, without changing the connection's rows
+    # fetchall: a RETURNING statement is only finished once its rows are all read.
+    rows: list[sqlite3.Row] = cursor.execute(query(name), params or {}).fetchall()
+    return rows
+
+
+def _fetch_runs(conn: sqlite3.Connection, name: str, params: dict[str, Any]) -> list[Run]:
+    return _runs_of(conn, query(name), params)
+
+
+def _runs_of(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Run]:
+    cursor = conn.cursor()
+    cursor.row_factory = None  # tuples: runs_from reads them by position
+    return runs_from(cursor.execute(sql, params))
+
+
+def _enqueue(conn: sqlite3.Connection, batch: list[NewRun], now: str) -> list[Enqueued]:
+    created = _fetch_runs(conn, "enqueue_runs", {"runs": new_runs_param(batch), "now": now})
+    inserted = {run.id: run for run in created}
+    keys = [new.idempotency_key for new in batch if new.id not in inserted and new.idempotency_key]
+    existing: dict[str, Run] = {}
+    if keys:
+        found = _fetch_runs(conn, "runs_by_keys", {"keys": json.dumps(keys)})
+        existing = {run.idempotency_key or "": run for run in found}
+    results: list[Enqueued] = []
+    for new in batch:
+        run = inserted.get(new.id)
+        if run is not None:
+            results.append(Enqueued(run, created=True))
+            continue
+        run = existing.get(new.idempotency_key or "")
+        if run is None:  # not inserted and no run has its key: cannot happen
+            raise StoreError(f"run {new.id} was neither inserted nor found by its key")
+        results.append(Enqueued(run, created=False))
+    return results
+
+
+def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Run]:
+    params = {
+        "worker_id": request.worker_id,
+        "kinds": json.dumps(list(request.kinds)) if request.kinds else None,
+        "limit": request.limit,
+        "lease": ttl_modifier(request.lease),
+        "now": now,
+    }
+    runs = _fetch_runs(conn, "claim_runs", params)
+    # RETURNING gives no order: put the runs back in the order they were claimed in.
+    runs.sort(key=lambda run: (-run.priority, run.run_at, run.id))
+    return runs
+
+
+def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> list[Run | None]:
+    done: list[Run | None] = [None] * len(outcomes)
+    for positions in _rounds(outcomes):
+        batch = [outcomes[i] for i in positions]
+        params = {"outcomes": outcomes_param(batch), "now": now}
+        if any(outcome.kind != "succeeded" for outcome in batch):
+            conn.execute(query("record_outcome_attempts"), params)
+        after = {run.id: run for run in _fetch_runs(conn, "complete_runs", params)}
+        for i in positions:
+            done[i] = after.get(outcomes[i].fence.run_id)
+    return done
+
+
+def _rounds(outcomes: list[Outcome]) -> list[list[int]]:
+    """Positions of outcomes in rounds where each run id appears once, in order.
+
+    A batch names each run once in practice (one round, one statement). Should a run appear
+    twice, its second outcome is applied after the first, as if sent in a later call.
+    """
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, outcome in enumerate(outcomes):
+        n = seen.get(outcome.fence.run_id, 0)
+        seen[outcome.fence.run_id] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
+
+
+def _change_or_get(conn: sqlite3.Connection, name: str, params: dict[str, Any]) -> Run | None:
+    """Apply a single-run change; the run as it is after it (unchanged when not applicable)."""
+    runs = _fetch_runs(conn, name, {**params, "now": _now(conn)})
+    if not runs:
+        runs = _fetch_runs(conn, "get_run", {"run_id": params["run_id"]})
+    return runs[0] if runs else None
+
+
+def _check_outcomes(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        if outcome.kind not in _OUTCOME_KINDS:
+            raise UsageError(
+                f"{outcome.kind!r} is not an outcome of a run; "
+                f"use one of {', '.join(sorted(_OUTCOME_KINDS))}"
+            )
+
+
+def _runs_text(verb: str, batch: list[NewRun]) -> str:
+    return f"{verb} run {batch[0].id}" if len(batch) == 1 else f"{verb} {len(batch)} runs"
+
+
+# --- the caller's connection ------------------------------------------------------------------
+
+
+def _callers_connection(connection: Any) -> sqlite3.Connection:
+    if not isinstance(connection, sqlite3.Connection):
+        raise UsageError(
+            "the SQLite store enqueues in your transaction through a sqlite3.Connection, not "
+            f"{type(connection).__module__}.{type(connection).__qualname__} (with SQLAlchemy, "
+            "pass the DBAPI connection underneath, e.g. conn.connection.dbapi_connection)"
+        )
+    return connection
+
+
+def _check_same_file(conn: sqlite3.Connection, db: Database) -> None:
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples, whatever the caller's connection returns
+    rows = cursor.execute("PRAGMA database_list").fetchall()
+    main = next((row[2] for row in rows if row[1] == "main"), "")
+    if not main or not _same_file(main, db):
+        where = main or "an in-memory or temporary database"
+        raise UsageError(
+            f"connection= is a connection to {where}, not to the SQLite store {db.path}; "
+            "a run inserted there would never be seen by runce's workers"
+        )
+
+
+def _same_file(path: str, db: Database) -> bool:
+    try:
+        return os.path.samefile(path, db.path)
+    except OSError:
+        return False
+
+
+def _join_transaction(conn: sqlite3.Connection) -> None:
+    """Make sure the inserts land in the caller's transaction, so they commit or roll back
+    with it.
+
+    Python's default (legacy) transaction handling would open one before our INSERT anyway;
+    opening it here, the same way, also covers the tables we may create first. A connection
+    in autocommit mode with no transaction open has no transaction to join.
+    """
+    if conn.in_transaction:
+        return
+    autocommit = getattr(conn, "autocommit", None)  # Python 3.12+: True, False or LEGACY (-1)
+    if conn.isolation_level is None or autocommit is True:
+        raise UsageError(
+            "connection= needs an open transaction to enqueue in (the run is to exist only if "
+            "your transaction commits), but this connection is in autocommit mode with no "
+            "transaction open; execute BEGIN first"
+        )
+    conn.execute(f"BEGIN {conn.isolation_level}")
+
+
+# --- waiting for work -------------------------------------------------------------------------
+
+_FAST_POLL = 0.001  # seconds between polls while things happen
+_SLOW_POLL = 0.02  # ... once nothing changed for _QUIET seconds
+_QUIET = 1.0
+_UNSET = -1
+
+
+class _Waiter:
+    """Waits for a commit by any other connection to the file, or for this store's own news.
+
+    ``PRAGMA data_version`` on a connection of the waiter's own changes whenever another
+    connection, in any process, commits; reading it touches only the WAL index, no table.
+    Changes are counted in ``generation``, together with this store object's announcements;
+    a thread returns when the count moved past the one it saw when it last returned, so a
+    commit made between two waits (say, while the worker claimed) is not slept through.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._changed = threading.Condition()
+        self._generation = 0
+        self._last_change = time.monotonic()
+        self._seen = threading.local()  # per thread: the generation it last returned on
+        self._poll_guard = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._version: int | None = _UNSET  # the data_version last read; None: no file yet
+        self._pid = os.getpid()
+
+    def announce(self) -> None:
+        with self._changed:
+            self._bump()
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        seen: int = getattr(self._seen, "generation", self._generation)
+        self._poll()
+        while True:
+            with self._changed:
+                if self._generation != seen:
+                    self._seen.generation = self._generation
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._seen.generation = seen
+                    return
+                quiet = time.monotonic() - self._last_change >= _QUIET
+                self._changed.wait(min(_SLOW_POLL if quiet else _FAST_POLL, remaining))
+            self._poll()
+
+    def close(self) -> None:
+        with self._poll_guard:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+            self._version = _UNSET
+
+    def _bump(self) -> None:
+        self._generation += 1
+        self._last_change = time.monotonic()
+        self._changed.notify_all()
+
+    def _poll(self) -> None:
+        with self._poll_guard:
+            if self._pid != os.getpid():
+                # A forked child must not use its parent's connection: open its own.
+                self._conn, self._version, self._pid = None, _UNSET, os.getpid()
+            previous = self._version
+            current = self._read_version()
+            self._version = current
+        if previous != _UNSET and current != previous:
+            with self._changed:
+                self._bump()
+
+    def _read_version(self) -> int | None:
+        with self._db.translated("watch for new runs"):
+            if self._conn is None:
+                if not self._db.path.exists():
+                    return None
+                self._conn = self._db.connect()
+            try:
+                version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                    return self._version  # try again at the next poll
+                raise
+            return version

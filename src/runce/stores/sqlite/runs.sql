@@ -1,0 +1,240 @@
+-- Queries of the SQLite run queue, loaded by name (see queries.py). Every write runs in one
+-- BEGIN IMMEDIATE transaction that first reads SQLite's clock once (`now`) and passes it
+-- as :now, so every time written by one transaction is the same instant of one clock.
+-- Lease lengths arrive as a date modifier such as '+30.000 seconds'. Batches arrive as one
+-- JSON array parameter, read with json_each: one statement per batch, whatever its size.
+
+-- name: now
+SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now');
+
+-- :runs is [[id, kind, input, max_attempts, priority, run_at, project_id,
+-- idempotency_key, correlation_id], ...]; rows go in in order, so of two runs of one batch
+-- with the same key the first is inserted. Only inserted rows are returned.
+-- name: enqueue_runs
+INSERT INTO runce_runs (
+    id, kind, input, state, attempt, max_attempts, priority, run_at, created_at, updated_at,
+    project_id, idempotency_key, correlation_id
+)
+SELECT json_extract(value, '$[0]'),
+       json_extract(value, '$[1]'),
+       json_extract(value, '$[2]'),
+       'queued',
+       0,
+       json_extract(value, '$[3]'),
+       json_extract(value, '$[4]'),
+       coalesce(json_extract(value, '$[5]'), :now),
+       :now,
+       :now,
+       json_extract(value, '$[6]'),
+       json_extract(value, '$[7]'),
+       json_extract(value, '$[8]')
+FROM json_each(:runs)
+WHERE true
+ORDER BY key
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: runs_by_keys
+SELECT * FROM runce_runs
+WHERE idempotency_key IN (SELECT value FROM json_each(:keys));
+
+-- The first due queued runs, all taken by one statement under the write lock: no run can
+-- be handed to two claims. INDEXED BY: without statistics the planner would rather read
+-- every queued run through runce_runs_state and sort them; the partial index is already
+-- in claim order, so the claim reads the first rows that are due and stops.
+-- name: claim_runs
+UPDATE runce_runs
+SET state = 'running',
+    attempt = attempt + 1,
+    claimed_by = :worker_id,
+    claimed_at = :now,
+    started_at = :now,
+    lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', :now, :lease),
+    updated_at = :now
+WHERE id IN (
+    SELECT id FROM runce_runs INDEXED BY runce_runs_claim
+    WHERE state = 'queued'
+      AND run_at <= :now
+      AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+    ORDER BY priority DESC, run_at, id
+    LIMIT :limit
+)
+RETURNING *;
+
+-- :outcomes is [[run_id, attempt, worker_id, kind, result, output_ref, error, run_at], ...]
+-- with each run id at most once. Runs are found by id from each outcome ("+r.state" keeps
+-- the planner from reading every running run through runce_runs_state instead). Every
+-- write is fenced: the run must still be running
+-- under this attempt and worker. The attempts that did not succeed are recorded first,
+-- while the row still names the attempt's worker and start.
+-- name: record_outcome_attempts
+WITH o (pos, run_id, attempt, worker_id, kind, error) AS (
+    SELECT key,
+           json_extract(value, '$[0]'),
+           json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'),
+           json_extract(value, '$[3]'),
+           json_extract(value, '$[6]')
+    FROM json_each(:outcomes)
+)
+INSERT INTO runce_run_attempts (run_id, attempt, worker_id, started_at, finished_at, outcome, error)
+SELECT r.id, r.attempt, r.claimed_by, r.started_at, :now, o.kind, o.error
+FROM o JOIN runce_runs AS r
+    ON r.id = o.run_id
+   AND r.attempt = o.attempt
+   AND r.claimed_by = o.worker_id
+   AND +r.state = 'running'
+WHERE o.kind <> 'succeeded'
+ORDER BY o.pos;
+
+-- succeeded / failed / canceled finish the run; retry queues it again at run_at (the
+-- attempt is spent); released queues it at once and gives the attempt back.
+-- name: complete_runs
+WITH o (run_id, attempt, worker_id, kind, result, output_ref, error, run_at) AS (
+    SELECT json_extract(value, '$[0]'),
+           json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'),
+           json_extract(value, '$[3]'),
+           json_extract(value, '$[4]'),
+           json_extract(value, '$[5]'),
+           json_extract(value, '$[6]'),
+           json_extract(value, '$[7]')
+    FROM json_each(:outcomes)
+)
+UPDATE runce_runs AS r
+SET state = CASE WHEN o.kind IN ('succeeded', 'failed', 'canceled') THEN o.kind
+                 ELSE 'queued' END,
+    attempt = CASE o.kind WHEN 'released' THEN r.attempt - 1 ELSE r.attempt END,
+    result = CASE o.kind WHEN 'succeeded' THEN o.result ELSE r.result END,
+    output_ref = CASE o.kind WHEN 'succeeded' THEN o.output_ref ELSE r.output_ref END,
+    error = CASE WHEN o.kind IN ('failed', 'canceled', 'retry') THEN o.error ELSE r.error END,
+    run_at = CASE o.kind WHEN 'retry' THEN coalesce(o.run_at, :now) ELSE r.run_at END,
+    finished_at = CASE WHEN o.kind IN ('succeeded', 'failed', 'canceled') THEN :now
+                       ELSE r.finished_at END,
+    claimed_by = CASE WHEN o.kind IN ('retry', 'released') THEN NULL ELSE r.claimed_by END,
+    claimed_at = CASE WHEN o.kind IN ('retry', 'released') THEN NULL ELSE r.claimed_at END,
+    started_at = CASE WHEN o.kind IN ('retry', 'released') THEN NULL ELSE r.started_at END,
+    lease_expires_at = NULL,
+    updated_at = :now
+FROM o
+WHERE r.id = o.run_id
+  AND r.attempt = o.attempt
+  AND r.claimed_by = o.worker_id
+  AND +r.state = 'running'
+RETURNING *;
+
+-- :fences is [[run_id, attempt, worker_id], ...]; the rows returned are the current claims.
+-- name: heartbeat_runs
+WITH f (run_id, attempt, worker_id) AS (
+    SELECT json_extract(value, '$[0]'),
+           json_extract(value, '$[1]'),
+           json_extract(value, '$[2]')
+    FROM json_each(:fences)
+)
+UPDATE runce_runs AS r
+SET lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', :now, :lease)
+FROM f
+WHERE r.id = f.run_id
+  AND r.attempt = f.attempt
+  AND r.claimed_by = f.worker_id
+  AND +r.state = 'running'
+RETURNING id, attempt, claimed_by, cancel_requested;
+
+-- name: progress_run
+UPDATE runce_runs
+SET progress = :percent, progress_message = :message, updated_at = :now
+WHERE id = :run_id AND attempt = :attempt AND claimed_by = :worker_id AND state = 'running';
+
+-- Queued: canceled at once. Running: asked to stop. Any other state: no row changes.
+-- name: cancel_run
+UPDATE runce_runs
+SET state = CASE state WHEN 'queued' THEN 'canceled' ELSE state END,
+    cancel_requested = 1,
+    finished_at = CASE state WHEN 'queued' THEN :now ELSE finished_at END,
+    updated_at = :now
+WHERE id = :run_id AND state IN ('queued', 'running')
+RETURNING *;
+
+-- One more attempt than those spent so far.
+-- name: retry_run
+UPDATE runce_runs
+SET state = 'queued',
+    run_at = coalesce(:run_at, :now),
+    max_attempts = attempt + 1,
+    cancel_requested = 0,
+    finished_at = NULL,
+    started_at = NULL,
+    updated_at = :now
+WHERE id = :run_id AND state IN ('failed', 'canceled')
+RETURNING *;
+
+-- name: record_expired_attempts
+INSERT INTO runce_run_attempts (run_id, attempt, worker_id, started_at, finished_at, outcome, error)
+SELECT id, attempt, coalesce(claimed_by, ''), started_at, :now, 'lease-expired',
+       'the lease of attempt ' || attempt || ' expired (worker ' || coalesce(claimed_by, 'None')
+       || ' stopped heartbeating)'
+FROM runce_runs
+WHERE state = 'running' AND lease_expires_at < :now
+ORDER BY lease_expires_at, id;
+
+-- Expired leases: back to queued (the attempt is spent), or failed when none are left.
+-- name: reclaim_expired
+UPDATE runce_runs
+SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+    error = 'the lease of attempt ' || attempt || ' expired (worker '
+            || coalesce(claimed_by, 'None') || ' stopped heartbeating)',
+    finished_at = CASE WHEN attempt >= max_attempts THEN :now END,
+    started_at = CASE WHEN attempt >= max_attempts THEN started_at END,
+    claimed_by = NULL,
+    claimed_at = NULL,
+    lease_expires_at = NULL,
+    updated_at = :now
+WHERE state = 'running' AND lease_expires_at < :now
+RETURNING *;
+
+-- name: get_run
+SELECT * FROM runce_runs WHERE id = :run_id;
+
+-- {filters} is replaced by fixed conditions joined with AND (see queue.py); all values
+-- are parameters.
+-- name: page_runs
+SELECT * FROM runce_runs
+WHERE {filters}
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: run_attempts
+SELECT run_id, attempt, worker_id, started_at, finished_at, outcome, error
+FROM runce_run_attempts
+WHERE run_id = :run_id
+ORDER BY id;
+
+-- name: prune_attempts
+DELETE FROM runce_run_attempts
+WHERE run_id IN (
+    SELECT id FROM runce_runs
+    WHERE (state = 'succeeded' AND finished_at < :succeeded_before)
+       OR (state IN ('failed', 'canceled') AND finished_at < :failed_before)
+);
+
+-- name: prune_runs
+DELETE FROM runce_runs
+WHERE (state = 'succeeded' AND finished_at < :succeeded_before)
+   OR (state IN ('failed', 'canceled') AND finished_at < :failed_before);
+
+-- name: worker_seen
+INSERT INTO runce_workers (id, host, pid, started_at, last_seen, concurrency, kinds, state)
+VALUES (:id, :host, :pid, :started_at, :last_seen, :concurrency, :kinds, :state)
+ON CONFLICT (id) DO UPDATE SET
+    host = excluded.host,
+    pid = excluded.pid,
+    started_at = excluded.started_at,
+    last_seen = excluded.last_seen,
+    concurrency = excluded.concurrency,
+    kinds = excluded.kinds,
+    state = excluded.state;
+
+-- name: workers
+SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
+FROM runce_workers
+ORDER BY started_at, id;
