@@ -81,6 +81,7 @@ class _Slot:
     job: Job
     cancel: threading.Event = field(default_factory=threading.Event)
     state: SlotState = "waiting"
+    cancel_asked: bool = False  # a heartbeat said someone asked to cancel this run
     started: float | None = None
     ctx: JobContext | None = None
 
@@ -313,7 +314,11 @@ class Worker:
                 slot.state = "released"
         for slot in chosen:
             slot.cancel.set()
-            self._finished.append(Outcome(slot.run.fence, "released"))
+            if slot.cancel_asked:  # nobody wants it run again
+                outcome = Outcome(slot.run.fence, "canceled", error="canceled while stopping")
+            else:
+                outcome = Outcome(slot.run.fence, "released")
+            self._finished.append(outcome)
 
     def _store_failed(self, exc: StoreError) -> None:
         self._failures += 1
@@ -354,6 +359,7 @@ class Worker:
         for slot in held:
             beat = beats.get(slot.run.id, "lost")
             if beat == "cancel":
+                slot.cancel_asked = True
                 slot.cancel.set()
             elif beat == "lost" and slot.state in ("waiting", "running"):
                 self._lose(slot)
