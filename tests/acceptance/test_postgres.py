@@ -35,7 +35,9 @@ LONG_TTL = "lock = { ttl = 60 }\n"
 def pg(postgres_server: str, tmp_path: Path) -> Iterator[Workspace]:
     """A workspace on the test PostgreSQL, in a schema of its own, with a 60 s lock ttl."""
     schema = f"runce_t_{uuid.uuid4().hex[:12]}"
-    yield Workspace(tmp_path, postgres_server, f'schema = "{schema}"\n{LONG_TTL}')
+    space = Workspace(tmp_path, postgres_server, f'schema = "{schema}"\n{LONG_TTL}')
+    yield space
+    space.reap()
     services.drop_schema(postgres_server, schema)
 
 
@@ -192,7 +194,9 @@ def test_a_runner_killed_mid_task_frees_the_lock_at_once(pg: Workspace) -> None:
 @pytest.fixture
 def empty_database(postgres_server: str, tmp_path: Path) -> Iterator[Workspace]:
     url = services.create_database(postgres_server)
-    yield Workspace(tmp_path, url, LONG_TTL)
+    space = Workspace(tmp_path, url, LONG_TTL)
+    yield space
+    space.reap()
     services.drop_database(postgres_server, url)
 
 

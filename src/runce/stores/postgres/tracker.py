@@ -1,0 +1,193 @@
+"""The applied state and append-only history of once tasks, in ``applied`` and ``history``.
+
+Writes without a lease are short transactions on the store's connection; writes under a
+lease run on the lease's own lock session (see :mod:`runce.stores.postgres.lock`), so they
+happen only while the lock is held. A transactional task (T-7) gets a connection of its
+own inside a transaction, and its outcome is written in that same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from runce.errors import StoreError, UsageError
+from runce.stores.base import AppliedRecord, Attempt, Lease
+from runce.stores.postgres.connection import Connection, Database, translate
+from runce.stores.postgres.lock import PostgresLock, fence_transaction
+from runce.stores.postgres.rows import Row, applied_from, attempt_from, params_of
+
+
+class PostgresTracker:
+    def __init__(self, db: Database, lock: PostgresLock) -> None:
+        self._db = db
+        self._lock = lock
+
+    def applied(self) -> dict[str, AppliedRecord]:
+        rows = self._select("applied", what="read the applied tasks")
+        return {record.id: record for record in map(applied_from, rows)}
+
+    def history(self, task_id: str | None = None) -> list[Attempt]:
+        if task_id is None:
+            rows = self._select("history", what="read the history")
+        else:
+            params = {"task_id": task_id}
+            rows = self._select("history_of_task", params, what=f"read the history of {task_id}")
+        return [attempt_from(row) for row in rows]
+
+    def open_attempts(self) -> list[Attempt]:
+        rows = self._select("open_attempts", what="read the open attempts")
+        return [attempt_from(row) for row in rows]
+
+    def begin(self, attempt: Attempt, lease: Lease | None) -> None:
+        row = replace(attempt, status="started")
+
+        def work(conn: Connection) -> None:
+            conn.execute(self._db.sql("insert_attempt"), params_of(row))
+
+        self._write(work, lease, what=f"record the start of {attempt.task_id}")
+
+    def progress(self, attempt_id: str, done: int, total: int | None, lease: Lease | None) -> None:
+        params = {"attempt_id": attempt_id, "done": done, "total": total}
+
+        def work(conn: Connection) -> None:
+            if conn.execute(self._db.sql("progress"), params).rowcount != 1:
+                raise _not_started(attempt_id, self._db)
+
+        self._write(work, lease, what=f"store the progress of attempt {attempt_id}")
+
+    def finish(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
+        _must_be_finished(attempt)
+        self._write(
+            lambda conn: write_finish(conn, self._db, attempt, applied),
+            lease,
+            what=f"record the outcome of {attempt.task_id}",
+        )
+
+    def record(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
+        _must_be_finished(attempt)
+
+        def work(conn: Connection) -> None:
+            conn.execute(self._db.sql("insert_attempt"), params_of(attempt))
+            _upsert_applied(conn, self._db, applied)
+
+        self._write(work, lease, what=f"record the {attempt.status} attempt of {attempt.task_id}")
+
+    @contextmanager
+    def transaction(self, lease: Lease | None) -> Iterator[PostgresTransaction]:
+        what = "run a transactional task"
+        self._db.ensure_schema(what)
+        backend_pid = self._lock.backend_of(lease) if lease is not None else None
+        conn = self._db.connect()
+        try:
+            with _committing(conn, self._db, what):
+                tx = PostgresTransaction(conn, self._db, lease, backend_pid)
+                with self._db.translated(what):
+                    tx.fence(share=False)  # a lease already lost: do not even start
+                yield tx
+        finally:
+            conn.close()
+
+    def _write(self, work: Callable[[Connection], None], lease: Lease | None, *, what: str) -> None:
+        if lease is None:
+            self._db.write(work, what=what)
+        else:
+            self._lock.fenced(lease, work, what=what)
+
+    def _select(self, name: str, params: dict[str, Any] | None = None, *, what: str) -> list[Row]:
+        nothing: list[Row] = []
+        return self._db.read(
+            lambda conn: _rows(conn, self._db, name, params), empty=nothing, what=what
+        )
+
+
+class PostgresTransaction:
+    """``handle`` is a plain psycopg connection inside runce's open transaction.
+
+    Its ``search_path`` and settings are the server's defaults: the task's tables are its
+    own, and runce's are always named with their schema.
+    """
+
+    def __init__(
+        self, conn: Connection, db: Database, lease: Lease | None, backend_pid: int | None
+    ) -> None:
+        self._conn = conn
+        self._db = db
+        self._lease = lease
+        self._backend_pid = backend_pid
+
+    @property
+    def handle(self) -> Connection:
+        return self._conn
+
+    def finish(self, attempt: Attempt, applied: AppliedRecord | None) -> None:
+        _must_be_finished(attempt)
+        with self._db.translated(f"record the outcome of {attempt.task_id}"):
+            self.fence(share=True)
+            write_finish(self._conn, self._db, attempt, applied)
+
+    def fence(self, *, share: bool) -> None:
+        if self._lease is not None and self._backend_pid is not None:
+            fence_transaction(
+                self._conn, self._db, self._lease.token, self._backend_pid, share=share
+            )
+
+
+@contextmanager
+def _committing(conn: Connection, db: Database, what: str) -> Iterator[None]:
+    """One transaction for the block: committed on a clean exit, rolled back otherwise.
+
+    Inside it, psycopg refuses ``handle.commit()`` and ``handle.rollback()``: the task
+    cannot end runce's transaction by accident. The task's own exceptions pass unchanged.
+    """
+    failed_inside = False
+    try:
+        with conn.transaction():
+            try:
+                yield
+            except BaseException:
+                failed_inside = True
+                raise
+    except psycopg.Error as exc:
+        if failed_inside:
+            raise
+        raise translate(exc, what, db.target) from exc
+
+
+def write_finish(
+    conn: Connection, db: Database, attempt: Attempt, applied: AppliedRecord | None
+) -> None:
+    """Close a started history row and upsert the applied record, in the caller's transaction."""
+    if conn.execute(db.sql("finish_attempt"), params_of(attempt)).rowcount != 1:
+        raise _not_started(attempt.attempt_id, db)
+    _upsert_applied(conn, db, applied)
+
+
+def _upsert_applied(conn: Connection, db: Database, applied: AppliedRecord | None) -> None:
+    if applied is not None:
+        conn.execute(db.sql("upsert_applied"), params_of(applied))
+
+
+def _rows(conn: Connection, db: Database, name: str, params: dict[str, Any] | None) -> list[Row]:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(db.sql(name), params).fetchall()
+
+
+def _must_be_finished(attempt: Attempt) -> None:
+    if not attempt.finished:
+        raise UsageError(
+            f"attempt {attempt.attempt_id} of {attempt.task_id} is still 'started'; "
+            "only a finished attempt can be recorded as its outcome"
+        )
+
+
+def _not_started(attempt_id: str, db: Database) -> StoreError:
+    return StoreError(
+        f"attempt {attempt_id} is not a started attempt in the PostgreSQL store at "
+        f"{db.target.where} (it is unknown or already finished)"
+    )
