@@ -1,8 +1,14 @@
 """Job definitions (R-4): ``@runce.job("email.send")`` on the function that does the work.
 
-A job function is called as ``fn(params, ctx)`` (or ``fn(params)``), sync or ``async``;
-``params`` is the run's JSON input. Modules holding jobs are named in ``worker.handlers``
-and imported by the worker (and by ``runce runs enqueue`` to check kinds).
+A job function is called as ``fn(params, ctx)`` (or ``fn(params)``), sync or ``async``.
+When its first parameter or its return value is annotated (a pydantic model, or any type
+pydantic understands), runs are typed: the input is validated when the run is enqueued
+(a bad input is refused before anything is stored, with the field errors), the job gets
+the validated value (a model instance), and its result is validated before it is stored.
+Without annotations, ``params`` is the run's JSON input as is.
+
+Modules holding jobs are named in ``worker.handlers`` and imported by the worker (and by
+``runce runs enqueue`` to check kinds and inputs).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from runce.errors import ConfigError, UsageError
+from runce.errors import ConfigError, InvalidInput, UsageError
 
 JobFunction = Callable[..., Any]
 F = TypeVar("F", bound=JobFunction)
@@ -32,6 +38,29 @@ class Job:
     max_attempts: int | None = None
     timeout: float | None = None
 
+    def input_for_storage(self, value: Any) -> Any:
+        """The run's input as it will be stored: validated, and dumped to JSON values."""
+        adapter = _adapters(self.fn).params
+        if adapter is None:
+            return value
+        checked = _validated(adapter, value, f"the input of {self.kind!r}")
+        return adapter.dump_python(checked, mode="json")
+
+    def params_from_storage(self, value: Any) -> Any:
+        """What the job function gets: the stored input, validated into its annotated type."""
+        adapter = _adapters(self.fn).params
+        return (
+            value if adapter is None else _validated(adapter, value, f"the input of {self.kind!r}")
+        )
+
+    def result_for_storage(self, value: Any) -> Any:
+        """The job's return value, validated against its annotation and dumped to JSON."""
+        adapter = _adapters(self.fn).result
+        if adapter is None:
+            return value
+        checked = _validated(adapter, value, f"the result of {self.kind!r}")
+        return adapter.dump_python(checked, mode="json")
+
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
@@ -41,6 +70,13 @@ class Job:
         parameters = inspect.signature(self.fn).parameters
         return len(parameters) >= 2
 
+    def later(self, params: Any = None, **options: Any) -> Any:
+        """Enqueue a run of this job (``run_at=``, ``idempotency_key=``, …, as ``runce.enqueue``)
+        and return it."""
+        from runce.runs.api import enqueue
+
+        return enqueue(self.kind, params, **options)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Calling the job calls its function, as if it were not decorated."""
         return self.fn(*args, **kwargs)
@@ -48,6 +84,61 @@ class Job:
     @property
     def where(self) -> str:
         return f"{self.fn.__module__}.{self.fn.__qualname__}"
+
+
+@dataclass(frozen=True)
+class _Adapters:
+    params: Any  # pydantic TypeAdapter, or None for an untyped parameter
+    result: Any
+
+
+_adapter_cache: dict[JobFunction, _Adapters] = {}
+
+
+def _adapters(fn: JobFunction) -> _Adapters:
+    """pydantic adapters for the annotated parameter and return type (built once per job)."""
+    found = _adapter_cache.get(fn)
+    if found is None:
+        found = _adapter_cache[fn] = _build_adapters(fn)
+    return found
+
+
+def _build_adapters(fn: JobFunction) -> _Adapters:
+    import typing
+
+    hints = typing.get_type_hints(fn)
+    names = list(inspect.signature(fn).parameters)
+    param_type = hints.get(names[0]) if names else None
+    result_type = hints.get("return", inspect.Signature.empty)
+    return _Adapters(_adapter_for(param_type), _adapter_for(result_type, returns=True))
+
+
+def _adapter_for(annotation: Any, returns: bool = False) -> Any:
+    if annotation in (None, Any, inspect.Signature.empty, object) or (
+        returns and annotation is type(None)
+    ):
+        return None
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(annotation)
+
+
+def _validated(adapter: Any, value: Any, what: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInput(f"{what} is not valid: {_field_errors(exc)}") from None
+
+
+def _field_errors(exc: Any) -> str:
+    """``to: value is not a valid email address; ...`` from a pydantic ValidationError."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "value"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
 
 
 class JobRegistry:
@@ -95,6 +186,10 @@ def job(
     def register(fn: JobFunction) -> Job:
         if not callable(fn):
             raise UsageError(f"@runce.job({kind!r}) must decorate a function")
+        try:
+            _adapters(fn)  # a bad annotation fails here, on import, not on the first run
+        except Exception as exc:
+            raise UsageError(f"job {kind!r}: its annotations cannot be used: {exc}") from exc
         return registry.register(Job(kind, fn, max_attempts, timeout))
 
     return register

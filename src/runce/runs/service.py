@@ -158,6 +158,9 @@ class RunService:
         if len(keys) != len(inputs):
             raise UsageError("idempotency_keys must have one key (or None) per input")
         attempts = self._max_attempts(kind, max_attempts)
+        job = self.jobs.get(kind)
+        if job is not None:  # typed jobs refuse a bad input before anything is stored
+            inputs = [job.input_for_storage(value) for value in inputs]
         texts = [canonical_json(value) for value in inputs]
         new = [
             NewRun(

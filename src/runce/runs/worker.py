@@ -518,7 +518,7 @@ class Worker:
         ctx = self._context(slot)
         slot.ctx = ctx
         try:
-            result = self._call(slot, ctx)
+            result = slot.job.result_for_storage(self._call(slot, ctx))
             text = canonical_json(result, "result")
         except BaseException as exc:
             if not isinstance(exc, Exception):
@@ -536,7 +536,8 @@ class Worker:
         return Outcome(slot.run.fence, "succeeded", result_json=text)
 
     def _call(self, slot: _Slot, ctx: JobContext) -> Any:
-        job, params = slot.job, slot.run.input
+        job = slot.job
+        params = job.params_from_storage(slot.run.input)
         args = (params, ctx) if job.takes_context else (params,)
         if not job.is_async:
             return job.fn(*args)
