@@ -72,11 +72,22 @@ def queue_of(store: Store) -> RunQueue:
 
 
 def service(config: ConfigArg = None) -> RunService:
-    """A :class:`RunService` on the configured store."""
+    """A :class:`RunService` on the configured store, with ``worker.handlers`` imported so
+    typed jobs validate their inputs at enqueue."""
     cfg = _config(config)
+    _load_handlers_once(cfg)
     return RunService(
         queue_of(shared_store(cfg.store)), default_max_attempts=cfg.worker.max_attempts
     )
+
+
+_loaded: set[tuple[str, ...]] = set()
+
+
+def _load_handlers_once(cfg: Config) -> None:
+    if cfg.worker.handlers and cfg.worker.handlers not in _loaded:
+        load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
+        _loaded.add(cfg.worker.handlers)
 
 
 @atexit.register
