@@ -440,18 +440,19 @@ class MemoryRunQueue:
         error = f"the lease of attempt {run.attempt} expired (worker {run.claimed_by} stopped "
         error += "heartbeating)"
         self._record_attempt(run, "lease-expired", error, now)
-        spent = run.attempt >= run.max_attempts
-        after = replace(
-            run,
-            state="failed" if spent else "queued",
-            error=error,
-            finished_at=now if spent else None,
-            started_at=None if not spent else run.started_at,
-            claimed_by=None,
-            claimed_at=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
+        if run.attempt >= run.max_attempts:
+            after = replace(
+                run,
+                state="failed",
+                error=error,
+                finished_at=now,
+                claimed_by=None,
+                claimed_at=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        else:
+            after = _unclaimed(replace(run, state="queued", error=error), now)
         self._store([after])
         return after
 
