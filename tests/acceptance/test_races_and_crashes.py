@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -67,10 +66,10 @@ def test_a_runner_killed_mid_task_leaves_it_interrupted_then_rerun(workspace: Wo
     assert "INTERRUPTED" in workspace.runce("status").stdout
 
     (workspace.root / "go-fast").touch()
-    begun = time.monotonic()
+    # No --wait: a lock still held by the dead runner would fail this run at once (exit 1).
     rerun = workspace.runce("run")
     assert rerun.returncode == 0, output_of(rerun)
-    assert time.monotonic() - begun < 10, "the dead runner's lock must not block the next one"
+    assert "lock held" not in rerun.stderr
     assert "interrupted" in rerun.stdout
     assert all_lines(log) == ["2025-01-01.first", "2025-01-02.slow"]
 

@@ -1,0 +1,271 @@
+"""The applied state (``runce.applied``) and the append-only history (``runce.history``).
+
+Every write under a lease is fenced (see :mod:`.lock`): on a server with transactions the
+records and the fence go in one short transaction, retried whole on a write conflict;
+on a standalone server the token is checked just before writing. A finish changes a
+history document only while it is ``started``; finished ones are never touched again and
+none is ever deleted.
+
+Transactional tasks (T-7) get a :class:`MongoTransaction`: ``handle`` is a pymongo
+``ClientSession`` inside ``start_transaction()``, passed by the task as ``session=`` to its
+own writes, and the attempt's outcome is written with the same session. The task's body
+runs once: nothing retries it. How a stolen lease is caught there is told in
+:meth:`MongoTracker.transaction`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from typing import Any
+
+from pymongo.client_session import ClientSession
+from pymongo.errors import PyMongoError
+
+from runce.errors import LockLost, StoreError, UnsupportedFeature, UsageError
+from runce.stores.base import AppliedRecord, Attempt, Lease
+from runce.stores.mongo.connection import Connection, Document
+from runce.stores.mongo.documents import (
+    applied_document,
+    applied_from,
+    attempt_document,
+    attempt_from,
+    finish_changes,
+)
+from runce.stores.mongo.lock import check, claim, lost_message
+from runce.stores.mongo.schema import Schema
+
+Write = Callable[[ClientSession | None], None]
+_BY_START = [("startedAt", 1), ("_id", 1)]
+
+
+class MongoTracker:
+    def __init__(self, conn: Connection, schema: Schema) -> None:
+        self._conn = conn
+        self._schema = schema
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def applied(self) -> dict[str, AppliedRecord]:
+        with self._conn.translated("read the applied tasks"):
+            docs = list(self._conn.applied.find({"id": {"$type": "string"}}, {"_id": 0}))
+        return {record.id: record for record in map(applied_from, docs)}
+
+    def history(self, task_id: str | None = None) -> list[Attempt]:
+        query = {} if task_id is None else {"taskId": task_id}
+        what = "read the history" if task_id is None else f"read the history of {task_id}"
+        return self._attempts(query, what)
+
+    def open_attempts(self) -> list[Attempt]:
+        return self._attempts({"status": "started"}, "read the open attempts")
+
+    def _attempts(self, query: Document, what: str) -> list[Attempt]:
+        with self._conn.translated(what):
+            docs = list(self._conn.history.find(query, {"_id": 0}).sort(_BY_START))
+        return [attempt_from(doc) for doc in docs]
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def begin(self, attempt: Attempt, lease: Lease | None) -> None:
+        doc = attempt_document(replace(attempt, status="started"))
+
+        def write(session: ClientSession | None) -> None:
+            self._conn.history.insert_one(doc, session=session)
+
+        self._write(write, lease, f"record the start of {attempt.task_id}")
+
+    def progress(self, attempt_id: str, done: int, total: int | None, lease: Lease | None) -> None:
+        if self._conn.in_user_transaction():
+            # A transactional task finishes its attempt inside its transaction; changing that
+            # document from outside meanwhile would make the commit fail with a write conflict.
+            return
+        changes = {"progressDone": done, "progressTotal": total}
+
+        def write(session: ClientSession | None) -> None:
+            result = self._conn.history.update_one(
+                _started(attempt_id), {"$set": changes}, session=session
+            )
+            if result.matched_count != 1:
+                raise _not_started(self._conn, attempt_id)
+
+        self._write(write, lease, f"store the progress of attempt {attempt_id}")
+
+    def finish(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
+        _must_be_finished(attempt)
+        self._write(
+            lambda session: write_finish(self._conn, attempt, applied, session),
+            lease,
+            f"record the outcome of {attempt.task_id}",
+        )
+
+    def record(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
+        _must_be_finished(attempt)
+        doc = attempt_document(attempt)
+
+        def write(session: ClientSession | None) -> None:
+            self._conn.history.insert_one(doc, session=session)
+            _upsert_applied(self._conn, applied, session)
+
+        self._write(write, lease, f"record the {attempt.status} attempt of {attempt.task_id}")
+
+    def _write(self, write: Write, lease: Lease | None, what: str) -> None:
+        """One fenced write: in a short transaction when the server has them."""
+        self._schema.prepare()
+        with self._conn.translated(what):
+            if self._conn.transactions:
+
+                def fenced(session: ClientSession) -> None:
+                    claim(self._conn, lease, session)
+                    write(session)
+
+                self._conn.in_transaction(fenced)
+            else:
+                check(self._conn, lease)
+                write(None)
+
+    # --- transactional tasks ---------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, lease: Lease | None) -> Iterator[MongoTransaction]:
+        """A transaction for a transactional task; committed when the block exits cleanly.
+
+        The token is checked before the transaction starts, inside it when the outcome is
+        written (:meth:`MongoTransaction.finish`) and once more, outside its snapshot, just
+        before the commit. The lock document itself is not written in the transaction: the
+        lease keeper renews it meanwhile, which would make the commit fail. What closes the
+        last gap is the attempt's document: a runner that took the lock over first closes
+        this attempt as ``interrupted`` before running the task again, and that write
+        conflicts with this transaction's finish, so at most one of the two commits.
+        """
+        what = "run a transactional task"
+        self._refuse_without_transactions()
+        self._schema.prepare()
+        with self._conn.translated(what):
+            check(self._conn, lease)
+            session = self._conn.client.start_session()
+        try:
+            with self._conn.translated(what):
+                session.start_transaction()
+            with self._conn.user_transaction():
+                try:
+                    yield MongoTransaction(self._conn, session, lease)
+                except BaseException:
+                    _abort_quietly(session)
+                    raise
+                self._commit(session, lease, what)
+        finally:
+            session.end_session()
+
+    def _commit(self, session: ClientSession, lease: Lease | None, what: str) -> None:
+        if not session.in_transaction:
+            raise StoreError(
+                "the transactional task ended its transaction itself; leave "
+                "commit_transaction and abort_transaction to runce"
+            )
+        try:
+            with _lost_explained(self._conn, lease), self._conn.translated(what):
+                check(self._conn, lease)  # a fresh read, not the transaction's snapshot
+                session.commit_transaction()
+        except BaseException:
+            _abort_quietly(session)
+            raise
+
+    def _refuse_without_transactions(self) -> None:
+        if not self._conn.transactions:
+            raise UnsupportedFeature(
+                f"MongoDB at {self._conn.location.servers} is a standalone server, which has "
+                "no multi-document transactions; transactional tasks need a replica set "
+                "(a single-node replica set will do)"
+            )
+
+
+class MongoTransaction:
+    """``handle`` is a pymongo ``ClientSession`` inside runce's open transaction."""
+
+    def __init__(self, conn: Connection, session: ClientSession, lease: Lease | None) -> None:
+        self._conn = conn
+        self._session = session
+        self._lease = lease
+
+    @property
+    def handle(self) -> ClientSession:
+        return self._session
+
+    def finish(self, attempt: Attempt, applied: AppliedRecord | None) -> None:
+        _must_be_finished(attempt)
+        what = f"record the outcome of {attempt.task_id}"
+        with _lost_explained(self._conn, self._lease), self._conn.translated(what):
+            check(self._conn, self._lease, self._session)  # as of the transaction's snapshot
+            write_finish(self._conn, attempt, applied, self._session)
+
+
+@contextmanager
+def _lost_explained(conn: Connection, lease: Lease | None) -> Iterator[None]:
+    """A store error (such as a write conflict) raised because the lease was taken over
+    meanwhile becomes LockLost: the runner then stops, as for any lost lease."""
+    try:
+        yield
+    except StoreError as exc:
+        if lease is not None and not _still_held(conn, lease):
+            raise LockLost(lost_message()) from exc
+        raise
+
+
+def _still_held(conn: Connection, lease: Lease) -> bool:
+    try:
+        with conn.translated("check the lock"):
+            check(conn, lease)
+    except LockLost:
+        return False
+    except StoreError:
+        return True  # unknown: the original error is the one to report
+    return True
+
+
+def write_finish(
+    conn: Connection, attempt: Attempt, applied: AppliedRecord | None, session: ClientSession | None
+) -> None:
+    """Close a started history document, then upsert the applied record (in that order:
+    without a transaction, a late finish that matches nothing writes nothing)."""
+    result = conn.history.update_one(
+        _started(attempt.attempt_id), {"$set": finish_changes(attempt)}, session=session
+    )
+    if result.matched_count != 1:
+        raise _not_started(conn, attempt.attempt_id)
+    _upsert_applied(conn, applied, session)
+
+
+def _upsert_applied(
+    conn: Connection, applied: AppliedRecord | None, session: ClientSession | None
+) -> None:
+    if applied is not None:
+        conn.applied.update_one(
+            {"id": applied.id}, {"$set": applied_document(applied)}, upsert=True, session=session
+        )
+
+
+def _not_started(conn: Connection, attempt_id: str) -> StoreError:
+    return StoreError(
+        f"attempt {attempt_id} is not a started attempt in the MongoDB store "
+        f"{conn.location.description} (it is unknown or already finished)"
+    )
+
+
+def _started(attempt_id: str) -> dict[str, Any]:
+    return {"attemptId": attempt_id, "status": "started"}
+
+
+def _abort_quietly(session: ClientSession) -> None:
+    """Abort if still open; the error that got us here is the one to report."""
+    if session.in_transaction:
+        with suppress(PyMongoError):
+            session.abort_transaction()
+
+
+def _must_be_finished(attempt: Attempt) -> None:
+    if not attempt.finished:
+        raise UsageError(
+            f"attempt {attempt.attempt_id} of {attempt.task_id} is still 'started'; "
+            "only a finished attempt can be recorded as its outcome"
+        )
