@@ -115,7 +115,7 @@ def worker(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if not as_json:
-        click.echo(click.style(f"store: {cfg.store.url or cfg.store.type}", dim=True), err=True)
+        _store_note(cfg)
         click.echo(
             f"worker {running.id}: {', '.join(running.kinds)} "
             f"(concurrency {running.options.concurrency})",
@@ -139,6 +139,7 @@ def worker(
 def workers(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
     """Workers that recently reported to the store, with their last heartbeat."""
     cfg = load_cli_config(config_path, tasks_dir)
+    _store_note(cfg)
     found = _queue(cfg).workers()
     if as_json:
         output.echo_json([asdict(w) for w in found])
@@ -174,6 +175,12 @@ def healthcheck(config_path: Path | None, tasks_dir: Path | None) -> None:
 def _queue(cfg: Config) -> Any:
     api = _api()
     return api.queue_of(api.shared_store(cfg.store))
+
+
+def _store_note(cfg: Config) -> None:
+    """Which store a command uses (password masked), on stderr so stdout stays scriptable."""
+    description = _api().shared_store(cfg.store).description
+    click.echo(click.style(f"store: {description}", dim=True), err=True)
 
 
 # -- runs -------------------------------------------------------------------------------------
@@ -214,6 +221,7 @@ def runs_enqueue(
 ) -> None:
     """Enqueue a run of KIND."""
     cfg = load_cli_config(config_path, tasks_dir)
+    _store_note(cfg)
     value = _input(input_text, from_stdin)
     if not any_kind:
         _check_kind(cfg, kind)
@@ -268,6 +276,7 @@ def runs_status(
 ) -> None:
     """Show one run: state, attempts, progress, result or error."""
     cfg = load_cli_config(config_path, tasks_dir)
+    _store_note(cfg)
     service = _api().service(cfg)
     run = service.get(run_id)
     attempts = service.attempts(run_id)
@@ -334,6 +343,7 @@ def runs_list(
 ) -> None:
     """Runs, newest first."""
     cfg = load_cli_config(config_path, tasks_dir)
+    _store_note(cfg)
     page = _api().list_runs(
         project_id=project,
         state=state,
@@ -374,6 +384,7 @@ def runs_list(
 def runs_cancel(config_path: Path | None, tasks_dir: Path | None, run_id: str, yes: bool) -> None:
     """Cancel a run: a queued one at once, a running one cooperatively."""
     cfg = load_cli_config(config_path, tasks_dir)
+    _store_note(cfg)
     service = _api().service(cfg)
     run = service.get(run_id)
     if not yes:
@@ -391,6 +402,7 @@ def runs_cancel(config_path: Path | None, tasks_dir: Path | None, run_id: str, y
 def runs_retry(config_path: Path | None, tasks_dir: Path | None, run_id: str) -> None:
     """Queue a failed or canceled run again, for one more attempt."""
     cfg = load_cli_config(config_path, tasks_dir)
+    _store_note(cfg)
     run = _api().retry_run(run_id, config=cfg)
     click.echo(f"queued {run.id} again (attempt {run.attempt + 1} of {run.max_attempts})")
 
@@ -400,6 +412,7 @@ def runs_retry(config_path: Path | None, tasks_dir: Path | None, run_id: str) ->
 def runs_prune(config_path: Path | None, tasks_dir: Path | None) -> None:
     """Delete finished runs older than runs.retention (succeeded 30d, failed 90d by default)."""
     cfg = load_cli_config(config_path, tasks_dir)
+    _store_note(cfg)
     count = _api().prune_runs(config=cfg)
     click.echo(f"pruned {count} run{'s' if count != 1 else ''}")
 
@@ -418,6 +431,7 @@ def runs_tail(
 ) -> None:
     """Follow a run to its end. Exit 0 succeeded, 1 failed, 4 canceled, 3 timed out."""
     cfg = load_cli_config(config_path, tasks_dir)
+    _store_note(cfg)
     service = _api().service(cfg)
     deadline = None if timeout is None else time.monotonic() + timeout
     run = (_follow_live if output.is_terminal() else _follow_plain)(service, run_id, deadline)
