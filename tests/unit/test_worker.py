@@ -398,3 +398,64 @@ def test_event_objects_carry_the_run(service: RunService, bus: EventBus) -> None
     bus.subscribe("run.enqueued", got.append)
     run = service.enqueue("x", {"a": 1})
     assert got[0].run.id == run.id
+
+
+class _Flaky:
+    """The memory queue, unreachable for its first few exchanges and heartbeats."""
+
+    def __init__(self, inner: Any, failures: int) -> None:
+        self._inner = inner
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def exchange(self, outcomes: Any, claim: Any) -> Any:
+        from runce.errors import StoreUnavailable
+
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("could not reach the database (simulated)")
+        return self._inner.exchange(outcomes, claim)
+
+
+def test_a_worker_rides_out_a_database_outage(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    errors: list[Event] = []
+    bus.subscribe("worker.error", errors.append)
+    _register(jobs, "echo", lambda params: params)
+    runs = service.enqueue_many("echo", list(range(10)))
+    flaky = _Flaky(store.runs, failures=3)
+    worker = Worker(flaky, WorkerOptions(poll=0.05, max_time=20), jobs=jobs, bus=bus)  # type: ignore[arg-type]
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        finished = [service.wait(r.id, timeout=15) for r in runs]
+    finally:
+        worker.stop()
+        thread.join()
+    assert [r.state for r in finished] == ["succeeded"] * 10
+    assert [r.result for r in finished] == list(range(10))
+    assert len(errors) == 3
+    assert "simulated" in str(errors[0].error)
+
+
+def test_an_outcome_whose_lease_was_lost_is_dropped_and_logged(
+    store: memory.MemoryStore,
+    jobs: JobRegistry,
+    bus: EventBus,
+    service: RunService,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from runce.stores.queue import Outcome
+
+    _register(jobs, "x", lambda params: 1)
+    run = service.enqueue("x", {})
+    [claimed] = store.runs.claim("w-old", None, limit=1, lease=30)
+    worker = _worker(store, jobs, bus)
+    with caplog.at_level("WARNING", logger="runce.worker"):
+        worker._acknowledged([Outcome(claimed.fence, "succeeded")], [None])
+    assert worker.summary.lost == 1
+    assert any("run.lost" in r.getMessage() for r in caplog.records)
+    assert service.get(run.id).state == "running"
