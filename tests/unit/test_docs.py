@@ -29,3 +29,10 @@ def test_the_public_names_are_exactly_the_curated_ones() -> None:
         assert getattr(runce, name) is not None, name
     exported = {name for name in dir(runce) if not name.startswith("_")}
     assert exported - modules == set(runce.__all__) - {"__version__"}
+
+
+def test_the_cli_state_choices_are_the_run_states() -> None:
+    from runce.cli.runs import STATES
+    from runce.stores.queue import RUN_STATES
+
+    assert STATES == RUN_STATES

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from typing import Any
 from urllib.parse import urlsplit
 
 from runce.errors import UnknownStore
@@ -62,9 +62,16 @@ def is_builtin(type_name: str) -> bool:
     return type_name.lower() in _BUILTIN or type_name.lower() in _registered
 
 
+def _entry_points(**selection: str) -> Any:
+    # importlib.metadata scans every installed distribution: only for third-party stores
+    from importlib.metadata import entry_points
+
+    return entry_points(**selection)
+
+
 def known_types() -> list[str]:
     names = set(_BUILTIN) | set(_registered)
-    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    names.update(ep.name for ep in _entry_points(group=ENTRY_POINT_GROUP))
     return sorted(names)
 
 
@@ -74,7 +81,7 @@ def find_factory(type_name: str) -> StoreFactory:
         return _registered[key]
     if key in _BUILTIN:
         return _load(_BUILTIN[key], key)
-    for ep in entry_points(group=ENTRY_POINT_GROUP, name=key):
+    for ep in _entry_points(group=ENTRY_POINT_GROUP, name=key):
         factory: StoreFactory = ep.load()
         return factory
     raise UnknownStore(

@@ -7,8 +7,7 @@ configuration from the current directory.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -248,7 +247,7 @@ def _appended(
     now = utcnow()
     title = target.title or task_file.id
     row = Attempt(
-        attempt_id=uuid.uuid4().hex,
+        attempt_id=secrets.token_hex(16),
         task_id=task_file.id,
         title=title,
         checksum=task_file.checksum,
@@ -329,16 +328,24 @@ def make_task(config: ConfigArg = None, name: str = "", tasks_dir: Path | None =
 
 async def arun_tasks(config: ConfigArg = None, **options: Any) -> RunReport:
     """:func:`run_tasks` for async callers (runs on a worker thread)."""
+    import asyncio
+
     return await asyncio.to_thread(lambda: run_tasks(config, **options))
 
 
 async def arun_pending_on_boot(config: ConfigArg = None, *, wait: float = 300.0) -> RunReport:
+    import asyncio
+
     return await asyncio.to_thread(lambda: run_pending_on_boot(config, wait=wait))
 
 
 async def atask_status(config: ConfigArg = None) -> StatusReport:
+    import asyncio
+
     return await asyncio.to_thread(task_status, config)
 
 
 async def alist_applied(config: ConfigArg = None) -> list[AppliedRecord]:
+    import asyncio
+
     return await asyncio.to_thread(list_applied, config)

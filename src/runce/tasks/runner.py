@@ -13,17 +13,15 @@ The order of a run:
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
+import secrets
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runce._version import __version__
 from runce.config import Config, ServiceFactory
@@ -37,6 +35,9 @@ from runce.tasks.model import Task, TaskContext, task_logger
 from runce.tasks.report import Outcome, RunReport, TaskResult
 from runce.tasks.states import RUNNABLE, TaskState, TaskStatus, compute_statuses
 from runce.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 ERROR_CAP = 16 * 1024
 PROGRESS_WRITE_INTERVAL = 1.0
@@ -294,6 +295,8 @@ class Runner:
         waiting = list(to_run)
         results: list[TaskResult] = []
         running: dict[Future[TaskResult], Task] = {}
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
         with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="runce-task") as pool:
             while waiting or running:
                 while (
@@ -353,7 +356,7 @@ class Runner:
             return self._finished(
                 TaskResult(task_file.id, "skipped-by-env", title, note=f"{variable}=1")
             )
-        attempt_id = uuid.uuid4().hex
+        attempt_id = secrets.token_hex(16)
         ctx = self._context(task_file, title, attempt_id)
         if task.already_done is not None and call(task.already_done, ctx):
             self._record(
@@ -501,7 +504,7 @@ class Runner:
     ) -> Attempt:
         owner = self.owner
         return Attempt(
-            attempt_id=attempt_id or uuid.uuid4().hex,
+            attempt_id=attempt_id or secrets.token_hex(16),
             task_id=task_file.id,
             title=title,
             checksum=task_file.checksum,
@@ -525,6 +528,9 @@ def call(fn: Callable[[TaskContext], Any], ctx: TaskContext) -> Any:
     result = fn(ctx)
     if not inspect.isawaitable(result):
         return result
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     awaitable = result
 
     async def settle() -> Any:

@@ -12,12 +12,15 @@ replaced on the next call.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import Composed
 
 from runce.errors import StoreError, StoreUnavailable
@@ -28,6 +31,7 @@ from runce.stores.postgres.queries import latest_version, query
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
+_APPLICATION_NAME_BYTES = 63  # NAMEDATALEN - 1: the server cuts longer names
 # SQLSTATE classes and codes meaning "the server or the connection is not usable".
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 # libpq's words for why a connection could not be made, and what runce says instead.
@@ -60,11 +64,18 @@ class Database:
         self._conn: Connection | None = None
         self._guard = threading.Lock()
         self._current = False  # seen at the latest version: stop checking
+        self._names_itself = _names_itself(target.url)
 
     # --- connections ---------------------------------------------------------------------
 
-    def connect(self, *, application_name: str | None = None) -> Connection:
-        """A new autocommit connection; a failure is one sentence naming the server."""
+    def connect(self, *, application_name: str | None = None, role: str = "store") -> Connection:
+        """A new autocommit connection; a failure is one sentence naming the server.
+
+        Its ``application_name`` (shown by ``pg_stat_activity``) is the one given, else the
+        one the URL or ``PGAPPNAME`` sets, else ``runce <role> pid <pid> <host>``.
+        """
+        if application_name is None and not self._names_itself:
+            application_name = default_application_name(role)
         extra: dict[str, Any] = {"application_name": application_name} if application_name else {}
         try:
             return psycopg.connect(
@@ -98,15 +109,22 @@ class Database:
 
     # --- reads and writes ----------------------------------------------------------------
 
-    def read(self, work: Callable[[Connection], T], *, empty: T, what: str) -> T:
-        """Run ``work``; ``empty`` when runce's schema does not exist yet (nothing created)."""
+    def read(self, work: Callable[[Connection], T], *, empty: T, what: str, needs: int = 1) -> T:
+        """Run ``work``; ``empty`` while runce's schema is older than version ``needs`` (the
+        one that brings the tables ``work`` reads): reads create nothing."""
         with self.translated(what), self.session() as conn:
-            return empty if self._version(conn) == 0 else work(conn)
+            return empty if self._version(conn) < needs else work(conn)
 
-    def write(self, work: Callable[[Connection], T], *, what: str) -> T:
-        """Run ``work`` in one transaction, after creating or upgrading the schema if needed."""
+    def write(self, work: Callable[[Connection], T], *, what: str, transaction: bool = True) -> T:
+        """Run ``work`` in one transaction, after creating or upgrading the schema if needed.
+
+        ``transaction=False`` for work that is one statement (its own transaction on this
+        autocommit connection): it saves the round trips of ``BEGIN`` and ``COMMIT``.
+        """
         with self.translated(what), self.session() as conn:
             self._ensure_current(conn)
+            if not transaction:
+                return work(conn)
             with conn.transaction():
                 return work(conn)
 
@@ -158,6 +176,21 @@ class Database:
             return
         schema.ensure_current(conn, self.target, auto_migrate=self._auto_migrate)
         self._current = True
+
+
+def default_application_name(role: str = "store") -> str:
+    """``runce <role> pid <pid> <host>``, cut to what the server keeps (63 bytes)."""
+    name = f"runce {role} pid {os.getpid()} {socket.gethostname()}"
+    return name.encode()[:_APPLICATION_NAME_BYTES].decode(errors="ignore")
+
+
+def _names_itself(url: str) -> bool:
+    """Whether the URL (or the environment) already sets an ``application_name``."""
+    try:
+        named = bool(conninfo_to_dict(url).get("application_name"))
+    except psycopg.Error:
+        named = False
+    return named or bool(os.environ.get("PGAPPNAME"))
 
 
 def translate(exc: psycopg.Error, what: str, target: Target) -> StoreError:

@@ -1,9 +1,11 @@
 """The SQL of the PostgreSQL store, kept in ``.sql`` files beside this module.
 
-``queries.sql`` holds named statements (``-- name: foo`` starts one); ``migrations/`` holds
-the numbered schema migrations. Both write runce's schema as ``{schema}``: it is filled in
-with :class:`psycopg.sql.Identifier`, never by formatting text, and parameters are
-``%(name)s`` placeholders bound by the driver.
+``queries.sql`` (once tasks and the lock) and ``runs.sql`` (the run queue) hold named
+statements (``-- name: foo`` starts one); ``migrations/`` holds the numbered schema
+migrations. All write runce's schema as ``{schema}``: it is filled in with
+:class:`psycopg.sql.Identifier`, never by formatting text, and parameters are ``%(name)s``
+placeholders bound by the driver. A statement named ``part_foo`` is a piece of others (say
+a common table expression two statements share), put in where they write ``{part_foo}``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from runce.stores.base import iter_migration_names
 from runce.stores.sqlite.queries import parse_named_queries
 
 _PACKAGE = files(__package__)
+_QUERY_FILES = ("queries.sql", "runs.sql")
+_PART = "part_"
 
 
 def query(name: str, schema: str) -> sql.Composed:
@@ -42,12 +46,34 @@ def record_migration(name: str, schema: str) -> sql.Composed:
 
 @cache
 def _queries() -> dict[str, str]:
-    return parse_named_queries(_PACKAGE.joinpath("queries.sql").read_text(encoding="utf-8"))
+    found: dict[str, str] = {}
+    for file_name in _QUERY_FILES:
+        text = _PACKAGE.joinpath(file_name).read_text(encoding="utf-8")
+        named = parse_named_queries(text)
+        twice = sorted(set(found) & set(named))
+        if twice:
+            raise RuntimeError(f"query names defined twice ({file_name}): {', '.join(twice)}")
+        found.update(named)
+    return found
+
+
+def query_with(name: str, schema: str, **pieces: sql.Composable) -> sql.Composed:
+    """A statement whose other placeholders (``{filters}``, say) the caller fills in."""
+    text = _queries()[name]
+    return sql.SQL(text).format(schema=sql.Identifier(schema), **_parts_of(text, schema), **pieces)
 
 
 @cache
 def _composed(text: str, schema: str) -> sql.Composed:
-    return sql.SQL(text).format(schema=sql.Identifier(schema))
+    return sql.SQL(text).format(schema=sql.Identifier(schema), **_parts_of(text, schema))
+
+
+def _parts_of(text: str, schema: str) -> dict[str, sql.Composed]:
+    return {
+        name: _composed(part, schema)
+        for name, part in _queries().items()
+        if name.startswith(_PART) and f"{{{name}}}" in text
+    }
 
 
 def _migrations_dir() -> Traversable:

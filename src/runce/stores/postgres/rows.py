@@ -4,12 +4,17 @@ session's time zone."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
+
+import psycopg
 
 from runce.stores.base import AppliedRecord, Attempt, HolderState, LockHolder
 from runce.stores.liveness import Owner, process_alive
+from runce.stores.queue import AttemptRecord, Fence, NewRun, Outcome, Run, WorkerInfo
 
 Row = dict[str, Any]
 
@@ -78,3 +83,165 @@ def _same_session(lock: Row, info: Row) -> bool:
     # backend_start is hidden from roles that may not see other sessions: then the pid decides.
     started = (info["backend_start"], lock["backend_start"])
     return None in started or started[0] == started[1]
+
+
+# --- runs -------------------------------------------------------------------------------------
+# The columns of runs carry Run's field names; input and result are JSONB (psycopg loads
+# them), times timestamptz. Batches travel as parallel arrays, one per column (runs.sql).
+
+_RUN_FIELDS = tuple(f.name for f in fields(Run))
+_PICKERS: dict[tuple[str, ...], Callable[[Sequence[Any]], tuple[Any, ...]]] = {}
+
+
+def runs_from(cursor: psycopg.Cursor[Any]) -> list[Run]:
+    """Every row of an executed ``SELECT *`` or ``RETURNING *`` on runs, as runs."""
+    pick = _picker(cursor)
+    return [] if pick is None else [_run_of(pick(row)) for row in cursor.fetchall()]
+
+
+def parts_from(cursor: psycopg.Cursor[Any]) -> list[tuple[str, Run]]:
+    """The rows of ``exchange_runs``: each run with the part (done, claimed) it comes from."""
+    pick = _picker(cursor)
+    return [] if pick is None else [(row[0], _run_of(pick(row))) for row in cursor.fetchall()]
+
+
+def _picker(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    """Rows are read by position (a claim or an acknowledgement maps every run it touches,
+    so this is on the hot path); positions come from the cursor's column names."""
+    if cursor.description is None:
+        return None
+    names = tuple(column.name for column in cursor.description)
+    pick = _PICKERS.get(names)
+    if pick is None:
+        pick = _PICKERS[names] = itemgetter(*(names.index(name) for name in _RUN_FIELDS))
+    return pick
+
+
+def _run_of(values: tuple[Any, ...]) -> Run:
+    (
+        id_,
+        kind,
+        input_,
+        state,
+        attempt,
+        max_attempts,
+        priority,
+        run_at,
+        created_at,
+        updated_at,
+        project_id,
+        idempotency_key,
+        correlation_id,
+        result,
+        output_ref,
+        error,
+        claimed_by,
+        claimed_at,
+        lease_expires_at,
+        started_at,
+        finished_at,
+        progress,
+        progress_message,
+        cancel_requested,
+    ) = values
+    return Run(
+        id_,
+        kind,
+        input_,
+        state,
+        attempt,
+        max_attempts,
+        priority,
+        run_at.astimezone(UTC),
+        created_at.astimezone(UTC),
+        updated_at.astimezone(UTC),
+        project_id,
+        idempotency_key,
+        correlation_id,
+        result,
+        output_ref,
+        error,
+        claimed_by,
+        None if claimed_at is None else claimed_at.astimezone(UTC),
+        None if lease_expires_at is None else lease_expires_at.astimezone(UTC),
+        None if started_at is None else started_at.astimezone(UTC),
+        None if finished_at is None else finished_at.astimezone(UTC),
+        progress,
+        progress_message,
+        cancel_requested,
+    )
+
+
+def new_runs_params(runs: Sequence[NewRun]) -> dict[str, Any]:
+    """The parallel arrays of ``enqueue_runs``."""
+    return {
+        "ids": [new.id for new in runs],
+        "kinds": [new.kind for new in runs],
+        "inputs": [new.input_json for new in runs],
+        "max_attempts": [new.max_attempts for new in runs],
+        "priorities": [new.priority for new in runs],
+        "run_ats": [new.run_at for new in runs],
+        "project_ids": [new.project_id for new in runs],
+        "keys": [new.idempotency_key for new in runs],
+        "correlation_ids": [new.correlation_id for new in runs],
+    }
+
+
+def outcomes_params(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """The parallel arrays of ``part_outcomes``."""
+    return {
+        "ids": [o.fence.run_id for o in outcomes],
+        "attempts": [o.fence.attempt for o in outcomes],
+        "workers": [o.fence.worker_id for o in outcomes],
+        "kinds": [o.kind for o in outcomes],
+        "results": [o.result_json for o in outcomes],
+        "output_refs": [o.output_ref for o in outcomes],
+        "errors": [o.error for o in outcomes],
+        "run_ats": [o.run_at for o in outcomes],
+    }
+
+
+def fences_params(fences: Sequence[Fence]) -> dict[str, Any]:
+    return {
+        "ids": [f.run_id for f in fences],
+        "attempts": [f.attempt for f in fences],
+        "workers": [f.worker_id for f in fences],
+    }
+
+
+def attempt_record_from(row: Row) -> AttemptRecord:
+    return AttemptRecord(
+        run_id=row["run_id"],
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        started_at=utc(row["started_at"]),
+        finished_at=utc(row["finished_at"]),
+        outcome=row["outcome"],
+        error=row["error"],
+    )
+
+
+def worker_params(info: WorkerInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "host": info.host,
+        "pid": info.pid,
+        "started_at": info.started_at,
+        "last_seen": info.last_seen,
+        "concurrency": info.concurrency,
+        "kinds": list(info.kinds),
+        "state": info.state,
+    }
+
+
+def worker_from(row: Row) -> WorkerInfo:
+    return WorkerInfo(
+        id=row["id"],
+        host=row["host"],
+        pid=row["pid"],
+        started_at=utc(row["started_at"]),
+        last_seen=utc(row["last_seen"]),
+        concurrency=row["concurrency"],
+        kinds=tuple(row["kinds"]),
+        state=row["state"],
+    )

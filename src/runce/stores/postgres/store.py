@@ -10,6 +10,7 @@ from runce.stores.postgres import schema
 from runce.stores.postgres.connection import Database
 from runce.stores.postgres.location import connect_timeout, target_of
 from runce.stores.postgres.lock import PostgresLock
+from runce.stores.postgres.queue import PostgresRunQueue
 from runce.stores.postgres.tracker import PostgresTracker
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ class PostgresStore:
         self._db = db
         self._lock = PostgresLock(db)
         self._tracker = PostgresTracker(db, self._lock)
+        self._runs = PostgresRunQueue(db)
 
     @property
     def description(self) -> str:
@@ -39,6 +41,10 @@ class PostgresStore:
         return self._lock
 
     @property
+    def runs(self) -> PostgresRunQueue:
+        return self._runs
+
+    @property
     def supports_transactions(self) -> bool:
         return True
 
@@ -52,6 +58,7 @@ class PostgresStore:
         return schema.schema_sql(self._db.target.schema)
 
     def close(self) -> None:
+        self._runs.close()
         self._lock.close()
         self._db.close()
 

@@ -1,0 +1,650 @@
+"""The run queue (R-1, R-2) in ``runs``, ``run_attempts`` and ``workers`` of runce's schema.
+
+Connections, per queue object:
+
+* the **store's connection** (shared with the tracker, one thread at a time) for enqueues,
+  reads and the short writes around runs (cancel, retry, progress, reclaim, prune, workers);
+* a **worker connection** for the hot path (``exchange``, ``claim``, ``complete``,
+  ``heartbeat``), opened on first use and guarded by a lock, with
+  ``plan_cache_mode = force_custom_plan``: psycopg prepares a statement after a few
+  executions, and the server's generic plan for it cannot see a batch's size or a claim's
+  kinds;
+* a **listening connection** for ``wait_for_work``, opened on its first call.
+
+All three are autocommit. A connection that broke (the server restarted, a backend was
+terminated) makes the call that saw it raise :class:`~runce.errors.StoreUnavailable`, and
+is replaced by the next call: the worker retries with backoff.
+
+Statements: every write is one statement whatever the batch size (the batch travels as
+parallel arrays read with ``unnest``), and so one transaction and one round trip. A claim is
+``UPDATE ... WHERE id = ANY(ARRAY(SELECT id ... ORDER BY priority DESC, run_at, id LIMIT n
+FOR UPDATE SKIP LOCKED))`` on the partial claim index; a batch of outcomes is one fenced
+``UPDATE ... FROM unnest(...)`` whose common table expressions also insert the attempt rows
+of the outcomes that did not succeed; :meth:`PostgresRunQueue.exchange` puts both in one
+statement. Reclaiming expired leases (with their attempt rows) is one statement too. Times
+are the server's ``now()``: one instant per statement.
+
+Waking: an enqueue calls ``pg_notify`` on a channel named after the schema in the same
+statement (delivered at commit, so a caller's rolled-back transaction announces nothing), as
+do a retry, outcomes that queue a run again due now, and reclaimed leases; ``wait_for_work``
+listens on that channel and returns on the first notification.
+
+Enqueueing in the caller's transaction (``connection=``, a psycopg ``Connection``): the
+insert runs on their connection and is never committed or rolled back here. runce's schema
+is created or upgraded first on runce's own connection, committed (or, with
+``auto_migrate = false``, a :class:`~runce.errors.SchemaError` asks for ``runce db
+upgrade``): the caller's transaction never holds runce's migration lock or DDL locks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row, tuple_row
+
+from runce.errors import StoreError, UsageError
+from runce.stores.postgres.connection import Connection, Database, translate
+from runce.stores.postgres.queries import query_with
+from runce.stores.postgres.rows import (
+    Row,
+    attempt_record_from,
+    fences_params,
+    new_runs_params,
+    outcomes_params,
+    parts_from,
+    runs_from,
+    utc,
+    worker_from,
+    worker_params,
+)
+from runce.stores.queue import (
+    AttemptRecord,
+    Beat,
+    ClaimRequest,
+    Enqueued,
+    Fence,
+    NewRun,
+    Outcome,
+    Run,
+    RunFilter,
+    WorkerInfo,
+)
+
+T = TypeVar("T")
+
+# The schema version that brings the runs tables (migrations/0002_runs.sql).
+RUNS_VERSION = 2
+
+_OUTCOME_KINDS = frozenset({"succeeded", "failed", "retry", "canceled", "released"})
+_CHANNEL_BYTES = 63  # NAMEDATALEN - 1: longer channel names are refused
+
+# The conditions a page of runs may be filtered by; each value is a parameter.
+_PAGE_FILTERS = {
+    "project_id": "project_id = %(project_id)s",
+    "state": "state = %(state)s",
+    "kind": "kind = %(kind)s",
+    "since": "created_at >= %(since)s",
+    "before": "created_at < %(before)s",
+}
+_PAGE_AFTER = "(created_at, id) < (%(after_created_at)s, %(after_id)s)"
+
+
+def channel_of(schema: str) -> str:
+    """The ``LISTEN``/``NOTIFY`` channel announcing new work in ``schema``."""
+    name = f"runce.runs.{schema}"
+    if len(name.encode()) <= _CHANNEL_BYTES:
+        return name
+    return "runce.runs." + hashlib.sha256(schema.encode()).hexdigest()[:32]
+
+
+class PostgresRunQueue:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._channel = channel_of(db.target.schema)
+        self._worker = _WorkerSession(db)
+        self._listener = _Listener(db, self._channel)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
+        batch = list(runs)
+        if connection is not None:
+            return self._enqueue_in(_callers_connection(connection), batch)
+        if not batch:
+            return []
+        return self._db.write(
+            lambda conn: _enqueue(conn, self._db, batch, self._channel),
+            what=_runs_text("enqueue", batch),
+            transaction=False,
+        )
+
+    def _enqueue_in(self, conn: Connection, batch: list[NewRun]) -> list[Enqueued]:
+        """Insert in the caller's open transaction: never committed or rolled back here."""
+        what = _runs_text("enqueue", batch) + " in your transaction"
+        _check_open_transaction(conn)
+        self._db.ensure_schema(what)
+        self._check_same_database(conn)
+        if not batch:
+            return []
+        with self._db.translated(what):
+            return _enqueue(conn, self._db, batch, self._channel)
+
+    def claim(
+        self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Run]:
+        if limit <= 0:
+            return []
+        request = ClaimRequest(worker_id, kinds, limit, lease)
+        statement = self._db.sql("claim_runs")
+
+        def work(conn: Connection) -> list[Run]:
+            return _claim_order(_runs(conn, statement, _claim_params(request)))
+
+        return self._worker.run(work, what="claim runs")
+
+    def exchange(
+        self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
+    ) -> tuple[list[Run | None], list[Run]]:
+        done_with = list(outcomes)
+        _check_outcomes(done_with)
+        if claim is not None and claim.limit <= 0:
+            claim = None
+        if not done_with:
+            if claim is None:
+                return [], []
+            return [], self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+        if claim is None:
+            return self.complete(done_with), []
+        request = claim
+        rounds = _rounds(done_with)
+
+        def work(conn: Connection) -> tuple[list[Run | None], list[Run]]:
+            if len(rounds) > 1:  # a run named twice: rare; one statement per round
+                with conn.transaction():
+                    done = _complete(conn, self._db, done_with, rounds)
+                    claimed = _runs(conn, self._db.sql("claim_runs"), _claim_params(request))
+            else:
+                params = {**outcomes_params(done_with), **_claim_params(request)}
+                with conn.cursor(row_factory=tuple_row) as cursor:
+                    cursor.execute(self._db.sql("exchange_runs"), params)
+                    parts = parts_from(cursor)
+                after = {run.id: run for part, run in parts if part == "done"}
+                done = [after.get(outcome.fence.run_id) for outcome in done_with]
+                claimed = [run for part, run in parts if part == "claimed"]
+            self._announce_requeued(conn, done)
+            return done, _claim_order(claimed)
+
+        return self._worker.run(work, what="acknowledge and claim runs")
+
+    def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
+        if not fences:
+            return {}
+        params = {**fences_params(fences), "lease": float(lease)}
+
+        def work(conn: Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(self._db.sql("heartbeat_runs"), params).fetchall()
+
+        rows = self._worker.run(work, what=f"extend the leases of {len(fences)} run(s)")
+        current = {(row[0], row[1], row[2]): bool(row[3]) for row in rows}
+        beats: dict[str, Beat] = {}
+        for fence in fences:
+            cancel = current.get((fence.run_id, fence.attempt, fence.worker_id))
+            beats[fence.run_id] = "lost" if cancel is None else "cancel" if cancel else "ok"
+        return beats
+
+    def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
+        params: dict[str, Any] = {
+            "run_id": fence.run_id,
+            "attempt": fence.attempt,
+            "worker_id": fence.worker_id,
+            "percent": percent,
+            "message": message,
+        }
+        changed = self._db.write(
+            lambda conn: conn.execute(self._db.sql("progress_run"), params).rowcount,
+            what=f"store the progress of run {fence.run_id}",
+            transaction=False,
+        )
+        return changed == 1
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
+        batch = list(outcomes)
+        _check_outcomes(batch)
+        if not batch:
+            return []
+        rounds = _rounds(batch)
+
+        def work(conn: Connection) -> list[Run | None]:
+            if len(rounds) > 1:
+                with conn.transaction():
+                    done = _complete(conn, self._db, batch, rounds)
+            else:
+                done = _complete(conn, self._db, batch, rounds)
+            self._announce_requeued(conn, done)
+            return done
+
+        return self._worker.run(work, what=f"record the outcome of {len(batch)} run(s)")
+
+    def cancel(self, run_id: str) -> Run | None:
+        return self._change_or_get("cancel_run", {"run_id": run_id}, what=f"cancel run {run_id}")
+
+    def retry(self, run_id: str, run_at: datetime | None = None) -> Run | None:
+        params = {"run_id": run_id, "run_at": run_at, "channel": self._channel}
+        return self._change_or_get("retry_run", params, what=f"retry run {run_id}")
+
+    def reclaim(self) -> list[Run]:
+        def work(conn: Connection) -> list[Run]:
+            runs = _runs(conn, self._db.sql("reclaim_expired"), None)
+            if any(run.state == "queued" for run in runs):
+                _announce(conn, self._db, self._channel, "reclaimed")
+            return runs
+
+        return self._db.write(work, what="reclaim runs whose lease expired", transaction=False)
+
+    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
+        params = {"succeeded_before": succeeded_before, "failed_before": failed_before}
+
+        def work(conn: Connection) -> int:
+            row = conn.execute(self._db.sql("prune_runs"), params).fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return self._db.write(work, what="prune finished runs", transaction=False)
+
+    def worker_seen(self, info: WorkerInfo) -> None:
+        params = worker_params(info)
+
+        def work(conn: Connection) -> None:
+            conn.execute(self._db.sql("worker_seen"), params)
+
+        self._db.write(work, what=f"record the heartbeat of worker {info.id}", transaction=False)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> Run | None:
+        def work(conn: Connection) -> Run | None:
+            runs = _runs(conn, self._db.sql("get_run"), {"run_id": run_id})
+            return runs[0] if runs else None
+
+        return self._read(work, None, what=f"read run {run_id}")
+
+    def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        if limit <= 0:
+            return []
+        params: dict[str, Any] = {"limit": limit}
+        conditions: list[sql.Composable] = []
+        values = {
+            "project_id": filters.project_id,
+            "state": filters.state,
+            "kind": filters.kind,
+            "since": filters.since,
+            "before": filters.before,
+        }
+        for name, value in values.items():
+            if value is not None:
+                conditions.append(sql.SQL(_PAGE_FILTERS[name]))
+                params[name] = value
+        if after is not None:
+            conditions.append(sql.SQL(_PAGE_AFTER))
+            params["after_created_at"], params["after_id"] = after
+        where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
+        statement = query_with("page_runs", self._db.target.schema, filters=where)
+
+        def work(conn: Connection) -> list[Run]:
+            return _runs(conn, statement, params)
+
+        nothing: list[Run] = []
+        return self._read(work, nothing, what="list runs")
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        def work(conn: Connection) -> list[AttemptRecord]:
+            rows = _rows(conn, self._db.sql("run_attempts"), {"run_id": run_id})
+            return [attempt_record_from(row) for row in rows]
+
+        nothing: list[AttemptRecord] = []
+        return self._read(work, nothing, what=f"read the attempts of run {run_id}")
+
+    def workers(self) -> list[WorkerInfo]:
+        def work(conn: Connection) -> list[WorkerInfo]:
+            return [worker_from(row) for row in _rows(conn, self._db.sql("workers"), None)]
+
+        nothing: list[WorkerInfo] = []
+        return self._read(work, nothing, what="read the workers")
+
+    def now(self) -> datetime:
+        def work(conn: Connection) -> datetime:
+            row = conn.execute(self._db.sql("clock")).fetchone()
+            assert row is not None
+            moment: datetime = utc(row[0])
+            return moment
+
+        return self._db.plain(work, what="read the clock")
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    def wait_for_work(self, timeout: float) -> None:
+        self._listener.wait(timeout)
+
+    def close(self) -> None:
+        self._listener.close()
+        self._worker.close()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _read(self, work: Callable[[Connection], T], empty: T, *, what: str) -> T:
+        """A read; ``empty`` while the schema has no runs tables yet (reads never migrate)."""
+        return self._db.read(work, empty=empty, what=what, needs=RUNS_VERSION)
+
+    def _change_or_get(self, name: str, params: dict[str, Any], *, what: str) -> Run | None:
+        """Apply a single-run change; the run as it is after it (unchanged when not applicable)."""
+
+        def work(conn: Connection) -> Run | None:
+            runs = _runs(conn, self._db.sql(name), params)
+            if not runs:
+                runs = _runs(conn, self._db.sql("get_run"), {"run_id": params["run_id"]})
+            return runs[0] if runs else None
+
+        return self._db.write(work, what=what, transaction=False)
+
+    def _announce_requeued(self, conn: Connection, done: Sequence[Run | None]) -> None:
+        """Wake the workers when outcomes queued a run again that is due now."""
+        due = {
+            run.kind
+            for run in done
+            if run and run.state == "queued" and run.run_at <= run.updated_at
+        }
+        for kind in sorted(due):
+            _announce(conn, self._db, self._channel, kind)
+
+    def _check_same_database(self, conn: Connection) -> None:
+        ours = self._db.plain(lambda mine: mine.info.dbname, what="check connection=")
+        theirs = conn.info.dbname
+        if theirs != ours:
+            raise UsageError(
+                f"connection= is a connection to database {theirs!r}, not to the PostgreSQL "
+                f"store's database {ours!r} ({self._db.target.where}); a run inserted there "
+                "would never be seen by runce's workers"
+            )
+
+
+# --- the work of one statement ----------------------------------------------------------------
+
+
+def _runs(conn: Connection, statement: sql.Composed, params: dict[str, Any] | None) -> list[Run]:
+    with conn.cursor(row_factory=tuple_row) as cursor:  # whatever the connection's rows
+        cursor.execute(statement, params)
+        return runs_from(cursor)
+
+
+def _rows(conn: Connection, statement: sql.Composed, params: dict[str, Any] | None) -> list[Row]:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(statement, params).fetchall()
+
+
+def _enqueue(conn: Connection, db: Database, batch: list[NewRun], channel: str) -> list[Enqueued]:
+    params = {**new_runs_params(batch), "channel": channel}
+    inserted = {run.id: run for run in _runs(conn, db.sql("enqueue_runs"), params)}
+    keys = [new.idempotency_key for new in batch if new.id not in inserted and new.idempotency_key]
+    existing: dict[str, Run] = {}
+    if keys:
+        found = _runs(conn, db.sql("runs_by_keys"), {"keys": keys})
+        existing = {run.idempotency_key or "": run for run in found}
+    results: list[Enqueued] = []
+    for new in batch:
+        run = inserted.get(new.id)
+        if run is not None:
+            results.append(Enqueued(run, created=True))
+            continue
+        run = existing.get(new.idempotency_key or "")
+        if run is None:  # not inserted and no run has its key: pruned in between
+            raise StoreError(
+                f"run {new.id} was neither inserted nor found by its idempotency key "
+                f"{new.idempotency_key!r} (was it pruned meanwhile?); enqueue it again"
+            )
+        results.append(Enqueued(run, created=False))
+    return results
+
+
+def _claim_params(request: ClaimRequest) -> dict[str, Any]:
+    return {
+        "worker_id": request.worker_id,
+        "claim_kinds": list(request.kinds) if request.kinds else None,
+        "limit": request.limit,
+        "lease": float(request.lease),
+    }
+
+
+def _claim_order(runs: list[Run]) -> list[Run]:
+    # RETURNING gives no order: put the runs back in the order they were claimed in.
+    runs.sort(key=lambda run: (-run.priority, run.run_at, run.id))
+    return runs
+
+
+def _complete(
+    conn: Connection, db: Database, outcomes: list[Outcome], rounds: list[list[int]]
+) -> list[Run | None]:
+    done: list[Run | None] = [None] * len(outcomes)
+    for positions in rounds:
+        batch = [outcomes[i] for i in positions]
+        after = {
+            run.id: run for run in _runs(conn, db.sql("complete_runs"), outcomes_params(batch))
+        }
+        for i in positions:
+            done[i] = after.get(outcomes[i].fence.run_id)
+    return done
+
+
+def _rounds(outcomes: list[Outcome]) -> list[list[int]]:
+    """Positions of outcomes in rounds where each run id appears once, in order.
+
+    A batch names each run once in practice (one round, one statement). Should a run appear
+    twice, its second outcome is applied after the first, as if sent in a later call.
+    """
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, outcome in enumerate(outcomes):
+        n = seen.get(outcome.fence.run_id, 0)
+        seen[outcome.fence.run_id] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
+
+
+def _announce(conn: Connection, db: Database, channel: str, payload: str) -> None:
+    conn.execute(db.sql("announce"), {"channel": channel, "payload": payload})
+
+
+def _check_outcomes(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        if outcome.kind not in _OUTCOME_KINDS:
+            raise UsageError(
+                f"{outcome.kind!r} is not an outcome of a run; "
+                f"use one of {', '.join(sorted(_OUTCOME_KINDS))}"
+            )
+
+
+def _runs_text(verb: str, batch: list[NewRun]) -> str:
+    return f"{verb} run {batch[0].id}" if len(batch) == 1 else f"{verb} {len(batch)} runs"
+
+
+# --- the caller's connection ------------------------------------------------------------------
+
+
+def _callers_connection(connection: Any) -> Connection:
+    if not isinstance(connection, psycopg.Connection):
+        kind = f"{type(connection).__module__}.{type(connection).__qualname__}"
+        hint = (
+            "an async connection cannot be used from this synchronous call; "
+            if isinstance(connection, psycopg.AsyncConnection)
+            else "with SQLAlchemy, pass the DBAPI connection underneath, e.g. "
+            "conn.connection.dbapi_connection; "
+        )
+        raise UsageError(
+            "the PostgreSQL store enqueues in your transaction through a psycopg (3) "
+            f"Connection, not {kind} ({hint}psycopg2 connections are not supported)"
+        )
+    return connection
+
+
+def _check_open_transaction(conn: Connection) -> None:
+    """The insert must land in a transaction of the caller's, to commit or roll back with it.
+
+    A connection outside autocommit mode opens one on its first statement (psycopg's
+    default), which the caller then commits; an autocommit connection has one only inside
+    ``with conn.transaction():`` (or after ``BEGIN``).
+    """
+    if conn.closed:
+        raise UsageError("connection= is closed")
+    status = conn.info.transaction_status
+    if status == psycopg.pq.TransactionStatus.INERROR:
+        raise UsageError(
+            "connection= is in a failed transaction (an earlier statement failed); roll it "
+            "back first"
+        )
+    if conn.autocommit and status == psycopg.pq.TransactionStatus.IDLE:
+        raise UsageError(
+            "connection= needs an open transaction to enqueue in (the run is to exist only if "
+            "your transaction commits), but this connection is in autocommit mode with no "
+            "transaction open; enqueue inside `with conn.transaction():`"
+        )
+
+
+# --- connections of the queue's own -----------------------------------------------------------
+
+
+class _WorkerSession:
+    """The worker's hot path: one connection, one statement at a time, custom plans only."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn: Connection | None = None
+        self._guard = threading.Lock()
+        self._pid = os.getpid()
+
+    def run(self, work: Callable[[Connection], T], *, what: str) -> T:
+        self._db.ensure_schema(what)
+        with self._guard:
+            conn = self._connection(what)
+            try:
+                with self._db.translated(what):
+                    return work(conn)
+            finally:
+                if conn.broken or conn.closed:
+                    self._drop()
+
+    def close(self) -> None:
+        with self._guard:
+            self._drop()
+
+    def _connection(self, what: str) -> Connection:
+        if self._pid != os.getpid():  # a forked child: never use the parent's socket
+            self._conn, self._pid = None, os.getpid()
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        conn = self._db.connect(role="worker")
+        try:
+            with self._db.translated(what):
+                _custom_plans(conn, self._db)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+
+def _custom_plans(conn: Connection, db: Database) -> None:
+    try:
+        conn.execute(db.sql("custom_plans"))
+    except psycopg.errors.UndefinedObject:  # a server older than 12: never prepare instead
+        conn.prepare_threshold = None
+
+
+class _Listener:
+    """``LISTEN`` on the schema's channel, on a connection of its own opened on first use.
+
+    A notification that arrives while nobody waits stays on the connection, so the next
+    wait returns at once: none is slept through. When the connection drops, the wait
+    returns early (what it missed may be due) and the next one listens again; while the
+    server cannot be reached, each wait sleeps its timeout instead of raising.
+    """
+
+    def __init__(self, db: Database, channel: str) -> None:
+        self._db = db
+        self._channel = channel
+        self._conn: Connection | None = None
+        self._guard = threading.Lock()  # one waiter at a time
+        self._closing = threading.Event()
+        self._listened = False  # a LISTEN connection was open before: reopening may miss news
+        self._pid = os.getpid()
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        if not self._guard.acquire(timeout=max(timeout, 0.0)):
+            return  # another thread waited all this time
+        try:
+            if self._closing.is_set():
+                return
+            conn = self._current()
+            if conn is None:
+                reopened = self._listened
+                try:
+                    conn = self._open()
+                except (StoreError, psycopg.Error):
+                    self._closing.wait(max(deadline - time.monotonic(), 0.0))
+                    return
+                if reopened:
+                    return  # news sent while nobody listened would be lost: look now
+            try:
+                remaining = max(deadline - time.monotonic(), 0.0)
+                for _ in conn.notifies(timeout=remaining, stop_after=1):
+                    break
+            except psycopg.Error:
+                self._drop()
+        finally:
+            if self._closing.is_set():
+                self._drop()
+            self._guard.release()
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._guard.acquire(blocking=False):  # else the waiter closes it on its way out
+            try:
+                self._drop()
+            finally:
+                self._guard.release()
+
+    def _current(self) -> Connection | None:
+        if self._pid != os.getpid():
+            self._conn, self._pid, self._listened = None, os.getpid(), False
+        conn = self._conn
+        return conn if conn is not None and not conn.closed and not conn.broken else None
+
+    def _open(self) -> Connection:
+        conn = self._db.connect(role="listen")
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        except psycopg.Error as exc:
+            conn.close()
+            raise translate(exc, "listen for new runs", self._db.target) from exc
+        self._conn = conn
+        self._listened = True
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None

@@ -1,0 +1,302 @@
+-- Queries of the PostgreSQL run queue, loaded by name (see queries.py). {schema} is runce's
+-- schema, quoted by psycopg.sql.Identifier; %(name)s are parameters bound by the driver.
+--
+-- Every statement stands alone (autocommit) unless queue.py says otherwise, and reads the
+-- clock once: now() is the start of the statement's transaction, so every time one
+-- statement writes is the same instant of the server's clock. Batches arrive as parallel
+-- arrays read with unnest: one statement per batch, whatever its size.
+--
+-- A name starting with "part_" is a piece of other statements, put in where they say
+-- {part_...}; it is never run alone.
+--
+-- Statements about given runs find them by primary key and test their state as
+-- "state || '' = ...": the planner's statistics of a queue's states are always stale (an
+-- ANALYZE while nothing ran says no run is running), and with a plain "state = 'running'"
+-- it would rather read every running run through runs_lease and join them with the batch.
+-- The expression has no statistics and no index, so the plan is one primary-key lookup per
+-- run, whatever the statistics say.
+
+-- The outcomes of claimed attempts, acknowledged by one statement. o: one row per outcome,
+-- each run id at most once. prior: the attempts that did not succeed, as they are before
+-- this statement changes them (every CTE sees the same snapshot), to be recorded. done:
+-- the fenced update: the run must still be running under this attempt and worker.
+-- succeeded / failed / canceled finish the run; retry queues it again at run_at (the
+-- attempt is spent); released queues it at once and gives the attempt back.
+-- name: part_outcomes
+o AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::text[], %(attempts)s::integer[], %(workers)s::text[], %(kinds)s::text[],
+        %(results)s::text[], %(output_refs)s::text[], %(errors)s::text[],
+        %(run_ats)s::timestamptz[]
+    ) WITH ORDINALITY
+        AS o (run_id, attempt, worker_id, kind, result, output_ref, error, run_at, pos)
+),
+prior AS (
+    SELECT r.id, r.attempt, r.claimed_by, r.started_at, o.kind, o.error, o.pos
+    FROM o
+    JOIN {schema}.runs AS r
+      ON r.id = o.run_id AND r.attempt = o.attempt AND r.claimed_by = o.worker_id
+     AND r.state || '' = 'running'
+    WHERE o.kind <> 'succeeded'
+),
+done AS (
+    UPDATE {schema}.runs AS r
+    SET state = CASE WHEN o.kind IN ('succeeded', 'failed', 'canceled') THEN o.kind
+                     ELSE 'queued' END,
+        attempt = CASE o.kind WHEN 'released' THEN r.attempt - 1 ELSE r.attempt END,
+        result = CASE o.kind WHEN 'succeeded' THEN o.result::jsonb ELSE r.result END,
+        output_ref = CASE o.kind WHEN 'succeeded' THEN o.output_ref ELSE r.output_ref END,
+        error = CASE WHEN o.kind IN ('failed', 'canceled', 'retry') THEN o.error
+                     ELSE r.error END,
+        run_at = CASE o.kind WHEN 'retry' THEN coalesce(o.run_at, now()) ELSE r.run_at END,
+        finished_at = CASE WHEN o.kind IN ('succeeded', 'failed', 'canceled') THEN now()
+                           ELSE r.finished_at END,
+        claimed_by = CASE WHEN o.kind IN ('retry', 'released') THEN NULL
+                          ELSE r.claimed_by END,
+        claimed_at = CASE WHEN o.kind IN ('retry', 'released') THEN NULL
+                          ELSE r.claimed_at END,
+        started_at = CASE WHEN o.kind IN ('retry', 'released') THEN NULL
+                          ELSE r.started_at END,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM o
+    WHERE r.id = o.run_id
+      AND r.attempt = o.attempt
+      AND r.claimed_by = o.worker_id
+      AND r.state || '' = 'running'
+    RETURNING r.*
+),
+recorded AS (
+    INSERT INTO {schema}.run_attempts
+        (run_id, attempt, worker_id, started_at, finished_at, outcome, error)
+    SELECT p.id, p.attempt, p.claimed_by, p.started_at, now(), p.kind, p.error
+    FROM prior AS p
+    WHERE p.id IN (SELECT id FROM done)
+    ORDER BY p.pos
+)
+
+-- The first due queued runs, locked as they are read: a run locked by another claim is
+-- skipped, never waited for, and never handed to two claims (locked, they stay queued
+-- until this statement updates them). The ids are collected into an array first:
+-- "UPDATE ... FROM (subselect)" is planned as a scan of the whole table and a hash join,
+-- while "id = ANY(ARRAY(...))" reads the claim index in claim order, stops after :limit
+-- due runs, and updates them by primary key.
+-- name: part_claim
+claimed AS (
+    UPDATE {schema}.runs
+    SET state = 'running',
+        attempt = attempt + 1,
+        claimed_by = %(worker_id)s,
+        claimed_at = now(),
+        started_at = now(),
+        lease_expires_at = now() + make_interval(secs => %(lease)s),
+        updated_at = now()
+    WHERE id = ANY(ARRAY(
+        SELECT id
+        FROM {schema}.runs
+        WHERE state = 'queued'
+          AND run_at <= now()
+          AND (%(claim_kinds)s::text[] IS NULL OR kind = ANY(%(claim_kinds)s::text[]))
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING *
+)
+
+-- name: complete_runs
+WITH {part_outcomes}
+SELECT * FROM done;
+
+-- name: claim_runs
+WITH {part_claim}
+SELECT * FROM claimed;
+
+-- A busy worker's whole round trip: acknowledge, then claim, in one statement (one
+-- transaction). The claim sees the runs as they were before the acknowledgements, so a
+-- run handed back here is not taken again by the same call.
+-- name: exchange_runs
+WITH {part_outcomes},
+{part_claim}
+SELECT 'done' AS part, * FROM done
+UNION ALL
+SELECT 'claimed' AS part, * FROM claimed;
+
+-- Rows go in in order, so of two runs of one batch with the same key the first is
+-- inserted; only inserted rows come back. Each announces itself on the schema's channel
+-- with its kind as payload (the server sends one notification per distinct kind, at
+-- commit: a caller's transaction that rolls back announces nothing).
+-- name: enqueue_runs
+WITH inserted AS (
+    INSERT INTO {schema}.runs (
+        id, kind, input, state, attempt, max_attempts, priority, run_at, created_at,
+        updated_at, project_id, idempotency_key, correlation_id
+    )
+    SELECT n.id, n.kind, n.input::jsonb, 'queued', 0, n.max_attempts, n.priority,
+           coalesce(n.run_at, now()), now(), now(), n.project_id, n.idempotency_key,
+           n.correlation_id
+    FROM unnest(
+        %(ids)s::text[], %(kinds)s::text[], %(inputs)s::text[], %(max_attempts)s::integer[],
+        %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(project_ids)s::text[],
+        %(keys)s::text[], %(correlation_ids)s::text[]
+    ) WITH ORDINALITY AS n (
+        id, kind, input, max_attempts, priority, run_at, project_id, idempotency_key,
+        correlation_id, pos
+    )
+    ORDER BY n.pos
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+)
+SELECT inserted.*, pg_notify(%(channel)s, inserted.kind) AS announced
+FROM inserted;
+
+-- name: runs_by_keys
+SELECT * FROM {schema}.runs
+WHERE idempotency_key = ANY(%(keys)s::text[]);
+
+-- New work may be due (a run handed back, retried or reclaimed).
+-- name: announce
+SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- :ids, :attempts, :workers are the fences; the rows returned are the current claims.
+-- name: heartbeat_runs
+UPDATE {schema}.runs AS r
+SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+FROM unnest(%(ids)s::text[], %(attempts)s::integer[], %(workers)s::text[])
+    AS f (run_id, attempt, worker_id)
+WHERE r.id = f.run_id
+  AND r.attempt = f.attempt
+  AND r.claimed_by = f.worker_id
+  AND r.state || '' = 'running'
+RETURNING r.id, r.attempt, r.claimed_by, r.cancel_requested;
+
+-- name: progress_run
+UPDATE {schema}.runs
+SET progress = %(percent)s, progress_message = %(message)s, updated_at = now()
+WHERE id = %(run_id)s
+  AND attempt = %(attempt)s
+  AND claimed_by = %(worker_id)s
+  AND state || '' = 'running';
+
+-- Queued: canceled at once. Running: asked to stop. Any other state: no row changes.
+-- name: cancel_run
+UPDATE {schema}.runs
+SET state = CASE state WHEN 'queued' THEN 'canceled' ELSE state END,
+    cancel_requested = true,
+    finished_at = CASE state WHEN 'queued' THEN now() ELSE finished_at END,
+    updated_at = now()
+WHERE id = %(run_id)s AND state || '' IN ('queued', 'running')
+RETURNING *;
+
+-- One more attempt than those spent so far; announced like an enqueue.
+-- name: retry_run
+WITH retried AS (
+    UPDATE {schema}.runs
+    SET state = 'queued',
+        run_at = coalesce(%(run_at)s, now()),
+        max_attempts = attempt + 1,
+        cancel_requested = false,
+        finished_at = NULL,
+        started_at = NULL,
+        updated_at = now()
+    WHERE id = %(run_id)s AND state || '' IN ('failed', 'canceled')
+    RETURNING *
+)
+SELECT retried.*, pg_notify(%(channel)s, retried.kind) AS announced
+FROM retried;
+
+-- Expired leases: back to queued (the attempt is spent), or failed when none are left,
+-- each with a 'lease-expired' attempt row. A run locked by someone else right now (its
+-- worker acknowledging it, say) is left for the next reclaim.
+-- name: reclaim_expired
+WITH expired AS (
+    SELECT id, attempt, claimed_by, started_at,
+           'the lease of attempt ' || attempt || ' expired (worker '
+           || coalesce(claimed_by, 'None') || ' stopped heartbeating)' AS message
+    FROM {schema}.runs
+    WHERE state = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at, id
+    FOR UPDATE SKIP LOCKED
+),
+changed AS (
+    UPDATE {schema}.runs AS r
+    SET state = CASE WHEN r.attempt >= r.max_attempts THEN 'failed' ELSE 'queued' END,
+        error = e.message,
+        finished_at = CASE WHEN r.attempt >= r.max_attempts THEN now() END,
+        started_at = CASE WHEN r.attempt >= r.max_attempts THEN r.started_at END,
+        claimed_by = NULL,
+        claimed_at = NULL,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM expired AS e
+    WHERE r.id = e.id
+    RETURNING r.*
+),
+recorded AS (
+    INSERT INTO {schema}.run_attempts
+        (run_id, attempt, worker_id, started_at, finished_at, outcome, error)
+    SELECT e.id, e.attempt, coalesce(e.claimed_by, ''), e.started_at, now(), 'lease-expired',
+           e.message
+    FROM expired AS e
+    WHERE e.id IN (SELECT id FROM changed)
+)
+SELECT * FROM changed
+ORDER BY created_at, id;
+
+-- name: get_run
+SELECT * FROM {schema}.runs WHERE id = %(run_id)s;
+
+-- {filters} is replaced by fixed conditions joined with AND (see queue.py); all values
+-- are parameters.
+-- name: page_runs
+SELECT * FROM {schema}.runs
+WHERE {filters}
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: run_attempts
+SELECT run_id, attempt, worker_id, started_at, finished_at, outcome, error
+FROM {schema}.run_attempts
+WHERE run_id = %(run_id)s
+ORDER BY id;
+
+-- Their attempts go with them (ON DELETE CASCADE).
+-- name: prune_runs
+WITH pruned AS (
+    DELETE FROM {schema}.runs
+    WHERE (state = 'succeeded' AND finished_at < %(succeeded_before)s)
+       OR (state IN ('failed', 'canceled') AND finished_at < %(failed_before)s)
+    RETURNING 1
+)
+SELECT count(*) FROM pruned;
+
+-- name: worker_seen
+INSERT INTO {schema}.workers
+    (id, host, pid, started_at, last_seen, concurrency, kinds, state)
+VALUES (
+    %(id)s, %(host)s, %(pid)s, %(started_at)s, %(last_seen)s, %(concurrency)s,
+    %(kinds)s::text[], %(state)s
+)
+ON CONFLICT (id) DO UPDATE SET
+    host = excluded.host,
+    pid = excluded.pid,
+    started_at = excluded.started_at,
+    last_seen = excluded.last_seen,
+    concurrency = excluded.concurrency,
+    kinds = excluded.kinds,
+    state = excluded.state;
+
+-- name: workers
+SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
+FROM {schema}.workers
+ORDER BY started_at, id;
+
+-- name: clock
+SELECT now();
+
+-- Per connection of the worker's hot path: plan every execution for its own parameters.
+-- psycopg prepares a statement after a few executions, and the server then switches to a
+-- generic plan that cannot see a batch's size or a claim's kinds (it halved throughput).
+-- name: custom_plans
+SET plan_cache_mode = force_custom_plan;
