@@ -459,3 +459,24 @@ def test_an_outcome_whose_lease_was_lost_is_dropped_and_logged(
     assert worker.summary.lost == 1
     assert any("run.lost" in r.getMessage() for r in caplog.records)
     assert service.get(run.id).state == "running"
+
+
+def test_a_claim_alone_keeps_the_outcomes_held_back_for_a_fuller_batch(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    from runce.stores.queue import Outcome
+
+    _register(jobs, "x", lambda params: 1)
+    service.enqueue_many("x", [{}, {}, {}])
+    worker = _worker(store, jobs, bus, concurrency=4)
+    claimed = store.runs.claim(worker.id, None, limit=2, lease=30)
+    worker._dispatch(claimed)
+    for slot in worker._slots.values():
+        slot.state = "running"
+    worker._finished.append(Outcome(claimed[0].fence, "succeeded"))
+    held = worker._take_unsent(time.monotonic())
+    assert held == [], "one of two running: held back for a fuller batch"
+    worker._exchange(held, want=1)
+    assert len(worker._unsent) == 1, "the held outcome must survive a claim-only exchange"
+    worker._exchange(worker._unsent, want=0)
+    assert service.get(claimed[0].id).state == "succeeded"

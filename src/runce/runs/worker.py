@@ -230,8 +230,9 @@ class Worker:
             self._store_failed(exc)
             return 0
         self._failures = 0
-        self._unsent = []
-        self._oldest_unsent = None
+        if sent:  # a claim alone must not forget outcomes held back for a fuller batch
+            self._unsent = []
+            self._oldest_unsent = None
         self._acknowledged(sent, done)
         self._dispatch(claimed)
         return len(claimed)

@@ -5,9 +5,11 @@ exceptions turned into runce's.
 Connections: a store object keeps one autocommit connection for its reads and its writes
 without a lease, used by one thread at a time and opened on first use (so commands that
 only print the store's description never connect). Writes run in short explicit
-transactions on it; it is never left inside a transaction, so a task's
-``CREATE INDEX CONCURRENTLY`` never waits for it. A connection the server dropped is
-replaced on the next call.
+transactions on it (or, when they are a single statement, as that statement alone); it is
+never left inside a transaction, so a task's ``CREATE INDEX CONCURRENTLY`` never waits for
+it. A connection the server dropped is replaced on the next call. Every connection runce
+opens names itself in ``pg_stat_activity`` (``runce store pid 123 host``; the lock's and the
+run queue's say what they are for) unless the URL or ``PGAPPNAME`` names it.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ Connections, per queue object:
 * the **store's connection** (shared with the tracker, one thread at a time) for enqueues,
   reads and the short writes around runs (cancel, retry, progress, reclaim, prune, workers);
 * a **worker connection** for the hot path (``exchange``, ``claim``, ``complete``,
-  ``heartbeat``), opened on first use and guarded by a lock, with
-  ``plan_cache_mode = force_custom_plan``: psycopg prepares a statement after a few
-  executions, and the server's generic plan for it cannot see a batch's size or a claim's
-  kinds;
+  ``heartbeat``), opened on first use and guarded by a lock, whose settings keep the plans
+  of these statements what they were written for whatever the table's statistics say
+  (``plan_cache_mode = force_custom_plan``, index scans only: see ``worker_session`` in
+  ``runs.sql``);
 * a **listening connection** for ``wait_for_work``, opened on its first call.
 
 All three are autocommit. A connection that broke (the server restarted, a backend was
@@ -16,7 +16,9 @@ terminated) makes the call that saw it raise :class:`~runce.errors.StoreUnavaila
 is replaced by the next call: the worker retries with backoff.
 
 Statements: every write is one statement whatever the batch size (the batch travels as
-parallel arrays read with ``unnest``), and so one transaction and one round trip. A claim is
+parallel arrays read with ``unnest``), and so one transaction and one round trip; only an
+enqueue that met existing idempotency keys reads those runs back, and outcomes that queue
+runs again (or a reclaim) send their ``NOTIFY`` after their statement. A claim is
 ``UPDATE ... WHERE id = ANY(ARRAY(SELECT id ... ORDER BY priority DESC, run_at, id LIMIT n
 FOR UPDATE SKIP LOCKED))`` on the partial claim index; a batch of outcomes is one fenced
 ``UPDATE ... FROM unnest(...)`` whose common table expressions also insert the attempt rows
@@ -34,6 +36,12 @@ insert runs on their connection and is never committed or rolled back here. runc
 is created or upgraded first on runce's own connection, committed (or, with
 ``auto_migrate = false``, a :class:`~runce.errors.SchemaError` asks for ``runce db
 upgrade``): the caller's transaction never holds runce's migration lock or DDL locks.
+Their connection must be to the store's database (checked by name), and in a transaction:
+psycopg's default, or inside ``with conn.transaction():`` on an autocommit connection.
+
+JSON is JSONB, which keeps numbers as ``numeric``: a float written with an exponent that is
+a whole number (``1e16``) is read back as the integer it equals, and the escape ``\\u0000`` is
+refused by the server (a :class:`~runce.errors.StoreError`).
 """
 
 from __future__ import annotations
@@ -173,7 +181,7 @@ class PostgresRunQueue:
                     claimed = _runs(conn, self._db.sql("claim_runs"), _claim_params(request))
             else:
                 params = {**outcomes_params(done_with), **_claim_params(request)}
-                with conn.cursor(row_factory=tuple_row) as cursor:
+                with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
                     cursor.execute(self._db.sql("exchange_runs"), params)
                     parts = parts_from(cursor)
                 after = {run.id: run for part, run in parts if part == "done"}
@@ -378,7 +386,8 @@ class PostgresRunQueue:
 
 
 def _runs(conn: Connection, statement: sql.Composed, params: dict[str, Any] | None) -> list[Run]:
-    with conn.cursor(row_factory=tuple_row) as cursor:  # whatever the connection's rows
+    # Tuples whatever the connection's rows; binary results are quicker to load.
+    with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
         cursor.execute(statement, params)
         return runs_from(cursor)
 
@@ -553,7 +562,7 @@ class _WorkerSession:
         conn = self._db.connect(role="worker")
         try:
             with self._db.translated(what):
-                _custom_plans(conn, self._db)
+                conn.execute(self._db.sql("worker_session"))
         except BaseException:
             conn.close()
             raise
@@ -564,13 +573,6 @@ class _WorkerSession:
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn = None
-
-
-def _custom_plans(conn: Connection, db: Database) -> None:
-    try:
-        conn.execute(db.sql("custom_plans"))
-    except psycopg.errors.UndefinedObject:  # a server older than 12: never prepare instead
-        conn.prepare_threshold = None
 
 
 class _Listener:

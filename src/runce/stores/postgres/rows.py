@@ -152,9 +152,9 @@ def _run_of(values: tuple[Any, ...]) -> Run:
         attempt,
         max_attempts,
         priority,
-        run_at.astimezone(UTC),
-        created_at.astimezone(UTC),
-        updated_at.astimezone(UTC),
+        _utc(run_at),
+        _utc(created_at),
+        _utc(updated_at),
         project_id,
         idempotency_key,
         correlation_id,
@@ -162,14 +162,19 @@ def _run_of(values: tuple[Any, ...]) -> Run:
         output_ref,
         error,
         claimed_by,
-        None if claimed_at is None else claimed_at.astimezone(UTC),
-        None if lease_expires_at is None else lease_expires_at.astimezone(UTC),
-        None if started_at is None else started_at.astimezone(UTC),
-        None if finished_at is None else finished_at.astimezone(UTC),
+        None if claimed_at is None else _utc(claimed_at),
+        None if lease_expires_at is None else _utc(lease_expires_at),
+        None if started_at is None else _utc(started_at),
+        None if finished_at is None else _utc(finished_at),
         progress,
         progress_message,
         cancel_requested,
     )
+
+
+def _utc(moment: datetime) -> datetime:
+    # A session whose TimeZone is UTC (the worker's) already gives datetime.UTC.
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 def new_runs_params(runs: Sequence[NewRun]) -> dict[str, Any]:

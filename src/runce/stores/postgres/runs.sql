@@ -295,8 +295,19 @@ ORDER BY started_at, id;
 -- name: clock
 SELECT now();
 
--- Per connection of the worker's hot path: plan every execution for its own parameters.
--- psycopg prepares a statement after a few executions, and the server then switches to a
--- generic plan that cannot see a batch's size or a claim's kinds (it halved throughput).
--- name: custom_plans
+-- Once per connection of the worker's hot path, which runs only the statements above:
+-- * plan every execution for its own parameters: psycopg prepares a statement after a few
+--   executions, and the server then switches to a generic plan that cannot see a batch's
+--   size or a claim's kinds (it halved throughput);
+-- * go by index, never by a scan of the table or a bitmap: each of these statements has an
+--   index made for it (runs_claim, the primary key), but a queue's statistics are always
+--   stale (a fresh table has none until autovacuum's first ANALYZE) and with them the
+--   planner would rather read every queued run through a bitmap and sort them, or scan
+--   the table to acknowledge a batch. (A bitmap scan also never marks the index entries
+--   of claimed runs dead, so each claim would wade through all of them again.);
+-- * times in UTC, as the runs carry them.
+-- name: worker_session
 SET plan_cache_mode = force_custom_plan;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SET TIME ZONE 'UTC';
