@@ -480,3 +480,15 @@ def test_a_claim_alone_keeps_the_outcomes_held_back_for_a_fuller_batch(
     assert len(worker._unsent) == 1, "the held outcome must survive a claim-only exchange"
     worker._exchange(worker._unsent, want=0)
     assert service.get(claimed[0].id).state == "succeeded"
+
+
+def test_a_busy_worker_claims_again_without_waiting_for_new_work(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    # Nothing announces more work here: a worker that waited for its poll interval after
+    # acknowledging a batch would get through a few runs per 30 s poll and hit max_time.
+    _register(jobs, "quick", lambda params: params)
+    service.enqueue_many("quick", list(range(300)))
+    summary = _worker(store, jobs, bus, concurrency=4, poll=30.0, drain=True, max_time=10).run()
+    assert summary.succeeded == 300
+    assert summary.seconds < 10

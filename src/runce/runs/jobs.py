@@ -17,8 +17,8 @@ import importlib
 import inspect
 import re
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from runce.errors import ConfigError, InvalidInput, UsageError
@@ -61,14 +61,14 @@ class Job:
         checked = _validated(adapter, value, f"the result of {self.kind!r}")
         return adapter.dump_python(checked, mode="json")
 
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.fn)
+    # Read on every run by the worker: worked out once, when the job is registered.
+    is_async: bool = field(init=False, default=False)
+    takes_context: bool = field(init=False, default=False)
 
-    @property
-    def takes_context(self) -> bool:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
         parameters = inspect.signature(self.fn).parameters
-        return len(parameters) >= 2
+        object.__setattr__(self, "takes_context", len(parameters) >= 2)
 
     def later(self, params: Any = None, **options: Any) -> Any:
         """Enqueue a run of this job (``run_at=``, ``idempotency_key=``, …, as ``runce.enqueue``)
@@ -113,10 +113,12 @@ def _build_adapters(fn: JobFunction) -> _Adapters:
     return _Adapters(_adapter_for(param_type), _adapter_for(result_type, returns=True))
 
 
+# Annotations that say "any JSON" validate nothing, so they cost nothing.
+_UNTYPED: tuple[Any, ...] = (None, Any, inspect.Signature.empty, object, dict, list, Mapping)
+
+
 def _adapter_for(annotation: Any, returns: bool = False) -> Any:
-    if annotation in (None, Any, inspect.Signature.empty, object) or (
-        returns and annotation is type(None)
-    ):
+    if annotation in _UNTYPED or (returns and annotation is type(None)):
         return None
     from pydantic import TypeAdapter
 

@@ -198,8 +198,10 @@ class Worker:
             return 0
         ahead = self.options.batch if self._avg_seconds < 0.005 else 0
         room = self.options.concurrency + ahead
+        # Finished runs still waiting for their acknowledgement do not count: it goes out in
+        # the same exchange as this claim.
         with self._mutex:
-            held = len(self._slots)
+            held = sum(1 for slot in self._slots.values() if slot.state in ("waiting", "running"))
         free = room - held
         return free if free >= max(1, room // 2) or held == 0 else 0
 
