@@ -1,0 +1,162 @@
+"""What runs, in which virtualenv, and which figures the table compares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUEUE = ("enqueue_single", "enqueue_batched", "process", "latency")
+
+
+@dataclass(frozen=True)
+class Subject:
+    adapter: str  # module under harness/adapters/
+    venv: str  # "runce" (the project's .venv) or "peers" (bench/.venv-peers)
+    group: str  # what --only selects
+    measurements: tuple[str, ...]
+    label: str  # the name in the table
+
+
+SUBJECTS = (
+    Subject("runce_postgres", "runce", "postgresql", QUEUE, "runce"),
+    Subject("pgqueuer", "peers", "postgresql", QUEUE, "pgqueuer"),
+    Subject("procrastinate", "peers", "postgresql", QUEUE, "procrastinate"),
+    Subject("pgbench_ceiling", "runce", "ceiling", ("ceiling",), "pgbench"),
+    Subject("runce_sqlite", "runce", "sqlite", QUEUE, "runce"),
+    Subject("huey", "peers", "sqlite", QUEUE, "huey"),
+    Subject("runce_once", "runce", "once", ("once_run", "once_status"), "runce"),
+    Subject("alembic_cli", "peers", "once", ("once_run", "once_status"), "alembic"),
+    Subject("yoyo_cli", "peers", "once", ("once_run", "once_status"), "yoyo"),
+    Subject("runce_once", "runce", "startup", ("startup",), "runce"),
+    Subject("runce_sqlite", "runce", "memory", ("memory",), "runce"),
+)
+
+GROUPS = tuple(dict.fromkeys(s.group for s in SUBJECTS))
+SINGLE_RUN_GROUPS = frozenset({"memory"})  # long, and a trend rather than a speed
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: runce's figure and, per peer, the peer's and the ratio."""
+
+    section: str
+    workload: str
+    measurement: str
+    key: str  # field of the result
+    unit: str
+    higher_is_better: bool
+    runce: str  # adapter
+    peers: tuple[tuple[str, str], ...] = ()  # (adapter, measurement) pairs
+    ceiling: tuple[str, str] | None = None  # shown as runce's share of it
+
+
+def _queue_rows(section: str, runce: str, peers: tuple[str, ...]) -> list[Row]:
+    def vs(measurement: str) -> tuple[tuple[str, str], ...]:
+        return tuple((p, measurement) for p in peers)
+
+    return [
+        Row(
+            section,
+            "enqueue, one by one",
+            "enqueue_single",
+            "runs_per_s",
+            "runs/s",
+            True,
+            runce,
+            vs("enqueue_single"),
+        ),
+        Row(
+            section,
+            "enqueue, batches of B",
+            "enqueue_batched",
+            "runs_per_s",
+            "runs/s",
+            True,
+            runce,
+            vs("enqueue_batched"),
+        ),
+        Row(
+            section,
+            "process, 1 worker, concurrency C",
+            "process",
+            "runs_per_s",
+            "runs/s",
+            True,
+            runce,
+            vs("process"),
+            ceiling=("pgbench_ceiling", "ceiling") if section == "postgresql" else None,
+        ),
+        Row(
+            section,
+            "latency p50 at R/s, idle worker",
+            "latency",
+            "p50_ms",
+            "ms",
+            False,
+            runce,
+            vs("latency"),
+        ),
+        Row(
+            section,
+            "latency p99 at R/s, idle worker",
+            "latency",
+            "p99_ms",
+            "ms",
+            False,
+            runce,
+            vs("latency"),
+        ),
+        Row(
+            section,
+            "worker RSS, idle after warm-up",
+            "latency",
+            "idle_rss_mib",
+            "MiB",
+            False,
+            runce,
+            vs("latency"),
+        ),
+    ]
+
+
+ROWS = (
+    *_queue_rows("postgresql", "runce_postgres", ("pgqueuer", "procrastinate")),
+    *_queue_rows("sqlite", "runce_sqlite", ("huey",)),
+    Row(
+        "sqlite",
+        "worker RSS growth over M runs",
+        "memory",
+        "growth_mib",
+        "MiB",
+        False,
+        "runce_sqlite",
+    ),
+    Row(
+        "once",
+        "run, nothing to do (T applied)",
+        "once_run",
+        "median_s",
+        "s",
+        False,
+        "runce_once",
+        (("alembic_cli", "once_run"), ("yoyo_cli", "once_run")),
+    ),
+    Row(
+        "once",
+        "status (T applied)",
+        "once_status",
+        "median_s",
+        "s",
+        False,
+        "runce_once",
+        (("alembic_cli", "once_status"), ("yoyo_cli", "once_status")),
+    ),
+    Row("startup", "runce --help", "startup", "help_s", "s", False, "runce_once"),
+    Row("startup", "python -c 'import runce'", "startup", "import_s", "s", False, "runce_once"),
+)
+
+PEER_COMMANDS = {
+    ("alembic_cli", "once_run"): "alembic upgrade head",
+    ("alembic_cli", "once_status"): "alembic current",
+    ("yoyo_cli", "once_run"): "yoyo apply",
+    ("yoyo_cli", "once_status"): "yoyo list",
+}
