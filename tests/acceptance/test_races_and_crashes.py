@@ -104,23 +104,29 @@ def test_sigterm_records_the_task_as_failed_and_releases_the_lock(
 
 def test_a_waiting_runner_proceeds_when_the_holder_finishes(sqlite_workspace: Workspace) -> None:
     started = sqlite_workspace.root / "started"
+    release = sqlite_workspace.root / "release"
     log: Path = sqlite_workspace.root / "log"
     sqlite_workspace.task(
-        "2025-01-01.slowish",
+        "2025-01-01.holder",
         f"""
-        import time
+        import os, time
 
         @runce.task
         def run(ctx):
             open({str(started)!r}, "w").close()
-            time.sleep(1.0)
+            deadline = time.monotonic() + 60
+            while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:
+                time.sleep(0.02)
         """,
     )
     first = sqlite_workspace.start("run")
     wait_for(started)
     sqlite_workspace.appending_task("2025-01-02.after", log)
-    second = sqlite_workspace.runce("run", "--wait", "30")
-    assert first.wait(timeout=30) == 0
-    assert second.returncode == 0, output_of(second)
-    assert "waiting for the lock" in second.stderr
+    second = sqlite_workspace.start("run", "--wait", "60")
+    assert second.stderr is not None
+    assert "waiting for the lock" in second.stderr.readline()  # it is waiting now
+    release.touch()
+    assert first.wait(timeout=60) == 0
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, out + err
     assert all_lines(log) == ["2025-01-02.after"]
