@@ -170,6 +170,7 @@ def test_twenty_processes_enqueueing_one_key_get_one_run(qspace: Workspace) -> N
     assert "Traceback" not in conflict.stderr
 
 
+@pytest.mark.timeout(300)  # the MongoDB test server is slow at this (about 70 s)
 def test_four_workers_execute_every_run_exactly_once(qspace: Workspace) -> None:
     ids = _enqueue_many(qspace, "noop.record", 5000)
     workers = [

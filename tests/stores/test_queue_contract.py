@@ -20,7 +20,7 @@ from tests.stores.conftest import BACKENDS, StoreMaker
 
 # Stores with a run queue (the file store has none, by design); a store joins this list
 # when its queue lands, and from then on must pass every test here.
-WITH_QUEUES = ("memory", "sqlite", "postgres")
+WITH_QUEUES = ("memory", "sqlite", "postgres", "mongo")
 QUEUE_BACKENDS = [name for name in WITH_QUEUES if name in BACKENDS]
 
 

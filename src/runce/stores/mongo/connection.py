@@ -54,7 +54,7 @@ class ServerFacts:
 
 
 class Connection:
-    """The client, the database's three collections, and the server's facts."""
+    """The client, the database's collections, and the server's facts."""
 
     def __init__(self, location: Location, *, transactions: bool | None = None) -> None:
         self.location = location
@@ -63,6 +63,9 @@ class Connection:
         self.applied: Collection[Document] = database[location.applied]
         self.history: Collection[Document] = database[location.history]
         self.lock: Collection[Document] = database[location.lock]
+        self.runs: Collection[Document] = database[location.runs]
+        self.run_attempts: Collection[Document] = database[location.run_attempts]
+        self.workers: Collection[Document] = database[location.workers]
         self._forced_transactions = transactions
         self._facts: ServerFacts | None = None
         self._facts_guard = threading.Lock()

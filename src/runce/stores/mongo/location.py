@@ -1,7 +1,9 @@
 """Where a MongoDB store lives: its URL, database and collection names, from a StoreSpec.
 
 The URL comes from ``store = "mongodb://…"`` or from the seed's table form
-``tracker = { type = "mongo", options = { uri, db, appliedCollection, lockCollection } }``.
+``tracker = { type = "mongo", options = { uri, db, appliedCollection, lockCollection } }``;
+the run queue's collections are ``runsCollection``, ``runAttemptsCollection`` and
+``workersCollection``.
 The database is the ``db`` option, else the URL's path; one of them is required.
 """
 
@@ -21,6 +23,9 @@ COLLECTION_OPTIONS: dict[str, str] = {
     "appliedCollection": "runce.applied",
     "historyCollection": "runce.history",
     "lockCollection": "runce.lock",
+    "runsCollection": "runce.runs",
+    "runAttemptsCollection": "runce.run_attempts",
+    "workersCollection": "runce.workers",
 }
 KNOWN_OPTIONS = frozenset({"uri", "url", "db", *COLLECTION_OPTIONS})
 # MongoDB refuses these in database names (and "." is taken by collection namespaces).
@@ -35,6 +40,9 @@ class Location:
     applied: str
     history: str
     lock: str
+    runs: str = COLLECTION_OPTIONS["runsCollection"]
+    run_attempts: str = COLLECTION_OPTIONS["runAttemptsCollection"]
+    workers: str = COLLECTION_OPTIONS["workersCollection"]
 
     @property
     def description(self) -> str:
@@ -83,6 +91,9 @@ def location_of(spec: StoreSpec) -> Location:
         applied=names["appliedCollection"],
         history=names["historyCollection"],
         lock=names["lockCollection"],
+        runs=names["runsCollection"],
+        run_attempts=names["runAttemptsCollection"],
+        workers=names["workersCollection"],
     )
 
 

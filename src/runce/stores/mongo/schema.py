@@ -1,10 +1,13 @@
 """The MongoDB store's "schema": the indexes runce needs, created idempotently.
 
-Collections need no DDL, so the schema version is whether the indexes exist: 1 when they
-all do, 0 otherwise. Reads never create anything (a missing database reads as empty); the
-first write creates the indexes unless ``auto_migrate`` is off, and ``runce db upgrade``
-creates them on demand. Indexes are recognised by their keys, not their names, and keep
-MongoDB's default names, so an index the seed's tool made on ``id`` counts and does not clash.
+Collections need no DDL, so the schema version is how far the indexes exist: each
+migration is a set of indexes (1: the once tasks' ``applied`` and ``history``; 2: the run
+queue's ``runs`` and ``run_attempts``), and the version is the last migration whose indexes,
+and all earlier ones', are all there. Reads never create anything (a missing database reads
+as empty); the first write creates every index unless ``auto_migrate`` is off, and
+``runce db upgrade`` creates them on demand. Indexes are recognised by their keys, not their
+names, and keep MongoDB's default names, so an index the seed's tool made on ``id`` counts
+and does not clash.
 """
 
 from __future__ import annotations
@@ -22,19 +25,20 @@ from runce.errors import SchemaError
 from runce.stores.base import SchemaStatus
 from runce.stores.mongo.connection import Connection, Document
 
-LATEST = 1
-MIGRATION = "0001_once_tasks"
+MIGRATIONS = ("0001_once_tasks", "0002_runs")
+LATEST = len(MIGRATIONS)
 Keys = tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
 class Index:
-    collection: str  # "applied" or "history"
+    collection: str  # "applied", "history", "runs" or "run_attempts"
     keys: Keys
     unique: bool = False
     partial: Mapping[str, Any] | None = None
     purpose: str = ""
     alternatives: tuple[Keys, ...] = field(default=())  # keys that do the same job
+    version: int = 1  # the migration (1-based) that brings the index
 
     def options(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"unique": True} if self.unique else {}
@@ -44,7 +48,7 @@ class Index:
 
 
 _OPEN_FALLBACK: Keys = (("status", 1), ("startedAt", 1))
-INDEXES = (
+INDEXES: tuple[Index, ...] = (
     Index("applied", (("id", 1),), unique=True, purpose="one document per task id"),
     Index("history", (("attemptId", 1),), unique=True, purpose="one document per attempt"),
     Index("history", (("taskId", 1), ("startedAt", 1)), purpose="one task's history"),
@@ -56,6 +60,35 @@ INDEXES = (
         alternatives=(_OPEN_FALLBACK,),
     ),
 )
+_CLAIM_PATH: Keys = (("state", 1), ("priority", -1), ("runAt", 1), ("_id", 1))
+RUN_INDEXES = (
+    Index(
+        "runs",
+        _CLAIM_PATH,
+        partial={"state": "queued"},
+        purpose="the claim path: queued runs by priority desc, runAt, id "
+        "(a plain index where partial indexes fail)",
+        alternatives=(_CLAIM_PATH,),
+        version=2,
+    ),
+    Index(
+        "runs",
+        (("idempotencyKey", 1),),
+        unique=True,
+        partial={"idempotencyKey": {"$type": "string"}},
+        purpose="one run per idempotency key",
+        version=2,
+    ),
+    Index("runs", (("state", 1), ("leaseExpiresAt", 1)), purpose="expired leases", version=2),
+    Index("runs", (("projectId", 1), ("createdAt", -1)), purpose="a project's runs", version=2),
+    Index("runs", (("kind", 1), ("createdAt", -1)), purpose="runs of a kind", version=2),
+    Index("runs", (("state", 1), ("createdAt", -1)), purpose="runs in a state", version=2),
+    Index("runs", (("createdAt", -1), ("_id", -1)), purpose="newest first", version=2),
+    Index("runs", (("correlationId", 1),), purpose="runs by correlation id", version=2),
+    Index("run_attempts", (("runId", 1),), purpose="one run's attempts", version=2),
+)
+INDEXES = INDEXES + RUN_INDEXES
+_ROLES = ("applied", "history", "runs", "run_attempts")
 
 
 class Schema:
@@ -67,13 +100,13 @@ class Schema:
 
     def status(self) -> SchemaStatus:
         with self._conn.translated("read the indexes"):
-            current = LATEST if not self._missing() else 0
-        done = current == LATEST
+            missing = {index.version for index in self._missing()}
+        current = min(missing, default=LATEST + 1) - 1
         return SchemaStatus(
             current=current,
             latest=LATEST,
-            applied=(MIGRATION,) if done else (),
-            pending=() if done else (MIGRATION,),
+            applied=MIGRATIONS[:current],
+            pending=MIGRATIONS[current:],
         )
 
     def upgrade(self) -> list[str]:
@@ -83,7 +116,7 @@ class Schema:
                 _create(self._collection(index), index)
         with self._guard:
             self._ready = True
-        return [MIGRATION] if missing else []
+        return [MIGRATIONS[v - 1] for v in sorted({index.version for index in missing})]
 
     def prepare(self) -> None:
         """Before this store's first write: create the indexes, or refuse when migrating is off."""
@@ -110,6 +143,9 @@ class Schema:
                         "applied": _collection_doc(location.applied, "applied"),
                         "history": _collection_doc(location.history, "history"),
                         "lock": {"name": location.lock, "indexes": []},
+                        "runs": _collection_doc(location.runs, "runs"),
+                        "run_attempts": _collection_doc(location.run_attempts, "run_attempts"),
+                        "workers": {"name": location.workers, "indexes": []},
                     },
                 },
                 indent=2,
@@ -118,19 +154,24 @@ class Schema:
         )
 
     def _missing(self) -> list[Index]:
-        present = {name: _existing(self._collection_named(name)) for name in ("applied", "history")}
+        present = {name: _existing(self._collection_named(name)) for name in _ROLES}
         return [index for index in INDEXES if not _satisfied(index, present[index.collection])]
 
     def _collection(self, index: Index) -> Collection[Document]:
         return self._collection_named(index.collection)
 
     def _collection_named(self, name: str) -> Collection[Document]:
-        return self._conn.applied if name == "applied" else self._conn.history
+        return {
+            "applied": self._conn.applied,
+            "history": self._conn.history,
+            "runs": self._conn.runs,
+            "run_attempts": self._conn.run_attempts,
+        }[name]
 
     def _needs_upgrade(self) -> str:
         return (
             f"the MongoDB store {self._conn.location.description} lacks runce's indexes "
-            f"(schema version 0, this runce needs {LATEST}); run `runce db upgrade` "
+            f"(this runce needs schema version {LATEST}); run `runce db upgrade` "
             "(auto_migrate is off)"
         )
 

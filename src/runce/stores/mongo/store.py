@@ -1,5 +1,6 @@
 """The MongoDB store (``mongodb://host:port/database``, ``mongodb+srv://…``, or the seed's
-``tracker = { type = "mongo", options = { uri, db, … } }``): tracker, lock and indexes.
+``tracker = { type = "mongo", options = { uri, db, … } }``): tracker, lock, run queue and
+indexes.
 
 Opening a store contacts nobody and creates nothing: reads of a database that does not
 exist read as empty, and the first write creates the indexes (see :mod:`.schema`).
@@ -13,6 +14,7 @@ from runce.stores.base import SchemaStatus, StoreSpec
 from runce.stores.mongo.connection import Connection
 from runce.stores.mongo.location import location_of
 from runce.stores.mongo.lock import MongoLock
+from runce.stores.mongo.queue import MongoRunQueue
 from runce.stores.mongo.schema import Schema
 from runce.stores.mongo.tracker import MongoTracker
 
@@ -26,6 +28,7 @@ class MongoStore:
         self._schema = Schema(conn, auto_migrate=auto_migrate)
         self._tracker = MongoTracker(conn, self._schema)
         self._lock = MongoLock(conn, self._schema)
+        self._runs = MongoRunQueue(conn, self._schema)
 
     @property
     def description(self) -> str:
@@ -38,6 +41,11 @@ class MongoStore:
     @property
     def lock(self) -> MongoLock:
         return self._lock
+
+    @property
+    def runs(self) -> MongoRunQueue:
+        """The run queue (``runce.runs``, ``runce.run_attempts``, ``runce.workers``)."""
+        return self._runs
 
     @property
     def supports_transactions(self) -> bool:

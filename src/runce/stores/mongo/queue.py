@@ -1,0 +1,726 @@
+"""The MongoDB run queue (R-1, R-2): ``runce.runs``, ``runce.run_attempts``, ``runce.workers``.
+
+A run is one document, ``_id`` = the run id, with camelCase fields and BSON dates.
+
+* Claims read the due runs' ids in claim order (``{state: "queued", runAt <= now}`` sorted
+  by priority desc, runAt, _id: the claim-path index), then take each with one conditional
+  ``update_one`` (``{_id, state: "queued", runAt <= now}``): atomic per document, so no run
+  is handed to two claimers. The ids read are kept for the next claims of this store object
+  until the wake signal moves (something was enqueued or requeued anywhere) or a second
+  passes, so a busy worker does not sort the whole backlog for every few runs.
+* Writes are ``update_one`` with the whole filter, then reads by ``_id``, not
+  ``find_one_and_update``: the same atomicity, and point lookups on every server.
+* Every write about a claim is fenced by ``{_id, attempt, claimedBy, state: "running"}``:
+  a worker that lost its claim matches nothing and is told so.
+* Idempotency keys are unique by a partial unique index (documents without a key do not
+  take part); a duplicate insert reads the run that holds the key.
+* "Now" is the server's clock (:meth:`.Connection.server_now`), truncated to BSON's
+  millisecond and passed as a literal.
+* ``enqueue(..., connection=session)`` inserts with the caller's pymongo ``ClientSession``
+  inside its open transaction (through the session's own client), so the runs commit or
+  abort with the caller's writes. The collections must exist before that transaction
+  starts (any earlier write, or ``runce db upgrade``): MongoDB cannot use a collection
+  created after a transaction's snapshot.
+* ``wait_for_work`` polls a wake signal (``{_id: "~wake", seq}`` in the workers collection,
+  counted up by every enqueue, retry and requeue: a point read every 25 ms) and is woken
+  at once by enqueues and retries made in this process. Runs that become due later (a
+  retry's backoff) are found by the worker's own periodic claims.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
+
+from runce.errors import UsageError
+from runce.stores.mongo.connection import Connection, Document
+from runce.stores.mongo.documents import aware
+from runce.stores.mongo.schema import Schema
+from runce.stores.queue import (
+    AttemptRecord,
+    Beat,
+    ClaimRequest,
+    Enqueued,
+    Fence,
+    NewRun,
+    Outcome,
+    Run,
+    RunFilter,
+    RunQueue,
+    WorkerInfo,
+)
+
+DUPLICATE_KEY = 11000
+POLL = 0.025  # seconds between looks at the wake signal in wait_for_work
+CANDIDATES = 1000  # due run ids read per look, claimed in order by the claims that follow
+CANDIDATES_FOR = 1.0  # seconds a look is trusted while the wake signal stays put
+WAKE_ID = "~wake"  # the wake signal's document in the workers collection
+_OUTCOME_KINDS = frozenset({"succeeded", "failed", "retry", "canceled", "released"})
+_CLAIM_ORDER = [("priority", -1), ("runAt", 1), ("_id", 1)]
+_NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
+_UNCLAIMED: Document = {
+    "claimedBy": None,
+    "claimedAt": None,
+    "leaseExpiresAt": None,
+    "startedAt": None,
+}
+
+# Same-process wake-ups, shared by every store object on one runs collection.
+_wakers: dict[tuple[str, str, str], threading.Event] = {}
+_wakers_guard = threading.Lock()
+
+
+@dataclass
+class _Candidates:
+    ids: collections.deque[Any]
+    signal: Any
+    read_at: float
+
+
+def _waker(conn: Connection) -> threading.Event:
+    key = (conn.location.url, conn.location.database, conn.location.runs)
+    with _wakers_guard:
+        return _wakers.setdefault(key, threading.Event())
+
+
+class MongoRunQueue:
+    def __init__(self, conn: Connection, schema: Schema) -> None:
+        self._conn = conn
+        self._schema = schema
+        self._runs = conn.runs
+        self._attempts = conn.run_attempts
+        self._waker = _waker(conn)
+        self._seen: Any = None  # the wake signal as wait_for_work last saw it
+        self._candidates: dict[tuple[str, ...] | None, _Candidates] = {}
+
+    def now(self) -> datetime:
+        return _ms(self._conn.server_now())
+
+    # --- enqueue ---------------------------------------------------------------------------------
+
+    def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
+        session = _callers_session(connection)
+        if not runs:
+            return []
+        self._schema.prepare()  # outside the caller's transaction: indexes cannot be made there
+        what = f"enqueue run {runs[0].id}" if len(runs) == 1 else f"enqueue {len(runs)} runs"
+        with self._conn.translated(what):
+            collection = self._runs if session is None else self._callers_runs(session)
+            results = self._enqueue(collection, list(runs), session)
+            if any(r.created for r in results):
+                self._wake_others()
+        return results
+
+    def _enqueue(
+        self, collection: Collection[Document], runs: list[NewRun], session: ClientSession | None
+    ) -> list[Enqueued]:
+        now = self.now()
+        first_of: dict[str, int] = {}  # idempotency key -> index of its first run in the batch
+        for index, new in enumerate(runs):
+            if new.idempotency_key is not None:
+                first_of.setdefault(new.idempotency_key, index)
+        existing: dict[str, Run] = {}
+        if first_of:
+            found = collection.find({"idempotencyKey": {"$in": list(first_of)}}, session=session)
+            existing = {run.idempotency_key or "": run for run in map(run_from, found)}
+        docs: dict[int, Document] = {}
+        for index, new in enumerate(runs):
+            key = new.idempotency_key
+            if key is None or (key not in existing and first_of[key] == index):
+                docs[index] = _new_document(new, now)
+        inserted = set(docs)
+        if docs:
+            order = list(docs)
+            try:
+                collection.insert_many(list(docs.values()), ordered=False, session=session)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if session is not None or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                lost = {order[e["index"]] for e in errors}
+                lost_keys = [docs[i].get("idempotencyKey") for i in lost]
+                if any(key is None for key in lost_keys):
+                    raise  # a run id used twice: not an idempotent enqueue
+                inserted -= lost
+                found = collection.find({"idempotencyKey": {"$in": lost_keys}})
+                existing.update((run.idempotency_key or "", run) for run in map(run_from, found))
+                if any(key not in existing for key in lost_keys):
+                    raise  # the run holding the key is gone again (pruned meanwhile)
+        results: list[Enqueued] = []
+        for index, new in enumerate(runs):
+            if index in inserted:
+                results.append(Enqueued(run_from(docs[index]), created=True))
+            else:
+                key = new.idempotency_key or ""
+                run = existing.get(key)
+                if run is None:  # a later duplicate inside this batch
+                    run = run_from(docs[first_of[key]])
+                results.append(Enqueued(run, created=False))
+        return results
+
+    def _callers_runs(self, session: ClientSession) -> Collection[Document]:
+        client: Any = session.client
+        database = client[self._conn.location.database]
+        collection: Collection[Document] = database[self._conn.location.runs]
+        return collection
+
+    # --- claims ----------------------------------------------------------------------------------
+
+    def claim(
+        self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Run]:
+        if limit <= 0:
+            return []
+        self._schema.prepare()
+        with self._conn.translated(f"claim runs for worker {worker_id}"):
+            return self._claim(worker_id, kinds, limit, lease)
+
+    def _claim(
+        self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Run]:
+        now = self.now()
+        changes = {
+            "state": "running",
+            "claimedBy": worker_id,
+            "claimedAt": now,
+            "startedAt": now,
+            "leaseExpiresAt": _ms(now + timedelta(seconds=lease)),
+            "updatedAt": now,
+        }
+        token = uuid.uuid4().hex
+        update = {"$set": {**changes, "claimToken": token}, "$inc": {"attempt": 1}}
+        key = tuple(sorted(kinds)) if kinds else None
+        signal = self._signal()
+        taken: list[Document] = []
+        refreshed = False
+        while len(taken) < limit:
+            candidates = self._candidates.get(key)
+            stale = (
+                candidates is None
+                or candidates.signal != signal
+                or time.monotonic() - candidates.read_at > CANDIDATES_FOR
+            )
+            if stale or not candidates.ids:  # type: ignore[union-attr]
+                if refreshed and not stale:
+                    break  # a fresh look found no more
+                candidates = self._look_for_candidates(key, kinds, now, signal)
+                refreshed = True
+                if not candidates.ids:
+                    break
+            wanted = min(limit - len(taken), len(candidates.ids))  # type: ignore[union-attr]
+            batch = [candidates.ids.popleft() for _ in range(wanted)]  # type: ignore[union-attr]
+            # Atomic per document: of two claimers, one matches and the other moves on;
+            # the token tells which of the batch this claim took.
+            still = {"_id": {"$in": batch}, "state": "queued", "runAt": {"$lte": now}}
+            if self._runs.update_many(still, update).matched_count:
+                got = {
+                    d["_id"]: d
+                    for d in self._runs.find({"_id": {"$in": batch}, "claimToken": token})
+                }
+                taken += [got[run_id] for run_id in batch if run_id in got]
+        return [run_from(doc) for doc in taken]
+
+    def _look_for_candidates(
+        self, key: tuple[str, ...] | None, kinds: Sequence[str] | None, now: datetime, signal: Any
+    ) -> _Candidates:
+        """The next due runs in claim order, ids only, kept for the claims that follow until
+        something is enqueued or requeued anywhere (the wake signal moves) or they age."""
+        query: Document = {"state": "queued", "runAt": {"$lte": now}}
+        if kinds:
+            query["kind"] = {"$in": list(kinds)}
+        found = self._runs.find(query, {"_id": 1}).sort(_CLAIM_ORDER).limit(CANDIDATES)
+        candidates = _Candidates(
+            collections.deque(doc["_id"] for doc in found), signal, time.monotonic()
+        )
+        self._candidates[key] = candidates
+        return candidates
+
+    def exchange(
+        self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
+    ) -> tuple[list[Run | None], list[Run]]:
+        done = self.complete(outcomes) if outcomes else []
+        if claim is None:
+            return done, []
+        return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+
+    def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
+        if not fences:
+            return {}
+        self._schema.prepare()
+        beats: dict[str, Beat] = {}
+        with self._conn.translated(f"renew the leases of {len(fences)} runs"):
+            until = _ms(self.now() + timedelta(seconds=lease))
+            held = []
+            for fence in fences:
+                result = self._runs.update_one(_fenced(fence), {"$set": {"leaseExpiresAt": until}})
+                beats[fence.run_id] = "ok" if result.matched_count == 1 else "lost"
+                if result.matched_count == 1:
+                    held.append(fence.run_id)
+            if held:
+                asked = {"_id": {"$in": held}, "cancelRequested": True}
+                for doc in self._runs.find(asked, {"_id": 1}):
+                    beats[doc["_id"]] = "cancel"
+        return beats
+
+    def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
+        self._schema.prepare()
+        with self._conn.translated(f"store the progress of run {fence.run_id}"):
+            changes = {"progress": percent, "progressMessage": message, "updatedAt": self.now()}
+            result = self._runs.update_one(_fenced(fence), {"$set": changes})
+        return result.matched_count == 1
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
+        for outcome in outcomes:
+            if outcome.kind not in _OUTCOME_KINDS:
+                raise UsageError(
+                    f"{outcome.kind!r} is not an outcome of a run; "
+                    f"use one of {', '.join(sorted(_OUTCOME_KINDS))}"
+                )
+        if not outcomes:
+            return []
+        self._schema.prepare()
+        what = f"record the outcomes of {len(outcomes)} runs"
+        with self._conn.translated(what):
+            now = self.now()
+            ids = list({outcome.fence.run_id for outcome in outcomes})
+            before = {doc["_id"]: doc for doc in self._runs.find({"_id": {"$in": ids}})}
+            token = uuid.uuid4().hex
+            groups: dict[tuple[Any, ...], list[int]] = {}
+            seen: set[str] = set()
+            for index, outcome in enumerate(outcomes):
+                fence = outcome.fence
+                doc = before.get(fence.run_id)
+                if doc is None or fence.run_id in seen or not _holds(doc, fence):
+                    continue
+                seen.add(fence.run_id)
+                group = (
+                    outcome.kind,
+                    outcome.result_json,
+                    outcome.output_ref,
+                    outcome.error,
+                    outcome.run_at,
+                    fence.attempt,
+                    fence.worker_id,
+                )
+                groups.setdefault(group, []).append(index)
+            applied: set[int] = set()
+            for indexes in groups.values():
+                first = outcomes[indexes[0]]
+                changes, step = _outcome_changes(first, now)
+                update: Document = {"$set": {**changes, "ackToken": token}}
+                if step:
+                    update["$inc"] = {"attempt": step}
+                ids = [outcomes[i].fence.run_id for i in indexes]
+                fenced = {**_fenced(first.fence), "_id": {"$in": ids}}
+                matched = self._runs.update_many(fenced, update).matched_count
+                if matched == len(ids):
+                    applied.update(indexes)
+                elif matched:  # some were lost between the read and the write
+                    query = {"_id": {"$in": ids}, "ackToken": token}
+                    hit = {d["_id"] for d in self._runs.find(query, {"_id": 1})}
+                    applied.update(i for i in indexes if outcomes[i].fence.run_id in hit)
+            written: list[Document | None] = []
+            records: list[Document] = []
+            for index, outcome in enumerate(outcomes):
+                if index not in applied:
+                    written.append(None)
+                    continue
+                doc = before[outcome.fence.run_id]
+                changes, step = _outcome_changes(outcome, now)
+                written.append({**doc, **changes, "attempt": doc["attempt"] + step})
+                if outcome.kind != "succeeded":
+                    records.append(_attempt_document(doc, outcome.kind, outcome.error, now))
+            if records:
+                self._attempts.insert_many(records, ordered=True)
+            # As the write left them (the fence pins all but a cancel asked in between).
+            done: list[Run | None] = [None if doc is None else run_from(doc) for doc in written]
+            if any(run is not None and run.state == "queued" for run in done):
+                self._wake_others()
+        return done
+
+    # --- cancel, retry, reclaim --------------------------------------------------------------
+
+    def cancel(self, run_id: str) -> Run | None:
+        with self._conn.translated(f"cancel run {run_id}"):
+            if self._runs.find_one({"_id": run_id}, {"_id": 1}) is None:
+                return None
+            self._schema.prepare()
+            now = self.now()
+            queued = {
+                "state": "canceled",
+                "cancelRequested": True,
+                "finishedAt": now,
+                "updatedAt": now,
+            }
+            if (
+                self._runs.update_one(
+                    {"_id": run_id, "state": "queued"}, {"$set": queued}
+                ).matched_count
+                == 0
+            ):
+                self._runs.update_one(
+                    {"_id": run_id, "state": "running"},
+                    {"$set": {"cancelRequested": True, "updatedAt": now}},
+                )
+            doc = self._runs.find_one({"_id": run_id})
+        return None if doc is None else run_from(doc)
+
+    def retry(self, run_id: str, run_at: datetime | None = None) -> Run | None:
+        with self._conn.translated(f"retry run {run_id}"):
+            while True:
+                doc = self._runs.find_one({"_id": run_id})
+                if doc is None or doc.get("state") not in ("failed", "canceled"):
+                    return None if doc is None else run_from(doc)
+                self._schema.prepare()
+                now = self.now()
+                changes = {
+                    "state": "queued",
+                    "runAt": _ms(run_at) if run_at is not None else now,
+                    "maxAttempts": doc["attempt"] + 1,
+                    "cancelRequested": False,
+                    "finishedAt": None,
+                    "startedAt": None,
+                    "updatedAt": now,
+                }
+                # Conditional on the state and attempt just read: a concurrent retry wins once.
+                fence = {"_id": run_id, "state": doc["state"], "attempt": doc["attempt"]}
+                if self._runs.update_one(fence, {"$set": changes}).matched_count == 1:
+                    self._wake_others()
+                    return run_from({**doc, **changes})
+
+    def reclaim(self) -> list[Run]:
+        with self._conn.translated("reclaim expired leases"):
+            now = self.now()
+            expired = list(
+                self._runs.find({"state": "running", "leaseExpiresAt": {"$lt": now}}).sort(
+                    [("leaseExpiresAt", 1), ("_id", 1)]
+                )
+            )
+            if not expired:
+                return []
+            self._schema.prepare()
+            changed: list[Run] = []
+            records: list[Document] = []
+            for doc in expired:
+                error = f"the lease of attempt {doc['attempt']} expired (worker "
+                error += f"{doc.get('claimedBy')} stopped heartbeating)"
+                changes: Document = {"error": error, "updatedAt": now, **_UNCLAIMED}
+                if doc["attempt"] >= doc["maxAttempts"]:
+                    changes.update(state="failed", finishedAt=now)
+                    del changes["startedAt"]  # a failed run keeps when its last attempt began
+                else:
+                    changes["state"] = "queued"
+                fence = {
+                    "_id": doc["_id"],
+                    "state": "running",
+                    "attempt": doc["attempt"],
+                    "claimedBy": doc.get("claimedBy"),
+                    "leaseExpiresAt": {"$lt": now},  # a heartbeat meanwhile wins
+                }
+                if self._runs.update_one(fence, {"$set": changes}).matched_count != 1:
+                    continue
+                changed.append(run_from({**doc, **changes}))
+                records.append(_attempt_document(doc, "lease-expired", error, now))
+            if records:
+                self._attempts.insert_many(records, ordered=True)
+            if any(run.state == "queued" for run in changed):
+                self._wake_others()
+        return changed
+
+    # --- reads and upkeep --------------------------------------------------------------------
+
+    def get(self, run_id: str) -> Run | None:
+        with self._conn.translated(f"read run {run_id}"):
+            doc = self._runs.find_one({"_id": run_id})
+        return None if doc is None else run_from(doc)
+
+    def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        query: Document = {}
+        if filters.project_id is not None:
+            query["projectId"] = filters.project_id
+        if filters.state is not None:
+            query["state"] = filters.state
+        if filters.kind is not None:
+            query["kind"] = filters.kind
+        created: Document = {}
+        if filters.since is not None:
+            created["$gte"] = filters.since
+        if filters.before is not None:
+            created["$lt"] = filters.before
+        if created:
+            query["createdAt"] = created
+        if after is not None:
+            at, last_id = after
+            query["$or"] = [
+                {"createdAt": {"$lt": at}},
+                {"createdAt": at, "_id": {"$lt": last_id}},
+            ]
+        if limit <= 0:
+            return []
+        with self._conn.translated("list runs"):
+            docs = list(self._runs.find(query).sort(_NEWEST_FIRST).limit(limit))
+        return [run_from(doc) for doc in docs]
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        with self._conn.translated(f"read the attempts of run {run_id}"):
+            docs = list(
+                self._attempts.find({"runId": run_id}).sort(
+                    [("finishedAt", 1), ("attempt", 1), ("_id", 1)]
+                )
+            )
+        return [_attempt_from(doc) for doc in docs]
+
+    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
+        query = {
+            "$or": [
+                {"state": "succeeded", "finishedAt": {"$lt": succeeded_before}},
+                {"state": {"$in": ["failed", "canceled"]}, "finishedAt": {"$lt": failed_before}},
+            ]
+        }
+        with self._conn.translated("prune finished runs"):
+            ids = [doc["_id"] for doc in self._runs.find(query, {"_id": 1})]
+            gone = 0
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                # Only runs still finished (a retry meanwhile keeps its run).
+                gone += self._runs.delete_many({"_id": {"$in": chunk}, **query}).deleted_count
+                self._attempts.delete_many({"runId": {"$in": chunk}})
+        return gone
+
+    def wait_for_work(self, timeout: float) -> None:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._conn.translated("wait for new runs"):
+            if self._seen is None:
+                self._seen = self._signal()
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if self._waker.wait(min(POLL, left)):
+                    self._waker.clear()
+                    return
+                signal = self._signal()
+                if signal != self._seen:
+                    self._seen = signal
+                    return
+
+    def _signal(self) -> Any:
+        """The wake signal's count: moved by every enqueue, retry and requeue, anywhere."""
+        doc = self._conn.workers.find_one({"_id": WAKE_ID}, {"seq": 1})
+        return None if doc is None else doc.get("seq")
+
+    def _wake_others(self) -> None:
+        """Move the wake signal (other processes) and wake waiters in this process."""
+        self._conn.workers.update_one({"_id": WAKE_ID}, {"$inc": {"seq": 1}}, upsert=True)
+        self._waker.set()
+
+    def worker_seen(self, info: WorkerInfo) -> None:
+        self._schema.prepare()
+        doc = {
+            "host": info.host,
+            "pid": info.pid,
+            "startedAt": info.started_at,
+            "lastSeen": info.last_seen,
+            "concurrency": info.concurrency,
+            "kinds": list(info.kinds),
+            "state": info.state,
+        }
+        with self._conn.translated(f"record worker {info.id}"):
+            self._conn.workers.update_one({"_id": info.id}, {"$set": doc}, upsert=True)
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._conn.translated("list the workers"):
+            everyone = {"_id": {"$ne": WAKE_ID}}
+            docs = list(self._conn.workers.find(everyone).sort([("startedAt", 1), ("_id", 1)]))
+        return [
+            WorkerInfo(
+                id=str(doc["_id"]),
+                host=str(doc.get("host") or ""),
+                pid=int(doc.get("pid") or 0),
+                started_at=aware(doc["startedAt"]),
+                last_seen=aware(doc["lastSeen"]),
+                concurrency=int(doc.get("concurrency") or 0),
+                kinds=tuple(doc.get("kinds") or ()),
+                state=doc.get("state") or "running",
+            )
+            for doc in docs
+        ]
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+
+def _ms(moment: datetime) -> datetime:
+    """A time as BSON keeps it: aware UTC, to the millisecond."""
+    moment = aware(moment)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _new_document(new: NewRun, now: datetime) -> Document:
+    doc: Document = {
+        "_id": new.id,
+        "kind": new.kind,
+        "input": json.loads(new.input_json),
+        "state": "queued",
+        "attempt": 0,
+        "maxAttempts": new.max_attempts,
+        "priority": new.priority,
+        "runAt": _ms(new.run_at) if new.run_at is not None else now,
+        "createdAt": now,
+        "updatedAt": now,
+        "projectId": new.project_id,
+        "correlationId": new.correlation_id,
+        "result": None,
+        "outputRef": None,
+        "error": None,
+        "claimedBy": None,
+        "claimedAt": None,
+        "leaseExpiresAt": None,
+        "startedAt": None,
+        "finishedAt": None,
+        "progress": None,
+        "progressMessage": None,
+        "cancelRequested": False,
+    }
+    if new.idempotency_key is not None:  # absent, not null: outside the unique partial index
+        doc["idempotencyKey"] = new.idempotency_key
+    return doc
+
+
+def _time(value: Any) -> datetime | None:
+    return aware(value) if isinstance(value, datetime) else None
+
+
+def run_from(doc: Document) -> Run:
+    created = aware(doc["createdAt"])
+    return Run(
+        id=str(doc["_id"]),
+        kind=doc["kind"],
+        input=doc.get("input"),
+        state=doc["state"],
+        attempt=int(doc.get("attempt") or 0),
+        max_attempts=int(doc["maxAttempts"]),
+        priority=int(doc.get("priority") or 0),
+        run_at=_time(doc.get("runAt")) or created,
+        created_at=created,
+        updated_at=_time(doc.get("updatedAt")) or created,
+        project_id=doc.get("projectId"),
+        idempotency_key=doc.get("idempotencyKey"),
+        correlation_id=doc.get("correlationId"),
+        result=doc.get("result"),
+        output_ref=doc.get("outputRef"),
+        error=doc.get("error"),
+        claimed_by=doc.get("claimedBy"),
+        claimed_at=_time(doc.get("claimedAt")),
+        lease_expires_at=_time(doc.get("leaseExpiresAt")),
+        started_at=_time(doc.get("startedAt")),
+        finished_at=_time(doc.get("finishedAt")),
+        progress=doc.get("progress"),
+        progress_message=doc.get("progressMessage"),
+        cancel_requested=bool(doc.get("cancelRequested")),
+    )
+
+
+def _holds(doc: Document, fence: Fence) -> bool:
+    return (
+        doc.get("state") == "running"
+        and doc.get("attempt") == fence.attempt
+        and doc.get("claimedBy") == fence.worker_id
+    )
+
+
+def _fenced(fence: Fence) -> Document:
+    return {
+        "_id": fence.run_id,
+        "state": "running",
+        "attempt": fence.attempt,
+        "claimedBy": fence.worker_id,
+    }
+
+
+def _outcome_changes(outcome: Outcome, now: datetime) -> tuple[Document, int]:
+    """``$set`` for an outcome, and how it changes ``attempt``."""
+    if outcome.kind == "succeeded":
+        result = None if outcome.result_json is None else json.loads(outcome.result_json)
+        changes: Document = {
+            "state": "succeeded",
+            "result": result,
+            "outputRef": outcome.output_ref,
+            "finishedAt": now,
+            "leaseExpiresAt": None,
+            "updatedAt": now,
+        }
+        return changes, 0
+    if outcome.kind in ("failed", "canceled"):
+        changes = {
+            "state": outcome.kind,
+            "error": outcome.error,
+            "finishedAt": now,
+            "leaseExpiresAt": None,
+            "updatedAt": now,
+        }
+        return changes, 0
+    if outcome.kind == "retry":
+        run_at = _ms(outcome.run_at) if outcome.run_at is not None else now
+        changes = {"state": "queued", "error": outcome.error, "runAt": run_at, "updatedAt": now}
+        return {**changes, **_UNCLAIMED}, 0
+    # released: handed back without spending the attempt
+    return {"state": "queued", "updatedAt": now, **_UNCLAIMED}, -1
+
+
+def _attempt_document(run: Document, outcome: str, error: str | None, now: datetime) -> Document:
+    return {
+        "runId": run["_id"],
+        "attempt": run["attempt"],
+        "workerId": run.get("claimedBy") or "",
+        "startedAt": run.get("startedAt"),
+        "finishedAt": now,
+        "outcome": outcome,
+        "error": error,
+    }
+
+
+def _attempt_from(doc: Document) -> AttemptRecord:
+    return AttemptRecord(
+        run_id=str(doc["runId"]),
+        attempt=int(doc["attempt"]),
+        worker_id=str(doc.get("workerId") or ""),
+        started_at=_time(doc.get("startedAt")),
+        finished_at=aware(doc["finishedAt"]),
+        outcome=doc["outcome"],
+        error=doc.get("error"),
+    )
+
+
+def _callers_session(connection: Any) -> ClientSession | None:
+    if connection is None:
+        return None
+    if not isinstance(connection, ClientSession):
+        kind = f"{type(connection).__module__}.{type(connection).__qualname__}"
+        raise UsageError(
+            "the MongoDB store enqueues in your transaction through a pymongo ClientSession "
+            f"(client.start_session(), then session.start_transaction()), not {kind}"
+        )
+    if not connection.in_transaction:
+        raise UsageError(
+            "connection= is a pymongo ClientSession with no transaction open; call "
+            "session.start_transaction() first, so the runs commit or abort with your writes"
+        )
+    return connection
+
+
+if TYPE_CHECKING:
+    # mypy checks here that the queue fulfils the RunQueue protocol.
+    def _fulfils(queue: MongoRunQueue) -> RunQueue:
+        return queue

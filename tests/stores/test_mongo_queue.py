@@ -1,0 +1,277 @@
+"""What only the MongoDB run queue does: enqueueing in the caller's transaction (a pymongo
+ClientSession), its indexes and schema version, claim order on the claim-path index, and
+real processes racing one idempotency key. The shared behaviour is in the queue contract
+suite (test_queue_contract.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+
+from runce.errors import SchemaError, UsageError
+from runce.stores.base import StoreSpec
+from runce.stores.mongo import MongoStore, open_store
+from runce.stores.queue import NewRun, Outcome, RunFilter
+
+pytestmark = pytest.mark.mongo
+
+REPO = Path(__file__).resolve().parents[2]
+Make = Callable[..., MongoStore]
+Raw = pymongo.database.Database[dict[str, Any]]
+
+
+@pytest.fixture
+def database(mongo_server: str) -> Iterator[str]:
+    name = f"runce_t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with pymongo.MongoClient(mongo_server) as client:
+        client.drop_database(name)
+
+
+@pytest.fixture
+def url(mongo_server: str, database: str) -> str:
+    return f"{mongo_server.rstrip('/')}/{database}"
+
+
+@pytest.fixture
+def raw(mongo_server: str, database: str) -> Iterator[Raw]:
+    with pymongo.MongoClient(mongo_server, tz_aware=True) as client:
+        yield client[database]
+
+
+@pytest.fixture
+def make(url: str) -> Iterator[Make]:
+    opened: list[MongoStore] = []
+
+    def make(**changes: Any) -> MongoStore:
+        store = open_store(StoreSpec(**{"type": "mongodb", "url": url, **changes}))
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def new(**fields: Any) -> NewRun:
+    return NewRun(
+        id=fields.pop("id", uuid.uuid4().hex),
+        kind=fields.pop("kind", "email.send"),
+        input_json=fields.pop("input_json", '{"to":"a@example.com"}'),
+        max_attempts=fields.pop("max_attempts", 3),
+        **fields,
+    )
+
+
+# --- enqueue in the caller's transaction ------------------------------------------------------
+
+
+def test_an_enqueue_in_a_session_commits_with_the_callers_transaction(make: Make, raw: Raw) -> None:
+    store = make()
+    # The collections and indexes exist before the caller's transaction starts: a
+    # transaction cannot see a collection created after its snapshot.
+    store.upgrade()
+    raw["orders"].insert_one({"_id": "existing"})
+    with raw.client.start_session() as session:
+        session.start_transaction()
+        raw["orders"].insert_one({"_id": "o1"}, session=session)
+        [done] = store.runs.enqueue([new(idempotency_key="order-o1")], connection=session)
+        assert done.created
+        assert store.runs.get(done.run.id) is None  # not visible before the commit
+        session.commit_transaction()
+    assert store.runs.get(done.run.id) == done.run
+    [claimed] = store.runs.claim("w1", None, limit=5, lease=30)
+    assert claimed.id == done.run.id
+
+
+def test_an_enqueue_in_a_session_aborts_with_the_callers_transaction(make: Make, raw: Raw) -> None:
+    store = make()
+    # The collections and indexes exist before the caller's transaction starts: a
+    # transaction cannot see a collection created after its snapshot.
+    store.upgrade()
+    raw["orders"].insert_one({"_id": "existing"})
+    with raw.client.start_session() as session:
+        session.start_transaction()
+        raw["orders"].insert_one({"_id": "o2"}, session=session)
+        [done] = store.runs.enqueue([new(idempotency_key="order-o2")], connection=session)
+        session.abort_transaction()
+    assert store.runs.get(done.run.id) is None
+    assert raw["orders"].find_one({"_id": "o2"}) is None
+    assert store.runs.claim("w1", None, limit=5, lease=30) == []
+    [again] = store.runs.enqueue([new(idempotency_key="order-o2")])
+    assert again.created  # the key was never taken
+
+
+def test_an_enqueue_in_a_session_finds_a_committed_key(make: Make, raw: Raw) -> None:
+    store = make()
+    [first] = store.runs.enqueue([new(idempotency_key="k")])
+    with raw.client.start_session() as session:
+        session.start_transaction()
+        [again] = store.runs.enqueue([new(idempotency_key="k")], connection=session)
+        session.commit_transaction()
+    assert (again.created, again.run.id) == (False, first.run.id)
+
+
+def test_connection_must_be_a_session_in_a_transaction(make: Make, raw: Raw) -> None:
+    store = make()
+    with pytest.raises(UsageError, match="ClientSession"):
+        store.runs.enqueue([new()], connection=object())
+    with (
+        raw.client.start_session() as session,
+        pytest.raises(UsageError, match="start_transaction"),
+    ):
+        store.runs.enqueue([new()], connection=session)
+
+
+# --- indexes and the schema version ------------------------------------------------------------
+
+
+def test_the_run_indexes_come_with_the_first_write_and_reads_create_nothing(
+    make: Make, raw: Raw
+) -> None:
+    store = make()
+    assert store.runs.get("x") is None
+    assert store.runs.page(RunFilter(), None, 10) == []
+    assert store.runs.reclaim() == []
+    assert store.runs.workers() == []
+    store.runs.wait_for_work(0.05)
+    assert raw.list_collection_names() == []
+    assert store.schema_status().pending == ("0001_once_tasks", "0002_runs")
+
+    store.runs.enqueue([new(idempotency_key="k")])
+    status = store.schema_status()
+    assert (status.current, status.latest, status.up_to_date) == (2, 2, True)
+    info = raw["runce.runs"].index_information()
+    keys = {tuple(spec["key"]): spec for spec in info.values()}
+    claim_path = keys[(("state", 1), ("priority", -1), ("runAt", 1), ("_id", 1))]
+    assert claim_path.get("partialFilterExpression") in ({"state": "queued"}, None)
+    unique = keys[(("idempotencyKey", 1),)]
+    assert unique["unique"]
+    assert unique["partialFilterExpression"] == {"idempotencyKey": {"$type": "string"}}
+    assert (("runId", 1),) in {
+        tuple(spec["key"]) for spec in raw["runce.run_attempts"].index_information().values()
+    }
+    described = json.loads(store.schema_sql())
+    assert described["version"] == 2
+    assert described["collections"]["runs"]["name"] == "runce.runs"
+    assert make().upgrade() == []
+
+
+def test_without_auto_migrate_the_queue_waits_for_an_upgrade(make: Make, raw: Raw) -> None:
+    store = make(auto_migrate=False)
+    with pytest.raises(SchemaError, match="runce db upgrade"):
+        store.runs.enqueue([new()])
+    assert raw.list_collection_names() == []
+    assert make().upgrade() == ["0001_once_tasks", "0002_runs"]
+    store.runs.enqueue([new()])
+
+
+def test_collection_names_are_configurable(make: Make, raw: Raw) -> None:
+    store = make(
+        options={
+            "runsCollection": "jobs.runs",
+            "runAttemptsCollection": "jobs.attempts",
+            "workersCollection": "jobs.workers",
+        }
+    )
+    [done] = store.runs.enqueue([new()])
+    [run] = store.runs.claim("w1", None, limit=1, lease=30)
+    store.runs.complete([Outcome(run.fence, "retry", error="x", run_at=store.runs.now())])
+    assert raw["jobs.runs"].find_one({"_id": done.run.id}) is not None
+    assert raw["jobs.attempts"].count_documents({"runId": done.run.id}) == 1
+    assert "runce.runs" not in raw.list_collection_names()
+
+
+def test_documents_use_camel_case_and_bson_dates(make: Make, raw: Raw) -> None:
+    store = make()
+    [done] = store.runs.enqueue([new(project_id="p", correlation_id="c", priority=3)])
+    doc = raw["runce.runs"].find_one({"_id": done.run.id})
+    assert doc is not None
+    assert doc["input"] == {"to": "a@example.com"}
+    assert (doc["projectId"], doc["correlationId"], doc["maxAttempts"]) == ("p", "c", 3)
+    assert "idempotencyKey" not in doc  # absent, so outside the unique partial index
+    assert doc["runAt"].tzinfo is not None
+
+
+# --- claim order ------------------------------------------------------------------------------
+
+
+def test_claims_follow_priority_then_run_at_then_id(make: Make) -> None:
+    store = make()
+    now = store.runs.now()
+    at = now - timedelta(seconds=10)
+    runs = [
+        new(id="b", priority=1, run_at=at),
+        new(id="a", priority=1, run_at=at),
+        new(id="c", priority=1, run_at=at - timedelta(seconds=1)),
+        new(id="d", priority=5, run_at=at),
+        new(id="e", priority=-1, run_at=at - timedelta(hours=1)),
+        new(id="f", priority=9, run_at=now + timedelta(hours=1)),
+    ]
+    store.runs.enqueue(runs)
+    order = [r.id for r in store.runs.claim("w1", None, limit=10, lease=30)]
+    assert order == ["d", "c", "a", "b", "e"]
+
+
+# --- real processes ---------------------------------------------------------------------------
+
+_ENQUEUER = """
+import json, sys, uuid
+from runce.stores.base import StoreSpec
+from runce.stores.mongo import open_store
+from runce.stores.queue import NewRun
+
+store = open_store(StoreSpec(type="mongodb", url=sys.argv[1]))
+print("ready", flush=True)
+sys.stdin.readline()
+ids = []
+for key in ("one", "two", "three"):
+    run = NewRun(id=uuid.uuid4().hex, kind="k", input_json="{}", max_attempts=1,
+                 idempotency_key=key)
+    [done] = store.runs.enqueue([run])
+    ids.append([done.run.id, done.created])
+print(json.dumps(ids), flush=True)
+store.close()
+"""
+
+
+@pytest.mark.slow
+def test_eight_processes_racing_one_key_make_one_run(url: str, raw: Raw) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ENQUEUER, url],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", proc.communicate(timeout=30)
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        reports.append(json.loads(out))
+    for position in range(3):
+        ids = {report[position][0] for report in reports}
+        created = [report[position][1] for report in reports]
+        assert len(ids) == 1
+        assert created.count(True) == 1
+    assert raw["runce.runs"].count_documents({}) == 3
