@@ -16,33 +16,24 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from runce.errors import StoreError, UsageError
+from runce.errors import StoreError
 from runce.stores.base import AppliedRecord, Attempt, Lease
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.lock import PostgresLock, fence_transaction
 from runce.stores.postgres.rows import Row, applied_from, attempt_from, params_of
+from runce.stores.sqltracker import TrackerReads, must_be_finished
 
 
-class PostgresTracker:
+class PostgresTracker(TrackerReads):
     def __init__(self, db: Database, lock: PostgresLock) -> None:
         self._db = db
         self._lock = lock
 
-    def applied(self) -> dict[str, AppliedRecord]:
-        rows = self._select("applied", what="read the applied tasks")
-        return {record.id: record for record in map(applied_from, rows)}
+    def _to_applied(self, row: Any) -> AppliedRecord:
+        return applied_from(row)
 
-    def history(self, task_id: str | None = None) -> list[Attempt]:
-        if task_id is None:
-            rows = self._select("history", what="read the history")
-        else:
-            params = {"task_id": task_id}
-            rows = self._select("history_of_task", params, what=f"read the history of {task_id}")
-        return [attempt_from(row) for row in rows]
-
-    def open_attempts(self) -> list[Attempt]:
-        rows = self._select("open_attempts", what="read the open attempts")
-        return [attempt_from(row) for row in rows]
+    def _to_attempt(self, row: Any) -> Attempt:
+        return attempt_from(row)
 
     def begin(self, attempt: Attempt, lease: Lease | None) -> None:
         row = replace(attempt, status="started")
@@ -62,7 +53,7 @@ class PostgresTracker:
         self._write(work, lease, what=f"store the progress of attempt {attempt_id}")
 
     def finish(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
-        _must_be_finished(attempt)
+        must_be_finished(attempt)
         self._write(
             lambda conn: write_finish(conn, self._db, attempt, applied),
             lease,
@@ -70,7 +61,7 @@ class PostgresTracker:
         )
 
     def record(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
-        _must_be_finished(attempt)
+        must_be_finished(attempt)
 
         def work(conn: Connection) -> None:
             conn.execute(self._db.sql("insert_attempt"), params_of(attempt))
@@ -126,7 +117,7 @@ class PostgresTransaction:
         return self._conn
 
     def finish(self, attempt: Attempt, applied: AppliedRecord | None) -> None:
-        _must_be_finished(attempt)
+        must_be_finished(attempt)
         with self._db.translated(f"record the outcome of {attempt.task_id}"):
             self.fence(share=True)
             write_finish(self._conn, self._db, attempt, applied)
@@ -176,14 +167,6 @@ def _upsert_applied(conn: Connection, db: Database, applied: AppliedRecord | Non
 def _rows(conn: Connection, db: Database, name: str, params: dict[str, Any] | None) -> list[Row]:
     with conn.cursor(row_factory=dict_row) as cursor:
         return cursor.execute(db.sql(name), params).fetchall()
-
-
-def _must_be_finished(attempt: Attempt) -> None:
-    if not attempt.finished:
-        raise UsageError(
-            f"attempt {attempt.attempt_id} of {attempt.task_id} is still 'started'; "
-            "only a finished attempt can be recorded as its outcome"
-        )
 
 
 def _not_started(attempt_id: str, db: Database) -> StoreError:

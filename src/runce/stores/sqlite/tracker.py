@@ -10,33 +10,24 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from runce.errors import StoreError, UsageError
+from runce.errors import StoreError
 from runce.stores.base import AppliedRecord, Attempt, Lease
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.lock import fence, fence_and_extend
 from runce.stores.sqlite.queries import query
 from runce.stores.sqlite.rows import applied_from, attempt_from, params_of
+from runce.stores.sqltracker import TrackerReads, must_be_finished
 
 
-class SQLiteTracker:
+class SQLiteTracker(TrackerReads):
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def applied(self) -> dict[str, AppliedRecord]:
-        rows = self._select("applied", what="read the applied tasks")
-        return {record.id: record for record in map(applied_from, rows)}
+    def _to_applied(self, row: Any) -> AppliedRecord:
+        return applied_from(row)
 
-    def history(self, task_id: str | None = None) -> list[Attempt]:
-        if task_id is None:
-            rows = self._select("history", what="read the history")
-        else:
-            params = {"task_id": task_id}
-            rows = self._select("history_of_task", params, what=f"read the history of {task_id}")
-        return [attempt_from(row) for row in rows]
-
-    def open_attempts(self) -> list[Attempt]:
-        rows = self._select("open_attempts", what="read the open attempts")
-        return [attempt_from(row) for row in rows]
+    def _to_attempt(self, row: Any) -> Attempt:
+        return attempt_from(row)
 
     def begin(self, attempt: Attempt, lease: Lease | None) -> None:
         row = replace(attempt, status="started")
@@ -62,7 +53,7 @@ class SQLiteTracker:
         self._db.write(work, what=f"store the progress of attempt {attempt_id}")
 
     def finish(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
-        _must_be_finished(attempt)
+        must_be_finished(attempt)
 
         def work(conn: sqlite3.Connection) -> None:
             fence(conn, lease)
@@ -71,7 +62,7 @@ class SQLiteTracker:
         self._db.write(work, what=f"record the outcome of {attempt.task_id}")
 
     def record(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
-        _must_be_finished(attempt)
+        must_be_finished(attempt)
 
         def work(conn: sqlite3.Connection) -> None:
             fence(conn, lease)
@@ -117,7 +108,7 @@ class SQLiteTransaction:
         return self._conn
 
     def finish(self, attempt: Attempt, applied: AppliedRecord | None) -> None:
-        _must_be_finished(attempt)
+        must_be_finished(attempt)
         with self._db.translated(f"record the outcome of {attempt.task_id}"):
             write_finish(self._conn, attempt, applied, self._db)
 
@@ -143,14 +134,6 @@ def _rows(
     cursor.row_factory = sqlite3.Row  # by name, without changing the connection's rows
     rows: list[sqlite3.Row] = cursor.execute(query(name), params or {}).fetchall()
     return rows
-
-
-def _must_be_finished(attempt: Attempt) -> None:
-    if not attempt.finished:
-        raise UsageError(
-            f"attempt {attempt.attempt_id} of {attempt.task_id} is still 'started'; "
-            "only a finished attempt can be recorded as its outcome"
-        )
 
 
 def _not_started(attempt_id: str, db: Database) -> StoreError:
