@@ -22,7 +22,9 @@
         ├── UnknownRun              no run has that id
         ├── IllegalTransition       the run's state does not allow it (cancel a succeeded run)
         ├── IdempotencyConflict     a key reused with a different input
-        └── InvalidInput            a run's input or result is not valid (exit 2)
+        ├── InvalidInput            a run's input or result is not valid (exit 2)
+        ├── UnknownSchedule         no cron schedule has that name
+        └── JobFailed               a job called in-process (``.now()``) failed; carries the run id
 
 NonRetryable is not an error of runce's: a job raises it to fail its run without retries.
 
@@ -141,6 +143,19 @@ class InvalidInput(RunError):
     """A run's input (or a job's result) is not valid; nothing was stored."""
 
     exit_code = 2
+
+
+class UnknownSchedule(RunError):
+    """No stored cron schedule has that name."""
+
+
+class JobFailed(RunError):
+    """A job called in-process with ``.now()`` failed; ``run_id`` names its run (None when
+    it was not recorded), and the job's exception is ``__cause__``."""
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class NonRetryable(Exception):

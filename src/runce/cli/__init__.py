@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from runce.cli import runs  # noqa: F401 - registers the job-queue commands
+from runce.cli import (
+    runs,  # noqa: F401 - registers the job-queue commands
+    schedules,  # noqa: F401 - registers `runce schedules`
+)
 from runce.cli.main import main
 
 __all__ = ["main"]

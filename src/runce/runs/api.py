@@ -18,11 +18,14 @@ from typing import Any
 from runce.config import Config, ConfigArg, ServiceFactory, resolve_config
 from runce.errors import UnsupportedFeature
 from runce.runs.jobs import load_handlers
+from runce.runs.scheduler import Scheduler, SchedulerLoop, set_enabled
+from runce.runs.schedules import registry as schedule_registry
 from runce.runs.service import RunPage, RunService
 from runce.runs.worker import Worker, WorkerOptions, WorkerSummary
 from runce.stores.base import Store, StoreSpec
 from runce.stores.queue import Run, RunFilter, RunQueue, RunState
 from runce.stores.registry import open_store
+from runce.stores.schedules import Schedule, ScheduleStore
 
 _stores: dict[tuple[object, ...], Store] = {}
 _configs: dict[tuple[object, ...], Config] = {}
@@ -235,7 +238,22 @@ def worker(
         drain=drain,
         max_time=max_time,
     )
-    return Worker(queue_of(shared_store(cfg.store)), options, services=ServiceFactory(cfg).get)
+    store = shared_store(cfg.store)
+    return Worker(
+        queue_of(store),
+        options,
+        services=ServiceFactory(cfg).get,
+        companions=_scheduler_of(cfg, store),
+    )
+
+
+def _scheduler_of(cfg: Config, store: Store) -> list[SchedulerLoop]:
+    """The worker's scheduler, when code declares schedules and the store keeps them."""
+    specs = schedule_registry.all()
+    if not specs:
+        return []
+    scheduler = Scheduler(schedules_of(store), service(cfg), specs)
+    return [SchedulerLoop(scheduler)]
 
 
 def drain(
@@ -248,3 +266,36 @@ def drain(
     """Reclaim expired leases, run everything due, and return a summary: the tick of a
     cron-triggered or serverless worker."""
     return worker(config, concurrency=concurrency, kinds=kinds, drain=True, max_time=max_time).run()
+
+
+# -- schedules ---------------------------------------------------------------------------------
+
+
+def schedules_of(store: Store) -> ScheduleStore:
+    schedules: ScheduleStore | None = getattr(store, "schedules", None)
+    if schedules is None:
+        raise UnsupportedFeature(
+            f"{store.description} keeps no schedules; use the sqlite, postgresql or mongodb store"
+        )
+    return schedules
+
+
+def list_schedules(*, config: ConfigArg = None) -> list[Schedule]:
+    """The stored schedules, by name (a worker stores those its code declares when it starts)."""
+    cfg = _config(config)
+    return schedules_of(shared_store(cfg.store)).all()
+
+
+def enable_schedule(name: str, *, config: ConfigArg = None) -> Schedule:
+    """Switch a schedule on; it next runs at its first tick from now (no catch-up)."""
+    return _switch(name, True, config)
+
+
+def disable_schedule(name: str, *, config: ConfigArg = None) -> Schedule:
+    """Switch a schedule off; workers leave it alone until it is enabled again."""
+    return _switch(name, False, config)
+
+
+def _switch(name: str, enabled: bool, config: ConfigArg) -> Schedule:
+    store = shared_store(_config(config).store)
+    return set_enabled(schedules_of(store), name, enabled, queue_of(store).now())

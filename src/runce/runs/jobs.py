@@ -175,15 +175,28 @@ registry = JobRegistry()
 
 
 def job(
-    kind: str, *, max_attempts: int | None = None, timeout: float | None = None
+    kind: str,
+    *,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    cron: str | None = None,
+    cron_timezone: str = "UTC",
 ) -> Callable[[JobFunction], Job]:
-    """Register the decorated function as the job for runs of ``kind``."""
+    """Register the decorated function as the job for runs of ``kind``.
+
+    ``cron`` also declares a schedule named ``kind`` that runs the job with no input at
+    every tick (in ``cron_timezone``); ``runce.schedule`` declares one with an input.
+    """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise UsageError(f"job kind {kind!r} must be letters, digits and . _ : - (at most 200)")
     if max_attempts is not None and max_attempts < 1:
         raise UsageError(f"job {kind!r}: max_attempts must be at least 1")
     if timeout is not None and timeout <= 0:
         raise UsageError(f"job {kind!r}: timeout must be a positive number of seconds")
+    if cron is not None:
+        from runce.runs.schedules import ScheduleSpec, check
+
+        check(ScheduleSpec(kind, kind, cron, cron_timezone))
 
     def register(fn: JobFunction) -> Job:
         if not callable(fn):
@@ -192,9 +205,25 @@ def job(
             _adapters(fn)  # a bad annotation fails here, on import, not on the first run
         except Exception as exc:
             raise UsageError(f"job {kind!r}: its annotations cannot be used: {exc}") from exc
-        return registry.register(Job(kind, fn, max_attempts, timeout))
+        made = registry.register(Job(kind, fn, max_attempts, timeout))
+        if cron is not None:
+            _declare_schedule(made, cron, cron_timezone)
+        return made
 
     return register
+
+
+def _declare_schedule(made: Job, expression: str, timezone: str) -> None:
+    from runce.runs.schedules import schedule
+
+    try:
+        made.input_for_storage(None)
+    except InvalidInput as exc:
+        raise UsageError(
+            f"job {made.kind!r}: cron= runs it with no input, which is not valid ({exc}); "
+            "declare runce.schedule(expression, kind, input) instead"
+        ) from None
+    schedule(expression, made.kind, None, timezone=timezone)
 
 
 def load_handlers(modules: Sequence[str], where: str = "worker.handlers") -> None:

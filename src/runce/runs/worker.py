@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
 from runce.runs.context import JobContext, RunInfo, run_logger
@@ -86,6 +86,14 @@ class _Slot:
     ctx: JobContext | None = None
 
 
+class Companion(Protocol):
+    """Something that runs beside a worker while it runs (its cron scheduler)."""
+
+    def start(self, drain: bool) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -102,8 +110,10 @@ class Worker:
         bus: EventBus = events,
         services: Callable[[], Any] = lambda: None,
         worker_id: str | None = None,
+        companions: Sequence[Companion] = (),
     ) -> None:
         self.queue = queue
+        self.companions = tuple(companions)
         self.options = options or WorkerOptions()
         self.jobs = jobs
         self.bus = bus
@@ -136,8 +146,12 @@ class Worker:
         self._start_threads()
         self._seen("running")
         try:
+            for companion in self.companions:
+                companion.start(self.options.drain)
             self._loop_until_stopped(began)
         finally:
+            for companion in self.companions:
+                companion.stop()
             self._shutdown_threads()
             self._seen("stopped")
             self.summary.seconds = round(time.monotonic() - began, 3)

@@ -1,0 +1,90 @@
+"""Cron schedules declared in code (R-6): ``runce.schedule(...)`` or ``@runce.job(cron=...)``.
+
+A declaration is checked when it is made (an invalid expression or an unknown timezone is
+refused with the reason) and lives in :data:`registry` until a worker synchronises it to
+the store (:mod:`runce.runs.scheduler`). Declarations sit beside the jobs, in the modules
+``worker.handlers`` names.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from runce.errors import UsageError
+from runce.runs import cron
+
+_NAME = re.compile(r"^[A-Za-z0-9][\w.:@-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One declared schedule: run ``kind`` with ``input`` at every tick of ``expression``."""
+
+    name: str
+    kind: str
+    expression: str
+    timezone: str = "UTC"
+    input: Any = None
+
+
+class ScheduleRegistry:
+    """Declared schedules by name; one name is one schedule."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, ScheduleSpec] = {}
+        self._mutex = threading.Lock()
+
+    def register(self, spec: ScheduleSpec) -> ScheduleSpec:
+        with self._mutex:
+            existing = self._specs.get(spec.name)
+            if existing is not None and existing != spec:
+                raise UsageError(
+                    f"two schedules are named {spec.name!r} ({existing.kind} at "
+                    f"{existing.expression!r} and {spec.kind} at {spec.expression!r}); "
+                    "give each its own name="
+                )
+            self._specs[spec.name] = spec
+            return spec
+
+    def all(self) -> list[ScheduleSpec]:
+        with self._mutex:
+            return [self._specs[name] for name in sorted(self._specs)]
+
+    def forget(self, name: str) -> None:
+        with self._mutex:
+            self._specs.pop(name, None)
+
+
+registry = ScheduleRegistry()
+
+
+def schedule(
+    expression: str,
+    kind: str,
+    input: Any = None,
+    *,
+    timezone: str = "UTC",
+    name: str | None = None,
+) -> ScheduleSpec:
+    """Run ``kind`` with ``input`` at every tick of the cron ``expression`` in ``timezone``.
+
+    The schedule is named ``name`` (the kind when not given): the name is what
+    ``runce schedules enable|disable`` take, and one name is one schedule.
+    """
+    spec = ScheduleSpec(name or kind, kind, expression, timezone, input)
+    check(spec)
+    return registry.register(spec)
+
+
+def check(spec: ScheduleSpec) -> None:
+    if not isinstance(spec.name, str) or not _NAME.match(spec.name):
+        raise UsageError(
+            f"schedule name {spec.name!r} must be letters, digits and . _ : @ - (at most 200)"
+        )
+    try:
+        cron.check(spec.expression, spec.timezone)
+    except UsageError as exc:
+        raise UsageError(f"schedule {spec.name!r}: {exc}") from None
