@@ -11,7 +11,7 @@ def _default(value: object) -> str:
     if isinstance(value, bool):
         return "`true`" if value else "`false`"
     if isinstance(value, tuple):
-        return "`[]`"
+        return "`[" + ", ".join(f'"{item}"' for item in value) + "]`"
     if isinstance(value, float) and value >= 86400 and value % 86400 == 0:
         return f'`"{int(value // 86400)}d"`'
     if isinstance(value, float) and value.is_integer():

@@ -28,6 +28,19 @@ from runce.stores.base import StoreSpec
 from runce.stores.registry import is_builtin, known_types, scheme_of
 
 DEFAULT_STORE_URL = "sqlite:///.runce/runce.db"
+# Keys masked in runce's logs and run errors unless worker.redact says otherwise (R-8).
+DEFAULT_REDACT: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "access_key",
+    "private_key",
+    "credentials",
+)
 CONFIG_FILES = ("runce.toml", "pyproject.toml", "runce_config.py")
 
 # ---------------------------------------------------------------------------------------
@@ -101,6 +114,14 @@ def _import_paths(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError("a list of module import paths")
     return tuple(value)
+
+
+def _words(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("a list of names")
+    return tuple(v.strip() for v in value if v.strip())
 
 
 def _choice(*options: str) -> Callable[[object], str]:
@@ -304,6 +325,23 @@ KEYS: tuple[Key, ...] = (
         help="How long a stopping worker lets running jobs finish before handing them back.",
     ),
     Key(
+        "worker.secrets",
+        _import_path,
+        None,
+        "import path",
+        "RUNCE_WORKER_SECRETS",
+        help="A function NAME -> value (or None) resolving secret references; "
+        "default: the worker's environment.",
+    ),
+    Key(
+        "worker.redact",
+        _words,
+        DEFAULT_REDACT,
+        "list of keys",
+        "RUNCE_WORKER_REDACT",
+        help="Keys whose values are masked in runce's logs and run errors (case-insensitive).",
+    ),
+    Key(
         "runs.retention.succeeded",
         parse_duration,
         30 * 86400.0,
@@ -352,6 +390,8 @@ class WorkerSettings:
     max_attempts: int = 3
     backoff_base: float = 60.0
     shutdown_timeout: float = 30.0
+    secrets: str | None = None
+    redact: tuple[str, ...] = DEFAULT_REDACT
 
 
 @dataclass(frozen=True)
@@ -657,18 +697,22 @@ def load_services(config: Config) -> Any:
     """Call the ``services`` factory (CF-3); None when none is configured."""
     if config.services is None:
         return None
+    target = import_object(config.services, f"{config.source}: services")
+    return target() if callable(target) else target
+
+
+def import_object(path: str, where: str) -> Any:
+    """The object an import path ``module:attr.attr`` names; ``where`` prefixes an error."""
     import importlib
 
-    module_name, _, attr = config.services.partition(":")
+    module_name, _, attr = path.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"{config.source}: services {config.services!r} cannot be imported: {exc}"
-        ) from exc
-    return target() if callable(target) else target
+        raise ConfigError(f"{where} {path!r} cannot be imported: {exc}") from exc
+    return target
 
 
 ConfigArg = Config | str | os.PathLike[str] | ConfigValues | Mapping[str, Any] | None

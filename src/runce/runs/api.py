@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from runce.config import Config, ConfigArg, ServiceFactory, resolve_config
-from runce.errors import UnsupportedFeature
+from runce.config import Config, ConfigArg, ServiceFactory, import_object, resolve_config
+from runce.errors import ConfigError, UnsupportedFeature
+from runce.runs import redact, secrets
 from runce.runs.jobs import load_handlers
 from runce.runs.scheduler import Scheduler, SchedulerLoop, set_enabled
 from runce.runs.schedules import registry as schedule_registry
@@ -228,6 +229,7 @@ def worker(
     cfg = _config(config)
     load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
     settings = cfg.worker
+    prepare_secrets(cfg)
     options = WorkerOptions(
         concurrency=concurrency or settings.concurrency,
         kinds=kinds,
@@ -245,6 +247,20 @@ def worker(
         services=ServiceFactory(cfg).get,
         companions=_scheduler_of(cfg, store),
     )
+
+
+def prepare_secrets(cfg: Config) -> None:
+    """Where jobs run: resolve secret references as configured, and redact what is secret."""
+    secrets.use_resolver(_resolver(cfg) if cfg.worker.secrets else None)
+    redact.install(cfg.worker.redact)
+
+
+def _resolver(cfg: Config) -> secrets.Resolver:
+    target = import_object(cfg.worker.secrets or "", f"{cfg.source}: worker.secrets")
+    if not callable(target):
+        raise ConfigError(f"{cfg.source}: worker.secrets {cfg.worker.secrets!r} is not a function")
+    resolver: secrets.Resolver = target
+    return resolver
 
 
 def _scheduler_of(cfg: Config, store: Store) -> list[SchedulerLoop]:

@@ -47,11 +47,13 @@ class Job:
         return adapter.dump_python(checked, mode="json")
 
     def params_from_storage(self, value: Any) -> Any:
-        """What the job function gets: the stored input, validated into its annotated type."""
+        """What the job function gets: the stored input, validated into its annotated type,
+        with its secret references resolved (only ever called where the job runs)."""
         adapter = _adapters(self.fn).params
-        return (
-            value if adapter is None else _validated(adapter, value, f"the input of {self.kind!r}")
-        )
+        what = f"the input of {self.kind!r}"
+        if adapter is None:
+            return _with_secrets(value, what) if _mentions_secret(value) else value
+        return _validated(adapter, value, what, context=_RESOLVING)
 
     def result_for_storage(self, value: Any) -> Any:
         """The job's return value, validated against its annotation and dumped to JSON."""
@@ -125,13 +127,33 @@ def _adapter_for(annotation: Any, returns: bool = False) -> Any:
     return TypeAdapter(annotation)
 
 
-def _validated(adapter: Any, value: Any, what: str) -> Any:
+_RESOLVING = {"resolve_secrets": True}
+
+
+def _validated(adapter: Any, value: Any, what: str, context: Any = None) -> Any:
     from pydantic import ValidationError
 
     try:
-        return adapter.validate_python(value)
+        return adapter.validate_python(value, context=context)
     except ValidationError as exc:
         raise InvalidInput(f"{what} is not valid: {_field_errors(exc)}") from None
+
+
+def _mentions_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "$secret" in value or any(map(_mentions_secret, value.values()))
+    if isinstance(value, list):
+        return any(map(_mentions_secret, value))
+    return False
+
+
+def _with_secrets(value: Any, what: str) -> Any:
+    from runce.runs.secrets import SecretMissing, resolve_references
+
+    try:
+        return resolve_references(value)
+    except SecretMissing as exc:
+        raise InvalidInput(f"{what} is not valid: {exc}") from None
 
 
 def _field_errors(exc: Any) -> str:

@@ -26,6 +26,7 @@ from runce.errors import (
 )
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import JobRegistry, registry
+from runce.runs.redact import scrub
 from runce.stores.queue import (
     TRANSITIONS,
     AttemptRecord,
@@ -59,6 +60,8 @@ def new_run_id() -> str:
 
 
 def cap_error(text: str) -> str:
+    """An error as a run keeps it: redacted (keys and resolved secrets), at most 16 KiB."""
+    text = scrub(text)
     data = text.encode()
     if len(data) <= ERROR_CAP:
         return text

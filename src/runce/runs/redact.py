@@ -1,0 +1,82 @@
+"""Redaction (R-8): configured keys and resolved secrets masked in runce's logs and errors.
+
+``worker.redact`` names keys (matched case-insensitively) whose values are masked wherever
+they appear as ``key=value``, ``key: value`` or ``"key": "value"`` in a log record of
+runce's loggers (``runce.job``, the ``ctx.log`` of jobs, ``runce.worker``,
+``runce.scheduler``) or in a run's stored error; the values of secrets the worker resolved
+are masked wherever they appear. runce never logs a run's input.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+from runce.config import DEFAULT_REDACT
+from runce.runs import secrets
+
+MASK = "***"
+LOGGERS = ("runce.job", "runce.worker", "runce.scheduler")
+
+
+def key_pattern(keys: Iterable[str]) -> re.Pattern[str] | None:
+    names = sorted({key.lower() for key in keys if key}, key=len, reverse=True)
+    if not names:
+        return None
+    alternatives = "|".join(re.escape(name) for name in names)
+    # key, maybe quoted; = or :; then a quoted value or a bare one up to a separator.
+    return re.compile(
+        rf"""(?i)(?P<key>["']?\b(?:{alternatives})\b["']?\s*[:=]\s*)"""
+        r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;&)}\]]+)"""
+    )
+
+
+class Redactor(logging.Filter):
+    """Masks configured keys and known secret values in the records it sees."""
+
+    def __init__(self, keys: Iterable[str] = DEFAULT_REDACT) -> None:
+        super().__init__()
+        self.pattern = key_pattern(keys)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self.scrub(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+    def scrub(self, text: str) -> str:
+        if self.pattern is not None and self.pattern.search(text):
+            text = self.pattern.sub(_masked, text)
+        for value in secrets.known_values():
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+
+_active = Redactor()
+
+
+def install(keys: Iterable[str]) -> Redactor:
+    """Mask ``keys`` (and resolved secrets) in runce's loggers and stored errors from now on."""
+    global _active
+    redactor = Redactor(keys)
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, Redactor)]:
+            logger.removeFilter(old)
+        logger.addFilter(redactor)
+    _active = redactor
+    return redactor
+
+
+def scrub(text: str) -> str:
+    """``text`` with the installed redactions applied (the worker's errors go through here)."""
+    return _active.scrub(text)
+
+
+def _masked(match: re.Match[str]) -> str:
+    value = match.group("value")
+    quote = value[0] if value[:1] in {'"', "'"} else ""
+    return f"{match.group('key')}{quote}{MASK}{quote}"
