@@ -18,7 +18,9 @@ from typing import Any
 from runce.config import Config, ConfigArg, ServiceFactory, import_object, resolve_config
 from runce.errors import ConfigError, UnsupportedFeature
 from runce.runs import redact, secrets
-from runce.runs.jobs import load_handlers
+from runce.runs.events import events
+from runce.runs.inline import InlineCall
+from runce.runs.jobs import Job, load_handlers
 from runce.runs.scheduler import Scheduler, SchedulerLoop, set_enabled
 from runce.runs.schedules import registry as schedule_registry
 from runce.runs.service import RunPage, RunService
@@ -315,3 +317,18 @@ def disable_schedule(name: str, *, config: ConfigArg = None) -> Schedule:
 def _switch(name: str, enabled: bool, config: ConfigArg) -> Schedule:
     store = shared_store(_config(config).store)
     return set_enabled(schedules_of(store), name, enabled, queue_of(store).now())
+
+
+# -- jobs called in-process ---------------------------------------------------------------------
+
+
+def inline_call(job: Job, *, persist: bool, config: ConfigArg) -> InlineCall:
+    """What ``job.now()`` and ``job.batch()`` run with: the store (unless not persisted),
+    the lease, ``ctx.services``, and the secrets set-up of a worker."""
+    cfg = _config(config)
+    prepare_secrets(cfg)
+    services = ServiceFactory(cfg).get
+    if not persist:
+        return InlineCall(job, None, events, services=services)
+    runs = service(cfg)
+    return InlineCall(job, runs.queue, runs.bus, cfg.worker.lease, services)

@@ -79,6 +79,49 @@ class Job:
 
         return enqueue(self.kind, params, **options)
 
+    def now(
+        self,
+        params: Any = None,
+        *,
+        persist: bool = True,
+        project_id: str | None = None,
+        correlation_id: str | None = None,
+        config: Any = None,
+    ) -> Any:
+        """Run the job here and now, once, and return its (validated) result.
+
+        The run is recorded (inserted already running, claimed by ``inline:<host>:<pid>``)
+        unless ``persist=False``. A failure raises :class:`~runce.errors.JobFailed` with the
+        run's id; a bad input raises :class:`~runce.errors.InvalidInput`, recording nothing.
+        """
+        from runce.runs.api import inline_call
+
+        call = inline_call(self, persist=persist, config=config)
+        return call.run(params, project_id=project_id, correlation_id=correlation_id)
+
+    async def anow(self, params: Any = None, **options: Any) -> Any:
+        """:meth:`now` from async code: the call runs in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(lambda: self.now(params, **options))
+
+    def batch(
+        self,
+        items: Sequence[Any],
+        *,
+        concurrency: int = 3,
+        stop_on_error: bool = False,
+        persist: bool = True,
+        config: Any = None,
+    ) -> list[Any]:
+        """:meth:`now` on every item, ``concurrency`` at a time: a list of ``JobResult`` in the
+        items' order. With ``stop_on_error``, items not started when one fails are skipped."""
+        from runce.runs.api import inline_call
+        from runce.runs.inline import run_batch
+
+        call = inline_call(self, persist=persist, config=config)
+        return run_batch(call.run, items, concurrency, stop_on_error)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Calling the job calls its function, as if it were not decorated."""
         return self.fn(*args, **kwargs)

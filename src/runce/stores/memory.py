@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature
+from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, UsageError
 from runce.stores.base import (
     AppliedRecord,
     Attempt,
@@ -534,6 +534,24 @@ class MemoryRunQueue:
     def _announce(self) -> None:
         with self._runs.changed:
             self._runs.changed.notify_all()
+
+    def start(self, run: NewRun, worker_id: str, lease: float) -> Run:
+        if run.idempotency_key is not None:
+            raise UsageError("a run started at once takes no idempotency key")
+        with self._mutex:
+            queued = self._insert(run).run
+            now = queued.created_at
+            started = replace(
+                queued,
+                state="running",
+                attempt=1,
+                claimed_by=worker_id,
+                claimed_at=now,
+                started_at=now,
+                lease_expires_at=now + timedelta(seconds=lease),
+            )
+            self._store([started])
+            return started
 
 
 def _unclaimed(run: Run, now: datetime) -> Run:

@@ -245,3 +245,8 @@ class RunQueue(Protocol):
 
     def now(self) -> datetime:
         """The store's clock."""
+
+    def start(self, run: NewRun, worker_id: str, lease: float) -> Run:
+        """Insert ``run`` already running: attempt 1, claimed by ``worker_id`` under a lease of
+        ``lease`` seconds, as if claimed the moment it was enqueued (a job called in-process
+        with ``.now()``). No other claim ever sees it queued. ``run`` has no idempotency key."""

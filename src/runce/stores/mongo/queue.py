@@ -557,6 +557,24 @@ class MongoRunQueue:
             for doc in docs
         ]
 
+    def start(self, run: NewRun, worker_id: str, lease: float) -> Run:
+        if run.idempotency_key is not None:
+            raise UsageError("a run started at once takes no idempotency key")
+        self._schema.prepare()
+        with self._conn.translated(f"start run {run.id}"):
+            now = self.now()
+            doc = _new_document(run, now)
+            doc.update(
+                state="running",
+                attempt=1,
+                claimedBy=worker_id,
+                claimedAt=now,
+                startedAt=now,
+                leaseExpiresAt=_ms(now + timedelta(seconds=lease)),
+            )
+            self._runs.insert_one(doc)
+        return run_from(doc)
+
 
 # --- documents ---------------------------------------------------------------------------------
 

@@ -381,6 +381,18 @@ class PostgresRunQueue:
                 "would never be seen by runce's workers"
             )
 
+    def start(self, run: NewRun, worker_id: str, lease: float) -> Run:
+        if run.idempotency_key is not None:
+            raise UsageError("a run started at once takes no idempotency key")
+        params = {"run_id": run.id, "worker_id": worker_id, "lease": float(lease)}
+
+        def work(conn: Connection) -> Run:
+            _enqueue(conn, self._db, [run], self._channel)
+            [started] = _runs(conn, self._db.sql("start_run"), params)
+            return started
+
+        return self._db.write(work, what=f"start run {run.id}")
+
 
 # --- the work of one statement ----------------------------------------------------------------
 

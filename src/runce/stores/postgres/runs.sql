@@ -311,3 +311,17 @@ SET plan_cache_mode = force_custom_plan;
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
 SET TIME ZONE 'UTC';
+
+-- A run inserted by enqueue_runs in the same transaction, started at once (`.now()`): it
+-- is never seen queued by anyone else.
+-- name: start_run
+UPDATE {schema}.runs
+SET state = 'running',
+    attempt = 1,
+    claimed_by = %(worker_id)s,
+    claimed_at = now(),
+    started_at = now(),
+    lease_expires_at = now() + make_interval(secs => %(lease)s),
+    updated_at = now()
+WHERE id = %(run_id)s AND state = 'queued'
+RETURNING *;

@@ -308,6 +308,24 @@ class SQLiteRunQueue:
         if any(outcome.kind in _REQUEUEING for outcome in outcomes):
             self._waiter.announce()
 
+    def start(self, run: NewRun, worker_id: str, lease: float) -> Run:
+        if run.idempotency_key is not None:
+            raise UsageError("a run started at once takes no idempotency key")
+
+        def work(conn: sqlite3.Connection) -> Run:
+            now = _now(conn)
+            _enqueue(conn, [run], now)
+            params = {
+                "run_id": run.id,
+                "worker_id": worker_id,
+                "lease": ttl_modifier(lease),
+                "now": now,
+            }
+            [started] = _fetch_runs(conn, "start_run", params)
+            return started
+
+        return self._db.write(work, what=f"start run {run.id}")
+
 
 # --- the work inside one transaction ----------------------------------------------------------
 

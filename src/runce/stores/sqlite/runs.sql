@@ -238,3 +238,17 @@ ON CONFLICT (id) DO UPDATE SET
 SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
 FROM runce_workers
 ORDER BY started_at, id;
+
+-- A run inserted by enqueue_runs in the same transaction, started at once (`.now()`): it
+-- is never seen queued by anyone else.
+-- name: start_run
+UPDATE runce_runs
+SET state = 'running',
+    attempt = 1,
+    claimed_by = :worker_id,
+    claimed_at = :now,
+    started_at = :now,
+    lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', :now, :lease),
+    updated_at = :now
+WHERE id = :run_id AND state = 'queued'
+RETURNING *;

@@ -1,0 +1,41 @@
+"""``RunQueue.start``: a run inserted already running (a job called with ``.now()``), on
+every store with a run queue."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from runce.errors import UsageError
+from runce.stores.queue import Outcome, RunQueue
+from tests.stores.test_queue_contract import new, qmaker, queue  # noqa: F401 - fixtures
+
+
+def test_a_started_run_is_running_and_claimed_by_its_caller(queue: RunQueue) -> None:  # noqa: F811
+    run = queue.start(new(max_attempts=1), "inline:host:1", 30)
+    assert (run.state, run.attempt, run.claimed_by) == ("running", 1, "inline:host:1")
+    assert run.lease_expires_at is not None
+    assert run.started_at is not None
+    assert run.lease_expires_at > run.started_at
+    assert queue.get(run.id) == run
+    assert queue.claim("w", None, 10, 30) == []  # nobody else ever sees it queued
+    assert queue.heartbeat([run.fence], 30) == {run.id: "ok"}
+    [done] = queue.complete([Outcome(run.fence, "succeeded", result_json='{"ok":true}')])
+    assert done is not None
+    assert (done.state, done.result) == ("succeeded", {"ok": True})
+
+
+def test_a_started_run_whose_caller_died_fails_when_its_lease_expires(
+    queue: RunQueue,  # noqa: F811
+) -> None:
+    run = queue.start(new(max_attempts=1), "inline:host:2", 0.2)
+    time.sleep(0.35)
+    [expired] = queue.reclaim()
+    assert (expired.id, expired.state) == (run.id, "failed")
+    assert [a.outcome for a in queue.attempts(run.id)] == ["lease-expired"]
+
+
+def test_a_started_run_takes_no_idempotency_key(queue: RunQueue) -> None:  # noqa: F811
+    with pytest.raises(UsageError, match="no idempotency key"):
+        queue.start(new(idempotency_key="k"), "inline:host:3", 30)
