@@ -66,10 +66,7 @@ def schedules_list(config_path: Path | None, tasks_dir: Path | None, as_json: bo
 @click.argument("name")
 def schedules_enable(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
     """Switch a schedule on; it next runs at its first tick from now."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    api = _api()
-    _store_note(api.shared_store(cfg.store).description)
-    found: Schedule = api.enable_schedule(name, config=cfg)
+    found = _switch(config_path, tasks_dir, name, "enable_schedule")
     click.echo(f"enabled {found.name}: next run at {output.when(found.next_run_at)} UTC")
 
 
@@ -78,8 +75,13 @@ def schedules_enable(config_path: Path | None, tasks_dir: Path | None, name: str
 @click.argument("name")
 def schedules_disable(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
     """Switch a schedule off; no worker enqueues its ticks until it is enabled again."""
+    found = _switch(config_path, tasks_dir, name, "disable_schedule")
+    click.echo(f"disabled {found.name}")
+
+
+def _switch(config_path: Path | None, tasks_dir: Path | None, name: str, how: str) -> Schedule:
     cfg = load_cli_config(config_path, tasks_dir)
     api = _api()
     _store_note(api.shared_store(cfg.store).description)
-    found: Schedule = api.disable_schedule(name, config=cfg)
-    click.echo(f"disabled {found.name}")
+    found: Schedule = getattr(api, how)(name, config=cfg)
+    return found

@@ -11,7 +11,7 @@ import secrets
 import threading
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -589,7 +589,7 @@ class MemorySchedules:
                 return False
             now = utcnow()
             self._rows[definition.name] = Schedule(
-                **_definition_fields(definition),
+                **asdict(definition),
                 enabled=True,
                 next_run_at=next_run_at,
                 created_at=now,
@@ -604,7 +604,7 @@ class MemorySchedules:
             found = self._rows.get(definition.name)
             if found is None:
                 return None
-            changes: dict[str, Any] = _definition_fields(definition)
+            changes: dict[str, Any] = asdict(definition)
             if next_run_at is not None:
                 changes["next_run_at"] = next_run_at
             return self._replace(found, **changes)
@@ -638,13 +638,3 @@ class MemorySchedules:
     def _replace(self, found: Schedule, **changes: Any) -> Schedule:
         changed = self._rows[found.name] = replace(found, **changes, updated_at=utcnow())
         return changed
-
-
-def _definition_fields(definition: ScheduleDefinition) -> dict[str, Any]:
-    return {
-        "name": definition.name,
-        "kind": definition.kind,
-        "expression": definition.expression,
-        "timezone": definition.timezone,
-        "input_json": definition.input_json,
-    }

@@ -9,7 +9,12 @@ from psycopg.rows import dict_row
 
 from runce.stores.postgres.connection import Connection, Database
 from runce.stores.postgres.rows import Row, utc
-from runce.stores.schedules import Schedule, ScheduleDefinition, definition_columns
+from runce.stores.schedules import (
+    Schedule,
+    ScheduleDefinition,
+    definition_columns,
+    schedule_from_columns,
+)
 
 # The schema version that brings the schedules table (migrations/0003_schedules.sql).
 SCHEDULES_VERSION = 3
@@ -76,16 +81,4 @@ class PostgresSchedules:
 
 
 def schedule_from(row: Row) -> Schedule:
-    return Schedule(
-        name=row["name"],
-        kind=row["kind"],
-        expression=row["expression"],
-        timezone=row["timezone"],
-        input_json=row["input"],
-        enabled=row["enabled"],
-        next_run_at=utc(row["next_run_at"]),
-        created_at=utc(row["created_at"]),
-        updated_at=utc(row["updated_at"]),
-        last_run_at=utc(row["last_run_at"]),
-        last_run_id=row["last_run_id"],
-    )
+    return schedule_from_columns(row, utc)

@@ -7,7 +7,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from runce.stores.schedules import Schedule, ScheduleDefinition, definition_columns
+from runce.stores.schedules import (
+    Schedule,
+    ScheduleDefinition,
+    definition_columns,
+    schedule_from_columns,
+)
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.queries import query
@@ -87,19 +92,7 @@ class SQLiteSchedules:
 
 
 def schedule_from(row: sqlite3.Row) -> Schedule:
-    return Schedule(
-        name=row["name"],
-        kind=row["kind"],
-        expression=row["expression"],
-        timezone=row["timezone"],
-        input_json=row["input"],
-        enabled=bool(row["enabled"]),
-        next_run_at=from_iso(row["next_run_at"]),
-        created_at=from_iso(row["created_at"]),
-        updated_at=from_iso(row["updated_at"]),
-        last_run_at=None if row["last_run_at"] is None else from_iso(row["last_run_at"]),
-        last_run_id=row["last_run_id"],
-    )
+    return schedule_from_columns(dict(row), from_iso)
 
 
 def _iso_or_none(moment: datetime | None) -> str | None:
