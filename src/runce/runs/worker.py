@@ -35,7 +35,15 @@ from runce.runs.context import JobContext, RunInfo, run_logger
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
 from runce.runs.service import backoff_delay, canonical_json, cap_error
-from runce.stores.queue import ClaimRequest, Outcome, Run, RunQueue, WorkerInfo
+from runce.stores.queue import (
+    ClaimRequest,
+    Landed,
+    Outcome,
+    Run,
+    RunQueue,
+    WorkerInfo,
+    run_after,
+)
 from runce.timeutil import utcnow
 
 log = logging.getLogger("runce.worker")
@@ -262,11 +270,11 @@ class Worker:
                 self._slots[run.id] = slot
             self._tasks.put(slot)
 
-    def _acknowledged(self, sent: list[Outcome], done: list[Run | None]) -> None:
-        for outcome, after in zip(sent, done, strict=True):
+    def _acknowledged(self, sent: list[Outcome], done: list[Landed | None]) -> None:
+        for outcome, landed in zip(sent, done, strict=True):
             with self._mutex:
                 slot = self._slots.pop(outcome.fence.run_id, None)
-            if after is None:
+            if landed is None:
                 self.summary.lost += 1
                 log.warning(
                     "run.lost id=%s attempt=%d: its lease was lost; outcome %s dropped",
@@ -275,26 +283,16 @@ class Worker:
                     outcome.kind,
                 )
                 continue
-            self._announce(outcome, after, slot)
+            if slot is not None:  # always, for outcomes this worker sent
+                self._announce(outcome, landed, slot)
 
-    def _announce(self, outcome: Outcome, run: Run, slot: _Slot | None) -> None:
-        name = {
-            "succeeded": "run.succeeded",
-            "failed": "run.failed",
-            "retry": "run.retrying",
-            "canceled": "run.canceled",
-            "released": None,
-        }[outcome.kind]
-        counter = {
-            "succeeded": "succeeded",
-            "failed": "failed",
-            "retry": "retried",
-            "canceled": "canceled",
-            "released": "released",
-        }[outcome.kind]
+    def _announce(self, outcome: Outcome, landed: Landed, slot: _Slot) -> None:
+        name = _EVENT_OF[outcome.kind]
+        counter = _COUNTER_OF[outcome.kind]
         setattr(self.summary, counter, getattr(self.summary, counter) + 1)
+        run = slot.run
         if log.isEnabledFor(logging.INFO):
-            took = (time.monotonic() - slot.started) * 1000 if slot and slot.started else 0.0
+            took = (time.monotonic() - slot.started) * 1000 if slot.started else 0.0
             log.info(
                 "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s",
                 name or "run.released",
@@ -305,7 +303,8 @@ class Worker:
                 f" error={_one_line(outcome.error)}" if outcome.error else "",
             )
         if name and self.bus.wants(name):
-            self.bus.publish(Event(name, run))
+            # The run as the store now keeps it, built only for subscribers.
+            self.bus.publish(Event(name, run_after(run, outcome, landed)))
 
     def _release(self, which: Callable[[_Slot], bool]) -> None:
         """Hand runs back to the queue unfinished, without spending their attempt."""
@@ -591,6 +590,22 @@ class Worker:
                 f"registered: {', '.join(registered) or 'none'}"
             )
         return list(self.options.kinds)
+
+
+_EVENT_OF: dict[str, str | None] = {
+    "succeeded": "run.succeeded",
+    "failed": "run.failed",
+    "retry": "run.retrying",
+    "canceled": "run.canceled",
+    "released": None,
+}
+_COUNTER_OF = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "retry": "retried",
+    "canceled": "canceled",
+    "released": "released",
+}
 
 
 def _one_line(text: str | None) -> str:

@@ -142,9 +142,9 @@ def _run_of(values: tuple[Any, ...]) -> Run:
         attempt,
         max_attempts,
         priority,
-        _run_time(run_at),
-        _run_time(created_at),
-        _run_time(updated_at),
+        run_time(run_at),
+        run_time(created_at),
+        run_time(updated_at),
         project_id,
         idempotency_key,
         correlation_id,
@@ -152,17 +152,18 @@ def _run_of(values: tuple[Any, ...]) -> Run:
         output_ref,
         error,
         claimed_by,
-        None if claimed_at is None else _run_time(claimed_at),
-        None if lease_expires_at is None else _run_time(lease_expires_at),
-        None if started_at is None else _run_time(started_at),
-        None if finished_at is None else _run_time(finished_at),
+        None if claimed_at is None else run_time(claimed_at),
+        None if lease_expires_at is None else run_time(lease_expires_at),
+        None if started_at is None else run_time(started_at),
+        None if finished_at is None else run_time(finished_at),
         progress,
         progress_message,
         bool(cancel_requested),
     )
 
 
-def _run_time(text: str) -> datetime:
+def run_time(text: str) -> datetime:
+    """A time of the runs tables as an aware UTC datetime."""
     # Every time in the runs tables is written by strftime(... 'Z') or to_iso: UTC with a Z,
     # which fromisoformat reads as an aware UTC datetime.
     moment = datetime.fromisoformat(text)
