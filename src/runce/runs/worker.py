@@ -26,12 +26,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal
 
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
-from runce.runs.context import JobContext, RunInfo, run_logger
+from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
 from runce.runs.service import backoff_delay, canonical_json, cap_error
@@ -81,17 +81,27 @@ class WorkerSummary:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-@dataclass(eq=False)
-class _Slot:
-    """One claimed run while this worker holds it."""
+_HELD = frozenset({"waiting", "running"})  # the states that take room in the worker
 
-    run: Run
-    job: Job
-    cancel: threading.Event = field(default_factory=threading.Event)
-    state: SlotState = "waiting"
-    cancel_asked: bool = False  # a heartbeat said someone asked to cancel this run
-    started: float | None = None
-    ctx: JobContext | None = None
+
+class _Slot:
+    """One claimed run while this worker holds it. Made for every run, so kept small: its
+    cancel flag is a plain attribute (the job's context reads it through :meth:`is_set`),
+    not a :class:`threading.Event` (nothing waits on it)."""
+
+    __slots__ = ("cancel", "cancel_asked", "ctx", "job", "run", "started", "state")
+
+    def __init__(self, run: Run, job: Job) -> None:
+        self.run = run
+        self.job = job
+        self.state: SlotState = "waiting"
+        self.cancel = False  # stop: a cancel was asked, the run was released, lost or late
+        self.cancel_asked = False  # a heartbeat said someone asked to cancel this run
+        self.started: float | None = None
+        self.ctx: JobContext | None = None
+
+    def is_set(self) -> bool:
+        return self.cancel
 
 
 def default_worker_id() -> str:
@@ -121,6 +131,13 @@ class Worker:
         self.kinds = self._kinds()
         self._mutex = threading.Lock()
         self._slots: dict[str, _Slot] = {}
+        self._held = 0  # slots waiting or running (kept with the states, under the mutex)
+        self._running = 0
+        self._timeouts = any(
+            job.timeout is not None and not job.is_async
+            for job in map(self.jobs.get, self.kinds)
+            if job
+        )
         self._finished: collections.deque[Outcome] = collections.deque()
         self._unsent: list[Outcome] = []
         self._oldest_unsent: float | None = None
@@ -204,14 +221,17 @@ class Worker:
         """How many runs to claim now: none until half the room ahead is free."""
         if self._stopping.is_set():
             return 0
-        ahead = self.options.batch if self._avg_seconds < 0.005 else 0
-        room = self.options.concurrency + ahead
+        room = self._room()
         # Finished runs still waiting for their acknowledgement do not count: it goes out in
         # the same exchange as this claim.
-        with self._mutex:
-            held = sum(1 for slot in self._slots.values() if slot.state in ("waiting", "running"))
+        held = self._held
         free = room - held
         return free if free >= max(1, room // 2) or held == 0 else 0
+
+    def _room(self) -> int:
+        """How many runs to hold: the concurrency, and a batch ahead when jobs are quick."""
+        ahead = self.options.batch if self._avg_seconds < 0.005 else 0
+        return self.options.concurrency + ahead
 
     def _take_unsent(self, now: float) -> list[Outcome]:
         """Acknowledgements go out in batches, flushed within ``flush_interval``."""
@@ -221,8 +241,7 @@ class Worker:
                 self._oldest_unsent = now
         if not self._unsent:
             return []
-        with self._mutex:
-            running = sum(1 for slot in self._slots.values() if slot.state == "running")
+        running = self._running
         waited = now - (self._oldest_unsent or now)
         if running and waited < self.options.flush_interval and len(self._unsent) < running:
             return []
@@ -268,6 +287,7 @@ class Worker:
             slot = _Slot(run, job)
             with self._mutex:
                 self._slots[run.id] = slot
+                self._held += 1
             self._tasks.put(slot)
 
     def _acknowledged(self, sent: list[Outcome], done: list[Landed | None]) -> None:
@@ -313,9 +333,9 @@ class Worker:
                 s for s in self._slots.values() if s.state in ("waiting", "running") and which(s)
             ]
             for slot in chosen:
-                slot.state = "released"
+                self._move(slot, "released")
         for slot in chosen:
-            slot.cancel.set()
+            slot.cancel = True
             if slot.cancel_asked:  # nobody wants it run again
                 outcome = Outcome(slot.run.fence, "canceled", error="canceled while stopping")
             else:
@@ -362,15 +382,17 @@ class Worker:
             beat = beats.get(slot.run.id, "lost")
             if beat == "cancel":
                 slot.cancel_asked = True
-                slot.cancel.set()
-            elif beat == "lost" and slot.state in ("waiting", "running"):
+                slot.cancel = True
+            elif beat == "lost":
                 self._lose(slot)
 
     def _lose(self, slot: _Slot) -> None:
         with self._mutex:
-            slot.state = "lost"
+            if slot.state not in _HELD:  # finished meanwhile: its outcome will say so
+                return
+            self._move(slot, "lost")
             self._slots.pop(slot.run.id, None)
-        slot.cancel.set()
+        slot.cancel = True
         self.summary.lost += 1
         log.warning(
             "run.lost id=%s attempt=%d: the lease moved on; this worker drops it",
@@ -418,6 +440,8 @@ class Worker:
     def _enforce_timeouts(self, now: float) -> None:
         """A sync job past its timeout is abandoned: its attempt fails now, its thread is
         replaced, and whatever it returns later is discarded."""
+        if not self._timeouts:
+            return
         with self._mutex:
             late = [
                 s
@@ -429,9 +453,9 @@ class Worker:
                 and now - s.started > s.job.timeout
             ]
             for slot in late:
-                slot.state = "done"
+                self._move(slot, "done")
         for slot in late:
-            slot.cancel.set()
+            slot.cancel = True
             error = TimeoutError(f"the job ran longer than its timeout of {slot.job.timeout:g}s")
             self._finished.append(self._failure(slot, error))
             self._spare_threads += 1
@@ -493,7 +517,7 @@ class Worker:
         with self._mutex:
             if slot.state != "waiting":
                 return False
-            slot.state = "running"
+            self._move(slot, "running")
         slot.started = time.monotonic()
         if self.bus.wants("run.started"):
             self.bus.publish(Event("run.started", slot.run))
@@ -505,9 +529,21 @@ class Worker:
         with self._mutex:
             if slot.state != "running":
                 return  # abandoned, released or lost meanwhile: this result is not the run's
-            slot.state = "done"
-        self._finished.append(outcome)
-        self._wake.set()
+            self._move(slot, "done")
+            self._finished.append(outcome)
+            # Wake the main loop only when it has something to do: start the flush clock of
+            # the first outcome it has not seen, send when nothing runs any more, claim when
+            # half the room is free. (Waking it for every run made it scan for each one.)
+            wake = len(self._finished) == 1 or not self._running or self._want() > 0
+        if wake:
+            self._wake.set()
+
+    def _move(self, slot: _Slot, state: SlotState) -> None:
+        """Change a slot's state and the counts that go with it; the mutex is held."""
+        before = slot.state
+        self._held += (state in _HELD) - (before in _HELD)
+        self._running += (state == "running") - (before == "running")
+        slot.state = state
 
     def _retire_spare(self) -> bool:
         with self._mutex:
@@ -525,7 +561,7 @@ class Worker:
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
-            if slot.cancel.is_set() and ctx._noticed:
+            if slot.cancel and ctx._noticed:
                 return Outcome(slot.run.fence, "canceled", error="canceled while running")
             return self._failure(slot, exc)
         if ctx._noticed:
@@ -571,12 +607,12 @@ class Worker:
                     Event("run.progress", replace(run, progress=percent, progress_message=message))
                 )
 
+        # The run's info and logger are made only if the job asks for them.
         return JobContext(
-            run=RunInfo(run.id, run.kind, run.attempt, run.max_attempts),
-            log=run_logger(run.id, run.kind),
             _services=self.services,
             _write_progress=write_progress,
-            _cancel=slot.cancel,
+            _cancel=slot,
+            source=run,
         )
 
     def _kinds(self) -> list[str]:
