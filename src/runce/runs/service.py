@@ -47,6 +47,8 @@ _encode = json.JSONEncoder(
 
 def canonical_json(value: Any, what: str = "input") -> str:
     """Sorted keys, no spaces, no NaN: equal values give equal text (idempotency compares it)."""
+    if value is None:  # most jobs return nothing: skip setting up the encoder for it
+        return "null"
     try:
         return _encode(value)
     except (TypeError, ValueError) as exc:

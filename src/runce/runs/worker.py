@@ -8,7 +8,8 @@ Threads, and what each one owns:
 * **handler threads** (``concurrency`` of them, daemons) run sync jobs, and wait for async
   jobs running on the **event-loop thread**; each hands its outcome back on a deque;
 * the **waiter thread** sits in ``queue.wait_for_work`` (LISTEN/NOTIFY on PostgreSQL) and
-  wakes the main loop when new work may be due.
+  wakes the main loop when new work may be due; only while the last claim came back short,
+  as a worker whose claims come back full claims again anyway once it has room.
 
 Every write about a claimed run is fenced by (run id, attempt, worker id): a run whose
 lease was lost is dropped, and its late outcome changes nothing.
@@ -143,6 +144,8 @@ class Worker:
         self._oldest_unsent: float | None = None
         self._tasks: queue_module.SimpleQueue[_Slot | None] = queue_module.SimpleQueue()
         self._wake = threading.Event()
+        self._listen = threading.Event()  # the last claim came back short: wait for news
+        self._listen.set()
         self._stopping = threading.Event()
         self._stop_deadline: float | None = None
         self._quit = threading.Event()
@@ -259,6 +262,11 @@ class Worker:
             self._store_failed(exc)
             return 0
         self._failures = 0
+        if request is not None:
+            if len(claimed) < request.limit:
+                self._listen.set()
+            else:
+                self._listen.clear()
         if sent:  # a claim alone must not forget outcomes held back for a fuller batch
             self._unsent = []
             self._oldest_unsent = None
@@ -495,6 +503,8 @@ class Worker:
 
     def _wait_for_work(self) -> None:
         while not self._quit.is_set():
+            if not self._listen.wait(self.options.poll):
+                continue  # busy with full claims: news would only wake the main loop for nothing
             try:
                 self.queue.wait_for_work(self.options.poll)
             except Exception:  # the main loop reports store failures; do not spin here
