@@ -28,7 +28,7 @@ from runce.stores.base import StoreSpec
 from runce.stores.postgres import PostgresStore, open_store
 from runce.stores.postgres.queries import latest_version, query
 from runce.stores.postgres.queue import RUNS_VERSION, channel_of
-from runce.stores.queue import ClaimRequest, NewRun, Outcome, RunFilter
+from runce.stores.queue import ClaimRequest, NewRun, Outcome, RunFilter, run_after
 from tests import services
 from tests.acceptance.conftest import clean_env
 
@@ -290,7 +290,7 @@ def test_a_terminated_worker_connection_fails_one_call_and_the_next_reconnects(
         [Outcome(first.fence, "succeeded")], ClaimRequest("w1", None, 5, 30)
     )
     assert done[0] is not None
-    assert done[0].state == "succeeded"
+    assert run_after(first, Outcome(first.fence, "succeeded"), done[0]).state == "succeeded"
     assert claimed == []
 
 

@@ -15,7 +15,17 @@ from typing import Any
 import pytest
 
 from runce.stores.base import Store
-from runce.stores.queue import ClaimRequest, Fence, NewRun, Outcome, RunFilter, RunQueue, WorkerInfo
+from runce.stores.queue import (
+    ClaimRequest,
+    Fence,
+    NewRun,
+    Outcome,
+    Run,
+    RunFilter,
+    RunQueue,
+    WorkerInfo,
+    run_after,
+)
 from tests.stores.conftest import BACKENDS, StoreMaker
 
 # Stores with a run queue (the file store has none, by design); a store joins this list
@@ -155,6 +165,17 @@ def _claim_one(queue: RunQueue, worker: str = "w1", **fields: Any) -> Any:
     return run
 
 
+def _complete(queue: RunQueue, claimed: Run, outcome: Outcome) -> Run | None:
+    """Apply one outcome; the run after it, rebuilt from what landed, checked against the
+    store: the Landed a store answers with must give the run exactly as stored."""
+    [landed] = queue.complete([outcome])
+    if landed is None:
+        return None
+    after = run_after(claimed, outcome, landed)
+    assert queue.get(claimed.id) == after
+    return after
+
+
 def test_heartbeat_extends_the_lease_and_reports_cancel_and_loss(queue: RunQueue) -> None:
     run = _claim_one(queue)
     stranger = Fence(run.id, run.attempt, "someone-else")
@@ -181,8 +202,10 @@ def test_progress_is_fenced(queue: RunQueue) -> None:
 
 def test_success_stores_the_result_once(queue: RunQueue) -> None:
     run = _claim_one(queue)
-    [done] = queue.complete(
-        [Outcome(run.fence, "succeeded", result_json='{"sent":true}', output_ref="s3://bucket/out")]
+    done = _complete(
+        queue,
+        run,
+        Outcome(run.fence, "succeeded", result_json='{"sent":true}', output_ref="s3://bucket/out"),
     )
     assert done is not None
     assert (done.state, done.result, done.output_ref) == (
@@ -199,7 +222,7 @@ def test_success_stores_the_result_once(queue: RunQueue) -> None:
 def test_a_retry_spends_the_attempt_and_waits(queue: RunQueue) -> None:
     run = _claim_one(queue)
     later = queue.now() + timedelta(seconds=0.3)
-    [after] = queue.complete([Outcome(run.fence, "retry", error="smtp down", run_at=later)])
+    after = _complete(queue, run, Outcome(run.fence, "retry", error="smtp down", run_at=later))
     assert after is not None
     assert (after.state, after.attempt, after.error) == ("queued", 1, "smtp down")
     assert after.claimed_by is None
@@ -218,14 +241,14 @@ def test_a_retry_spends_the_attempt_and_waits(queue: RunQueue) -> None:
 
 def test_a_final_failure_and_a_cooperative_cancel_finish_the_run(queue: RunQueue) -> None:
     failing = _claim_one(queue)
-    [failed] = queue.complete([Outcome(failing.fence, "failed", error="boom")])
+    failed = _complete(queue, failing, Outcome(failing.fence, "failed", error="boom"))
     assert failed is not None
     assert (failed.state, failed.error) == ("failed", "boom")
     assert failed.finished_at is not None
 
     stopping = _claim_one(queue)
     queue.cancel(stopping.id)
-    [canceled] = queue.complete([Outcome(stopping.fence, "canceled", error="canceled")])
+    canceled = _complete(queue, stopping, Outcome(stopping.fence, "canceled", error="canceled"))
     assert canceled is not None
     assert canceled.state == "canceled"
     assert canceled.cancel_requested
@@ -234,7 +257,7 @@ def test_a_final_failure_and_a_cooperative_cancel_finish_the_run(queue: RunQueue
 
 def test_a_released_run_goes_back_without_spending_its_attempt(queue: RunQueue) -> None:
     run = _claim_one(queue)
-    [back] = queue.complete([Outcome(run.fence, "released")])
+    back = _complete(queue, run, Outcome(run.fence, "released"))
     assert back is not None
     assert (back.state, back.attempt, back.claimed_by) == ("queued", 0, None)
     [again] = queue.claim("w2", None, limit=1, lease=30)
@@ -247,7 +270,10 @@ def test_many_outcomes_in_one_call(queue: RunQueue) -> None:
     outcomes = [Outcome(r.fence, "succeeded", result_json=str(i)) for i, r in enumerate(runs)]
     outcomes.append(Outcome(Fence("missing", 1, "w1"), "succeeded"))
     done = queue.complete(outcomes)
-    assert [d.result if d else None for d in done] == [0, 1, 2, 3, 4, None]
+    assert done[-1] is None
+    after = [run_after(r, o, d) for r, o, d in zip(runs, outcomes, done[:-1], strict=False) if d]
+    assert [a.result for a in after] == [0, 1, 2, 3, 4]
+    assert after == [queue.get(r.id) for r in runs]
 
 
 # --- cancel, retry, reclaim -------------------------------------------------------------------
@@ -378,11 +404,46 @@ def test_workers_are_recorded(queue: RunQueue) -> None:
 def test_exchange_acknowledges_then_claims(queue: RunQueue) -> None:
     queue.enqueue([new() for _ in range(3)])
     first = queue.claim("w1", None, limit=2, lease=30)
-    done, claimed = queue.exchange(
-        [Outcome(r.fence, "succeeded") for r in first], ClaimRequest("w1", None, 5, 30)
-    )
-    assert [d.state if d else None for d in done] == ["succeeded", "succeeded"]
+    outcomes = [Outcome(r.fence, "succeeded") for r in first]
+    done, claimed = queue.exchange(outcomes, ClaimRequest("w1", None, 5, 30))
+    after = [run_after(r, o, d) for r, o, d in zip(first, outcomes, done, strict=True) if d]
+    assert [a.state for a in after] == ["succeeded", "succeeded"]
+    assert after == [queue.get(r.id) for r in first]
     assert len(claimed) == 1
     assert claimed[0].id not in {r.id for r in first}
     assert queue.exchange([], None) == ([], [])
     assert queue.exchange([Outcome(claimed[0].fence, "failed", error="x")], None)[1] == []
+
+
+@pytest.mark.parametrize("kind", ["succeeded", "failed", "retry", "canceled", "released"])
+def test_what_landed_gives_the_run_as_stored(queue: RunQueue, kind: str) -> None:
+    """Progress and a cancel asked while the attempt ran are in what an outcome returns."""
+    run = _claim_one(queue, max_attempts=2)
+    assert queue.progress(run.fence, 60, "most of it")
+    queue.cancel(run.id)
+    retry_at = queue.now() + timedelta(seconds=30) if kind == "retry" else None
+    result = '{"n":[1,2.5]}' if kind == "succeeded" else None
+    outcome = Outcome(run.fence, kind, result_json=result, error="e", run_at=retry_at)  # type: ignore[arg-type]
+    after = _complete(queue, run, outcome)
+    assert after is not None
+    assert (after.progress, after.progress_message, after.cancel_requested) == (
+        60,
+        "most of it",
+        True,
+    )
+
+
+def test_exchange_answers_for_each_outcome_in_order(queue: RunQueue) -> None:
+    queue.enqueue([new() for _ in range(3)])
+    runs = queue.claim("w1", None, limit=3, lease=30)
+    outcomes = [
+        Outcome(runs[0].fence, "failed", error="x"),
+        Outcome(Fence(runs[1].id, runs[1].attempt, "someone-else"), "succeeded"),
+        Outcome(runs[2].fence, "retry", error="y", run_at=queue.now()),
+    ]
+    done, _ = queue.exchange(outcomes, ClaimRequest("w1", None, 5, 30))
+    assert done[1] is None
+    assert [run_after(runs[i], outcomes[i], done[i]).state for i in (0, 2)] == [  # type: ignore[arg-type]
+        "failed",
+        "queued",
+    ]

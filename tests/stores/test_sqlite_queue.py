@@ -20,7 +20,7 @@ import pytest
 
 from runce.errors import SchemaError, StoreError, UsageError
 from runce.stores.base import StoreSpec
-from runce.stores.queue import NewRun, Outcome
+from runce.stores.queue import NewRun, Outcome, run_after
 from runce.stores.sqlite import SQLiteStore, open_store
 from runce.stores.sqlite.queries import latest_version, migration_names, migration_sql
 from tests.stores.records import applied_for, finished, started
@@ -504,7 +504,9 @@ def test_a_run_named_twice_in_one_batch_of_outcomes_is_applied_in_order(make: Ma
     stale = Outcome(run.fence, "released")
     done = queue.complete([stale, Outcome(run.fence, "succeeded")])
     assert done[0] is not None
-    assert (done[0].state, done[0].attempt) == ("queued", 0)
+    after = run_after(run, stale, done[0])
+    assert (after.state, after.attempt) == ("queued", 0)
+    assert queue.get(run.id) == after
     assert done[1] is None  # the claim it names was handed back by the first
 
 

@@ -21,7 +21,9 @@ def test_a_started_run_is_running_and_claimed_by_its_caller(queue: RunQueue) -> 
     assert queue.get(run.id) == run
     assert queue.claim("w", None, 10, 30) == []  # nobody else ever sees it queued
     assert queue.heartbeat([run.fence], 30) == {run.id: "ok"}
-    [done] = queue.complete([Outcome(run.fence, "succeeded", result_json='{"ok":true}')])
+    [landed] = queue.complete([Outcome(run.fence, "succeeded", result_json='{"ok":true}')])
+    assert landed is not None
+    done = queue.get(run.id)
     assert done is not None
     assert (done.state, done.result) == ("succeeded", {"ok": True})
 

@@ -472,7 +472,7 @@ def test_a_claim_alone_keeps_the_outcomes_held_back_for_a_fuller_batch(
     claimed = store.runs.claim(worker.id, None, limit=2, lease=30)
     worker._dispatch(claimed)
     for slot in worker._slots.values():
-        slot.state = "running"
+        assert worker._begin(slot)
     worker._finished.append(Outcome(claimed[0].fence, "succeeded"))
     held = worker._take_unsent(time.monotonic())
     assert held == [], "one of two running: held back for a fuller batch"
@@ -492,3 +492,21 @@ def test_a_busy_worker_claims_again_without_waiting_for_new_work(
     summary = _worker(store, jobs, bus, concurrency=4, poll=30.0, drain=True, max_time=10).run()
     assert summary.succeeded == 300
     assert summary.seconds < 10
+
+
+def test_a_job_context_made_by_hand_needs_its_run() -> None:
+    import threading
+
+    from runce.runs.context import JobContext, RunInfo
+
+    info = RunInfo("r1", "k", 1, 3)
+    cancel = threading.Event()
+    ctx = JobContext(run=info, _cancel=cancel)
+    assert (ctx.run, ctx.services, ctx.cancelled) == (info, None, False)
+    cancel.set()
+    assert ctx.cancelled
+    assert ctx.log.extra == {"run_id": "r1", "kind": "k"}
+    assert "r1" in repr(ctx)
+    ctx.progress(50)  # without a writer: nothing to store
+    with pytest.raises(TypeError, match="needs the run"):
+        JobContext()

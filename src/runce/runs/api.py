@@ -32,16 +32,16 @@ from runce.stores.schedules import Schedule, ScheduleStore
 
 _stores: dict[tuple[object, ...], Store] = {}
 _configs: dict[tuple[object, ...], Config] = {}
+# The service of each configuration found from the current directory (by id: a Config holds
+# a dict, so it is not hashable); valid while _configs still holds that same Config.
+_services: dict[int, tuple[Config, RunService]] = {}
 _mutex = threading.Lock()
 
 
 def _config(config: ConfigArg) -> Config:
     if config is not None:
         return resolve_config(config)
-    key = (
-        os.getcwd(),
-        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("RUNCE_"))),
-    )
+    key = (os.getcwd(), _runce_environment())
     with _mutex:
         found = _configs.get(key)
     if found is None:
@@ -49,6 +49,19 @@ def _config(config: ConfigArg) -> Config:
         with _mutex:
             _configs[key] = found
     return found
+
+
+def _runce_environment() -> tuple[tuple[Any, Any], ...]:
+    """The ``RUNCE_`` environment variables, as a key for the configuration they shape.
+
+    Read on every enqueue: CPython keeps the variables encoded in ``os.environ._data``, and
+    looking at those skips decoding all of them (ten times faster than ``os.environ.items``).
+    """
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        prefix = os.environ.encodekey("RUNCE_")
+        return tuple(sorted(item for item in data.items() if item[0][:6] == prefix))
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("RUNCE_")))
 
 
 def shared_store(spec: StoreSpec) -> Store:
@@ -81,10 +94,17 @@ def service(config: ConfigArg = None) -> RunService:
     """A :class:`RunService` on the configured store, with ``worker.handlers`` imported so
     typed jobs validate their inputs at enqueue."""
     cfg = _config(config)
+    kept = _services.get(id(cfg))
+    if kept is not None and kept[0] is cfg:
+        return kept[1]
     _load_handlers_once(cfg)
-    return RunService(
+    made = RunService(
         queue_of(shared_store(cfg.store)), default_max_attempts=cfg.worker.max_attempts
     )
+    if config is None:  # found from the current directory: kept with the config
+        with _mutex:
+            _services[id(cfg)] = (cfg, made)
+    return made
 
 
 _loaded: set[tuple[str, ...]] = set()
@@ -101,6 +121,7 @@ def close_stores() -> None:
     with _mutex:
         stores = list(_stores.values())
         _stores.clear()
+        _services.clear()
     for store in stores:
         store.close()
 

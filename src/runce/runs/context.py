@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,21 +17,84 @@ class RunInfo:
     max_attempts: int
 
 
+class CancelFlag(Protocol):
+    """Whether a cancel was asked (a :class:`threading.Event` is one)."""
+
+    def is_set(self) -> bool: ...
+
+
+class _NeverCancelled:
+    def is_set(self) -> bool:
+        return False
+
+
 ProgressWriter = Callable[[int, "str | None"], None]
 PROGRESS_INTERVAL = 0.5  # seconds between stored progress updates of one run
+_NEVER = _NeverCancelled()
 
 
-@dataclass
+def _no_services() -> Any:
+    return None
+
+
+def _no_progress(percent: int, message: str | None) -> None:
+    return None
+
+
 class JobContext:
-    """A job's view of its run: ``log``, ``run``, ``progress()``, ``cancelled``, ``services``."""
+    """A job's view of its run: ``log``, ``run``, ``progress()``, ``cancelled``, ``services``.
 
-    run: RunInfo
-    log: logging.LoggerAdapter[logging.Logger]
-    _services: Callable[[], Any] = field(default=lambda: None, repr=False)
-    _write_progress: ProgressWriter = field(default=lambda pct, message: None, repr=False)
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-    _last_progress: float = field(default=0.0, repr=False)
-    _noticed: bool = field(default=False, repr=False)  # the job saw the cancel
+    One is made for every run the worker starts, and most jobs never look at it: ``run``
+    and ``log`` are built on first use, from ``source`` (anything with the run's id, kind,
+    attempt and max_attempts, such as the run itself) unless given.
+    """
+
+    __slots__ = (
+        "_cancel",
+        "_info",
+        "_last_progress",
+        "_log",
+        "_noticed",
+        "_services",
+        "_source",
+        "_write_progress",
+    )
+
+    def __init__(
+        self,
+        run: RunInfo | None = None,
+        log: logging.LoggerAdapter[logging.Logger] | None = None,
+        _services: Callable[[], Any] = _no_services,
+        _write_progress: ProgressWriter = _no_progress,
+        _cancel: CancelFlag = _NEVER,
+        *,
+        source: Any = None,
+    ) -> None:
+        if run is None and source is None:
+            raise TypeError("JobContext needs the run (run= or source=)")
+        self._info = run
+        self._source = source
+        self._log = log
+        self._services = _services
+        self._write_progress = _write_progress
+        self._cancel = _cancel
+        self._last_progress = 0.0
+        self._noticed = False  # the job saw the cancel
+
+    @property
+    def run(self) -> RunInfo:
+        info = self._info
+        if info is None:
+            source = self._source
+            info = self._info = RunInfo(source.id, source.kind, source.attempt, source.max_attempts)
+        return info
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        adapter = self._log
+        if adapter is None:
+            adapter = self._log = run_logger(self.run.id, self.run.kind)
+        return adapter
 
     @property
     def services(self) -> Any:
@@ -58,6 +120,9 @@ class JobContext:
             return
         self._last_progress = now
         self._write_progress(value, message)
+
+    def __repr__(self) -> str:
+        return f"JobContext(run={self.run!r})"
 
 
 def run_logger(run_id: str, kind: str) -> logging.LoggerAdapter[logging.Logger]:

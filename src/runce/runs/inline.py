@@ -24,7 +24,7 @@ from runce.runs.context import JobContext, RunInfo, run_logger
 from runce.runs.events import Event, EventBus
 from runce.runs.jobs import Job
 from runce.runs.service import canonical_json, cap_error, new_run_id
-from runce.stores.queue import Beat, NewRun, Outcome, Run, RunQueue
+from runce.stores.queue import Beat, NewRun, Outcome, Run, RunQueue, run_after
 
 JobStatus = Literal["succeeded", "failed", "skipped"]
 
@@ -106,7 +106,7 @@ class InlineCall:
                 text = canonical_json(self.job.result_for_storage(value), "result")
             except Exception as exc:
                 error = cap_error(_described(exc))
-                self._finish(Outcome(run.fence, "failed", error=error), "run.failed")
+                self._finish(run, Outcome(run.fence, "failed", error=error), "run.failed")
                 raise JobFailed(
                     f"job {run.kind!r} failed in run {run.id}: {error}", run.id
                 ) from exc
@@ -114,25 +114,26 @@ class InlineCall:
             stopped = Outcome(
                 run.fence, "canceled", result_json=text, error="canceled while running"
             )
-            self._finish(stopped, "run.canceled")
+            self._finish(run, stopped, "run.canceled")
             raise JobFailed(f"run {run.id} of {run.kind!r} was canceled while running", run.id)
-        self._finish(Outcome(run.fence, "succeeded", result_json=text), "run.succeeded")
+        self._finish(run, Outcome(run.fence, "succeeded", result_json=text), "run.succeeded")
         return value
 
     def _checked(self, value: Any) -> Any:
         self.job.result_for_storage(value)  # a wrong result type fails the call
         return value
 
-    def _finish(self, outcome: Outcome, event: str) -> None:
+    def _finish(self, run: Run, outcome: Outcome, event: str) -> None:
         assert self.queue is not None
-        [after] = self.queue.complete([outcome])
-        if after is None:
+        [landed] = self.queue.complete([outcome])
+        if landed is None:
             raise JobFailed(
                 f"run {outcome.fence.run_id} lost its lease while its job ran in-process "
                 "(the caller stalled past worker.lease, or the run was canceled)",
                 outcome.fence.run_id,
             )
-        self._publish(event, after)
+        if self.bus.wants(event):
+            self._publish(event, run_after(run, outcome, landed))
 
     def _publish(self, name: str, run: Run) -> None:
         if self.bus.wants(name):

@@ -8,7 +8,8 @@ Threads, and what each one owns:
 * **handler threads** (``concurrency`` of them, daemons) run sync jobs, and wait for async
   jobs running on the **event-loop thread**; each hands its outcome back on a deque;
 * the **waiter thread** sits in ``queue.wait_for_work`` (LISTEN/NOTIFY on PostgreSQL) and
-  wakes the main loop when new work may be due.
+  wakes the main loop when new work may be due; only while the last claim came back short,
+  as a worker whose claims come back full claims again anyway once it has room.
 
 Every write about a claimed run is fenced by (run id, attempt, worker id): a run whose
 lease was lost is dropped, and its late outcome changes nothing.
@@ -26,16 +27,24 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
-from runce.runs.context import JobContext, RunInfo, run_logger
+from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
 from runce.runs.service import backoff_delay, canonical_json, cap_error
-from runce.stores.queue import ClaimRequest, Outcome, Run, RunQueue, WorkerInfo
+from runce.stores.queue import (
+    ClaimRequest,
+    Landed,
+    Outcome,
+    Run,
+    RunQueue,
+    WorkerInfo,
+    run_after,
+)
 from runce.timeutil import utcnow
 
 log = logging.getLogger("runce.worker")
@@ -73,17 +82,27 @@ class WorkerSummary:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-@dataclass(eq=False)
-class _Slot:
-    """One claimed run while this worker holds it."""
+_HELD = frozenset({"waiting", "running"})  # the states that take room in the worker
 
-    run: Run
-    job: Job
-    cancel: threading.Event = field(default_factory=threading.Event)
-    state: SlotState = "waiting"
-    cancel_asked: bool = False  # a heartbeat said someone asked to cancel this run
-    started: float | None = None
-    ctx: JobContext | None = None
+
+class _Slot:
+    """One claimed run while this worker holds it. Made for every run, so kept small: its
+    cancel flag is a plain attribute (the job's context reads it through :meth:`is_set`),
+    not a :class:`threading.Event` (nothing waits on it)."""
+
+    __slots__ = ("cancel", "cancel_asked", "ctx", "job", "run", "started", "state")
+
+    def __init__(self, run: Run, job: Job) -> None:
+        self.run = run
+        self.job = job
+        self.state: SlotState = "waiting"
+        self.cancel = False  # stop: a cancel was asked, the run was released, lost or late
+        self.cancel_asked = False  # a heartbeat said someone asked to cancel this run
+        self.started: float | None = None
+        self.ctx: JobContext | None = None
+
+    def is_set(self) -> bool:
+        return self.cancel
 
 
 class Companion(Protocol):
@@ -123,11 +142,20 @@ class Worker:
         self.kinds = self._kinds()
         self._mutex = threading.Lock()
         self._slots: dict[str, _Slot] = {}
+        self._held = 0  # slots waiting or running (kept with the states, under the mutex)
+        self._running = 0
+        self._timeouts = any(
+            job.timeout is not None and not job.is_async
+            for job in map(self.jobs.get, self.kinds)
+            if job
+        )
         self._finished: collections.deque[Outcome] = collections.deque()
         self._unsent: list[Outcome] = []
         self._oldest_unsent: float | None = None
         self._tasks: queue_module.SimpleQueue[_Slot | None] = queue_module.SimpleQueue()
         self._wake = threading.Event()
+        self._listen = threading.Event()  # the last claim came back short: wait for news
+        self._listen.set()
         self._stopping = threading.Event()
         self._stop_deadline: float | None = None
         self._quit = threading.Event()
@@ -210,14 +238,17 @@ class Worker:
         """How many runs to claim now: none until half the room ahead is free."""
         if self._stopping.is_set():
             return 0
-        ahead = self.options.batch if self._avg_seconds < 0.005 else 0
-        room = self.options.concurrency + ahead
+        room = self._room()
         # Finished runs still waiting for their acknowledgement do not count: it goes out in
         # the same exchange as this claim.
-        with self._mutex:
-            held = sum(1 for slot in self._slots.values() if slot.state in ("waiting", "running"))
+        held = self._held
         free = room - held
         return free if free >= max(1, room // 2) or held == 0 else 0
+
+    def _room(self) -> int:
+        """How many runs to hold: the concurrency, and a batch ahead when jobs are quick."""
+        ahead = self.options.batch if self._avg_seconds < 0.005 else 0
+        return self.options.concurrency + ahead
 
     def _take_unsent(self, now: float) -> list[Outcome]:
         """Acknowledgements go out in batches, flushed within ``flush_interval``."""
@@ -227,8 +258,7 @@ class Worker:
                 self._oldest_unsent = now
         if not self._unsent:
             return []
-        with self._mutex:
-            running = sum(1 for slot in self._slots.values() if slot.state == "running")
+        running = self._running
         waited = now - (self._oldest_unsent or now)
         if running and waited < self.options.flush_interval and len(self._unsent) < running:
             return []
@@ -246,6 +276,11 @@ class Worker:
             self._store_failed(exc)
             return 0
         self._failures = 0
+        if request is not None:
+            if len(claimed) < request.limit:
+                self._listen.set()
+            else:
+                self._listen.clear()
         if sent:  # a claim alone must not forget outcomes held back for a fuller batch
             self._unsent = []
             self._oldest_unsent = None
@@ -274,13 +309,14 @@ class Worker:
             slot = _Slot(run, job)
             with self._mutex:
                 self._slots[run.id] = slot
+                self._held += 1
             self._tasks.put(slot)
 
-    def _acknowledged(self, sent: list[Outcome], done: list[Run | None]) -> None:
-        for outcome, after in zip(sent, done, strict=True):
+    def _acknowledged(self, sent: list[Outcome], done: list[Landed | None]) -> None:
+        for outcome, landed in zip(sent, done, strict=True):
             with self._mutex:
                 slot = self._slots.pop(outcome.fence.run_id, None)
-            if after is None:
+            if landed is None:
                 self.summary.lost += 1
                 log.warning(
                     "run.lost id=%s attempt=%d: its lease was lost; outcome %s dropped",
@@ -289,26 +325,16 @@ class Worker:
                     outcome.kind,
                 )
                 continue
-            self._announce(outcome, after, slot)
+            if slot is not None:  # always, for outcomes this worker sent
+                self._announce(outcome, landed, slot)
 
-    def _announce(self, outcome: Outcome, run: Run, slot: _Slot | None) -> None:
-        name = {
-            "succeeded": "run.succeeded",
-            "failed": "run.failed",
-            "retry": "run.retrying",
-            "canceled": "run.canceled",
-            "released": None,
-        }[outcome.kind]
-        counter = {
-            "succeeded": "succeeded",
-            "failed": "failed",
-            "retry": "retried",
-            "canceled": "canceled",
-            "released": "released",
-        }[outcome.kind]
+    def _announce(self, outcome: Outcome, landed: Landed, slot: _Slot) -> None:
+        name = _EVENT_OF[outcome.kind]
+        counter = _COUNTER_OF[outcome.kind]
         setattr(self.summary, counter, getattr(self.summary, counter) + 1)
+        run = slot.run
         if log.isEnabledFor(logging.INFO):
-            took = (time.monotonic() - slot.started) * 1000 if slot and slot.started else 0.0
+            took = (time.monotonic() - slot.started) * 1000 if slot.started else 0.0
             log.info(
                 "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s",
                 name or "run.released",
@@ -319,7 +345,8 @@ class Worker:
                 f" error={_one_line(outcome.error)}" if outcome.error else "",
             )
         if name and self.bus.wants(name):
-            self.bus.publish(Event(name, run))
+            # The run as the store now keeps it, built only for subscribers.
+            self.bus.publish(Event(name, run_after(run, outcome, landed)))
 
     def _release(self, which: Callable[[_Slot], bool]) -> None:
         """Hand runs back to the queue unfinished, without spending their attempt."""
@@ -328,9 +355,9 @@ class Worker:
                 s for s in self._slots.values() if s.state in ("waiting", "running") and which(s)
             ]
             for slot in chosen:
-                slot.state = "released"
+                self._move(slot, "released")
         for slot in chosen:
-            slot.cancel.set()
+            slot.cancel = True
             if slot.cancel_asked:  # nobody wants it run again
                 outcome = Outcome(slot.run.fence, "canceled", error="canceled while stopping")
             else:
@@ -377,15 +404,17 @@ class Worker:
             beat = beats.get(slot.run.id, "lost")
             if beat == "cancel":
                 slot.cancel_asked = True
-                slot.cancel.set()
-            elif beat == "lost" and slot.state in ("waiting", "running"):
+                slot.cancel = True
+            elif beat == "lost":
                 self._lose(slot)
 
     def _lose(self, slot: _Slot) -> None:
         with self._mutex:
-            slot.state = "lost"
+            if slot.state not in _HELD:  # finished meanwhile: its outcome will say so
+                return
+            self._move(slot, "lost")
             self._slots.pop(slot.run.id, None)
-        slot.cancel.set()
+        slot.cancel = True
         self.summary.lost += 1
         log.warning(
             "run.lost id=%s attempt=%d: the lease moved on; this worker drops it",
@@ -433,6 +462,8 @@ class Worker:
     def _enforce_timeouts(self, now: float) -> None:
         """A sync job past its timeout is abandoned: its attempt fails now, its thread is
         replaced, and whatever it returns later is discarded."""
+        if not self._timeouts:
+            return
         with self._mutex:
             late = [
                 s
@@ -444,9 +475,9 @@ class Worker:
                 and now - s.started > s.job.timeout
             ]
             for slot in late:
-                slot.state = "done"
+                self._move(slot, "done")
         for slot in late:
-            slot.cancel.set()
+            slot.cancel = True
             error = TimeoutError(f"the job ran longer than its timeout of {slot.job.timeout:g}s")
             self._finished.append(self._failure(slot, error))
             self._spare_threads += 1
@@ -486,6 +517,8 @@ class Worker:
 
     def _wait_for_work(self) -> None:
         while not self._quit.is_set():
+            if not self._listen.wait(self.options.poll):
+                continue  # busy with full claims: news would only wake the main loop for nothing
             try:
                 self.queue.wait_for_work(self.options.poll)
             except Exception:  # the main loop reports store failures; do not spin here
@@ -508,7 +541,7 @@ class Worker:
         with self._mutex:
             if slot.state != "waiting":
                 return False
-            slot.state = "running"
+            self._move(slot, "running")
         slot.started = time.monotonic()
         if self.bus.wants("run.started"):
             self.bus.publish(Event("run.started", slot.run))
@@ -520,9 +553,21 @@ class Worker:
         with self._mutex:
             if slot.state != "running":
                 return  # abandoned, released or lost meanwhile: this result is not the run's
-            slot.state = "done"
-        self._finished.append(outcome)
-        self._wake.set()
+            self._move(slot, "done")
+            self._finished.append(outcome)
+            # Wake the main loop only when it has something to do: start the flush clock of
+            # the first outcome it has not seen, send when nothing runs any more, claim when
+            # half the room is free. (Waking it for every run made it scan for each one.)
+            wake = len(self._finished) == 1 or not self._running or self._want() > 0
+        if wake:
+            self._wake.set()
+
+    def _move(self, slot: _Slot, state: SlotState) -> None:
+        """Change a slot's state and the counts that go with it; the mutex is held."""
+        before = slot.state
+        self._held += (state in _HELD) - (before in _HELD)
+        self._running += (state == "running") - (before == "running")
+        slot.state = state
 
     def _retire_spare(self) -> bool:
         with self._mutex:
@@ -540,7 +585,7 @@ class Worker:
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
-            if slot.cancel.is_set() and ctx._noticed:
+            if slot.cancel and ctx._noticed:
                 return Outcome(slot.run.fence, "canceled", error="canceled while running")
             return self._failure(slot, exc)
         if ctx._noticed:
@@ -586,12 +631,12 @@ class Worker:
                     Event("run.progress", replace(run, progress=percent, progress_message=message))
                 )
 
+        # The run's info and logger are made only if the job asks for them.
         return JobContext(
-            run=RunInfo(run.id, run.kind, run.attempt, run.max_attempts),
-            log=run_logger(run.id, run.kind),
             _services=self.services,
             _write_progress=write_progress,
-            _cancel=slot.cancel,
+            _cancel=slot,
+            source=run,
         )
 
     def _kinds(self) -> list[str]:
@@ -605,6 +650,22 @@ class Worker:
                 f"registered: {', '.join(registered) or 'none'}"
             )
         return list(self.options.kinds)
+
+
+_EVENT_OF: dict[str, str | None] = {
+    "succeeded": "run.succeeded",
+    "failed": "run.failed",
+    "retry": "run.retrying",
+    "canceled": "run.canceled",
+    "released": None,
+}
+_COUNTER_OF = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "retry": "retried",
+    "canceled": "canceled",
+    "released": "released",
+}
 
 
 def _one_line(text: str | None) -> str:

@@ -32,11 +32,13 @@ from runce.stores.queue import (
     ClaimRequest,
     Enqueued,
     Fence,
+    Landed,
     NewRun,
     Outcome,
     Run,
     RunFilter,
     WorkerInfo,
+    landed_of,
 )
 from runce.stores.schedules import Schedule, ScheduleDefinition
 from runce.timeutil import utcnow
@@ -311,7 +313,7 @@ class MemoryRunQueue:
 
     def exchange(
         self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
-    ) -> tuple[list[Run | None], list[Run]]:
+    ) -> tuple[list[Landed | None], list[Run]]:
         with self._mutex:
             done = self.complete(outcomes) if outcomes else []
             if claim is None:
@@ -341,12 +343,12 @@ class MemoryRunQueue:
             )
             return True
 
-    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Landed | None]:
         with self._mutex:
             done = [self._complete_one(outcome) for outcome in outcomes]
         if any(o.kind in ("retry", "released") for o in outcomes):
             self._announce()
-        return done
+        return [None if run is None else landed_of(run) for run in done]
 
     def _complete_one(self, outcome: Outcome) -> Run | None:
         run = self._current(outcome.fence)

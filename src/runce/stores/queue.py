@@ -18,11 +18,16 @@ Rules every backend keeps (the contract suite in ``tests/stores/test_queue_contr
 * Times come from the store's clock (the database's ``now()`` where there is one).
 * An attempt that did not succeed leaves an :class:`AttemptRecord`; a successful one is
   described by the run row itself, so the hot path writes one row per run.
+* The hot path reads back little: an enqueue answers with what only the store knows (its
+  clock, whether a key existed) and :func:`queued_run` builds the rest from the
+  :class:`NewRun`; an acknowledgement answers with a :class:`Landed` per outcome, from which
+  :func:`run_after` rebuilds the run exactly as stored, for whoever wants it.
 * Driver errors become :class:`~runce.errors.StoreError` subclasses with ``__cause__`` kept.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,6 +139,97 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Landed:
+    """An outcome the store wrote (its fence held), with what the write left in the run that
+    its worker cannot know from the claim and the outcome alone."""
+
+    at: datetime  # the store's clock at the write: updated_at, and finished_at if finished
+    run_at: datetime  # as stored (a retry's run_at at the store's precision)
+    cancel_requested: bool  # asked while the attempt ran
+    progress: int | None = None
+    progress_message: str | None = None
+
+
+def landed_of(run: Run) -> Landed:
+    """The :class:`Landed` of a run as an outcome left it (for stores that have the row)."""
+    return Landed(
+        run.updated_at, run.run_at, run.cancel_requested, run.progress, run.progress_message
+    )
+
+
+_decode_json = json.JSONDecoder().decode
+
+# The state each outcome leaves a run in.
+STATE_AFTER: Mapping[str, RunState] = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "canceled": "canceled",
+    "retry": "queued",
+    "released": "queued",
+}
+
+
+def run_after(claimed: Run, outcome: Outcome, landed: Landed) -> Run:
+    """The run as the store keeps it after ``outcome`` landed on the attempt ``claimed``
+    (the run as its claim returned it): the transitions of :data:`TRANSITIONS` that an
+    outcome makes, in one place. The contract suite checks every store against it."""
+    kind = outcome.kind
+    state = STATE_AFTER[kind]
+    requeued = state == "queued"
+    succeeded = kind == "succeeded"
+    result = claimed.result
+    if succeeded:
+        result = None if outcome.result_json is None else json.loads(outcome.result_json)
+    return Run(
+        claimed.id,
+        claimed.kind,
+        claimed.input,
+        state,
+        claimed.attempt - 1 if kind == "released" else claimed.attempt,
+        claimed.max_attempts,
+        claimed.priority,
+        landed.run_at,
+        claimed.created_at,
+        landed.at,
+        claimed.project_id,
+        claimed.idempotency_key,
+        claimed.correlation_id,
+        result,
+        outcome.output_ref if succeeded else claimed.output_ref,
+        outcome.error if kind in ("failed", "canceled", "retry") else claimed.error,
+        None if requeued else claimed.claimed_by,
+        None if requeued else claimed.claimed_at,
+        None,
+        None if requeued else claimed.started_at,
+        claimed.finished_at if requeued else landed.at,
+        landed.progress,
+        landed.progress_message,
+        landed.cancel_requested,
+    )
+
+
+def queued_run(new: NewRun, *, run_at: datetime, now: datetime) -> Run:
+    """The run an enqueue just inserted, built from what was sent and the store's clock (so
+    the store need not send the row back). ``run_at`` is the stored one (``now`` if none
+    was given); the input is the canonical JSON decoded."""
+    return Run(
+        new.id,
+        new.kind,
+        _decode_json(new.input_json),
+        "queued",
+        0,
+        new.max_attempts,
+        new.priority,
+        run_at,
+        now,
+        now,
+        new.project_id,
+        new.idempotency_key,
+        new.correlation_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimRequest:
     worker_id: str
     kinds: Sequence[str] | None
@@ -196,7 +292,7 @@ class RunQueue(Protocol):
 
     def exchange(
         self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
-    ) -> tuple[list[Run | None], list[Run]]:
+    ) -> tuple[list[Landed | None], list[Run]]:
         """:meth:`complete` then :meth:`claim`, in one transaction where the store has them:
         a busy worker's whole round trip. Either part may be empty."""
 
@@ -207,8 +303,9 @@ class RunQueue(Protocol):
     def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
         """Store a running run's progress (0-100); False when the claim is lost."""
 
-    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
-        """Apply outcomes in one go; None where the fence no longer holds (nothing written)."""
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Landed | None]:
+        """Apply outcomes in one go; per outcome a :class:`Landed` (:func:`run_after` gives
+        the run as written), or None where the fence no longer held (nothing written)."""
 
     def cancel(self, run_id: str) -> Run | None:
         """Queued: canceled at once. Running: ``cancel_requested`` set. Returns the run as it

@@ -53,12 +53,14 @@ from runce.stores.queue import (
     ClaimRequest,
     Enqueued,
     Fence,
+    Landed,
     NewRun,
     Outcome,
     Run,
     RunFilter,
     RunQueue,
     WorkerInfo,
+    landed_of,
 )
 
 DUPLICATE_KEY = 11000
@@ -248,7 +250,7 @@ class MongoRunQueue:
 
     def exchange(
         self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
-    ) -> tuple[list[Run | None], list[Run]]:
+    ) -> tuple[list[Landed | None], list[Run]]:
         done = self.complete(outcomes) if outcomes else []
         if claim is None:
             return done, []
@@ -280,7 +282,7 @@ class MongoRunQueue:
             result = self._runs.update_one(_fenced(fence), {"$set": changes})
         return result.matched_count == 1
 
-    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Landed | None]:
         for outcome in outcomes:
             if outcome.kind not in _OUTCOME_KINDS:
                 raise UsageError(
@@ -344,10 +346,10 @@ class MongoRunQueue:
             if records:
                 self._attempts.insert_many(records, ordered=True)
             # As the write left them (the fence pins all but a cancel asked in between).
-            done: list[Run | None] = [None if doc is None else run_from(doc) for doc in written]
-            if any(run is not None and run.state == "queued" for run in done):
+            after = [None if doc is None else run_from(doc) for doc in written]
+            if any(run is not None and run.state == "queued" for run in after):
                 self._wake_others()
-        return done
+        return [None if run is None else landed_of(run) for run in after]
 
     # --- cancel, retry, reclaim --------------------------------------------------------------
 

@@ -16,9 +16,11 @@ terminated) makes the call that saw it raise :class:`~runce.errors.StoreUnavaila
 is replaced by the next call: the worker retries with backoff.
 
 Statements: every write is one statement whatever the batch size (the batch travels as
-parallel arrays read with ``unnest``), and so one transaction and one round trip; only an
-enqueue that met existing idempotency keys reads those runs back, and outcomes that queue
-runs again (or a reclaim) send their ``NOTIFY`` after their statement. A claim is
+parallel arrays read with ``unnest``; a single enqueued run as plain parameters), and so one
+transaction and one round trip; only an enqueue that met existing idempotency keys reads
+those runs back, and outcomes that queue runs again (or a reclaim) send their ``NOTIFY``
+after their statement. An enqueue reads back only ids and times, an acknowledgement only a
+:class:`~runce.stores.queue.Landed` per run: the rest the caller already has. A claim is
 ``UPDATE ... WHERE id = ANY(ARRAY(SELECT id ... ORDER BY priority DESC, run_at, id LIMIT n
 FOR UPDATE SKIP LOCKED))`` on the partial claim index; a batch of outcomes is one fenced
 ``UPDATE ... FROM unnest(...)`` whose common table expressions also insert the attempt rows
@@ -26,10 +28,10 @@ of the outcomes that did not succeed; :meth:`PostgresRunQueue.exchange` puts bot
 statement. Reclaiming expired leases (with their attempt rows) is one statement too. Times
 are the server's ``now()``: one instant per statement.
 
-Waking: an enqueue calls ``pg_notify`` on a channel named after the schema in the same
-statement (delivered at commit, so a caller's rolled-back transaction announces nothing), as
-do a retry, outcomes that queue a run again due now, and reclaimed leases; ``wait_for_work``
-listens on that channel and returns on the first notification.
+Waking: an enqueue calls ``pg_notify`` on a channel named after the schema, once per kind,
+in the same statement (delivered at commit, so a caller's rolled-back transaction announces
+nothing), as do a retry, outcomes that queue a run again due now, and reclaimed leases;
+``wait_for_work`` listens on that channel and returns on the first notification.
 
 Enqueueing in the caller's transaction (``connection=``, a psycopg ``Connection``): the
 insert runs on their connection and is never committed or rolled back here. runce's schema
@@ -41,7 +43,8 @@ psycopg's default, or inside ``with conn.transaction():`` on an autocommit conne
 
 JSON is JSONB, which keeps numbers as ``numeric``: a float written with an exponent that is
 a whole number (``1e16``) is read back as the integer it equals, and the escape ``\\u0000`` is
-refused by the server (a :class:`~runce.errors.StoreError`).
+refused by the server (a :class:`~runce.errors.StoreError`). The run an enqueue returns holds
+the input as sent (decoded from its canonical JSON); reading it back gives the JSONB form.
 """
 
 from __future__ import annotations
@@ -64,7 +67,9 @@ from runce.stores.postgres.queries import query_with
 from runce.stores.postgres.rows import (
     Row,
     attempt_record_from,
+    done_from,
     fences_params,
+    new_run_params,
     new_runs_params,
     outcomes_params,
     parts_from,
@@ -79,11 +84,13 @@ from runce.stores.queue import (
     ClaimRequest,
     Enqueued,
     Fence,
+    Landed,
     NewRun,
     Outcome,
     Run,
     RunFilter,
     WorkerInfo,
+    queued_run,
 )
 
 T = TypeVar("T")
@@ -160,7 +167,7 @@ class PostgresRunQueue:
 
     def exchange(
         self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
-    ) -> tuple[list[Run | None], list[Run]]:
+    ) -> tuple[list[Landed | None], list[Run]]:
         done_with = list(outcomes)
         _check_outcomes(done_with)
         if claim is not None and claim.limit <= 0:
@@ -174,20 +181,18 @@ class PostgresRunQueue:
         request = claim
         rounds = _rounds(done_with)
 
-        def work(conn: Connection) -> tuple[list[Run | None], list[Run]]:
+        def work(conn: Connection) -> tuple[list[Landed | None], list[Run]]:
             if len(rounds) > 1:  # a run named twice: rare; one statement per round
                 with conn.transaction():
-                    done = _complete(conn, self._db, done_with, rounds)
+                    done, due = _complete(conn, self._db, done_with, rounds)
                     claimed = _runs(conn, self._db.sql("claim_runs"), _claim_params(request))
             else:
                 params = {**outcomes_params(done_with), **_claim_params(request)}
                 with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
                     cursor.execute(self._db.sql("exchange_runs"), params)
-                    parts = parts_from(cursor)
-                after = {run.id: run for part, run in parts if part == "done"}
+                    after, due, claimed = parts_from(cursor)
                 done = [after.get(outcome.fence.run_id) for outcome in done_with]
-                claimed = [run for part, run in parts if part == "claimed"]
-            self._announce_requeued(conn, done)
+            self._announce_requeued(conn, due)
             return done, _claim_order(claimed)
 
         return self._worker.run(work, what="acknowledge and claim runs")
@@ -223,20 +228,20 @@ class PostgresRunQueue:
         )
         return changed == 1
 
-    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Landed | None]:
         batch = list(outcomes)
         _check_outcomes(batch)
         if not batch:
             return []
         rounds = _rounds(batch)
 
-        def work(conn: Connection) -> list[Run | None]:
+        def work(conn: Connection) -> list[Landed | None]:
             if len(rounds) > 1:
                 with conn.transaction():
-                    done = _complete(conn, self._db, batch, rounds)
+                    done, due = _complete(conn, self._db, batch, rounds)
             else:
-                done = _complete(conn, self._db, batch, rounds)
-            self._announce_requeued(conn, done)
+                done, due = _complete(conn, self._db, batch, rounds)
+            self._announce_requeued(conn, due)
             return done
 
         return self._worker.run(work, what=f"record the outcome of {len(batch)} run(s)")
@@ -361,14 +366,9 @@ class PostgresRunQueue:
 
         return self._db.write(work, what=what, transaction=False)
 
-    def _announce_requeued(self, conn: Connection, done: Sequence[Run | None]) -> None:
-        """Wake the workers when outcomes queued a run again that is due now."""
-        due = {
-            run.kind
-            for run in done
-            if run and run.state == "queued" and run.run_at <= run.updated_at
-        }
-        for kind in sorted(due):
+    def _announce_requeued(self, conn: Connection, kinds: set[str]) -> None:
+        """Wake the workers when outcomes queued runs of these kinds again, due now."""
+        for kind in sorted(kinds):
             _announce(conn, self._db, self._channel, kind)
 
     def _check_same_database(self, conn: Connection) -> None:
@@ -410,18 +410,27 @@ def _rows(conn: Connection, statement: sql.Composed, params: dict[str, Any] | No
 
 
 def _enqueue(conn: Connection, db: Database, batch: list[NewRun], channel: str) -> list[Enqueued]:
-    params = {**new_runs_params(batch), "channel": channel}
-    inserted = {run.id: run for run in _runs(conn, db.sql("enqueue_runs"), params)}
+    if len(batch) == 1:
+        statement, params = db.sql("enqueue_run"), new_run_params(batch[0])
+    else:
+        statement, params = db.sql("enqueue_runs"), new_runs_params(batch)
+    params["channel"] = channel
+    with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
+        cursor.execute(statement, params)
+        # id -> (run_at, created_at) of the runs inserted
+        inserted = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
     keys = [new.idempotency_key for new in batch if new.id not in inserted and new.idempotency_key]
     existing: dict[str, Run] = {}
     if keys:
         found = _runs(conn, db.sql("runs_by_keys"), {"keys": keys})
         existing = {run.idempotency_key or "": run for run in found}
+    in_utc: dict[datetime, datetime] = {}  # a batch shares its times: convert each once
     results: list[Enqueued] = []
     for new in batch:
-        run = inserted.get(new.id)
-        if run is not None:
-            results.append(Enqueued(run, created=True))
+        times = inserted.get(new.id)
+        if times is not None:
+            run_at, now = (in_utc.get(t) or in_utc.setdefault(t, utc(t)) for t in times)
+            results.append(Enqueued(queued_run(new, run_at=run_at, now=now), True))
             continue
         run = existing.get(new.idempotency_key or "")
         if run is None:  # not inserted and no run has its key: pruned in between
@@ -450,16 +459,19 @@ def _claim_order(runs: list[Run]) -> list[Run]:
 
 def _complete(
     conn: Connection, db: Database, outcomes: list[Outcome], rounds: list[list[int]]
-) -> list[Run | None]:
-    done: list[Run | None] = [None] * len(outcomes)
+) -> tuple[list[Landed | None], set[str]]:
+    """Apply outcomes, a statement per round; what landed, and the kinds queued again due now."""
+    done: list[Landed | None] = [None] * len(outcomes)
+    due: set[str] = set()
     for positions in rounds:
         batch = [outcomes[i] for i in positions]
-        after = {
-            run.id: run for run in _runs(conn, db.sql("complete_runs"), outcomes_params(batch))
-        }
+        with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
+            cursor.execute(db.sql("complete_runs"), outcomes_params(batch))
+            after, requeued = done_from(cursor)
+        due |= requeued
         for i in positions:
             done[i] = after.get(outcomes[i].fence.run_id)
-    return done
+    return done, due
 
 
 def _rounds(outcomes: list[Outcome]) -> list[list[int]]:

@@ -14,7 +14,7 @@ import psycopg
 
 from runce.stores.base import AppliedRecord, Attempt, HolderState, LockHolder
 from runce.stores.liveness import Owner, process_alive
-from runce.stores.queue import AttemptRecord, Fence, NewRun, Outcome, Run, WorkerInfo
+from runce.stores.queue import AttemptRecord, Fence, Landed, NewRun, Outcome, Run, WorkerInfo
 
 Row = dict[str, Any]
 
@@ -99,10 +99,50 @@ def runs_from(cursor: psycopg.Cursor[Any]) -> list[Run]:
     return [] if pick is None else [_run_of(pick(row)) for row in cursor.fetchall()]
 
 
-def parts_from(cursor: psycopg.Cursor[Any]) -> list[tuple[str, Run]]:
-    """The rows of ``exchange_runs``: each run with the part (done, claimed) it comes from."""
-    pick = _picker(cursor)
-    return [] if pick is None else [(row[0], _run_of(pick(row))) for row in cursor.fetchall()]
+def parts_from(
+    cursor: psycopg.Cursor[Any],
+) -> tuple[dict[str, Landed], set[str], list[Run]]:
+    """The rows of ``exchange_runs``: the acknowledged runs' :class:`Landed` by id, the kinds
+    queued again due now, and the claimed runs. Columns by position, as the statement lists
+    them: the part, then the runs' columns in the table's order."""
+    landed: dict[str, Landed] = {}
+    due: set[str] = set()
+    claimed: list[Run] = []
+    for row in cursor.fetchall():
+        if row[0] == "claimed":
+            claimed.append(_run_of(row[1:]))
+            continue
+        # id, kind, state, run_at, updated_at, progress, progress_message, cancel_requested
+        _done_row(row[1], row[2], row[4], row[8], row[10], row[24], row[22], row[23], landed, due)
+    return landed, due, claimed
+
+
+def done_from(cursor: psycopg.Cursor[Any]) -> tuple[dict[str, Landed], set[str]]:
+    """The rows of ``complete_runs`` (the ``done`` of ``part_outcomes``), as for
+    :func:`parts_from`."""
+    landed: dict[str, Landed] = {}
+    due: set[str] = set()
+    for id_, kind, state, run_at, updated_at, cancel, progress, message in cursor.fetchall():
+        _done_row(id_, kind, state, run_at, updated_at, cancel, progress, message, landed, due)
+    return landed, due
+
+
+def _done_row(
+    id_: str,
+    kind: str,
+    state: str,
+    run_at: datetime,
+    updated_at: datetime,
+    cancel_requested: bool,
+    progress: int | None,
+    progress_message: str | None,
+    landed: dict[str, Landed],
+    due: set[str],
+) -> None:
+    at, run_at = _utc(updated_at), _utc(run_at)
+    landed[id_] = Landed(at, run_at, cancel_requested, progress, progress_message)
+    if state == "queued" and run_at <= at:
+        due.add(kind)
 
 
 def _picker(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
@@ -175,6 +215,21 @@ def _run_of(values: tuple[Any, ...]) -> Run:
 def _utc(moment: datetime) -> datetime:
     # A session whose TimeZone is UTC (the worker's) already gives datetime.UTC.
     return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
+def new_run_params(new: NewRun) -> dict[str, Any]:
+    """The parameters of ``enqueue_run``."""
+    return {
+        "id": new.id,
+        "kind": new.kind,
+        "input": new.input_json,
+        "max_attempts": new.max_attempts,
+        "priority": new.priority,
+        "run_at": new.run_at,
+        "project_id": new.project_id,
+        "idempotency_key": new.idempotency_key,
+        "correlation_id": new.correlation_id,
+    }
 
 
 def new_runs_params(runs: Sequence[NewRun]) -> dict[str, Any]:

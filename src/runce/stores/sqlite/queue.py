@@ -6,7 +6,9 @@ seeing "database is locked"), and each batch is one statement whatever its size:
 one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *``, a batch of outcomes one
 fenced ``UPDATE ... FROM json_each(...)`` (plus one ``INSERT`` of attempt rows when some
 did not succeed), and :meth:`SQLiteRunQueue.exchange` does both in one transaction. Every
-time written is SQLite's clock, read once per transaction.
+time written is SQLite's clock, read once per transaction. Enqueues read back only the ids
+inserted and acknowledgements a :class:`~runce.stores.queue.Landed` per run: the caller has
+the rest.
 
 Waiting: :meth:`SQLiteRunQueue.wait_for_work` polls ``PRAGMA data_version`` on a connection
 of its own (it changes whenever another connection commits) every millisecond, every 20 ms
@@ -33,11 +35,13 @@ from runce.stores.queue import (
     ClaimRequest,
     Enqueued,
     Fence,
+    Landed,
     NewRun,
     Outcome,
     Run,
     RunFilter,
     WorkerInfo,
+    queued_run,
 )
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
@@ -46,6 +50,7 @@ from runce.stores.sqlite.rows import (
     attempt_record_from,
     new_runs_param,
     outcomes_param,
+    run_time,
     runs_from,
     ttl_modifier,
     worker_from,
@@ -119,7 +124,7 @@ class SQLiteRunQueue:
 
     def exchange(
         self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
-    ) -> tuple[list[Run | None], list[Run]]:
+    ) -> tuple[list[Landed | None], list[Run]]:
         done_with = list(outcomes)
         _check_outcomes(done_with)
         if claim is not None and claim.limit <= 0:
@@ -127,7 +132,7 @@ class SQLiteRunQueue:
         if not done_with and claim is None:
             return [], []
 
-        def work(conn: sqlite3.Connection) -> tuple[list[Run | None], list[Run]]:
+        def work(conn: sqlite3.Connection) -> tuple[list[Landed | None], list[Run]]:
             now = _now(conn)
             done = _complete(conn, done_with, now) if done_with else []
             return done, (_claim(conn, claim, now) if claim is not None else [])
@@ -171,7 +176,7 @@ class SQLiteRunQueue:
         changed = self._db.write(work, what=f"store the progress of run {fence.run_id}")
         return changed == 1
 
-    def complete(self, outcomes: Sequence[Outcome]) -> list[Run | None]:
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Landed | None]:
         batch = list(outcomes)
         _check_outcomes(batch)
         if not batch:
@@ -359,18 +364,22 @@ def _runs_of(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list
 
 
 def _enqueue(conn: sqlite3.Connection, batch: list[NewRun], now: str) -> list[Enqueued]:
-    created = _fetch_runs(conn, "enqueue_runs", {"runs": new_runs_param(batch), "now": now})
-    inserted = {run.id: run for run in created}
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    rows = cursor.execute(query("enqueue_runs"), {"runs": new_runs_param(batch), "now": now})
+    inserted = {row[0] for row in rows.fetchall()}
     keys = [new.idempotency_key for new in batch if new.id not in inserted and new.idempotency_key]
     existing: dict[str, Run] = {}
     if keys:
         found = _fetch_runs(conn, "runs_by_keys", {"keys": json.dumps(keys)})
         existing = {run.idempotency_key or "": run for run in found}
+    moment = run_time(now)
     results: list[Enqueued] = []
     for new in batch:
-        run = inserted.get(new.id)
-        if run is not None:
-            results.append(Enqueued(run, created=True))
+        if new.id in inserted:
+            # As stored: a given run_at at the store's precision (milliseconds).
+            run_at = moment if new.run_at is None else run_time(to_iso(new.run_at))
+            results.append(Enqueued(queued_run(new, run_at=run_at, now=moment), True))
             continue
         run = existing.get(new.idempotency_key or "")
         if run is None:  # not inserted and no run has its key: cannot happen
@@ -393,14 +402,22 @@ def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Ru
     return runs
 
 
-def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> list[Run | None]:
-    done: list[Run | None] = [None] * len(outcomes)
+def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> list[Landed | None]:
+    done: list[Landed | None] = [None] * len(outcomes)
+    at = run_time(now)
+    cursor = conn.cursor()
+    cursor.row_factory = None
     for positions in _rounds(outcomes):
         batch = [outcomes[i] for i in positions]
         params = {"outcomes": outcomes_param(batch), "now": now}
         if any(outcome.kind != "succeeded" for outcome in batch):
-            conn.execute(query("record_outcome_attempts"), params)
-        after = {run.id: run for run in _fetch_runs(conn, "complete_runs", params)}
+            cursor.execute(query("record_outcome_attempts"), params)
+        # fetchall: a RETURNING statement is only finished once its rows are all read.
+        rows = cursor.execute(query("complete_runs"), params).fetchall()
+        after = {
+            run_id: Landed(at, run_time(run_at), bool(cancel), progress, message)
+            for run_id, run_at, cancel, progress, message in rows
+        }
         for i in positions:
             done[i] = after.get(outcomes[i].fence.run_id)
     return done

@@ -104,10 +104,11 @@ def runs_from(cursor: sqlite3.Cursor) -> list[Run]:
         return []
     names = [column[0] for column in cursor.description]
     pick = itemgetter(*(names.index(name) for name in _RUN_FIELDS))
-    return [_run_of(pick(row)) for row in cursor.fetchall()]
+    times: dict[str, datetime] = {}  # runs read together share most of their times
+    return [_run_of(pick(row), times) for row in cursor.fetchall()]
 
 
-def _run_of(values: tuple[Any, ...]) -> Run:
+def _run_of(values: tuple[Any, ...], times: dict[str, datetime]) -> Run:
     (
         id_,
         kind,
@@ -134,6 +135,13 @@ def _run_of(values: tuple[Any, ...]) -> Run:
         progress_message,
         cancel_requested,
     ) = values
+
+    def when(text: str) -> datetime:
+        moment = times.get(text)
+        if moment is None:
+            moment = times[text] = run_time(text)
+        return moment
+
     return Run(
         id_,
         kind,
@@ -142,9 +150,9 @@ def _run_of(values: tuple[Any, ...]) -> Run:
         attempt,
         max_attempts,
         priority,
-        _run_time(run_at),
-        _run_time(created_at),
-        _run_time(updated_at),
+        when(run_at),
+        when(created_at),
+        when(updated_at),
         project_id,
         idempotency_key,
         correlation_id,
@@ -152,17 +160,18 @@ def _run_of(values: tuple[Any, ...]) -> Run:
         output_ref,
         error,
         claimed_by,
-        None if claimed_at is None else _run_time(claimed_at),
-        None if lease_expires_at is None else _run_time(lease_expires_at),
-        None if started_at is None else _run_time(started_at),
-        None if finished_at is None else _run_time(finished_at),
+        None if claimed_at is None else when(claimed_at),
+        None if lease_expires_at is None else when(lease_expires_at),
+        None if started_at is None else when(started_at),
+        None if finished_at is None else when(finished_at),
         progress,
         progress_message,
         bool(cancel_requested),
     )
 
 
-def _run_time(text: str) -> datetime:
+def run_time(text: str) -> datetime:
+    """A time of the runs tables as an aware UTC datetime."""
     # Every time in the runs tables is written by strftime(... 'Z') or to_iso: UTC with a Z,
     # which fromisoformat reads as an aware UTC datetime.
     moment = datetime.fromisoformat(text)

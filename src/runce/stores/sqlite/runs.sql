@@ -9,7 +9,8 @@ SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now');
 
 -- :runs is [[id, kind, input, max_attempts, priority, run_at, project_id,
 -- idempotency_key, correlation_id], ...]; rows go in in order, so of two runs of one batch
--- with the same key the first is inserted. Only inserted rows are returned.
+-- with the same key the first is inserted. Only the ids of inserted rows are returned: the
+-- caller has the rest.
 -- name: enqueue_runs
 INSERT INTO runce_runs (
     id, kind, input, state, attempt, max_attempts, priority, run_at, created_at, updated_at,
@@ -32,7 +33,7 @@ FROM json_each(:runs)
 WHERE true
 ORDER BY key
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING *;
+RETURNING id;
 
 -- name: runs_by_keys
 SELECT * FROM runce_runs
@@ -88,7 +89,8 @@ WHERE o.kind <> 'succeeded'
 ORDER BY o.pos;
 
 -- succeeded / failed / canceled finish the run; retry queues it again at run_at (the
--- attempt is spent); released queues it at once and gives the attempt back.
+-- attempt is spent); released queues it at once and gives the attempt back. Only what the
+-- worker cannot know itself comes back (the Landed of queue.py; updated_at is :now).
 -- name: complete_runs
 WITH o (run_id, attempt, worker_id, kind, result, output_ref, error, run_at) AS (
     SELECT json_extract(value, '$[0]'),
@@ -121,7 +123,7 @@ WHERE r.id = o.run_id
   AND r.attempt = o.attempt
   AND r.claimed_by = o.worker_id
   AND +r.state = 'running'
-RETURNING *;
+RETURNING id, run_at, cancel_requested, progress, progress_message;
 
 -- :fences is [[run_id, attempt, worker_id], ...]; the rows returned are the current claims.
 -- name: heartbeat_runs
