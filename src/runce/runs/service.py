@@ -294,9 +294,25 @@ def _check(run: Run, target: str) -> None:
 
 
 def _check_same(wanted: NewRun, existing: Run) -> None:
-    same_input = canonical_json(existing.input) == wanted.input_json
+    same_input = canonical_json(existing.input) == wanted.input_json or same_json(
+        existing.input, json.loads(wanted.input_json)
+    )
     if existing.kind != wanted.kind or not same_input:
         raise IdempotencyConflict(
             f"idempotency key {wanted.idempotency_key!r} was already used for run {existing.id} "
             f"({existing.kind}) with a different input"
         )
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equal JSON values, numbers compared by value: a store may give ``1e16`` back as the
+    integer it equals (PostgreSQL's JSONB does), which is the same input. ``true`` is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(same_json, a, b))
+    return type(a) is type(b) and bool(a == b)
