@@ -1,5 +1,5 @@
-"""``RunQueue.start``: a run inserted already running (a job called with ``.now()``), on
-every store with a run queue."""
+"""``RunQueue.start``, a run inserted already running (a job called with ``.now()``), and the
+progress a new attempt starts with, on every store with a run queue."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ def test_a_started_run_whose_caller_died_fails_when_its_lease_expires(
 def test_a_started_run_takes_no_idempotency_key(queue: RunQueue) -> None:  # noqa: F811
     with pytest.raises(UsageError, match="no idempotency key"):
         queue.start(new(idempotency_key="k"), "inline:host:3", 30)
+
+
+def test_a_new_attempt_starts_with_no_progress(queue: RunQueue) -> None:  # noqa: F811
+    queue.enqueue([new(max_attempts=3)])
+    [first] = queue.claim("w1", None, 1, 30)
+    assert queue.progress(first.fence, 40, "forty")
+    queue.complete([Outcome(first.fence, "released")])
+    [second] = queue.claim("w2", None, 1, 30)
+    assert (second.id, second.progress, second.progress_message) == (first.id, None, None)
+    assert queue.get(second.id) == second

@@ -305,6 +305,8 @@ class MemoryRunQueue:
                     started_at=now,
                     lease_expires_at=until,
                     updated_at=now,
+                    progress=None,  # a new attempt starts over
+                    progress_message=None,
                 )
                 for r in due
             ]

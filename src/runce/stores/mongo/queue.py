@@ -199,6 +199,8 @@ class MongoRunQueue:
             "startedAt": now,
             "leaseExpiresAt": _ms(now + timedelta(seconds=lease)),
             "updatedAt": now,
+            "progress": None,  # a new attempt starts over
+            "progressMessage": None,
         }
         token = uuid.uuid4().hex
         update = {"$set": {**changes, "claimToken": token}, "$inc": {"attempt": 1}}

@@ -97,7 +97,9 @@ claimed AS (
         claimed_at = now(),
         started_at = now(),
         lease_expires_at = now() + make_interval(secs => %(lease)s),
-        updated_at = now()
+        updated_at = now(),
+        progress = NULL,  -- a new attempt starts over
+        progress_message = NULL
     WHERE id = ANY(ARRAY(
         SELECT id
         FROM {schema}.runs

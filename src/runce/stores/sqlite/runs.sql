@@ -51,7 +51,9 @@ SET state = 'running',
     claimed_at = :now,
     started_at = :now,
     lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', :now, :lease),
-    updated_at = :now
+    updated_at = :now,
+    progress = NULL,  -- a new attempt starts over
+    progress_message = NULL
 WHERE id IN (
     SELECT id FROM runce_runs INDEXED BY runce_runs_claim
     WHERE state = 'queued'
