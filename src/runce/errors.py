@@ -31,7 +31,7 @@ Every error's ``str()`` is one sentence a user can act on, naming the file, key 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runce.tasks.report import RunReport
@@ -138,9 +138,16 @@ class IdempotencyConflict(RunError):
 
 
 class InvalidInput(RunError):
-    """A run's input (or a job's result) is not valid; nothing was stored."""
+    """A run's input (or a job's result) is not valid; nothing was stored.
+
+    ``errors`` lists the fields at fault as ``{"loc": [...], "msg": ...}`` when known.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
 
 
 class NonRetryable(Exception):

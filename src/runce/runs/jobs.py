@@ -131,7 +131,10 @@ def _validated(adapter: Any, value: Any, what: str) -> Any:
     try:
         return adapter.validate_python(value)
     except ValidationError as exc:
-        raise InvalidInput(f"{what} is not valid: {_field_errors(exc)}") from None
+        fields = [
+            {"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)
+        ]
+        raise InvalidInput(f"{what} is not valid: {_field_errors(exc)}", fields) from None
 
 
 def _field_errors(exc: Any) -> str:

@@ -1,0 +1,44 @@
+"""``create_app(config)``: the FastAPI application ``runce serve`` runs (A-1).
+
+The store is opened once per process (:func:`runce.runs.api.shared_store`) and shared by
+every request; routes are plain ``def`` functions that FastAPI runs on its thread pool,
+which every store supports (SQLite hands each thread a pooled connection of its own).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from runce._version import __version__
+from runce.api import problems, routes_runs, routes_worker
+from runce.api.context import ApiContext
+from runce.api.routes_misc import router as misc_router
+from runce.config import ConfigArg, resolve_config
+from runce.runs import api as runs_api
+
+DESCRIPTION = """\
+runce's durable job queue over HTTP: enqueue, read and cancel runs; remote workers claim
+and complete them through the worker endpoints. Every `/v1` route needs a bearer token
+(`runce tokens create`); every error is `application/problem+json`.
+"""
+
+
+def create_app(config: ConfigArg = None) -> FastAPI:
+    """The HTTP service for ``config`` (a path, values, a loaded config, or None to find
+    it from the current directory)."""
+    cfg = resolve_config(config)
+    service = runs_api.service(cfg)
+    store = runs_api.shared_store(cfg.store)
+    app = FastAPI(
+        title="runce",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runce = ApiContext(config=cfg, store=store, runs=service)
+    problems.install(app)
+    app.include_router(misc_router)
+    app.include_router(routes_runs.router)
+    app.include_router(routes_worker.router)
+    return app

@@ -1,0 +1,136 @@
+"""``/v1/runs`` for callers: enqueue, read, list, cancel, retry, prune (A-1).
+
+Each route is a thin call into :class:`~runce.runs.service.RunService`; runce's own errors
+become problems in :mod:`runce.api.problems`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from runce.api.context import ApiContext, context
+from runce.api.problems import ProblemError, field_errors
+from runce.api.schemas import (
+    AttemptList,
+    AttemptModel,
+    EnqueueRequest,
+    PruneRequest,
+    PruneResult,
+    RunList,
+    RunModel,
+)
+from runce.errors import InvalidInput
+from runce.runs.service import MAX_PAGE
+from runce.stores.queue import Run, RunFilter, RunState
+
+router = APIRouter(prefix="/v1", tags=["runs"])
+
+Ctx = Annotated[ApiContext, Depends(context)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=RunModel,
+    responses={200: {"model": RunModel, "description": "An earlier run with the same key"}},
+)
+def enqueue(
+    body: EnqueueRequest, response: Response, ctx: Ctx, key: IdempotencyKey = None
+) -> RunModel:
+    """Enqueue a run; with ``Idempotency-Key``, the same key and body return the same run."""
+    try:
+        [result] = ctx.runs.enqueue_results(
+            body.kind,
+            [body.input],
+            idempotency_keys=[key],
+            run_at=body.run_at,
+            max_attempts=body.max_attempts,
+            priority=body.priority,
+            project_id=body.project_id,
+            correlation_id=body.correlation_id,
+        )
+    except InvalidInput as exc:
+        errors = field_errors([{"loc": ["input", *e["loc"]], "msg": e["msg"]} for e in exc.errors])
+        raise ProblemError("invalid-input", str(exc), errors=errors or None) from None
+    if not result.created:
+        _check_same_request(body, result.run)
+        response.status_code = 200
+    return RunModel.from_run(result.run)
+
+
+def _check_same_request(body: EnqueueRequest, run: Run) -> None:
+    """The library compares kind and input; a key reused with other options is a conflict
+    too, and so is one used in another project (that run is not the caller's to see)."""
+    differs = [
+        name
+        for name, given, stored in (
+            ("project_id", body.project_id, run.project_id),
+            ("priority", body.priority, run.priority),
+            ("correlation_id", body.correlation_id, run.correlation_id),
+            ("max_attempts", body.max_attempts or run.max_attempts, run.max_attempts),
+            ("run_at", body.run_at or run.run_at, run.run_at),
+        )
+        if given != stored
+    ]
+    if differs:
+        raise ProblemError(
+            "idempotency-conflict",
+            f"idempotency key {run.idempotency_key!r} was already used with a different "
+            f"{', '.join(differs)}",
+        )
+
+
+@router.get("/runs", response_model=RunList)
+def list_runs(
+    ctx: Ctx,
+    project_id: str | None = None,
+    state: RunState | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> RunList:
+    """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    filters = RunFilter(project_id, state, kind, since, before)
+    page = ctx.runs.page(filters, cursor=cursor, limit=limit)
+    return RunList(runs=[RunModel.from_run(r) for r in page.runs], next_cursor=page.next_cursor)
+
+
+@router.get("/runs/{run_id}", response_model=RunModel)
+def get_run(run_id: str, ctx: Ctx) -> RunModel:
+    return RunModel.from_run(ctx.runs.get(run_id))
+
+
+@router.get("/runs/{run_id}/attempts", response_model=AttemptList)
+def attempts(run_id: str, ctx: Ctx) -> AttemptList:
+    """The attempts that did not succeed, oldest first."""
+    records = ctx.runs.attempts(run_id)
+    return AttemptList(attempts=[AttemptModel.from_record(r) for r in records])
+
+
+@router.post("/runs/{run_id}:cancel", response_model=RunModel)
+def cancel(run_id: str, ctx: Ctx) -> RunModel:
+    """Queued: canceled now. Running: asked to stop (``cancel_requested``)."""
+    return RunModel.from_run(ctx.runs.cancel(run_id))
+
+
+@router.post("/runs/{run_id}:retry", response_model=RunModel)
+def retry(run_id: str, ctx: Ctx) -> RunModel:
+    """A failed or canceled run back to the queue, with one more attempt."""
+    return RunModel.from_run(ctx.runs.retry(run_id))
+
+
+@router.post("/runs:prune", response_model=PruneResult)
+def prune(body: PruneRequest, ctx: Ctx) -> PruneResult:
+    """Delete finished runs; absent ages take the server's ``runs.retention.*``."""
+    retention = ctx.config.retention
+    deleted = ctx.runs.prune(
+        retention.succeeded if body.succeeded_after is None else body.succeeded_after,
+        retention.failed if body.failed_after is None else body.failed_after,
+    )
+    return PruneResult(deleted=deleted)
