@@ -10,10 +10,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from runce._version import __version__
-from runce.api import problems, routes_runs, routes_worker
+from runce.api import openapi, problems, routes_runs, routes_worker
+from runce.api.bodylimit import BodyLimit
 from runce.api.context import ApiContext
+from runce.api.ratelimit import RateLimiter
 from runce.api.routes_misc import router as misc_router
-from runce.config import ConfigArg, resolve_config
+from runce.api.tokens import token_store
+from runce.config import ConfigArg, Rate, resolve_config
 from runce.runs import api as runs_api
 
 DESCRIPTION = """\
@@ -36,9 +39,23 @@ def create_app(config: ConfigArg = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.runce = ApiContext(config=cfg, store=store, runs=service)
+    app.state.runce = ApiContext(
+        config=cfg,
+        store=store,
+        runs=service,
+        tokens=token_store(store),
+        enqueue_limit=_limiter(cfg.api.enqueue_rate),
+        cancel_limit=_limiter(cfg.api.cancel_rate),
+    )
     problems.install(app)
+    app.add_middleware(BodyLimit, max_body=cfg.api.max_body)
+    openapi.install(app)
     app.include_router(misc_router)
     app.include_router(routes_runs.router)
     app.include_router(routes_worker.router)
+    app.include_router(routes_worker.readers)
     return app
+
+
+def _limiter(rate: Rate | None) -> RateLimiter | None:
+    return RateLimiter(rate) if rate is not None else None

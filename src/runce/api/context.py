@@ -1,16 +1,20 @@
 """What every route works with: the configuration, the store opened once per app, the run
-service over its queue. Routes get it with ``Depends(context)``."""
+service over its queue, the tokens and the rate limits. Routes get it with
+``Depends(context)``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from runce.api.ratelimit import RateLimiter
+from runce.api.tokens import LastUsed
 from runce.config import Config
 from runce.runs.service import RunService
 from runce.stores.base import Store
 from runce.stores.queue import RunQueue
+from runce.stores.tokens import TokenStore
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,10 @@ class ApiContext:
     config: Config
     store: Store
     runs: RunService
+    tokens: TokenStore
+    enqueue_limit: RateLimiter | None = None
+    cancel_limit: RateLimiter | None = None
+    last_used: LastUsed = field(default_factory=LastUsed)
 
     @property
     def queue(self) -> RunQueue:

@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from runce.api.auth import require
 from runce.api.context import ApiContext, context
+from runce.api.problems import answers
 from runce.api.schemas import Health, Problem, TaskList
 from runce.tasks import api as tasks_api
 
@@ -27,7 +29,13 @@ def healthz(ctx: Ctx) -> Health:
     return Health(status="ok", store=ctx.store.description, time=now)
 
 
-@router.get("/v1/tasks", response_model=TaskList, tags=["tasks"])
+@router.get(
+    "/v1/tasks",
+    response_model=TaskList,
+    tags=["tasks"],
+    dependencies=[Depends(require("runs:read"))],
+    responses=answers(401, 403, 503),
+)
 def tasks(ctx: Ctx) -> TaskList:
     """Every once task with its state, as ``runce status --json`` prints it."""
     report = tasks_api.task_status(ctx.config)

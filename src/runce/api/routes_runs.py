@@ -11,8 +11,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
+from runce.api.auth import Caller, require
 from runce.api.context import ApiContext, context
-from runce.api.problems import ProblemError, field_errors
+from runce.api.problems import ProblemError, answers, field_errors
+from runce.api.ratelimit import spend
 from runce.api.schemas import (
     AttemptList,
     AttemptModel,
@@ -26,9 +28,12 @@ from runce.errors import InvalidInput
 from runce.runs.service import MAX_PAGE
 from runce.stores.queue import Run, RunFilter, RunState
 
-router = APIRouter(prefix="/v1", tags=["runs"])
+router = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 422, 503))
 
 Ctx = Annotated[ApiContext, Depends(context)]
+Reader = Annotated[Caller, Depends(require("runs:read"))]
+Writer = Annotated[Caller, Depends(require("runs:write"))]
+Pruner = Annotated[Caller, Depends(require("runs:write", all_projects=True))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
@@ -36,12 +41,22 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
     "/runs",
     status_code=201,
     response_model=RunModel,
-    responses={200: {"model": RunModel, "description": "An earlier run with the same key"}},
+    responses={
+        200: {"model": RunModel, "description": "An earlier run with the same key and body"},
+        **answers(409, 413, 429),
+    },
 )
 def enqueue(
-    body: EnqueueRequest, response: Response, ctx: Ctx, key: IdempotencyKey = None
+    body: EnqueueRequest,
+    response: Response,
+    ctx: Ctx,
+    caller: Writer,
+    key: IdempotencyKey = None,
 ) -> RunModel:
     """Enqueue a run; with ``Idempotency-Key``, the same key and body return the same run."""
+    spend(ctx.enqueue_limit, caller.token.id, "enqueue")
+    project_id = caller.check_project(body.project_id)
+    body = body.model_copy(update={"project_id": project_id})
     try:
         [result] = ctx.runs.enqueue_results(
             body.kind,
@@ -87,6 +102,7 @@ def _check_same_request(body: EnqueueRequest, run: Run) -> None:
 @router.get("/runs", response_model=RunList)
 def list_runs(
     ctx: Ctx,
+    caller: Reader,
     project_id: str | None = None,
     state: RunState | None = None,
     kind: str | None = None,
@@ -96,38 +112,43 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> RunList:
     """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    filters = RunFilter(project_id, state, kind, since, before)
+    filters = RunFilter(caller.check_project(project_id), state, kind, since, before)
     page = ctx.runs.page(filters, cursor=cursor, limit=limit)
     return RunList(runs=[RunModel.from_run(r) for r in page.runs], next_cursor=page.next_cursor)
 
 
-@router.get("/runs/{run_id}", response_model=RunModel)
-def get_run(run_id: str, ctx: Ctx) -> RunModel:
-    return RunModel.from_run(ctx.runs.get(run_id))
+@router.get("/runs/{run_id}", response_model=RunModel, responses=answers(404))
+def get_run(run_id: str, ctx: Ctx, caller: Reader) -> RunModel:
+    return RunModel.from_run(caller.check_run(ctx.runs.get(run_id)))
 
 
-@router.get("/runs/{run_id}/attempts", response_model=AttemptList)
-def attempts(run_id: str, ctx: Ctx) -> AttemptList:
+@router.get("/runs/{run_id}/attempts", response_model=AttemptList, responses=answers(404))
+def attempts(run_id: str, ctx: Ctx, caller: Reader) -> AttemptList:
     """The attempts that did not succeed, oldest first."""
+    caller.check_run(ctx.runs.get(run_id))
     records = ctx.runs.attempts(run_id)
     return AttemptList(attempts=[AttemptModel.from_record(r) for r in records])
 
 
-@router.post("/runs/{run_id}:cancel", response_model=RunModel)
-def cancel(run_id: str, ctx: Ctx) -> RunModel:
+@router.post("/runs/{run_id}:cancel", response_model=RunModel, responses=answers(404, 409, 429))
+def cancel(run_id: str, ctx: Ctx, caller: Writer) -> RunModel:
     """Queued: canceled now. Running: asked to stop (``cancel_requested``)."""
+    spend(ctx.cancel_limit, caller.token.id, "cancel")
+    caller.check_run(ctx.runs.get(run_id))
     return RunModel.from_run(ctx.runs.cancel(run_id))
 
 
-@router.post("/runs/{run_id}:retry", response_model=RunModel)
-def retry(run_id: str, ctx: Ctx) -> RunModel:
+@router.post("/runs/{run_id}:retry", response_model=RunModel, responses=answers(404, 409))
+def retry(run_id: str, ctx: Ctx, caller: Writer) -> RunModel:
     """A failed or canceled run back to the queue, with one more attempt."""
+    caller.check_run(ctx.runs.get(run_id))
     return RunModel.from_run(ctx.runs.retry(run_id))
 
 
-@router.post("/runs:prune", response_model=PruneResult)
-def prune(body: PruneRequest, ctx: Ctx) -> PruneResult:
-    """Delete finished runs; absent ages take the server's ``runs.retention.*``."""
+@router.post("/runs:prune", response_model=PruneResult, responses=answers(413))
+def prune(body: PruneRequest, ctx: Ctx, caller: Pruner) -> PruneResult:
+    """Delete finished runs of every project (so only a token bound to no project may);
+    absent ages take the server's ``runs.retention.*``."""
     retention = ctx.config.retention
     deleted = ctx.runs.prune(
         retention.succeeded if body.succeeded_after is None else body.succeeded_after,

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from runce.api.auth import require
 from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError, answers
 from runce.api.schemas import (
@@ -36,7 +37,14 @@ from runce.api.schemas import (
 from runce.runs.service import canonical_json, cap_error
 from runce.stores.queue import Fence, Outcome
 
-router = APIRouter(prefix="/v1", tags=["workers"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["workers"],
+    dependencies=[Depends(require("runs:work", all_projects=True))],
+    responses=answers(401, 403, 413, 422, 503),
+)
+# GET /v1/workers is a read for callers, not a worker endpoint.
+readers = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 503))
 
 Ctx = Annotated[ApiContext, Depends(context)]
 
@@ -123,7 +131,7 @@ def worker_seen(worker_id: str, body: WorkerModel, ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/workers", response_model=WorkerList, tags=["runs"])
+@readers.get("/workers", response_model=WorkerList, dependencies=[Depends(require("runs:read"))])
 def workers(ctx: Ctx) -> WorkerList:
     return WorkerList(workers=[WorkerModel.from_info(w) for w in ctx.queue.workers()])
 
