@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from runce.cli import runs  # noqa: F401 - registers the job-queue commands
+from runce.cli import (  # noqa: F401 - registers the HTTP API's commands
+    runs,
+    serve,
+    tokens,
+)
 from runce.cli.main import main
 
 __all__ = ["main"]
