@@ -20,6 +20,7 @@ import pytest
 from runce.errors import SchemaError, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.mongo import MongoStore, open_store
+from runce.stores.mongo.schema import LATEST, MIGRATIONS
 from runce.stores.queue import NewRun, Outcome, RunFilter
 
 pytestmark = pytest.mark.mongo
@@ -145,11 +146,11 @@ def test_the_run_indexes_come_with_the_first_write_and_reads_create_nothing(
     assert store.runs.workers() == []
     store.runs.wait_for_work(0.05)
     assert raw.list_collection_names() == []
-    assert store.schema_status().pending == ("0001_once_tasks", "0002_runs")
+    assert store.schema_status().pending == MIGRATIONS
 
     store.runs.enqueue([new(idempotency_key="k")])
     status = store.schema_status()
-    assert (status.current, status.latest, status.up_to_date) == (2, 2, True)
+    assert (status.current, status.latest, status.up_to_date) == (LATEST, LATEST, True)
     info = raw["runce.runs"].index_information()
     keys = {tuple(spec["key"]): spec for spec in info.values()}
     claim_path = keys[(("state", 1), ("priority", -1), ("runAt", 1), ("_id", 1))]
@@ -161,7 +162,7 @@ def test_the_run_indexes_come_with_the_first_write_and_reads_create_nothing(
         tuple(spec["key"]) for spec in raw["runce.run_attempts"].index_information().values()
     }
     described = json.loads(store.schema_sql())
-    assert described["version"] == 2
+    assert described["version"] == LATEST
     assert described["collections"]["runs"]["name"] == "runce.runs"
     assert make().upgrade() == []
 
@@ -171,7 +172,7 @@ def test_without_auto_migrate_the_queue_waits_for_an_upgrade(make: Make, raw: Ra
     with pytest.raises(SchemaError, match="runce db upgrade"):
         store.runs.enqueue([new()])
     assert raw.list_collection_names() == []
-    assert make().upgrade() == ["0001_once_tasks", "0002_runs"]
+    assert make().upgrade() == list(MIGRATIONS)
     store.runs.enqueue([new()])
 
 

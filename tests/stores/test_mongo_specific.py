@@ -40,6 +40,7 @@ from runce.stores.liveness import current_owner, this_machine
 from runce.stores.mongo import MongoStore, open_store
 from runce.stores.mongo.errors import translate
 from runce.stores.mongo.location import location_of
+from runce.stores.mongo.schema import LATEST, MIGRATIONS
 from runce.stores.registry import open_store as open_any_store
 from tests.stores.records import applied_for, finished, started
 
@@ -252,10 +253,10 @@ def test_reads_create_nothing(make: Make, raw: Raw) -> None:
 
 def test_indexes_are_created_by_the_first_write_and_idempotently(make: Make, raw: Raw) -> None:
     first = make()
-    assert first.schema_status().pending == ("0001_once_tasks", "0002_runs")
+    assert first.schema_status().pending == MIGRATIONS
     _record(first, "t.one")
     status = first.schema_status()
-    assert (status.current, status.latest, status.up_to_date) == (2, 2, True)
+    assert (status.current, status.latest, status.up_to_date) == (LATEST, LATEST, True)
     indexes = {name: dict(info) for name, info in raw["runce.history"].index_information().items()}
     applied_indexes = raw["runce.applied"].index_information()
 
@@ -280,7 +281,7 @@ def test_an_index_the_seeds_tool_made_on_id_is_kept(make: Make, raw: Raw) -> Non
 
 def test_upgrade_and_schema_description(make: Make, raw: Raw) -> None:
     store = make()
-    assert store.upgrade() == ["0001_once_tasks", "0002_runs"]
+    assert store.upgrade() == list(MIGRATIONS)
     assert store.upgrade() == []
     described = json.loads(store.schema_sql())
     assert described["database"] == raw.name
@@ -296,7 +297,7 @@ def test_without_auto_migrate_writes_wait_for_an_upgrade(make: Make, raw: Raw) -
     with pytest.raises(SchemaError):
         store.lock.try_acquire(current_owner(), ttl=30)
     assert raw.list_collection_names() == []
-    assert make(auto_migrate=False).upgrade() == ["0001_once_tasks", "0002_runs"]
+    assert make(auto_migrate=False).upgrade() == list(MIGRATIONS)
     _record(make(auto_migrate=False), "t.accepted")
     assert set(store.tracker.applied()) == {"t.accepted"}
 

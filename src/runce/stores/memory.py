@@ -38,6 +38,7 @@ from runce.stores.queue import (
     RunFilter,
     WorkerInfo,
 )
+from runce.stores.schedules import Schedule, ScheduleDefinition
 from runce.stores.tokens import NewToken, Token
 from runce.timeutil import utcnow
 
@@ -50,6 +51,7 @@ class _State:
         self.holder: LockHolder | None = None
         self.runs = _Runs()
         self.tokens: dict[str, Token] = {}
+        self.schedules: dict[str, Schedule] = {}
 
 
 _states: dict[str, _State] = {}
@@ -195,6 +197,7 @@ class MemoryStore:
         self.lock = MemoryLock(state)
         self.runs = MemoryRunQueue(state)
         self.tokens = MemoryTokens(state)
+        self.schedules = MemorySchedules(state)
 
     @property
     def description(self) -> str:
@@ -555,6 +558,81 @@ def _matches(run: Run, filters: RunFilter) -> bool:
         and (filters.since is None or run.created_at >= filters.since)
         and (filters.before is None or run.created_at < filters.before)
     )
+
+
+# -- schedules ----------------------------------------------------------------------------------
+
+
+class MemorySchedules:
+    def __init__(self, state: _State) -> None:
+        self._mutex = state.mutex
+        self._rows = state.schedules
+
+    def insert(self, definition: ScheduleDefinition, next_run_at: datetime) -> bool:
+        with self._mutex:
+            if definition.name in self._rows:
+                return False
+            now = utcnow()
+            self._rows[definition.name] = Schedule(
+                **_definition_fields(definition),
+                enabled=True,
+                next_run_at=next_run_at,
+                created_at=now,
+                updated_at=now,
+            )
+            return True
+
+    def update_definition(
+        self, definition: ScheduleDefinition, next_run_at: datetime | None
+    ) -> Schedule | None:
+        with self._mutex:
+            found = self._rows.get(definition.name)
+            if found is None:
+                return None
+            changes: dict[str, Any] = _definition_fields(definition)
+            if next_run_at is not None:
+                changes["next_run_at"] = next_run_at
+            return self._replace(found, **changes)
+
+    def get(self, name: str) -> Schedule | None:
+        with self._mutex:
+            return self._rows.get(name)
+
+    def all(self) -> list[Schedule]:
+        with self._mutex:
+            return [self._rows[name] for name in sorted(self._rows)]
+
+    def advance(self, name: str, tick: datetime, next_run_at: datetime, run_id: str) -> bool:
+        with self._mutex:
+            found = self._rows.get(name)
+            if found is None or found.next_run_at != tick:
+                return False
+            self._replace(found, next_run_at=next_run_at, last_run_at=tick, last_run_id=run_id)
+            return True
+
+    def set_enabled(
+        self, name: str, enabled: bool, next_run_at: datetime | None = None
+    ) -> Schedule | None:
+        with self._mutex:
+            found = self._rows.get(name)
+            if found is None:
+                return None
+            when = found.next_run_at if next_run_at is None else next_run_at
+            return self._replace(found, enabled=enabled, next_run_at=when)
+
+    def _replace(self, found: Schedule, **changes: Any) -> Schedule:
+        changed = self._rows[found.name] = replace(found, **changes, updated_at=utcnow())
+        return changed
+
+
+def _definition_fields(definition: ScheduleDefinition) -> dict[str, Any]:
+    return {
+        "name": definition.name,
+        "kind": definition.kind,
+        "expression": definition.expression,
+        "timezone": definition.timezone,
+        "input_json": definition.input_json,
+    }
 
 
 # -- tokens -----------------------------------------------------------------------------------

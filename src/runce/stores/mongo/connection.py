@@ -66,6 +66,7 @@ class Connection:
         self.runs: Collection[Document] = database[location.runs]
         self.run_attempts: Collection[Document] = database[location.run_attempts]
         self.workers: Collection[Document] = database[location.workers]
+        self.schedules: Collection[Document] = database[location.schedules]
         self._forced_transactions = transactions
         self._facts: ServerFacts | None = None
         self._facts_guard = threading.Lock()

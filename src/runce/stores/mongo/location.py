@@ -2,8 +2,8 @@
 
 The URL comes from ``store = "mongodb://…"`` or from the seed's table form
 ``tracker = { type = "mongo", options = { uri, db, appliedCollection, lockCollection } }``;
-the run queue's collections are ``runsCollection``, ``runAttemptsCollection`` and
-``workersCollection``.
+the run queue's collections are ``runsCollection``, ``runAttemptsCollection``,
+``workersCollection`` and ``schedulesCollection``.
 The database is the ``db`` option, else the URL's path; one of them is required.
 """
 
@@ -26,6 +26,7 @@ COLLECTION_OPTIONS: dict[str, str] = {
     "runsCollection": "runce.runs",
     "runAttemptsCollection": "runce.run_attempts",
     "workersCollection": "runce.workers",
+    "schedulesCollection": "runce.schedules",
 }
 KNOWN_OPTIONS = frozenset({"uri", "url", "db", *COLLECTION_OPTIONS})
 # MongoDB refuses these in database names (and "." is taken by collection namespaces).
@@ -43,6 +44,7 @@ class Location:
     runs: str = COLLECTION_OPTIONS["runsCollection"]
     run_attempts: str = COLLECTION_OPTIONS["runAttemptsCollection"]
     workers: str = COLLECTION_OPTIONS["workersCollection"]
+    schedules: str = COLLECTION_OPTIONS["schedulesCollection"]
 
     @property
     def description(self) -> str:
@@ -94,6 +96,7 @@ def location_of(spec: StoreSpec) -> Location:
         runs=names["runsCollection"],
         run_attempts=names["runAttemptsCollection"],
         workers=names["workersCollection"],
+        schedules=names["schedulesCollection"],
     )
 
 

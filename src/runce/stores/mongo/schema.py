@@ -1,13 +1,13 @@
 """The MongoDB store's "schema": the indexes runce needs, created idempotently.
 
-Collections need no DDL, so the schema version is how far the indexes exist: each
-migration is a set of indexes (1: the once tasks' ``applied`` and ``history``; 2: the run
-queue's ``runs`` and ``run_attempts``), and the version is the last migration whose indexes,
-and all earlier ones', are all there. Reads never create anything (a missing database reads
-as empty); the first write creates every index unless ``auto_migrate`` is off, and
-``runce db upgrade`` creates them on demand. Indexes are recognised by their keys, not their
-names, and keep MongoDB's default names, so an index the seed's tool made on ``id`` counts
-and does not clash.
+Collections need no DDL, so the schema version is how far the indexes exist: each migration
+is a set of indexes (1: the once tasks' ``applied`` and ``history``; 2: the run queue's
+``runs`` and ``run_attempts``; 3: ``schedules``), and the version is the last migration
+whose indexes, and all earlier ones', are all there. Reads never create anything (a missing
+database reads as empty); the first write creates every index unless ``auto_migrate`` is
+off, and ``runce db upgrade`` creates them on demand. Indexes are recognised by their keys,
+not their names, and keep MongoDB's default names, so an index the seed's tool made on
+``id`` counts and does not clash.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from runce.errors import SchemaError
 from runce.stores.base import SchemaStatus
 from runce.stores.mongo.connection import Connection, Document
 
-MIGRATIONS = ("0001_once_tasks", "0002_runs")
+MIGRATIONS = ("0001_once_tasks", "0002_runs", "0003_schedules")
 LATEST = len(MIGRATIONS)
 Keys = tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
 class Index:
-    collection: str  # "applied", "history", "runs" or "run_attempts"
+    collection: str  # a role: "applied", "history", "runs", "run_attempts", "schedules"
     keys: Keys
     unique: bool = False
     partial: Mapping[str, Any] | None = None
@@ -87,8 +87,16 @@ RUN_INDEXES = (
     Index("runs", (("correlationId", 1),), purpose="runs by correlation id", version=2),
     Index("run_attempts", (("runId", 1),), purpose="one run's attempts", version=2),
 )
-INDEXES = INDEXES + RUN_INDEXES
-_ROLES = ("applied", "history", "runs", "run_attempts")
+SCHEDULE_INDEXES = (
+    Index(
+        "schedules",
+        (("enabled", 1), ("nextRunAt", 1)),
+        purpose="enabled schedules by next tick",
+        version=3,
+    ),
+)
+INDEXES = INDEXES + RUN_INDEXES + SCHEDULE_INDEXES
+_ROLES = ("applied", "history", "runs", "run_attempts", "schedules")
 
 
 class Schema:
@@ -146,6 +154,7 @@ class Schema:
                         "runs": _collection_doc(location.runs, "runs"),
                         "run_attempts": _collection_doc(location.run_attempts, "run_attempts"),
                         "workers": {"name": location.workers, "indexes": []},
+                        "schedules": _collection_doc(location.schedules, "schedules"),
                     },
                 },
                 indent=2,
@@ -166,6 +175,7 @@ class Schema:
             "history": self._conn.history,
             "runs": self._conn.runs,
             "run_attempts": self._conn.run_attempts,
+            "schedules": self._conn.schedules,
         }[name]
 
     def _needs_upgrade(self) -> str:

@@ -15,6 +15,7 @@ from runce.stores.mongo.connection import Connection
 from runce.stores.mongo.location import location_of
 from runce.stores.mongo.lock import MongoLock
 from runce.stores.mongo.queue import MongoRunQueue
+from runce.stores.mongo.schedules import MongoSchedules
 from runce.stores.mongo.schema import Schema
 from runce.stores.mongo.tracker import MongoTracker
 
@@ -29,6 +30,7 @@ class MongoStore:
         self._tracker = MongoTracker(conn, self._schema)
         self._lock = MongoLock(conn, self._schema)
         self._runs = MongoRunQueue(conn, self._schema)
+        self._schedules = MongoSchedules(conn, self._schema)
 
     @property
     def description(self) -> str:
@@ -46,6 +48,11 @@ class MongoStore:
     def runs(self) -> MongoRunQueue:
         """The run queue (``runce.runs``, ``runce.run_attempts``, ``runce.workers``)."""
         return self._runs
+
+    @property
+    def schedules(self) -> MongoSchedules:
+        """Cron schedules (``runce.schedules``)."""
+        return self._schedules
 
     @property
     def supports_transactions(self) -> bool:

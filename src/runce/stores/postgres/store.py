@@ -11,6 +11,7 @@ from runce.stores.postgres.connection import Database
 from runce.stores.postgres.location import connect_timeout, target_of
 from runce.stores.postgres.lock import PostgresLock
 from runce.stores.postgres.queue import PostgresRunQueue
+from runce.stores.postgres.schedules import PostgresSchedules
 from runce.stores.postgres.tracker import PostgresTracker
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class PostgresStore:
         self._lock = PostgresLock(db)
         self._tracker = PostgresTracker(db, self._lock)
         self._runs = PostgresRunQueue(db)
+        self._schedules = PostgresSchedules(db)
 
     @property
     def description(self) -> str:
@@ -43,6 +45,10 @@ class PostgresStore:
     @property
     def runs(self) -> PostgresRunQueue:
         return self._runs
+
+    @property
+    def schedules(self) -> PostgresSchedules:
+        return self._schedules
 
     @property
     def supports_transactions(self) -> bool:

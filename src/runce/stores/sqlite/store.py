@@ -14,6 +14,7 @@ from runce.stores.sqlite.connection import BUSY_TIMEOUT, Database
 from runce.stores.sqlite.location import busy_timeout, database_path, url_of
 from runce.stores.sqlite.lock import SQLiteLock
 from runce.stores.sqlite.queue import SQLiteRunQueue
+from runce.stores.sqlite.schedules import SQLiteSchedules
 from runce.stores.sqlite.tracker import SQLiteTracker
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ class SQLiteStore:
         self._tracker = SQLiteTracker(db)
         self._lock = SQLiteLock(db)
         self._runs = SQLiteRunQueue(db)
+        self._schedules = SQLiteSchedules(db)
 
     @property
     def description(self) -> str:
@@ -46,6 +48,10 @@ class SQLiteStore:
     @property
     def runs(self) -> SQLiteRunQueue:
         return self._runs
+
+    @property
+    def schedules(self) -> SQLiteSchedules:
+        return self._schedules
 
     @property
     def supports_transactions(self) -> bool:
