@@ -8,6 +8,7 @@
     ├── TaskLoadError               a task file cannot be found, imported or understood (exit 2)
     ├── StoreError                  the store failed; the driver's exception is ``__cause__``
     │   ├── StoreUnavailable        cannot connect, open or write the store (exit 2)
+    │   │   └── ServerUnavailable   the runce server cannot be reached, or failed (5xx)
     │   ├── UnknownStore            no backend for a URL scheme or ``type`` (exit 2)
     │   ├── UnsupportedFeature      the store cannot do what was asked (exit 2)
     │   └── SchemaError             schema missing, too old for a read, or newer than runce (exit 2)
@@ -18,11 +19,18 @@
     │   ├── DriftError              an applied task's file changed
     │   ├── OutOfOrderError         a pending task sorts before an applied one
     │   └── TasksFailed             a task failed; carries the report
-    └── RunError                    the job queue refused a request (exit 1)
-        ├── UnknownRun              no run has that id
-        ├── IllegalTransition       the run's state does not allow it (cancel a succeeded run)
-        ├── IdempotencyConflict     a key reused with a different input
-        └── InvalidInput            a run's input or result is not valid (exit 2)
+    ├── RunError                    the job queue refused a request (exit 1)
+    │   ├── UnknownRun              no run has that id
+    │   ├── IllegalTransition       the run's state does not allow it (cancel a succeeded run)
+    │   ├── IdempotencyConflict     a key reused with a different input
+    │   └── InvalidInput            a run's input or result is not valid (exit 2)
+    └── RemoteError                 the runce server refused a request (exit 2)
+        ├── AuthError               no token, an unknown or revoked one (401), or no right (403)
+        └── RateLimited             too many requests (429); ``retry_after`` says when to retry
+
+The client of the HTTP API (``runce.Client``) raises the error a local call would raise
+(UnknownRun for a 404, IllegalTransition for an illegal cancel, ...); only what has no
+local counterpart is a RemoteError.
 
 NonRetryable is not an error of runce's: a job raises it to fail its run without retries.
 
@@ -69,6 +77,14 @@ class StoreError(RunceError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached, opened or written."""
+
+
+class ServerUnavailable(StoreUnavailable):
+    """The runce server (``runce serve``) cannot be reached, or it failed to answer.
+
+    A store error, because for a remote worker the server *is* its store: the worker rides
+    it out and retries, as it does when a database goes away.
+    """
 
 
 class UnknownStore(StoreError):
@@ -148,6 +164,32 @@ class InvalidInput(RunError):
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
+
+
+class RemoteError(RunceError):
+    """The runce server refused a request (a 4xx answer runce has no closer error for)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, status: int = 0, problem_type: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem_type = problem_type
+
+
+class AuthError(RemoteError):
+    """The server did not accept the token: missing, unknown or revoked (401), or it lacks
+    the scope or project the request needs (403)."""
+
+
+class RateLimited(RemoteError):
+    """Too many requests with this token; ``retry_after`` is the server's wait in seconds."""
+
+    def __init__(
+        self, message: str, status: int = 429, problem_type: str = "", retry_after: float = 1.0
+    ) -> None:
+        super().__init__(message, status, problem_type)
+        self.retry_after = retry_after
 
 
 class NonRetryable(Exception):
