@@ -25,6 +25,7 @@ Ctx = Annotated[ApiContext, Depends(context)]
 )
 def healthz(ctx: Ctx) -> Health:
     """200 when the store answers (its clock is read); 503 ``store-unavailable`` otherwise."""
+    ctx.store.schema_status()  # a read that reaches the database itself
     now = ctx.queue.now()
     return Health(status="ok", store=ctx.store.description, time=now)
 

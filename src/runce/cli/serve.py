@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,17 @@ def serve(
     config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=30)
     where = f"http://{_shown(cfg.api.host)}:{cfg.api.port}"
     click.echo(f"runce serve: {where} on {app.state.runce.store.description}", err=True)
+    _quiet_after_shutdown()
     uvicorn.Server(config).run(sockets=[listener])
+    click.echo("runce serve: stopped", err=True)
+
+
+def _quiet_after_shutdown() -> None:
+    """uvicorn handles SIGTERM and SIGINT itself (finishing requests in flight), then raises
+    the signal again for the handler it found: let that one do nothing, so a clean stop
+    exits 0 instead of reading as an interrupted command."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: None)
 
 
 def _listen(host: str, port: int) -> socket.socket:
