@@ -81,9 +81,12 @@ def test_the_list_holds_every_token_oldest_first_revoked_ones_too(tokens: TokenS
 def test_revoking_is_final_and_keeps_the_first_time(tokens: TokenStore) -> None:
     tokens.create(new())
     first = tokens.revoke("0123456789ab")
-    assert first is not None and first.revoked and first.revoked_at is not None
+    assert first is not None
+    assert first.revoked
+    assert first.revoked_at is not None
     again = tokens.revoke("0123456789ab")
-    assert again is not None and again.revoked_at == first.revoked_at
+    assert again is not None
+    assert again.revoked_at == first.revoked_at
     assert tokens.find("0123456789ab") == again
     assert tokens.revoke("ffffffffffff") is None
 
@@ -92,7 +95,8 @@ def test_touch_records_the_last_use_and_changes_nothing_else(tokens: TokenStore)
     made = tokens.create(new())
     tokens.touch("0123456789ab")
     used = tokens.find("0123456789ab")
-    assert used is not None and used.last_used_at is not None
+    assert used is not None
+    assert used.last_used_at is not None
     assert used.last_used_at >= made.created_at
     assert (used.name, used.scopes, used.revoked_at) == (made.name, made.scopes, None)
     tokens.touch("ffffffffffff")  # an unknown id is no error
@@ -103,10 +107,12 @@ def test_a_second_store_object_sees_the_same_tokens(tmaker: StoreMaker) -> None:
     _tokens(tmaker.open()).create(new())
     other = _tokens(tmaker.open())
     found = other.find("0123456789ab")
-    assert found is not None and found.name == "ci"
+    assert found is not None
+    assert found.name == "ci"
     other.revoke("0123456789ab")
     again = _tokens(tmaker.open()).find("0123456789ab")
-    assert again is not None and again.revoked
+    assert again is not None
+    assert again.revoked
 
 
 def test_concurrent_creates_of_one_id_keep_exactly_one(tmaker: StoreMaker) -> None:

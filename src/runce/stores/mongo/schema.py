@@ -2,12 +2,12 @@
 
 Collections need no DDL, so the schema version is how far the indexes exist: each migration
 is a set of indexes (1: the once tasks' ``applied`` and ``history``; 2: the run queue's
-``runs`` and ``run_attempts``; 3: ``schedules``; 4: the HTTP API's ``tokens``), and the version is the last migration
-whose indexes, and all earlier ones', are all there. Reads never create anything (a missing
-database reads as empty); the first write creates every index unless ``auto_migrate`` is
-off, and ``runce db upgrade`` creates them on demand. Indexes are recognised by their keys,
-not their names, and keep MongoDB's default names, so an index the seed's tool made on
-``id`` counts and does not clash.
+``runs`` and ``run_attempts``; 3: ``schedules``; 4: the HTTP API's ``tokens``), and the
+version is the last migration whose indexes, and all earlier ones', are all there. Reads
+never create anything (a missing database reads as empty); the first write creates every
+index unless ``auto_migrate`` is off, and ``runce db upgrade`` creates them on demand.
+Indexes are recognised by their keys, not their names, and keep MongoDB's default names, so
+an index the seed's tool made on ``id`` counts and does not clash.
 """
 
 from __future__ import annotations
