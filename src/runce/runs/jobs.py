@@ -131,9 +131,7 @@ def _validated(adapter: Any, value: Any, what: str) -> Any:
     try:
         return adapter.validate_python(value)
     except ValidationError as exc:
-        fields = [
-            {"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)
-        ]
+        fields = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)]
         raise InvalidInput(f"{what} is not valid: {_field_errors(exc)}", fields) from None
 
 
