@@ -14,6 +14,7 @@ Once tasks are Python files in a ``tasks/`` folder, applied once per environment
 from runce._version import __version__
 from runce.config import Config, define_config, load_config
 from runce.errors import (
+    AuthError,
     ConfigError,
     DriftError,
     IdempotencyConflict,
@@ -24,9 +25,12 @@ from runce.errors import (
     LockLost,
     NonRetryable,
     OutOfOrderError,
+    RateLimited,
+    RemoteError,
     RunceError,
     RunError,
     SchemaError,
+    ServerUnavailable,
     StoreError,
     StoreUnavailable,
     TaskLoadError,
@@ -72,6 +76,7 @@ _LAZY = {
     "wait": "runce.runs.api",
     "worker": "runce.runs.api",
     "drain": "runce.runs.api",
+    "Client": "runce.api.client",  # needs the extra nurv-runce[api] (httpx)
 }
 
 
@@ -87,6 +92,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "AuthError",
+    "Client",
     "Config",
     "ConfigError",
     "DriftError",
@@ -101,12 +108,15 @@ __all__ = [
     "LockLost",
     "NonRetryable",
     "OutOfOrderError",
+    "RateLimited",
+    "RemoteError",
     "Run",
     "RunError",
     "RunPage",
     "RunReport",
     "RunceError",
     "SchemaError",
+    "ServerUnavailable",
     "StatusReport",
     "StoreError",
     "StoreUnavailable",

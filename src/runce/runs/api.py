@@ -220,8 +220,10 @@ def worker(
     kinds: Sequence[str] | None = None,
     drain: bool = False,
     max_time: float | None = None,
+    queue: RunQueue | None = None,
 ) -> Worker:
-    """A worker on the configured store, with the jobs of ``worker.handlers`` loaded."""
+    """A worker on the configured store (or on ``queue``, a remote worker's), with the jobs
+    of ``worker.handlers`` loaded."""
     cfg = _config(config)
     load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
     settings = cfg.worker
@@ -235,7 +237,9 @@ def worker(
         drain=drain,
         max_time=max_time,
     )
-    return Worker(queue_of(shared_store(cfg.store)), options, services=ServiceFactory(cfg).get)
+    if queue is None:
+        queue = queue_of(shared_store(cfg.store))
+    return Worker(queue, options, services=ServiceFactory(cfg).get)
 
 
 def drain(
