@@ -6,7 +6,6 @@ become problems in :mod:`runce.api.problems`.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -16,9 +15,11 @@ from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError, answers, field_errors
 from runce.api.ratelimit import spend
 from runce.api.schemas import (
+    IDEMPOTENCY_KEY,
     AttemptList,
     AttemptModel,
     EnqueueRequest,
+    Moment,
     PruneRequest,
     PruneResult,
     RunList,
@@ -34,7 +35,14 @@ Ctx = Annotated[ApiContext, Depends(context)]
 Reader = Annotated[Caller, Depends(require("runs:read"))]
 Writer = Annotated[Caller, Depends(require("runs:write"))]
 Pruner = Annotated[Caller, Depends(require("runs:write", all_projects=True))]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY,
+        description="1-200 printable ASCII characters without spaces (a UUID, say)",
+    ),
+]
 
 
 @router.post(
@@ -106,8 +114,8 @@ def list_runs(
     project_id: str | None = None,
     state: RunState | None = None,
     kind: str | None = None,
-    since: datetime | None = None,
-    before: datetime | None = None,
+    since: Moment | None = None,
+    before: Moment | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> RunList:

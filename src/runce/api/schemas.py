@@ -7,10 +7,10 @@ Datetimes travel as ISO-8601 with an offset; naive datetimes are refused on inpu
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from runce.stores.queue import (
     AttemptOutcome,
@@ -32,20 +32,68 @@ MAX_AGE = 100 * 365 * 86400.0
 Scope = Literal["runs:read", "runs:write", "runs:work"]
 SCOPES: tuple[Scope, ...] = ("runs:read", "runs:write", "runs:work")
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
-WorkerId = Annotated[str, Field(min_length=1, max_length=200)]
+
+def _storable(moment: datetime) -> datetime:
+    """Times a store can keep and order: UTC years 1970 to 9999."""
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range (UTC years 1970 to 9999)") from None
+    if not 1970 <= utc.year <= 9999:
+        raise ValueError("the time is out of range (UTC years 1970 to 9999)")
+    return utc
+
+
+def _without_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("text with a NUL character cannot be stored")
+    return text
+
+
+def _json_without_nul(value: Any) -> Any:
+    # PostgreSQL's jsonb refuses \u0000 and SQLite's JSON functions cut text at it.
+    if _has_nul(value):
+        raise ValueError("text with a NUL character (\\u0000) cannot be stored")
+    return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_storable)]
+# Names and ids: printable, one line.
+Text = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+WorkerId = Text
+Prose = Annotated[str, AfterValidator(_without_nul)]
+Json = Annotated[Any, AfterValidator(_json_without_nul)]
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"  # printable ASCII, no spaces
 Attempt = Annotated[int, Field(ge=0, le=1_000_000)]
 Lease = Annotated[float, Field(gt=0, le=MAX_LEASE, description="seconds")]
 
 
 class _Model(BaseModel):
+    """A request body: unknown fields are refused (a typo is an error, not a default)."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class _Answer(BaseModel):
+    """An answer: fields a newer server adds are ignored by an older client."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 # -- runs --------------------------------------------------------------------------------------
 
 
-class RunModel(_Model):
+class RunModel(_Answer):
     """One run, as ``GET /v1/runs/{id}`` answers it."""
 
     id: str
@@ -85,20 +133,20 @@ class EnqueueRequest(_Model):
     """``POST /v1/runs``; the idempotency key travels in the ``Idempotency-Key`` header."""
 
     kind: Text
-    input: Any = None
+    input: Json = None
     project_id: Text | None = None
-    run_at: AwareDatetime | None = None
+    run_at: Moment | None = None
     max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
     priority: Annotated[int, Field(ge=-1_000_000, le=1_000_000)] = 0
     correlation_id: Text | None = None
 
 
-class RunList(_Model):
+class RunList(_Answer):
     runs: list[RunModel]
     next_cursor: str | None = None
 
 
-class AttemptModel(_Model):
+class AttemptModel(_Answer):
     run_id: str
     attempt: int
     worker_id: str
@@ -115,7 +163,7 @@ class AttemptModel(_Model):
         return AttemptRecord(**{name: getattr(self, name) for name in type(self).model_fields})
 
 
-class AttemptList(_Model):
+class AttemptList(_Answer):
     attempts: list[AttemptModel]
 
 
@@ -126,7 +174,7 @@ class PruneRequest(_Model):
     failed_after: Annotated[float, Field(ge=0, le=MAX_AGE)] | None = None
 
 
-class PruneResult(_Model):
+class PruneResult(_Answer):
     deleted: int
 
 
@@ -137,10 +185,10 @@ class WorkerModel(_Model):
     """``PUT /v1/workers/{worker_id}`` takes these fields (``id`` must match the path)."""
 
     id: WorkerId
-    host: Annotated[str, Field(max_length=255)]
+    host: Annotated[Prose, Field(max_length=255)]
     pid: Annotated[int, Field(ge=0, le=2**31 - 1)]
-    started_at: AwareDatetime
-    last_seen: AwareDatetime
+    started_at: Moment
+    last_seen: Moment
     concurrency: Annotated[int, Field(ge=0, le=100_000)]
     kinds: list[Text] = Field(default_factory=list, max_length=MAX_BATCH)
     state: Literal["running", "stopping", "stopped"] = "running"
@@ -157,7 +205,7 @@ class WorkerModel(_Model):
         return WorkerInfo(**values)
 
 
-class WorkerList(_Model):
+class WorkerList(_Answer):
     workers: list[WorkerModel]
 
 
@@ -169,7 +217,7 @@ class ClaimRequest(_Model):
     wait: Annotated[float, Field(ge=0, le=MAX_WAIT, description="seconds of long-poll")] = 0
 
 
-class RunsAnswer(_Model):
+class RunsAnswer(_Answer):
     """Runs handed out (claim) or put back (reclaim)."""
 
     runs: list[RunModel]
@@ -181,7 +229,7 @@ class HeartbeatRequest(_Model):
     lease: Lease
 
 
-class HeartbeatAnswer(_Model):
+class HeartbeatAnswer(_Answer):
     status: Literal["ok", "cancel"]
 
 
@@ -189,22 +237,22 @@ class ProgressRequest(_Model):
     worker_id: WorkerId
     attempt: Attempt
     percent: Annotated[int, Field(ge=0, le=100)]
-    message: Annotated[str, Field(max_length=1000)] | None = None
+    message: Annotated[Prose, Field(max_length=1000)] | None = None
 
 
 class SucceedRequest(_Model):
     worker_id: WorkerId
     attempt: Attempt
-    result: Any = None
-    output_ref: Annotated[str, Field(max_length=2000)] | None = None
+    result: Json = None
+    output_ref: Annotated[Prose, Field(max_length=2000)] | None = None
 
 
 class FailRequest(_Model):
     worker_id: WorkerId
     attempt: Attempt
-    error: str
+    error: Prose
     outcome: Literal["failed", "retry", "canceled", "released"]
-    run_at: AwareDatetime | None = None
+    run_at: Moment | None = None
 
 
 class OutcomeModel(_Model):
@@ -212,17 +260,17 @@ class OutcomeModel(_Model):
     worker_id: WorkerId
     attempt: Attempt
     kind: OutcomeKind
-    result: Any = None
-    output_ref: Annotated[str, Field(max_length=2000)] | None = None
-    error: str | None = None
-    run_at: AwareDatetime | None = None
+    result: Json = None
+    output_ref: Annotated[Prose, Field(max_length=2000)] | None = None
+    error: Prose | None = None
+    run_at: Moment | None = None
 
 
 class CompleteRequest(_Model):
     outcomes: list[OutcomeModel] = Field(max_length=MAX_BATCH)
 
 
-class CompleteAnswer(_Model):
+class CompleteAnswer(_Answer):
     """One entry per outcome, in order: the run after the write, or null when the fence
     no longer held (nothing was written for it)."""
 
@@ -240,7 +288,7 @@ class BatchHeartbeatRequest(_Model):
     runs: list[FenceModel] = Field(max_length=MAX_BATCH)
 
 
-class BatchHeartbeatAnswer(_Model):
+class BatchHeartbeatAnswer(_Answer):
     beats: dict[str, Beat]
 
 
@@ -261,18 +309,18 @@ class TaskList(BaseModel):
     tasks: list[dict[str, Any]]
 
 
-class Health(_Model):
+class Health(_Answer):
     status: Literal["ok"]
     store: str
     time: datetime
 
 
-class FieldError(_Model):
+class FieldError(_Answer):
     loc: list[str | int]
     msg: str
 
 
-class Problem(_Model):
+class Problem(_Answer):
     """Every error answer, as ``application/problem+json`` (RFC 9457)."""
 
     type: str
