@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from runce.api.client import Client, run_from_json, run_path, wire_time
-from runce.api.schemas import MAX_BATCH, MAX_WAIT, WorkerModel
+from runce.api.schemas import MAX_BATCH, MAX_WAIT
 from runce.errors import (
     IllegalTransition,
     RemoteError,
@@ -235,7 +235,17 @@ class HttpRunQueue:
         self._closed.wait(timeout)
 
     def worker_seen(self, info: WorkerInfo) -> None:
-        body = WorkerModel.from_info(info).model_dump(mode="json")
+        # Checked by the server, not here: a refusal is then runce's error, not pydantic's.
+        body = {
+            "id": info.id,
+            "host": info.host,
+            "pid": info.pid,
+            "started_at": wire_time(info.started_at),
+            "last_seen": wire_time(info.last_seen),
+            "concurrency": info.concurrency,
+            "kinds": list(info.kinds),
+            "state": info.state,
+        }
         self.client.request("PUT", f"/v1/workers/{quote(info.id, safe='')}", json=body)
 
     def workers(self) -> list[WorkerInfo]:
