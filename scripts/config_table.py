@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runce.config import KEYS
+from runce.config import KEYS, Rate
 
 
 def _default(value: object) -> str:
@@ -10,6 +10,8 @@ def _default(value: object) -> str:
         return "—"
     if isinstance(value, bool):
         return "`true`" if value else "`false`"
+    if isinstance(value, Rate):
+        return f'`"{value}"`'
     if isinstance(value, tuple):
         return "`[" + ", ".join(f'"{item}"' for item in value) + "]`"
     if isinstance(value, float) and value >= 86400 and value % 86400 == 0:

@@ -14,6 +14,7 @@ Once tasks are Python files in a ``tasks/`` folder, applied once per environment
 from runce._version import __version__
 from runce.config import Config, define_config, load_config
 from runce.errors import (
+    AuthError,
     ConfigError,
     DriftError,
     IdempotencyConflict,
@@ -25,9 +26,12 @@ from runce.errors import (
     LockLost,
     NonRetryable,
     OutOfOrderError,
+    RateLimited,
+    RemoteError,
     RunceError,
     RunError,
     SchemaError,
+    ServerUnavailable,
     StoreError,
     StoreUnavailable,
     TaskLoadError,
@@ -80,6 +84,7 @@ _LAZY = {
     "list_schedules": "runce.runs.api",
     "enable_schedule": "runce.runs.api",
     "disable_schedule": "runce.runs.api",
+    "Client": "runce.api.client",  # needs the extra nurv-runce[api] (httpx)
 }
 
 
@@ -95,6 +100,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "AuthError",
+    "Client",
     "Config",
     "ConfigError",
     "DriftError",
@@ -111,6 +118,8 @@ __all__ = [
     "LockLost",
     "NonRetryable",
     "OutOfOrderError",
+    "RateLimited",
+    "RemoteError",
     "Run",
     "RunError",
     "RunPage",
@@ -118,6 +127,7 @@ __all__ = [
     "RunceError",
     "SchemaError",
     "Secret",
+    "ServerUnavailable",
     "StatusReport",
     "StoreError",
     "StoreUnavailable",

@@ -108,6 +108,53 @@ def _positive_int(value: object) -> int:
     return value
 
 
+def _port(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError("a TCP port number from 1 to 65535")
+    return value
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2}
+
+
+def _byte_size(value: object) -> int:
+    """Bytes from a whole number or a string like ``"512KiB"`` or ``"2MiB"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError("a size in bytes of at least 1, or a string like '512KiB' or '2MiB'")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A token bucket: ``count`` requests per ``per`` seconds, up to ``count`` at once."""
+
+    count: int
+    per: float
+
+    def __str__(self) -> str:
+        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}[self.per]
+        return f"{self.count}/{unit}"
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|m|h)\s*$")
+
+
+def _rate(value: object) -> Rate | None:
+    """``"20/s"``, ``"600/m"`` or ``"5000/h"``; ``"off"`` for no limit."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    match = _RATE.match(value) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError("a rate like '20/s', '600/m' or '5000/h', or 'off'")
+    return Rate(int(match.group(1)), {"s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)])
+
+
 def _import_paths(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
@@ -359,12 +406,53 @@ KEYS: tuple[Key, ...] = (
         "seconds",
         help="`runce runs prune` deletes failed and canceled runs finished longer ago.",
     ),
+    Key(
+        "api.host",
+        _text,
+        "127.0.0.1",
+        "string",
+        "RUNCE_API_HOST",
+        help="The address `runce serve` listens on (`0.0.0.0` for every interface).",
+    ),
+    Key(
+        "api.port",
+        _port,
+        8080,
+        "integer",
+        "RUNCE_API_PORT",
+        help="The TCP port `runce serve` listens on.",
+    ),
+    Key(
+        "api.max_body",
+        _byte_size,
+        1024 * 1024,
+        "size",
+        "RUNCE_API_MAX_BODY",
+        "bytes",
+        help='Largest request body the HTTP API reads (larger: 413); `"512KiB"`, `"2MiB"`.',
+    ),
+    Key(
+        "api.rate_limit.enqueue",
+        _rate,
+        Rate(50, 1.0),
+        "rate",
+        "RUNCE_API_RATE_LIMIT_ENQUEUE",
+        help='Enqueues per token: `"N/s"`, `"N/m"` or `"N/h"` (bursts up to N), or `"off"`.',
+    ),
+    Key(
+        "api.rate_limit.cancel",
+        _rate,
+        Rate(10, 1.0),
+        "rate",
+        "RUNCE_API_RATE_LIMIT_CANCEL",
+        help="Cancels per token, in the same form; over the limit: 429 with `Retry-After`.",
+    ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 _ALIASES = {
     f"{key.name.rpartition('.')[0]}.{a}".lstrip("."): key.name for key in KEYS for a in key.aliases
 }
-_TABLES = {"lock", "worker", "runs", "runs.retention"}
+_TABLES = {"lock", "worker", "runs", "runs.retention", "api", "api.rate_limit"}
 # Aliases whose value is in milliseconds (the seed's `ttlMs`), converted as they are read.
 _MILLISECOND_ALIASES = {"lock.ttlMs"}
 
@@ -401,6 +489,15 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body: int = 1024 * 1024
+    enqueue_rate: Rate | None = Rate(50, 1.0)
+    cancel_rate: Rate | None = Rate(10, 1.0)
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated configuration with every path resolved."""
 
@@ -415,6 +512,7 @@ class Config:
     dry_run: bool = False
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
     def source(self) -> str:
@@ -634,6 +732,13 @@ def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: s
         ),
         retention=RetentionSettings(
             settings["runs.retention.succeeded"], settings["runs.retention.failed"]
+        ),
+        api=ApiSettings(
+            settings["api.host"],
+            settings["api.port"],
+            settings["api.max_body"],
+            settings["api.rate_limit.enqueue"],
+            settings["api.rate_limit.cancel"],
         ),
     )
 

@@ -8,6 +8,7 @@
     ├── TaskLoadError               a task file cannot be found, imported or understood (exit 2)
     ├── StoreError                  the store failed; the driver's exception is ``__cause__``
     │   ├── StoreUnavailable        cannot connect, open or write the store (exit 2)
+    │   │   └── ServerUnavailable   the runce server cannot be reached, or failed (5xx)
     │   ├── UnknownStore            no backend for a URL scheme or ``type`` (exit 2)
     │   ├── UnsupportedFeature      the store cannot do what was asked (exit 2)
     │   └── SchemaError             schema missing, too old for a read, or newer than runce (exit 2)
@@ -18,13 +19,20 @@
     │   ├── DriftError              an applied task's file changed
     │   ├── OutOfOrderError         a pending task sorts before an applied one
     │   └── TasksFailed             a task failed; carries the report
-    └── RunError                    the job queue refused a request (exit 1)
-        ├── UnknownRun              no run has that id
-        ├── IllegalTransition       the run's state does not allow it (cancel a succeeded run)
-        ├── IdempotencyConflict     a key reused with a different input
-        ├── InvalidInput            a run's input or result is not valid (exit 2)
-        ├── UnknownSchedule         no cron schedule has that name
-        └── JobFailed               a job called in-process (``.now()``) failed; carries the run id
+    ├── RunError                    the job queue refused a request (exit 1)
+    │   ├── UnknownRun              no run has that id
+    │   ├── IllegalTransition       the run's state does not allow it (cancel a succeeded run)
+    │   ├── IdempotencyConflict     a key reused with a different input
+    │   ├── InvalidInput            a run's input or result is not valid (exit 2)
+    │   ├── UnknownSchedule         no cron schedule has that name
+    │   └── JobFailed               a job called in-process (``.now()``) failed; carries the run id
+    └── RemoteError                 the runce server refused a request (exit 2)
+        ├── AuthError               no token, an unknown or revoked one (401), or no right (403)
+        └── RateLimited             too many requests (429); ``retry_after`` says when to retry
+
+The client of the HTTP API (``runce.Client``) raises the error a local call would raise
+(UnknownRun for a 404, IllegalTransition for an illegal cancel, ...); only what has no
+local counterpart is a RemoteError.
 
 NonRetryable is not an error of runce's: a job raises it to fail its run without retries.
 
@@ -33,7 +41,7 @@ Every error's ``str()`` is one sentence a user can act on, naming the file, key 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runce.tasks.report import RunReport
@@ -71,6 +79,14 @@ class StoreError(RunceError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached, opened or written."""
+
+
+class ServerUnavailable(StoreUnavailable):
+    """The runce server (``runce serve``) cannot be reached, or it failed to answer.
+
+    A store error, because for a remote worker the server *is* its store: the worker rides
+    it out and retries, as it does when a database goes away.
+    """
 
 
 class UnknownStore(StoreError):
@@ -140,9 +156,42 @@ class IdempotencyConflict(RunError):
 
 
 class InvalidInput(RunError):
-    """A run's input (or a job's result) is not valid; nothing was stored."""
+    """A run's input (or a job's result) is not valid; nothing was stored.
+
+    ``errors`` lists the fields at fault as ``{"loc": [...], "msg": ...}`` when known.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class RemoteError(RunceError):
+    """The runce server refused a request (a 4xx answer runce has no closer error for)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, status: int = 0, problem_type: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem_type = problem_type
+
+
+class AuthError(RemoteError):
+    """The server did not accept the token: missing, unknown or revoked (401), or it lacks
+    the scope or project the request needs (403)."""
+
+
+class RateLimited(RemoteError):
+    """Too many requests with this token; ``retry_after`` is the server's wait in seconds."""
+
+    def __init__(
+        self, message: str, status: int = 429, problem_type: str = "", retry_after: float = 1.0
+    ) -> None:
+        super().__init__(message, status, problem_type)
+        self.retry_after = retry_after
 
 
 class UnknownSchedule(RunError):

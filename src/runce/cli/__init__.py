@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from runce.cli import (
-    runs,  # noqa: F401 - registers the job-queue commands
-    schedules,  # noqa: F401 - registers `runce schedules`
+from runce.cli import (  # noqa: F401 - each registers its commands
+    runs,
+    schedules,
+    serve,
+    tokens,
 )
 from runce.cli.main import main
 

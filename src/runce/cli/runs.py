@@ -1,4 +1,8 @@
-"""``runce worker``, ``runce runs …``, ``runce workers`` and ``runce healthcheck``."""
+"""``runce worker``, ``runce runs …``, ``runce workers`` and ``runce healthcheck``.
+
+Every command but ``healthcheck`` takes ``--remote [URL]`` (:mod:`runce.cli.remote`) and
+then works on a runce server instead of the store, with the same output.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import click
 
 from runce.cli import output
 from runce.cli.main import cli, config_options, load_cli_config
+from runce.cli.remote import Runs, open_runs, remote_options, remote_queue
 from runce.config import Config
 from runce.errors import InvalidInput, UsageError
 
@@ -66,6 +71,7 @@ def _run_dict(run: Run) -> dict[str, Any]:
 
 @cli.command()
 @config_options
+@remote_options
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -94,6 +100,8 @@ def _run_dict(run: Run) -> dict[str, Any]:
 def worker(
     config_path: Path | None,
     tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
     concurrency: int | None,
     kinds: str | None,
     drain: bool,
@@ -105,13 +113,15 @@ def worker(
 
     SIGTERM or Ctrl-C stops claiming, lets running jobs finish for up to
     worker.shutdown_timeout, hands the rest back to the queue and exits; a second signal
-    hands everything back at once.
+    hands everything back at once. With --remote, it works through the server's worker
+    endpoints (a token with runs:work), running the jobs of the local worker.handlers.
     """
     cfg = load_cli_config(config_path, tasks_dir)
     logging.getLogger("runce").setLevel(log_level.upper())
     chosen = [k for k in (kinds or "").split(",") if k] or None
+    queue = remote_queue(cfg, remote, token, drain) if remote is not None else None
     running = _api().worker(
-        cfg, concurrency=concurrency, kinds=chosen, drain=drain, max_time=max_time
+        cfg, concurrency=concurrency, kinds=chosen, drain=drain, max_time=max_time, queue=queue
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -121,7 +131,8 @@ def worker(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if not as_json:
-        _store_note(cfg)
+        if queue is None:
+            _store_note(cfg)
         click.echo(
             f"worker {running.id}: {', '.join(running.kinds)} "
             f"(concurrency {running.options.concurrency})",
@@ -141,12 +152,17 @@ def worker(
 
 @cli.command()
 @config_options
+@remote_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def workers(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
+def workers(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
     """Workers that recently reported to the store, with their last heartbeat."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    _store_note(cfg)
-    found = _queue(cfg).workers()
+    found = _runs(config_path, tasks_dir, remote, token).workers()
     if as_json:
         output.echo_json([asdict(w) for w in found])
         return
@@ -183,6 +199,12 @@ def _queue(cfg: Config) -> Any:
     return api.queue_of(api.shared_store(cfg.store))
 
 
+def _runs(
+    config_path: Path | None, tasks_dir: Path | None, remote: str | None, token: str | None
+) -> Runs:
+    return open_runs(load_cli_config(config_path, tasks_dir), remote, token)
+
+
 def _store_note(cfg: Config) -> None:
     """Which store a command uses (password masked), on stderr so stdout stays scriptable."""
     description = _api().shared_store(cfg.store).description
@@ -199,6 +221,7 @@ def runs() -> None:
 
 @runs.command(name="enqueue")
 @config_options
+@remote_options
 @click.argument("kind")
 @click.option("--input", "input_text", metavar="JSON", help="The run's input as JSON.")
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the input JSON from stdin.")
@@ -214,6 +237,8 @@ def runs() -> None:
 def runs_enqueue(
     config_path: Path | None,
     tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
     kind: str,
     input_text: str | None,
     from_stdin: bool,
@@ -225,13 +250,13 @@ def runs_enqueue(
     any_kind: bool,
     as_json: bool,
 ) -> None:
-    """Enqueue a run of KIND."""
+    """Enqueue a run of KIND (a kind a job in worker.handlers defines, unless --any-kind)."""
     cfg = load_cli_config(config_path, tasks_dir)
-    _store_note(cfg)
+    target = open_runs(cfg, remote, token)
     value = _input(input_text, from_stdin)
     if not any_kind:
         _check_kind(cfg, kind)
-    run = _api().enqueue(
+    run = target.enqueue(
         kind,
         value,
         idempotency_key=idempotency_key,
@@ -239,7 +264,6 @@ def runs_enqueue(
         max_attempts=max_attempts,
         priority=priority,
         project_id=project,
-        config=cfg,
     )
     if as_json:
         output.echo_json(_run_dict(run))
@@ -275,17 +299,21 @@ def _check_kind(cfg: Config, kind: str) -> None:
 
 @runs.command(name="status")
 @config_options
+@remote_options
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the attempts).")
 def runs_status(
-    config_path: Path | None, tasks_dir: Path | None, run_id: str, as_json: bool
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
+    run_id: str,
+    as_json: bool,
 ) -> None:
     """Show one run: state, attempts, progress, result or error."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    _store_note(cfg)
-    service = _api().service(cfg)
-    run = service.get(run_id)
-    attempts = service.attempts(run_id)
+    target = _runs(config_path, tasks_dir, remote, token)
+    run = target.get_run(run_id)
+    attempts = target.attempts(run_id)
     if as_json:
         output.echo_json({**_run_dict(run), "attempts": [asdict(a) for a in attempts]})
         return
@@ -327,6 +355,7 @@ def _first_line(text: str | None) -> str:
 
 @runs.command(name="list")
 @config_options
+@remote_options
 @click.option("--project", help="Only this project's runs.")
 @click.option("--state", type=click.Choice(STATES), help="Only runs in this state.")
 @click.option("--kind", help="Only runs of this kind.")
@@ -338,6 +367,8 @@ def _first_line(text: str | None) -> str:
 def runs_list(
     config_path: Path | None,
     tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
     project: str | None,
     state: Any,
     kind: str | None,
@@ -348,9 +379,7 @@ def runs_list(
     as_json: bool,
 ) -> None:
     """Runs, newest first."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    _store_note(cfg)
-    page = _api().list_runs(
+    page = _runs(config_path, tasks_dir, remote, token).list_runs(
         project_id=project,
         state=state,
         kind=kind,
@@ -358,7 +387,6 @@ def runs_list(
         before=_when(before, "--before"),
         cursor=cursor,
         limit=limit,
-        config=cfg,
     )
     if as_json:
         output.echo_json(
@@ -385,17 +413,23 @@ def runs_list(
 
 @runs.command(name="cancel")
 @config_options
+@remote_options
 @click.argument("run_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def runs_cancel(config_path: Path | None, tasks_dir: Path | None, run_id: str, yes: bool) -> None:
+def runs_cancel(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
+    run_id: str,
+    yes: bool,
+) -> None:
     """Cancel a run: a queued one at once, a running one cooperatively."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    _store_note(cfg)
-    service = _api().service(cfg)
-    run = service.get(run_id)
+    target = _runs(config_path, tasks_dir, remote, token)
+    run = target.get_run(run_id)
     if not yes:
         click.confirm(f"Cancel {run.state} run {run.id} ({run.kind})?", abort=True)
-    after = service.cancel(run_id)
+    after = target.cancel_run(run_id)
     if after.state == "canceled":
         click.echo(f"canceled {after.id}")
     else:
@@ -404,27 +438,35 @@ def runs_cancel(config_path: Path | None, tasks_dir: Path | None, run_id: str, y
 
 @runs.command(name="retry")
 @config_options
+@remote_options
 @click.argument("run_id")
-def runs_retry(config_path: Path | None, tasks_dir: Path | None, run_id: str) -> None:
+def runs_retry(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
+    run_id: str,
+) -> None:
     """Queue a failed or canceled run again, for one more attempt."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    _store_note(cfg)
-    run = _api().retry_run(run_id, config=cfg)
+    run = _runs(config_path, tasks_dir, remote, token).retry_run(run_id)
     click.echo(f"queued {run.id} again (attempt {run.attempt + 1} of {run.max_attempts})")
 
 
 @runs.command(name="prune")
 @config_options
-def runs_prune(config_path: Path | None, tasks_dir: Path | None) -> None:
-    """Delete finished runs older than runs.retention (succeeded 30d, failed 90d by default)."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    _store_note(cfg)
-    count = _api().prune_runs(config=cfg)
+@remote_options
+def runs_prune(
+    config_path: Path | None, tasks_dir: Path | None, remote: str | None, token: str | None
+) -> None:
+    """Delete finished runs older than runs.retention (succeeded 30d, failed 90d by default;
+    with --remote, the server's runs.retention)."""
+    count = _runs(config_path, tasks_dir, remote, token).prune_runs()
     click.echo(f"pruned {count} run{'s' if count != 1 else ''}")
 
 
 @runs.command(name="tail")
 @config_options
+@remote_options
 @click.argument("run_id")
 @click.option(
     "--timeout",
@@ -433,22 +475,25 @@ def runs_prune(config_path: Path | None, tasks_dir: Path | None) -> None:
     help="Give up after SECONDS (exit 3).",
 )
 def runs_tail(
-    config_path: Path | None, tasks_dir: Path | None, run_id: str, timeout: float | None
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
+    run_id: str,
+    timeout: float | None,
 ) -> None:
     """Follow a run to its end. Exit 0 succeeded, 1 failed, 4 canceled, 3 timed out."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    _store_note(cfg)
-    service = _api().service(cfg)
+    target = _runs(config_path, tasks_dir, remote, token)
     deadline = None if timeout is None else time.monotonic() + timeout
-    run = (_follow_live if output.is_terminal() else _follow_plain)(service, run_id, deadline)
+    run = (_follow_live if output.is_terminal() else _follow_plain)(target, run_id, deadline)
     _print_run(run)
     sys.exit(TAIL_EXIT.get(run.state, TAIL_TIMEOUT_EXIT))
 
 
-def _follow_plain(service: Any, run_id: str, deadline: float | None) -> Run:
+def _follow_plain(target: Runs, run_id: str, deadline: float | None) -> Run:
     last: tuple[str, int | None, str | None] | None = None
     while True:
-        run: Run = service.get(run_id)
+        run = target.get_run(run_id)
         now = (run.state, run.progress, run.progress_message)
         if now != last:
             progress = "" if run.progress is None else f" {run.progress}%"
@@ -460,7 +505,7 @@ def _follow_plain(service: Any, run_id: str, deadline: float | None) -> Run:
         time.sleep(0.2)
 
 
-def _follow_live(service: Any, run_id: str, deadline: float | None) -> Run:
+def _follow_live(target: Runs, run_id: str, deadline: float | None) -> Run:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -473,7 +518,7 @@ def _follow_live(service: Any, run_id: str, deadline: float | None) -> Run:
     ) as bar:
         task = bar.add_task(run_id, total=100, message="")
         while True:
-            run: Run = service.get(run_id)
+            run = target.get_run(run_id)
             bar.update(
                 task,
                 completed=run.progress or 0,

@@ -247,8 +247,10 @@ def worker(
     kinds: Sequence[str] | None = None,
     drain: bool = False,
     max_time: float | None = None,
+    queue: RunQueue | None = None,
 ) -> Worker:
-    """A worker on the configured store, with the jobs of ``worker.handlers`` loaded."""
+    """A worker on the configured store (or on ``queue``, a remote worker's), with the jobs
+    of ``worker.handlers`` loaded."""
     cfg = _config(config)
     load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
     settings = cfg.worker
@@ -263,6 +265,8 @@ def worker(
         drain=drain,
         max_time=max_time,
     )
+    if queue is not None:  # a remote worker: the server's queue, and no scheduler here
+        return Worker(queue, options, services=ServiceFactory(cfg).get)
     store = shared_store(cfg.store)
     return Worker(
         queue_of(store),

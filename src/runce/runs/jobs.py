@@ -179,7 +179,8 @@ def _validated(adapter: Any, value: Any, what: str, context: Any = None) -> Any:
     try:
         return adapter.validate_python(value, context=context)
     except ValidationError as exc:
-        raise InvalidInput(f"{what} is not valid: {_field_errors(exc)}") from None
+        fields = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)]
+        raise InvalidInput(f"{what} is not valid: {_field_errors(exc)}", fields) from None
 
 
 def _mentions_secret(value: Any) -> bool:

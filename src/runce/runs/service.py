@@ -30,6 +30,7 @@ from runce.runs.redact import scrub
 from runce.stores.queue import (
     TRANSITIONS,
     AttemptRecord,
+    Enqueued,
     NewRun,
     Run,
     RunFilter,
@@ -150,7 +151,7 @@ class RunService:
         correlation_id: str | None = None,
         connection: Any = None,
     ) -> Run:
-        [run] = self.enqueue_many(
+        [result] = self.enqueue_results(
             kind,
             [input],
             idempotency_keys=[idempotency_key],
@@ -161,7 +162,7 @@ class RunService:
             correlation_id=correlation_id,
             connection=connection,
         )
-        return run
+        return result.run
 
     def enqueue_many(
         self,
@@ -176,6 +177,34 @@ class RunService:
         correlation_id: str | None = None,
         connection: Any = None,
     ) -> list[Run]:
+        results = self.enqueue_results(
+            kind,
+            inputs,
+            idempotency_keys=idempotency_keys,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            priority=priority,
+            project_id=project_id,
+            correlation_id=correlation_id,
+            connection=connection,
+        )
+        return [r.run for r in results]
+
+    def enqueue_results(
+        self,
+        kind: str,
+        inputs: Sequence[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        priority: int = 0,
+        project_id: str | None = None,
+        correlation_id: str | None = None,
+        connection: Any = None,
+    ) -> list[Enqueued]:
+        """:meth:`enqueue_many`, telling for each run whether this call created it (the
+        HTTP API answers 201 or 200 from that)."""
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(inputs)
         if len(keys) != len(inputs):
             raise UsageError("idempotency_keys must have one key (or None) per input")
@@ -206,7 +235,7 @@ class RunService:
         if created and self.bus.wants("run.enqueued"):
             for run in created:
                 self.bus.publish(Event("run.enqueued", run))
-        return [r.run for r in results]
+        return results
 
     def _max_attempts(self, kind: str, given: int | None) -> int:
         if given is not None:

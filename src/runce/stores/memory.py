@@ -41,6 +41,7 @@ from runce.stores.queue import (
     landed_of,
 )
 from runce.stores.schedules import Schedule, ScheduleDefinition
+from runce.stores.tokens import NewToken, Token
 from runce.timeutil import utcnow
 
 
@@ -51,6 +52,7 @@ class _State:
         self.history: list[Attempt] = []
         self.holder: LockHolder | None = None
         self.runs = _Runs()
+        self.tokens: dict[str, Token] = {}
         self.schedules: dict[str, Schedule] = {}
 
 
@@ -196,6 +198,7 @@ class MemoryStore:
         self.tracker = MemoryTracker(state)
         self.lock = MemoryLock(state)
         self.runs = MemoryRunQueue(state)
+        self.tokens = MemoryTokens(state)
         self.schedules = MemorySchedules(state)
 
     @property
@@ -642,3 +645,45 @@ class MemorySchedules:
     def _replace(self, found: Schedule, **changes: Any) -> Schedule:
         changed = self._rows[found.name] = replace(found, **changes, updated_at=utcnow())
         return changed
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+class MemoryTokens:
+    """The HTTP API's tokens, in the store's shared state."""
+
+    def __init__(self, state: _State) -> None:
+        self._mutex = state.mutex
+        self._tokens = state.tokens
+
+    def create(self, token: NewToken) -> Token:
+        with self._mutex:
+            if token.id in self._tokens:
+                raise UsageError(f"a token with the id {token.id} exists already")
+            made = Token(
+                token.id, token.name, token.secret_hash, token.scopes, token.projects, utcnow()
+            )
+            self._tokens[token.id] = made
+            return made
+
+    def find(self, token_id: str) -> Token | None:
+        with self._mutex:
+            return self._tokens.get(token_id)
+
+    def list(self) -> list[Token]:
+        with self._mutex:
+            return sorted(self._tokens.values(), key=lambda t: (t.created_at, t.id))
+
+    def revoke(self, token_id: str) -> Token | None:
+        with self._mutex:
+            token = self._tokens.get(token_id)
+            if token is not None and token.revoked_at is None:
+                token = self._tokens[token_id] = replace(token, revoked_at=utcnow())
+            return token
+
+    def touch(self, token_id: str) -> None:
+        with self._mutex:
+            token = self._tokens.get(token_id)
+            if token is not None:
+                self._tokens[token_id] = replace(token, last_used_at=utcnow())

@@ -67,6 +67,7 @@ class Connection:
         self.run_attempts: Collection[Document] = database[location.run_attempts]
         self.workers: Collection[Document] = database[location.workers]
         self.schedules: Collection[Document] = database[location.schedules]
+        self.tokens: Collection[Document] = database[location.tokens]
         self._forced_transactions = transactions
         self._facts: ServerFacts | None = None
         self._facts_guard = threading.Lock()

@@ -3,7 +3,8 @@
 The URL comes from ``store = "mongodb://…"`` or from the seed's table form
 ``tracker = { type = "mongo", options = { uri, db, appliedCollection, lockCollection } }``;
 the run queue's collections are ``runsCollection``, ``runAttemptsCollection``,
-``workersCollection`` and ``schedulesCollection``.
+``workersCollection`` and ``schedulesCollection``; the HTTP API's tokens are in
+``tokensCollection``.
 The database is the ``db`` option, else the URL's path; one of them is required.
 """
 
@@ -27,6 +28,7 @@ COLLECTION_OPTIONS: dict[str, str] = {
     "runAttemptsCollection": "runce.run_attempts",
     "workersCollection": "runce.workers",
     "schedulesCollection": "runce.schedules",
+    "tokensCollection": "runce.tokens",
 }
 KNOWN_OPTIONS = frozenset({"uri", "url", "db", *COLLECTION_OPTIONS})
 # MongoDB refuses these in database names (and "." is taken by collection namespaces).
@@ -45,6 +47,7 @@ class Location:
     run_attempts: str = COLLECTION_OPTIONS["runAttemptsCollection"]
     workers: str = COLLECTION_OPTIONS["workersCollection"]
     schedules: str = COLLECTION_OPTIONS["schedulesCollection"]
+    tokens: str = COLLECTION_OPTIONS["tokensCollection"]
 
     @property
     def description(self) -> str:
@@ -97,6 +100,7 @@ def location_of(spec: StoreSpec) -> Location:
         run_attempts=names["runAttemptsCollection"],
         workers=names["workersCollection"],
         schedules=names["schedulesCollection"],
+        tokens=names["tokensCollection"],
     )
 
 

@@ -2,12 +2,12 @@
 
 Collections need no DDL, so the schema version is how far the indexes exist: each migration
 is a set of indexes (1: the once tasks' ``applied`` and ``history``; 2: the run queue's
-``runs`` and ``run_attempts``; 3: ``schedules``), and the version is the last migration
-whose indexes, and all earlier ones', are all there. Reads never create anything (a missing
-database reads as empty); the first write creates every index unless ``auto_migrate`` is
-off, and ``runce db upgrade`` creates them on demand. Indexes are recognised by their keys,
-not their names, and keep MongoDB's default names, so an index the seed's tool made on
-``id`` counts and does not clash.
+``runs`` and ``run_attempts``; 3: ``schedules``; 4: the HTTP API's ``tokens``), and the
+version is the last migration whose indexes, and all earlier ones', are all there. Reads
+never create anything (a missing database reads as empty); the first write creates every
+index unless ``auto_migrate`` is off, and ``runce db upgrade`` creates them on demand.
+Indexes are recognised by their keys, not their names, and keep MongoDB's default names, so
+an index the seed's tool made on ``id`` counts and does not clash.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from runce.errors import SchemaError
 from runce.stores.base import SchemaStatus
 from runce.stores.mongo.connection import Connection, Document
 
-MIGRATIONS = ("0001_once_tasks", "0002_runs", "0003_schedules")
+MIGRATIONS = ("0001_once_tasks", "0002_runs", "0003_schedules", "0004_tokens")
 LATEST = len(MIGRATIONS)
 Keys = tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
 class Index:
-    collection: str  # a role: "applied", "history", "runs", "run_attempts", "schedules"
+    collection: str  # a role: "applied", "history", "runs", "run_attempts", "schedules", ...
     keys: Keys
     unique: bool = False
     partial: Mapping[str, Any] | None = None
@@ -95,8 +95,11 @@ SCHEDULE_INDEXES = (
         version=3,
     ),
 )
-INDEXES = INDEXES + RUN_INDEXES + SCHEDULE_INDEXES
-_ROLES = ("applied", "history", "runs", "run_attempts", "schedules")
+TOKEN_INDEXES = (
+    Index("tokens", (("createdAt", 1), ("_id", 1)), purpose="tokens oldest first", version=4),
+)
+INDEXES = INDEXES + RUN_INDEXES + SCHEDULE_INDEXES + TOKEN_INDEXES
+_ROLES = ("applied", "history", "runs", "run_attempts", "schedules", "tokens")
 
 
 class Schema:
@@ -155,6 +158,7 @@ class Schema:
                         "run_attempts": _collection_doc(location.run_attempts, "run_attempts"),
                         "workers": {"name": location.workers, "indexes": []},
                         "schedules": _collection_doc(location.schedules, "schedules"),
+                        "tokens": _collection_doc(location.tokens, "tokens"),
                     },
                 },
                 indent=2,
@@ -176,6 +180,7 @@ class Schema:
             "runs": self._conn.runs,
             "run_attempts": self._conn.run_attempts,
             "schedules": self._conn.schedules,
+            "tokens": self._conn.tokens,
         }[name]
 
     def _needs_upgrade(self) -> str:

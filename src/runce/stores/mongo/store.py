@@ -17,6 +17,7 @@ from runce.stores.mongo.lock import MongoLock
 from runce.stores.mongo.queue import MongoRunQueue
 from runce.stores.mongo.schedules import MongoSchedules
 from runce.stores.mongo.schema import Schema
+from runce.stores.mongo.tokens import MongoTokens
 from runce.stores.mongo.tracker import MongoTracker
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class MongoStore:
         self._lock = MongoLock(conn, self._schema)
         self._runs = MongoRunQueue(conn, self._schema)
         self._schedules = MongoSchedules(conn, self._schema)
+        self._tokens = MongoTokens(conn, self._schema)
 
     @property
     def description(self) -> str:
@@ -53,6 +55,11 @@ class MongoStore:
     def schedules(self) -> MongoSchedules:
         """Cron schedules (``runce.schedules``)."""
         return self._schedules
+
+    @property
+    def tokens(self) -> MongoTokens:
+        """The HTTP API's bearer tokens (``runce.tokens``)."""
+        return self._tokens
 
     @property
     def supports_transactions(self) -> bool:

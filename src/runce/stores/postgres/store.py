@@ -12,6 +12,7 @@ from runce.stores.postgres.location import connect_timeout, target_of
 from runce.stores.postgres.lock import PostgresLock
 from runce.stores.postgres.queue import PostgresRunQueue
 from runce.stores.postgres.schedules import PostgresSchedules
+from runce.stores.postgres.tokens import PostgresTokens
 from runce.stores.postgres.tracker import PostgresTracker
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class PostgresStore:
         self._tracker = PostgresTracker(db, self._lock)
         self._runs = PostgresRunQueue(db)
         self._schedules = PostgresSchedules(db)
+        self._tokens = PostgresTokens(db)
 
     @property
     def description(self) -> str:
@@ -49,6 +51,10 @@ class PostgresStore:
     @property
     def schedules(self) -> PostgresSchedules:
         return self._schedules
+
+    @property
+    def tokens(self) -> PostgresTokens:
+        return self._tokens
 
     @property
     def supports_transactions(self) -> bool:

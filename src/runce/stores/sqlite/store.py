@@ -15,6 +15,7 @@ from runce.stores.sqlite.location import busy_timeout, database_path, url_of
 from runce.stores.sqlite.lock import SQLiteLock
 from runce.stores.sqlite.queue import SQLiteRunQueue
 from runce.stores.sqlite.schedules import SQLiteSchedules
+from runce.stores.sqlite.tokens import SQLiteTokens
 from runce.stores.sqlite.tracker import SQLiteTracker
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class SQLiteStore:
         self._lock = SQLiteLock(db)
         self._runs = SQLiteRunQueue(db)
         self._schedules = SQLiteSchedules(db)
+        self._tokens = SQLiteTokens(db)
 
     @property
     def description(self) -> str:
@@ -52,6 +54,10 @@ class SQLiteStore:
     @property
     def schedules(self) -> SQLiteSchedules:
         return self._schedules
+
+    @property
+    def tokens(self) -> SQLiteTokens:
+        return self._tokens
 
     @property
     def supports_transactions(self) -> bool:

@@ -1,0 +1,61 @@
+"""``create_app(config)``: the FastAPI application ``runce serve`` runs (A-1).
+
+The store is opened once per process (:func:`runce.runs.api.shared_store`) and shared by
+every request; routes are plain ``def`` functions that FastAPI runs on its thread pool,
+which every store supports (SQLite hands each thread a pooled connection of its own).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from runce._version import __version__
+from runce.api import openapi, problems, routes_runs, routes_worker
+from runce.api.bodylimit import BodyLimit
+from runce.api.context import ApiContext
+from runce.api.ratelimit import RateLimiter
+from runce.api.routes_misc import router as misc_router
+from runce.api.tokens import token_store
+from runce.config import ConfigArg, Rate, resolve_config
+from runce.runs import api as runs_api
+
+DESCRIPTION = """\
+runce's durable job queue over HTTP: enqueue, read and cancel runs; remote workers claim
+and complete them through the worker endpoints. Every `/v1` route needs a bearer token
+(`runce tokens create`); every error is `application/problem+json`.
+"""
+
+
+def create_app(config: ConfigArg = None) -> FastAPI:
+    """The HTTP service for ``config`` (a path, values, a loaded config, or None to find
+    it from the current directory)."""
+    cfg = resolve_config(config)
+    service = runs_api.service(cfg)
+    store = runs_api.shared_store(cfg.store)
+    app = FastAPI(
+        title="runce",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runce = ApiContext(
+        config=cfg,
+        store=store,
+        runs=service,
+        tokens=token_store(store),
+        enqueue_limit=_limiter(cfg.api.enqueue_rate),
+        cancel_limit=_limiter(cfg.api.cancel_rate),
+    )
+    problems.install(app)
+    app.add_middleware(BodyLimit, max_body=cfg.api.max_body)
+    openapi.install(app)
+    app.include_router(misc_router)
+    app.include_router(routes_runs.router)
+    app.include_router(routes_worker.router)
+    app.include_router(routes_worker.readers)
+    return app
+
+
+def _limiter(rate: Rate | None) -> RateLimiter | None:
+    return RateLimiter(rate) if rate is not None else None

@@ -1,0 +1,37 @@
+"""What every route works with: the configuration, the store opened once per app, the run
+service over its queue, the tokens and the rate limits. Routes get it with
+``Depends(context)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from runce.api.ratelimit import RateLimiter
+from runce.api.tokens import LastUsed
+from runce.config import Config
+from runce.runs.service import RunService
+from runce.stores.base import Store
+from runce.stores.queue import RunQueue
+from runce.stores.tokens import TokenStore
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    config: Config
+    store: Store
+    runs: RunService
+    tokens: TokenStore
+    enqueue_limit: RateLimiter | None = None
+    cancel_limit: RateLimiter | None = None
+    last_used: LastUsed = field(default_factory=LastUsed)
+
+    @property
+    def queue(self) -> RunQueue:
+        return self.runs.queue
+
+
+def context(request: Request) -> ApiContext:
+    found: ApiContext = request.app.state.runce
+    return found

@@ -1,0 +1,165 @@
+"""``/v1/runs`` for callers: enqueue, read, list, cancel, retry, prune (A-1).
+
+Each route is a thin call into :class:`~runce.runs.service.RunService`; runce's own errors
+become problems in :mod:`runce.api.problems`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from runce.api.auth import Caller, require
+from runce.api.context import ApiContext, context
+from runce.api.problems import ProblemError, answers, field_errors
+from runce.api.ratelimit import spend
+from runce.api.schemas import (
+    IDEMPOTENCY_KEY,
+    AttemptList,
+    AttemptModel,
+    EnqueueRequest,
+    Moment,
+    PruneRequest,
+    PruneResult,
+    RunList,
+    RunModel,
+)
+from runce.errors import InvalidInput
+from runce.runs.service import MAX_PAGE
+from runce.stores.queue import Run, RunFilter, RunState
+
+router = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 422, 503))
+
+Ctx = Annotated[ApiContext, Depends(context)]
+Reader = Annotated[Caller, Depends(require("runs:read"))]
+Writer = Annotated[Caller, Depends(require("runs:write"))]
+Pruner = Annotated[Caller, Depends(require("runs:write", all_projects=True))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY,
+        description="1-200 printable ASCII characters without spaces (a UUID, say)",
+    ),
+]
+
+
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=RunModel,
+    responses={
+        200: {"model": RunModel, "description": "An earlier run with the same key and body"},
+        **answers(409, 413, 429),
+    },
+)
+def enqueue(
+    body: EnqueueRequest,
+    response: Response,
+    ctx: Ctx,
+    caller: Writer,
+    key: IdempotencyKey = None,
+) -> RunModel:
+    """Enqueue a run; with ``Idempotency-Key``, the same key and body return the same run."""
+    spend(ctx.enqueue_limit, caller.token.id, "enqueue")
+    project_id = caller.check_project(body.project_id)
+    body = body.model_copy(update={"project_id": project_id})
+    try:
+        [result] = ctx.runs.enqueue_results(
+            body.kind,
+            [body.input],
+            idempotency_keys=[key],
+            run_at=body.run_at,
+            max_attempts=body.max_attempts,
+            priority=body.priority,
+            project_id=body.project_id,
+            correlation_id=body.correlation_id,
+        )
+    except InvalidInput as exc:
+        errors = field_errors([{"loc": ["input", *e["loc"]], "msg": e["msg"]} for e in exc.errors])
+        raise ProblemError("invalid-input", str(exc), errors=errors or None) from None
+    if not result.created:
+        _check_same_request(body, result.run)
+        response.status_code = 200
+    return RunModel.from_run(result.run)
+
+
+def _check_same_request(body: EnqueueRequest, run: Run) -> None:
+    """The library compares kind and input; a key reused with other options is a conflict
+    too, and so is one used in another project (that run is not the caller's to see)."""
+    differs = [
+        name
+        for name, given, stored in (
+            ("project_id", body.project_id, run.project_id),
+            ("priority", body.priority, run.priority),
+            ("correlation_id", body.correlation_id, run.correlation_id),
+            ("max_attempts", body.max_attempts or run.max_attempts, run.max_attempts),
+            ("run_at", body.run_at or run.run_at, run.run_at),
+        )
+        if given != stored
+    ]
+    if differs:
+        raise ProblemError(
+            "idempotency-conflict",
+            f"idempotency key {run.idempotency_key!r} was already used with a different "
+            f"{', '.join(differs)}",
+        )
+
+
+@router.get("/runs", response_model=RunList)
+def list_runs(
+    ctx: Ctx,
+    caller: Reader,
+    project_id: str | None = None,
+    state: RunState | None = None,
+    kind: str | None = None,
+    since: Moment | None = None,
+    before: Moment | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> RunList:
+    """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    filters = RunFilter(caller.check_project(project_id), state, kind, since, before)
+    page = ctx.runs.page(filters, cursor=cursor, limit=limit)
+    return RunList(runs=[RunModel.from_run(r) for r in page.runs], next_cursor=page.next_cursor)
+
+
+@router.get("/runs/{run_id}", response_model=RunModel, responses=answers(404))
+def get_run(run_id: str, ctx: Ctx, caller: Reader) -> RunModel:
+    return RunModel.from_run(caller.check_run(ctx.runs.get(run_id)))
+
+
+@router.get("/runs/{run_id}/attempts", response_model=AttemptList, responses=answers(404))
+def attempts(run_id: str, ctx: Ctx, caller: Reader) -> AttemptList:
+    """The attempts that did not succeed, oldest first."""
+    caller.check_run(ctx.runs.get(run_id))
+    records = ctx.runs.attempts(run_id)
+    return AttemptList(attempts=[AttemptModel.from_record(r) for r in records])
+
+
+@router.post("/runs/{run_id}:cancel", response_model=RunModel, responses=answers(404, 409, 429))
+def cancel(run_id: str, ctx: Ctx, caller: Writer) -> RunModel:
+    """Queued: canceled now. Running: asked to stop (``cancel_requested``)."""
+    spend(ctx.cancel_limit, caller.token.id, "cancel")
+    caller.check_run(ctx.runs.get(run_id))
+    return RunModel.from_run(ctx.runs.cancel(run_id))
+
+
+@router.post("/runs/{run_id}:retry", response_model=RunModel, responses=answers(404, 409))
+def retry(run_id: str, ctx: Ctx, caller: Writer) -> RunModel:
+    """A failed or canceled run back to the queue, with one more attempt."""
+    caller.check_run(ctx.runs.get(run_id))
+    return RunModel.from_run(ctx.runs.retry(run_id))
+
+
+@router.post("/runs:prune", response_model=PruneResult, responses=answers(413))
+def prune(body: PruneRequest, ctx: Ctx, caller: Pruner) -> PruneResult:
+    """Delete finished runs of every project (so only a token bound to no project may);
+    absent ages take the server's ``runs.retention.*``."""
+    retention = ctx.config.retention
+    deleted = ctx.runs.prune(
+        retention.succeeded if body.succeeded_after is None else body.succeeded_after,
+        retention.failed if body.failed_after is None else body.failed_after,
+    )
+    return PruneResult(deleted=deleted)

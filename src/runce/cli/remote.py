@@ -1,0 +1,226 @@
+"""``--remote [URL]``: the runs commands, ``runce workers`` and ``runce worker`` against a
+runce server (``runce serve``) instead of the store (R-7, A-3).
+
+The commands talk to one object with the library's method names (:class:`Runs`): on the
+store it is :class:`LocalRuns`, the library's entry points bound to the configuration;
+remotely it is :class:`runce.Client`. Nothing else in a command knows which it has, so
+output and exit codes cannot drift apart between the two.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import click
+
+from runce.config import Config
+from runce.errors import UsageError
+
+if TYPE_CHECKING:
+    from runce.api.client import Client
+    from runce.api.remote_queue import HttpRunQueue
+    from runce.runs.service import RunPage
+    from runce.stores.queue import AttemptRecord, Run, RunState, WorkerInfo
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+URL_ENV = "RUNCE_API_URL"
+TOKEN_ENV = "RUNCE_API_TOKEN"
+API_EXTRA = "--remote needs the HTTP client: pip install 'nurv-runce[api]'"
+_BARE = "\x00bare"  # what click passes for a --remote given without a URL
+_EXTRA_MODULES = {"httpx", "httpcore", "anyio"}
+
+
+def remote_options(fn: F) -> F:
+    """``--remote [URL]`` and ``--token``, on every command that can use a server."""
+    fn = click.option(
+        "--token",
+        metavar="TOKEN",
+        envvar=TOKEN_ENV,
+        show_envvar=True,
+        help="Bearer token for --remote (from `runce tokens create`).",
+    )(fn)
+    fn = click.option(
+        "--remote",
+        is_flag=False,
+        flag_value=_BARE,
+        default=None,
+        metavar="[URL]",
+        help=f"Use the runce server at URL instead of the store (bare --remote: ${URL_ENV}).",
+    )(fn)
+    return fn
+
+
+class Runs(Protocol):
+    """What the commands do with runs: the library's names, on a store or on a server."""
+
+    def enqueue(
+        self,
+        kind: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        priority: int = 0,
+        project_id: str | None = None,
+    ) -> Run: ...
+
+    def get_run(self, run_id: str) -> Run: ...
+
+    def list_runs(
+        self,
+        *,
+        project_id: str | None = None,
+        state: RunState | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> RunPage: ...
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]: ...
+
+    def cancel_run(self, run_id: str) -> Run: ...
+
+    def retry_run(self, run_id: str) -> Run: ...
+
+    def prune_runs(self) -> int: ...
+
+    def workers(self) -> list[WorkerInfo]: ...
+
+
+class LocalRuns:
+    """The library's entry points (:mod:`runce.runs.api`) on the configured store."""
+
+    def __init__(self, config: Config) -> None:
+        from runce.runs import api
+
+        self._api = api
+        self._config = config
+        self.description = api.shared_store(config.store).description
+
+    def enqueue(
+        self,
+        kind: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        priority: int = 0,
+        project_id: str | None = None,
+    ) -> Run:
+        return self._api.enqueue(
+            kind,
+            input,
+            idempotency_key=idempotency_key,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            priority=priority,
+            project_id=project_id,
+            config=self._config,
+        )
+
+    def get_run(self, run_id: str) -> Run:
+        return self._api.get_run(run_id, config=self._config)
+
+    def list_runs(
+        self,
+        *,
+        project_id: str | None = None,
+        state: RunState | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> RunPage:
+        return self._api.list_runs(
+            project_id=project_id,
+            state=state,
+            kind=kind,
+            since=since,
+            before=before,
+            cursor=cursor,
+            limit=limit,
+            config=self._config,
+        )
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        return self._api.service(self._config).attempts(run_id)
+
+    def cancel_run(self, run_id: str) -> Run:
+        return self._api.cancel_run(run_id, config=self._config)
+
+    def retry_run(self, run_id: str) -> Run:
+        return self._api.retry_run(run_id, config=self._config)
+
+    def prune_runs(self) -> int:
+        return self._api.prune_runs(config=self._config)
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._api.queue_of(self._api.shared_store(self._config.store)).workers()
+
+
+def open_runs(config: Config, remote: str | None, token: str | None) -> Runs:
+    """The store's runs, or the server's with ``--remote``; says which on stderr (stdout
+    stays the command's own)."""
+    if remote is None:
+        local = LocalRuns(config)
+        _note(f"store: {local.description}")
+        return local
+    client = open_client(remote, token)
+    _note(f"server: {client.url}")
+    return client
+
+
+def open_client(remote: str, token: str | None) -> Client:
+    url = remote_url(remote)
+    try:
+        from runce.api.client import Client
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] in _EXTRA_MODULES:
+            raise UsageError(API_EXTRA) from None
+        raise
+    # httpx logs every request at info, which the CLI's own log lines would drown in.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return Client(url, token)
+
+
+def remote_queue(config: Config, remote: str, token: str | None, drain: bool) -> HttpRunQueue:
+    """A remote worker's queue. An idle claim waits on the server for work up to a third
+    of the lease (at most 2 s, so a stop is quick); with ``--drain`` it does not wait."""
+    client = open_client(remote, token)
+    _note(f"server: {client.url}")
+    from runce.api.remote_queue import HttpRunQueue
+
+    long_poll = 0.0 if drain else min(2.0, config.worker.lease / 3)
+    return HttpRunQueue(client, long_poll=long_poll)
+
+
+def remote_url(value: str) -> str:
+    """The server's URL from ``--remote URL``, or from ``RUNCE_API_URL`` for a bare one."""
+    if value != _BARE:
+        if "://" not in value:
+            raise UsageError(
+                f"--remote {value!r} is not a URL like http://127.0.0.1:8080; to use "
+                f"{URL_ENV}, put a bare --remote after the command's arguments"
+            )
+        return value
+    url = os.environ.get(URL_ENV, "").strip()
+    if not url:
+        raise UsageError(
+            f"--remote without a URL uses {URL_ENV}, which is not set; "
+            "give one: --remote http://127.0.0.1:8080"
+        )
+    return url
+
+
+def _note(text: str) -> None:
+    click.echo(click.style(text, dim=True), err=True)

@@ -1,0 +1,12 @@
+-- The HTTP API's bearer tokens (A-2): the sha256 of each secret, never the secret. Scopes
+-- and projects are JSON arrays (no projects: every project). Times are ISO-8601 UTC text.
+CREATE TABLE runce_tokens (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    secret_hash  TEXT NOT NULL,
+    scopes       TEXT NOT NULL,
+    projects     TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    revoked_at   TEXT,
+    last_used_at TEXT
+);

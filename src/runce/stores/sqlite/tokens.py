@@ -1,0 +1,100 @@
+"""The HTTP API's tokens (A-2) in ``runce_tokens``: each call one short transaction."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from runce.errors import UsageError
+from runce.stores.sqlite import schema
+from runce.stores.sqlite.connection import Database
+from runce.stores.sqlite.queries import query
+from runce.stores.tokens import NewToken, Token
+from runce.timeutil import from_iso
+
+T = TypeVar("T")
+
+# The schema version that brings the tokens table (migrations/0004_tokens.sql).
+TOKENS_VERSION = 4
+
+
+class SQLiteTokens:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, token: NewToken) -> Token:
+        params = {
+            "id": token.id,
+            "name": token.name,
+            "secret_hash": token.secret_hash,
+            "scopes": json.dumps(list(token.scopes)),
+            "projects": json.dumps(list(token.projects)),
+        }
+        made = self._change("insert_token", params, what=f"create token {token.id}")
+        if made is None:
+            raise UsageError(f"a token with the id {token.id} exists already")
+        return made
+
+    def find(self, token_id: str) -> Token | None:
+        def work(conn: sqlite3.Connection) -> Token | None:
+            rows = _fetch(conn, "get_token", {"id": token_id})
+            return token_from(rows[0]) if rows else None
+
+        return self._read(work, None, what=f"read token {token_id}")
+
+    def list(self) -> list[Token]:
+        def work(conn: sqlite3.Connection) -> list[Token]:
+            return [token_from(row) for row in _fetch(conn, "list_tokens", {})]
+
+        return self._read(work, [], what="list tokens")
+
+    def revoke(self, token_id: str) -> Token | None:
+        return self._change("revoke_token", {"id": token_id}, what=f"revoke token {token_id}")
+
+    def touch(self, token_id: str) -> None:
+        self._change("touch_token", {"id": token_id}, what=f"note the use of token {token_id}")
+
+    def _change(self, name: str, params: dict[str, Any], *, what: str) -> Token | None:
+        def work(conn: sqlite3.Connection) -> Token | None:
+            rows = _fetch(conn, name, {**params, "now": _now(conn)})
+            return token_from(rows[0]) if rows else None
+
+        return self._db.write(work, what=what)
+
+    def _read(self, work: Callable[[sqlite3.Connection], T], empty: T, *, what: str) -> T:
+        """A read; ``empty`` while the file has no tokens table yet (reads never migrate)."""
+
+        def guarded(conn: sqlite3.Connection) -> T:
+            return empty if schema.user_version(conn) < TOKENS_VERSION else work(conn)
+
+        return self._db.read(guarded, empty=empty, what=what)
+
+
+def token_from(row: sqlite3.Row) -> Token:
+    return Token(
+        id=row["id"],
+        name=row["name"],
+        secret_hash=row["secret_hash"],
+        scopes=tuple(json.loads(row["scopes"])),
+        projects=tuple(json.loads(row["projects"])),
+        created_at=from_iso(row["created_at"]),
+        revoked_at=None if row["revoked_at"] is None else from_iso(row["revoked_at"]),
+        last_used_at=None if row["last_used_at"] is None else from_iso(row["last_used_at"]),
+    )
+
+
+def _fetch(conn: sqlite3.Connection, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row  # by name, without changing the connection's rows
+    rows: list[sqlite3.Row] = cursor.execute(query(name), params).fetchall()
+    return rows
+
+
+def _now(conn: sqlite3.Connection) -> str:
+    """SQLite's clock, as the run queue reads it: once per transaction."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    now: str = cursor.execute(query("now")).fetchone()[0]
+    return now

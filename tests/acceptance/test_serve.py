@@ -1,0 +1,243 @@
+"""`runce serve` and `runce tokens` as users run them: real processes, requests with httpx."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.acceptance.conftest import RUNCE, Workspace, clean_env
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Server:
+    """`runce serve` in a subprocess of a workspace, on a port of its own."""
+
+    def __init__(self, space: Workspace) -> None:
+        self.space = space
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = space.start("serve", "--port", str(self.port), "--log-level", "warning")
+        deadline = time.monotonic() + 60
+        while not self._healthy():
+            assert self.proc.poll() is None, self.proc.communicate()
+            assert time.monotonic() < deadline, "runce serve did not start"
+            time.sleep(0.05)
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def token(self, *scopes: str, name: str = "t") -> str:
+        args = [arg for scope in scopes for arg in ("--scope", scope)]
+        made = self.space.runce("tokens", "create", name, *args)
+        assert made.returncode == 0, made.stderr
+        return made.stdout.strip()
+
+    def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def sqlite_space(tmp_path: Path) -> Iterator[Workspace]:
+    space = Workspace(tmp_path, "sqlite:///.runce/runce.db")
+    yield space
+    space.reap()
+
+
+@pytest.fixture
+def postgres_space(postgres_server: str, tmp_path: Path) -> Iterator[Workspace]:
+    from tests import services
+
+    schema = f"runce_t_{uuid.uuid4().hex[:12]}"
+    space = Workspace(tmp_path, postgres_server, f'schema = "{schema}"\n')
+    yield space
+    space.reap()
+    services.drop_schema(postgres_server, schema)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_serve_with_a_token_from_the_cli_then_stop_on_sigterm(sqlite_space: Workspace) -> None:
+    server = Server(sqlite_space)
+    token = server.token("runs:read", "runs:write", name="ci")
+    assert token.startswith("rnc_")
+    with httpx.Client(base_url=server.url, headers=_bearer(token), timeout=10) as client:
+        made = client.post("/v1/runs", json={"kind": "email.send", "input": {"to": "a@b"}})
+        assert made.status_code == 201
+        run = made.json()
+        assert client.get(f"/v1/runs/{run['id']}").json() == run
+        assert client.get("/v1/runs").json()["runs"] == [run]
+        assert httpx.get(f"{server.url}/v1/runs", timeout=10).status_code == 401
+        assert client.post("/v1/runs:claim", json={"worker_id": "w", "lease": 5}).status_code == 403
+        health = httpx.get(f"{server.url}/healthz", timeout=10).json()
+        assert health["status"] == "ok"
+        assert health["store"].endswith(".runce/runce.db")
+    # The same run, read by the library from the same store.
+    listed = sqlite_space.runce("runs", "list", "--json")
+    assert [r["id"] for r in json.loads(listed.stdout)["runs"]] == [run["id"]]
+    code, err = server.stop()
+    assert code == 0, err
+    assert "runce serve: stopped" in err
+
+
+def test_tokens_are_listed_without_secrets_and_revoked_at_once(sqlite_space: Workspace) -> None:
+    server = Server(sqlite_space)
+    token = server.token("runs:read", name="reader")
+    made = sqlite_space.runce(
+        "tokens", "create", "shop", "--scope", "runs:write", "--project", "shop", "--json"
+    )
+    shop = json.loads(made.stdout)
+    assert (shop["scopes"], shop["projects"], shop["token"][:4]) == (
+        ["runs:write"],
+        ["shop"],
+        "rnc_",
+    )
+    assert httpx.get(f"{server.url}/v1/runs", headers=_bearer(token), timeout=10).status_code == 200
+    listed = sqlite_space.runce("tokens", "list", "--json")
+    assert listed.returncode == 0
+    assert token.split("_")[2] not in listed.stdout
+    assert "secret" not in listed.stdout
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["reader"]["last_used_at"] is not None
+    assert rows["shop"]["projects"] == ["shop"]
+    table = sqlite_space.runce("tokens", "list")
+    assert "reader" in table.stdout
+    assert "runs:read" in table.stdout
+    token_id = token.split("_")[1]
+    revoked = sqlite_space.runce("tokens", "revoke", token_id)
+    assert revoked.returncode == 0
+    assert f"revoked token {token_id}" in revoked.stdout
+    answer = httpx.get(f"{server.url}/v1/runs", headers=_bearer(token), timeout=10)
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+    unknown = sqlite_space.runce("tokens", "revoke", "ffffffffffff")
+    assert unknown.returncode == 2
+    assert unknown.stderr.count("\n") == 1
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("[api]\nport = 70000\n", "api.port must be a TCP port"),
+        ('[api.rate_limit]\nenqueue = "fast"\n', "api.rate_limit.enqueue must be a rate"),
+        ('[api]\nmax_body = "lots"\n', "api.max_body must be a size"),
+    ],
+)
+def test_bad_config_is_one_sentence_and_exit_2(
+    sqlite_space: Workspace, setting: str, words: str
+) -> None:
+    sqlite_space.write_config(setting)
+    result = sqlite_space.runce("serve")
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_port_in_use_is_one_sentence_and_exit_2(sqlite_space: Workspace) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = sqlite_space.runce("serve", "--port", port)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def _race(server: Server, token: str) -> list[tuple[int, Any]]:
+    """20 concurrent enqueues with one Idempotency-Key, released together."""
+    barrier = threading.Barrier(20)
+    answers: list[tuple[int, Any]] = []
+    mutex = threading.Lock()
+    headers = {**_bearer(token), "Idempotency-Key": "order-4711"}
+    body = {"kind": "invoice.send", "input": {"order": 4711}}
+
+    def post() -> None:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+            barrier.wait()
+            answer = client.post("/v1/runs", json=body)
+        with mutex:
+            answers.append((answer.status_code, answer.json()))
+
+    threads = [threading.Thread(target=post) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def _check_one_run(server: Server, token: str, answers: list[tuple[int, Any]]) -> None:
+    assert sorted(code for code, _ in answers) == [200] * 19 + [201]
+    bodies = {json.dumps(body, sort_keys=True) for _, body in answers}
+    assert len(bodies) == 1, bodies
+    [run] = [json.loads(b) for b in bodies]
+    listed = httpx.get(f"{server.url}/v1/runs", headers=_bearer(token), timeout=10).json()
+    assert [r["id"] for r in listed["runs"]] == [run["id"]]
+
+
+def test_twenty_concurrent_enqueues_with_one_key_make_one_run_on_sqlite(
+    sqlite_space: Workspace,
+) -> None:
+    sqlite_space.write_config('[api.rate_limit]\nenqueue = "100/s"\n')
+    server = Server(sqlite_space)
+    token = server.token("runs:read", "runs:write")
+    _check_one_run(server, token, _race(server, token))
+    server.stop()
+
+
+@pytest.mark.postgres
+def test_twenty_concurrent_enqueues_with_one_key_make_one_run_on_postgres(
+    postgres_space: Workspace,
+) -> None:
+    postgres_space.write_config('[api.rate_limit]\nenqueue = "100/s"\n')
+    server = Server(postgres_space)
+    token = server.token("runs:read", "runs:write")
+    _check_one_run(server, token, _race(server, token))
+    server.stop()
+
+
+def test_without_the_http_extra_serve_says_what_to_install(sqlite_space: Workspace) -> None:
+    # A module named like the extra's that cannot be imported stands in for a missing extra.
+    blocker = sqlite_space.root / "blocked"
+    blocker.mkdir()
+    (blocker / "uvicorn.py").write_text("raise ModuleNotFoundError(name='uvicorn')\n")
+    result = subprocess.run(
+        [RUNCE, "serve"],
+        cwd=sqlite_space.root,
+        env=clean_env(PYTHONPATH=str(blocker)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "pip install 'nurv-runce[api]'" in result.stderr
+    assert result.stderr.count("\n") == 1
