@@ -17,7 +17,7 @@ from runce.runs.jobs import Job, JobRegistry
 from runce.runs.service import RunService, backoff_delay
 from runce.runs.worker import Worker, WorkerOptions
 from runce.stores import memory
-from runce.stores.queue import Run
+from runce.stores.queue import NewRun, Run
 
 
 @pytest.fixture
@@ -470,7 +470,7 @@ def test_a_claim_alone_keeps_the_outcomes_held_back_for_a_fuller_batch(
     service.enqueue_many("x", [{}, {}, {}])
     worker = _worker(store, jobs, bus, concurrency=4)
     claimed = store.runs.claim(worker.id, None, limit=2, lease=30)
-    worker._dispatch(claimed)
+    worker._dispatch(claimed, time.monotonic())
     for slot in worker._slots.values():
         assert worker._begin(slot)
     worker._finished.append(Outcome(claimed[0].fence, "succeeded"))
@@ -510,3 +510,18 @@ def test_a_job_context_made_by_hand_needs_its_run() -> None:
     ctx.progress(50)  # without a writer: nothing to store
     with pytest.raises(TypeError, match="needs the run"):
         JobContext()
+
+
+def test_a_run_that_waited_past_its_lease_is_dropped_not_started() -> None:
+    store = memory.MemoryStore(uuid.uuid4().hex)
+    jobs = JobRegistry()
+    calls: list[object] = []
+    jobs.register(Job("late.job", calls.append))
+    store.runs.enqueue([NewRun(id="r1", kind="late.job", input_json="1", max_attempts=3)])
+    worker = Worker(store.runs, WorkerOptions(lease=1.0), jobs=jobs)
+    [claimed] = store.runs.claim(worker.id, None, 1, 1.0)
+    worker._dispatch([claimed], time.monotonic() - 0.9)  # a slow store: 90% of the lease gone
+    [slot] = worker._slots.values()
+    assert not worker._begin(slot)
+    assert (slot.state, worker.summary.lost, calls) == ("lost", 1, [])
+    memory.reset()

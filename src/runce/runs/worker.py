@@ -82,7 +82,9 @@ class WorkerSummary:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-_HELD = frozenset({"waiting", "running"})  # the states that take room in the worker
+_HELD = frozenset({"waiting", "running"})
+# A claimed run is started only if less than this share of its lease has surely passed.
+LEASE_MARGIN = 0.8  # the states that take room in the worker
 
 
 class _Slot:
@@ -90,11 +92,14 @@ class _Slot:
     cancel flag is a plain attribute (the job's context reads it through :meth:`is_set`),
     not a :class:`threading.Event` (nothing waits on it)."""
 
-    __slots__ = ("cancel", "cancel_asked", "ctx", "job", "run", "started", "state")
+    __slots__ = ("cancel", "cancel_asked", "ctx", "job", "renewed", "run", "started", "state")
 
-    def __init__(self, run: Run, job: Job) -> None:
+    def __init__(self, run: Run, job: Job, renewed: float) -> None:
         self.run = run
         self.job = job
+        # time.monotonic() when the request that last set the lease was sent: the lease
+        # holds at least until renewed + lease, whatever the store's clock says.
+        self.renewed = renewed
         self.state: SlotState = "waiting"
         self.cancel = False  # stop: a cancel was asked, the run was released, lost or late
         self.cancel_asked = False  # a heartbeat said someone asked to cancel this run
@@ -270,6 +275,7 @@ class Worker:
             if want
             else None
         )
+        asked_at = time.monotonic()
         try:
             done, claimed = self.queue.exchange(sent, request)
         except StoreError as exc:
@@ -285,7 +291,7 @@ class Worker:
             self._unsent = []
             self._oldest_unsent = None
         self._acknowledged(sent, done)
-        self._dispatch(claimed)
+        self._dispatch(claimed, asked_at)
         return len(claimed)
 
     def _sleep(self) -> None:
@@ -300,13 +306,13 @@ class Worker:
 
     # -- claims and acknowledgements -------------------------------------------------------------
 
-    def _dispatch(self, claimed: list[Run]) -> None:
+    def _dispatch(self, claimed: list[Run], asked_at: float) -> None:
         self.summary.claimed += len(claimed)
         for run in claimed:
             job = self.jobs.get(run.kind)
             if job is None:  # a kind this worker claimed but cannot run: should not happen
                 continue
-            slot = _Slot(run, job)
+            slot = _Slot(run, job, asked_at)
             with self._mutex:
                 self._slots[run.id] = slot
                 self._held += 1
@@ -395,6 +401,7 @@ class Worker:
             held = [s for s in self._slots.values() if s.state != "lost"]
         if not held:
             return
+        asked_at = time.monotonic()
         try:
             beats = self.queue.heartbeat([s.run.fence for s in held], self.options.lease)
         except StoreError as exc:
@@ -402,6 +409,8 @@ class Worker:
             return
         for slot in held:
             beat = beats.get(slot.run.id, "lost")
+            if beat != "lost":
+                slot.renewed = asked_at
             if beat == "cancel":
                 slot.cancel_asked = True
                 slot.cancel = True
@@ -538,6 +547,11 @@ class Worker:
                 return
 
     def _begin(self, slot: _Slot) -> bool:
+        if time.monotonic() - slot.renewed > self.options.lease * LEASE_MARGIN:
+            # Waited so long that the lease may have run out and the run been reclaimed
+            # (a slow store held the heartbeats back): starting it could run it twice.
+            self._lose(slot)
+            return False
         with self._mutex:
             if slot.state != "waiting":
                 return False
