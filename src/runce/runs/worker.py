@@ -288,14 +288,17 @@ class Worker:
 
     def _dispatch(self, claimed: list[Run]) -> None:
         self.summary.claimed += len(claimed)
+        slots = []
         for run in claimed:
             job = self.jobs.get(run.kind)
             if job is None:  # a kind this worker claimed but cannot run: should not happen
                 continue
-            slot = _Slot(run, job)
-            with self._mutex:
-                self._slots[run.id] = slot
-                self._held += 1
+            slots.append(_Slot(run, job))
+        with self._mutex:
+            for slot in slots:
+                self._slots[slot.run.id] = slot
+            self._held += len(slots)
+        for slot in slots:
             self._tasks.put(slot)
 
     def _acknowledged(self, sent: list[Outcome], done: list[Landed | None]) -> None:
@@ -581,7 +584,7 @@ class Worker:
                 result_json=text,
                 error="stopped after a cancel was asked",
             )
-        return Outcome(slot.run.fence, "succeeded", result_json=text)
+        return Outcome(slot.run.fence, "succeeded", text)
 
     def _call(self, slot: _Slot, ctx: JobContext) -> Any:
         job = slot.job

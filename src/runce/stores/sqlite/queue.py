@@ -52,6 +52,7 @@ from runce.stores.sqlite.rows import (
     outcomes_param,
     run_time,
     runs_from,
+    times_reader,
     ttl_modifier,
     worker_from,
     worker_params,
@@ -387,6 +388,7 @@ def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Ru
 def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> list[Landed | None]:
     done: list[Landed | None] = [None] * len(outcomes)
     at = run_time(now)
+    when = times_reader()
     cursor = conn.cursor()
     cursor.row_factory = None
     for positions in _rounds(outcomes):
@@ -397,7 +399,7 @@ def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> li
         # fetchall: a RETURNING statement is only finished once its rows are all read.
         rows = cursor.execute(query("complete_runs"), params).fetchall()
         after = {
-            run_id: Landed(at, run_time(run_at), bool(cancel), progress, message)
+            run_id: Landed(at, when(run_at), bool(cancel), progress, message)
             for run_id, run_at, cancel, progress, message in rows
         }
         for i in positions:
@@ -411,6 +413,8 @@ def _rounds(outcomes: list[Outcome]) -> list[list[int]]:
     A batch names each run once in practice (one round, one statement). Should a run appear
     twice, its second outcome is applied after the first, as if sent in a later call.
     """
+    if len({outcome.fence.run_id for outcome in outcomes}) == len(outcomes):
+        return [list(range(len(outcomes)))]
     rounds: list[list[int]] = []
     seen: dict[str, int] = {}
     for i, outcome in enumerate(outcomes):

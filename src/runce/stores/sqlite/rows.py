@@ -4,7 +4,9 @@ conversion is by name; only times change form (aware datetimes <-> ISO-8601 UTC 
 from __future__ import annotations
 
 import json
+import json.scanner
 import sqlite3
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import datetime
 from operator import itemgetter
@@ -91,7 +93,22 @@ def _time_or_none(text: str | None) -> datetime | None:
 
 
 _RUN_FIELDS = tuple(f.name for f in fields(Run))
-_decode_json = json.JSONDecoder().decode
+_decode_whole = json.JSONDecoder().decode
+# typeshed calls the scanner's argument a scanner; it is the decoder whose settings it takes.
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _decode_json(text: str) -> Any:
+    """JSON the queue wrote (canonical: no whitespace around it), read on the hot path.
+
+    The scanner alone skips ``decode``'s two whitespace matches; anything it does not read
+    whole goes through ``decode``, which says what is wrong with it.
+    """
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        end = -1
+    return value if end == len(text) else _decode_whole(text)
 
 
 def runs_from(cursor: sqlite3.Cursor) -> list[Run]:
@@ -104,11 +121,24 @@ def runs_from(cursor: sqlite3.Cursor) -> list[Run]:
         return []
     names = [column[0] for column in cursor.description]
     pick = itemgetter(*(names.index(name) for name in _RUN_FIELDS))
-    times: dict[str, datetime] = {}  # runs read together share most of their times
-    return [_run_of(pick(row), times) for row in cursor.fetchall()]
+    when = times_reader()
+    return [_run_of(pick(row), when) for row in cursor.fetchall()]
 
 
-def _run_of(values: tuple[Any, ...], times: dict[str, datetime]) -> Run:
+def times_reader() -> Callable[[str], datetime]:
+    """:func:`run_time` remembering what it read: runs read together share most times."""
+    times: dict[str, datetime] = {}
+
+    def when(text: str) -> datetime:
+        moment = times.get(text)
+        if moment is None:
+            moment = times[text] = run_time(text)
+        return moment
+
+    return when
+
+
+def _run_of(values: tuple[Any, ...], when: Callable[[str], datetime]) -> Run:
     (
         id_,
         kind,
@@ -135,13 +165,6 @@ def _run_of(values: tuple[Any, ...], times: dict[str, datetime]) -> Run:
         progress_message,
         cancel_requested,
     ) = values
-
-    def when(text: str) -> datetime:
-        moment = times.get(text)
-        if moment is None:
-            moment = times[text] = run_time(text)
-        return moment
-
     return Run(
         id_,
         kind,
