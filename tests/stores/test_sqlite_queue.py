@@ -526,7 +526,7 @@ def test_retry_at_a_later_time_keeps_the_run_until_then(make: Make) -> None:
 def test_stored_json_is_read_whole_whatever_surrounds_it() -> None:
     import json
 
-    from runce.stores.sqlite.rows import _decode_json
+    from runce.stores.sqlite.runrows import _decode_json
 
     assert _decode_json('{"a":[1,2.5]}') == {"a": [1, 2.5]}
     assert _decode_json(' {"a": 1} ') == {"a": 1}  # not written by runce, still read

@@ -46,14 +46,14 @@ from runce.stores.queue import (
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.queries import query
-from runce.stores.sqlite.rows import (
+from runce.stores.sqlite.rows import ttl_modifier
+from runce.stores.sqlite.runrows import (
     attempt_record_from,
     new_runs_param,
     outcomes_param,
     run_time,
     runs_from,
     times_reader,
-    ttl_modifier,
     worker_from,
     worker_params,
 )
