@@ -471,6 +471,10 @@ def db_sql(config_path: Path | None, tasks_dir: Path | None) -> None:
     click.echo(api.schema_sql(load_cli_config(config_path, tasks_dir)), nl=False)
 
 
+# Their commands register on cli when imported: see LazyGroup.
+cli.lazy_modules.append("runce.cli.runs")
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 
