@@ -121,6 +121,10 @@ def channel_of(schema: str) -> str:
 
 
 class PostgresRunQueue:
+    # Runs a worker claims in one statement (and holds ahead, for quick jobs): a claim or
+    # an acknowledgement is one statement whatever its size, and each exchange is a commit.
+    claim_batch = 500
+
     def __init__(self, db: Database) -> None:
         self._db = db
         self._channel = channel_of(db.target.schema)
