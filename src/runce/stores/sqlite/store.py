@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from runce.stores.base import SchemaStatus, StoreSpec
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import BUSY_TIMEOUT, Database
-from runce.stores.sqlite.location import busy_timeout, database_path, url_of
+from runce.stores.sqlite.location import busy_timeout, database_path, synchronous, url_of
 from runce.stores.sqlite.lock import SQLiteLock
 from runce.stores.sqlite.tracker import SQLiteTracker
 
@@ -84,6 +84,7 @@ def open_store(spec: StoreSpec) -> SQLiteStore:
         database_path(spec),
         auto_migrate=spec.auto_migrate,
         busy_timeout=busy_timeout(spec, BUSY_TIMEOUT),
+        synchronous=synchronous(spec),
     )
     return SQLiteStore(db)
 
