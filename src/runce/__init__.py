@@ -11,8 +11,9 @@ Once tasks are Python files in a ``tasks/`` folder, applied once per environment
     report = runce.run_tasks()          # or `runce run` on the command line
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from runce._version import __version__
-from runce.config import Config, define_config, load_config
 from runce.errors import (
     AuthError,
     ConfigError,
@@ -43,23 +44,45 @@ from runce.errors import (
     UnsupportedFeature,
     UsageError,
 )
-from runce.tasks.api import (
-    StatusReport,
-    alist_applied,
-    arun_pending_on_boot,
-    arun_tasks,
-    atask_status,
-    list_applied,
-    run_pending_on_boot,
-    run_tasks,
-    task_status,
-)
-from runce.tasks.model import Task, TaskContext, task
-from runce.tasks.report import RunReport, TaskResult
-from runce.tasks.states import TaskState
 
-# The job queue's names load on first use, so `runce run` does not pay for the worker.
+if _TYPE_CHECKING:  # what type checkers see; at run time these load on first use (below)
+    from runce.config import Config, define_config, load_config
+    from runce.tasks.api import (
+        StatusReport,
+        alist_applied,
+        arun_pending_on_boot,
+        arun_tasks,
+        atask_status,
+        list_applied,
+        run_pending_on_boot,
+        run_tasks,
+        task_status,
+    )
+    from runce.tasks.model import Task, TaskContext, task
+    from runce.tasks.report import RunReport, TaskResult
+    from runce.tasks.states import TaskState
+
+# Names load on first use: `runce run` reads only what it needs (its fast path, none of
+# these), and nothing pays for the job queue unless it uses it.
 _LAZY = {
+    "Config": "runce.config",
+    "define_config": "runce.config",
+    "load_config": "runce.config",
+    "StatusReport": "runce.tasks.api",
+    "alist_applied": "runce.tasks.api",
+    "arun_pending_on_boot": "runce.tasks.api",
+    "arun_tasks": "runce.tasks.api",
+    "atask_status": "runce.tasks.api",
+    "list_applied": "runce.tasks.api",
+    "run_pending_on_boot": "runce.tasks.api",
+    "run_tasks": "runce.tasks.api",
+    "task_status": "runce.tasks.api",
+    "Task": "runce.tasks.model",
+    "TaskContext": "runce.tasks.model",
+    "task": "runce.tasks.model",
+    "RunReport": "runce.tasks.report",
+    "TaskResult": "runce.tasks.report",
+    "TaskState": "runce.tasks.states",
     "job": "runce.runs.jobs",
     "Job": "runce.runs.jobs",
     "JobContext": "runce.runs.context",

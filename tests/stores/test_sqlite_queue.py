@@ -521,3 +521,14 @@ def test_retry_at_a_later_time_keeps_the_run_until_then(make: Make) -> None:
     assert retried.state == "queued"
     assert abs((retried.run_at - later).total_seconds()) < 0.002
     assert queue.claim("w1", None, limit=1, lease=30) == []
+
+
+def test_stored_json_is_read_whole_whatever_surrounds_it() -> None:
+    import json
+
+    from runce.stores.sqlite.runrows import _decode_json
+
+    assert _decode_json('{"a":[1,2.5]}') == {"a": [1, 2.5]}
+    assert _decode_json(' {"a": 1} ') == {"a": 1}  # not written by runce, still read
+    with pytest.raises(json.JSONDecodeError):
+        _decode_json('{"a":1} trailing')

@@ -488,3 +488,19 @@ def test_a_transaction_on_a_lost_lease_raises_and_writes_nothing(make: Make) -> 
     with pytest.raises(LockLost), store.tracker.transaction(lease) as tx:
         tx.handle.execute("CREATE TABLE never (x)")
     assert store.tracker.applied() == {}
+
+
+def test_synchronous_normal_is_opt_in(make: Make) -> None:
+    durable = make()
+    _record(durable, "t1")
+    quicker = make(options={"synchronous": "NORMAL"})
+    _record(quicker, "t2")
+    levels = {}
+    for name, store in (("default", durable), ("normal", quicker)):
+        conn = store._db.connect()
+        levels[name] = conn.execute("PRAGMA synchronous").fetchone()[0]
+        conn.close()
+    assert levels == {"default": 2, "normal": 1}  # FULL: every commit on disk first
+    assert set(quicker.tracker.applied()) == {"t1", "t2"}
+    with pytest.raises(ConfigError, match="'full' or 'normal'"):
+        make(options={"synchronous": "off"})

@@ -145,3 +145,17 @@ def test_the_input_can_come_from_stdin(project: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert '"from": "stdin"' in result.output
+
+
+def test_help_lists_the_job_queue_commands_that_load_lazily() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, runce.cli; print('runce.cli.runs' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "False", "runce run must not import the queue's commands"
+    shown = CliRunner().invoke(cli, ["--help"])
+    assert shown.exit_code == 0
+    for name in ("run", "status", "worker", "workers", "healthcheck", "runs"):
+        assert f"\n  {name} " in shown.output, name
+    assert CliRunner().invoke(cli, ["runs", "--help"]).exit_code == 0

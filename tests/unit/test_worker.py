@@ -525,3 +525,26 @@ def test_a_run_that_waited_past_its_lease_is_dropped_not_started() -> None:
     assert not worker._begin(slot)
     assert (slot.state, worker.summary.lost, calls) == ("lost", 1, [])
     memory.reset()
+
+
+def test_runs_claimed_ahead_go_back_when_jobs_turn_slow(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    _register(jobs, "x", lambda params: 1)
+    service.enqueue_many("x", [{}] * 12)
+    assert _worker(store, jobs, bus)._batch == 100  # a queue that names no claim_batch
+    worker = _worker(store, jobs, bus, concurrency=2, batch=10)
+    worker._avg_seconds = 0.0  # quick jobs: a batch ahead
+    assert worker._want() == 12
+    worker._dispatch(store.runs.claim(worker.id, None, limit=12, lease=30), time.monotonic())
+    first = next(iter(worker._slots.values()))
+    assert worker._begin(first)
+    worker._release_surplus()
+    assert not worker._finished, "quick jobs keep what they claimed ahead"
+
+    worker._avg_seconds = 1.0  # the jobs turned slow
+    worker._release_surplus()
+    assert [o.kind for o in worker._finished] == ["released"] * 9  # 1 running + 2 waiting stay
+    worker._exchange(worker._take_unsent(time.monotonic()), want=0)
+    assert len(store.runs.claim("w-other", None, limit=20, lease=30)) == 9
+    assert worker._held == 3

@@ -56,7 +56,35 @@ def _store_line(description: str) -> None:
     click.echo(click.style(f"store: {description}", dim=True))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose other modules of commands are imported only when needed: to run a
+    command not defined yet, or to list them all (``--help``). Importing a module registers
+    its commands on this group, as its decorators do."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_modules: list[str] = []
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self._load()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def _load(self) -> None:
+        import importlib
+
+        while self.lazy_modules:
+            importlib.import_module(self.lazy_modules.pop(0))
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", prog_name="runce")
 def cli() -> None:
     """runce runs code once, durably, on the database your service already has.
@@ -441,6 +469,12 @@ def db_upgrade(config_path: Path | None, tasks_dir: Path | None) -> None:
 def db_sql(config_path: Path | None, tasks_dir: Path | None) -> None:
     """Print the DDL of every migration, for DBAs who apply it themselves."""
     click.echo(api.schema_sql(load_cli_config(config_path, tasks_dir)), nl=False)
+
+
+# Their commands register on cli when imported: see LazyGroup.
+cli.lazy_modules.extend(
+    ["runce.cli.runs", "runce.cli.schedules", "runce.cli.serve", "runce.cli.tokens"]
+)
 
 
 # -- entry point --------------------------------------------------------------------------------

@@ -121,16 +121,19 @@ def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
     if not rows:
         return
     widths = [max(len(h), *(len(_plain(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    labels: dict[str, str] = {}  # a thousand rows have a handful of states: style each once
     for row in rows:
-        cells = [styled(row[0], widths[0])] + [
-            c.ljust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        click.echo("  ".join(cells).rstrip())
+        label = labels.get(row[0])
+        if label is None:
+            label = labels[row[0]] = styled(row[0], widths[0])
+        cells = [label] + [c.ljust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    click.echo("\n".join(lines))  # one write, not one per row
 
 
 def _plain(text: str) -> str:
-    return click.unstyle(text)
+    return click.unstyle(text) if "\x1b" in text else text
 
 
 class PlainReporter:

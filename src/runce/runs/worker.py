@@ -50,6 +50,8 @@ from runce.timeutil import utcnow
 log = logging.getLogger("runce.worker")
 
 SlotState = Literal["waiting", "running", "done", "released", "lost"]
+QUICK_JOB = 0.005  # seconds: jobs quicker than this on average are claimed a batch ahead
+DEFAULT_BATCH = 100  # for queues that say nothing (a claim there may be a round trip per run)
 
 
 @dataclass
@@ -62,7 +64,10 @@ class WorkerOptions:
     shutdown_timeout: float = 30.0
     drain: bool = False
     max_time: float | None = None
-    batch: int = 100  # most runs claimed in one statement
+    # Most runs claimed in one statement, and how far a worker of quick jobs claims ahead.
+    # None: the queue's claim_batch (each exchange is a commit, an fsync: the SQL stores
+    # claim 500 in one statement), else DEFAULT_BATCH.
+    batch: int | None = None
     flush_interval: float = 0.05  # acknowledgements wait at most this long
 
 
@@ -145,6 +150,8 @@ class Worker:
         self.id = worker_id or default_worker_id()
         self.summary = WorkerSummary()
         self.kinds = self._kinds()
+        preferred: int = getattr(queue, "claim_batch", DEFAULT_BATCH)
+        self._batch = self.options.batch or preferred
         self._mutex = threading.Lock()
         self._slots: dict[str, _Slot] = {}
         self._held = 0  # slots waiting or running (kept with the states, under the mutex)
@@ -252,8 +259,21 @@ class Worker:
 
     def _room(self) -> int:
         """How many runs to hold: the concurrency, and a batch ahead when jobs are quick."""
-        ahead = self.options.batch if self._avg_seconds < 0.005 else 0
+        ahead = self._batch if self._quick() else 0
         return self.options.concurrency + ahead
+
+    def _quick(self) -> bool:
+        return self._avg_seconds < QUICK_JOB
+
+    def _release_surplus(self) -> None:
+        """Jobs turned slow: hand back the runs claimed ahead, beyond one per handler, so
+        that other workers can take them instead of waiting behind this one."""
+        if self._quick() or self._held - self._running <= self.options.concurrency:
+            return
+        with self._mutex:
+            waiting = [slot for slot in self._slots.values() if slot.state == "waiting"]
+        surplus = set(waiting[self.options.concurrency :])  # the last claimed go back
+        self._release(lambda slot: slot in surplus and slot.state == "waiting")
 
     def _take_unsent(self, now: float) -> list[Outcome]:
         """Acknowledgements go out in batches, flushed within ``flush_interval``."""
@@ -271,7 +291,7 @@ class Worker:
 
     def _exchange(self, sent: list[Outcome], want: int) -> int:
         request = (
-            ClaimRequest(self.id, self.kinds, min(want, self.options.batch), self.options.lease)
+            ClaimRequest(self.id, self.kinds, min(want, self._batch), self.options.lease)
             if want
             else None
         )
@@ -308,14 +328,17 @@ class Worker:
 
     def _dispatch(self, claimed: list[Run], asked_at: float) -> None:
         self.summary.claimed += len(claimed)
+        slots = []
         for run in claimed:
             job = self.jobs.get(run.kind)
             if job is None:  # a kind this worker claimed but cannot run: should not happen
                 continue
-            slot = _Slot(run, job, asked_at)
-            with self._mutex:
-                self._slots[run.id] = slot
-                self._held += 1
+            slots.append(_Slot(run, job, asked_at))
+        with self._mutex:
+            for slot in slots:
+                self._slots[slot.run.id] = slot
+            self._held += len(slots)
+        for slot in slots:
             self._tasks.put(slot)
 
     def _acknowledged(self, sent: list[Outcome], done: list[Landed | None]) -> None:
@@ -387,6 +410,7 @@ class Worker:
         if self._due("seen", third, now):
             self._seen("stopping" if self._stopping.is_set() else "running")
         self._enforce_timeouts(now)
+        self._release_surplus()
 
     def _due(self, what: str, every: float, now: float) -> bool:
         if now - self._last.get(what, now) < every and what in self._last:
@@ -609,7 +633,7 @@ class Worker:
                 result_json=text,
                 error="stopped after a cancel was asked",
             )
-        return Outcome(slot.run.fence, "succeeded", result_json=text)
+        return Outcome(slot.run.fence, "succeeded", text)
 
     def _call(self, slot: _Slot, ctx: JobContext) -> Any:
         job = slot.job

@@ -31,7 +31,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 RunState = Literal["queued", "running", "succeeded", "failed", "canceled"]
 RUN_STATES: tuple[RunState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
@@ -138,10 +138,11 @@ class Outcome:
     run_at: datetime | None = None  # retry: when to try again
 
 
-@dataclass(frozen=True, slots=True)
-class Landed:
+class Landed(NamedTuple):
     """An outcome the store wrote (its fence held), with what the write left in the run that
-    its worker cannot know from the claim and the outcome alone."""
+    its worker cannot know from the claim and the outcome alone. (A named tuple: one is made
+    per acknowledged run, and a tuple is made several times faster than a frozen dataclass.)
+    """
 
     at: datetime  # the store's clock at the write: updated_at, and finished_at if finished
     run_at: datetime  # as stored (a retry's run_at at the store's precision)

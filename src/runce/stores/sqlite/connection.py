@@ -66,10 +66,12 @@ class Database:
         auto_migrate: bool,
         busy_timeout: float = BUSY_TIMEOUT,
         retry_for: float = RETRY_FOR,
+        synchronous: str = "full",
     ) -> None:
         self.path = path
         self._auto_migrate = auto_migrate
         self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
         self._retry_for = retry_for
         self._pool = _Pool(lambda: self._open(create=False))
         self._prepared = False
@@ -268,13 +270,16 @@ class Database:
     def _open(self, *, create: bool) -> sqlite3.Connection:
         # mode=rw never creates the file: only the first write (create=True) may.
         mode = "rwc" if create else "rw"
-        return sqlite3.connect(
+        conn = sqlite3.connect(
             f"{self.path.as_uri()}?mode={mode}",
             uri=True,
             timeout=self._busy_timeout,
             isolation_level=None,
             check_same_thread=False,
         )
+        if self._synchronous != "full":  # opted in: commits skip the fsync (see location.py)
+            conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+        return conn
 
     @contextmanager
     def _waiting(self, conn: sqlite3.Connection, patience: float | None) -> Iterator[None]:

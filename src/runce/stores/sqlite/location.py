@@ -11,7 +11,8 @@ from runce.errors import ConfigError
 from runce.stores.base import StoreSpec
 
 DEFAULT_URL = "sqlite:///.runce/runce.db"
-KNOWN_OPTIONS = frozenset({"path", "busy_timeout"})
+KNOWN_OPTIONS = frozenset({"path", "busy_timeout", "synchronous"})
+SYNCHRONOUS = ("full", "normal")  # PRAGMA synchronous levels a store may ask for
 
 
 def database_path(spec: StoreSpec) -> Path:
@@ -31,6 +32,17 @@ def busy_timeout(spec: StoreSpec, default: float) -> float:
             f"the sqlite store's busy_timeout option must be a number of seconds, not {value!r}"
         )
     return float(value)
+
+
+def synchronous(spec: StoreSpec) -> str:
+    """``full`` (the default: every commit is on disk before it returns) or ``normal`` (in
+    WAL mode, commits survive a crash of the process but not of the machine)."""
+    value = spec.options.get("synchronous", "full")
+    if not isinstance(value, str) or value.lower() not in SYNCHRONOUS:
+        raise ConfigError(
+            f"the sqlite store's synchronous option must be 'full' or 'normal', not {value!r}"
+        )
+    return value.lower()
 
 
 def url_of(path: Path) -> str:

@@ -46,13 +46,14 @@ from runce.stores.queue import (
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.queries import query
-from runce.stores.sqlite.rows import (
+from runce.stores.sqlite.rows import ttl_modifier
+from runce.stores.sqlite.runrows import (
     attempt_record_from,
     new_runs_param,
     outcomes_param,
     run_time,
     runs_from,
-    ttl_modifier,
+    times_reader,
     worker_from,
     worker_params,
 )
@@ -78,6 +79,10 @@ _PAGE_AFTER = "(created_at, id) < (:after_created_at, :after_id)"
 
 
 class SQLiteRunQueue:
+    # Runs a worker claims in one statement (and holds ahead, for quick jobs): a claim or
+    # an acknowledgement is one statement whatever its size, and each exchange is a commit.
+    claim_batch = 500
+
     def __init__(self, db: Database) -> None:
         self._db = db
         self._waiter = _Waiter(db)
@@ -405,6 +410,7 @@ def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Ru
 def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> list[Landed | None]:
     done: list[Landed | None] = [None] * len(outcomes)
     at = run_time(now)
+    when = times_reader()
     cursor = conn.cursor()
     cursor.row_factory = None
     for positions in _rounds(outcomes):
@@ -415,7 +421,7 @@ def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> li
         # fetchall: a RETURNING statement is only finished once its rows are all read.
         rows = cursor.execute(query("complete_runs"), params).fetchall()
         after = {
-            run_id: Landed(at, run_time(run_at), bool(cancel), progress, message)
+            run_id: Landed(at, when(run_at), bool(cancel), progress, message)
             for run_id, run_at, cancel, progress, message in rows
         }
         for i in positions:
@@ -429,6 +435,8 @@ def _rounds(outcomes: list[Outcome]) -> list[list[int]]:
     A batch names each run once in practice (one round, one statement). Should a run appear
     twice, its second outcome is applied after the first, as if sent in a later call.
     """
+    if len({outcome.fence.run_id for outcome in outcomes}) == len(outcomes):
+        return [list(range(len(outcomes)))]
     rounds: list[list[int]] = []
     seen: dict[str, int] = {}
     for i, outcome in enumerate(outcomes):

@@ -6,20 +6,21 @@ first write creates the directory and the file and applies the migrations.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from runce.stores.base import SchemaStatus, StoreSpec
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import BUSY_TIMEOUT, Database
-from runce.stores.sqlite.location import busy_timeout, database_path, url_of
+from runce.stores.sqlite.location import busy_timeout, database_path, synchronous, url_of
 from runce.stores.sqlite.lock import SQLiteLock
-from runce.stores.sqlite.queue import SQLiteRunQueue
 from runce.stores.sqlite.schedules import SQLiteSchedules
 from runce.stores.sqlite.tokens import SQLiteTokens
 from runce.stores.sqlite.tracker import SQLiteTracker
 
 if TYPE_CHECKING:
     from runce.stores.registry import StoreFactory
+    from runce.stores.sqlite.queue import SQLiteRunQueue
 
 
 class SQLiteStore:
@@ -27,7 +28,8 @@ class SQLiteStore:
         self._db = db
         self._tracker = SQLiteTracker(db)
         self._lock = SQLiteLock(db)
-        self._runs = SQLiteRunQueue(db)
+        self._runs: SQLiteRunQueue | None = None  # made on first use: once tasks never need it
+        self._runs_guard = threading.Lock()
         self._schedules = SQLiteSchedules(db)
         self._tokens = SQLiteTokens(db)
 
@@ -49,7 +51,12 @@ class SQLiteStore:
 
     @property
     def runs(self) -> SQLiteRunQueue:
-        return self._runs
+        with self._runs_guard:
+            if self._runs is None:
+                from runce.stores.sqlite.queue import SQLiteRunQueue
+
+                self._runs = SQLiteRunQueue(self._db)
+            return self._runs
 
     @property
     def schedules(self) -> SQLiteSchedules:
@@ -78,7 +85,8 @@ class SQLiteStore:
         return schema.schema_sql()
 
     def close(self) -> None:
-        self._runs.close()
+        if self._runs is not None:
+            self._runs.close()
         self._db.close()
 
 
@@ -88,6 +96,7 @@ def open_store(spec: StoreSpec) -> SQLiteStore:
         database_path(spec),
         auto_migrate=spec.auto_migrate,
         busy_timeout=busy_timeout(spec, BUSY_TIMEOUT),
+        synchronous=synchronous(spec),
     )
     return SQLiteStore(db)
 

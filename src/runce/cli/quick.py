@@ -1,0 +1,156 @@
+"""``runce run`` with nothing to do, answered without loading runce's machinery.
+
+A deploy runs ``runce run`` on every release, and on a project with a long history almost
+every time nothing is pending. The full command imports the configuration system, the
+stores, the task runner and click before it can tell; this path reads the same facts
+directly (the config file, the task files' checksums and the SQLite store's applied
+records) with nothing but the standard library, and prints what the full command prints.
+
+It answers only when it is certain, and otherwise hands over to the full command, which
+then decides everything itself (errors included). Certain means: ``runce run`` with no
+options and no ``RUNCE_`` variable set; output to a pipe or file (a terminal gets the live
+display); the nearest configuration is a ``runce.toml`` holding at most ``store`` (a
+``sqlite:///`` URL) and ``tasks_dir``; the store's schema is at the version this runce
+knows; no attempt is open; and every task file is applied (``success``) with the checksum
+it has now, more of them than the run lists one by one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import sys
+import time
+from typing import Any
+
+# What the full command shares with this path; tests keep both in step.
+MAX_SKIP_LINES = 10  # runce.cli.main: more applied tasks than this print as one line
+CONFIG_FILES = ("runce.toml", "pyproject.toml", "runce_config.py")  # runce.config
+DEFAULT_TASKS_DIR = "tasks"
+DEFAULT_STORE_URL = "sqlite:///.runce/runce.db"
+_SQLITE_PREFIX = "sqlite:///"
+_KEYS = frozenset({"store", "tasks_dir"})
+# Paths that need no quoting in a file: URI (anything else goes the full way).
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+,=@~")
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_MIGRATIONS = os.path.join(_PACKAGE, "stores", "sqlite", "migrations")
+
+
+class _NotCertain(Exception):
+    """Something this path does not handle: the full command decides."""
+
+
+def run_if_nothing_to_do(argv: list[str] | None) -> bool:
+    """Print the idle run's report and return True, or return False having printed nothing."""
+    try:
+        lines = _idle_report(sys.argv[1:] if argv is None else argv)
+    except (_NotCertain, OSError, sqlite3.Error, ValueError, UnicodeError):
+        return False
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    return True
+
+
+def _idle_report(args: list[str]) -> list[str]:
+    _require(args == ["run"])
+    _require(not any(name.startswith("RUNCE_") for name in os.environ))
+    stdout = sys.stdout
+    _require(stdout is not None and not stdout.isatty())
+    _require((getattr(stdout, "encoding", "") or "").lower().replace("-", "") == "utf8")
+    base_dir, settings = _config()
+    database = os.path.realpath(os.path.join(base_dir, _store_path(settings)))
+    tasks_dir = os.path.realpath(
+        os.path.join(base_dir, settings.get("tasks_dir", DEFAULT_TASKS_DIR))
+    )
+    begun = time.perf_counter()  # the full command times its run from here
+    files = _task_checksums(tasks_dir)
+    applied = _applied_checksums(database)
+    _require(len(files) > MAX_SKIP_LINES)
+    _require(all(applied.get(task_id) == checksum for task_id, checksum in files.items()))
+    ids = sorted(files)
+    took = (time.perf_counter() - begun) * 1000
+    return [
+        f"store: sqlite:///{database}",
+        f"{'SKIP':<8} {len(ids)} tasks already applied ({ids[0]} … {ids[-1]})",
+        f"done: {len(ids)} already applied in {_seconds(round(took))}",
+    ]
+
+
+def _require(condition: bool) -> None:
+    if not condition:
+        raise _NotCertain
+
+
+def _config() -> tuple[str, dict[str, Any]]:
+    """The directory of the nearest ``runce.toml`` and its settings."""
+    directory = os.path.realpath(os.getcwd())
+    while True:
+        for name in CONFIG_FILES[1:]:  # candidates this path does not read
+            _require(not os.path.isfile(os.path.join(directory, name)))
+        path = os.path.join(directory, CONFIG_FILES[0])
+        if os.path.isfile(path):
+            break
+        parent = os.path.dirname(directory)
+        _require(parent != directory)  # no configuration at all: the defaults
+        directory = parent
+    import tomllib
+
+    with open(path, "rb") as handle:
+        settings = tomllib.load(handle)
+    _require(set(settings) <= _KEYS)
+    for value in settings.values():
+        _require(isinstance(value, str) and value == value.strip() and "$" not in value)
+    return directory, settings
+
+
+def _store_path(settings: dict[str, Any]) -> str:
+    url = str(settings.get("store", DEFAULT_STORE_URL))
+    _require(url.startswith(_SQLITE_PREFIX))
+    path = url[len(_SQLITE_PREFIX) :]
+    _require(bool(path) and not path.endswith("/") and set(path) <= _PLAIN)
+    return path
+
+
+def _task_checksums(tasks_dir: str) -> dict[str, str]:
+    """Task id -> checksum, found and computed as runce.tasks.discovery does."""
+    found: dict[str, str] = {}
+    _require(os.path.isdir(tasks_dir))
+    for root, dirs, names in os.walk(tasks_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        for name in names:
+            if not name.endswith(".py") or name.startswith(("_", ".")):
+                continue
+            task_id = name[:-3]
+            _require(task_id not in found)
+            with open(os.path.join(root, name), "rb") as handle:
+                data = handle.read()
+            normalised = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            found[task_id] = "sha256:" + hashlib.sha256(normalised).hexdigest()
+    return found
+
+
+def _applied_checksums(database: str) -> dict[str, str]:
+    """Task id -> checksum of the tasks the store counts as applied, when its schema is the
+    one this runce knows and no attempt is open."""
+    _require(set(database) <= _PLAIN and os.path.isfile(database))
+    conn = sqlite3.connect(f"file:{database}?mode=rw", uri=True, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        _require(version == _latest_version())
+        started = conn.execute("SELECT 1 FROM runce_history WHERE status = 'started' LIMIT 1")
+        _require(started.fetchone() is None)
+        rows = conn.execute("SELECT id, checksum FROM runce_applied WHERE status = 'success'")
+        return dict(rows.fetchall())
+    finally:
+        conn.close()
+
+
+def _latest_version() -> int:
+    names = [name for name in os.listdir(_MIGRATIONS) if name.endswith(".sql")]
+    return max(int(name[:4]) for name in names)
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:.2f}s" if ms < 60_000 else f"{ms / 60_000:.1f}m"
