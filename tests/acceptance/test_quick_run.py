@@ -1,5 +1,6 @@
-"""`runce run` with nothing to do answers without loading runce's machinery (runce.cli.quick):
-the same output as the full command, and the full command whenever anything is uncertain."""
+"""`runce run` and `runce status` with every task applied answer without loading runce's
+machinery (runce.cli.quick): the same output as the full command, and the full command
+whenever anything is uncertain."""
 
 from __future__ import annotations
 
@@ -47,15 +48,29 @@ def _quick_was_used(space: Workspace, *args: str) -> bool:
     return done.stderr.strip().splitlines()[-1] == "quick"
 
 
-def test_an_idle_run_prints_what_the_full_command_prints(applied: Workspace) -> None:
-    quick = applied.runce("run")
-    full = applied.runce("run", RUNCE_CONCURRENCY="1")  # any RUNCE_ variable: the full way
+@pytest.mark.parametrize("command", ["run", "status"])
+def test_the_quick_answer_is_what_the_full_command_prints(applied: Workspace, command: str) -> None:
+    quick = applied.runce(command)
+    full = applied.runce(command, RUNCE_CONCURRENCY="1")  # any RUNCE_ variable: the full way
     assert (quick.returncode, full.returncode) == (0, 0)
     assert _same_but_time(quick.stdout) == _same_but_time(full.stdout)
-    assert f"{MANY} tasks already applied" in quick.stdout
     assert quick.stderr == full.stderr == ""
-    assert _quick_was_used(applied, "run")
-    assert not _quick_was_used(applied, "run", "--dry-run")
+    assert _quick_was_used(applied, command)
+    assert not _quick_was_used(applied, command, "--json")
+
+
+def test_the_quick_path_shares_the_full_commands_settings() -> None:
+    import importlib
+
+    from runce import config
+    from runce.cli import quick
+
+    full = importlib.import_module("runce.cli.main")  # runce.cli.main is also the function
+    assert quick.MAX_SKIP_LINES == full.MAX_SKIP_LINES
+    assert quick.CONFIG_FILES == config.CONFIG_FILES
+    assert quick.DEFAULT_STORE_URL == config.DEFAULT_STORE_URL
+    defaults = {key.name: key.default for key in config.KEYS}
+    assert defaults["tasks_dir"] == quick.DEFAULT_TASKS_DIR
 
 
 def test_a_pending_task_goes_the_full_way_and_runs(applied: Workspace) -> None:
@@ -91,6 +106,9 @@ def test_a_changed_file_goes_the_full_way_and_is_refused(applied: Workspace) -> 
         "old-schema",
         "no-tasks-dir",
         "other-store",
+        "lock-held",
+        "file-gone",
+        "failed-record",
     ],
 )
 def test_anything_uncertain_goes_the_full_way(applied: Workspace, change: str) -> None:
@@ -125,4 +143,19 @@ def test_anything_uncertain_goes_the_full_way(applied: Workspace, change: str) -
         applied.write_config('tasks_dir = "elsewhere"\n')
     elif change == "other-store":
         (root / "runce.toml").write_text('store = "sqlite:///.runce/other db.db"\n')
-    assert not _quick_was_used(applied, "run")
+    elif change == "lock-held":  # status names the holder; run would still answer
+        with sqlite3.connect(database) as conn:
+            conn.execute(
+                "INSERT INTO runce_lock (name, token, owner) VALUES ('global', 't', 'someone')"
+            )
+        assert not _quick_was_used(applied, "status")
+        return
+    elif change == "file-gone":  # status lists it as MISSING; run ignores it
+        sorted(applied.tasks.iterdir())[0].unlink()
+        assert not _quick_was_used(applied, "status")
+        return
+    elif change == "failed-record":
+        with sqlite3.connect(database) as conn:
+            conn.execute("UPDATE runce_applied SET status = 'failed' WHERE rowid = 1")
+    assert not _quick_was_used(applied, "status")
+    assert not _quick_was_used(applied, "run")  # last: the full run may change the store

@@ -74,7 +74,7 @@ def script(schema: str) -> str:
     parts = named_statements(RUNS_SQL.read_text())
     body = f"WITH {parts['part_outcomes']},\n{parts['part_claim']}\n"
     body = body.replace("{schema}", schema)
-    body = re.sub(r"%\((\w+)\)s", lambda m: _PARAMS[m.group(1)], body)
+    body = re.sub(r"%\((\w+)\)[sb]", lambda m: _PARAMS[m.group(1)], body)  # text or binary
     leftover = re.findall(r"\{\w+\}", body)
     if leftover:
         raise RuntimeError(f"runs.sql pieces this script does not fill in: {leftover}")

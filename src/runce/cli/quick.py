@@ -1,18 +1,21 @@
-"""``runce run`` with nothing to do, answered without loading runce's machinery.
+"""``runce run`` and ``runce status`` when every task is applied, answered without loading
+runce's machinery.
 
-A deploy runs ``runce run`` on every release, and on a project with a long history almost
-every time nothing is pending. The full command imports the configuration system, the
-stores, the task runner and click before it can tell; this path reads the same facts
-directly (the config file, the task files' checksums and the SQLite store's applied
-records) with nothing but the standard library, and prints what the full command prints.
+A deploy runs ``runce run`` (and often ``runce status``) on every release, and on a project
+with a long history almost every time nothing is pending. The full commands import the
+configuration system, the stores, the task runner and click before they can tell; this path
+reads the same facts directly (the config file, the task files' checksums and the SQLite
+store's records) with nothing but the standard library, and prints what the full command
+prints.
 
 It answers only when it is certain, and otherwise hands over to the full command, which
-then decides everything itself (errors included). Certain means: ``runce run`` with no
+then decides everything itself (errors included). Certain means: the command with no
 options and no ``RUNCE_`` variable set; output to a pipe or file (a terminal gets the live
-display); the nearest configuration is a ``runce.toml`` holding at most ``store`` (a
-``sqlite:///`` URL) and ``tasks_dir``; the store's schema is at the version this runce
-knows; no attempt is open; and every task file is applied (``success``) with the checksum
-it has now, more of them than the run lists one by one.
+display and colours); the nearest configuration is a ``runce.toml`` holding at most
+``store`` (a ``sqlite:///`` URL) and ``tasks_dir``; the store's schema is at the version
+this runce knows; no attempt is open; every task file is applied (``success``) with the
+checksum it has now; for ``run``, more of them than it lists one by one; for ``status``,
+every applied record has its file and nobody holds the lock.
 """
 
 from __future__ import annotations
@@ -41,10 +44,13 @@ class _NotCertain(Exception):
     """Something this path does not handle: the full command decides."""
 
 
-def run_if_nothing_to_do(argv: list[str] | None) -> bool:
-    """Print the idle run's report and return True, or return False having printed nothing."""
+def answer(argv: list[str] | None) -> bool:
+    """Print what ``runce run`` or ``runce status`` prints when every task is applied, and
+    return True; or return False having printed nothing."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        lines = _idle_report(sys.argv[1:] if argv is None else argv)
+        _require(args in (["run"], ["status"]))
+        lines = _idle_run() if args == ["run"] else _all_applied_status()
     except (_NotCertain, OSError, sqlite3.Error, ValueError, UnicodeError):
         return False
     sys.stdout.write("\n".join(lines) + "\n")
@@ -52,20 +58,11 @@ def run_if_nothing_to_do(argv: list[str] | None) -> bool:
     return True
 
 
-def _idle_report(args: list[str]) -> list[str]:
-    _require(args == ["run"])
-    _require(not any(name.startswith("RUNCE_") for name in os.environ))
-    stdout = sys.stdout
-    _require(stdout is not None and not stdout.isatty())
-    _require((getattr(stdout, "encoding", "") or "").lower().replace("-", "") == "utf8")
-    base_dir, settings = _config()
-    database = os.path.realpath(os.path.join(base_dir, _store_path(settings)))
-    tasks_dir = os.path.realpath(
-        os.path.join(base_dir, settings.get("tasks_dir", DEFAULT_TASKS_DIR))
-    )
+def _idle_run() -> list[str]:
+    database, tasks_dir = _locations()
     begun = time.perf_counter()  # the full command times its run from here
     files = _task_checksums(tasks_dir)
-    applied = _applied_checksums(database)
+    applied = {task_id: row[0] for task_id, row in _applied(database).items()}
     _require(len(files) > MAX_SKIP_LINES)
     _require(all(applied.get(task_id) == checksum for task_id, checksum in files.items()))
     ids = sorted(files)
@@ -75,6 +72,39 @@ def _idle_report(args: list[str]) -> list[str]:
         f"{'SKIP':<8} {len(ids)} tasks already applied ({ids[0]} … {ids[-1]})",
         f"done: {len(ids)} already applied in {_seconds(round(took))}",
     ]
+
+
+def _all_applied_status() -> list[str]:
+    """The status table when every task file is applied unchanged, every applied task has
+    its file, and nobody holds the lock (runce.cli.main's _print_status)."""
+    database, tasks_dir = _locations()
+    files = _task_checksums(tasks_dir)
+    applied = _applied(database, lock_free=True)
+    _require(bool(files) and set(applied) == set(files))
+    rows = []
+    for task_id in sorted(files):
+        checksum, applied_at, duration_ms, name = applied[task_id]
+        _require(checksum == files[task_id])
+        rows.append(["APPLIED", task_id, f"{_when(applied_at)} {_seconds(duration_ms)}", name])
+    headers = ["STATE", "ID", "DETAIL", "TITLE"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    table = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
+    return [f"store: sqlite:///{database}", *table, "lock: free"]
+
+
+def _locations() -> tuple[str, str]:
+    """The store's file and the tasks folder, when this path can answer at all."""
+    _require(not any(name.startswith("RUNCE_") for name in os.environ))
+    stdout = sys.stdout
+    _require(stdout is not None and not stdout.isatty())
+    _require((getattr(stdout, "encoding", "") or "").lower().replace("-", "") == "utf8")
+    base_dir, settings = _config()
+    database = os.path.realpath(os.path.join(base_dir, _store_path(settings)))
+    tasks = settings.get("tasks_dir", DEFAULT_TASKS_DIR)
+    return database, os.path.realpath(os.path.join(base_dir, tasks))
 
 
 def _require(condition: bool) -> None:
@@ -130,9 +160,10 @@ def _task_checksums(tasks_dir: str) -> dict[str, str]:
     return found
 
 
-def _applied_checksums(database: str) -> dict[str, str]:
-    """Task id -> checksum of the tasks the store counts as applied, when its schema is the
-    one this runce knows and no attempt is open."""
+def _applied(database: str, lock_free: bool = False) -> dict[str, tuple[Any, ...]]:
+    """Task id -> (checksum, applied_at, duration_ms, name) of every applied record, when
+    the schema is the one this runce knows, no attempt is open, every record is a success
+    and (``lock_free``) nobody holds the lock."""
     _require(set(database) <= _PLAIN and os.path.isfile(database))
     conn = sqlite3.connect(f"file:{database}?mode=rw", uri=True, isolation_level=None)
     try:
@@ -141,10 +172,22 @@ def _applied_checksums(database: str) -> dict[str, str]:
         _require(version == _latest_version())
         started = conn.execute("SELECT 1 FROM runce_history WHERE status = 'started' LIMIT 1")
         _require(started.fetchone() is None)
-        rows = conn.execute("SELECT id, checksum FROM runce_applied WHERE status = 'success'")
-        return dict(rows.fetchall())
+        if lock_free:
+            held = "SELECT 1 FROM runce_lock WHERE name = 'global' AND token IS NOT NULL"
+            _require(conn.execute(held).fetchone() is None)
+        rows = conn.execute(
+            "SELECT id, status, checksum, applied_at, duration_ms, name FROM runce_applied"
+        ).fetchall()
     finally:
         conn.close()
+    _require(all(row[1] == "success" for row in rows))
+    return {row[0]: row[2:] for row in rows}
+
+
+def _when(text: str) -> str:
+    """``%Y-%m-%d %H:%M:%S`` of a time the store wrote (``2026-01-02T03:04:05.678Z``)."""
+    _require(len(text) == 24 and text[10] == "T" and text[19] == "." and text[23] == "Z")
+    return f"{text[:10]} {text[11:19]}"
 
 
 def _latest_version() -> int:

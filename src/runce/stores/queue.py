@@ -275,7 +275,11 @@ class WorkerInfo:
 
 @runtime_checkable
 class RunQueue(Protocol):
-    """Durable runs: enqueue, claim, heartbeat, complete, and the reads and upkeep around them."""
+    """Durable runs: enqueue, claim, heartbeat, complete, and the reads and upkeep around them.
+
+    A queue may also name ``claim_batch``: how many runs a worker should claim in one call
+    (and hold ahead for quick jobs); workers take 100 from a queue that names none.
+    """
 
     def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
         """Insert runs; a run whose idempotency key exists returns the existing run instead.
