@@ -643,3 +643,20 @@ def test_lease_expiry_is_measured_on_the_servers_clock(make: Make) -> None:
     assert run.started_at is not None
     assert run.lease_expires_at - run.started_at == timedelta(seconds=30)
     assert run.claimed_at == run.started_at == run.updated_at
+
+
+def test_a_run_named_twice_in_one_batch_of_outcomes_is_applied_in_order(make: Make) -> None:
+    queue = make().runs
+    queue.enqueue([new(), new()])
+    run, other = queue.claim("w1", None, limit=2, lease=30)
+    stale = Outcome(run.fence, "released")
+    done = queue.complete([stale, Outcome(run.fence, "succeeded")])
+    assert done[0] is not None
+    assert done[1] is None  # the claim it names was handed back by the first
+    assert queue.get(run.id) == run_after(run, stale, done[0])
+    acked, _ = queue.exchange(
+        [Outcome(other.fence, "retry", run_at=queue.now()), Outcome(other.fence, "failed")],
+        ClaimRequest("w1", None, 1, 30),
+    )
+    assert acked[0] is not None
+    assert acked[1] is None
