@@ -11,6 +11,7 @@ import sqlite3
 from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from typing import Any
 
 from runce.stores.base import iter_migration_names
 
@@ -93,3 +94,20 @@ def split_statements(script: str) -> list[str]:
 
 def _only_comments(text: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in text.splitlines())
+
+
+def fetch_rows(conn: sqlite3.Connection, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+    """The rows of the statement ``name``, by column name whatever the connection returns."""
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    # fetchall: a RETURNING statement is only finished once its rows are all read.
+    rows: list[sqlite3.Row] = cursor.execute(query(name), params).fetchall()
+    return rows
+
+
+def clock(conn: sqlite3.Connection) -> str:
+    """SQLite's clock as runce writes times, read once per transaction."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    now: str = cursor.execute(query("now")).fetchone()[0]
+    return now

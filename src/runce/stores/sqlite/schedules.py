@@ -15,7 +15,7 @@ from runce.stores.schedules import (
 )
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
-from runce.stores.sqlite.queries import query
+from runce.stores.sqlite.queries import clock, fetch_rows, query
 from runce.timeutil import from_iso, to_iso
 
 T = TypeVar("T")
@@ -42,14 +42,14 @@ class SQLiteSchedules:
 
     def get(self, name: str) -> Schedule | None:
         def work(conn: sqlite3.Connection) -> Schedule | None:
-            rows = _fetch(conn, "get_schedule", {"name": name})
+            rows = fetch_rows(conn, "get_schedule", {"name": name})
             return schedule_from(rows[0]) if rows else None
 
         return self._read(work, None, what=f"read schedule {name!r}")
 
     def all(self) -> list[Schedule]:
         def work(conn: sqlite3.Connection) -> list[Schedule]:
-            return [schedule_from(row) for row in _fetch(conn, "list_schedules", {})]
+            return [schedule_from(row) for row in fetch_rows(conn, "list_schedules", {})]
 
         return self._read(work, [], what="list schedules")
 
@@ -71,13 +71,13 @@ class SQLiteSchedules:
 
     def _write(self, name: str, params: dict[str, Any], *, what: str) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
-            return conn.execute(query(name), {**params, "now": _now(conn)}).rowcount > 0
+            return conn.execute(query(name), {**params, "now": clock(conn)}).rowcount > 0
 
         return self._db.write(work, what=what)
 
     def _change(self, name: str, params: dict[str, Any], *, what: str) -> Schedule | None:
         def work(conn: sqlite3.Connection) -> Schedule | None:
-            rows = _fetch(conn, name, {**params, "now": _now(conn)})
+            rows = fetch_rows(conn, name, {**params, "now": clock(conn)})
             return schedule_from(rows[0]) if rows else None
 
         return self._db.write(work, what=what)
@@ -97,18 +97,3 @@ def schedule_from(row: sqlite3.Row) -> Schedule:
 
 def _iso_or_none(moment: datetime | None) -> str | None:
     return None if moment is None else to_iso(moment)
-
-
-def _fetch(conn: sqlite3.Connection, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
-    cursor = conn.cursor()
-    cursor.row_factory = sqlite3.Row  # by name, without changing the connection's rows
-    rows: list[sqlite3.Row] = cursor.execute(query(name), params).fetchall()
-    return rows
-
-
-def _now(conn: sqlite3.Connection) -> str:
-    """SQLite's clock, as the run queue reads it: once per transaction."""
-    cursor = conn.cursor()
-    cursor.row_factory = None
-    now: str = cursor.execute(query("now")).fetchone()[0]
-    return now

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from runce.errors import UsageError
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
-from runce.stores.sqlite.queries import query
+from runce.stores.sqlite.queries import clock, fetch_rows
 from runce.stores.tokens import NewToken, Token
 from runce.timeutil import from_iso
 
@@ -39,14 +39,14 @@ class SQLiteTokens:
 
     def find(self, token_id: str) -> Token | None:
         def work(conn: sqlite3.Connection) -> Token | None:
-            rows = _fetch(conn, "get_token", {"id": token_id})
+            rows = fetch_rows(conn, "get_token", {"id": token_id})
             return token_from(rows[0]) if rows else None
 
         return self._read(work, None, what=f"read token {token_id}")
 
     def list(self) -> list[Token]:
         def work(conn: sqlite3.Connection) -> list[Token]:
-            return [token_from(row) for row in _fetch(conn, "list_tokens", {})]
+            return [token_from(row) for row in fetch_rows(conn, "list_tokens", {})]
 
         return self._read(work, [], what="list tokens")
 
@@ -58,7 +58,7 @@ class SQLiteTokens:
 
     def _change(self, name: str, params: dict[str, Any], *, what: str) -> Token | None:
         def work(conn: sqlite3.Connection) -> Token | None:
-            rows = _fetch(conn, name, {**params, "now": _now(conn)})
+            rows = fetch_rows(conn, name, {**params, "now": clock(conn)})
             return token_from(rows[0]) if rows else None
 
         return self._db.write(work, what=what)
@@ -83,18 +83,3 @@ def token_from(row: sqlite3.Row) -> Token:
         revoked_at=None if row["revoked_at"] is None else from_iso(row["revoked_at"]),
         last_used_at=None if row["last_used_at"] is None else from_iso(row["last_used_at"]),
     )
-
-
-def _fetch(conn: sqlite3.Connection, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
-    cursor = conn.cursor()
-    cursor.row_factory = sqlite3.Row  # by name, without changing the connection's rows
-    rows: list[sqlite3.Row] = cursor.execute(query(name), params).fetchall()
-    return rows
-
-
-def _now(conn: sqlite3.Connection) -> str:
-    """SQLite's clock, as the run queue reads it: once per transaction."""
-    cursor = conn.cursor()
-    cursor.row_factory = None
-    now: str = cursor.execute(query("now")).fetchone()[0]
-    return now
