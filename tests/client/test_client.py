@@ -22,6 +22,7 @@ from runce.errors import (
     RateLimited,
     RemoteError,
     ServerUnavailable,
+    TaskLoadError,
     UnknownRun,
     UsageError,
 )
@@ -169,6 +170,16 @@ def test_the_server_side_of_once_tasks_and_health(server: Server) -> None:
     assert client.tasks()["tasks"] == []
     health = server.client(None).health()
     assert health["status"] == "ok"
+
+
+def test_a_server_without_its_tasks_folder_raises_what_status_raises(server: Server) -> None:
+    server.config.tasks_dir.rmdir()
+    with pytest.raises(TaskLoadError) as local:
+        runce.task_status(server.config)
+    with pytest.raises(TaskLoadError) as remote:
+        server.client().tasks()
+    assert str(remote.value) == str(local.value)
+    assert remote.value.exit_code == 2
 
 
 def test_an_unreachable_server_is_one_sentence_naming_it() -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from runce.errors import TaskLoadError
+from runce.tasks import api as tasks_api
 from tests.server.conftest import Api, make_api
 
 PROBLEM = "application/problem+json"
@@ -306,6 +308,14 @@ def test_tasks_lists_the_once_tasks_as_status_json_does(api: Api, tmp_path: Any)
     )
     body = api.call("GET", "/v1/tasks").json()
     assert [(t["id"], t["state"]) for t in body["tasks"]] == [("20260101_seed", "PENDING")]
+
+
+def test_tasks_without_a_tasks_folder_is_the_problem_status_reports(api: Api) -> None:
+    with pytest.raises(TaskLoadError) as local:  # what `runce status` says, exit 2
+        tasks_api.task_status(api.config)
+    problem = _problem(api.call("GET", "/v1/tasks"), 500, "tasks-unreadable")
+    assert problem["detail"] == str(local.value)
+    assert "does not exist" in problem["detail"]
 
 
 def test_unknown_routes_and_methods_are_problems(api: Api) -> None:

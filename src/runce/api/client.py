@@ -38,6 +38,7 @@ from runce.errors import (
     RemoteError,
     RunceError,
     ServerUnavailable,
+    TaskLoadError,
     UnknownRun,
     UsageError,
 )
@@ -274,6 +275,7 @@ def _error(client: Client, slug: str, detail: str, response: httpx.Response) -> 
         "illegal-transition": IllegalTransition,
         "idempotency-conflict": IdempotencyConflict,
         "invalid-request": UsageError,
+        "tasks-unreadable": TaskLoadError,
     }
     if slug in same_as_local:
         return same_as_local[slug](detail)

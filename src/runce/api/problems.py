@@ -25,6 +25,7 @@ from runce.errors import (
     InvalidInput,
     RunceError,
     StoreError,
+    TaskLoadError,
     UnknownRun,
     UsageError,
 )
@@ -46,6 +47,7 @@ TITLES: Mapping[str, str] = {
     "rate-limited": "Rate limited",
     "payload-too-large": "Payload too large",
     "store-unavailable": "Store unavailable",
+    "tasks-unreadable": "Task files unreadable",
     "internal": "Internal error",
 }
 
@@ -62,6 +64,7 @@ STATUS: Mapping[str, int] = {
     "rate-limited": 429,
     "payload-too-large": 413,
     "store-unavailable": 503,
+    "tasks-unreadable": 500,
     "internal": 500,
 }
 
@@ -74,6 +77,7 @@ _MEANING: Mapping[int, str] = {
     413: "The request body is larger than `api.max_body` (`payload-too-large`)",
     422: "The request (`invalid-request`) or the run's input (`invalid-input`) is not valid",
     429: "Too many requests for this token; `Retry-After` says when to try again",
+    500: "The server's tasks folder is missing or its files cannot be read (`tasks-unreadable`)",
     503: "The store does not answer (`store-unavailable`)",
 }
 
@@ -91,6 +95,7 @@ _ERRORS: Sequence[tuple[type[RunceError], str]] = (
     (InvalidInput, "invalid-input"),
     (UsageError, "invalid-request"),
     (StoreError, "store-unavailable"),
+    (TaskLoadError, "tasks-unreadable"),
 )
 
 
@@ -183,7 +188,7 @@ def install(app: FastAPI) -> None:
     async def on_runce(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RunceError)
         slug = slug_of(exc)
-        if slug is None or slug in ("store-unavailable", "internal"):
+        if slug is None or slug in ("store-unavailable", "tasks-unreadable", "internal"):
             log.warning("%s %s: %s", request.method, request.url.path, exc)
         # runce's own sentence says what is wrong on the server (a store, a tasks folder).
         return problem_response(slug or "internal", str(exc), instance=request.url.path)

@@ -35,9 +35,10 @@ def healthz(ctx: Ctx) -> Health:
     response_model=TaskList,
     tags=["tasks"],
     dependencies=[Depends(require("runs:read"))],
-    responses=answers(401, 403, 503),
+    responses=answers(401, 403, 500, 503),
 )
 def tasks(ctx: Ctx) -> TaskList:
-    """Every once task with its state, as ``runce status --json`` prints it."""
+    """Every once task with its state, as ``runce status --json`` prints it; a missing
+    tasks folder is the problem ``runce status`` reports (``tasks-unreadable``)."""
     report = tasks_api.task_status(ctx.config)
     return TaskList.model_validate(report.to_dict())
