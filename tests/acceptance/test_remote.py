@@ -198,6 +198,27 @@ def test_a_bare_remote_takes_the_url_from_the_environment(sqlite_remote: Remote)
     assert_one_sentence(not_url.stderr, "--remote 'nonsense' is not a URL")
 
 
+def test_a_bare_remote_works_before_the_arguments_too(sqlite_remote: Remote) -> None:
+    remote = sqlite_remote
+    env = remote.env(RUNCE_API_URL=remote.url)
+    made = remote.space.runce("runs", "enqueue", "--remote", "noop.record", "--input", "{}", **env)
+    assert made.returncode == 0, output_of(made)
+    assert "server: " + remote.url in made.stderr
+    run_id = made.stdout.strip()
+    before = remote.space.runce("runs", "status", "--remote", run_id, "--json", **env)
+    after = remote.space.runce("runs", "status", run_id, "--json", "--remote", **env)
+    assert (before.returncode, before.stdout) == (0, after.stdout), output_of(before)
+    assert json.loads(before.stdout)["id"] == run_id
+    given = remote.space.runce("runs", "status", "--remote", remote.url, run_id, **remote.env())
+    assert given.returncode == 0, output_of(given)
+    canceled = remote.space.runce("runs", "cancel", "--remote", run_id, "--yes", **env)
+    assert canceled.stdout == f"canceled {run_id}\n", output_of(canceled)
+    # a word that looks like a server without its scheme is still taken as the URL
+    schemeless = remote.space.runce("runs", "status", "--remote", "127.0.0.1:8080", run_id, **env)
+    assert schemeless.returncode == 2
+    assert_one_sentence(schemeless.stderr, "--remote '127.0.0.1:8080' is not a URL")
+
+
 def test_a_dead_server_or_a_bad_token_is_one_sentence(sqlite_remote: Remote) -> None:
     remote = sqlite_remote
     dead = f"http://127.0.0.1:{_free_port()}"

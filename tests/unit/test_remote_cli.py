@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from runce.cli.main import main
+from runce.cli.remote import bare_remote_first
 
 
 def test_remote_without_the_http_extra_says_what_to_install(
@@ -43,3 +45,33 @@ def test_runce_and_its_help_load_no_http_library() -> None:
     )
     assert "--remote [URL]" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "none"
+
+
+BARE = "--remote=\x00bare"
+
+
+@pytest.mark.parametrize(
+    ("args", "read_as"),
+    [
+        (["--remote", "0193-id"], [BARE, "0193-id"]),
+        (["--remote", "0193-id", "--json"], [BARE, "0193-id", "--json"]),
+        (["0193-id", "--remote"], ["0193-id", "--remote"]),
+        (["--remote", "http://h:1", "0193-id"], ["--remote", "http://h:1", "0193-id"]),
+        (["--remote", "h.example:8080", "0193-id"], ["--remote", "h.example:8080", "0193-id"]),
+        (["--remote=x", "0193-id"], ["--remote=x", "0193-id"]),
+        (["--input", "--remote", "k", "--remote", "k"], ["--input", "--remote", "k", BARE, "k"]),
+        (["--", "--remote", "k"], ["--", "--remote", "k"]),
+    ],
+)
+def test_a_word_after_remote_that_is_no_url_stays_the_argument(
+    args: list[str], read_as: list[str]
+) -> None:
+    params = [
+        click.Option(["--remote"], is_flag=False, flag_value="\x00bare"),
+        click.Option(["--input"]),
+        click.Option(["--json"], is_flag=True),
+        click.Argument(["run_id"]),
+    ]
+    assert bare_remote_first(params, args) == read_as
+    without_arguments = [p for p in params if isinstance(p, click.Option)]
+    assert bare_remote_first(without_arguments, args) == args

@@ -15,6 +15,7 @@ import click
 
 from runce._version import __version__
 from runce.cli import output
+from runce.cli.remote import Command
 from runce.config import Config, resolve_config
 from runce.errors import LockHeld, RunceError
 from runce.tasks import api
@@ -60,6 +61,9 @@ class LazyGroup(click.Group):
     """A group whose other modules of commands are imported only when needed: to run a
     command not defined yet, or to list them all (``--help``). Importing a module registers
     its commands on this group, as its decorators do."""
+
+    command_class = Command
+    group_class = type  # sub-groups (runs, db, ...) are lazy groups of such commands too
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

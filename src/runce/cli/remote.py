@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -33,6 +34,9 @@ TOKEN_ENV = "RUNCE_API_TOKEN"
 API_EXTRA = "--remote needs the HTTP client: pip install 'nurv-runce[api]'"
 _BARE = "\x00bare"  # what click passes for a --remote given without a URL
 _EXTRA_MODULES = {"httpx", "httpcore", "anyio"}
+# What --remote takes as its URL when a word follows it: a URL, or a server without its
+# scheme (which remote_url then refuses with its sentence). Run ids and kinds are neither.
+_URL_LIKE = re.compile(r"[^/\s]*://.*|[\w.-]+:\d+(/.*)?")
 
 
 def remote_options(fn: F) -> F:
@@ -53,6 +57,37 @@ def remote_options(fn: F) -> F:
         help=f"Use the runce server at URL instead of the store (bare --remote: ${URL_ENV}).",
     )(fn)
     return fn
+
+
+class Command(click.Command):
+    """A command of runce's: a bare ``--remote`` may come before its arguments too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, bare_remote_first(self.params, args))
+
+
+def bare_remote_first(params: Sequence[click.Parameter], args: list[str]) -> list[str]:
+    """``args`` with ``--remote WORD`` read as a bare ``--remote`` then the argument WORD
+    when WORD is not a URL, for commands with arguments: click alone would take the run id
+    of ``runce runs status --remote ID`` as the URL. Options' values are skipped."""
+    if not any(isinstance(p, click.Argument) for p in params):
+        return args
+    valued = {
+        name
+        for p in params
+        if isinstance(p, click.Option) and not (p.is_flag or p.count)
+        for name in p.opts
+    }
+    found = list(args)
+    index = 0
+    while index < len(found) - 1 and found[index] != "--":
+        word, following = found[index], found[index + 1]
+        if word == "--remote" and "--remote" in valued and not _URL_LIKE.fullmatch(following):
+            found[index] = f"--remote={_BARE}"
+        elif word in valued:
+            index += 1  # its value, which may look like anything
+        index += 1
+    return found
 
 
 class Runs(Protocol):
@@ -209,8 +244,8 @@ def remote_url(value: str) -> str:
     if value != _BARE:
         if "://" not in value:
             raise UsageError(
-                f"--remote {value!r} is not a URL like http://127.0.0.1:8080; to use "
-                f"{URL_ENV}, put a bare --remote after the command's arguments"
+                f"--remote {value!r} is not a URL like http://127.0.0.1:8080 "
+                f"(a bare --remote uses {URL_ENV})"
             )
         return value
     url = os.environ.get(URL_ENV, "").strip()
