@@ -16,6 +16,7 @@ import pytest
 from tests.acceptance.conftest import (
     RUNCE,
     Workspace,
+    assert_one_sentence,
     clean_env,
     mongo_workspace,
     output_of,
@@ -168,6 +169,9 @@ def test_twenty_processes_enqueueing_one_key_get_one_run(qspace: Workspace) -> N
     assert conflict.returncode == 1
     assert "idempotency key 'order-7'" in conflict.stderr
     assert "Traceback" not in conflict.stderr
+    empty = qspace.runce("runs", "enqueue", "noop.record", "--idempotency-key", "")
+    assert empty.returncode == 2
+    assert_one_sentence(empty.stderr, "idempotency key '' must be 1 to 255 characters")
 
 
 @pytest.mark.timeout(300)  # the MongoDB test server is slow at this (about 70 s)

@@ -172,6 +172,20 @@ def test_the_server_side_of_once_tasks_and_health(server: Server) -> None:
     assert health["status"] == "ok"
 
 
+def test_any_key_the_library_takes_goes_over_http_and_is_the_same_key(server: Server) -> None:
+    client = server.client()
+    for key in ("welcome Zoë", " padded ", "50%off", "ключ-🔑" * 40):
+        run = client.enqueue("client.echo", {"n": 1}, idempotency_key=key)
+        assert run.idempotency_key == key
+        again = runce.enqueue("client.echo", {"n": 1}, idempotency_key=key, config=server.config)
+        assert again.id == run.id
+    with pytest.raises(UsageError, match="U\\+000A") as refused:
+        client.enqueue("client.echo", {"n": 1}, idempotency_key="two\nlines")
+    with pytest.raises(UsageError) as local:
+        runce.enqueue("client.echo", {"n": 1}, idempotency_key="two\nlines", config=server.config)
+    assert str(refused.value) == str(local.value)
+
+
 def test_a_server_without_its_tasks_folder_raises_what_status_raises(server: Server) -> None:
     server.config.tasks_dir.rmdir()
     with pytest.raises(TaskLoadError) as local:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from runce.errors import TaskLoadError
+from runce.runs import api as runs_api
 from runce.tasks import api as tasks_api
 from tests.server.conftest import Api, make_api
 
@@ -68,6 +69,39 @@ def test_the_same_key_with_another_body_is_a_conflict(api: Api, change: dict[str
     conflict = api.call("POST", "/v1/runs", json={**body, **change}, headers=key)
     assert "order-2" in _problem(conflict, 409, "idempotency-conflict")["detail"]
     assert len(api.call("GET", "/v1/runs").json()["runs"]) == 1
+
+
+def test_a_key_travels_percent_encoded_and_is_the_librarys_key(api: Api) -> None:
+    body = {"kind": "email.send", "input": {"to": "a@b"}}
+    sent = api.call("POST", "/v1/runs", json=body, headers={"Idempotency-Key": "Zo%C3%AB%2042"})
+    assert sent.status_code == 201, sent.text
+    assert sent.json()["idempotency_key"] == "Zoë 42"
+    same = runs_api.enqueue(
+        "email.send", {"to": "a@b"}, idempotency_key="Zoë 42", config=api.config
+    )
+    assert same.id == sent.json()["id"]
+    plain = api.call("POST", "/v1/runs", json=body, headers={"Idempotency-Key": "a:b/c@d"})
+    assert plain.json()["idempotency_key"] == "a:b/c@d"
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        ("Zoë".encode(), "percent-encode"),
+        ("50%off", "send a % of the key as %25"),
+        ("%FF", "not UTF-8"),
+        ("a%00b", "U+0000"),
+        ("k" * 256, "1 to 255 characters"),
+        ("%F0%9F%94%91" * 256, "1 to 255 characters"),
+    ],
+)
+def test_a_key_the_library_refuses_is_422_with_its_sentence(
+    api: Api, header: str | bytes, said: str
+) -> None:
+    body = {"kind": "email.send", "input": {"to": "a@b"}}
+    refused = api.call("POST", "/v1/runs", json=body, headers={"Idempotency-Key": header})
+    assert said in _problem(refused, 422, "invalid-request")["detail"]
+    assert api.call("GET", "/v1/runs").json()["runs"] == []
 
 
 def test_an_input_the_registered_job_refuses_is_422_with_field_errors(typed_api: Api) -> None:

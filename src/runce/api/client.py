@@ -28,6 +28,7 @@ import httpx
 from pydantic import BaseModel
 
 from runce._version import __version__
+from runce.api.idempotency import HEADER, to_header
 from runce.api.schemas import PROBLEM_BASE, AttemptModel, RunModel, WorkerModel
 from runce.errors import (
     AuthError,
@@ -130,7 +131,7 @@ class Client:
             correlation_id=correlation_id,
         )
         body["input"] = input  # null is an input like any other
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+        headers = {} if idempotency_key is None else {HEADER: to_header(idempotency_key)}
         response = self.request("POST", "/v1/runs", json=body, headers=headers)
         return run_from_json(response.json()), response.status_code == 201
 

@@ -10,12 +10,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
+from runce.api import idempotency
 from runce.api.auth import Caller, require
 from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError, answers, field_errors
 from runce.api.ratelimit import spend
 from runce.api.schemas import (
-    IDEMPOTENCY_KEY,
     AttemptList,
     AttemptModel,
     EnqueueRequest,
@@ -38,9 +38,9 @@ Pruner = Annotated[Caller, Depends(require("runs:write", all_projects=True))]
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
-        pattern=IDEMPOTENCY_KEY,
-        description="1-200 printable ASCII characters without spaces (a UUID, say)",
+        alias=idempotency.HEADER,
+        description="The key, percent-encoded as UTF-8: 1-255 characters without control "
+        "characters once decoded; printable ASCII other than % and spaces may be sent as is",
     ),
 ]
 
@@ -69,7 +69,7 @@ def enqueue(
         [result] = ctx.runs.enqueue_results(
             body.kind,
             [body.input],
-            idempotency_keys=[key],
+            idempotency_keys=[None if key is None else idempotency.from_header(key)],
             run_at=body.run_at,
             max_attempts=body.max_attempts,
             priority=body.priority,

@@ -73,7 +73,6 @@ Text = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f
 WorkerId = Text
 Prose = Annotated[str, AfterValidator(_without_nul)]
 Json = Annotated[Any, AfterValidator(_json_without_nul)]
-IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"  # printable ASCII, no spaces
 Attempt = Annotated[int, Field(ge=0, le=1_000_000)]
 Lease = Annotated[float, Field(gt=0, le=MAX_LEASE, description="seconds")]
 

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import random
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -39,6 +40,10 @@ from runce.stores.queue import (
 
 ERROR_CAP = 16 * 1024
 MAX_PAGE = 100
+# Long enough for the keys runce makes itself (a schedule's tick: at most 234), far below
+# what the stores can index (PostgreSQL's index rows stop near 2.7 KB; 255 chars of 4 bytes fit).
+MAX_KEY = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # One encoder for every call: json.dumps with options builds a new one each time.
@@ -55,6 +60,31 @@ def canonical_json(value: Any, what: str = "input") -> str:
         return _encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"the run's {what} is not JSON: {exc}") from None
+
+
+def check_idempotency_key(key: str) -> str:
+    """The one rule for idempotency keys, wherever they come from (library, CLI, HTTP):
+    1 to 255 characters of Unicode text without control characters. Raise UsageError."""
+    if not isinstance(key, str):
+        raise UsageError(f"an idempotency key is text, not {type(key).__name__}")
+    shown = repr(key) if len(key) <= 40 else repr(key[:40]) + "…"
+    if not 1 <= len(key) <= MAX_KEY:
+        raise UsageError(
+            f"idempotency key {shown} must be 1 to {MAX_KEY} characters (it has {len(key)})"
+        )
+    control = _CONTROL.search(key)
+    if control is not None:
+        raise UsageError(
+            f"idempotency key {shown} holds the control character "
+            f"U+{ord(control.group()):04X}; keys are printable text"
+        )
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"idempotency key {shown} is not valid Unicode text (a lone surrogate)"
+        ) from None
+    return key
 
 
 def new_run_id() -> str:
@@ -208,6 +238,7 @@ class RunService:
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(inputs)
         if len(keys) != len(inputs):
             raise UsageError("idempotency_keys must have one key (or None) per input")
+        keys = [None if key is None else check_idempotency_key(key) for key in keys]
         attempts = self._max_attempts(kind, max_attempts)
         job = self.jobs.get(kind)
         if job is not None:  # typed jobs refuse a bad input before anything is stored
