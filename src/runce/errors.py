@@ -22,7 +22,7 @@
     ├── RunError                    the job queue refused a request (exit 1)
     │   ├── UnknownRun              no run has that id
     │   ├── IllegalTransition       the run's state does not allow it (cancel a succeeded run)
-    │   ├── IdempotencyConflict     a key reused with a different input
+    │   ├── IdempotencyConflict     a key reused with another kind, input or project
     │   ├── InvalidInput            a run's input or result is not valid (exit 2)
     │   ├── UnknownSchedule         no cron schedule has that name
     │   └── JobFailed               a job called in-process (``.now()``) failed; carries the run id
@@ -152,7 +152,7 @@ class IllegalTransition(RunError):
 
 
 class IdempotencyConflict(RunError):
-    """An idempotency key was used again with a different input."""
+    """An idempotency key was used again with another kind, input or project."""
 
 
 class InvalidInput(RunError):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from runce.errors import TaskLoadError
+from runce.errors import IdempotencyConflict, TaskLoadError
 from runce.runs import api as runs_api
 from runce.tasks import api as tasks_api
 from tests.server.conftest import Api, make_api
@@ -58,17 +59,46 @@ def test_the_same_key_and_body_answer_200_with_the_same_run(api: Api) -> None:
     assert first.json()["idempotency_key"] == "order-1"
 
 
+LATER = "2031-01-01T09:00:00+00:00"
+
+
 @pytest.mark.parametrize(
-    "change",
-    [{"input": {"to": "c@d"}}, {"kind": "sms.send"}, {"priority": 9}, {"project_id": "blog"}],
+    ("change", "conflict"),
+    [
+        ({"input": {"to": "c@d"}}, True),
+        ({"kind": "sms.send"}, True),
+        ({"project_id": "blog"}, True),
+        ({"project_id": None}, True),
+        ({"input": {"to": "a@b"}}, False),
+        ({"priority": 9}, False),
+        ({"correlation_id": "retry-2"}, False),
+        ({"max_attempts": 7}, False),
+        ({"run_at": LATER}, False),
+    ],
 )
-def test_the_same_key_with_another_body_is_a_conflict(api: Api, change: dict[str, Any]) -> None:
-    body = {"kind": "email.send", "input": {"to": "a@b"}}
-    key = {"Idempotency-Key": "order-2"}
-    assert api.call("POST", "/v1/runs", json=body, headers=key).status_code == 201
-    conflict = api.call("POST", "/v1/runs", json={**body, **change}, headers=key)
-    assert "order-2" in _problem(conflict, 409, "idempotency-conflict")["detail"]
-    assert len(api.call("GET", "/v1/runs").json()["runs"]) == 1
+def test_the_library_and_the_api_agree_on_what_a_reused_key_is(
+    api: Api, change: dict[str, Any], conflict: bool
+) -> None:
+    body = {"kind": "email.send", "input": {"to": "a@b"}, "project_id": "shop"}
+    first = api.call("POST", "/v1/runs", json=body, headers={"Idempotency-Key": "http-1"})
+    again = api.call(
+        "POST", "/v1/runs", json={**body, **change}, headers={"Idempotency-Key": "http-1"}
+    )
+    if conflict:
+        assert "http-1" in _problem(again, 409, "idempotency-conflict")["detail"]
+    else:
+        assert (again.status_code, again.json()) == (200, first.json())
+
+    options = {**body, **change}
+    if "run_at" in options:
+        options["run_at"] = datetime.fromisoformat(options["run_at"])
+    made = runs_api.enqueue(idempotency_key="lib-1", config=api.config, **body)
+    if conflict:
+        with pytest.raises(IdempotencyConflict, match="'lib-1'"):
+            runs_api.enqueue(idempotency_key="lib-1", config=api.config, **options)
+    else:
+        assert runs_api.enqueue(idempotency_key="lib-1", config=api.config, **options) == made
+    assert len(api.call("GET", "/v1/runs").json()["runs"]) == 2
 
 
 def test_a_key_travels_percent_encoded_and_is_the_librarys_key(api: Api) -> None:

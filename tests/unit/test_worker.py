@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -359,6 +360,28 @@ def test_idempotent_enqueue_and_conflicts(service: RunService) -> None:
         service.enqueue("mail", {"to": "b"}, idempotency_key="order-1")
     with pytest.raises(UnknownRun):
         service.get("missing")
+
+
+def test_one_key_is_one_kind_input_and_project_the_options_are_the_first_calls(
+    service: RunService,
+) -> None:
+    first = service.enqueue("mail", {"to": "a"}, idempotency_key="k", project_id="shop")
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    again = service.enqueue(
+        "mail",
+        {"to": "a"},
+        idempotency_key="k",
+        project_id="shop",
+        run_at=later,
+        priority=9,
+        max_attempts=7,
+        correlation_id="retry-2",
+    )
+    assert again == first  # the first call's run, unchanged
+    for project in (None, "blog"):
+        with pytest.raises(IdempotencyConflict, match="'k' was already used") as other:
+            service.enqueue("mail", {"to": "a"}, idempotency_key="k", project_id=project)
+        assert first.id not in str(other.value)  # another project's run is not named
 
 
 def test_drain_reclaims_expired_leases_first(

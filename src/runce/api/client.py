@@ -94,7 +94,7 @@ class Client:
         project_id: str | None = None,
         correlation_id: str | None = None,
     ) -> Run:
-        """Enqueue one run; the same ``idempotency_key`` (and body) returns the same run."""
+        """Enqueue one run; the same ``idempotency_key`` returns the same run (as the library)."""
         run, _ = self.enqueue_answer(
             kind,
             input,

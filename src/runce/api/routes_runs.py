@@ -27,7 +27,7 @@ from runce.api.schemas import (
 )
 from runce.errors import InvalidInput
 from runce.runs.service import MAX_PAGE
-from runce.stores.queue import Run, RunFilter, RunState
+from runce.stores.queue import RunFilter, RunState
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 422, 503))
 
@@ -50,7 +50,10 @@ IdempotencyKey = Annotated[
     status_code=201,
     response_model=RunModel,
     responses={
-        200: {"model": RunModel, "description": "An earlier run with the same key and body"},
+        200: {
+            "model": RunModel,
+            "description": "An earlier run with the same key, kind, input and project",
+        },
         **answers(409, 413, 429),
     },
 )
@@ -61,7 +64,8 @@ def enqueue(
     caller: Writer,
     key: IdempotencyKey = None,
 ) -> RunModel:
-    """Enqueue a run; with ``Idempotency-Key``, the same key and body return the same run."""
+    """Enqueue a run; with ``Idempotency-Key``, the same key, kind, input and project
+    return the same run (its options are the first request's)."""
     spend(ctx.enqueue_limit, caller.token.id, "enqueue")
     project_id = caller.check_project(body.project_id)
     body = body.model_copy(update={"project_id": project_id})
@@ -79,32 +83,9 @@ def enqueue(
     except InvalidInput as exc:
         errors = field_errors([{"loc": ["input", *e["loc"]], "msg": e["msg"]} for e in exc.errors])
         raise ProblemError("invalid-input", str(exc), errors=errors or None) from None
-    if not result.created:
-        _check_same_request(body, result.run)
+    if not result.created:  # the service checked it is the same request
         response.status_code = 200
     return RunModel.from_run(result.run)
-
-
-def _check_same_request(body: EnqueueRequest, run: Run) -> None:
-    """The library compares kind and input; a key reused with other options is a conflict
-    too, and so is one used in another project (that run is not the caller's to see)."""
-    differs = [
-        name
-        for name, given, stored in (
-            ("project_id", body.project_id, run.project_id),
-            ("priority", body.priority, run.priority),
-            ("correlation_id", body.correlation_id, run.correlation_id),
-            ("max_attempts", body.max_attempts or run.max_attempts, run.max_attempts),
-            ("run_at", body.run_at or run.run_at, run.run_at),
-        )
-        if given != stored
-    ]
-    if differs:
-        raise ProblemError(
-            "idempotency-conflict",
-            f"idempotency key {run.idempotency_key!r} was already used with a different "
-            f"{', '.join(differs)}",
-        )
 
 
 @router.get("/runs", response_model=RunList)

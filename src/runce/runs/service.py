@@ -354,6 +354,16 @@ def _check(run: Run, target: str) -> None:
 
 
 def _check_same(wanted: NewRun, existing: Run) -> None:
+    """One key is one request: the same kind and input (as JSON values) in the same project,
+    for every caller (library, CLI, HTTP API). The options (run_at, priority, max_attempts,
+    correlation_id) are the first call's: a retry that computes them anew (``run_at=now +
+    10 min``, a new request id) gets the run it made, unchanged."""
+    if existing.project_id != wanted.project_id:
+        # Not naming the run: over HTTP, another project's run is not the caller's to see.
+        raise IdempotencyConflict(
+            f"idempotency key {wanted.idempotency_key!r} was already used for a run of "
+            "another project"
+        )
     same_input = canonical_json(existing.input) == wanted.input_json or same_json(
         existing.input, json.loads(wanted.input_json)
     )
