@@ -23,10 +23,13 @@ from runce.errors import (
     RemoteError,
     ServerUnavailable,
     UnknownRun,
+    UnknownSchedule,
     UsageError,
 )
 from runce.runs.api import worker
+from runce.runs.schedules import ScheduleSpec
 from tests.client.conftest import Server, free_port, serve
+from tests.stored_schedules import scheduler
 
 
 def _drain(server: Server) -> runce.WorkerSummary:
@@ -169,6 +172,58 @@ def test_the_server_side_of_once_tasks_and_health(server: Server) -> None:
     assert client.tasks()["tasks"] == []
     health = server.client(None).health()
     assert health["status"] == "ok"
+
+
+NIGHTLY = ScheduleSpec(
+    "report.nightly", "client.echo", "0 3 * * *", "Europe/Berlin", {"b": [1, 2.5], "a": "ü"}
+)
+EVERY_MINUTE = ScheduleSpec("echo:minutely", "client.echo", "* * * * *")
+
+
+def test_schedules_come_back_as_the_library_returns_them(server: Server) -> None:
+    client = server.client("reader")
+    assert client.list_schedules() == []
+    start = datetime.now(UTC)
+    clock = iter([start, start + timedelta(minutes=2)])
+    [fired] = scheduler(server.config, NIGHTLY, EVERY_MINUTE, clock=lambda: next(clock)).tick()
+
+    listed = client.list_schedules()
+    assert listed == runce.list_schedules(config=server.config)
+    assert [(s.name, s.enabled) for s in listed] == [
+        ("echo:minutely", True),
+        ("report.nightly", True),
+    ]
+    assert (listed[0].last_run_id, listed[1].last_run_id) == (fired.run.id, None)
+    assert listed[1].input_json == '{"a":"ü","b":[1,2.5]}'  # the stored text, unchanged
+    assert server.client("shop").list_schedules() == listed  # schedules have no project
+
+
+def test_schedules_are_switched_off_and_on(server: Server) -> None:
+    scheduler(server.config, NIGHTLY, EVERY_MINUTE)
+    client = server.client()
+    off = client.disable_schedule("echo:minutely")
+    assert not off.enabled
+    assert off in runce.list_schedules(config=server.config)
+    on = client.enable_schedule("echo:minutely")
+    assert on.enabled
+    assert on == client.list_schedules()[0]
+    with pytest.raises(UnknownSchedule, match="no schedule is named 'nope'") as unknown:
+        client.enable_schedule("nope")
+    assert unknown.value.exit_code == 1
+    with pytest.raises(UnknownSchedule):
+        client.disable_schedule("nope")
+    with pytest.raises(UsageError, match="a schedule name is empty"):
+        client.enable_schedule("")
+
+
+def test_switching_a_schedule_needs_a_token_bound_to_no_project(server: Server) -> None:
+    scheduler(server.config, NIGHTLY)
+    with pytest.raises(AuthError, match="bound to projects") as bound:
+        server.client("shop").disable_schedule("report.nightly")
+    assert bound.value.status == 403
+    with pytest.raises(AuthError, match="runs:write"):
+        server.client("reader").disable_schedule("report.nightly")
+    assert [s.enabled for s in runce.list_schedules(config=server.config)] == [True]
 
 
 def test_an_unreachable_server_is_one_sentence_naming_it() -> None:
