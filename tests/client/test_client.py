@@ -100,7 +100,8 @@ def test_a_remote_worker_runs_what_the_client_enqueued(server: Server) -> None:
     failed = client.wait(bad.id)
     assert failed.state == "failed"
     assert [a.outcome for a in client.attempts(bad.id)] == ["failed"]
-    assert any(w.kinds == ("client.echo", "client.signup") for w in client.workers())
+    # The job registry is the process's: other tests' kinds may be there too.
+    assert any({"client.echo", "client.signup"} <= set(w.kinds) for w in client.workers())
 
     assert client.prune_runs(succeeded_after=0, failed_after=0) == 2
     with pytest.raises(UnknownRun):
