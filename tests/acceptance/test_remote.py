@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -184,6 +185,57 @@ def test_the_remote_cli_prints_what_the_local_one_prints(sqlite_remote: Remote) 
     assert _same(remote, "runs", "prune").stdout == "pruned 0 runs\n"
     workers = json.loads(_same(remote, "workers", "--json").stdout)
     assert [w["state"] for w in workers] == ["stopped"]
+
+
+NIGHTLY = '\n\nrunce.schedule("0 3 * * *", "noop.record", {"from": "cron"}, name="nightly")\n'
+
+
+def _stored(remote: Remote) -> dict[str, object]:
+    """The one schedule, as `runce schedules list --json` prints it from the store."""
+    listed = remote.local("schedules", "list", "--json")
+    assert listed.returncode == 0, output_of(listed)
+    [schedule] = json.loads(listed.stdout)
+    assert isinstance(schedule, dict)
+    return schedule
+
+
+def test_schedules_are_listed_and_switched_on_the_server(sqlite_remote: Remote) -> None:
+    remote = sqlite_remote
+    assert "no schedule is stored yet" in _same(remote, "schedules", "list").stdout
+    with (remote.space.root / "jobs.py").open("a") as jobs:
+        jobs.write(NIGHTLY)
+    stored = remote.local("worker", "--drain")  # a worker on the store stores the schedules
+    assert stored.returncode == 0, output_of(stored)
+    listed = json.loads(_same(remote, "schedules", "list", "--json").stdout)
+    assert [(s["name"], s["enabled"], s["input_json"]) for s in listed] == [
+        ("nightly", True, '{"from":"cron"}')
+    ]
+
+    off = remote.remote("schedules", "disable", "nightly")
+    assert (off.returncode, off.stdout) == (0, "disabled nightly\n"), output_of(off)
+    assert "server: " + remote.url in off.stderr
+    assert _stored(remote)["enabled"] is False  # the store has it off
+    table = _same(remote, "schedules", "list").stdout
+    assert table.splitlines()[1].split()[:2] == ["OFF", "nightly"], table
+
+    on = remote.remote("schedules", "enable", "nightly")
+    assert on.returncode == 0, output_of(on)
+    now_on = _stored(remote)
+    next_run = datetime.fromisoformat(str(now_on["next_run_at"]))
+    assert now_on["enabled"] is True
+    assert on.stdout == f"enabled nightly: next run at {next_run:%Y-%m-%d %H:%M:%S} UTC\n"
+    _same(remote, "schedules", "list")
+
+    unknown = _same(remote, "schedules", "disable", "nope")
+    assert unknown.returncode == 1
+    assert_one_sentence(unknown.stderr, "no schedule is named 'nope'")
+    made = remote.space.runce(
+        "tokens", "create", "shop", "--scope", "runs:write", "--project", "shop"
+    )
+    bound = remote.remote("schedules", "disable", "nightly", RUNCE_API_TOKEN=made.stdout.strip())
+    assert bound.returncode == 2
+    assert_one_sentence(bound.stderr, "forbidden", "bound to projects")
+    assert _stored(remote)["enabled"] is True
 
 
 def test_a_bare_remote_takes_the_url_from_the_environment(sqlite_remote: Remote) -> None:

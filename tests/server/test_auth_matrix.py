@@ -1,7 +1,8 @@
 """Every route by (no token, wrong scope, wrong project, right token), on a real store.
 
 Each case runs on a fresh server holding: ``running`` (claimed by worker w1, attempt 1),
-``queued`` and ``canceled``, all in project ``blog``. Tokens: see ``ROLES`` in conftest.
+``queued`` and ``canceled``, all in project ``blog``, and the cron schedule ``nightly`` (no
+project). Tokens: see ``ROLES`` in conftest.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 
 from runce.api.tokens import revoke_token
+from runce.runs.schedules import ScheduleSpec
 from tests.server.conftest import Api
+from tests.stored_schedules import scheduler
 
 FENCE = {"worker_id": "w1", "attempt": 1}
 WORKER = {
@@ -60,6 +63,13 @@ CASES = {
     "prune": Case("POST", "/v1/runs:prune", {}, "writer", "reader", ("shop", {})),
     "workers": Case("GET", "/v1/workers", None, "reader", "writer", None),
     "tasks": Case("GET", "/v1/tasks", None, "reader", "worker", None),
+    "schedules": Case("GET", "/v1/schedules", None, "reader", "writer", None),
+    "schedule-enable": Case(
+        "POST", "/v1/schedules/nightly:enable", None, "writer", "reader", ("shop", None)
+    ),
+    "schedule-disable": Case(
+        "POST", "/v1/schedules/nightly:disable", None, "writer", "reader", ("shop", None)
+    ),
     "claim": Case(
         "POST",
         "/v1/runs:claim",
@@ -130,6 +140,7 @@ def world(api: Api, tmp_path: Any) -> dict[str, str]:
     queued = api.enqueue(project_id="blog", input={"n": 2})["id"]
     canceled = api.enqueue(project_id="blog", input={"n": 3})["id"]
     assert api.call("POST", f"/v1/runs/{canceled}:cancel").status_code == 200
+    scheduler(api.config, ScheduleSpec("nightly", "report.build", "0 3 * * *"))
     return {"running": running, "queued": queued, "canceled": canceled}
 
 
@@ -193,11 +204,12 @@ def test_with_a_token_of_another_project_403(api: Api, world: dict[str, str], na
     case = CASES[name]
     assert case.wrong_project is not None
     role, body = case.wrong_project
-    before = api.call("GET", "/v1/runs").json()
+    before = [api.call("GET", path).json() for path in ("/v1/runs", "/v1/schedules")]
     response = _send(api, case, world, role, body)
     assert response.status_code == 403, response.text
     assert _problem_slug(response) == "forbidden"
-    assert api.call("GET", "/v1/runs").json() == before  # nothing changed
+    after = [api.call("GET", path).json() for path in ("/v1/runs", "/v1/schedules")]
+    assert after == before  # nothing changed
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+import runce
+from runce.api.schemas import ScheduleModel
 from runce.errors import IdempotencyConflict, TaskLoadError
 from runce.runs import api as runs_api
+from runce.runs.schedules import ScheduleSpec
 from runce.tasks import api as tasks_api
 from tests.server.conftest import Api, make_api
+from tests.stored_schedules import scheduler
 
 PROBLEM = "application/problem+json"
 
@@ -352,6 +356,71 @@ def test_workers_report_and_are_listed(api: Api) -> None:
         ("w1", 8, ["email.send"], "running")
     ]
     _problem(api.call("PUT", "/v1/workers/w2", json=info), 422, "invalid-request")
+
+
+# -- schedules ------------------------------------------------------------------------------------
+
+NIGHTLY = ScheduleSpec("report.nightly", "report.build", "0 3 * * *", "Europe/Berlin", {"days": 1})
+MINUTELY = ScheduleSpec("cache:warm", "cache.warm", "* * * * *")  # a colon, as in `:enable`
+
+
+def test_schedules_are_listed_as_the_library_lists_them(api: Api) -> None:
+    assert api.call("GET", "/v1/schedules", "reader").json() == {"schedules": []}
+    start = datetime.now(UTC)
+    clock = iter([start, start + timedelta(minutes=2)])
+    ticking = scheduler(api.config, NIGHTLY, MINUTELY, clock=lambda: next(clock))
+    [fired] = ticking.tick()  # the minutely one was due: it has a last run now
+
+    listed = api.call("GET", "/v1/schedules", "reader").json()["schedules"]
+    assert [s["name"] for s in listed] == ["cache:warm", "report.nightly"]
+    warm, nightly = listed
+    assert (warm["last_run_id"], warm["input"]) == (fired.run.id, None)
+    assert warm["last_run_at"].endswith(("Z", "+00:00"))
+    assert (nightly["kind"], nightly["expression"], nightly["timezone"]) == (
+        "report.build",
+        "0 3 * * *",
+        "Europe/Berlin",
+    )
+    assert (nightly["input"], nightly["enabled"], nightly["last_run_id"]) == (
+        {"days": 1},
+        True,
+        None,
+    )
+    remote = [ScheduleModel.model_validate(s).to_schedule() for s in listed]
+    assert remote == runce.list_schedules(config=api.config)
+    assert api.call("GET", "/v1/schedules", "shop").status_code == 200  # no project's data
+
+
+def test_disable_and_enable_answer_the_schedule_after_the_change(api: Api) -> None:
+    scheduler(api.config, NIGHTLY, MINUTELY)
+    off = api.call("POST", "/v1/schedules/cache:warm:disable", "writer")
+    assert off.status_code == 200, off.text
+    assert (off.json()["name"], off.json()["enabled"]) == ("cache:warm", False)
+    [stored] = [s for s in runce.list_schedules(config=api.config) if s.name == "cache:warm"]
+    assert ScheduleModel.model_validate(off.json()).to_schedule() == stored
+    assert not stored.enabled
+
+    before = datetime.now(UTC)
+    on = api.call("POST", "/v1/schedules/cache:warm:enable", "writer").json()
+    assert on["enabled"] is True
+    assert datetime.fromisoformat(on["next_run_at"]) > before  # from its next tick, no catch-up
+    again = api.call("POST", "/v1/schedules/cache:warm:enable", "writer").json()
+    assert again["next_run_at"] == on["next_run_at"]  # already on: left where it was
+    nightly = [s for s in runce.list_schedules(config=api.config) if s.name == "report.nightly"]
+    assert [s.enabled for s in nightly] == [True]
+
+
+def test_an_unknown_schedule_is_404_not_found(api: Api) -> None:
+    for verb in ("enable", "disable"):
+        problem = _problem(api.call("POST", f"/v1/schedules/nope:{verb}"), 404, "not-found")
+        assert problem["detail"].startswith("no schedule is named 'nope'")
+
+
+def test_a_token_bound_to_projects_may_not_switch_schedules(api: Api) -> None:
+    scheduler(api.config, NIGHTLY)
+    refused = api.call("POST", "/v1/schedules/report.nightly:disable", "shop")
+    assert "bound to projects" in _problem(refused, 403, "forbidden")["detail"]
+    assert [s.enabled for s in runce.list_schedules(config=api.config)] == [True]
 
 
 # -- health, tasks, errors of every kind --------------------------------------------------------

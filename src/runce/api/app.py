@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from runce._version import __version__
-from runce.api import openapi, problems, routes_runs, routes_worker
+from runce.api import openapi, problems, routes_runs, routes_schedules, routes_worker
 from runce.api.bodylimit import BodyLimit
 from runce.api.context import ApiContext
 from runce.api.ratelimit import RateLimiter
@@ -20,9 +20,10 @@ from runce.config import ConfigArg, Rate, resolve_config
 from runce.runs import api as runs_api
 
 DESCRIPTION = """\
-runce's durable job queue over HTTP: enqueue, read and cancel runs; remote workers claim
-and complete them through the worker endpoints. Every `/v1` route needs a bearer token
-(`runce tokens create`); every error is `application/problem+json`.
+runce's durable job queue over HTTP: enqueue, read and cancel runs, list and switch the
+cron schedules; remote workers claim and complete runs through the worker endpoints. Every
+`/v1` route needs a bearer token (`runce tokens create`); every error is
+`application/problem+json`.
 """
 
 
@@ -54,6 +55,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     app.include_router(routes_runs.router)
     app.include_router(routes_worker.router)
     app.include_router(routes_worker.readers)
+    app.include_router(routes_schedules.router)
     return app
 
 

@@ -8,12 +8,13 @@ moves between a local store and a server by swapping one object::
     run = client.enqueue("email.send", {"to": "ada@example.com"}, idempotency_key="signup-42")
     client.wait(run.id, timeout=60)
 
-Errors are the ones a local call raises (``UnknownRun`` for a 404, ``IllegalTransition``,
-``IdempotencyConflict``, ``InvalidInput`` with its field errors, ``UsageError`` for a request
-the server refused as invalid); the rest are :class:`~runce.errors.AuthError`,
-:class:`~runce.errors.RateLimited`, :class:`~runce.errors.RemoteError`, and
-:class:`~runce.errors.ServerUnavailable` when the server cannot be reached or fails. Each is
-one sentence naming the server; httpx's own exception stays as ``__cause__``.
+Errors are the ones a local call raises (``UnknownRun`` for a 404, ``UnknownSchedule`` for
+a schedule's, ``IllegalTransition``, ``IdempotencyConflict``, ``InvalidInput`` with its field
+errors, ``UsageError`` for a request the server refused as invalid); the rest are
+:class:`~runce.errors.AuthError`, :class:`~runce.errors.RateLimited`,
+:class:`~runce.errors.RemoteError`, and :class:`~runce.errors.ServerUnavailable` when the
+server cannot be reached or fails. Each is one sentence naming the server; httpx's own
+exception stays as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pydantic import BaseModel
 
 from runce._version import __version__
 from runce.api.idempotency import HEADER, to_header
-from runce.api.schemas import PROBLEM_BASE, AttemptModel, RunModel, WorkerModel
+from runce.api.schemas import PROBLEM_BASE, AttemptModel, RunModel, ScheduleModel, WorkerModel
 from runce.errors import (
     AuthError,
     IdempotencyConflict,
@@ -41,10 +42,12 @@ from runce.errors import (
     ServerUnavailable,
     TaskLoadError,
     UnknownRun,
+    UnknownSchedule,
     UsageError,
 )
 from runce.runs.service import RunPage
 from runce.stores.queue import AttemptRecord, Run, RunState, WorkerInfo
+from runce.stores.schedules import Schedule
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -201,6 +204,29 @@ class Client:
         data = self.request("GET", "/v1/workers").json()
         return [_model(WorkerModel, w).to_info() for w in data["workers"]]
 
+    # -- schedules ----------------------------------------------------------------------------
+
+    def list_schedules(self) -> list[Schedule]:
+        """The schedules stored on the server, by name."""
+        data = self.request("GET", "/v1/schedules").json()
+        return [_model(ScheduleModel, s).to_schedule() for s in data["schedules"]]
+
+    def enable_schedule(self, name: str) -> Schedule:
+        """Switch a schedule on; it next runs at its first tick from now (no catch-up).
+        Needs a token bound to no project."""
+        return self._switch(name, ":enable")
+
+    def disable_schedule(self, name: str) -> Schedule:
+        """Switch a schedule off; workers leave it alone until it is enabled again.
+        Needs a token bound to no project."""
+        return self._switch(name, ":disable")
+
+    def _switch(self, name: str, verb: str) -> Schedule:
+        response = self.request("POST", schedule_path(name, verb), missing=UnknownSchedule)
+        return _model(ScheduleModel, response.json()).to_schedule()
+
+    # -- the server ---------------------------------------------------------------------------
+
     def tasks(self) -> dict[str, Any]:
         """The once tasks' status on the server, as ``runce status --json`` prints it."""
         found: dict[str, Any] = self.request("GET", "/v1/tasks").json()
@@ -222,8 +248,10 @@ class Client:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        missing: type[RunceError] = UnknownRun,
     ) -> httpx.Response:
-        """One request; a problem answer (4xx/5xx) or a network failure raises runce's error."""
+        """One request; a problem answer (4xx/5xx) or a network failure raises runce's error
+        (``missing`` for a 404 about what the path names: a run unless told otherwise)."""
         took = self.timeout if timeout is None else timeout
         try:
             response = self._http.request(
@@ -243,15 +271,17 @@ class Client:
                 f"cannot reach the runce server at {self.url}: {_reason(exc)}"
             ) from exc
         if response.status_code >= 400:
-            self._refused(response, method, path)
+            self._refused(response, method, path, missing)
         return response
 
-    def _refused(self, response: httpx.Response, method: str, path: str) -> NoReturn:
+    def _refused(
+        self, response: httpx.Response, method: str, path: str, missing: type[RunceError]
+    ) -> NoReturn:
         problem = _problem(response)
         if problem is None:
             raise _not_runce(self.url, response, method, path)
         slug, detail = problem
-        raise _error(self, slug, detail, response)
+        raise _error(self, slug, detail, response, missing)
 
 
 # -- turning answers into runce's errors ----------------------------------------------------
@@ -270,7 +300,13 @@ def _problem(response: httpx.Response) -> tuple[str, str] | None:
     return kind.removeprefix(PROBLEM_BASE), str(detail)
 
 
-def _error(client: Client, slug: str, detail: str, response: httpx.Response) -> RunceError:
+def _error(
+    client: Client,
+    slug: str,
+    detail: str,
+    response: httpx.Response,
+    missing: type[RunceError] = UnknownRun,
+) -> RunceError:
     status = response.status_code
     same_as_local: dict[str, type[RunceError]] = {
         "illegal-transition": IllegalTransition,
@@ -281,7 +317,7 @@ def _error(client: Client, slug: str, detail: str, response: httpx.Response) -> 
     if slug in same_as_local:
         return same_as_local[slug](detail)
     if slug == "not-found" and not detail.startswith("no route"):
-        return UnknownRun(detail)
+        return missing(detail)
     where = f"the runce server at {client.url}"
     if slug == "not-found":
         return RemoteError(f"{where} has no such route ({detail}); check the URL", status, slug)
@@ -348,6 +384,12 @@ def run_path(run_id: str, suffix: str = "") -> str:
     if not run_id:
         raise UsageError("a run id is empty")
     return f"/v1/runs/{quote(run_id, safe='')}{suffix}"
+
+
+def schedule_path(name: str, verb: str) -> str:
+    if not name:
+        raise UsageError("a schedule name is empty")
+    return f"/v1/schedules/{quote(name, safe='')}{verb}"
 
 
 def wire_time(moment: datetime | None) -> str | None:

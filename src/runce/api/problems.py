@@ -27,6 +27,7 @@ from runce.errors import (
     StoreError,
     TaskLoadError,
     UnknownRun,
+    UnknownSchedule,
     UsageError,
 )
 
@@ -90,6 +91,7 @@ def answers(*codes: int) -> dict[int | str, dict[str, Any]]:
 # runce's errors a route may let through, by the slug they answer with (most specific first).
 _ERRORS: Sequence[tuple[type[RunceError], str]] = (
     (UnknownRun, "not-found"),
+    (UnknownSchedule, "not-found"),
     (IllegalTransition, "illegal-transition"),
     (IdempotencyConflict, "idempotency-conflict"),
     (InvalidInput, "invalid-input"),

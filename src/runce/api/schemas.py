@@ -1,17 +1,21 @@
 """The wire models of the HTTP API v1: what the server answers and what the client sends.
 
 Both sides import these, so a field changes in one place. Runs, attempts and workers mirror
-the dataclasses of :mod:`runce.stores.queue` field for field; ``from_*`` and ``to_*`` convert.
+the dataclasses of :mod:`runce.stores.queue` field for field, schedules those of
+:mod:`runce.stores.schedules` (with the input as JSON, not as text); ``from_*`` and ``to_*``
+convert.
 Datetimes travel as ISO-8601 with an offset; naive datetimes are refused on input.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from runce.runs.service import canonical_json
 from runce.stores.queue import (
     AttemptOutcome,
     AttemptRecord,
@@ -21,6 +25,7 @@ from runce.stores.queue import (
     RunState,
     WorkerInfo,
 )
+from runce.stores.schedules import Schedule
 
 PROBLEM_BASE = "https://runce.dev/problems/"
 MAX_BATCH = 100
@@ -293,6 +298,42 @@ class BatchHeartbeatAnswer(_Answer):
 
 class ReclaimRequest(_Model):
     pass
+
+
+# -- schedules ---------------------------------------------------------------------------------
+
+
+class ScheduleModel(_Answer):
+    """One stored cron schedule, as ``GET /v1/schedules`` lists it."""
+
+    name: str
+    kind: str
+    expression: str
+    timezone: str
+    input: Any = None
+    enabled: bool
+    next_run_at: datetime
+    last_run_at: datetime | None = None
+    last_run_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_schedule(cls, schedule: Schedule) -> ScheduleModel:
+        values: dict[str, Any] = {"input": json.loads(schedule.input_json)}
+        for name in cls.model_fields.keys() - values.keys():
+            values[name] = getattr(schedule, name)
+        return cls(**values)
+
+    def to_schedule(self) -> Schedule:
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        # The store keeps canonical JSON, so encoding the value again gives the same text.
+        values["input_json"] = canonical_json(values.pop("input"))
+        return Schedule(**values)
+
+
+class ScheduleList(_Answer):
+    schedules: list[ScheduleModel]
 
 
 # -- tasks, health, problems ---------------------------------------------------------------------

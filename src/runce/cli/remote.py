@@ -1,5 +1,5 @@
-"""``--remote [URL]``: the runs commands, ``runce workers`` and ``runce worker`` against a
-runce server (``runce serve``) instead of the store (R-7, A-3).
+"""``--remote [URL]``: the runs and schedules commands, ``runce workers`` and ``runce worker``
+against a runce server (``runce serve``) instead of the store (R-7, A-3).
 
 The commands talk to one object with the library's method names (:class:`Runs`): on the
 store it is :class:`LocalRuns`, the library's entry points bound to the configuration;
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from runce.api.remote_queue import HttpRunQueue
     from runce.runs.service import RunPage
     from runce.stores.queue import AttemptRecord, Run, RunState, WorkerInfo
+    from runce.stores.schedules import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,7 +92,8 @@ def bare_remote_first(params: Sequence[click.Parameter], args: list[str]) -> lis
 
 
 class Runs(Protocol):
-    """What the commands do with runs: the library's names, on a store or on a server."""
+    """What the commands do with runs and schedules: the library's names, on a store or on
+    a server."""
 
     def enqueue(
         self,
@@ -128,6 +130,12 @@ class Runs(Protocol):
     def prune_runs(self) -> int: ...
 
     def workers(self) -> list[WorkerInfo]: ...
+
+    def list_schedules(self) -> list[Schedule]: ...
+
+    def enable_schedule(self, name: str) -> Schedule: ...
+
+    def disable_schedule(self, name: str) -> Schedule: ...
 
 
 class LocalRuns:
@@ -201,6 +209,15 @@ class LocalRuns:
 
     def workers(self) -> list[WorkerInfo]:
         return self._api.queue_of(self._api.shared_store(self._config.store)).workers()
+
+    def list_schedules(self) -> list[Schedule]:
+        return self._api.list_schedules(config=self._config)
+
+    def enable_schedule(self, name: str) -> Schedule:
+        return self._api.enable_schedule(name, config=self._config)
+
+    def disable_schedule(self, name: str) -> Schedule:
+        return self._api.disable_schedule(name, config=self._config)
 
 
 def open_runs(config: Config, remote: str | None, token: str | None) -> Runs:

@@ -1,28 +1,19 @@
-"""``runce schedules list|enable|disable``: the cron schedules workers keep in the store."""
+"""``runce schedules list|enable|disable``: the cron schedules workers keep in the store.
+
+Each takes ``--remote [URL]`` (:mod:`runce.cli.remote`) and then works on a runce server
+instead of the store, with the same output.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
 from runce.cli import output
 from runce.cli.main import cli, config_options, load_cli_config
-
-if TYPE_CHECKING:
-    from runce.stores.schedules import Schedule
-
-
-def _api() -> Any:
-    from runce.runs import api
-
-    return api
-
-
-def _store_note(description: str) -> None:
-    click.echo(click.style(f"store: {description}", dim=True), err=True)
+from runce.cli.remote import Runs, open_runs, remote_options
 
 
 @cli.group()
@@ -32,13 +23,17 @@ def schedules() -> None:
 
 @schedules.command(name="list")
 @config_options
+@remote_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def schedules_list(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
+def schedules_list(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
     """Every stored schedule, its next tick and its last run."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    api = _api()
-    _store_note(api.shared_store(cfg.store).description)
-    found: list[Schedule] = api.list_schedules(config=cfg)
+    found = _target(config_path, tasks_dir, remote, token).list_schedules()
     if as_json:
         output.echo_json([asdict(s) for s in found])
         return
@@ -63,25 +58,38 @@ def schedules_list(config_path: Path | None, tasks_dir: Path | None, as_json: bo
 
 @schedules.command(name="enable")
 @config_options
+@remote_options
 @click.argument("name")
-def schedules_enable(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
+def schedules_enable(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
+    name: str,
+) -> None:
     """Switch a schedule on; it next runs at its first tick from now."""
-    found = _switch(config_path, tasks_dir, name, "enable_schedule")
+    found = _target(config_path, tasks_dir, remote, token).enable_schedule(name)
     click.echo(f"enabled {found.name}: next run at {output.when(found.next_run_at)} UTC")
 
 
 @schedules.command(name="disable")
 @config_options
+@remote_options
 @click.argument("name")
-def schedules_disable(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
+def schedules_disable(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
+    name: str,
+) -> None:
     """Switch a schedule off; no worker enqueues its ticks until it is enabled again."""
-    found = _switch(config_path, tasks_dir, name, "disable_schedule")
+    found = _target(config_path, tasks_dir, remote, token).disable_schedule(name)
     click.echo(f"disabled {found.name}")
 
 
-def _switch(config_path: Path | None, tasks_dir: Path | None, name: str, how: str) -> Schedule:
-    cfg = load_cli_config(config_path, tasks_dir)
-    api = _api()
-    _store_note(api.shared_store(cfg.store).description)
-    found: Schedule = getattr(api, how)(name, config=cfg)
-    return found
+def _target(
+    config_path: Path | None, tasks_dir: Path | None, remote: str | None, token: str | None
+) -> Runs:
+    """The store's schedules, or the server's with ``--remote`` (noted on stderr)."""
+    return open_runs(load_cli_config(config_path, tasks_dir), remote, token)

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
+from runce.errors import UsageError
+
 RunState = Literal["queued", "running", "succeeded", "failed", "canceled"]
 RUN_STATES: tuple[RunState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
@@ -168,6 +170,35 @@ STATE_AFTER: Mapping[str, RunState] = {
     "retry": "queued",
     "released": "queued",
 }
+
+
+def check_outcomes(outcomes: Sequence[Outcome]) -> None:
+    """Refuse an outcome kind no run can end an attempt with (before anything is written)."""
+    for outcome in outcomes:
+        if outcome.kind not in STATE_AFTER:
+            raise UsageError(
+                f"{outcome.kind!r} is not an outcome of a run; "
+                f"use one of {', '.join(sorted(STATE_AFTER))}"
+            )
+
+
+def outcome_rounds(outcomes: Sequence[Outcome]) -> list[list[int]]:
+    """Positions of outcomes in rounds where each run id appears once, in order.
+
+    A batch names each run once in practice (one round, one statement). Should a run appear
+    twice, its second outcome is applied after the first, as if sent in a later call.
+    """
+    if len({outcome.fence.run_id for outcome in outcomes}) == len(outcomes):
+        return [list(range(len(outcomes)))]
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, outcome in enumerate(outcomes):
+        n = seen.get(outcome.fence.run_id, 0)
+        seen[outcome.fence.run_id] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
 
 
 def run_after(claimed: Run, outcome: Outcome, landed: Landed) -> Run:

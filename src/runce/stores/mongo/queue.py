@@ -60,6 +60,7 @@ from runce.stores.queue import (
     RunFilter,
     RunQueue,
     WorkerInfo,
+    check_outcomes,
     landed_of,
 )
 
@@ -68,7 +69,6 @@ POLL = 0.025  # seconds between looks at the wake signal in wait_for_work
 CANDIDATES = 1000  # due run ids read per look, claimed in order by the claims that follow
 CANDIDATES_FOR = 1.0  # seconds a look is trusted while the wake signal stays put
 WAKE_ID = "~wake"  # the wake signal's document in the workers collection
-_OUTCOME_KINDS = frozenset({"succeeded", "failed", "retry", "canceled", "released"})
 _CLAIM_ORDER = [("priority", -1), ("runAt", 1), ("_id", 1)]
 _NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 _UNCLAIMED: Document = {
@@ -285,12 +285,7 @@ class MongoRunQueue:
         return result.matched_count == 1
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[Landed | None]:
-        for outcome in outcomes:
-            if outcome.kind not in _OUTCOME_KINDS:
-                raise UsageError(
-                    f"{outcome.kind!r} is not an outcome of a run; "
-                    f"use one of {', '.join(sorted(_OUTCOME_KINDS))}"
-                )
+        check_outcomes(outcomes)
         if not outcomes:
             return []
         self._schema.prepare()

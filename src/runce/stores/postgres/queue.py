@@ -90,6 +90,8 @@ from runce.stores.queue import (
     Run,
     RunFilter,
     WorkerInfo,
+    check_outcomes,
+    outcome_rounds,
     queued_run,
 )
 
@@ -98,7 +100,6 @@ T = TypeVar("T")
 # The schema version that brings the runs tables (migrations/0002_runs.sql).
 RUNS_VERSION = 2
 
-_OUTCOME_KINDS = frozenset({"succeeded", "failed", "retry", "canceled", "released"})
 _CHANNEL_BYTES = 63  # NAMEDATALEN - 1: longer channel names are refused
 
 # The conditions a page of runs may be filtered by; each value is a parameter.
@@ -173,7 +174,7 @@ class PostgresRunQueue:
         self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
     ) -> tuple[list[Landed | None], list[Run]]:
         done_with = list(outcomes)
-        _check_outcomes(done_with)
+        check_outcomes(done_with)
         if claim is not None and claim.limit <= 0:
             claim = None
         if not done_with:
@@ -183,7 +184,7 @@ class PostgresRunQueue:
         if claim is None:
             return self.complete(done_with), []
         request = claim
-        rounds = _rounds(done_with)
+        rounds = outcome_rounds(done_with)
 
         def work(conn: Connection) -> tuple[list[Landed | None], list[Run]]:
             if len(rounds) > 1:  # a run named twice: rare; one statement per round
@@ -234,10 +235,10 @@ class PostgresRunQueue:
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[Landed | None]:
         batch = list(outcomes)
-        _check_outcomes(batch)
+        check_outcomes(batch)
         if not batch:
             return []
-        rounds = _rounds(batch)
+        rounds = outcome_rounds(batch)
 
         def work(conn: Connection) -> list[Landed | None]:
             if len(rounds) > 1:
@@ -478,36 +479,8 @@ def _complete(
     return done, due
 
 
-def _rounds(outcomes: list[Outcome]) -> list[list[int]]:
-    """Positions of outcomes in rounds where each run id appears once, in order.
-
-    A batch names each run once in practice (one round, one statement). Should a run appear
-    twice, its second outcome is applied after the first, as if sent in a later call.
-    """
-    if len({outcome.fence.run_id for outcome in outcomes}) == len(outcomes):
-        return [list(range(len(outcomes)))]
-    rounds: list[list[int]] = []
-    seen: dict[str, int] = {}
-    for i, outcome in enumerate(outcomes):
-        n = seen.get(outcome.fence.run_id, 0)
-        seen[outcome.fence.run_id] = n + 1
-        if n == len(rounds):
-            rounds.append([])
-        rounds[n].append(i)
-    return rounds
-
-
 def _announce(conn: Connection, db: Database, channel: str, payload: str) -> None:
     conn.execute(db.sql("announce"), {"channel": channel, "payload": payload})
-
-
-def _check_outcomes(outcomes: list[Outcome]) -> None:
-    for outcome in outcomes:
-        if outcome.kind not in _OUTCOME_KINDS:
-            raise UsageError(
-                f"{outcome.kind!r} is not an outcome of a run; "
-                f"use one of {', '.join(sorted(_OUTCOME_KINDS))}"
-            )
 
 
 def _runs_text(verb: str, batch: list[NewRun]) -> str:

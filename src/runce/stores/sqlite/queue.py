@@ -41,6 +41,8 @@ from runce.stores.queue import (
     Run,
     RunFilter,
     WorkerInfo,
+    check_outcomes,
+    outcome_rounds,
     queued_run,
 )
 from runce.stores.sqlite import schema
@@ -64,7 +66,6 @@ T = TypeVar("T")
 # The schema version that brings the runs tables (migrations/0002_runs.sql).
 RUNS_VERSION = 2
 
-_OUTCOME_KINDS = frozenset({"succeeded", "failed", "retry", "canceled", "released"})
 _REQUEUEING = frozenset({"retry", "released"})
 
 # The conditions a page of runs may be filtered by; each value is a parameter.
@@ -131,7 +132,7 @@ class SQLiteRunQueue:
         self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
     ) -> tuple[list[Landed | None], list[Run]]:
         done_with = list(outcomes)
-        _check_outcomes(done_with)
+        check_outcomes(done_with)
         if claim is not None and claim.limit <= 0:
             claim = None
         if not done_with and claim is None:
@@ -183,7 +184,7 @@ class SQLiteRunQueue:
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[Landed | None]:
         batch = list(outcomes)
-        _check_outcomes(batch)
+        check_outcomes(batch)
         if not batch:
             return []
         done = self._db.write(
@@ -413,7 +414,7 @@ def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> li
     when = times_reader()
     cursor = conn.cursor()
     cursor.row_factory = None
-    for positions in _rounds(outcomes):
+    for positions in outcome_rounds(outcomes):
         batch = [outcomes[i] for i in positions]
         params = {"outcomes": outcomes_param(batch), "now": now}
         if any(outcome.kind != "succeeded" for outcome in batch):
@@ -429,40 +430,12 @@ def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> li
     return done
 
 
-def _rounds(outcomes: list[Outcome]) -> list[list[int]]:
-    """Positions of outcomes in rounds where each run id appears once, in order.
-
-    A batch names each run once in practice (one round, one statement). Should a run appear
-    twice, its second outcome is applied after the first, as if sent in a later call.
-    """
-    if len({outcome.fence.run_id for outcome in outcomes}) == len(outcomes):
-        return [list(range(len(outcomes)))]
-    rounds: list[list[int]] = []
-    seen: dict[str, int] = {}
-    for i, outcome in enumerate(outcomes):
-        n = seen.get(outcome.fence.run_id, 0)
-        seen[outcome.fence.run_id] = n + 1
-        if n == len(rounds):
-            rounds.append([])
-        rounds[n].append(i)
-    return rounds
-
-
 def _change_or_get(conn: sqlite3.Connection, name: str, params: dict[str, Any]) -> Run | None:
     """Apply a single-run change; the run as it is after it (unchanged when not applicable)."""
     runs = _fetch_runs(conn, name, {**params, "now": _now(conn)})
     if not runs:
         runs = _fetch_runs(conn, "get_run", {"run_id": params["run_id"]})
     return runs[0] if runs else None
-
-
-def _check_outcomes(outcomes: list[Outcome]) -> None:
-    for outcome in outcomes:
-        if outcome.kind not in _OUTCOME_KINDS:
-            raise UsageError(
-                f"{outcome.kind!r} is not an outcome of a run; "
-                f"use one of {', '.join(sorted(_OUTCOME_KINDS))}"
-            )
 
 
 def _runs_text(verb: str, batch: list[NewRun]) -> str:
