@@ -19,9 +19,9 @@ Rules every backend keeps (the contract suite in ``tests/stores/test_queue_contr
 * An attempt that did not succeed leaves an :class:`AttemptRecord`; a successful one is
   described by the run row itself, so the hot path writes one row per run.
 * The hot path reads back little: an enqueue answers with what only the store knows (its
-  clock, whether a key existed) and :func:`queued_run` builds the rest from the
-  :class:`NewRun`; an acknowledgement answers with a :class:`Landed` per outcome, from which
-  :func:`run_after` rebuilds the run exactly as stored, for whoever wants it.
+  clock, whether a key existed) and :func:`enqueue_answers` builds the rest from the
+  :class:`NewRun`; an acknowledgement answers with a :class:`Landed` per outcome, from
+  which :func:`run_after` rebuilds the run exactly as stored, for whoever wants it.
 * Driver errors become :class:`~runce.errors.StoreError` subclasses with ``__cause__`` kept.
 """
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
-from runce.errors import UsageError
+from runce.errors import StoreError, UsageError
 
 RunState = Literal["queued", "running", "succeeded", "failed", "canceled"]
 RUN_STATES: tuple[RunState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
@@ -240,25 +240,51 @@ def run_after(claimed: Run, outcome: Outcome, landed: Landed) -> Run:
     )
 
 
-def queued_run(new: NewRun, *, run_at: datetime, now: datetime) -> Run:
-    """The run an enqueue just inserted, built from what was sent and the store's clock (so
-    the store need not send the row back). ``run_at`` is the stored one (``now`` if none
-    was given); the input is the canonical JSON decoded."""
-    return Run(
-        new.id,
-        new.kind,
-        _decode_json(new.input_json),
-        "queued",
-        0,
-        new.max_attempts,
-        new.priority,
-        run_at,
-        now,
-        now,
-        new.project_id,
-        new.idempotency_key,
-        new.correlation_id,
-    )
+def enqueue_answers(
+    batch: Sequence[NewRun],
+    inserted: Mapping[str, tuple[datetime, datetime]],
+    existing: Mapping[str, Run],
+) -> list[Enqueued]:
+    """What an enqueue answers, in the batch's order, from what only the store knows.
+
+    ``inserted`` maps the id of each run inserted to its stored ``run_at`` (``now`` if none
+    was given) and the store's ``now``; such a run is built from what was sent (so the store
+    need not send the row back), its input the canonical JSON decoded, a batch's in one go.
+    A run not inserted is the one in ``existing`` holding its idempotency key."""
+    if len(batch) == 1:
+        inputs = [_decode_json(batch[0].input_json)]
+    else:
+        inputs = _decode_json("[" + ",".join(new.input_json for new in batch) + "]")
+    answers: list[Enqueued] = []
+    for new, value in zip(batch, inputs, strict=True):
+        times = inserted.get(new.id)
+        if times is None:
+            run = existing.get(new.idempotency_key or "")
+            if run is None:  # not inserted and no run has its key: pruned in between
+                raise StoreError(
+                    f"run {new.id} was neither inserted nor found by its idempotency key "
+                    f"{new.idempotency_key!r} (was it pruned meanwhile?); enqueue it again"
+                )
+            answers.append(Enqueued(run, created=False))
+            continue
+        run_at, now = times
+        queued = Run(
+            new.id,
+            new.kind,
+            value,
+            "queued",
+            0,
+            new.max_attempts,
+            new.priority,
+            run_at,
+            now,
+            now,
+            new.project_id,
+            new.idempotency_key,
+            new.correlation_id,
+        )
+        answers.append(Enqueued(queued, created=True))
+    return answers
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,8 +91,8 @@ from runce.stores.queue import (
     RunFilter,
     WorkerInfo,
     check_outcomes,
+    enqueue_answers,
     outcome_rounds,
-    queued_run,
 )
 
 T = TypeVar("T")
@@ -422,29 +422,21 @@ def _enqueue(conn: Connection, db: Database, batch: list[NewRun], channel: str) 
     params["channel"] = channel
     with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
         cursor.execute(statement, params)
+        in_utc: dict[datetime, datetime] = {}  # a batch shares its times: convert each once
         # id -> (run_at, created_at) of the runs inserted
-        inserted = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+        inserted = {
+            row[0]: (
+                in_utc.get(row[1]) or in_utc.setdefault(row[1], utc(row[1])),
+                in_utc.get(row[2]) or in_utc.setdefault(row[2], utc(row[2])),
+            )
+            for row in cursor.fetchall()
+        }
     keys = [new.idempotency_key for new in batch if new.id not in inserted and new.idempotency_key]
     existing: dict[str, Run] = {}
     if keys:
         found = _runs(conn, db.sql("runs_by_keys"), {"keys": keys})
         existing = {run.idempotency_key or "": run for run in found}
-    in_utc: dict[datetime, datetime] = {}  # a batch shares its times: convert each once
-    results: list[Enqueued] = []
-    for new in batch:
-        times = inserted.get(new.id)
-        if times is not None:
-            run_at, now = (in_utc.get(t) or in_utc.setdefault(t, utc(t)) for t in times)
-            results.append(Enqueued(queued_run(new, run_at=run_at, now=now), True))
-            continue
-        run = existing.get(new.idempotency_key or "")
-        if run is None:  # not inserted and no run has its key: pruned in between
-            raise StoreError(
-                f"run {new.id} was neither inserted nor found by its idempotency key "
-                f"{new.idempotency_key!r} (was it pruned meanwhile?); enqueue it again"
-            )
-        results.append(Enqueued(run, created=False))
-    return results
+    return enqueue_answers(batch, inserted, existing)
 
 
 def _claim_params(request: ClaimRequest) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from contextlib import closing
 from datetime import datetime
 from typing import Any, TypeVar
 
-from runce.errors import StoreError, UsageError
+from runce.errors import UsageError
 from runce.stores.queue import (
     AttemptRecord,
     Beat,
@@ -42,8 +42,8 @@ from runce.stores.queue import (
     RunFilter,
     WorkerInfo,
     check_outcomes,
+    enqueue_answers,
     outcome_rounds,
-    queued_run,
 )
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
@@ -380,18 +380,13 @@ def _enqueue(conn: sqlite3.Connection, batch: list[NewRun], now: str) -> list[En
         found = _fetch_runs(conn, "runs_by_keys", {"keys": json.dumps(keys)})
         existing = {run.idempotency_key or "": run for run in found}
     moment = run_time(now)
-    results: list[Enqueued] = []
-    for new in batch:
-        if new.id in inserted:
-            # As stored: a given run_at at the store's precision (milliseconds).
-            run_at = moment if new.run_at is None else run_time(to_iso(new.run_at))
-            results.append(Enqueued(queued_run(new, run_at=run_at, now=moment), True))
-            continue
-        run = existing.get(new.idempotency_key or "")
-        if run is None:  # not inserted and no run has its key: cannot happen
-            raise StoreError(f"run {new.id} was neither inserted nor found by its key")
-        results.append(Enqueued(run, created=False))
-    return results
+    # As stored: a given run_at at the store's precision (milliseconds).
+    times = {
+        new.id: (moment if new.run_at is None else run_time(to_iso(new.run_at)), moment)
+        for new in batch
+        if new.id in inserted
+    }
+    return enqueue_answers(batch, times, existing)
 
 
 def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Run]:

@@ -1,0 +1,115 @@
+"""The run service's canonical JSON and run ids: the text idempotency compares, the ids that
+order runs."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import pytest
+
+from runce.errors import InvalidInput
+from runce.runs.service import canonical_json, new_run_id, new_run_ids
+
+VALUES: list[Any] = [
+    None,
+    0,
+    -7,
+    2**70,
+    1.5,
+    1e16,
+    -0.0,
+    True,
+    "",
+    'é \n \u2028 \\ "',
+    [],
+    {},
+    [1, [2, [3, {"z": None}]]],
+    {"b": 1, "a": {"d": [1.25, "x"], "c": False}},
+    OrderedDict([("y", 1), ("x", 2)]),
+    {2: "b", 1: "a"},
+    (1, 2),
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_canonical_json_is_the_standard_encoding_with_sorted_keys_and_no_spaces(
+    value: Any,
+) -> None:
+    standard = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    assert canonical_json(value) == standard
+
+
+def test_equal_values_give_equal_text_whatever_the_key_order() -> None:
+    assert canonical_json({"a": 1, "b": [1, {"d": 2, "c": 3}]}) == canonical_json(
+        {"b": [1, {"c": 3, "d": 2}], "a": 1}
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ({"at": object()}, "Object of type object is not JSON serializable"),
+        (float("nan"), "Out of range float values"),
+        ({"x": float("inf")}, "Out of range float values"),
+        ({1: "a", "b": 2}, "not supported between"),
+    ],
+    ids=["object", "nan", "inf", "mixed keys"],
+)
+def test_a_value_that_is_not_json_is_invalid_input(value: Any, says: str) -> None:
+    with pytest.raises(InvalidInput, match="the run's input is not JSON") as caught:
+        canonical_json(value)
+    assert says in str(caught.value)
+
+
+def test_a_value_that_contains_itself_is_invalid_input_and_leaves_the_encoder_usable() -> None:
+    loop: list[Any] = [1]
+    loop.append(loop)
+    with pytest.raises(InvalidInput, match="contains itself"):
+        canonical_json(loop, "result")
+    # A failed call leaves nothing behind: the same objects encode once the loop is cut.
+    loop.pop()
+    assert canonical_json({"again": loop}) == '{"again":[1]}'
+
+
+def test_an_unserializable_value_inside_a_list_leaves_the_encoder_usable() -> None:
+    inner = [1, 2]
+    with pytest.raises(InvalidInput):
+        canonical_json([inner, object()])
+    assert canonical_json([inner, inner]) == "[[1,2],[1,2]]"  # a shared list is no loop
+
+
+def test_run_ids_are_uuid7_with_the_current_millisecond() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = new_run_ids(500)
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == 500
+    for text in ids:
+        value = uuid.UUID(text)
+        assert str(value) == text  # lower-case, canonical hyphens
+        assert value.version == 7
+        assert value.variant == uuid.RFC_4122
+        assert before <= value.int >> 80 <= after
+
+
+def test_run_ids_spread_their_random_bits() -> None:
+    ids = [uuid.UUID(text).int for text in new_run_ids(400)]
+    # Every random bit (12 after the version, 62 after the variant) takes both values.
+    random_bits = [*range(62), *range(64, 76)]
+    for bit in random_bits:
+        seen = {value >> bit & 1 for value in ids}
+        assert seen == {0, 1}, f"bit {bit} never changes"
+    # The variant digit takes all four of its values.
+    assert {str(uuid.UUID(int=value))[19] for value in ids} == set("89ab")
+
+
+def test_run_ids_made_later_sort_later() -> None:
+    first = new_run_id()
+    time.sleep(0.002)
+    assert new_run_ids(3) > [first] * 3
+    assert new_run_ids(0) == []
