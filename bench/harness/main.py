@@ -10,6 +10,7 @@ falls on all of them alike.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -99,6 +100,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="only print the table of a JSON-lines file written before",
     )
     return ap.parse_args(argv)
+
+
+def compile_runce() -> None:
+    """Byte-compile runce's sources, as installing a wheel does: an editable install run
+    with PYTHONDONTWRITEBYTECODE set would otherwise compile every module in every timed
+    process (the peers, installed from wheels, start from bytecode)."""
+    compileall.compile_dir(BENCH_DIR.parent / "src" / "runce", quiet=1)
 
 
 def wait_for_quiet(max_load: float, patience: float) -> None:
@@ -259,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC)
     out_path = args.out or BENCH_DIR / "results" / f"run-{stamp:%Y%m%d-%H%M%S}.jsonl"
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    compile_runce()
     wait_for_quiet(args.max_load, args.wait)
     load_start = os.getloadavg()[0]
     results: report.Results = {}
