@@ -186,6 +186,28 @@ def test_the_lock_is_taken_once(maker: StoreMaker) -> None:
     second.lock.release(again)
 
 
+def test_threads_share_one_store_object(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(5):
+                row = finished(started(f"t.{n}.{i}"))
+                store.tracker.record(row, applied_for(row), None)
+                store.tracker.applied()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store.tracker.history()) == 30
+    assert len(store.tracker.applied()) == 30
+
+
 def test_only_one_of_many_racing_threads_gets_the_lock(maker: StoreMaker) -> None:
     stores = [maker.open() for _ in range(12)]
     barrier = threading.Barrier(len(stores))

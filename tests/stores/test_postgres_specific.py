@@ -352,27 +352,6 @@ def test_thirty_processes_writing_first_at_once_on_a_new_database_all_succeed(
         store.close()
 
 
-def test_threads_share_one_store_object(make: Make) -> None:
-    store = make()
-    errors: list[BaseException] = []
-
-    def write(n: int) -> None:
-        try:
-            for i in range(5):
-                _record(store, f"t.{n}.{i}")
-                store.tracker.applied()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert len(store.tracker.history()) == 30
-
-
 # --- the lock -----------------------------------------------------------------------------
 
 _HOLDER = """

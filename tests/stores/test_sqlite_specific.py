@@ -317,27 +317,6 @@ def test_thirty_processes_writing_first_at_once_all_succeed(tmp_path: Path) -> N
         store.close()
 
 
-def test_threads_share_one_store_object(make: Make) -> None:
-    store = make()
-    errors: list[BaseException] = []
-
-    def write(n: int) -> None:
-        try:
-            for i in range(10):
-                _record(store, f"t.{n}.{i}")
-                store.tracker.applied()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert len(store.tracker.history()) == 80
-
-
 # --- the lock -----------------------------------------------------------------------------
 
 _HOLDER = """

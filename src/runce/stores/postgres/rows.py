@@ -14,7 +14,16 @@ import psycopg
 
 from runce.stores.base import AppliedRecord, Attempt, HolderState, LockHolder
 from runce.stores.liveness import Owner, process_alive
-from runce.stores.queue import AttemptRecord, Fence, Landed, NewRun, Outcome, Run, WorkerInfo
+from runce.stores.queue import (
+    AttemptRecord,
+    Fence,
+    Landed,
+    NewRun,
+    Outcome,
+    Run,
+    WorkerInfo,
+    run_from_row,
+)
 
 Row = dict[str, Any]
 
@@ -157,59 +166,12 @@ def _picker(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], tuple[Any,
     return pick
 
 
-def _run_of(values: tuple[Any, ...]) -> Run:
-    (
-        id_,
-        kind,
-        input_,
-        state,
-        attempt,
-        max_attempts,
-        priority,
-        run_at,
-        created_at,
-        updated_at,
-        project_id,
-        idempotency_key,
-        correlation_id,
-        result,
-        output_ref,
-        error,
-        claimed_by,
-        claimed_at,
-        lease_expires_at,
-        started_at,
-        finished_at,
-        progress,
-        progress_message,
-        cancel_requested,
-    ) = values
-    return Run(
-        id_,
-        kind,
-        input_,
-        state,
-        attempt,
-        max_attempts,
-        priority,
-        _utc(run_at),
-        _utc(created_at),
-        _utc(updated_at),
-        project_id,
-        idempotency_key,
-        correlation_id,
-        result,
-        output_ref,
-        error,
-        claimed_by,
-        None if claimed_at is None else _utc(claimed_at),
-        None if lease_expires_at is None else _utc(lease_expires_at),
-        None if started_at is None else _utc(started_at),
-        None if finished_at is None else _utc(finished_at),
-        progress,
-        progress_message,
-        cancel_requested,
-    )
+def _run_of(values: Sequence[Any]) -> Run:
+    return run_from_row(values, _utc, _as_is)  # psycopg decodes JSONB
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _utc(moment: datetime) -> datetime:

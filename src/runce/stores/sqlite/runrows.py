@@ -12,7 +12,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from runce.stores.queue import AttemptRecord, NewRun, Outcome, Run, WorkerInfo
+from runce.stores.queue import AttemptRecord, NewRun, Outcome, Run, WorkerInfo, run_from_row
 from runce.timeutil import from_iso, to_iso
 
 
@@ -55,7 +55,7 @@ def runs_from(cursor: sqlite3.Cursor) -> list[Run]:
     names = [column[0] for column in cursor.description]
     pick = itemgetter(*(names.index(name) for name in _RUN_FIELDS))
     when = times_reader()
-    return [_run_of(pick(row), when) for row in cursor.fetchall()]
+    return [run_from_row(pick(row), when, _decode_json) for row in cursor.fetchall()]
 
 
 def times_reader() -> Callable[[str], datetime]:
@@ -69,61 +69,6 @@ def times_reader() -> Callable[[str], datetime]:
         return moment
 
     return when
-
-
-def _run_of(values: tuple[Any, ...], when: Callable[[str], datetime]) -> Run:
-    (
-        id_,
-        kind,
-        input_,
-        state,
-        attempt,
-        max_attempts,
-        priority,
-        run_at,
-        created_at,
-        updated_at,
-        project_id,
-        idempotency_key,
-        correlation_id,
-        result,
-        output_ref,
-        error,
-        claimed_by,
-        claimed_at,
-        lease_expires_at,
-        started_at,
-        finished_at,
-        progress,
-        progress_message,
-        cancel_requested,
-    ) = values
-    return Run(
-        id_,
-        kind,
-        _decode_json(input_),
-        state,
-        attempt,
-        max_attempts,
-        priority,
-        when(run_at),
-        when(created_at),
-        when(updated_at),
-        project_id,
-        idempotency_key,
-        correlation_id,
-        None if result is None else _decode_json(result),
-        output_ref,
-        error,
-        claimed_by,
-        None if claimed_at is None else when(claimed_at),
-        None if lease_expires_at is None else when(lease_expires_at),
-        None if started_at is None else when(started_at),
-        None if finished_at is None else when(finished_at),
-        progress,
-        progress_message,
-        bool(cancel_requested),
-    )
 
 
 def run_time(text: str) -> datetime:
