@@ -104,6 +104,19 @@ def test_the_url_may_come_from_the_tracker_options(postgres_server: str) -> None
     store.close()
 
 
+def test_the_urls_parameters_reach_every_session(make: Make, postgres_server: str) -> None:
+    # docs/runs.md's knob: server settings for runce's sessions go in the URL's `options`.
+    joiner = "&" if "?" in postgres_server else "?"
+    store = make(url=f"{postgres_server}{joiner}options=-c%20synchronous_commit%3Doff")
+    row = finished(started("t.async"))
+    store.tracker.record(row, applied_for(row), None)
+    setting = store._db.plain(  # the store's own session
+        lambda conn: conn.execute("SHOW synchronous_commit").fetchone(), what="read a setting"
+    )
+    assert setting == ("off",)
+    assert list(store.tracker.applied()) == ["t.async"]
+
+
 @pytest.mark.parametrize(
     ("spec", "needle"),
     [
