@@ -194,6 +194,12 @@ def test_four_workers_execute_every_run_exactly_once(qspace: Workspace) -> None:
         assert proc.returncode == 0, out + err
         logs += err
     executed = Counter(line.split()[0] for line in _lines(qspace))
+    missing = sorted(set(ids) - set(executed))
+    assert not missing, (
+        f"{len(missing)} runs never executed, states present {_states_present(qspace)}; "
+        f"the first: {_json(qspace.runce('runs', 'status', missing[0], '--json'))}; "
+        f"the workers said:\n{logs[-4000:]}"
+    )
     assert set(executed) == set(ids)
     twice = sorted(run_id for run_id, n in executed.items() if n > 1)
     assert not twice, f"runs executed twice: {twice[:5]}; the workers said:\n{logs[-4000:]}"

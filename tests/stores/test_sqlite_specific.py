@@ -20,6 +20,7 @@ from runce.errors import ConfigError, LockLost, SchemaError, StoreUnavailable
 from runce.stores.base import Lease, StoreSpec
 from runce.stores.liveness import Owner, current_owner
 from runce.stores.sqlite import SQLiteStore, open_store
+from runce.stores.sqlite.connection import Database, DatabaseBusy
 from runce.stores.sqlite.queries import latest_version, migration_names, split_statements
 from tests.stores.records import applied_for, finished, started
 
@@ -315,6 +316,53 @@ def test_thirty_processes_writing_first_at_once_all_succeed(tmp_path: Path) -> N
         assert store.schema_status().up_to_date
     finally:
         store.close()
+
+
+def _hold_write_lock(path: Path, seconds: float, taken: threading.Event) -> None:
+    """Another connection's write transaction, open for ``seconds``."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        taken.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def test_a_write_waits_for_another_writers_lock_and_goes_on_once_it_is_free(make: Make) -> None:
+    store = make()
+    _record(store, "t.before")  # the file and its schema exist
+    taken = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(store.path, 0.3, taken))
+    holder.start()
+    try:
+        assert taken.wait(5)
+        began = time.monotonic()
+        _record(store, "t.waited")
+        waited = time.monotonic() - began
+    finally:
+        holder.join()
+    assert waited >= 0.25  # it waited for the lock rather than failing or skipping it
+    assert set(store.tracker.applied()) == {"t.before", "t.waited"}
+
+
+def test_a_write_lock_never_freed_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "runce.db"
+    db = Database(path, auto_migrate=True, busy_timeout=0.05, retry_for=0.3)
+    db.write(lambda conn: None, what="create the file")
+    taken = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, 1.5, taken))
+    holder.start()
+    try:
+        assert taken.wait(5)
+        began = time.monotonic()
+        with pytest.raises(DatabaseBusy, match=f"{path} stayed locked by another connection"):
+            db.write(lambda conn: None, what="write")
+        assert 0.3 <= time.monotonic() - began < 1.5  # gave up after retry_for, not later
+    finally:
+        holder.join()
+        db.close()
 
 
 # --- the lock -----------------------------------------------------------------------------

@@ -5,10 +5,12 @@ Threads: connections are pooled and each is used by one thread at a time (so the
 opened with ``check_same_thread=False``); a thread takes one for a single read or write
 transaction and gives it back. A transactional task gets a connection of its own.
 
-Busy files: every connection waits up to ``busy_timeout`` for the write lock, and a
-statement that still finds the file busy (or hits one of the cases where SQLite does not
-wait, such as switching a new file to WAL while another process does the same) is retried
-from ``BEGIN`` with a growing random pause, for up to ``retry_for`` seconds in all.
+Busy files: a write waits up to ``busy_timeout`` for the write lock, trying again every
+0.1 to 2 ms (SQLite's own wait, which the connections do not use, sleeps 1, 2, 5, 10 and
+up to 100 ms between tries, so a writer kept missing the lock of a busy one fell behind by
+tens to hundreds of milliseconds). A statement that still finds the file busy (or a read
+that does, in the rare cases WAL makes readers wait) is retried from ``BEGIN`` with a
+growing random pause, for up to ``retry_for`` seconds in all.
 """
 
 from __future__ import annotations
@@ -108,8 +110,10 @@ class Database:
         """
         with self.translated(what):
             self._prepare(migrate)
-            with self._pool.connection() as conn, self._waiting(conn, patience):
-                return self._retrying(lambda: self._write_once(conn, work, migrate), give_up)
+            with self._pool.connection() as conn:
+                return self._retrying(
+                    lambda: self._write_once(conn, work, migrate, patience), give_up
+                )
 
     @contextmanager
     def transaction(self, token: str | None, *, what: str) -> Iterator[sqlite3.Connection]:
@@ -181,9 +185,13 @@ class Database:
             _rollback_quietly(conn)
 
     def _write_once(
-        self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], migrate: bool
+        self,
+        conn: sqlite3.Connection,
+        work: Callable[[sqlite3.Connection], T],
+        migrate: bool,
+        patience: float | None = None,
     ) -> T:
-        self._begin_write(conn, migrate=migrate)
+        self._begin_write(conn, migrate=migrate, patience=patience)
         try:
             result = work(conn)
             _commit(conn)
@@ -192,8 +200,10 @@ class Database:
             raise
         return result
 
-    def _begin_write(self, conn: sqlite3.Connection, *, migrate: bool) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+    def _begin_write(
+        self, conn: sqlite3.Connection, *, migrate: bool, patience: float | None = None
+    ) -> None:
+        _take_write_lock(conn, self._busy_timeout if patience is None else patience)
         if not migrate:
             return
         try:
@@ -273,24 +283,13 @@ class Database:
         conn = sqlite3.connect(
             f"{self.path.as_uri()}?mode={mode}",
             uri=True,
-            timeout=self._busy_timeout,
+            timeout=0,  # writes wait for the lock themselves: _take_write_lock
             isolation_level=None,
             check_same_thread=False,
         )
         if self._synchronous != "full":  # opted in: commits skip the fsync (see location.py)
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
         return conn
-
-    @contextmanager
-    def _waiting(self, conn: sqlite3.Connection, patience: float | None) -> Iterator[None]:
-        if patience is None:
-            yield
-            return
-        conn.execute(f"PRAGMA busy_timeout = {int(patience * 1000)}")
-        try:
-            yield
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     @contextmanager
     def _holding(self, token: str | None) -> Iterator[None]:
@@ -375,6 +374,34 @@ def _rollback_quietly(conn: sqlite3.Connection) -> None:
 def _error_code(exc: sqlite3.Error) -> int | None:
     code = getattr(exc, "sqlite_errorcode", None)
     return code & 0xFF if isinstance(code, int) else None
+
+
+# Pauses between tries for the write lock: short at first (another writer's transaction
+# usually holds it for well under a millisecond), never long, random so that waiting
+# writers do not try in step.
+_FIRST_PAUSE = 0.0001
+_LONGEST_PAUSE = 0.002
+
+
+def _take_write_lock(conn: sqlite3.Connection, patience: float) -> None:
+    """``BEGIN IMMEDIATE``, trying again for up to ``patience`` seconds while the file is
+    busy; the last busy error is raised when that time is up."""
+    deadline: float | None = None
+    pause = _FIRST_PAUSE
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + patience
+            elif now >= deadline:
+                raise
+        time.sleep(random.uniform(pause / 2, pause))
+        pause = min(pause * 2, _LONGEST_PAUSE)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
