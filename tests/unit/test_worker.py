@@ -442,6 +442,60 @@ class _Flaky:
         return self._inner.exchange(outcomes, claim)
 
 
+class _ClaimFirst:
+    """The memory queue with PostgreSQL's exchange: one statement whose claim sees the runs
+    as they were before the outcomes it carries (a run handed back is not claimed again by
+    the same exchange)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def exchange(self, outcomes: Any, claim: Any) -> Any:
+        claimed = (
+            []
+            if claim is None
+            else self._inner.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+        )
+        done = self._inner.complete(outcomes) if outcomes else []
+        return done, claimed
+
+
+def test_a_draining_worker_runs_a_retry_due_at_once_before_it_stops(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    # The retry goes back to the queue in the same exchange as a claim that cannot see it
+    # (as on PostgreSQL): that claim coming back empty must not end the drain.
+    tries: list[int] = []
+
+    def fails_once(params: Any) -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise RuntimeError("first try fails")
+        return "ok"
+
+    _register(jobs, "fails.once", fails_once)
+    run = service.enqueue("fails.once", {})
+    options = WorkerOptions(concurrency=1, poll=0.02, backoff_base=0.0, drain=True, max_time=20)
+    summary = Worker(_ClaimFirst(store.runs), options, jobs=jobs, bus=bus).run()  # type: ignore[arg-type]
+    assert service.get(run.id).state == "succeeded"
+    assert (summary.retried, summary.succeeded) == (1, 1)
+
+
+def test_a_draining_worker_that_cannot_reach_the_store_does_not_call_it_drained(
+    store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
+) -> None:
+    _register(jobs, "echo", lambda params: params)
+    runs = service.enqueue_many("echo", list(range(5)))
+    flaky = _Flaky(store.runs, failures=2)
+    options = WorkerOptions(concurrency=2, poll=0.02, drain=True, max_time=20)
+    summary = Worker(flaky, options, jobs=jobs, bus=bus).run()  # type: ignore[arg-type]
+    assert [service.get(r.id).state for r in runs] == ["succeeded"] * 5
+    assert summary.succeeded == 5
+
+
 def test_a_worker_rides_out_a_database_outage(
     store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
 ) -> None:

@@ -222,8 +222,8 @@ class Worker:
             want = self._want()
             sent = self._take_unsent(now)
             if sent or want:
-                claimed = self._exchange(sent, want)
-                idle_claims = idle_claims + 1 if want and not claimed else 0
+                claimed, conclusive = self._exchange(sent, want)
+                idle_claims = idle_claims + 1 if want and not claimed and conclusive else 0
             if self.options.drain and self._drained(idle_claims):
                 return
             self._housekeeping(now)
@@ -289,7 +289,11 @@ class Worker:
             return []
         return self._unsent
 
-    def _exchange(self, sent: list[Outcome], want: int) -> int:
+    def _exchange(self, sent: list[Outcome], want: int) -> tuple[int, bool]:
+        """Send outcomes and claim ``want`` runs in one exchange: how many were claimed, and
+        whether an empty claim means that nothing is due. It does not when the store failed,
+        nor when an outcome of the exchange put a run back in the queue due now (handed
+        back, or retried without delay): the claim may not have seen it."""
         request = (
             ClaimRequest(self.id, self.kinds, min(want, self._batch), self.options.lease)
             if want
@@ -300,7 +304,7 @@ class Worker:
             done, claimed = self.queue.exchange(sent, request)
         except StoreError as exc:
             self._store_failed(exc)
-            return 0
+            return 0, False
         self._failures = 0
         if request is not None:
             if len(claimed) < request.limit:
@@ -312,7 +316,13 @@ class Worker:
             self._oldest_unsent = None
         self._acknowledged(sent, done)
         self._dispatch(claimed, asked_at)
-        return len(claimed)
+        requeued = any(
+            landed is not None
+            and outcome.kind in ("released", "retry")
+            and landed.run_at <= landed.at
+            for outcome, landed in zip(sent, done, strict=True)
+        )
+        return len(claimed), not requeued
 
     def _sleep(self) -> None:
         if self._unsent:
