@@ -423,14 +423,12 @@ def _enqueue(conn: Connection, db: Database, batch: list[NewRun], channel: str) 
     with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
         cursor.execute(statement, params)
         in_utc: dict[datetime, datetime] = {}  # a batch shares its times: convert each once
+
+        def as_utc(moment: datetime) -> datetime:
+            return in_utc.get(moment) or in_utc.setdefault(moment, utc(moment))
+
         # id -> (run_at, created_at) of the runs inserted
-        inserted = {
-            row[0]: (
-                in_utc.get(row[1]) or in_utc.setdefault(row[1], utc(row[1])),
-                in_utc.get(row[2]) or in_utc.setdefault(row[2], utc(row[2])),
-            )
-            for row in cursor.fetchall()
-        }
+        inserted = {row[0]: (as_utc(row[1]), as_utc(row[2])) for row in cursor.fetchall()}
     keys = [new.idempotency_key for new in batch if new.id not in inserted and new.idempotency_key]
     existing: dict[str, Run] = {}
     if keys:
