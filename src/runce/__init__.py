@@ -45,8 +45,37 @@ from runce.errors import (
     UsageError,
 )
 
-if _TYPE_CHECKING:  # what type checkers see; at run time these load on first use (below)
+# The one table of lazily loaded names. Type checkers read these imports as written; at run
+# time nothing here is imported until a name is first used (`runce run`'s fast path needs
+# none of them, and nothing pays for the job queue unless it uses it): `__getattr__` reads
+# this block from the module's own source, once, to learn where each name lives.
+if _TYPE_CHECKING:
+    from runce.api.client import Client  # needs the extra nurv-runce[api] (httpx)
     from runce.config import Config, define_config, load_config
+    from runce.runs.api import (
+        cancel_run,
+        disable_schedule,
+        drain,
+        enable_schedule,
+        enqueue,
+        enqueue_many,
+        get_run,
+        list_runs,
+        list_schedules,
+        prune_runs,
+        retry_run,
+        wait,
+        worker,
+    )
+    from runce.runs.context import JobContext
+    from runce.runs.events import Event, events
+    from runce.runs.inline import JobResult
+    from runce.runs.jobs import Job, job
+    from runce.runs.schedules import schedule
+    from runce.runs.secret_field import Secret
+    from runce.runs.service import RunPage
+    from runce.runs.worker import WorkerSummary
+    from runce.stores.queue import Run
     from runce.tasks.api import (
         StatusReport,
         alist_applied,
@@ -62,57 +91,30 @@ if _TYPE_CHECKING:  # what type checkers see; at run time these load on first us
     from runce.tasks.report import RunReport, TaskResult
     from runce.tasks.states import TaskState
 
-# Names load on first use: `runce run` reads only what it needs (its fast path, none of
-# these), and nothing pays for the job queue unless it uses it.
-_LAZY = {
-    "Config": "runce.config",
-    "define_config": "runce.config",
-    "load_config": "runce.config",
-    "StatusReport": "runce.tasks.api",
-    "alist_applied": "runce.tasks.api",
-    "arun_pending_on_boot": "runce.tasks.api",
-    "arun_tasks": "runce.tasks.api",
-    "atask_status": "runce.tasks.api",
-    "list_applied": "runce.tasks.api",
-    "run_pending_on_boot": "runce.tasks.api",
-    "run_tasks": "runce.tasks.api",
-    "task_status": "runce.tasks.api",
-    "Task": "runce.tasks.model",
-    "TaskContext": "runce.tasks.model",
-    "task": "runce.tasks.model",
-    "RunReport": "runce.tasks.report",
-    "TaskResult": "runce.tasks.report",
-    "TaskState": "runce.tasks.states",
-    "job": "runce.runs.jobs",
-    "Job": "runce.runs.jobs",
-    "JobContext": "runce.runs.context",
-    "events": "runce.runs.events",
-    "Event": "runce.runs.events",
-    "Run": "runce.stores.queue",
-    "RunPage": "runce.runs.service",
-    "WorkerSummary": "runce.runs.worker",
-    "enqueue": "runce.runs.api",
-    "enqueue_many": "runce.runs.api",
-    "get_run": "runce.runs.api",
-    "list_runs": "runce.runs.api",
-    "cancel_run": "runce.runs.api",
-    "retry_run": "runce.runs.api",
-    "prune_runs": "runce.runs.api",
-    "wait": "runce.runs.api",
-    "worker": "runce.runs.api",
-    "drain": "runce.runs.api",
-    "schedule": "runce.runs.schedules",
-    "Secret": "runce.runs.secret_field",
-    "JobResult": "runce.runs.inline",
-    "list_schedules": "runce.runs.api",
-    "enable_schedule": "runce.runs.api",
-    "disable_schedule": "runce.runs.api",
-    "Client": "runce.api.client",  # needs the extra nurv-runce[api] (httpx)
-}
+_lazy: dict[str, str] = {}
+
+
+def _lazy_table() -> dict[str, str]:
+    """Where each lazily loaded name lives, read from the ``if _TYPE_CHECKING:`` block above."""
+    if not _lazy:
+        import ast
+        from pathlib import Path
+
+        tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+        block = next(
+            node
+            for node in tree.body
+            if isinstance(node, ast.If) and ast.unparse(node.test) == "_TYPE_CHECKING"
+        )
+        for statement in block.body:
+            if isinstance(statement, ast.ImportFrom) and statement.module:
+                for alias in statement.names:
+                    _lazy[alias.asname or alias.name] = statement.module
+    return _lazy
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
+    module = _lazy_table().get(name) if not name.startswith("__") else None
     if module is None:
         raise AttributeError(f"module 'runce' has no attribute {name!r}")
     import importlib

@@ -88,7 +88,7 @@ class Client:
     def enqueue(
         self,
         kind: str,
-        input: Any = None,
+        input: object = None,
         *,
         idempotency_key: str | None = None,
         run_at: datetime | None = None,
@@ -113,7 +113,7 @@ class Client:
     def enqueue_answer(
         self,
         kind: str,
-        input: Any = None,
+        input: object = None,
         *,
         idempotency_key: str | None = None,
         run_at: datetime | None = None,

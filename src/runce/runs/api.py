@@ -131,7 +131,7 @@ def close_stores() -> None:
 
 def enqueue(
     kind: str,
-    input: Any = None,
+    input: object = None,
     *,
     idempotency_key: str | None = None,
     run_at: datetime | None = None,
@@ -162,7 +162,7 @@ def enqueue(
 
 def enqueue_many(
     kind: str,
-    inputs: Sequence[Any],
+    inputs: Sequence[object],
     *,
     idempotency_keys: Sequence[str | None] | None = None,
     run_at: datetime | None = None,
@@ -347,7 +347,7 @@ def _switch(name: str, enabled: bool, config: ConfigArg) -> Schedule:
 # -- jobs called in-process ---------------------------------------------------------------------
 
 
-def inline_call(job: Job, *, persist: bool, config: ConfigArg) -> InlineCall:
+def inline_call(job: Job[Any, Any], *, persist: bool, config: ConfigArg) -> InlineCall:
     """What ``job.now()`` and ``job.batch()`` run with: the store (unless not persisted),
     the lease, ``ctx.services``, and the secrets set-up of a worker."""
     cfg = _config(config)

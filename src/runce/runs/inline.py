@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from runce.errors import InvalidInput, JobFailed, UsageError
 from runce.runs.context import JobContext, RunInfo, run_logger
@@ -27,16 +27,18 @@ from runce.runs.service import canonical_json, cap_error, new_run_id
 from runce.stores.queue import Beat, NewRun, Outcome, Run, RunQueue, run_after
 
 JobStatus = Literal["succeeded", "failed", "skipped"]
+P = TypeVar("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
-class JobResult:
+class JobResult(Generic[P, R]):
     """One item of ``job.batch``: its result, or why it has none."""
 
     index: int
-    input: Any
+    input: P
     status: JobStatus
-    result: Any = None
+    result: R | None = None
     error: str | None = None
     run_id: str | None = None
 
@@ -53,7 +55,7 @@ def inline_worker_id() -> str:
 class InlineCall:
     """What one ``now`` needs: the job, and (when persisted) the queue, lease and events."""
 
-    job: Job
+    job: Job[Any, Any]
     queue: RunQueue | None
     bus: EventBus
     lease: float = 30.0
@@ -140,7 +142,7 @@ class InlineCall:
             self.bus.publish(Event(name, run))
 
 
-def call_job(job: Job, stored_input: Any, ctx: JobContext) -> Any:
+def call_job(job: Job[Any, Any], stored_input: Any, ctx: JobContext) -> Any:
     """Call a job's function in this thread (an ``async`` one on an event loop of its own)."""
     params = job.params_from_storage(stored_input)
     args = (params, ctx) if job.takes_context else (params,)
@@ -163,13 +165,13 @@ def call_job(job: Job, stored_input: Any, ctx: JobContext) -> Any:
 
 def run_batch(
     call: Callable[[Any], Any], items: Sequence[Any], concurrency: int, stop_on_error: bool
-) -> list[JobResult]:
+) -> list[JobResult[Any, Any]]:
     """``call`` on every item, ``concurrency`` at a time; results in the items' order."""
     if concurrency < 1:
         raise UsageError("batch concurrency must be at least 1")
     stop = threading.Event()
 
-    def one(index: int, item: Any) -> JobResult:
+    def one(index: int, item: Any) -> JobResult[Any, Any]:
         if stop.is_set():
             return JobResult(index, item, "skipped", error="skipped after an earlier failure")
         try:

@@ -19,19 +19,31 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from runce.errors import ConfigError, InvalidInput, UsageError
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+    from datetime import datetime
+
+    from runce.runs.context import JobContext
+    from runce.runs.inline import JobResult
+    from runce.stores.queue import Run
+
 JobFunction = Callable[..., Any]
-F = TypeVar("F", bound=JobFunction)
+P = TypeVar("P")  # what the job takes: the run's input, validated into its annotation
+R = TypeVar("R")  # what the job returns (an async job's awaited value)
 
 _KIND = re.compile(r"^[A-Za-z0-9][\w.:-]{0,199}$")
 
 
 @dataclass(frozen=True)
-class Job:
-    """A registered job: the function and how its runs are retried and timed out."""
+class Job(Generic[P, R]):
+    """A registered job: the function and how its runs are retried and timed out.
+
+    ``Job[P, R]`` takes a ``P`` and returns an ``R``: ``later`` and ``now`` are typed by it.
+    """
 
     kind: str
     fn: JobFunction
@@ -72,22 +84,44 @@ class Job:
         parameters = inspect.signature(self.fn).parameters
         object.__setattr__(self, "takes_context", len(parameters) >= 2)
 
-    def later(self, params: Any = None, **options: Any) -> Any:
-        """Enqueue a run of this job (``run_at=``, ``idempotency_key=``, …, as ``runce.enqueue``)
-        and return it."""
+    def later(
+        self,
+        params: P,
+        *,
+        idempotency_key: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        priority: int = 0,
+        project_id: str | None = None,
+        correlation_id: str | None = None,
+        connection: Any = None,
+        config: Any = None,
+    ) -> Run:
+        """Enqueue a run of this job and return it (the options are ``runce.enqueue``'s)."""
         from runce.runs.api import enqueue
 
-        return enqueue(self.kind, params, **options)
+        return enqueue(
+            self.kind,
+            params,
+            idempotency_key=idempotency_key,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            priority=priority,
+            project_id=project_id,
+            correlation_id=correlation_id,
+            connection=connection,
+            config=config,
+        )
 
     def now(
         self,
-        params: Any = None,
+        params: P,
         *,
         persist: bool = True,
         project_id: str | None = None,
         correlation_id: str | None = None,
         config: Any = None,
-    ) -> Any:
+    ) -> R:
         """Run the job here and now, once, and return its (validated) result.
 
         The run is recorded (inserted already running, claimed by ``inline:<host>:<pid>``)
@@ -97,23 +131,40 @@ class Job:
         from runce.runs.api import inline_call
 
         call = inline_call(self, persist=persist, config=config)
-        return call.run(params, project_id=project_id, correlation_id=correlation_id)
+        result: R = call.run(params, project_id=project_id, correlation_id=correlation_id)
+        return result
 
-    async def anow(self, params: Any = None, **options: Any) -> Any:
+    async def anow(
+        self,
+        params: P,
+        *,
+        persist: bool = True,
+        project_id: str | None = None,
+        correlation_id: str | None = None,
+        config: Any = None,
+    ) -> R:
         """:meth:`now` from async code: the call runs in a worker thread."""
         import asyncio
 
-        return await asyncio.to_thread(lambda: self.now(params, **options))
+        return await asyncio.to_thread(
+            lambda: self.now(
+                params,
+                persist=persist,
+                project_id=project_id,
+                correlation_id=correlation_id,
+                config=config,
+            )
+        )
 
     def batch(
         self,
-        items: Sequence[Any],
+        items: Sequence[P],
         *,
         concurrency: int = 3,
         stop_on_error: bool = False,
         persist: bool = True,
         config: Any = None,
-    ) -> list[Any]:
+    ) -> list[JobResult[P, R]]:
         """:meth:`now` on every item, ``concurrency`` at a time: a list of ``JobResult`` in the
         items' order. With ``stop_on_error``, items not started when one fails are skipped."""
         from runce.runs.api import inline_call
@@ -213,10 +264,10 @@ class JobRegistry:
     """Jobs by kind; one kind is one job."""
 
     def __init__(self) -> None:
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, Job[Any, Any]] = {}
         self._mutex = threading.Lock()
 
-    def register(self, job: Job) -> Job:
+    def register(self, job: Job[Any, Any]) -> Job[Any, Any]:
         with self._mutex:
             existing = self._jobs.get(job.kind)
             if existing is not None and existing.where != job.where:
@@ -226,7 +277,7 @@ class JobRegistry:
             self._jobs[job.kind] = job
             return job
 
-    def get(self, kind: str) -> Job | None:
+    def get(self, kind: str) -> Job[Any, Any] | None:
         return self._jobs.get(kind)
 
     def kinds(self) -> list[str]:
@@ -240,6 +291,19 @@ class JobRegistry:
 registry = JobRegistry()
 
 
+class JobDecorator(Protocol):
+    """What ``@runce.job(...)`` applies: it turns ``fn(params[, ctx])`` into a ``Job``."""
+
+    @overload
+    def __call__(self, fn: Callable[[P, JobContext], Awaitable[R]], /) -> Job[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[[P], Awaitable[R]], /) -> Job[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[[P, JobContext], R], /) -> Job[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[[P], R], /) -> Job[P, R]: ...
+
+
 def job(
     kind: str,
     *,
@@ -247,7 +311,7 @@ def job(
     timeout: float | None = None,
     cron: str | None = None,
     cron_timezone: str = "UTC",
-) -> Callable[[JobFunction], Job]:
+) -> JobDecorator:
     """Register the decorated function as the job for runs of ``kind``.
 
     ``cron`` also declares a schedule named ``kind`` that runs the job with no input at
@@ -264,7 +328,7 @@ def job(
 
         check(ScheduleSpec(kind, kind, cron, cron_timezone))
 
-    def register(fn: JobFunction) -> Job:
+    def register(fn: JobFunction) -> Job[Any, Any]:
         if not callable(fn):
             raise UsageError(f"@runce.job({kind!r}) must decorate a function")
         try:
@@ -279,7 +343,7 @@ def job(
     return register
 
 
-def _declare_schedule(made: Job, expression: str, timezone: str) -> None:
+def _declare_schedule(made: Job[Any, Any], expression: str, timezone: str) -> None:
     from runce.runs.schedules import schedule
 
     try:

@@ -99,7 +99,7 @@ class _Slot:
 
     __slots__ = ("cancel", "cancel_asked", "ctx", "job", "renewed", "run", "started", "state")
 
-    def __init__(self, run: Run, job: Job, renewed: float) -> None:
+    def __init__(self, run: Run, job: Job[Any, Any], renewed: float) -> None:
         self.run = run
         self.job = job
         # time.monotonic() when the request that last set the lease was sent: the lease

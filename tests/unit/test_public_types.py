@@ -1,0 +1,59 @@
+"""Public names carry their real types to a user's ``mypy --strict``.
+
+A user's module (tests/typing/user_module.py: typed jobs with pydantic models, ``.later``,
+``.now``, ``.batch``, ``runce.enqueue``, ``list_runs``, ``run_tasks``, ``runce.Client``) must
+type-check with no ``Any`` in any expression, and no public name may reach a type checker
+as a bare ``object`` or ``Any``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import runce
+
+mypy_api = pytest.importorskip("mypy.api")
+
+ROOT = Path(__file__).parents[2]
+STRICT = ["--strict", "--disallow-any-expr", "--no-error-summary", "--show-error-codes"]
+
+
+def _mypy(*args: str) -> tuple[str, int]:
+    out, err, status = mypy_api.run([*STRICT, "--config-file", str(ROOT / "pyproject.toml"), *args])
+    return out + err, status
+
+
+def test_a_users_module_type_checks_strictly_with_no_any() -> None:
+    output, status = _mypy(str(ROOT / "tests" / "typing" / "user_module.py"))
+    assert status == 0, output
+
+
+def test_no_public_name_reaches_a_type_checker_as_object_or_any(tmp_path: Path) -> None:
+    names = [name for name in runce.__all__ if name != "__version__"]
+    module = tmp_path / "reveal_public.py"
+    module.write_text(
+        "import runce\n" + "".join(f"reveal_type(runce.{name})\n" for name in names),
+        encoding="utf-8",
+    )
+    output, _ = _mypy(str(module))
+    revealed = re.findall(r'Revealed type is "(.*)"', output)
+    assert len(revealed) == len(names), output
+    untyped = [
+        name
+        for name, shown in zip(names, revealed, strict=True)
+        if shown in {"builtins.object", "Any"} or shown.startswith("Any")
+    ]
+    assert untyped == [], output
+
+
+def test_the_lazy_table_names_every_lazily_loaded_public_name() -> None:
+    from runce import _lazy_table
+
+    eager = {name for name in vars(runce) if not name.startswith("_")}
+    assert set(runce.__all__) - {"__version__"} - eager <= set(_lazy_table())
+    for name, module in _lazy_table().items():
+        assert name in runce.__all__, name
+        assert getattr(__import__(module, fromlist=[name]), name) is getattr(runce, name)
