@@ -1,6 +1,6 @@
 """Public names carry their real types to a user's ``mypy --strict``.
 
-A user's module (tests/typing/user_module.py: typed jobs with pydantic models, ``.later``,
+A user's module (tests/typecheck/user_module.py: typed jobs with pydantic models, ``.later``,
 ``.now``, ``.batch``, ``runce.enqueue``, ``list_runs``, ``run_tasks``, ``runce.Client``) must
 type-check with no ``Any`` in any expression, and no public name may reach a type checker
 as a bare ``object`` or ``Any``.
@@ -27,7 +27,7 @@ def _mypy(*args: str) -> tuple[str, int]:
 
 
 def test_a_users_module_type_checks_strictly_with_no_any() -> None:
-    output, status = _mypy(str(ROOT / "tests" / "typing" / "user_module.py"))
+    output, status = _mypy(str(ROOT / "tests" / "typecheck" / "user_module.py"))
     assert status == 0, output
 
 
