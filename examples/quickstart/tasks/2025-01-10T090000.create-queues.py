@@ -1,14 +1,13 @@
-"""Create the message queues the service expects (here: one folder per queue)."""
-
 import runce
 
-QUEUES = ("emails", "invoices", "webhooks")
+
+def already_done(ctx: runce.TaskContext) -> bool:
+    """Optional: True when the work is already there (recorded as skipped, counts as applied)."""
+    return ctx.services.queues.exists("emails")
 
 
-@runce.task(title="Create message queues")
+@runce.task(title="Create the message queues", already_done=already_done)
 def run(ctx: runce.TaskContext) -> None:
-    root = ctx.services.data_dir / "queues"
-    for name in QUEUES:
-        # exist_ok: safe to run again if an earlier attempt was interrupted half way
-        (root / name).mkdir(parents=True, exist_ok=True)
+    for name in ("emails", "invoices"):
+        ctx.services.queues.create(name, exist_ok=True)
         ctx.log.info("queue %s ready", name)
