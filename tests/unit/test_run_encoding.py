@@ -19,7 +19,9 @@ VALUES: list[Any] = [
     None,
     0,
     -7,
-    2**70,
+    2**63 - 1,
+    -(2**63),
+    '"\\\\u0000" [[[[1]]]] 12345678901234567890',
     1.5,
     1e16,
     -0.0,
@@ -66,6 +68,43 @@ def test_a_value_that_is_not_json_is_invalid_input(value: Any, says: str) -> Non
     with pytest.raises(InvalidInput, match="the run's input is not JSON") as caught:
         canonical_json(value)
     assert says in str(caught.value)
+
+
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (
+            {"a": "\ud800"},
+            "input['a'] is not valid Unicode text (it holds a lone surrogate, U+D800)",
+        ),
+        ({"\udfff": 1}, "input (a key) is not valid Unicode text"),
+        (["ok", "x\x00y"], "input[1] holds a NUL character"),
+        ({"n": 2**63}, "input['n'] holds the integer 9223372036854775808, outside the signed 64"),
+        ([-(2**63) - 1], "input[0] holds the integer -9223372036854775809"),
+        (2**5000, "input holds an integer, outside the signed 64-bit range"),
+        (_nested(65), "is nested deeper than 64 levels"),
+        ({"deep": _nested(1000)}, "nested deeper than 64 levels"),
+    ],
+    ids=["surrogate", "surrogate key", "nul", "2^63", "-2^63-1", "huge", "65 deep", "1000 deep"],
+)
+def test_a_value_no_store_can_keep_is_refused_naming_the_place(value: Any, says: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        canonical_json(value)
+    assert says in str(caught.value)
+    assert str(caught.value).startswith("the run's input")
+
+
+def test_the_limits_let_through_what_only_looks_like_breaking_them() -> None:
+    near = [*["x"] * 100, _nested(63), {"[[[[": "{{{{" * 50}, "12345678901234567890123"]
+    assert json.loads(canonical_json(near)) == near
+    assert canonical_json([[]] * 200) == "[" + ",".join(["[]"] * 200) + "]"
 
 
 def test_a_value_that_contains_itself_is_invalid_input_and_leaves_the_encoder_usable() -> None:

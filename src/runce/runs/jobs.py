@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from runce.errors import ConfigError, InvalidInput, UsageError
+from runce.runs.limits import MAX_ATTEMPTS
 
 JobFunction = Callable[..., Any]
 F = TypeVar("F", bound=JobFunction)
@@ -255,8 +256,8 @@ def job(
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise UsageError(f"job kind {kind!r} must be letters, digits and . _ : - (at most 200)")
-    if max_attempts is not None and max_attempts < 1:
-        raise UsageError(f"job {kind!r}: max_attempts must be at least 1")
+    if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS:
+        raise UsageError(f"job {kind!r}: max_attempts must be between 1 and {MAX_ATTEMPTS:,}")
     if timeout is not None and timeout <= 0:
         raise UsageError(f"job {kind!r}: timeout must be a positive number of seconds")
     if cron is not None:

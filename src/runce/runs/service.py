@@ -28,6 +28,14 @@ from runce.errors import (
 )
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import JobRegistry, registry
+from runce.runs.limits import (
+    MAX_DEPTH,
+    check_json,
+    check_max_attempts,
+    check_priority,
+    check_text,
+    check_time,
+)
 from runce.runs.redact import scrub
 from runce.stores.queue import (
     TRANSITIONS,
@@ -81,7 +89,11 @@ _encode = _canonical_encoder()
 
 
 def canonical_json(value: Any, what: str = "input") -> str:
-    """Sorted keys, no spaces, no NaN: equal values give equal text (idempotency compares it)."""
+    """Sorted keys, no spaces, no NaN: equal values give equal text (idempotency compares it).
+
+    Every input and result passes here, so here the limits of :mod:`runce.runs.limits` are
+    kept: valid Unicode without NUL, nested at most 64 levels, integers in signed 64 bits.
+    """
     if value is None:  # most jobs return nothing
         return "null"
     try:
@@ -90,8 +102,10 @@ def canonical_json(value: Any, what: str = "input") -> str:
         raise InvalidInput(f"the run's {what} is not JSON: {exc}") from None
     except RecursionError:
         raise InvalidInput(
-            f"the run's {what} is not JSON: it contains itself (or is nested too deeply)"
+            f"the run's {what} is not JSON: it contains itself "
+            f"(or is nested deeper than {MAX_DEPTH} levels)"
         ) from None
+    check_json(text, value, what)
     return text
 
 
@@ -179,6 +193,21 @@ def new_run_ids(count: int) -> list[str]:
             for c, i in zip(range(first, first + size), range(at, at + 16 * size, 16), strict=True)
         ]
     return ids
+
+
+def check_options(
+    kind: str,
+    run_at: datetime | None,
+    priority: int,
+    project_id: str | None,
+    correlation_id: str | None,
+) -> None:
+    """The limits of :mod:`runce.runs.limits` on an enqueue's options, for every caller."""
+    check_text(kind, "kind", optional=False)
+    check_time(run_at, "run_at")
+    check_priority(priority)
+    check_text(project_id, "project_id")
+    check_text(correlation_id, "correlation_id")
 
 
 def cap_error(text: str) -> str:
@@ -311,6 +340,7 @@ class RunService:
         if len(keys) != len(inputs):
             raise UsageError("idempotency_keys must have one key (or None) per input")
         keys = [None if key is None else check_idempotency_key(key) for key in keys]
+        check_options(kind, run_at, priority, project_id, correlation_id)
         attempts = self._max_attempts(kind, max_attempts)
         job = self.jobs.get(kind)
         if job is not None:  # typed jobs refuse a bad input before anything is stored
@@ -342,13 +372,11 @@ class RunService:
 
     def _max_attempts(self, kind: str, given: int | None) -> int:
         if given is not None:
-            if given < 1:
-                raise UsageError("max_attempts must be at least 1")
-            return given
+            return check_max_attempts(given)
         job = self.jobs.get(kind)
         if job is not None and job.max_attempts is not None:
             return job.max_attempts
-        return self.default_max_attempts
+        return check_max_attempts(self.default_max_attempts)
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -401,6 +429,7 @@ class RunService:
 
     def retry(self, run_id: str, run_at: datetime | None = None) -> Run:
         """A failed or canceled run back to the queue, with one more attempt."""
+        check_time(run_at, "run_at")
         before = self.get(run_id)
         if before.state not in ("failed", "canceled"):
             raise IllegalTransition(
