@@ -4,15 +4,20 @@ order it was enqueued in."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runce.errors import InvalidInput, UsageError
+from runce.runs.jobs import Job, JobRegistry
 from runce.runs.service import RunService
-from runce.stores.queue import RunQueue
+from runce.runs.worker import Worker, WorkerOptions
+from runce.stores.queue import RunQueue, Unreadable
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS
 
@@ -112,3 +117,81 @@ def test_the_edges_of_every_limit_are_kept_on_every_store(queue: RunQueue) -> No
     assert claimed.id == run.id
     assert claimed.input == edge
     assert (claimed.priority, claimed.max_attempts) == (1_000_000, 1000)
+
+
+# -- one unreadable row, written around runce ----------------------------------------------------
+
+
+def _spoil(qmaker: StoreMaker, backend: str, run_id: str) -> str:
+    """Make one run's row unreadable with the database's own tools; say how."""
+    if backend == "sqlite":
+        path = Path(qmaker.spec.base_dir or ".") / ".runce" / "runce.db"
+        with closing(sqlite3.connect(path)) as conn, conn:
+            # What SQLite's JSON functions made of "\ud800": bytes that are not UTF-8.
+            conn.execute(
+                "UPDATE runce_runs SET input = CAST(x'7b2261223a22eda080227d' AS TEXT), "
+                "correlation_id = CAST(x'63ff' AS TEXT) WHERE id = ?",
+                (run_id,),
+            )
+        return "its text is not UTF-8"
+    if backend == "postgres":
+        import psycopg
+
+        deep = "[" * 5000 + "]" * 5000  # JSONB keeps it; Python's decoder cannot read it
+        with psycopg.connect(qmaker.spec.url, autocommit=True) as conn:
+            conn.execute(
+                f"UPDATE {qmaker.spec.schema}.runs SET input = %s::jsonb WHERE id = %s",
+                (deep, run_id),
+            )
+        return "nested too deeply"
+    pytest.skip(f"the {backend} store keeps no row runce cannot read back")
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.node.callspec.params["qmaker"])
+
+
+def test_one_unreadable_row_stops_no_list_cancel_or_claim_of_the_others(
+    qmaker: StoreMaker, queue: RunQueue, backend: str
+) -> None:
+    service = RunService(queue)
+    before = service.enqueue("rows.check", {"n": 1})
+    bad = service.enqueue("rows.check", {"n": 2}, correlation_id="c")
+    after = service.enqueue_many("rows.check", [{"n": 3}, {"n": 4}])
+    why = _spoil(qmaker, backend, bad.id)
+
+    listed = {run.id: run for run in service.page(limit=10).runs}
+    assert set(listed) == {before.id, bad.id, *(run.id for run in after)}
+    marker = listed[bad.id].input
+    assert isinstance(marker, Unreadable)
+    assert why in marker.reason
+    assert str(marker).startswith("<unreadable: ")
+    assert isinstance(service.get(bad.id).input, Unreadable)
+    assert service.cancel(after[1].id).state == "canceled"
+
+    claimed = {run.id: run for run in queue.claim("w", None, 10, 60)}
+    assert set(claimed) == {before.id, bad.id, after[0].id}
+    assert isinstance(claimed[bad.id].input, Unreadable)
+    assert claimed[before.id].input == {"n": 1}
+
+
+def test_a_worker_fails_the_run_of_an_unreadable_row_and_runs_the_others(
+    qmaker: StoreMaker, queue: RunQueue, backend: str
+) -> None:
+    jobs = JobRegistry()
+    seen: list[Any] = []
+    jobs.register(Job("rows.work", seen.append))
+    service = RunService(queue, jobs=jobs)
+    runs = service.enqueue_many("rows.work", [{"n": n} for n in range(5)])
+    _spoil(qmaker, backend, runs[2].id)
+    options = WorkerOptions(lease=30, poll=0.05, drain=True, max_time=60, shutdown_timeout=5)
+    summary = Worker(queue, options, jobs=jobs).run()
+
+    assert sorted(item["n"] for item in seen) == [0, 1, 3, 4]
+    assert (summary.succeeded, summary.failed) == (4, 1)
+    failed = service.get(runs[2].id)
+    assert failed.state == "failed"
+    assert failed.error is not None
+    assert "its stored input cannot be read: " in failed.error
+    assert all(service.get(run.id).state == "succeeded" for i, run in enumerate(runs) if i != 2)

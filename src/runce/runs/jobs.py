@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from runce.errors import ConfigError, InvalidInput, UsageError
 from runce.runs.limits import MAX_ATTEMPTS
+from runce.stores.queue import Unreadable
 
 JobFunction = Callable[..., Any]
 F = TypeVar("F", bound=JobFunction)
@@ -50,6 +51,8 @@ class Job:
     def params_from_storage(self, value: Any) -> Any:
         """What the job function gets: the stored input, validated into its annotated type,
         with its secret references resolved (only ever called where the job runs)."""
+        if isinstance(value, Unreadable):  # the run fails; the worker goes on with the others
+            raise InvalidInput(f"its stored input cannot be read: {value.reason}")
         adapter = _adapters(self.fn).params
         what = f"the input of {self.kind!r}"
         if adapter is None:
