@@ -41,15 +41,24 @@ def _docstring_safe(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
+# Keeps the file name (and the task id) well under the 255 bytes file systems allow.
+MAX_SLUG = 80
+
+
 def slugify(name: str) -> str:
+    """Lower-case ASCII letters and digits joined by hyphens, at most 80 characters."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:MAX_SLUG].rstrip("-")
 
 
 def task_file_name(name: str, now: datetime | None = None) -> str:
+    shown = repr(name) if len(name) <= 60 else repr(name[:60]) + "…"
+    if "\x00" in name or re.search("[\ud800-\udfff]", name):
+        raise UsageError(f"the task name {shown} is not printable text; use letters or digits")
     slug = slugify(name)
     if not slug:
-        raise UsageError(f"cannot make a task file name from {name!r}; use letters or digits")
+        raise UsageError(f"cannot make a task file name from {shown}; use letters or digits")
     return f"{(now or utcnow()):%Y-%m-%dT%H%M%S}.{slug}.py"
 
 
