@@ -144,6 +144,15 @@ def _spoil(qmaker: StoreMaker, backend: str, run_id: str) -> str:
                 (deep, run_id),
             )
         return "nested too deeply"
+    if backend == "mongo":
+        import bson
+        import pymongo
+
+        # The server refuses text that is not UTF-8; a value JSON has no form for it keeps.
+        with pymongo.MongoClient(qmaker.spec.url) as client:
+            runs = client.get_default_database()[qmaker.open().runs._conn.location.runs]  # type: ignore[attr-defined]
+            runs.update_one({"_id": run_id}, {"$set": {"input": {"at": bson.ObjectId()}}})
+        return "it holds a value of type ObjectId, which is not JSON"
     pytest.skip(f"the {backend} store keeps no row runce cannot read back")
 
 
