@@ -204,3 +204,24 @@ def test_a_worker_fails_the_run_of_an_unreadable_row_and_runs_the_others(
     assert failed.error is not None
     assert "its stored input cannot be read: " in failed.error
     assert all(service.get(run.id).state == "succeeded" for i, run in enumerate(runs) if i != 2)
+
+
+def test_a_result_no_store_can_keep_fails_its_run_with_a_sentence(queue: RunQueue) -> None:
+    jobs = JobRegistry()
+    jobs.register(Job("results.check", lambda params: params["give"]))
+    service = RunService(queue, jobs=jobs)
+    huge = service.enqueue("results.check", {"give": {"n": 2**62}}, max_attempts=1)
+    fine = service.enqueue("results.check", {"give": {"a": "\u00e9"}}, max_attempts=1)
+    # A job may compute what no input could hold: 2^64, or a lone surrogate.
+    jobs.register(Job("results.bad", lambda params: [2**64, "\ud800"][params]))
+    bad = service.enqueue_many("results.bad", [0, 1], max_attempts=1)
+    options = WorkerOptions(lease=30, poll=0.05, drain=True, max_time=60, shutdown_timeout=5)
+    Worker(queue, options, jobs=jobs).run()
+
+    assert service.get(huge.id).result == {"n": 2**62}
+    assert service.get(fine.id).result == {"a": "\u00e9"}
+    for run, says in zip(bad, ["signed 64-bit", "lone surrogate"], strict=True):
+        failed = service.get(run.id)
+        assert failed.state == "failed"
+        assert failed.error is not None
+        assert says in failed.error
