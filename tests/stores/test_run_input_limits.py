@@ -17,7 +17,7 @@ from runce.errors import InvalidInput, UsageError
 from runce.runs.jobs import Job, JobRegistry
 from runce.runs.service import RunService
 from runce.runs.worker import Worker, WorkerOptions
-from runce.stores.queue import RunQueue, Unreadable
+from runce.stores.queue import RunFilter, RunQueue, Unreadable
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS
 
@@ -225,3 +225,21 @@ def test_a_result_no_store_can_keep_fails_its_run_with_a_sentence(queue: RunQueu
         assert failed.state == "failed"
         assert failed.error is not None
         assert says in failed.error
+
+
+def test_reads_asked_about_text_no_store_can_take_are_refused_with_a_sentence(
+    queue: RunQueue,
+) -> None:
+    service = RunService(queue)
+    run = service.enqueue("lookups.check", 1)
+    for call in (
+        lambda: service.get("x\udcff"),
+        lambda: service.cancel("x\ud800"),
+        lambda: service.retry("x\x00"),
+        lambda: service.attempts("x\udcff"),
+        lambda: service.page(RunFilter(project_id="p\udcff")),
+        lambda: service.page(RunFilter(kind="k\x00")),
+    ):
+        with pytest.raises(UsageError, match="is not valid text"):
+            call()
+    assert [found.id for found in service.page().runs] == [run.id]

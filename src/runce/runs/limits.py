@@ -59,6 +59,17 @@ def check_text(value: Any, field: str, *, optional: bool = True) -> str | None:
     return value
 
 
+def check_lookup(value: str | None, field: str) -> str | None:
+    """Text a read looks for (a run id, a filter): none that a store cannot even be asked
+    about, lone surrogates and NUL. Longer or odd text simply matches nothing."""
+    if value is None:
+        return None
+    shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "…"
+    if _SURROGATE.search(value) is not None or "\x00" in value:
+        raise UsageError(f"{field} {shown} is not valid text (a lone surrogate or a NUL)")
+    return value
+
+
 def check_priority(value: Any) -> int:
     return _whole_number(value, "priority", MIN_PRIORITY, MAX_PRIORITY)
 

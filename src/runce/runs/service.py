@@ -31,6 +31,7 @@ from runce.runs.jobs import JobRegistry, registry
 from runce.runs.limits import (
     MAX_DEPTH,
     check_json,
+    check_lookup,
     check_max_attempts,
     check_priority,
     check_text,
@@ -381,6 +382,7 @@ class RunService:
     # -- reads -----------------------------------------------------------------------------------
 
     def get(self, run_id: str) -> Run:
+        check_lookup(run_id, "run id")
         run = self.queue.get(run_id)
         if run is None:
             raise UnknownRun(f"no run has the id {run_id!r}")
@@ -392,7 +394,12 @@ class RunService:
         if not 1 <= limit <= MAX_PAGE:
             raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
         after = decode_cursor(cursor) if cursor else None
-        runs = self.queue.page(filters or RunFilter(), after, limit + 1)
+        filters = filters or RunFilter()
+        check_lookup(filters.project_id, "project_id")
+        check_lookup(filters.kind, "kind")
+        check_time(filters.since, "since")
+        check_time(filters.before, "before")
+        runs = self.queue.page(filters, after, limit + 1)
         more = len(runs) > limit
         runs = runs[:limit]
         return RunPage(runs, encode_cursor(runs[-1]) if more else None)
