@@ -109,6 +109,9 @@ def test_a_tasks_dir_that_is_a_file_is_said_to_be_one(sqlite_workspace: Workspac
     result = sqlite_workspace.runce("run")
     assert result.returncode == 2, output_of(result)
     assert_one_sentence(result.stderr, "jobs", "is a file, not a folder")
+    made = sqlite_workspace.runce("make", "first")
+    assert made.returncode == 2, output_of(made)
+    assert_one_sentence(made.stderr, "jobs", "is a file, not a folder")
 
 
 def test_make_with_a_very_long_name_makes_a_file_with_a_short_name(

@@ -64,10 +64,16 @@ def task_file_name(name: str, now: datetime | None = None) -> str:
 
 def write_task(tasks_dir: Path, name: str, now: datetime | None = None) -> Path:
     path = tasks_dir / task_file_name(name, now)
-    tasks_dir.mkdir(parents=True, exist_ok=True)
+    if tasks_dir.exists() and not tasks_dir.is_dir():
+        raise UsageError(
+            f"tasks folder {tasks_dir} is a file, not a folder; set tasks_dir to a folder"
+        )
     try:
+        tasks_dir.mkdir(parents=True, exist_ok=True)
         with path.open("x", encoding="utf-8") as handle:
             handle.write(TEMPLATE.format(title=name.strip(), heading=_docstring_safe(name.strip())))
     except FileExistsError:
         raise UsageError(f"{path} already exists; wait a second or pick another name") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
