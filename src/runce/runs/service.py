@@ -472,7 +472,7 @@ def _check_same(wanted: NewRun, existing: Run) -> None:
             f"idempotency key {wanted.idempotency_key!r} was already used for a run of "
             "another project"
         )
-    same_input = canonical_json(existing.input) == wanted.input_json or same_json(
+    same_input = _stored_json(existing.input) == wanted.input_json or same_json(
         existing.input, json.loads(wanted.input_json)
     )
     if existing.kind != wanted.kind or not same_input:
@@ -480,6 +480,15 @@ def _check_same(wanted: NewRun, existing: Run) -> None:
             f"idempotency key {wanted.idempotency_key!r} was already used for run {existing.id} "
             f"({existing.kind}) with a different input"
         )
+
+
+def _stored_json(value: Any) -> str | None:
+    """A stored input's canonical text, without the limits: a store may give a value back in
+    a form no caller may send (PostgreSQL's JSONB turns ``1e20`` into an integer)."""
+    try:
+        return _encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def same_json(a: Any, b: Any) -> bool:
