@@ -76,3 +76,26 @@ def test_an_unreadable_row_is_listed_with_a_marker_and_failed_at_its_claim(
     failed = api.call("GET", f"/v1/runs/{runs[1]['id']}").json()
     assert failed["state"] == "failed"
     assert failed["error"].startswith("its stored input cannot be read: ")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/runs/x%ED%A0%80",
+        "/v1/runs/x%FF",
+        "/v1/runs/x%00",
+        "/v1/runs?project_id=p%ED%A0%80",
+        "/v1/runs?kind=k%FF",
+        "/v1/runs?kind=k%00",
+    ],
+)
+def test_a_read_for_text_no_store_can_take_finds_nothing_or_is_a_4xx_problem(
+    api: Api, path: str
+) -> None:
+    api.enqueue()
+    response = api.call("GET", path)
+    if response.status_code == 200:  # the query's bytes that are not UTF-8 read as U+FFFD
+        assert response.json()["runs"] == []
+        return
+    assert response.status_code in (404, 422), response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
