@@ -75,7 +75,7 @@ if _TYPE_CHECKING:
     from runce.runs.secret_field import Secret
     from runce.runs.service import RunPage
     from runce.runs.worker import WorkerSummary
-    from runce.stores.queue import Run
+    from runce.stores.queue import Run, Unreadable
     from runce.tasks.api import (
         StatusReport,
         alist_applied,
@@ -166,6 +166,7 @@ __all__ = [
     "UnknownRun",
     "UnknownSchedule",
     "UnknownStore",
+    "Unreadable",
     "UnsupportedFeature",
     "UsageError",
     "WorkerSummary",

@@ -4,6 +4,7 @@ order runs."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -18,7 +19,9 @@ VALUES: list[Any] = [
     None,
     0,
     -7,
-    2**70,
+    2**63 - 1,
+    -(2**63),
+    '"\\\\u0000" [[[[1]]]] 12345678901234567890',
     1.5,
     1e16,
     -0.0,
@@ -67,6 +70,43 @@ def test_a_value_that_is_not_json_is_invalid_input(value: Any, says: str) -> Non
     assert says in str(caught.value)
 
 
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (
+            {"a": "\ud800"},
+            "input['a'] is not valid Unicode text (it holds a lone surrogate, U+D800)",
+        ),
+        ({"\udfff": 1}, "input (a key) is not valid Unicode text"),
+        (["ok", "x\x00y"], "input[1] holds a NUL character"),
+        ({"n": 2**63}, "input['n'] holds the integer 9223372036854775808, outside the signed 64"),
+        ([-(2**63) - 1], "input[0] holds the integer -9223372036854775809"),
+        (2**5000, "input holds an integer, outside the signed 64-bit range"),
+        (_nested(65), "is nested deeper than 64 levels"),
+        ({"deep": _nested(1000)}, "nested deeper than 64 levels"),
+    ],
+    ids=["surrogate", "surrogate key", "nul", "2^63", "-2^63-1", "huge", "65 deep", "1000 deep"],
+)
+def test_a_value_no_store_can_keep_is_refused_naming_the_place(value: Any, says: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        canonical_json(value)
+    assert says in str(caught.value)
+    assert str(caught.value).startswith("the run's input")
+
+
+def test_the_limits_let_through_what_only_looks_like_breaking_them() -> None:
+    near = [*["x"] * 100, _nested(63), {"[[[[": "{{{{" * 50}, "12345678901234567890123"]
+    assert json.loads(canonical_json(near)) == near
+    assert canonical_json([[]] * 200) == "[" + ",".join(["[]"] * 200) + "]"
+
+
 def test_a_value_that_contains_itself_is_invalid_input_and_leaves_the_encoder_usable() -> None:
     loop: list[Any] = [1]
     loop.append(loop)
@@ -99,13 +139,59 @@ def test_run_ids_are_uuid7_with_the_current_millisecond() -> None:
 
 def test_run_ids_spread_their_random_bits() -> None:
     ids = [uuid.UUID(text).int for text in new_run_ids(400)]
-    # Every random bit (12 after the version, 62 after the variant) takes both values.
-    random_bits = [*range(62), *range(64, 76)]
-    for bit in random_bits:
+    # Every random bit (the 62 after the variant) takes both values.
+    for bit in range(62):
         seen = {value >> bit & 1 for value in ids}
         assert seen == {0, 1}, f"bit {bit} never changes"
     # The variant digit takes all four of its values.
     assert {str(uuid.UUID(int=value))[19] for value in ids} == set("89ab")
+
+
+def test_run_ids_strictly_increase_in_a_tight_loop_and_in_one_batch() -> None:
+    one_by_one = [new_run_id() for _ in range(5000)]
+    assert one_by_one == sorted(one_by_one)
+    assert len(set(one_by_one)) == 5000
+    batch = new_run_ids(5000)
+    assert batch == sorted(batch)
+    assert len(set(batch)) == 5000
+    assert batch[0] > one_by_one[-1]
+
+
+def test_run_ids_count_within_a_millisecond_and_borrow_the_next_when_the_counter_is_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frozen = time.time_ns() + 10**12  # later than any id made so far: a new millisecond
+    monkeypatch.setattr(time, "time_ns", lambda: frozen)
+    ids = new_run_ids(3000) + [new_run_id() for _ in range(3000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 6000
+    millis = [uuid.UUID(text).int >> 80 for text in ids]
+    assert millis[0] == frozen // 1_000_000
+    assert millis[-1] > millis[0]  # 6000 ids do not fit one millisecond's 4096 counters
+    assert all(0 <= m - millis[0] <= 3 for m in millis)
+
+
+def test_run_ids_do_not_follow_a_clock_that_steps_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = new_run_id()
+    monkeypatch.setattr(time, "time_ns", lambda: 0)
+    assert new_run_ids(3) > [first] * 3
+
+
+def test_run_ids_made_on_many_threads_are_unique_and_increase_on_each() -> None:
+    made: list[list[str]] = [[] for _ in range(8)]
+
+    def make(mine: list[str]) -> None:
+        for _ in range(1000):
+            mine.extend(new_run_ids(2))
+
+    threads = [threading.Thread(target=make, args=(mine,)) for mine in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for mine in made:
+        assert mine == sorted(mine)
+    assert len({text for mine in made for text in mine}) == 16000
 
 
 def test_run_ids_made_later_sort_later() -> None:

@@ -35,7 +35,7 @@ from runce.api.schemas import (
     WorkerModel,
 )
 from runce.runs.service import canonical_json, cap_error
-from runce.stores.queue import Fence, Outcome
+from runce.stores.queue import Fence, Outcome, Run, Unreadable
 
 router = APIRouter(
     prefix="/v1",
@@ -57,7 +57,7 @@ def claim(body: ClaimRequest, ctx: Ctx) -> RunsAnswer:
     ``wait`` seconds pass."""
     deadline = time.monotonic() + body.wait
     while True:
-        runs = ctx.queue.claim(body.worker_id, body.kinds, body.limit, body.lease)
+        runs = _readable(ctx, ctx.queue.claim(body.worker_id, body.kinds, body.limit, body.lease))
         remaining = deadline - time.monotonic()
         if runs or remaining <= 0:
             return RunsAnswer(runs=[RunModel.from_run(r) for r in runs])
@@ -140,6 +140,25 @@ def worker_seen(worker_id: str, body: WorkerModel, ctx: Ctx) -> Response:
 @readers.get("/workers", response_model=WorkerList, dependencies=[Depends(require("runs:read"))])
 def workers(ctx: Ctx) -> WorkerList:
     return WorkerList(workers=[WorkerModel.from_info(w) for w in ctx.queue.workers()])
+
+
+def _readable(ctx: ApiContext, runs: list[Run]) -> list[Run]:
+    """The claimed runs a remote worker can be given: a run whose stored input cannot be
+    read back (its row written around runce) is failed here, saying so, as a local worker
+    fails it; its marker must not reach a job as if it were the input."""
+    spoiled = [run for run in runs if isinstance(run.input, Unreadable)]
+    if not spoiled:
+        return runs
+    ctx.queue.complete(
+        [
+            Outcome(
+                run.fence, "failed", error=f"its stored input cannot be read: {run.input.reason}"
+            )
+            for run in spoiled
+            if isinstance(run.input, Unreadable)
+        ]
+    )
+    return [run for run in runs if not isinstance(run.input, Unreadable)]
 
 
 def _outcome(model: OutcomeModel) -> Outcome:

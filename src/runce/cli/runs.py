@@ -25,6 +25,15 @@ from runce.cli.main import cli, config_options, load_cli_config
 from runce.cli.remote import Runs, open_runs, remote_options, remote_queue
 from runce.config import Config
 from runce.errors import InvalidInput, UsageError
+from runce.runs.limits import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    MAX_ATTEMPTS,
+    MAX_DEPTH,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    check_time,
+)
 
 if TYPE_CHECKING:
     from runce.stores.queue import Run
@@ -52,14 +61,21 @@ def _when(text: str | None, flag: str) -> datetime | None:
         from runce.config import parse_duration
 
         try:
-            return datetime.now(UTC) + timedelta(seconds=parse_duration(text[1:]))
+            delay = parse_duration(text[1:])
         except ValueError:
             raise UsageError(f"{flag} {text!r}: expected a delay like +90s or +10m") from None
+        try:
+            return check_time(datetime.now(UTC) + timedelta(seconds=delay), flag)
+        except OverflowError:
+            raise UsageError(
+                f"{flag} {text!r} is out of range (times lie within the UTC years "
+                f"{FIRST_YEAR} to {LAST_YEAR})"
+            ) from None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"{flag} {text!r} is not an ISO-8601 time like 2026-01-31T09:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return check_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC), flag)
 
 
 def _run_dict(run: Run) -> dict[str, Any]:
@@ -229,9 +245,21 @@ def runs() -> None:
 @click.option(
     "--idempotency-key", metavar="KEY", help="Enqueueing the same key again returns the same run."
 )
-@click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts before it fails.")
-@click.option("--run-at", metavar="TIME", help="Not before TIME (ISO-8601, or +10m).")
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, MAX_ATTEMPTS),
+    help=f"Attempts before it fails (1 to {MAX_ATTEMPTS:,}).",
+)
+@click.option(
+    "--run-at", metavar="TIME", help="Not before TIME (ISO-8601, or +10m; UTC years 1970-9999)."
+)
+@click.option(
+    "--priority",
+    type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY),
+    default=0,
+    show_default=True,
+    help="Higher runs first (-1,000,000 to 1,000,000).",
+)
 @click.option("--any-kind", is_flag=True, help="Enqueue a kind no job in worker.handlers has.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_enqueue(
@@ -283,6 +311,8 @@ def _input(text: str | None, from_stdin: bool) -> Any:
         raise InvalidInput(
             f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise InvalidInput(f"{source} is nested deeper than {MAX_DEPTH} levels") from None
 
 
 def _check_kind(cfg: Config, kind: str) -> None:

@@ -23,6 +23,7 @@ from runce.errors import InvalidInput, JobFailed, UsageError
 from runce.runs.context import JobContext, RunInfo, run_logger
 from runce.runs.events import Event, EventBus
 from runce.runs.jobs import Job
+from runce.runs.limits import check_text
 from runce.runs.service import canonical_json, cap_error, new_run_id
 from runce.stores.queue import Beat, NewRun, Outcome, Run, RunQueue, run_after
 
@@ -67,6 +68,8 @@ class InlineCall:
         stored = self.job.input_for_storage(params)  # a bad input: InvalidInput, nothing stored
         if self.queue is None:
             return self._unrecorded(stored)
+        check_text(project_id, "project_id")
+        check_text(correlation_id, "correlation_id")
         new = NewRun(
             id=new_run_id(),
             kind=self.job.kind,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from runce.errors import ConfigError, InvalidInput, UsageError
+from runce.runs.limits import MAX_ATTEMPTS
+from runce.stores.queue import Unreadable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -61,6 +63,8 @@ class Job(Generic[P, R]):
     def params_from_storage(self, value: Any) -> Any:
         """What the job function gets: the stored input, validated into its annotated type,
         with its secret references resolved (only ever called where the job runs)."""
+        if isinstance(value, Unreadable):  # the run fails; the worker goes on with the others
+            raise InvalidInput(f"its stored input cannot be read: {value.reason}")
         adapter = _adapters(self.fn).params
         what = f"the input of {self.kind!r}"
         if adapter is None:
@@ -319,8 +323,8 @@ def job(
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise UsageError(f"job kind {kind!r} must be letters, digits and . _ : - (at most 200)")
-    if max_attempts is not None and max_attempts < 1:
-        raise UsageError(f"job {kind!r}: max_attempts must be at least 1")
+    if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS:
+        raise UsageError(f"job {kind!r}: max_attempts must be between 1 and {MAX_ATTEMPTS:,}")
     if timeout is not None and timeout <= 0:
         raise UsageError(f"job {kind!r}: timeout must be a positive number of seconds")
     if cron is not None:

@@ -12,6 +12,7 @@ import json
 import random
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,15 @@ from runce.errors import (
 )
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import JobRegistry, registry
+from runce.runs.limits import (
+    MAX_DEPTH,
+    check_json,
+    check_lookup,
+    check_max_attempts,
+    check_priority,
+    check_text,
+    check_time,
+)
 from runce.runs.redact import scrub
 from runce.stores.queue import (
     TRANSITIONS,
@@ -80,7 +90,11 @@ _encode = _canonical_encoder()
 
 
 def canonical_json(value: Any, what: str = "input") -> str:
-    """Sorted keys, no spaces, no NaN: equal values give equal text (idempotency compares it)."""
+    """Sorted keys, no spaces, no NaN: equal values give equal text (idempotency compares it).
+
+    Every input and result passes here, so here the limits of :mod:`runce.runs.limits` are
+    kept: valid Unicode without NUL, nested at most 64 levels, integers in signed 64 bits.
+    """
     if value is None:  # most jobs return nothing
         return "null"
     try:
@@ -89,8 +103,10 @@ def canonical_json(value: Any, what: str = "input") -> str:
         raise InvalidInput(f"the run's {what} is not JSON: {exc}") from None
     except RecursionError:
         raise InvalidInput(
-            f"the run's {what} is not JSON: it contains itself (or is nested too deeply)"
+            f"the run's {what} is not JSON: it contains itself "
+            f"(or is nested deeper than {MAX_DEPTH} levels)"
         ) from None
+    check_json(text, value, what)
     return text
 
 
@@ -128,18 +144,71 @@ def new_run_id() -> str:
 _VARIANT = str.maketrans("0123456789abcdef", "89ab89ab89ab89ab")
 
 
+class _IdClock:
+    """The millisecond and 12-bit counter of the last id made (RFC 9562, UUIDv7 method 1):
+    the counter starts at a random value below 2048 in each new millisecond and counts up
+    within it, so ids made by one process strictly increase even within a millisecond; when
+    it runs out, the id borrows the next millisecond (and a clock that steps back is not
+    followed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._millis = 0
+        self._counter = 0
+
+    def take(self, count: int) -> list[tuple[int, int, int]]:
+        """Room for ``count`` ids after the last: (millisecond, first counter, how many)
+        spans, usually one."""
+        spans: list[tuple[int, int, int]] = []
+        with self._lock:
+            now = time.time_ns() // 1_000_000
+            if now > self._millis:
+                self._millis, self._counter = now, secrets.randbits(11) - 1
+            while count > 0:
+                if self._counter >= 0xFFF:
+                    self._millis, self._counter = self._millis + 1, secrets.randbits(11) - 1
+                size = min(count, 0xFFF - self._counter)
+                spans.append((self._millis, self._counter + 1, size))
+                self._counter += size
+                count -= size
+        return spans
+
+
+_clock = _IdClock()
+_HEX3 = [f"{counter:03x}" for counter in range(0x1000)]
+
+
 def new_run_ids(count: int) -> list[str]:
-    """``count`` UUIDv7s (see :func:`new_run_id`): the same millisecond for all, and 74
-    random bits each (12 after the version, 62 after the variant), read from the system in
-    one call and sliced out of one hex string."""
-    millis = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
-    head = f"{millis[:8]}-{millis[8:]}-7"
-    pool = secrets.token_hex(10 * count)  # 20 hex digits per id, 19 used
+    """``count`` UUIDv7s (see :func:`new_run_id`), in increasing order and after every id
+    this process made before: 48 bits of milliseconds, a 12-bit counter (:class:`_IdClock`)
+    and 62 random bits after the variant, read from the system in one call."""
+    pool = secrets.token_hex(8 * count)  # 16 hex digits per id, all used
     variant = pool.translate(_VARIANT)
-    return [
-        f"{head}{pool[i : i + 3]}-{variant[i + 3]}{pool[i + 4 : i + 7]}-{pool[i + 7 : i + 19]}"
-        for i in range(0, 20 * count, 20)
-    ]
+    ids: list[str] = []
+    for millis, first, size in _clock.take(count):
+        stamp = f"{millis & 0xFFFF_FFFF_FFFF:012x}"
+        head = f"{stamp[:8]}-{stamp[8:]}-7"
+        at = 16 * len(ids)
+        ids += [
+            f"{head}{_HEX3[c]}-{variant[i]}{pool[i + 1 : i + 4]}-{pool[i + 4 : i + 16]}"
+            for c, i in zip(range(first, first + size), range(at, at + 16 * size, 16), strict=True)
+        ]
+    return ids
+
+
+def check_options(
+    kind: str,
+    run_at: datetime | None,
+    priority: int,
+    project_id: str | None,
+    correlation_id: str | None,
+) -> None:
+    """The limits of :mod:`runce.runs.limits` on an enqueue's options, for every caller."""
+    check_text(kind, "kind", optional=False)
+    check_time(run_at, "run_at")
+    check_priority(priority)
+    check_text(project_id, "project_id")
+    check_text(correlation_id, "correlation_id")
 
 
 def cap_error(text: str) -> str:
@@ -272,6 +341,7 @@ class RunService:
         if len(keys) != len(inputs):
             raise UsageError("idempotency_keys must have one key (or None) per input")
         keys = [None if key is None else check_idempotency_key(key) for key in keys]
+        check_options(kind, run_at, priority, project_id, correlation_id)
         attempts = self._max_attempts(kind, max_attempts)
         job = self.jobs.get(kind)
         if job is not None:  # typed jobs refuse a bad input before anything is stored
@@ -303,17 +373,16 @@ class RunService:
 
     def _max_attempts(self, kind: str, given: int | None) -> int:
         if given is not None:
-            if given < 1:
-                raise UsageError("max_attempts must be at least 1")
-            return given
+            return check_max_attempts(given)
         job = self.jobs.get(kind)
         if job is not None and job.max_attempts is not None:
             return job.max_attempts
-        return self.default_max_attempts
+        return check_max_attempts(self.default_max_attempts)
 
     # -- reads -----------------------------------------------------------------------------------
 
     def get(self, run_id: str) -> Run:
+        check_lookup(run_id, "run id")
         run = self.queue.get(run_id)
         if run is None:
             raise UnknownRun(f"no run has the id {run_id!r}")
@@ -325,7 +394,12 @@ class RunService:
         if not 1 <= limit <= MAX_PAGE:
             raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
         after = decode_cursor(cursor) if cursor else None
-        runs = self.queue.page(filters or RunFilter(), after, limit + 1)
+        filters = filters or RunFilter()
+        check_lookup(filters.project_id, "project_id")
+        check_lookup(filters.kind, "kind")
+        check_time(filters.since, "since")
+        check_time(filters.before, "before")
+        runs = self.queue.page(filters, after, limit + 1)
         more = len(runs) > limit
         runs = runs[:limit]
         return RunPage(runs, encode_cursor(runs[-1]) if more else None)
@@ -362,6 +436,7 @@ class RunService:
 
     def retry(self, run_id: str, run_at: datetime | None = None) -> Run:
         """A failed or canceled run back to the queue, with one more attempt."""
+        check_time(run_at, "run_at")
         before = self.get(run_id)
         if before.state not in ("failed", "canceled"):
             raise IllegalTransition(
@@ -397,7 +472,7 @@ def _check_same(wanted: NewRun, existing: Run) -> None:
             f"idempotency key {wanted.idempotency_key!r} was already used for a run of "
             "another project"
         )
-    same_input = canonical_json(existing.input) == wanted.input_json or same_json(
+    same_input = _stored_json(existing.input) == wanted.input_json or same_json(
         existing.input, json.loads(wanted.input_json)
     )
     if existing.kind != wanted.kind or not same_input:
@@ -405,6 +480,15 @@ def _check_same(wanted: NewRun, existing: Run) -> None:
             f"idempotency key {wanted.idempotency_key!r} was already used for run {existing.id} "
             f"({existing.kind}) with a different input"
         )
+
+
+def _stored_json(value: Any) -> str | None:
+    """A stored input's canonical text, without the limits: a store may give a value back in
+    a form no caller may send (PostgreSQL's JSONB turns ``1e20`` into an integer)."""
+    try:
+        return _encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def same_json(a: Any, b: Any) -> bool:

@@ -59,6 +59,29 @@ OutcomeKind = Literal[
 AttemptOutcome = Literal["failed", "retry", "canceled", "released", "lease-expired"]
 
 
+class Unreadable(str):
+    """In place of a stored input or result that cannot be read back (text that is not
+    UTF-8 or not JSON, or nested too deeply), however it got there: a listing shows the
+    run with this marker instead of failing, and a worker fails the run, not itself."""
+
+    reason: str
+
+    def __new__(cls, reason: str) -> Unreadable:
+        made = super().__new__(cls, f"<unreadable: {reason}>")
+        made.reason = reason
+        return made
+
+
+def readable(decode: Callable[[Any], Any], raw: Any) -> Any:
+    """``decode(raw)``, or :class:`Unreadable` saying why it cannot be read."""
+    try:
+        return decode(raw)
+    except RecursionError:
+        return Unreadable("it is JSON nested too deeply to read back")
+    except (ValueError, TypeError) as exc:
+        return Unreadable(f"it is not JSON ({exc})")
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """One run, as the store keeps it."""
@@ -272,10 +295,14 @@ def run_from_row(
         progress_message,
         cancel_requested,
     ) = values
+    try:
+        value = decode(input_)
+    except (ValueError, TypeError, RecursionError):  # written around runce: show, never stop
+        value = readable(decode, input_)
     return Run(
         id_,
         kind,
-        decode(input_),
+        value,
         state,
         attempt,
         max_attempts,
@@ -286,7 +313,7 @@ def run_from_row(
         project_id,
         idempotency_key,
         correlation_id,
-        None if result is None else decode(result),
+        None if result is None else readable(decode, result),
         output_ref,
         error,
         claimed_by,

@@ -31,6 +31,10 @@ def discover(tasks_dir: Path) -> list[TaskFile]:
     Files and folders whose names start with ``_`` or ``.`` are ignored. Two files with one
     id (in different folders) are an error naming both.
     """
+    if tasks_dir.exists() and not tasks_dir.is_dir():
+        raise TaskLoadError(
+            f"tasks folder {tasks_dir} is a file, not a folder; set tasks_dir to a folder"
+        )
     if not tasks_dir.is_dir():
         raise TaskLoadError(
             f"tasks folder {tasks_dir} does not exist; create it, set tasks_dir, "

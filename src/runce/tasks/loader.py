@@ -63,7 +63,8 @@ def _load_error(task_file: TaskFile, exc: BaseException) -> TaskLoadError:
     if isinstance(exc, SyntaxError):
         where = exc.filename or str(task_file.path)
         via = "" if where == str(task_file.path) else f" (imported by {task_file.path})"
-        return TaskLoadError(f"{where}, line {exc.lineno}: syntax error: {exc.msg}{via}")
+        line = f", line {exc.lineno}" if exc.lineno else ""  # None for a NUL byte, say
+        return TaskLoadError(f"{where}{line}: syntax error: {exc.msg}{via}")
     line = _line_in(task_file, exc)
     return TaskLoadError(f"{task_file.path}{line} raised {type(exc).__name__} on import: {exc}")
 

@@ -41,24 +41,39 @@ def _docstring_safe(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
+# Keeps the file name (and the task id) well under the 255 bytes file systems allow.
+MAX_SLUG = 80
+
+
 def slugify(name: str) -> str:
+    """Lower-case ASCII letters and digits joined by hyphens, at most 80 characters."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:MAX_SLUG].rstrip("-")
 
 
 def task_file_name(name: str, now: datetime | None = None) -> str:
+    shown = repr(name) if len(name) <= 60 else repr(name[:60]) + "…"
+    if "\x00" in name or re.search("[\ud800-\udfff]", name):
+        raise UsageError(f"the task name {shown} is not printable text; use letters or digits")
     slug = slugify(name)
     if not slug:
-        raise UsageError(f"cannot make a task file name from {name!r}; use letters or digits")
+        raise UsageError(f"cannot make a task file name from {shown}; use letters or digits")
     return f"{(now or utcnow()):%Y-%m-%dT%H%M%S}.{slug}.py"
 
 
 def write_task(tasks_dir: Path, name: str, now: datetime | None = None) -> Path:
     path = tasks_dir / task_file_name(name, now)
-    tasks_dir.mkdir(parents=True, exist_ok=True)
+    if tasks_dir.exists() and not tasks_dir.is_dir():
+        raise UsageError(
+            f"tasks folder {tasks_dir} is a file, not a folder; set tasks_dir to a folder"
+        )
     try:
+        tasks_dir.mkdir(parents=True, exist_ok=True)
         with path.open("x", encoding="utf-8") as handle:
             handle.write(TEMPLATE.format(title=name.strip(), heading=_docstring_safe(name.strip())))
     except FileExistsError:
         raise UsageError(f"{path} already exists; wait a second or pick another name") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

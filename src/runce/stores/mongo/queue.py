@@ -59,6 +59,7 @@ from runce.stores.queue import (
     Run,
     RunFilter,
     RunQueue,
+    Unreadable,
     WorkerInfo,
     check_outcomes,
     landed_of,
@@ -619,12 +620,44 @@ def _time(value: Any) -> datetime | None:
     return aware(value) if isinstance(value, datetime) else None
 
 
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_value(value: Any) -> Any:
+    """A stored input or result as JSON values; one that holds BSON values JSON has none for
+    (an ObjectId, bytes, a date: written around runce) is :class:`Unreadable`, so that it
+    fails its own run instead of every list or claim that reads it."""
+    if type(value) in _JSON_SCALARS:  # the usual small input: no walk
+        return value
+    found = _not_json(value, 0)
+    return value if found is None else Unreadable(f"it holds {found}, which is not JSON")
+
+
+def _not_json(value: Any, depth: int) -> str | None:
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    if depth < 100 and isinstance(value, dict):
+        for item in value.values():
+            found = _not_json(item, depth + 1)
+            if found is not None:
+                return found
+        return None
+    if depth < 100 and isinstance(value, list):
+        for item in value:
+            found = _not_json(item, depth + 1)
+            if found is not None:
+                return found
+        return None
+    return f"a value of type {type(value).__name__}" if depth < 100 else "JSON nested too deeply"
+
+
 def run_from(doc: Document) -> Run:
     created = aware(doc["createdAt"])
+    result = doc.get("result")
     return Run(
         id=str(doc["_id"]),
         kind=doc["kind"],
-        input=doc.get("input"),
+        input=_json_value(doc.get("input")),
         state=doc["state"],
         attempt=int(doc.get("attempt") or 0),
         max_attempts=int(doc["maxAttempts"]),
@@ -635,7 +668,7 @@ def run_from(doc: Document) -> Run:
         project_id=doc.get("projectId"),
         idempotency_key=doc.get("idempotencyKey"),
         correlation_id=doc.get("correlationId"),
-        result=doc.get("result"),
+        result=None if result is None else _json_value(result),
         output_ref=doc.get("outputRef"),
         error=doc.get("error"),
         claimed_by=doc.get("claimedBy"),

@@ -14,6 +14,7 @@ run queue's say what they are for) unless the URL or ``PGAPPNAME`` names it.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -24,11 +25,13 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import Composed
+from psycopg.types.json import set_json_loads
 
 from runce.errors import StoreError, StoreUnavailable
 from runce.stores.postgres import schema
 from runce.stores.postgres.location import Target
 from runce.stores.postgres.queries import latest_version, query
+from runce.stores.queue import readable
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -80,7 +83,7 @@ class Database:
             application_name = default_application_name(role)
         extra: dict[str, Any] = {"application_name": application_name} if application_name else {}
         try:
-            return psycopg.connect(
+            conn = psycopg.connect(
                 self.target.url,
                 autocommit=True,
                 connect_timeout=self._connect_timeout,
@@ -88,6 +91,10 @@ class Database:
             )
         except psycopg.Error as exc:
             raise StoreUnavailable(connect_failure(exc, self.target)) from exc
+        # JSONB that Python cannot read back (nested too deeply, written around runce) becomes
+        # an Unreadable value: one such row must not stop the reads of all the others.
+        set_json_loads(_loads_or_unreadable, conn)
+        return conn
 
     @contextmanager
     def session(self) -> Iterator[Connection]:
@@ -178,6 +185,10 @@ class Database:
             return
         schema.ensure_current(conn, self.target, auto_migrate=self._auto_migrate)
         self._current = True
+
+
+def _loads_or_unreadable(data: str | bytes) -> Any:
+    return readable(json.loads, data)
 
 
 def default_application_name(role: str = "store") -> str:

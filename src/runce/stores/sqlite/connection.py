@@ -92,7 +92,9 @@ class Database:
             if not self._file_exists():
                 return empty
             with self._pool.connection() as conn:
-                return self._retrying(lambda: self._read_once(conn, work, empty))
+                return self._retrying(
+                    lambda: _tolerating_bad_text(conn, lambda: self._read_once(conn, work, empty))
+                )
 
     def write(
         self,
@@ -112,7 +114,10 @@ class Database:
             self._prepare(migrate)
             with self._pool.connection() as conn:
                 return self._retrying(
-                    lambda: self._write_once(conn, work, migrate, patience), give_up
+                    lambda: _tolerating_bad_text(
+                        conn, lambda: self._write_once(conn, work, migrate, patience)
+                    ),
+                    give_up,
                 )
 
     @contextmanager
@@ -353,6 +358,28 @@ class _Pool:
                 self._idle.append(conn)
         if closing:
             conn.close()
+
+
+def _tolerating_bad_text(conn: sqlite3.Connection, attempt: Callable[[], T]) -> T:
+    """``attempt()``; when a row holds text that is not UTF-8 (written around runce), the
+    whole attempt again (its transaction was rolled back) reading such text as
+    :func:`read_text` does, so that one bad row cannot stop the reads of all the others."""
+    try:
+        return attempt()
+    except sqlite3.OperationalError as exc:
+        if not str(exc).startswith("Could not decode to UTF-8"):
+            raise
+    conn.text_factory = read_text
+    try:
+        return attempt()
+    finally:
+        conn.text_factory = str
+
+
+def read_text(data: bytes) -> str:
+    """Text as stored, its bytes that are not UTF-8 kept as lone surrogates (U+DC80 to
+    U+DCFF): the rows' readers tell them apart from text that is."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _commit(conn: sqlite3.Connection) -> None:

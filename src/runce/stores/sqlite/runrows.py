@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import fields
@@ -12,7 +13,15 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from runce.stores.queue import AttemptRecord, NewRun, Outcome, Run, WorkerInfo, run_from_row
+from runce.stores.queue import (
+    AttemptRecord,
+    NewRun,
+    Outcome,
+    Run,
+    Unreadable,
+    WorkerInfo,
+    run_from_row,
+)
 from runce.timeutil import from_iso, to_iso
 
 
@@ -55,7 +64,31 @@ def runs_from(cursor: sqlite3.Cursor) -> list[Run]:
     names = [column[0] for column in cursor.description]
     pick = itemgetter(*(names.index(name) for name in _RUN_FIELDS))
     when = times_reader()
+    if cursor.connection.text_factory is not str:  # some row holds text that is not UTF-8
+        return [run_from_row(_mended(pick(row)), when, _decode_mended) for row in cursor]
     return [run_from_row(pick(row), when, _decode_json) for row in cursor.fetchall()]
+
+
+_JSON_COLUMNS = (_RUN_FIELDS.index("input"), _RUN_FIELDS.index("result"))
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def _mended(values: tuple[Any, ...]) -> list[Any]:
+    """A row read with :func:`~runce.stores.sqlite.connection.read_text`: an input or result
+    that is not UTF-8 becomes :class:`Unreadable`, other text shows U+FFFD for bad bytes."""
+    mended = list(values)
+    for index, value in enumerate(mended):
+        if not isinstance(value, str) or _ESCAPED.search(value) is None:
+            continue
+        if index in _JSON_COLUMNS:
+            mended[index] = Unreadable("its text is not UTF-8")
+        else:
+            mended[index] = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return mended
+
+
+def _decode_mended(text: str) -> Any:
+    return text if isinstance(text, Unreadable) else _decode_json(text)
 
 
 def times_reader() -> Callable[[str], datetime]:
