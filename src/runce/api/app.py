@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from runce._version import __version__
 from runce.api import openapi, problems, routes_runs, routes_schedules, routes_worker
 from runce.api.bodylimit import BodyLimit
+from runce.api.bodytimeout import BodyTimeout
 from runce.api.context import ApiContext
 from runce.api.ratelimit import RateLimiter
 from runce.api.routes_misc import router as misc_router
@@ -50,6 +51,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_body=cfg.api.max_body)
+    app.add_middleware(BodyTimeout, timeout=cfg.api.body_timeout)
     openapi.install(app)
     app.include_router(misc_router)
     app.include_router(routes_runs.router)

@@ -47,6 +47,8 @@ TITLES: Mapping[str, str] = {
     "lease-lost": "Lease lost",
     "rate-limited": "Rate limited",
     "payload-too-large": "Payload too large",
+    "request-timeout": "Request timeout",
+    "server-busy": "Server busy",
     "store-unavailable": "Store unavailable",
     "tasks-unreadable": "Task files unreadable",
     "internal": "Internal error",
@@ -64,6 +66,8 @@ STATUS: Mapping[str, int] = {
     "lease-lost": 409,
     "rate-limited": 429,
     "payload-too-large": 413,
+    "request-timeout": 408,
+    "server-busy": 503,
     "store-unavailable": 503,
     "tasks-unreadable": 500,
     "internal": 500,
@@ -74,6 +78,7 @@ _MEANING: Mapping[int, str] = {
     401: "No token, or an unknown or revoked one (`unauthorized`)",
     403: "The token lacks the scope, or the run's project is not the token's (`forbidden`)",
     404: "No run has this id (`not-found`)",
+    408: "The request's body did not arrive within `api.body_timeout` (`request-timeout`)",
     409: "Refused by the run's state, a reused idempotency key, or a lost lease",
     413: "The request body is larger than `api.max_body` (`payload-too-large`)",
     422: "The request (`invalid-request`) or the run's input (`invalid-input`) is not valid",
@@ -117,6 +122,18 @@ class ProblemError(Exception):
         self.detail = detail
         self.errors = errors
         self.headers = dict(headers or {})
+
+
+def problem_document(slug: str, detail: str, *, instance: str | None = None) -> bytes:
+    """The JSON text of a problem, for answers written below the ASGI app."""
+    problem = Problem(
+        type=PROBLEM_BASE + slug,
+        title=TITLES[slug],
+        status=STATUS[slug],
+        detail=detail,
+        instance=instance,
+    )
+    return problem.model_dump_json(exclude_none=True).encode()
 
 
 def problem_response(
@@ -179,7 +196,12 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+        slug = {
+            404: "not-found",
+            405: "method-not-allowed",
+            408: "request-timeout",
+            413: "payload-too-large",
+        }
         found = slug.get(exc.status_code, "invalid-request")
         detail = {
             404: f"no route {request.url.path}",
