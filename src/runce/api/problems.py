@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runce.api.schemas import PROBLEM_BASE, FieldError, Problem
@@ -207,7 +208,10 @@ def install(app: FastAPI) -> None:
             404: f"no route {request.url.path}",
             405: f"{request.method} is not allowed on {request.url.path}",
         }.get(exc.status_code, str(exc.detail))
-        return problem_response(found, detail, instance=request.url.path, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(request))
+        return problem_response(found, detail, instance=request.url.path, headers=headers)
 
     async def on_runce(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RunceError)
@@ -222,6 +226,22 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RunceError, on_runce)
     app.add_middleware(CatchAll)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods some route takes on this path (Starlette names only the first route's):
+    the routes are asked, method by method, whether they would take the request."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
 
 
 class CatchAll:
