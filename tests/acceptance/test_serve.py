@@ -309,10 +309,14 @@ def _healthz_answer(server: Server) -> tuple[httpx.Response, float]:
     return answer, time.monotonic() - started
 
 
+# A request is "answered promptly" within this many seconds, on a busy machine too.
+PROMPT = 3.0
+
+
 def test_slow_request_heads_are_closed_while_other_requests_are_answered(
     sqlite_space: Workspace,
 ) -> None:
-    timeout = 3.0
+    timeout = 6.0
     sqlite_space.write_config(f'[api]\nheader_timeout = "{timeout}s"\n')
     server = Server(sqlite_space)
     opened_at = time.monotonic()
@@ -324,7 +328,7 @@ def test_slow_request_heads_are_closed_while_other_requests_are_answered(
     assert answer.status_code == 200
     # Answered while the slow ones hang (their clock had not run out yet).
     assert time.monotonic() - opened_at < timeout, "the machine is too slow to tell"
-    assert took < 2.0
+    assert took < PROMPT
     received = _until_closed(partial + silent, time.monotonic() + timeout + 20)
     assert time.monotonic() - opened_at >= timeout
     for sock in partial:
@@ -341,7 +345,7 @@ def test_slow_request_heads_are_closed_while_other_requests_are_answered(
 
 
 def test_slow_request_bodies_are_answered_408_and_closed(sqlite_space: Workspace) -> None:
-    timeout = 2.0
+    timeout = 4.0
     sqlite_space.write_config(f'[api]\nbody_timeout = "{timeout}s"\n')
     server = Server(sqlite_space)
     token = server.token("runs:write")
@@ -354,7 +358,7 @@ def test_slow_request_bodies_are_answered_408_and_closed(sqlite_space: Workspace
     trickling = _open(server.port, 5, head)
     answer, took = _healthz_answer(server)
     assert answer.status_code == 200
-    assert took < 2.0
+    assert took < PROMPT
     # A byte at a time does not move the deadline.
     while time.monotonic() - opened_at < timeout - 0.5:
         for sock in trickling:
@@ -372,17 +376,17 @@ def test_slow_request_bodies_are_answered_408_and_closed(sqlite_space: Workspace
 
 
 def test_connections_past_the_bound_get_503_at_once(sqlite_space: Workspace) -> None:
-    sqlite_space.write_config('[api]\nmax_connections = 20\nheader_timeout = "3s"\n')
+    sqlite_space.write_config('[api]\nmax_connections = 20\nheader_timeout = "6s"\n')
     server = Server(sqlite_space)
     slow = _open(server.port, 20, b"GET /healthz HTTP/1.1\r\n")
     answer, took = _healthz_answer(server)
     assert answer.status_code == 503
-    assert took < 2.0
+    assert took < PROMPT
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.headers["retry-after"] == "1"
     assert answer.json()["type"].endswith("/server-busy")
     # Once the slow ones are closed, there is room again.
-    _until_closed(slow, time.monotonic() + 3.0 + 20)
+    _until_closed(slow, time.monotonic() + 6.0 + 20)
     deadline = time.monotonic() + 10
     while (answer := _healthz_answer(server)[0]).status_code != 200:
         assert time.monotonic() < deadline, answer.text
