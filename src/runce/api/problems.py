@@ -85,7 +85,8 @@ _MEANING: Mapping[int, str] = {
     422: "The request (`invalid-request`) or the run's input (`invalid-input`) is not valid",
     429: "Too many requests for this token; `Retry-After` says when to try again",
     500: "The server's tasks folder is missing or its files cannot be read (`tasks-unreadable`)",
-    503: "The store does not answer (`store-unavailable`)",
+    503: "The store does not answer (`store-unavailable`), or the server has "
+    "`api.max_connections` connections open (`server-busy`)",
 }
 
 

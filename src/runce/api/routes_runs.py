@@ -59,7 +59,7 @@ IdempotencyKey = Annotated[
             "model": RunModel,
             "description": "An earlier run with the same key, kind, input and project",
         },
-        **answers(409, 413, 429),
+        **answers(408, 409, 413, 429),
     },
 )
 def enqueue(
@@ -140,7 +140,7 @@ def retry(run_id: RunId, ctx: Ctx, caller: Writer) -> RunModel:
     return RunModel.from_run(ctx.runs.retry(run_id))
 
 
-@router.post("/runs:prune", response_model=PruneResult, responses=answers(413))
+@router.post("/runs:prune", response_model=PruneResult, responses=answers(408, 413))
 def prune(body: PruneRequest, ctx: Ctx, caller: Pruner) -> PruneResult:
     """Delete finished runs of every project (so only a token bound to no project may);
     absent ages take the server's ``runs.retention.*``."""

@@ -42,7 +42,7 @@ router = APIRouter(
     prefix="/v1",
     tags=["workers"],
     dependencies=[Depends(require("runs:work", all_projects=True))],
-    responses=answers(401, 403, 413, 422, 503),
+    responses=answers(401, 403, 408, 413, 422, 503),
 )
 # GET /v1/workers is a read for callers, not a worker endpoint.
 readers = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 503))
