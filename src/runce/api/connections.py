@@ -73,7 +73,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._note_head()  # a pipelined head waiting in the buffer starts now
+        self._note_head()  # uvicorn may have parsed a pipelined head from its buffer
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
