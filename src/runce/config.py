@@ -108,6 +108,14 @@ def _positive_int(value: object) -> int:
     return value
 
 
+def _read_timeout(value: object) -> float:
+    """How long the HTTP server waits for a request's part: from 10 ms to an hour."""
+    seconds = parse_duration(value)
+    if not 0.01 <= seconds <= 3600:
+        raise ValueError("a duration from 10ms to 1h")
+    return seconds
+
+
 def _port(value: object) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
@@ -447,6 +455,32 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_API_RATE_LIMIT_CANCEL",
         help="Cancels per token, in the same form; over the limit: 429 with `Retry-After`.",
     ),
+    Key(
+        "api.header_timeout",
+        _read_timeout,
+        10.0,
+        "duration",
+        "RUNCE_API_HEADER_TIMEOUT",
+        "seconds",
+        help="Time a connection has to send a request's head, 10ms to 1h (then closed, 408).",
+    ),
+    Key(
+        "api.body_timeout",
+        _read_timeout,
+        30.0,
+        "duration",
+        "RUNCE_API_BODY_TIMEOUT",
+        "seconds",
+        help="Time a request's body has to arrive after its head, 10ms to 1h (then 408).",
+    ),
+    Key(
+        "api.max_connections",
+        _positive_int,
+        1000,
+        "integer",
+        "RUNCE_API_MAX_CONNECTIONS",
+        help="Open connections `runce serve` keeps; requests past it get 503 at once.",
+    ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 _ALIASES = {
@@ -495,6 +529,9 @@ class ApiSettings:
     max_body: int = 1024 * 1024
     enqueue_rate: Rate | None = Rate(50, 1.0)
     cancel_rate: Rate | None = Rate(10, 1.0)
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -743,6 +780,9 @@ def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: s
             settings["api.max_body"],
             settings["api.rate_limit.enqueue"],
             settings["api.rate_limit.cancel"],
+            settings["api.header_timeout"],
+            settings["api.body_timeout"],
+            settings["api.max_connections"],
         ),
     )
 

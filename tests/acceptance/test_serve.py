@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import selectors
 import signal
 import socket
 import subprocess
@@ -148,6 +149,9 @@ def test_tokens_are_listed_without_secrets_and_revoked_at_once(sqlite_space: Wor
         ("[api]\nport = 70000\n", "api.port must be a TCP port"),
         ('[api.rate_limit]\nenqueue = "fast"\n', "api.rate_limit.enqueue must be a rate"),
         ('[api]\nmax_body = "lots"\n', "api.max_body must be a size"),
+        ("[api]\nheader_timeout = 0\n", "api.header_timeout must be a duration from 10ms to 1h"),
+        ('[api]\nbody_timeout = "2h"\n', "api.body_timeout must be a duration from 10ms to 1h"),
+        ("[api]\nmax_connections = 0\n", "api.max_connections must be a whole number"),
     ],
 )
 def test_bad_config_is_one_sentence_and_exit_2(
@@ -241,3 +245,150 @@ def test_without_the_http_extra_serve_says_what_to_install(sqlite_space: Workspa
     assert result.returncode == 2
     assert "pip install 'nurv-runce[api]'" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+# -- slow clients --------------------------------------------------------------------------
+
+
+def _open(port: int, count: int, payload: bytes) -> list[socket.socket]:
+    """``count`` connections that each send ``payload`` and then nothing more."""
+    opened = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if payload:
+            sock.sendall(payload)
+        opened.append(sock)
+    return opened
+
+
+def _until_closed(socks: list[socket.socket], deadline: float) -> dict[socket.socket, bytes]:
+    """What each connection received until the server closed it (the test fails at
+    ``deadline`` if one is still open)."""
+    received = dict.fromkeys(socks, b"")
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            assert left > 0, f"{len(selector.get_map())} slow connections are still open"
+            for key, _ in selector.select(timeout=min(left, 1.0)):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
+                received[sock] += chunk
+                if not chunk:
+                    selector.unregister(sock)
+    for sock in socks:
+        sock.close()
+    return received
+
+
+def _answered_then_partial(port: int) -> socket.socket:
+    """A connection whose first request is answered, then sends half of a second one."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: runce\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+    return sock
+
+
+def _healthz_answer(server: Server) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    answer = httpx.get(f"{server.url}/healthz", timeout=30)
+    return answer, time.monotonic() - started
+
+
+# A request is "answered promptly" within this many seconds, on a busy machine too.
+PROMPT = 3.0
+
+
+def test_slow_request_heads_are_closed_while_other_requests_are_answered(
+    sqlite_space: Workspace,
+) -> None:
+    timeout = 6.0
+    sqlite_space.write_config(f'[api]\nheader_timeout = "{timeout}s"\n')
+    server = Server(sqlite_space)
+    opened_at = time.monotonic()
+    partial = _open(server.port, 150, b"GET /healthz HTTP/1.1\r\nHost: runce\r\nX-Slow: ")
+    silent = _open(server.port, 50, b"")
+    # On a kept-alive connection the clock starts again with the next request's first byte.
+    partial += [_answered_then_partial(server.port)]
+    answer, took = _healthz_answer(server)
+    assert answer.status_code == 200
+    # Answered while the slow ones hang (their clock had not run out yet).
+    assert time.monotonic() - opened_at < timeout, "the machine is too slow to tell"
+    assert took < PROMPT
+    received = _until_closed(partial + silent, time.monotonic() + timeout + 20)
+    assert time.monotonic() - opened_at >= timeout
+    for sock in partial:
+        head, _, body = received[sock].partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 "), received[sock]
+        assert b"content-type: application/problem+json" in head
+        problem = json.loads(body)
+        assert problem["type"].endswith("/request-timeout")
+        assert "api.header_timeout" in problem["detail"]
+    assert all(received[sock] == b"" for sock in silent)
+    assert _healthz_answer(server)[0].status_code == 200
+    code, err = server.stop()
+    assert code == 0, err
+
+
+def test_slow_request_bodies_are_answered_408_and_closed(sqlite_space: Workspace) -> None:
+    timeout = 4.0
+    sqlite_space.write_config(f'[api]\nbody_timeout = "{timeout}s"\n')
+    server = Server(sqlite_space)
+    token = server.token("runs:write")
+    head = (
+        "POST /v1/runs HTTP/1.1\r\nHost: runce\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: 100\r\n\r\n"
+    ).encode()
+    opened_at = time.monotonic()
+    stalled = _open(server.port, 50, head + b'{"kind": "a')
+    trickling = _open(server.port, 5, head)
+    answer, took = _healthz_answer(server)
+    assert answer.status_code == 200
+    assert took < PROMPT
+    # A byte at a time does not move the deadline.
+    while time.monotonic() - opened_at < timeout - 0.5:
+        for sock in trickling:
+            sock.sendall(b" ")
+        time.sleep(0.2)
+    received = _until_closed(stalled + trickling, time.monotonic() + timeout + 20)
+    for sock in stalled + trickling:
+        head_seen, _, body = received[sock].partition(b"\r\n\r\n")
+        assert head_seen.startswith(b"HTTP/1.1 408 "), received[sock]
+        assert b"connection: close" in head_seen
+        assert json.loads(body)["type"].endswith("/request-timeout")
+    listed = sqlite_space.runce("runs", "list", "--json")
+    assert json.loads(listed.stdout)["runs"] == []
+    server.stop()
+
+
+def test_connections_past_the_bound_get_503_at_once(sqlite_space: Workspace) -> None:
+    sqlite_space.write_config('[api]\nmax_connections = 20\nheader_timeout = "6s"\n')
+    server = Server(sqlite_space)
+    slow = _open(server.port, 20, b"GET /healthz HTTP/1.1\r\n")
+    answer, took = _healthz_answer(server)
+    assert answer.status_code == 503
+    assert took < PROMPT
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["type"].endswith("/server-busy")
+    # Once the slow ones are closed, there is room again.
+    _until_closed(slow, time.monotonic() + 6.0 + 20)
+    deadline = time.monotonic() + 10
+    while (answer := _healthz_answer(server)[0]).status_code != 200:
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.1)
+    server.stop()

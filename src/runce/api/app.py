@@ -7,12 +7,14 @@ which every store supports (SQLite hands each thread a pooled connection of its 
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from runce._version import __version__
 from runce.api import openapi, problems, routes_runs, routes_schedules, routes_worker
 from runce.api.bodylimit import BodyLimit
+from runce.api.bodytimeout import BodyTimeout
 from runce.api.context import ApiContext
+from runce.api.params import refuse_unknown_query
 from runce.api.ratelimit import RateLimiter
 from runce.api.routes_misc import router as misc_router
 from runce.api.tokens import token_store
@@ -39,6 +41,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
         description=DESCRIPTION,
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.runce = ApiContext(
         config=cfg,
@@ -50,6 +53,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_body=cfg.api.max_body)
+    app.add_middleware(BodyTimeout, timeout=cfg.api.body_timeout)
     openapi.install(app)
     app.include_router(misc_router)
     app.include_router(routes_runs.router)

@@ -14,9 +14,13 @@ import string
 from urllib.parse import quote, unquote
 
 from runce.errors import UsageError
-from runce.runs.service import check_idempotency_key
+from runce.runs.service import MAX_KEY, check_idempotency_key
 
 HEADER = "Idempotency-Key"
+# What the header may hold: printable ASCII, a % only as an escape; up to 255 characters of
+# four UTF-8 bytes each, every byte escaped.
+HEADER_PATTERN = r"^(?:[ -$&-~]|%[0-9A-Fa-f]{2})+$"
+MAX_HEADER = MAX_KEY * 4 * 3
 # Printable ASCII but the escape character and the space, which HTTP would trim.
 _AS_IS = "".join(sorted(set(string.printable[:94]) - {"%"}))
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runce.api.schemas import PROBLEM_BASE, FieldError, Problem
@@ -47,6 +48,8 @@ TITLES: Mapping[str, str] = {
     "lease-lost": "Lease lost",
     "rate-limited": "Rate limited",
     "payload-too-large": "Payload too large",
+    "request-timeout": "Request timeout",
+    "server-busy": "Server busy",
     "store-unavailable": "Store unavailable",
     "tasks-unreadable": "Task files unreadable",
     "internal": "Internal error",
@@ -64,6 +67,8 @@ STATUS: Mapping[str, int] = {
     "lease-lost": 409,
     "rate-limited": 429,
     "payload-too-large": 413,
+    "request-timeout": 408,
+    "server-busy": 503,
     "store-unavailable": 503,
     "tasks-unreadable": 500,
     "internal": 500,
@@ -74,12 +79,14 @@ _MEANING: Mapping[int, str] = {
     401: "No token, or an unknown or revoked one (`unauthorized`)",
     403: "The token lacks the scope, or the run's project is not the token's (`forbidden`)",
     404: "No run has this id (`not-found`)",
+    408: "The request's body did not arrive within `api.body_timeout` (`request-timeout`)",
     409: "Refused by the run's state, a reused idempotency key, or a lost lease",
     413: "The request body is larger than `api.max_body` (`payload-too-large`)",
     422: "The request (`invalid-request`) or the run's input (`invalid-input`) is not valid",
     429: "Too many requests for this token; `Retry-After` says when to try again",
     500: "The server's tasks folder is missing or its files cannot be read (`tasks-unreadable`)",
-    503: "The store does not answer (`store-unavailable`)",
+    503: "The store does not answer (`store-unavailable`), or the server has "
+    "`api.max_connections` connections open (`server-busy`)",
 }
 
 
@@ -117,6 +124,18 @@ class ProblemError(Exception):
         self.detail = detail
         self.errors = errors
         self.headers = dict(headers or {})
+
+
+def problem_document(slug: str, detail: str, *, instance: str | None = None) -> bytes:
+    """The JSON text of a problem, for answers written below the ASGI app."""
+    problem = Problem(
+        type=PROBLEM_BASE + slug,
+        title=TITLES[slug],
+        status=STATUS[slug],
+        detail=detail,
+        instance=instance,
+    )
+    return problem.model_dump_json(exclude_none=True).encode()
 
 
 def problem_response(
@@ -179,13 +198,21 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+        slug = {
+            404: "not-found",
+            405: "method-not-allowed",
+            408: "request-timeout",
+            413: "payload-too-large",
+        }
         found = slug.get(exc.status_code, "invalid-request")
         detail = {
             404: f"no route {request.url.path}",
             405: f"{request.method} is not allowed on {request.url.path}",
         }.get(exc.status_code, str(exc.detail))
-        return problem_response(found, detail, instance=request.url.path, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(request))
+        return problem_response(found, detail, instance=request.url.path, headers=headers)
 
     async def on_runce(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RunceError)
@@ -200,6 +227,22 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RunceError, on_runce)
     app.add_middleware(CatchAll)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods some route takes on this path (Starlette names only the first route's):
+    the routes are asked, method by method, whether they would take the request."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
 
 
 class CatchAll:

@@ -8,25 +8,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Response
 
 from runce.api import idempotency
 from runce.api.auth import Caller, require
 from runce.api.context import ApiContext, context
+from runce.api.params import Cursor, NameFilter, PageSize, RunId, TimeFilter
 from runce.api.problems import ProblemError, answers, field_errors
 from runce.api.ratelimit import spend
 from runce.api.schemas import (
     AttemptList,
     AttemptModel,
     EnqueueRequest,
-    Moment,
     PruneRequest,
     PruneResult,
     RunList,
     RunModel,
 )
 from runce.errors import InvalidInput
-from runce.runs.service import MAX_PAGE
 from runce.stores.queue import RunFilter, RunState
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 422, 503))
@@ -41,6 +40,12 @@ IdempotencyKey = Annotated[
         alias=idempotency.HEADER,
         description="The key, percent-encoded as UTF-8: 1-255 characters without control "
         "characters once decoded; printable ASCII other than % and spaces may be sent as is",
+        # Declared, not checked here: idempotency.from_header says what is wrong in words.
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": idempotency.MAX_HEADER,
+            "pattern": idempotency.HEADER_PATTERN,
+        },
     ),
 ]
 
@@ -54,7 +59,7 @@ IdempotencyKey = Annotated[
             "model": RunModel,
             "description": "An earlier run with the same key, kind, input and project",
         },
-        **answers(409, 413, 429),
+        **answers(408, 409, 413, 429),
     },
 )
 def enqueue(
@@ -92,13 +97,13 @@ def enqueue(
 def list_runs(
     ctx: Ctx,
     caller: Reader,
-    project_id: str | None = None,
+    project_id: NameFilter = None,
     state: RunState | None = None,
-    kind: str | None = None,
-    since: Moment | None = None,
-    before: Moment | None = None,
-    cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    kind: NameFilter = None,
+    since: TimeFilter = None,
+    before: TimeFilter = None,
+    cursor: Cursor = None,
+    limit: PageSize = 50,
 ) -> RunList:
     """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
     filters = RunFilter(caller.check_project(project_id), state, kind, since, before)
@@ -106,13 +111,14 @@ def list_runs(
     return RunList(runs=[RunModel.from_run(r) for r in page.runs], next_cursor=page.next_cursor)
 
 
-@router.get("/runs/{run_id}", response_model=RunModel, responses=answers(404))
-def get_run(run_id: str, ctx: Ctx, caller: Reader) -> RunModel:
+# {run_id:run_id} matches no ":", so /v1/runs/{id}:cancel is never read as a run id here.
+@router.get("/runs/{run_id:run_id}", response_model=RunModel, responses=answers(404))
+def get_run(run_id: RunId, ctx: Ctx, caller: Reader) -> RunModel:
     return RunModel.from_run(caller.check_run(ctx.runs.get(run_id)))
 
 
 @router.get("/runs/{run_id}/attempts", response_model=AttemptList, responses=answers(404))
-def attempts(run_id: str, ctx: Ctx, caller: Reader) -> AttemptList:
+def attempts(run_id: RunId, ctx: Ctx, caller: Reader) -> AttemptList:
     """The attempts that did not succeed, oldest first."""
     caller.check_run(ctx.runs.get(run_id))
     records = ctx.runs.attempts(run_id)
@@ -120,7 +126,7 @@ def attempts(run_id: str, ctx: Ctx, caller: Reader) -> AttemptList:
 
 
 @router.post("/runs/{run_id}:cancel", response_model=RunModel, responses=answers(404, 409, 429))
-def cancel(run_id: str, ctx: Ctx, caller: Writer) -> RunModel:
+def cancel(run_id: RunId, ctx: Ctx, caller: Writer) -> RunModel:
     """Queued: canceled now. Running: asked to stop (``cancel_requested``)."""
     spend(ctx.cancel_limit, caller.token.id, "cancel")
     caller.check_run(ctx.runs.get(run_id))
@@ -128,13 +134,13 @@ def cancel(run_id: str, ctx: Ctx, caller: Writer) -> RunModel:
 
 
 @router.post("/runs/{run_id}:retry", response_model=RunModel, responses=answers(404, 409))
-def retry(run_id: str, ctx: Ctx, caller: Writer) -> RunModel:
+def retry(run_id: RunId, ctx: Ctx, caller: Writer) -> RunModel:
     """A failed or canceled run back to the queue, with one more attempt."""
     caller.check_run(ctx.runs.get(run_id))
     return RunModel.from_run(ctx.runs.retry(run_id))
 
 
-@router.post("/runs:prune", response_model=PruneResult, responses=answers(413))
+@router.post("/runs:prune", response_model=PruneResult, responses=answers(408, 413))
 def prune(body: PruneRequest, ctx: Ctx, caller: Pruner) -> PruneResult:
     """Delete finished runs of every project (so only a token bound to no project may);
     absent ages take the server's ``runs.retention.*``."""

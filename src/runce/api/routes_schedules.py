@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends
 
 from runce.api.auth import require
 from runce.api.context import ApiContext, context
+from runce.api.params import Name
 from runce.api.problems import answers
 from runce.api.schemas import ScheduleList, ScheduleModel
 from runce.runs import api as runs_api
@@ -45,7 +46,7 @@ def list_schedules(ctx: Ctx) -> ScheduleList:
     dependencies=SWITCH,
     responses=SWITCH_ANSWERS,
 )
-def enable_schedule(name: str, ctx: Ctx) -> ScheduleModel:
+def enable_schedule(name: Name, ctx: Ctx) -> ScheduleModel:
     """Switch a schedule on: it next runs at its first tick from now (no catch-up run)."""
     return ScheduleModel.from_schedule(runs_api.enable_schedule(name, config=ctx.config))
 
@@ -56,6 +57,6 @@ def enable_schedule(name: str, ctx: Ctx) -> ScheduleModel:
     dependencies=SWITCH,
     responses=SWITCH_ANSWERS,
 )
-def disable_schedule(name: str, ctx: Ctx) -> ScheduleModel:
+def disable_schedule(name: Name, ctx: Ctx) -> ScheduleModel:
     """Switch a schedule off: no worker enqueues its ticks until it is enabled again."""
     return ScheduleModel.from_schedule(runs_api.disable_schedule(name, config=ctx.config))

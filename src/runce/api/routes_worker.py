@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Response
 
 from runce.api.auth import require
 from runce.api.context import ApiContext, context
+from runce.api.params import Name, RunId
 from runce.api.problems import ProblemError, answers
 from runce.api.schemas import (
     BatchHeartbeatAnswer,
@@ -41,7 +42,7 @@ router = APIRouter(
     prefix="/v1",
     tags=["workers"],
     dependencies=[Depends(require("runs:work", all_projects=True))],
-    responses=answers(401, 403, 413, 422, 503),
+    responses=answers(401, 403, 408, 413, 422, 503),
 )
 # GET /v1/workers is a read for callers, not a worker endpoint.
 readers = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 503))
@@ -65,7 +66,7 @@ def claim(body: ClaimRequest, ctx: Ctx) -> RunsAnswer:
 
 
 @router.post("/runs/{run_id}:heartbeat", response_model=HeartbeatAnswer, responses=LEASE_LOST)
-def heartbeat(run_id: str, body: HeartbeatRequest, ctx: Ctx) -> HeartbeatAnswer:
+def heartbeat(run_id: RunId, body: HeartbeatRequest, ctx: Ctx) -> HeartbeatAnswer:
     """Extend the lease; ``cancel`` asks the worker to stop the run cooperatively."""
     fence = Fence(run_id, body.attempt, body.worker_id)
     beat = ctx.queue.heartbeat([fence], body.lease).get(run_id, "lost")
@@ -77,7 +78,7 @@ def heartbeat(run_id: str, body: HeartbeatRequest, ctx: Ctx) -> HeartbeatAnswer:
 @router.post(
     "/runs/{run_id}:progress", status_code=204, response_class=Response, responses=LEASE_LOST
 )
-def progress(run_id: str, body: ProgressRequest, ctx: Ctx) -> Response:
+def progress(run_id: RunId, body: ProgressRequest, ctx: Ctx) -> Response:
     fence = Fence(run_id, body.attempt, body.worker_id)
     if not ctx.queue.progress(fence, body.percent, body.message):
         raise _lost(fence)
@@ -85,7 +86,7 @@ def progress(run_id: str, body: ProgressRequest, ctx: Ctx) -> Response:
 
 
 @router.post("/runs/{run_id}:succeed", response_model=RunModel, responses=LEASE_LOST)
-def succeed(run_id: str, body: SucceedRequest, ctx: Ctx) -> RunModel:
+def succeed(run_id: RunId, body: SucceedRequest, ctx: Ctx) -> RunModel:
     fence = Fence(run_id, body.attempt, body.worker_id)
     text = canonical_json(body.result, "result")
     outcome = Outcome(fence, "succeeded", result_json=text, output_ref=body.output_ref)
@@ -93,7 +94,7 @@ def succeed(run_id: str, body: SucceedRequest, ctx: Ctx) -> RunModel:
 
 
 @router.post("/runs/{run_id}:fail", response_model=RunModel, responses=LEASE_LOST)
-def fail(run_id: str, body: FailRequest, ctx: Ctx) -> RunModel:
+def fail(run_id: RunId, body: FailRequest, ctx: Ctx) -> RunModel:
     """End an attempt without success: ``failed`` (final), ``retry`` (again at ``run_at``),
     ``canceled``, or ``released`` (handed back unfinished; the attempt is not spent)."""
     fence = Fence(run_id, body.attempt, body.worker_id)
@@ -127,7 +128,7 @@ def reclaim(body: ReclaimRequest, ctx: Ctx) -> RunsAnswer:
 
 
 @router.put("/workers/{worker_id}", status_code=204, response_class=Response)
-def worker_seen(worker_id: str, body: WorkerModel, ctx: Ctx) -> Response:
+def worker_seen(worker_id: Name, body: WorkerModel, ctx: Ctx) -> Response:
     """Record a worker's heartbeat (``GET /v1/workers`` lists them)."""
     if body.id != worker_id:
         raise ProblemError(

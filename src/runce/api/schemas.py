@@ -10,11 +10,28 @@ Datetimes travel as ISO-8601 with an offset; naive datetimes are refused on inpu
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+)
 
+from runce.runs.limits import (  # the library's own limits, declared in the OpenAPI document
+    MAX_ATTEMPTS,
+    MAX_DEPTH,
+    MAX_INT,
+    MAX_PRIORITY,
+    MIN_INT,
+    MIN_PRIORITY,
+)
 from runce.runs.service import canonical_json
 from runce.stores.queue import (
     AttemptOutcome,
@@ -34,6 +51,20 @@ MAX_WAIT = 30.0
 MAX_LEASE = 7 * 86400.0
 MAX_AGE = 100 * 365 * 86400.0
 
+# RFC 3339 with seconds and an offset, in UTC years 1970 to 9999 (an offset may move the
+# year across either end; the server checks the UTC year).
+TIME_PATTERN = (
+    r"^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+# Names and ids: printable, one line. Text of any kind: no NUL, no lone surrogate (a
+# surrogate cannot be written in a pattern every JSON Schema validator reads, so the
+# descriptions say it).
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+PROSE_PATTERN = r"^[^\x00]*$"
+_TIME = re.compile(TIME_PATTERN)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 Scope = Literal["runs:read", "runs:write", "runs:work"]
 SCOPES: tuple[Scope, ...] = ("runs:read", "runs:write", "runs:work")
 
@@ -49,37 +80,83 @@ def _storable(moment: datetime) -> datetime:
     return utc
 
 
-def _without_nul(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("text with a NUL character cannot be stored")
-    return text
-
-
-def _json_without_nul(value: Any) -> Any:
-    # PostgreSQL's jsonb refuses \u0000 and SQLite's JSON functions cut text at it.
-    if _has_nul(value):
-        raise ValueError("text with a NUL character (\\u0000) cannot be stored")
+def _time_text(value: Any) -> Any:
+    """A time arrives as RFC 3339 text: a number is not a time (nor read as one)."""
+    if isinstance(value, datetime):  # a model made in Python, not read from JSON
+        return value
+    if not isinstance(value, str) or not _TIME.match(value):
+        raise ValueError(
+            "a time is text like 2026-11-23T09:00:00Z or 2026-11-23T10:00:00+01:00 "
+            "(with seconds and an offset, years 1970 to 9999)"
+        )
     return value
 
 
-def _has_nul(value: Any) -> bool:
+def _storable_text(value: Any) -> Any:
+    """Text a store can keep: no NUL (PostgreSQL refuses it, SQLite's JSON functions cut
+    text at it) and no lone surrogate (it is not UTF-8)."""
     if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        if "\x00" in value:
+            raise ValueError("text with a NUL character (\\u0000) cannot be stored")
+        if _SURROGATE.search(value):
+            raise ValueError("text with a lone surrogate (\\ud800 to \\udfff) cannot be stored")
+    return value
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(_storable)]
-# Names and ids: printable, one line.
-Text = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+def _storable_json(value: Any) -> Any:
+    """A JSON value a store can keep: text as :func:`_storable_text` says, integers within
+    64 bits, nested at most ``MAX_DEPTH`` levels."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels cannot be stored")
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+            if isinstance(item, dict):
+                pending.extend((key, depth) for key in item)
+        elif isinstance(item, str):
+            _storable_text(item)
+        elif isinstance(item, int) and not MIN_INT <= item <= MAX_INT:  # bools are in range
+            raise ValueError("an integer outside 64 bits (-2^63 to 2^63-1) cannot be stored")
+    return value
+
+
+Moment = Annotated[
+    AwareDatetime,
+    BeforeValidator(_time_text),
+    AfterValidator(_storable),
+    Field(json_schema_extra={"pattern": TIME_PATTERN}),
+]
+# A validator before the constraints would hide the pattern from the JSON schema.
+Text = Annotated[
+    str,
+    Field(min_length=1, max_length=200, pattern=NAME_PATTERN),
+    BeforeValidator(_storable_text),
+]
 WorkerId = Text
-Prose = Annotated[str, AfterValidator(_without_nul)]
-Json = Annotated[Any, AfterValidator(_json_without_nul)]
-Attempt = Annotated[int, Field(ge=0, le=1_000_000)]
-Lease = Annotated[float, Field(gt=0, le=MAX_LEASE, description="seconds")]
+Prose = Annotated[
+    str,
+    Field(
+        json_schema_extra={"pattern": PROSE_PATTERN},
+        description="Text without NUL or lone surrogates",
+    ),
+    BeforeValidator(_storable_text),
+]
+Json = Annotated[
+    Any,
+    AfterValidator(_storable_json),
+    Field(
+        description=f"Any JSON value, nested at most {MAX_DEPTH} levels, with integers within "
+        "64 bits and text without NUL or lone surrogates"
+    ),
+]
+# Numbers are numbers: false is not 0, "3" is not 3 (and an integer is a float's value).
+Count = Annotated[int, Strict()]
+Seconds = Annotated[float, Strict()]
+Attempt = Annotated[Count, Field(ge=0, le=1_000_000)]
+Lease = Annotated[Seconds, Field(gt=0, le=MAX_LEASE, description="seconds")]
 
 
 class _Model(BaseModel):
@@ -140,8 +217,8 @@ class EnqueueRequest(_Model):
     input: Json = None
     project_id: Text | None = None
     run_at: Moment | None = None
-    max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
-    priority: Annotated[int, Field(ge=-1_000_000, le=1_000_000)] = 0
+    max_attempts: Annotated[Count, Field(ge=1, le=MAX_ATTEMPTS)] | None = None
+    priority: Annotated[Count, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
     correlation_id: Text | None = None
 
 
@@ -174,8 +251,8 @@ class AttemptList(_Answer):
 class PruneRequest(_Model):
     """Seconds since finishing; absent: the server's ``runs.retention.*``."""
 
-    succeeded_after: Annotated[float, Field(ge=0, le=MAX_AGE)] | None = None
-    failed_after: Annotated[float, Field(ge=0, le=MAX_AGE)] | None = None
+    succeeded_after: Annotated[Seconds, Field(ge=0, le=MAX_AGE)] | None = None
+    failed_after: Annotated[Seconds, Field(ge=0, le=MAX_AGE)] | None = None
 
 
 class PruneResult(_Answer):
@@ -190,10 +267,10 @@ class WorkerModel(_Model):
 
     id: WorkerId
     host: Annotated[Prose, Field(max_length=255)]
-    pid: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    pid: Annotated[Count, Field(ge=0, le=2**31 - 1)]
     started_at: Moment
     last_seen: Moment
-    concurrency: Annotated[int, Field(ge=0, le=100_000)]
+    concurrency: Annotated[Count, Field(ge=0, le=100_000)]
     kinds: list[Text] = Field(default_factory=list, max_length=MAX_BATCH)
     state: Literal["running", "stopping", "stopped"] = "running"
 
@@ -216,9 +293,9 @@ class WorkerList(_Answer):
 class ClaimRequest(_Model):
     worker_id: WorkerId
     kinds: list[Text] | None = Field(default=None, max_length=MAX_BATCH)
-    limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
+    limit: Annotated[Count, Field(ge=1, le=MAX_BATCH)] = 1
     lease: Lease
-    wait: Annotated[float, Field(ge=0, le=MAX_WAIT, description="seconds of long-poll")] = 0
+    wait: Annotated[Seconds, Field(ge=0, le=MAX_WAIT, description="seconds of long-poll")] = 0
 
 
 class RunsAnswer(_Answer):
@@ -240,7 +317,7 @@ class HeartbeatAnswer(_Answer):
 class ProgressRequest(_Model):
     worker_id: WorkerId
     attempt: Attempt
-    percent: Annotated[int, Field(ge=0, le=100)]
+    percent: Annotated[Count, Field(ge=0, le=100)]
     message: Annotated[Prose, Field(max_length=1000)] | None = None
 
 

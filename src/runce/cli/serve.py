@@ -72,8 +72,16 @@ def serve(
     app = _create_app()(cfg)
     import uvicorn
 
+    from runce.api.connections import ConnectionLimits, protocol
+
     listener = _listen(cfg.api.host, cfg.api.port)
-    config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=30)
+    limits = ConnectionLimits(cfg.api.header_timeout, cfg.api.max_connections)
+    config = uvicorn.Config(
+        app,
+        http=protocol(limits),
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+    )
     where = f"http://{_shown(cfg.api.host)}:{cfg.api.port}"
     click.echo(f"runce serve: {where} on {app.state.runce.store.description}", err=True)
     _quiet_after_shutdown()
