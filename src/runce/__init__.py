@@ -46,7 +46,15 @@ from runce.errors import (
 )
 
 if _TYPE_CHECKING:  # what type checkers see; at run time these load on first use (below)
+    from runce.api.client import AsyncClient, Client
     from runce.config import Config, define_config, load_config
+    from runce.runs.api import (
+        acancel_run,
+        aenqueue,
+        aenqueue_many,
+        aget_run,
+        alist_runs,
+    )
     from runce.tasks.api import (
         StatusReport,
         alist_applied,
@@ -107,7 +115,13 @@ _LAZY = {
     "list_schedules": "runce.runs.api",
     "enable_schedule": "runce.runs.api",
     "disable_schedule": "runce.runs.api",
-    "Client": "runce.api.client",  # needs the extra nurv-runce[api] (httpx)
+    "aenqueue": "runce.runs.api",
+    "aenqueue_many": "runce.runs.api",
+    "aget_run": "runce.runs.api",
+    "alist_runs": "runce.runs.api",
+    "acancel_run": "runce.runs.api",
+    "Client": "runce.api.client",  # needs httpx: the extra nurv-runce[client]
+    "AsyncClient": "runce.api.client",
 }
 
 
@@ -123,6 +137,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "AsyncClient",
     "AuthError",
     "Client",
     "Config",
@@ -168,6 +183,11 @@ __all__ = [
     "UsageError",
     "WorkerSummary",
     "__version__",
+    "acancel_run",
+    "aenqueue",
+    "aenqueue_many",
+    "aget_run",
+    "alist_runs",
     "alist_applied",
     "arun_pending_on_boot",
     "arun_tasks",

@@ -8,6 +8,7 @@ set up a connection per run.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import threading
@@ -187,6 +188,75 @@ def enqueue_many(
     )
 
 
+# -- enqueueing from async code -----------------------------------------------------------------
+
+
+async def aenqueue(
+    kind: str,
+    input: Any = None,
+    *,
+    idempotency_key: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+    project_id: str | None = None,
+    correlation_id: str | None = None,
+    connection: Any = None,
+    config: ConfigArg = None,
+) -> Run:
+    """:func:`enqueue` for async callers. With ``connection=`` a psycopg ``AsyncConnection``
+    in a transaction, the insert is awaited on it; otherwise it runs on a worker thread."""
+    [result] = await (await _aservice(config)).aenqueue_results(
+        kind,
+        [input],
+        idempotency_keys=[idempotency_key],
+        run_at=run_at,
+        max_attempts=max_attempts,
+        priority=priority,
+        project_id=project_id,
+        correlation_id=correlation_id,
+        connection=connection,
+    )
+    return result.run
+
+
+async def aenqueue_many(
+    kind: str,
+    inputs: Sequence[Any],
+    *,
+    idempotency_keys: Sequence[str | None] | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+    project_id: str | None = None,
+    correlation_id: str | None = None,
+    connection: Any = None,
+    config: ConfigArg = None,
+) -> list[Run]:
+    """:func:`enqueue_many` for async callers (see :func:`aenqueue`)."""
+    results = await (await _aservice(config)).aenqueue_results(
+        kind,
+        inputs,
+        idempotency_keys=idempotency_keys,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        priority=priority,
+        project_id=project_id,
+        correlation_id=correlation_id,
+        connection=connection,
+    )
+    return [result.run for result in results]
+
+
+async def _aservice(config: ConfigArg) -> RunService:
+    """The service, found (reading files, importing handlers) on a thread the first time."""
+    if isinstance(config, Config):
+        kept = _services.get(id(config))
+        if kept is not None and kept[0] is config:
+            return kept[1]
+    return await asyncio.to_thread(service, config)
+
+
 # -- reading and changing -------------------------------------------------------------------
 
 
@@ -235,6 +305,42 @@ def prune_runs(
 def wait(run_id: str, timeout: float | None = None, *, config: ConfigArg = None) -> Run:
     """Block until the run finishes (or ``timeout`` seconds pass) and return it."""
     return service(config).wait(run_id, timeout)
+
+
+async def aget_run(run_id: str, *, config: ConfigArg = None) -> Run:
+    """:func:`get_run` for async callers (on a worker thread)."""
+    return await asyncio.to_thread(get_run, run_id, config=config)
+
+
+async def alist_runs(
+    *,
+    project_id: str | None = None,
+    state: RunState | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    config: ConfigArg = None,
+) -> RunPage:
+    """:func:`list_runs` for async callers (on a worker thread)."""
+    return await asyncio.to_thread(
+        lambda: list_runs(
+            project_id=project_id,
+            state=state,
+            kind=kind,
+            since=since,
+            before=before,
+            cursor=cursor,
+            limit=limit,
+            config=config,
+        )
+    )
+
+
+async def acancel_run(run_id: str, *, config: ConfigArg = None) -> Run:
+    """:func:`cancel_run` for async callers (on a worker thread)."""
+    return await asyncio.to_thread(cancel_run, run_id, config=config)
 
 
 # -- working ----------------------------------------------------------------------------------

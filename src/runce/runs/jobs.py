@@ -79,6 +79,13 @@ class Job:
 
         return enqueue(self.kind, params, **options)
 
+    async def alater(self, params: Any = None, **options: Any) -> Any:
+        """:meth:`later` for async callers; ``connection=`` may be a psycopg
+        ``AsyncConnection`` in a transaction (the insert is awaited on it)."""
+        from runce.runs.api import aenqueue
+
+        return await aenqueue(self.kind, params, **options)
+
     def now(
         self,
         params: Any = None,

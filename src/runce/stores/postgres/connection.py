@@ -142,6 +142,11 @@ class Database:
         with self.translated(what), self.session() as conn:
             self._ensure_current(conn)
 
+    @property
+    def current(self) -> bool:
+        """Whether the schema was seen at the latest version (nothing left to check)."""
+        return self._current
+
     def version(self) -> int:
         with self.translated("read the schema version"), self.session() as conn:
             return self._version(conn)
