@@ -46,7 +46,8 @@ from runce.errors import (
 )
 
 if _TYPE_CHECKING:  # what type checkers see; at run time these load on first use (below)
-    from runce.api.client import AsyncClient, Client
+    from runce.api.async_client import AsyncClient
+    from runce.api.client import Client
     from runce.config import Config, define_config, load_config
     from runce.runs.api import (
         acancel_run,
@@ -121,7 +122,7 @@ _LAZY = {
     "alist_runs": "runce.runs.api",
     "acancel_run": "runce.runs.api",
     "Client": "runce.api.client",  # needs httpx: the extra nurv-runce[client]
-    "AsyncClient": "runce.api.client",
+    "AsyncClient": "runce.api.async_client",
 }
 
 
@@ -187,8 +188,8 @@ __all__ = [
     "aenqueue",
     "aenqueue_many",
     "aget_run",
-    "alist_runs",
     "alist_applied",
+    "alist_runs",
     "arun_pending_on_boot",
     "arun_tasks",
     "atask_status",
