@@ -12,7 +12,7 @@ import asyncio
 import atexit
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -354,9 +354,11 @@ def worker(
     drain: bool = False,
     max_time: float | None = None,
     queue: RunQueue | None = None,
+    services: Callable[[], Any] | None = None,
 ) -> Worker:
     """A worker on the configured store (or on ``queue``, a remote worker's), with the jobs
-    of ``worker.handlers`` loaded."""
+    of ``worker.handlers`` loaded; ``services`` makes ``ctx.services`` (by default the
+    configured ``services`` factory, called once)."""
     cfg = _config(config)
     load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
     settings = cfg.worker
@@ -371,13 +373,14 @@ def worker(
         drain=drain,
         max_time=max_time,
     )
+    services = services or ServiceFactory(cfg).get
     if queue is not None:  # a remote worker: the server's queue, and no scheduler here
-        return Worker(queue, options, services=ServiceFactory(cfg).get)
+        return Worker(queue, options, services=services)
     store = shared_store(cfg.store)
     return Worker(
         queue_of(store),
         options,
-        services=ServiceFactory(cfg).get,
+        services=services,
         companions=_scheduler_of(cfg, store),
     )
 
