@@ -822,10 +822,23 @@ def import_object(path: str, where: str) -> Any:
 
 ConfigArg = Config | str | os.PathLike[str] | ConfigValues | Mapping[str, Any] | None
 
+# Keys a framework supplies in place of a config file (the Django app, from its settings).
+_framework_values: tuple[dict[str, Any], Path] | None = None
+
+
+def use_framework_config(values: Mapping[str, Any] | None, start: Path | None = None) -> None:
+    """Make ``values`` (resolved against ``start``) the configuration used when none is
+    given, instead of looking for a file; None looks for a file again."""
+    global _framework_values
+    _framework_values = None if values is None else (dict(values), start or Path.cwd())
+
 
 def resolve_config(config: ConfigArg = None, **overrides: Any) -> Config:
     """Turn any accepted ``config`` argument into a validated :class:`Config`."""
     cleaned = {k: v for k, v in overrides.items() if v is not None}
+    if config is None and _framework_values is not None:
+        values, start = _framework_values
+        return load_config(values=values, start=start, overrides=cleaned)
     if isinstance(config, Config):
         if not cleaned:
             return config
