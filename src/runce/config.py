@@ -19,7 +19,7 @@ import sys
 import threading
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -707,6 +707,9 @@ def _merge(
         if raw is None:
             settings[key.name] = key.default
             continue
+        if isinstance(raw, StoreSpec) and key.name == "store":  # runce.stores.from_*(...)
+            settings[key.name] = raw
+            continue
         try:
             settings[key.name] = key.parse(raw)
         except ValueError as exc:
@@ -752,6 +755,8 @@ def _store_spec(settings: dict[str, Any], base_dir: Path, where: str) -> StoreSp
     }
     if tracker is not None and settings["store"] == DEFAULT_STORE_URL:
         return _tracker_spec(tracker, where, common)
+    if isinstance(settings["store"], StoreSpec):
+        return replace(settings["store"], **common)
     url = settings["store"]
     try:
         type_name = scheme_of(url)
