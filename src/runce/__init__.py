@@ -56,6 +56,10 @@ if _TYPE_CHECKING:  # what type checkers see; at run time these load on first us
         aget_run,
         alist_runs,
     )
+    from runce.runs.context import JobContext
+    from runce.runs.jobs import Job, job
+    from runce.runs.service import RunPage
+    from runce.stores.queue import Run
     from runce.tasks.api import (
         StatusReport,
         alist_applied,

@@ -83,7 +83,7 @@ class AsyncClient:
     async def enqueue(
         self,
         kind: str,
-        input: Any = None,
+        input: object = None,
         *,
         idempotency_key: str | None = None,
         run_at: datetime | None = None,
@@ -108,7 +108,7 @@ class AsyncClient:
     async def enqueue_answer(
         self,
         kind: str,
-        input: Any = None,
+        input: object = None,
         *,
         idempotency_key: str | None = None,
         run_at: datetime | None = None,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +39,8 @@ from runce.tasks.api import run_pending_on_boot
 
 log = logging.getLogger("runce.asgi")
 
-Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+# What FastAPI and Starlette take as ``lifespan=``: called with the app, entered once.
+Lifespan = Callable[[object], AbstractAsyncContextManager[None]]
 
 
 @dataclass
@@ -61,16 +62,17 @@ def lifespan(
     concurrency: int | None = None,
     kinds: Sequence[str] | None = None,
     shutdown_timeout: float | None = None,
-    around: Lifespan | None = None,
+    around: Callable[[Any], AbstractAsyncContextManager[None]] | None = None,
 ) -> Lifespan:
     """The app's lifespan (``FastAPI(lifespan=...)``, ``Starlette(lifespan=...)``).
 
     ``around`` is the app's own lifespan, entered once runce's start-up is done and left
-    before the worker stops; the state it yields is the app's state as usual.
+    before the worker stops. (An app whose lifespan yields state enters this one inside
+    its own instead: ``async with runce_lifespan(app): ... yield state``.)
     """
 
     @asynccontextmanager
-    async def run(app: Any) -> AsyncIterator[Mapping[str, Any] | None]:
+    async def run(app: Any) -> AsyncIterator[None]:
         cfg = await asyncio.to_thread(resolve_config, config)
         runtime = Runtime(cfg, ServiceFactory(cfg))
         if apply_tasks:
@@ -80,10 +82,10 @@ def lifespan(
         app.state.runce = runtime
         try:
             if around is None:
-                yield None
+                yield
             else:
-                async with around(app) as state:
-                    yield state
+                async with around(app):
+                    yield
         finally:
             await _stop_worker(runtime, shutdown_timeout)
 

@@ -193,7 +193,7 @@ def enqueue_many(
 
 async def aenqueue(
     kind: str,
-    input: Any = None,
+    input: object = None,
     *,
     idempotency_key: str | None = None,
     run_at: datetime | None = None,
@@ -222,7 +222,7 @@ async def aenqueue(
 
 async def aenqueue_many(
     kind: str,
-    inputs: Sequence[Any],
+    inputs: Sequence[object],
     *,
     idempotency_keys: Sequence[str | None] | None = None,
     run_at: datetime | None = None,

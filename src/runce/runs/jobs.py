@@ -19,9 +19,12 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runce.errors import ConfigError, InvalidInput, UsageError
+
+if TYPE_CHECKING:
+    from runce.stores.queue import Run
 
 JobFunction = Callable[..., Any]
 F = TypeVar("F", bound=JobFunction)
@@ -79,7 +82,7 @@ class Job:
 
         return enqueue(self.kind, params, **options)
 
-    async def alater(self, params: Any = None, **options: Any) -> Any:
+    async def alater(self, params: object = None, **options: Any) -> Run:
         """:meth:`later` for async callers; ``connection=`` may be a psycopg
         ``AsyncConnection`` in a transaction (the insert is awaited on it)."""
         from runce.runs.api import aenqueue

@@ -100,8 +100,7 @@ def run_pending_on_boot(
         failed = ", ".join(r.id for r in report.failed) or "the lock was lost"
         skipped = report.counts["not-run"]
         raise TasksFailed(
-            f"once tasks did not complete on boot: {failed}; "
-            f"{skipped} task(s) not attempted",
+            f"once tasks did not complete on boot: {failed}; {skipped} task(s) not attempted",
             report,
         )
     return report

@@ -11,12 +11,11 @@ configuration, and ``runce.enqueue(..., connection=django.db.connection)`` insid
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 
 def enqueue_on_commit(
     kind: str,
-    input: Any = None,
+    input: object = None,
     *,
     using: str | None = None,
     idempotency_key: str | None = None,
