@@ -15,13 +15,14 @@ import runce
 
 
 async def place_order(conninfo: str, email: str) -> runce.Run:
-    async with await psycopg.AsyncConnection.connect(conninfo) as aconn, aconn.transaction():
-        await aconn.execute("SELECT 1")  # the order's own writes go here
-        run = await runce.aenqueue(
-            "email.welcome", {"email": email}, connection=aconn, config={"store": conninfo}
-        )
+    async with await psycopg.AsyncConnection.connect(conninfo) as aconn:
+        async with aconn.transaction():
+            await aconn.execute("SELECT 1")  # the order's own writes go here
+            run = await runce.aenqueue(
+                "email.welcome", {"email": email}, connection=aconn, config={"store": conninfo}
+            )
         # committed: the run exists now, with the order
-    return await runce.aget_run(run.id, config={"store": conninfo})
+        return await runce.aget_run(run.id, config={"store": conninfo})
 
 
 async def main(conninfo: str) -> None:

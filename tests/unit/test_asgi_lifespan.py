@@ -8,7 +8,8 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -105,3 +106,28 @@ def test_a_failing_once_task_stops_the_start_up(project: Config) -> None:
     app = FastAPI(lifespan=asgi.lifespan(project, worker=True))
     with pytest.raises(runce.TasksFailed, match=r"2\.broken"), TestClient(app):
         pass
+
+
+def test_the_lifespan_composes_with_the_app_s_own(project: Config) -> None:
+    entered: list[str] = []
+
+    @asynccontextmanager
+    async def mine(app: object) -> AsyncIterator[None]:
+        entered.append("around")
+        yield
+
+    @asynccontextmanager
+    async def outer(app: FastAPI) -> AsyncIterator[None]:
+        async with asgi.lifespan(project, around=mine)(app):
+            entered.append("inside")
+            yield
+
+    app = FastAPI(lifespan=outer)
+
+    @app.get("/services")
+    def which(services: Annotated[object, Depends(asgi.services)]) -> dict[str, bool]:
+        return {"made": services is not None}
+
+    with TestClient(app) as client:
+        assert client.get("/services").json() == {"made": True}
+    assert entered == ["around", "inside"]
