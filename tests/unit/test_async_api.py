@@ -141,3 +141,29 @@ def test_job_alater_enqueues_on_sqlite(tmp_path: Path) -> None:
     run = asyncio.run(scenario())
     assert asyncio.run(scenario()).id == run.id
     assert runce.get_run(run.id, config=config).input == {"a": 1}
+
+
+@pytest.mark.postgres
+def test_an_enqueue_on_an_async_connection_stays_on_the_event_loop(
+    pg_config: dict[str, Any], postgres_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first call (which may read files and check the schema on a thread), an
+    enqueue on the caller's AsyncConnection is awaited statements only: no thread."""
+    config = runce.load_config(values=pg_config, env={})
+
+    async def enqueue(aconn: psycopg.AsyncConnection[Any], n: int) -> runce.Run:
+        return await runce.aenqueue("email.send", {"n": n}, connection=aconn, config=config)
+
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(postgres_server) as aconn:
+            await enqueue(aconn, 1)
+
+            def no_thread(*args: object, **kwargs: object) -> None:
+                raise AssertionError("a thread hop")
+
+            monkeypatch.setattr(asyncio, "to_thread", no_thread)
+            await enqueue(aconn, 2)
+            await aconn.commit()
+
+    asyncio.run(scenario())
+    assert len(runce.list_runs(config=config).runs) == 2

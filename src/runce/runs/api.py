@@ -123,6 +123,7 @@ def close_stores() -> None:
         stores = list(_stores.values())
         _stores.clear()
         _services.clear()
+        _aservices.clear()
     for store in stores:
         store.close()
 
@@ -248,13 +249,28 @@ async def aenqueue_many(
     return [result.run for result in results]
 
 
+# The services async callers got for a Config they passed (kept with it, so its id stays its).
+_aservices: dict[int, tuple[Config, RunService]] = {}
+
+
 async def _aservice(config: ConfigArg) -> RunService:
-    """The service, found (reading files, importing handlers) on a thread the first time."""
+    """The service without leaving the event loop once it is made (the first call reads
+    files and imports handlers, on a thread)."""
+    cfg: Config | None
+    if config is None:
+        with _mutex:
+            cfg = _configs.get((os.getcwd(), _runce_environment()))
+        kept = _services.get(id(cfg)) if cfg is not None else None
+    else:
+        cfg = config if isinstance(config, Config) else None
+        kept = _aservices.get(id(cfg)) if cfg is not None else None
+    if kept is not None and kept[0] is cfg:
+        return kept[1]
+    made = await asyncio.to_thread(service, config)
     if isinstance(config, Config):
-        kept = _services.get(id(config))
-        if kept is not None and kept[0] is config:
-            return kept[1]
-    return await asyncio.to_thread(service, config)
+        with _mutex:
+            _aservices[id(config)] = (config, made)
+    return made
 
 
 # -- reading and changing -------------------------------------------------------------------
