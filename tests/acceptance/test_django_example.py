@@ -72,6 +72,8 @@ def test_a_django_project_uses_its_database_as_the_store(project: Project) -> No
     script = textwrap.dedent(
         """
         import json
+        import runce
+        from django.db import connection
         from djshop.orders import PaymentDeclined, place_order, place_order_then_enqueue
 
         kept = place_order("kept@example.com")
@@ -81,6 +83,10 @@ def test_a_django_project_uses_its_database_as_the_store(project: Project) -> No
             except PaymentDeclined:
                 pass
         place_order_then_enqueue("later@example.com")
+        try:
+            runce.enqueue("djshop.welcome", {"email": "x"}, connection=connection)
+        except runce.UsageError as exc:
+            print("REFUSED " + str(exc))
         print("RESULT " + json.dumps({"kept": kept}))
         """
     )
@@ -88,6 +94,7 @@ def test_a_django_project_uses_its_database_as_the_store(project: Project) -> No
     assert shell.returncode == 0, shell.stderr
     [result] = [line for line in shell.stdout.splitlines() if line.startswith("RESULT ")]
     kept = json.loads(result.removeprefix("RESULT "))["kept"]
+    assert "REFUSED connection= is Django's connection outside a transaction" in shell.stdout
 
     listed = project.manage("runce", "runs", "list", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -450,6 +450,12 @@ def callers_connection(connection: Any) -> Any:
     ensure = getattr(connection, "ensure_connection", None)
     if callable(ensure) and hasattr(connection, "connection"):
         ensure()
+        if connection.get_autocommit():
+            raise UsageError(
+                "connection= is Django's connection outside a transaction; enqueue inside "
+                "`with transaction.atomic():` (the run is to exist only if it commits), or "
+                "use runce.contrib.django.enqueue_on_commit"
+            )
         return connection.connection
     return connection
 
