@@ -46,6 +46,7 @@ from runce.errors import (
 )
 
 if _TYPE_CHECKING:  # what type checkers see; at run time these load on first use (below)
+    from runce import stores as stores
     from runce.api.async_client import AsyncClient
     from runce.api.client import Client
     from runce.config import Config, define_config, load_config
@@ -130,12 +131,18 @@ _LAZY = {
 }
 
 
+# Subpackages users reach as attributes: ``runce.stores.from_postgres_pool(pool)``.
+_SUBPACKAGES = {"stores"}
+
+
 def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"runce.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'runce' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

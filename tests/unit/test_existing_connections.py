@@ -4,6 +4,8 @@ closes what it was given, and gives a pool's connections back as it found them."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC
@@ -121,3 +123,9 @@ def test_a_pymongo_client_or_database(tmp_path: Path, mongo_server: str, given: 
 def test_what_is_not_a_pool_or_client_is_refused_in_one_sentence(call: Any, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         call()
+
+
+def test_runce_stores_is_reachable_from_a_bare_import_runce() -> None:
+    code = "import runce; print(runce.stores.from_sqlite('app.db').options['path'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "app.db", done.stderr
