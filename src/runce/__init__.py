@@ -50,9 +50,16 @@ from runce.errors import (
 # none of them, and nothing pays for the job queue unless it uses it): `__getattr__` reads
 # this block from the module's own source, once, to learn where each name lives.
 if _TYPE_CHECKING:
-    from runce.api.client import Client  # needs the extra nurv-runce[api] (httpx)
+    from runce import stores as stores  # a subpackage: runce.stores.from_postgres_pool(pool)
+    from runce.api.async_client import AsyncClient  # needs httpx: nurv-runce[client]
+    from runce.api.client import Client  # needs httpx: nurv-runce[client]
     from runce.config import Config, define_config, load_config
     from runce.runs.api import (
+        acancel_run,
+        aenqueue,
+        aenqueue_many,
+        aget_run,
+        alist_runs,
         cancel_run,
         disable_schedule,
         drain,
@@ -119,12 +126,15 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'runce' has no attribute {name!r}")
     import importlib
 
+    if module == __name__:  # a subpackage, imported as itself
+        return importlib.import_module(f"{__name__}.{name}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 __all__ = [
+    "AsyncClient",
     "AuthError",
     "Client",
     "Config",
@@ -171,7 +181,12 @@ __all__ = [
     "UsageError",
     "WorkerSummary",
     "__version__",
+    "acancel_run",
+    "aenqueue",
+    "aenqueue_many",
+    "aget_run",
     "alist_applied",
+    "alist_runs",
     "arun_pending_on_boot",
     "arun_tasks",
     "atask_status",

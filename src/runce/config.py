@@ -19,7 +19,7 @@ import sys
 import threading
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -748,6 +748,9 @@ def _merge(
         if raw is None:
             settings[key.name] = key.default
             continue
+        if isinstance(raw, StoreSpec) and key.name == "store":  # runce.stores.from_*(...)
+            settings[key.name] = raw
+            continue
         try:
             settings[key.name] = key.parse(raw)
         except ValueError as exc:
@@ -796,6 +799,8 @@ def _store_spec(settings: dict[str, Any], base_dir: Path, where: str) -> StoreSp
     }
     if tracker is not None and settings["store"] == DEFAULT_STORE_URL:
         return _tracker_spec(tracker, where, common)
+    if isinstance(settings["store"], StoreSpec):
+        return replace(settings["store"], **common)
     url = settings["store"]
     try:
         type_name = scheme_of(url)
@@ -866,10 +871,23 @@ def import_object(path: str, where: str) -> Any:
 
 ConfigArg = Config | str | os.PathLike[str] | ConfigValues | Mapping[str, Any] | None
 
+# Keys a framework supplies in place of a config file (the Django app, from its settings).
+_framework_values: tuple[dict[str, Any], Path] | None = None
+
+
+def use_framework_config(values: Mapping[str, Any] | None, start: Path | None = None) -> None:
+    """Make ``values`` (resolved against ``start``) the configuration used when none is
+    given, instead of looking for a file; None looks for a file again."""
+    global _framework_values
+    _framework_values = None if values is None else (dict(values), start or Path.cwd())
+
 
 def resolve_config(config: ConfigArg = None, **overrides: Any) -> Config:
     """Turn any accepted ``config`` argument into a validated :class:`Config`."""
     cleaned = {k: v for k, v in overrides.items() if v is not None}
+    if config is None and _framework_values is not None:
+        values, start = _framework_values
+        return load_config(values=values, start=start, overrides=cleaned)
     if isinstance(config, Config):
         if not cleaned:
             return config

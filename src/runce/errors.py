@@ -136,6 +136,16 @@ class TasksFailed(TaskRunError):
         super().__init__(message)
         self.report = report
 
+    @property
+    def failed(self) -> list[str]:
+        """The ids of the tasks that failed."""
+        return [result.id for result in self.report.failed]
+
+    @property
+    def not_attempted(self) -> int:
+        """How many pending tasks were not attempted (after the failure, or the lost lock)."""
+        return self.report.counts["not-run"]
+
 
 class RunError(RunceError):
     """The job queue refused a request."""

@@ -22,14 +22,21 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-import httpx
+try:
+    import httpx
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ModuleNotFoundError(
+        "runce.Client needs httpx, which is not installed: pip install 'nurv-runce[client]'",
+        name="httpx",
+    ) from exc
 from pydantic import BaseModel
 
 from runce._version import __version__
 from runce.api.idempotency import HEADER, to_header
+from runce.api.retries import RETRY_STATUSES, RetryPolicy
 from runce.api.schemas import PROBLEM_BASE, AttemptModel, RunModel, ScheduleModel, WorkerModel
 from runce.errors import (
     AuthError,
@@ -58,18 +65,28 @@ class Client:
     """A runce server's runs, with a bearer token from ``runce tokens create``.
 
     ``timeout`` is the seconds one request may take (connecting, sending, waiting for the
-    answer). A client keeps its connections open: reuse it, and ``close()`` it (or use it
-    in a ``with`` block) when done.
+    answer). Idempotent calls (reads, an enqueue with an idempotency key, cancel, enabling
+    and disabling a schedule) are sent again after a network failure or a 429 or 503
+    answer, after the pause its ``Retry-After`` asks for: at most ``retry_attempts`` tries
+    in all, none starting later than ``retry_time`` seconds after the first
+    (``retry_attempts=1`` never retries). A client keeps its connections open: reuse it,
+    and ``close()`` it (or use it in a ``with`` block) when done.
     """
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry_attempts: int = 4,
+        retry_time: float = 30.0,
+    ):
         self.url = _base_url(url)
         self.token = token
         self.timeout = timeout
-        headers = {"User-Agent": f"runce/{__version__}", "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.retries = RetryPolicy(retry_attempts, retry_time)
+        self._http = httpx.Client(base_url=self.url, headers=headers_for(token), timeout=timeout)
 
     def __repr__(self) -> str:
         return f"runce.Client({self.url!r})"
@@ -124,17 +141,16 @@ class Client:
     ) -> tuple[Run, bool]:
         """:meth:`enqueue`, also saying whether the run was created (False: an earlier run
         with the same idempotency key)."""
-        body = _without_none(
-            kind=kind,
-            input=input,
-            project_id=project_id,
-            run_at=wire_time(run_at),
+        body, headers = enqueue_request(
+            kind,
+            input,
+            idempotency_key=idempotency_key,
+            run_at=run_at,
             max_attempts=max_attempts,
             priority=priority,
+            project_id=project_id,
             correlation_id=correlation_id,
         )
-        body["input"] = input  # null is an input like any other
-        headers = {} if idempotency_key is None else {HEADER: to_header(idempotency_key)}
         response = self.request("POST", "/v1/runs", json=body, headers=headers)
         return run_from_json(response.json()), response.status_code == 201
 
@@ -153,17 +169,8 @@ class Client:
         limit: int = 50,
     ) -> RunPage:
         """Runs newest first; pass ``page.next_cursor`` back as ``cursor`` for the next page."""
-        params = _without_none(
-            project_id=project_id,
-            state=state,
-            kind=kind,
-            since=wire_time(since),
-            before=wire_time(before),
-            cursor=cursor,
-            limit=limit,
-        )
-        data = self.request("GET", "/v1/runs", params=params).json()
-        return RunPage([run_from_json(r) for r in data["runs"]], data.get("next_cursor"))
+        params = list_params(project_id, state, kind, since, before, cursor, limit)
+        return page_from_json(self.request("GET", "/v1/runs", params=params).json())
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """The attempts that did not succeed, oldest first."""
@@ -253,35 +260,119 @@ class Client:
         """One request; a problem answer (4xx/5xx) or a network failure raises runce's error
         (``missing`` for a 404 about what the path names: a run unless told otherwise)."""
         took = self.timeout if timeout is None else timeout
-        try:
-            response = self._http.request(
-                method,
-                path,
-                json=json,
-                params=dict(params) if params else None,
-                headers=dict(headers or {}),
-                timeout=took,
-            )
-        except httpx.TimeoutException as exc:
-            raise ServerUnavailable(
-                f"the runce server at {self.url} did not answer {method} {path} within {took:g}s"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ServerUnavailable(
-                f"cannot reach the runce server at {self.url}: {_reason(exc)}"
-            ) from exc
-        if response.status_code >= 400:
-            self._refused(response, method, path, missing)
-        return response
+        sending = dict(headers or {})
+        retrying = self.retries.start(method, path, sending)
+        while True:
+            try:
+                response = self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    params=dict(params) if params else None,
+                    headers=sending,
+                    timeout=took,
+                )
+            except httpx.TransportError as exc:
+                pause = retrying.pause(None)
+                if pause is None:
+                    raise unreachable(self.url, method, path, took, exc) from exc
+                time.sleep(pause)
+                continue
+            if response.status_code in RETRY_STATUSES:
+                pause = retrying.pause(response)
+                if pause is not None:
+                    time.sleep(pause)
+                    continue
+            if response.status_code >= 400:
+                raise refusal(self.url, self.token, response, method, path, missing)
+            return response
 
-    def _refused(
-        self, response: httpx.Response, method: str, path: str, missing: type[RunceError]
-    ) -> NoReturn:
-        problem = _problem(response)
-        if problem is None:
-            raise _not_runce(self.url, response, method, path)
-        slug, detail = problem
-        raise _error(self, slug, detail, response, missing)
+
+# -- what both clients send -------------------------------------------------------------------
+
+
+def headers_for(token: str | None) -> dict[str, str]:
+    headers = {"User-Agent": f"runce/{__version__}", "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def enqueue_request(
+    kind: str,
+    input: Any,
+    *,
+    idempotency_key: str | None,
+    run_at: datetime | None,
+    max_attempts: int | None,
+    priority: int,
+    project_id: str | None,
+    correlation_id: str | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body and headers of ``POST /v1/runs``."""
+    body = _without_none(
+        kind=kind,
+        input=input,
+        project_id=project_id,
+        run_at=wire_time(run_at),
+        max_attempts=max_attempts,
+        priority=priority,
+        correlation_id=correlation_id,
+    )
+    body["input"] = input  # null is an input like any other
+    headers = {} if idempotency_key is None else {HEADER: to_header(idempotency_key)}
+    return body, headers
+
+
+def list_params(
+    project_id: str | None,
+    state: RunState | None,
+    kind: str | None,
+    since: datetime | None,
+    before: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    return _without_none(
+        project_id=project_id,
+        state=state,
+        kind=kind,
+        since=wire_time(since),
+        before=wire_time(before),
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+def page_from_json(data: Mapping[str, Any]) -> RunPage:
+    return RunPage([run_from_json(r) for r in data["runs"]], data.get("next_cursor"))
+
+
+def unreachable(
+    url: str, method: str, path: str, took: float, exc: httpx.TransportError
+) -> ServerUnavailable:
+    """A network failure as one sentence naming the server."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ServerUnavailable(
+            f"the runce server at {url} did not answer {method} {path} within {took:g}s"
+        )
+    return ServerUnavailable(f"cannot reach the runce server at {url}: {_reason(exc)}")
+
+
+def refusal(
+    url: str,
+    token: str | None,
+    response: httpx.Response,
+    method: str,
+    path: str,
+    missing: type[RunceError],
+) -> RunceError:
+    """A 4xx or 5xx answer as runce's error."""
+    problem = _problem(response)
+    if problem is None:
+        return _not_runce(url, response, method, path)
+    slug, detail = problem
+    return _error(url, token, slug, detail, response, missing)
 
 
 # -- turning answers into runce's errors ----------------------------------------------------
@@ -301,7 +392,8 @@ def _problem(response: httpx.Response) -> tuple[str, str] | None:
 
 
 def _error(
-    client: Client,
+    url: str,
+    token: str | None,
     slug: str,
     detail: str,
     response: httpx.Response,
@@ -318,13 +410,13 @@ def _error(
         return same_as_local[slug](detail)
     if slug == "not-found" and not detail.startswith("no route"):
         return missing(detail)
-    where = f"the runce server at {client.url}"
+    where = f"the runce server at {url}"
     if slug == "not-found":
         return RemoteError(f"{where} has no such route ({detail}); check the URL", status, slug)
     if slug == "invalid-input":
         return InvalidInput(detail, _field_errors(response))
     if slug in ("unauthorized", "forbidden"):
-        hint = "" if client.token else " (no token was given: pass one, or set RUNCE_API_TOKEN)"
+        hint = "" if token else " (no token was given: pass one, or set RUNCE_API_TOKEN)"
         return AuthError(f"{where} refused the request ({slug}): {detail}{hint}", status, slug)
     if slug == "rate-limited":
         wait = _retry_after(response)

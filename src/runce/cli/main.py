@@ -488,14 +488,14 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog_name: str = "runce") -> None:
     """Run the CLI; runce's errors become one sentence and their exit code."""
     logging.basicConfig(
         level=logging.INFO, format="  %(task_id)s: %(message)s", handlers=[_TaskLogHandler()]
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        cli.main(args=argv, prog_name="runce", standalone_mode=False)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except RunceError as exc:
         click.echo(f"runce: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -8,10 +8,11 @@ set up a connection per run.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -122,6 +123,7 @@ def close_stores() -> None:
         stores = list(_stores.values())
         _stores.clear()
         _services.clear()
+        _aservices.clear()
     for store in stores:
         store.close()
 
@@ -187,6 +189,90 @@ def enqueue_many(
     )
 
 
+# -- enqueueing from async code -----------------------------------------------------------------
+
+
+async def aenqueue(
+    kind: str,
+    input: object = None,
+    *,
+    idempotency_key: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+    project_id: str | None = None,
+    correlation_id: str | None = None,
+    connection: Any = None,
+    config: ConfigArg = None,
+) -> Run:
+    """:func:`enqueue` for async callers. With ``connection=`` a psycopg ``AsyncConnection``
+    in a transaction, the insert is awaited on it; otherwise it runs on a worker thread."""
+    [result] = await (await _aservice(config)).aenqueue_results(
+        kind,
+        [input],
+        idempotency_keys=[idempotency_key],
+        run_at=run_at,
+        max_attempts=max_attempts,
+        priority=priority,
+        project_id=project_id,
+        correlation_id=correlation_id,
+        connection=connection,
+    )
+    return result.run
+
+
+async def aenqueue_many(
+    kind: str,
+    inputs: Sequence[object],
+    *,
+    idempotency_keys: Sequence[str | None] | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+    project_id: str | None = None,
+    correlation_id: str | None = None,
+    connection: Any = None,
+    config: ConfigArg = None,
+) -> list[Run]:
+    """:func:`enqueue_many` for async callers (see :func:`aenqueue`)."""
+    results = await (await _aservice(config)).aenqueue_results(
+        kind,
+        inputs,
+        idempotency_keys=idempotency_keys,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        priority=priority,
+        project_id=project_id,
+        correlation_id=correlation_id,
+        connection=connection,
+    )
+    return [result.run for result in results]
+
+
+# The services async callers got for a Config they passed (kept with it, so its id stays its).
+_aservices: dict[int, tuple[Config, RunService]] = {}
+
+
+async def _aservice(config: ConfigArg) -> RunService:
+    """The service without leaving the event loop once it is made (the first call reads
+    files and imports handlers, on a thread)."""
+    cfg: Config | None
+    if config is None:
+        with _mutex:
+            cfg = _configs.get((os.getcwd(), _runce_environment()))
+        kept = _services.get(id(cfg)) if cfg is not None else None
+    else:
+        cfg = config if isinstance(config, Config) else None
+        kept = _aservices.get(id(cfg)) if cfg is not None else None
+    if kept is not None and kept[0] is cfg:
+        return kept[1]
+    made = await asyncio.to_thread(service, config)
+    if isinstance(config, Config):
+        with _mutex:
+            _aservices[id(config)] = (config, made)
+    return made
+
+
 # -- reading and changing -------------------------------------------------------------------
 
 
@@ -237,6 +323,42 @@ def wait(run_id: str, timeout: float | None = None, *, config: ConfigArg = None)
     return service(config).wait(run_id, timeout)
 
 
+async def aget_run(run_id: str, *, config: ConfigArg = None) -> Run:
+    """:func:`get_run` for async callers (on a worker thread)."""
+    return await asyncio.to_thread(get_run, run_id, config=config)
+
+
+async def alist_runs(
+    *,
+    project_id: str | None = None,
+    state: RunState | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    config: ConfigArg = None,
+) -> RunPage:
+    """:func:`list_runs` for async callers (on a worker thread)."""
+    return await asyncio.to_thread(
+        lambda: list_runs(
+            project_id=project_id,
+            state=state,
+            kind=kind,
+            since=since,
+            before=before,
+            cursor=cursor,
+            limit=limit,
+            config=config,
+        )
+    )
+
+
+async def acancel_run(run_id: str, *, config: ConfigArg = None) -> Run:
+    """:func:`cancel_run` for async callers (on a worker thread)."""
+    return await asyncio.to_thread(cancel_run, run_id, config=config)
+
+
 # -- working ----------------------------------------------------------------------------------
 
 
@@ -248,9 +370,11 @@ def worker(
     drain: bool = False,
     max_time: float | None = None,
     queue: RunQueue | None = None,
+    services: Callable[[], Any] | None = None,
 ) -> Worker:
     """A worker on the configured store (or on ``queue``, a remote worker's), with the jobs
-    of ``worker.handlers`` loaded."""
+    of ``worker.handlers`` loaded; ``services`` makes ``ctx.services`` (by default the
+    configured ``services`` factory, called once)."""
     cfg = _config(config)
     load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
     settings = cfg.worker
@@ -265,13 +389,14 @@ def worker(
         drain=drain,
         max_time=max_time,
     )
+    services = services or ServiceFactory(cfg).get
     if queue is not None:  # a remote worker: the server's queue, and no scheduler here
-        return Worker(queue, options, services=ServiceFactory(cfg).get)
+        return Worker(queue, options, services=services)
     store = shared_store(cfg.store)
     return Worker(
         queue_of(store),
         options,
-        services=ServiceFactory(cfg).get,
+        services=services,
         companions=_scheduler_of(cfg, store),
     )
 

@@ -117,6 +117,13 @@ class Job(Generic[P, R]):
             config=config,
         )
 
+    async def alater(self, params: P, **options: Any) -> Run:
+        """:meth:`later` for async callers; ``connection=`` may be a psycopg
+        ``AsyncConnection`` in a transaction (the insert is awaited on it)."""
+        from runce.runs.api import aenqueue
+
+        return await aenqueue(self.kind, params, **options)
+
     def now(
         self,
         params: P,

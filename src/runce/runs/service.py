@@ -6,6 +6,7 @@ answers into runce's errors, computes retries, and announces events.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -337,6 +338,64 @@ class RunService:
     ) -> list[Enqueued]:
         """:meth:`enqueue_many`, telling for each run whether this call created it (the
         HTTP API answers 201 or 200 from that)."""
+        new = self._new_runs(
+            kind,
+            inputs,
+            idempotency_keys,
+            run_at,
+            max_attempts,
+            priority,
+            project_id,
+            correlation_id,
+        )
+        results = self.queue.enqueue(new, connection=callers_connection(connection))
+        return self._enqueued(new, results)
+
+    async def aenqueue_results(
+        self,
+        kind: str,
+        inputs: Sequence[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        priority: int = 0,
+        project_id: str | None = None,
+        correlation_id: str | None = None,
+        connection: Any = None,
+    ) -> list[Enqueued]:
+        """:meth:`enqueue_results` for async callers: on the caller's async connection when
+        the store can use one, else on a worker thread."""
+        new = self._new_runs(
+            kind,
+            inputs,
+            idempotency_keys,
+            run_at,
+            max_attempts,
+            priority,
+            project_id,
+            correlation_id,
+        )
+        connection = callers_connection(connection)
+        on_async = getattr(self.queue, "aenqueue", None)
+        if connection is not None and on_async is not None:
+            results: list[Enqueued] = await on_async(new, connection)
+        else:
+            results = await asyncio.to_thread(self.queue.enqueue, new, connection)
+        return self._enqueued(new, results)
+
+    def _new_runs(
+        self,
+        kind: str,
+        inputs: Sequence[Any],
+        idempotency_keys: Sequence[str | None] | None,
+        run_at: datetime | None,
+        max_attempts: int | None,
+        priority: int,
+        project_id: str | None,
+        correlation_id: str | None,
+    ) -> list[NewRun]:
+        """The runs to insert, their inputs validated and encoded."""
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(inputs)
         if len(keys) != len(inputs):
             raise UsageError("idempotency_keys must have one key (or None) per input")
@@ -347,7 +406,7 @@ class RunService:
         if job is not None:  # typed jobs refuse a bad input before anything is stored
             inputs = [job.input_for_storage(value) for value in inputs]
         texts = [canonical_json(value) for value in inputs]
-        new = [
+        return [
             NewRun(
                 id=run_id,
                 kind=kind,
@@ -361,7 +420,9 @@ class RunService:
             )
             for run_id, text, key in zip(new_run_ids(len(texts)), texts, keys, strict=True)
         ]
-        results = self.queue.enqueue(new, connection=connection)
+
+    def _enqueued(self, new: list[NewRun], results: list[Enqueued]) -> list[Enqueued]:
+        """Check runs met by their idempotency keys, and announce the ones created."""
         for wanted, result in zip(new, results, strict=True):
             if not result.created:
                 _check_same(wanted, result.run)
@@ -454,6 +515,24 @@ class RunService:
         return self.queue.prune(
             now - timedelta(seconds=succeeded_after), now - timedelta(seconds=failed_after)
         )
+
+
+def callers_connection(connection: Any) -> Any:
+    """The driver's connection under a framework's wrapper: Django's ``connection`` (after
+    ``ensure_connection()``, which inside ``transaction.atomic()`` has been made already)."""
+    if connection is None:
+        return None
+    ensure = getattr(connection, "ensure_connection", None)
+    if callable(ensure) and hasattr(connection, "connection"):
+        ensure()
+        if connection.get_autocommit():
+            raise UsageError(
+                "connection= is Django's connection outside a transaction; enqueue inside "
+                "`with transaction.atomic():` (the run is to exist only if it commits), or "
+                "use runce.contrib.django.enqueue_on_commit"
+            )
+        return connection.connection
+    return connection
 
 
 def _check(run: Run, target: str) -> None:

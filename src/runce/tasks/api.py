@@ -81,12 +81,28 @@ def run_pending_on_boot(
     """Apply pending tasks when an application starts; raise if any fails.
 
     Waits up to ``wait`` seconds for another instance holding the lock, so replicas
-    starting together apply each task once and all start only when it is done.
+    starting together apply each task once and all start only when it is done. A missing
+    tasks folder is nothing to do. Reports through ``logging`` (the ``runce.boot`` logger)
+    unless given a ``reporter``; a failure raises :class:`~runce.errors.TasksFailed`
+    saying which task failed and how many were not attempted.
     """
-    report = run_tasks(config, wait=wait, applied_by="boot", reporter=reporter)
+    from runce.tasks import boot
+
+    cfg = resolve_config(config)
+    if not cfg.tasks_dir.is_dir():
+        boot.no_tasks_folder(cfg)
+        return RunReport(store=store_description(cfg))
+    statuses = task_status(cfg).tasks
+    boot.pending(sum(s.state in RUNNABLE for s in statuses), len(statuses))
+    report = run_tasks(cfg, wait=wait, applied_by="boot", reporter=reporter or boot.BootLog())
+    boot.finished(report)
     if not report.ok:
         failed = ", ".join(r.id for r in report.failed) or "the lock was lost"
-        raise TasksFailed(f"once tasks did not complete on boot: {failed}", report)
+        skipped = report.counts["not-run"]
+        raise TasksFailed(
+            f"once tasks did not complete on boot: {failed}; {skipped} task(s) not attempted",
+            report,
+        )
     return report
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from bson.codec_options import CodecOptions
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
@@ -39,6 +40,7 @@ T = TypeVar("T")
 Document = dict[str, Any]
 
 SERVER_SELECTION_TIMEOUT_MS = 5000
+_CODEC: CodecOptions[Document] = CodecOptions(document_class=dict, tz_aware=True, tzinfo=UTC)
 CLOCK_REFRESH = 10.0
 TRANSACTION_RETRY_FOR = 30.0
 _COMMAND_NOT_FOUND = 59
@@ -56,10 +58,18 @@ class ServerFacts:
 class Connection:
     """The client, the database's collections, and the server's facts."""
 
-    def __init__(self, location: Location, *, transactions: bool | None = None) -> None:
+    def __init__(
+        self,
+        location: Location,
+        *,
+        transactions: bool | None = None,
+        client: MongoClient[Document] | None = None,
+    ) -> None:
         self.location = location
-        self.client = _open_client(location)
-        database = self.client[location.database]
+        self._owns_client = client is None  # the application's client is never closed here
+        self.client = _open_client(location) if client is None else client
+        # runce reads its times back aware, in UTC, whatever the given client decodes.
+        database = self.client.get_database(location.database, codec_options=_CODEC)
         self.applied: Collection[Document] = database[location.applied]
         self.history: Collection[Document] = database[location.history]
         self.lock: Collection[Document] = database[location.lock]
@@ -138,7 +148,8 @@ class Connection:
             return self._open_user_transactions > 0
 
     def close(self) -> None:
-        self.client.close()
+        if self._owns_client:
+            self.client.close()
 
 
 def _run_once(session: ClientSession, work: Callable[[ClientSession], T]) -> T:

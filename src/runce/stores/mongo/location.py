@@ -30,7 +30,7 @@ COLLECTION_OPTIONS: dict[str, str] = {
     "schedulesCollection": "runce.schedules",
     "tokensCollection": "runce.tokens",
 }
-KNOWN_OPTIONS = frozenset({"uri", "url", "db", *COLLECTION_OPTIONS})
+KNOWN_OPTIONS = frozenset({"uri", "url", "db", "client", *COLLECTION_OPTIONS})
 # MongoDB refuses these in database names (and "." is taken by collection namespaces).
 _BAD_DATABASE_CHARACTERS = re.compile(r'[/\\. "$\x00]')
 _PASSWORD = re.compile(r"^([^:@/]*):[^@]*@")

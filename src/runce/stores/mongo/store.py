@@ -8,8 +8,11 @@ exist read as empty, and the first write creates the indexes (see :mod:`.schema`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pymongo import MongoClient
+
+from runce.errors import ConfigError
 from runce.stores.base import SchemaStatus, StoreSpec
 from runce.stores.mongo.connection import Connection
 from runce.stores.mongo.location import location_of
@@ -85,8 +88,19 @@ def open_store(spec: StoreSpec, *, transactions: bool | None = None) -> MongoSto
     ``transactions`` overrides what the server says about itself (tests use False to run
     the standalone-server code paths on a replica set).
     """
-    conn = Connection(location_of(spec), transactions=transactions)
+    conn = Connection(location_of(spec), transactions=transactions, client=given_client(spec))
     return MongoStore(conn, auto_migrate=spec.auto_migrate)
+
+
+def given_client(spec: StoreSpec) -> MongoClient[dict[str, Any]] | None:
+    """The application's client (``runce.stores.from_mongo``), if the spec carries one."""
+    client = spec.options.get("client")
+    if client is None or isinstance(client, MongoClient):
+        return client
+    raise ConfigError(
+        f"the MongoDB store's client option must be a pymongo MongoClient, not "
+        f"{type(client).__name__}"
+    )
 
 
 if TYPE_CHECKING:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
 from psycopg.sql import Composed
 from psycopg.types.json import set_json_loads
 
@@ -62,8 +63,11 @@ _CONNECT_FAILURES = (
 class Database:
     """runce's schema in one PostgreSQL database, seen through one connection."""
 
-    def __init__(self, target: Target, *, auto_migrate: bool, connect_timeout: int) -> None:
+    def __init__(
+        self, target: Target, *, auto_migrate: bool, connect_timeout: int, pool: Any = None
+    ) -> None:
         self.target = target
+        self._pool = pool  # the application's ConnectionPool: borrowed from, never closed
         self._auto_migrate = auto_migrate
         self._connect_timeout = connect_timeout
         self._conn: Connection | None = None
@@ -98,7 +102,12 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Connection]:
-        """The store's own connection, for this thread alone until the block ends."""
+        """The store's own connection, for this thread alone until the block ends (with the
+        application's pool: one of its connections, borrowed for the block)."""
+        if self._pool is not None:
+            with borrowed(self._pool) as lent:
+                yield lent
+            return
         with self._guard:
             conn = self._conn
             if conn is None or conn.closed:
@@ -149,6 +158,11 @@ class Database:
         with self.translated(what), self.session() as conn:
             self._ensure_current(conn)
 
+    @property
+    def current(self) -> bool:
+        """Whether the schema was seen at the latest version (nothing left to check)."""
+        return self._current
+
     def version(self) -> int:
         with self.translated("read the schema version"), self.session() as conn:
             return self._version(conn)
@@ -189,6 +203,23 @@ class Database:
 
 def _loads_or_unreadable(data: str | bytes) -> Any:
     return readable(json.loads, data)
+
+
+@contextmanager
+def borrowed(pool: Any) -> Iterator[Connection]:
+    """A pool's connection set up as runce's own are (autocommit, tuples, server-side
+    binding) for the block, and given back as it was."""
+    with pool.connection() as conn:
+        saved = (conn.autocommit, conn.row_factory, conn.cursor_factory)
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        conn.autocommit = True
+        conn.row_factory, conn.cursor_factory = tuple_row, psycopg.Cursor
+        try:
+            yield conn
+        finally:
+            if not conn.closed and not conn.broken:
+                conn.autocommit, conn.row_factory, conn.cursor_factory = saved
 
 
 def default_application_name(role: str = "store") -> str:

@@ -17,7 +17,7 @@ from runce.errors import ConfigError
 from runce.stores.base import StoreSpec
 from runce.stores.registry import mask_url
 
-KNOWN_OPTIONS = frozenset({"uri", "url", "schema", "connect_timeout"})
+KNOWN_OPTIONS = frozenset({"uri", "url", "schema", "connect_timeout", "pool"})
 CONNECT_TIMEOUT = 10
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _KEY_MASK = (1 << 63) - 1  # positive keys: pg_locks shows them as (classid, objid) < 2**31

@@ -49,6 +49,7 @@ the input as sent (decoded from its canonical JSON); reading it back gives the J
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import threading
@@ -69,6 +70,7 @@ from runce.stores.postgres.rows import (
     attempt_record_from,
     done_from,
     fences_params,
+    fetched_runs,
     new_run_params,
     new_runs_params,
     outcomes_params,
@@ -131,6 +133,7 @@ class PostgresRunQueue:
         self._channel = channel_of(db.target.schema)
         self._worker = _WorkerSession(db)
         self._listener = _Listener(db, self._channel)
+        self._dbname: str | None = None  # the database's name, read once for connection=
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -155,7 +158,28 @@ class PostgresRunQueue:
         if not batch:
             return []
         with self._db.translated(what):
-            return _enqueue(conn, self._db, batch, self._channel)
+            return _enqueue(conn, self._db, batch, self._channel, binary=False)
+
+    async def aenqueue(self, runs: Sequence[NewRun], connection: Any) -> list[Enqueued]:
+        """Insert in the caller's open transaction on a psycopg ``AsyncConnection``, with
+        awaited statements on it (a synchronous connection goes to :meth:`enqueue` on a
+        thread). runce's schema is checked once per process, on its own connection."""
+        batch = list(runs)
+        if not isinstance(connection, psycopg.AsyncConnection):
+            return await asyncio.to_thread(self.enqueue, batch, connection)
+        what = _runs_text("enqueue", batch) + " in your transaction"
+        _check_open_transaction(connection)
+        if not self._db.current or self._dbname is None:
+            await asyncio.to_thread(self._prepare_for_callers, what)
+        self._check_database_name(connection.info.dbname)
+        if not batch:
+            return []
+        with self._db.translated(what):
+            return await _aenqueue(connection, self._db, batch, self._channel)
+
+    def _prepare_for_callers(self, what: str) -> None:
+        self._db.ensure_schema(what)
+        self._dbname = self._db.plain(lambda mine: mine.info.dbname, what="check connection=")
 
     def claim(
         self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
@@ -377,8 +401,12 @@ class PostgresRunQueue:
             _announce(conn, self._db, self._channel, kind)
 
     def _check_same_database(self, conn: Connection) -> None:
-        ours = self._db.plain(lambda mine: mine.info.dbname, what="check connection=")
-        theirs = conn.info.dbname
+        if self._dbname is None:
+            self._dbname = self._db.plain(lambda mine: mine.info.dbname, what="check connection=")
+        self._check_database_name(conn.info.dbname)
+
+    def _check_database_name(self, theirs: str) -> None:
+        ours = self._dbname
         if theirs != ours:
             raise UsageError(
                 f"connection= is a connection to database {theirs!r}, not to the PostgreSQL "
@@ -402,9 +430,15 @@ class PostgresRunQueue:
 # --- the work of one statement ----------------------------------------------------------------
 
 
-def _runs(conn: Connection, statement: sql.Composed, params: dict[str, Any] | None) -> list[Run]:
+def _runs(
+    conn: Connection,
+    statement: sql.Composed,
+    params: dict[str, Any] | None,
+    *,
+    binary: bool = True,
+) -> list[Run]:
     # Tuples whatever the connection's rows; binary results are quicker to load.
-    with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
+    with conn.cursor(row_factory=tuple_row, binary=binary) as cursor:
         cursor.execute(statement, params)
         return runs_from(cursor)
 
@@ -414,27 +448,65 @@ def _rows(conn: Connection, statement: sql.Composed, params: dict[str, Any] | No
         return cursor.execute(statement, params).fetchall()
 
 
-def _enqueue(conn: Connection, db: Database, batch: list[NewRun], channel: str) -> list[Enqueued]:
+def _enqueue(
+    conn: Connection, db: Database, batch: list[NewRun], channel: str, *, binary: bool = True
+) -> list[Enqueued]:
+    """Insert a batch. ``binary=False`` on a caller's connection: text results work with any
+    cursor it makes, Django's client-side ones included (they cannot return binary)."""
+    statement, params = _enqueue_statement(db, batch, channel)
+    with conn.cursor(row_factory=tuple_row, binary=binary) as cursor:
+        cursor.execute(statement, params)
+        inserted = _inserted(cursor.fetchall())
+    keys = _keys_met(batch, inserted)
+    existing: dict[str, Run] = {}
+    if keys:
+        found = _runs(conn, db.sql("runs_by_keys"), {"keys": keys}, binary=binary)
+        existing = {run.idempotency_key or "": run for run in found}
+    return enqueue_answers(batch, inserted, existing)
+
+
+async def _aenqueue(
+    conn: psycopg.AsyncConnection[Any], db: Database, batch: list[NewRun], channel: str
+) -> list[Enqueued]:
+    """:func:`_enqueue` on an async connection: the same statements, awaited."""
+    statement, params = _enqueue_statement(db, batch, channel)
+    async with conn.cursor(row_factory=tuple_row) as cursor:
+        await cursor.execute(statement, params)
+        inserted = _inserted(await cursor.fetchall())
+    keys = _keys_met(batch, inserted)
+    existing: dict[str, Run] = {}
+    if keys:
+        async with conn.cursor(row_factory=tuple_row) as cursor:
+            await cursor.execute(db.sql("runs_by_keys"), {"keys": keys})
+            found = fetched_runs(cursor, await cursor.fetchall())
+        existing = {run.idempotency_key or "": run for run in found}
+    return enqueue_answers(batch, inserted, existing)
+
+
+def _enqueue_statement(
+    db: Database, batch: list[NewRun], channel: str
+) -> tuple[sql.Composed, dict[str, Any]]:
     if len(batch) == 1:
         statement, params = db.sql("enqueue_run"), new_run_params(batch[0])
     else:
         statement, params = db.sql("enqueue_runs"), new_runs_params(batch)
     params["channel"] = channel
-    with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
-        cursor.execute(statement, params)
-        in_utc: dict[datetime, datetime] = {}  # a batch shares its times: convert each once
+    return statement, params
 
-        def as_utc(moment: datetime) -> datetime:
-            return in_utc.get(moment) or in_utc.setdefault(moment, utc(moment))
 
-        # id -> (run_at, created_at) of the runs inserted
-        inserted = {row[0]: (as_utc(row[1]), as_utc(row[2])) for row in cursor.fetchall()}
-    keys = [new.idempotency_key for new in batch if new.id not in inserted and new.idempotency_key]
-    existing: dict[str, Run] = {}
-    if keys:
-        found = _runs(conn, db.sql("runs_by_keys"), {"keys": keys})
-        existing = {run.idempotency_key or "": run for run in found}
-    return enqueue_answers(batch, inserted, existing)
+def _inserted(rows: list[tuple[Any, ...]]) -> dict[str, tuple[datetime, datetime]]:
+    """id -> (run_at, created_at) of the runs inserted."""
+    in_utc: dict[datetime, datetime] = {}  # a batch shares its times: convert each once
+
+    def as_utc(moment: datetime) -> datetime:
+        return in_utc.get(moment) or in_utc.setdefault(moment, utc(moment))
+
+    return {row[0]: (as_utc(row[1]), as_utc(row[2])) for row in rows}
+
+
+def _keys_met(batch: list[NewRun], inserted: dict[str, Any]) -> list[str]:
+    """The idempotency keys of the runs not inserted: they met an existing run."""
+    return [new.idempotency_key for new in batch if new.id not in inserted and new.idempotency_key]
 
 
 def _claim_params(request: ClaimRequest) -> dict[str, Any]:
@@ -496,7 +568,7 @@ def _callers_connection(connection: Any) -> Connection:
     return connection
 
 
-def _check_open_transaction(conn: Connection) -> None:
+def _check_open_transaction(conn: Connection | psycopg.AsyncConnection[Any]) -> None:
     """The insert must land in a transaction of the caller's, to commit or roll back with it.
 
     A connection outside autocommit mode opens one on its first statement (psycopg's

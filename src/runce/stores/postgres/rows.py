@@ -154,7 +154,15 @@ def _done_row(
         due.add(kind)
 
 
-def _picker(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+def fetched_runs(cursor: psycopg.AsyncCursor[Any], rows: list[Any]) -> list[Run]:
+    """Rows an async cursor fetched from a ``SELECT *`` on runs, as runs."""
+    pick = _picker(cursor)
+    return [] if pick is None else [_run_of(pick(row)) for row in rows]
+
+
+def _picker(
+    cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any],
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
     """Rows are read by position (a claim or an acknowledgement maps every run it touches,
     so this is on the hot path); positions come from the cursor's column names."""
     if cursor.description is None:

@@ -78,7 +78,10 @@ class PostgresStore:
 def open_store(spec: StoreSpec) -> PostgresStore:
     """Open (never create) the PostgreSQL store a spec names."""
     db = Database(
-        target_of(spec), auto_migrate=spec.auto_migrate, connect_timeout=connect_timeout(spec)
+        target_of(spec),
+        auto_migrate=spec.auto_migrate,
+        connect_timeout=connect_timeout(spec),
+        pool=spec.options.get("pool"),  # runce.stores.from_postgres_pool
     )
     return PostgresStore(db)
 

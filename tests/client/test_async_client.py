@@ -1,0 +1,46 @@
+"""runce.AsyncClient against a real runce server: the same records and errors as the
+synchronous client, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import runce
+from runce.errors import IdempotencyConflict, IllegalTransition, InvalidInput, UnknownRun
+from tests.client.conftest import Server
+
+
+def test_the_async_client_does_what_the_client_does(server: Server) -> None:
+    token = server.tokens["all"]
+
+    async def scenario() -> None:
+        async with runce.AsyncClient(server.url, token) as client:
+            run, created = await client.enqueue_answer("client.echo", {"a": 1}, idempotency_key="k")
+            assert created
+            again, created = await client.enqueue_answer(
+                "client.echo", {"a": 1}, idempotency_key="k"
+            )
+            assert (again.id, created) == (run.id, False)
+            with pytest.raises(IdempotencyConflict):
+                await client.enqueue("client.echo", {"a": 2}, idempotency_key="k")
+            with pytest.raises(InvalidInput) as bad:
+                await client.enqueue("client.signup", {"email": "nope", "age": 3})
+            assert {tuple(e["loc"]) for e in bad.value.errors} == {("email",), ("age",)}
+            assert (await client.get_run(run.id)).input == {"a": 1}
+            page = await client.list_runs(kind="client.echo", limit=10)
+            assert [r.id for r in page.runs] == [run.id]
+            assert (await client.cancel_run(run.id)).state == "canceled"
+            with pytest.raises(IllegalTransition):
+                await client.cancel_run(run.id)
+            assert (await client.retry_run(run.id)).state == "queued"
+            assert await client.attempts(run.id) == []
+            with pytest.raises(UnknownRun):
+                await client.get_run("no-such-run")
+            assert (await client.wait(run.id, timeout=0.1)).state == "queued"
+            assert "store" in await client.health()
+            assert await client.workers() == []
+            assert await client.list_schedules() == []
+
+    asyncio.run(scenario())
