@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from runce.errors import ConfigError
+from runce.errors import ConfigError, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.registry import is_builtin, known_types, scheme_of
 
@@ -193,6 +193,62 @@ def _table(value: object) -> dict[str, Any]:
     return value
 
 
+DAY = 86400.0
+YEAR = 365 * DAY
+# The ranges of the command-line options and keyword arguments that have no key of their own.
+MAX_CONCURRENCY = 1000  # as worker.concurrency
+MAX_WAIT = DAY  # `--wait` for the lock, run_pending_on_boot(wait=)
+MAX_RUN_TIME = YEAR  # `runce worker --max-time`, `runce runs tail --timeout`, runce.wait()
+
+
+def format_span(seconds: float) -> str:
+    """A duration in the largest unit that divides it: ``10ms``, ``90s``, ``1h``, ``30d``."""
+    for unit, size in (("d", DAY), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    if seconds == 0:
+        return "0s"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def _show(kind: str) -> Callable[[float], str]:
+    if kind == "duration":
+        return format_span
+    if kind == "size":
+        return _bytes
+    return lambda value: f"{value:g}"
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value >= size and (value / size).is_integer():
+            return f"{value / size:g} {unit}"
+    return f"{value:g} B"
+
+
+def check_range(value: float, low: float, high: float, kind: str = "duration") -> None:
+    """Raise ValueError (the part of a sentence after "must be") outside ``low`` … ``high``."""
+    if not low <= value <= high:
+        show = _show(kind)
+        raise ValueError(f"between {show(low)} and {show(high)}")
+
+
+def bounded(name: str, value: Any, low: float, high: float, duration: bool = True) -> Any:
+    """A keyword argument or option of the library checked against its range: a number of
+    seconds (``duration``) or a whole number from ``low`` to ``high``, else a UsageError."""
+    what = "a number of seconds" if duration else "a whole number"
+    allowed = (int, float) if duration else (int,)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, allowed)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        show = _show("duration" if duration else "integer")
+        raise UsageError(f"{name} must be {what} from {show(low)} to {show(high)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Key:
     """One configuration key, as the docs' table shows it."""
@@ -205,6 +261,22 @@ class Key:
     unit: str = ""
     aliases: tuple[str, ...] = ()
     help: str = ""
+    # The valid range of a duration (seconds) or count, both ends included.
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def range_text(self) -> str:
+        """The range as the docs' table shows it, e.g. ``1s to 1d``."""
+        if self.low is None or self.high is None:
+            return ""
+        show = _show(self.kind)
+        return f"{show(self.low)} to {show(self.high)}"
+
+    def check(self, value: Any) -> None:
+        """Raise ValueError when a parsed value lies outside the key's range."""
+        if self.low is not None and self.high is not None:
+            check_range(value, self.low, self.high, self.kind)
 
 
 KEYS: tuple[Key, ...] = (
@@ -267,6 +339,8 @@ KEYS: tuple[Key, ...] = (
         "seconds",
         aliases=("ttlMs",),
         help="Lease length; renewed every ttl/3 while a runner works. `ttlMs` is in milliseconds.",
+        low=1.0,
+        high=DAY,
     ),
     Key(
         "lock.owner",
@@ -326,6 +400,8 @@ KEYS: tuple[Key, ...] = (
         "integer",
         "RUNCE_WORKER_CONCURRENCY",
         help="Jobs a worker runs at once.",
+        low=1,
+        high=1000,
     ),
     Key(
         "worker.lease",
@@ -335,6 +411,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_LEASE",
         "seconds",
         help="How long a claimed run stays reserved without a heartbeat (renewed every lease/3).",
+        low=1.0,
+        high=DAY,
     ),
     Key(
         "worker.poll",
@@ -344,6 +422,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_POLL",
         "seconds",
         help="Longest wait between looks for due runs (new work wakes a worker sooner).",
+        low=0.01,
+        high=3600.0,
     ),
     Key(
         "worker.max_attempts",
@@ -352,6 +432,8 @@ KEYS: tuple[Key, ...] = (
         "integer",
         "RUNCE_WORKER_MAX_ATTEMPTS",
         help="Attempts for runs whose enqueue and job do not say.",
+        low=1,
+        high=1000,
     ),
     Key(
         "worker.backoff_base",
@@ -361,6 +443,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_BACKOFF_BASE",
         "seconds",
         help="Retry delay after the first failure; doubles per attempt, jittered.",
+        low=0.0,
+        high=DAY,
     ),
     Key(
         "worker.shutdown_timeout",
@@ -370,6 +454,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_SHUTDOWN_TIMEOUT",
         "seconds",
         help="How long a stopping worker lets running jobs finish before handing them back.",
+        low=0.0,
+        high=DAY,
     ),
     Key(
         "worker.secrets",
@@ -396,6 +482,8 @@ KEYS: tuple[Key, ...] = (
         None,
         "seconds",
         help="`runce runs prune` deletes succeeded runs finished longer ago than this.",
+        low=1.0,
+        high=100 * YEAR,
     ),
     Key(
         "runs.retention.failed",
@@ -405,6 +493,8 @@ KEYS: tuple[Key, ...] = (
         None,
         "seconds",
         help="`runce runs prune` deletes failed and canceled runs finished longer ago.",
+        low=1.0,
+        high=100 * YEAR,
     ),
     Key(
         "api.host",
@@ -421,6 +511,8 @@ KEYS: tuple[Key, ...] = (
         "integer",
         "RUNCE_API_PORT",
         help="The TCP port `runce serve` listens on.",
+        low=1,
+        high=65535,
     ),
     Key(
         "api.max_body",
@@ -430,6 +522,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_API_MAX_BODY",
         "bytes",
         help='Largest request body the HTTP API reads (larger: 413); `"512KiB"`, `"2MiB"`.',
+        low=1,
+        high=1024**3,
     ),
     Key(
         "api.rate_limit.enqueue",
@@ -709,6 +803,7 @@ def _merge(
             continue
         try:
             settings[key.name] = key.parse(raw)
+            key.check(settings[key.name])
         except ValueError as exc:
             raise ConfigError(f"{source}: {key.name} must be {exc}, got {raw!r}") from None
         if key.name == "store" and "tracker" in flat and source == where:

@@ -31,7 +31,7 @@ calls: list[Any] = []
 @pytest.fixture
 def config(tmp_path: Path) -> Iterator[dict[str, Any]]:
     calls.clear()
-    yield {"store": f"sqlite:///{tmp_path / 'runce.db'}", "worker": {"lease": 0.6}}
+    yield {"store": f"sqlite:///{tmp_path / 'runce.db'}", "worker": {"lease": 1}}
     for kind in registry.kinds():
         if kind.startswith("inline."):
             registry.forget(kind)

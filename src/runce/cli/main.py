@@ -16,7 +16,7 @@ import click
 from runce._version import __version__
 from runce.cli import output
 from runce.cli.remote import Command
-from runce.config import Config, resolve_config
+from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, resolve_config
 from runce.errors import LockHeld, RunceError
 from runce.tasks import api
 from runce.tasks.report import RunReport
@@ -117,7 +117,7 @@ def cli() -> None:
 )
 @click.option(
     "--concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_CONCURRENCY),
     default=1,
     show_default=True,
     envvar="RUNCE_CONCURRENCY",
@@ -127,7 +127,7 @@ def cli() -> None:
 @click.option(
     "--wait",
     "wait_seconds",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_WAIT),
     default=0,
     show_default=True,
     metavar="SECONDS",
@@ -344,7 +344,7 @@ def make(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
 @click.option(
     "--wait",
     "wait_seconds",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_WAIT),
     default=0,
     metavar="SECONDS",
     help="Wait up to SECONDS for the lock.",
@@ -374,7 +374,7 @@ def repair(
 @click.option(
     "--wait",
     "wait_seconds",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_WAIT),
     default=0,
     metavar="SECONDS",
     help="Wait up to SECONDS for the lock.",

@@ -23,7 +23,7 @@ import click
 from runce.cli import output
 from runce.cli.main import cli, config_options, load_cli_config
 from runce.cli.remote import Runs, open_runs, remote_options, remote_queue
-from runce.config import Config
+from runce.config import MAX_CONCURRENCY, MAX_RUN_TIME, Config
 from runce.errors import InvalidInput, UsageError
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _run_dict(run: Run) -> dict[str, Any]:
 @remote_options
 @click.option(
     "--concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_CONCURRENCY),
     envvar="RUNCE_WORKER_CONCURRENCY",
     show_envvar=True,
     help="Jobs run at once (default: worker.concurrency).",
@@ -83,7 +83,7 @@ def _run_dict(run: Run) -> dict[str, Any]:
 @click.option("--drain", is_flag=True, help="Run until nothing is due, then exit.")
 @click.option(
     "--max-time",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_RUN_TIME),
     metavar="SECONDS",
     help="Stop after SECONDS (finishing or handing back what runs).",
 )
@@ -470,7 +470,7 @@ def runs_prune(
 @click.argument("run_id")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_RUN_TIME),
     metavar="SECONDS",
     help="Give up after SECONDS (exit 3).",
 )

@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from runce.config import Config, ConfigArg, ServiceFactory, import_object, resolve_config
+from runce.config import (
+    MAX_CONCURRENCY,
+    MAX_RUN_TIME,
+    Config,
+    ConfigArg,
+    ServiceFactory,
+    bounded,
+    import_object,
+    resolve_config,
+)
 from runce.errors import ConfigError, UnsupportedFeature
 from runce.runs import redact, secrets
 from runce.runs.events import events
@@ -234,6 +243,8 @@ def prune_runs(
 
 def wait(run_id: str, timeout: float | None = None, *, config: ConfigArg = None) -> Run:
     """Block until the run finishes (or ``timeout`` seconds pass) and return it."""
+    if timeout is not None:
+        bounded("timeout", timeout, 0, MAX_RUN_TIME)
     return service(config).wait(run_id, timeout)
 
 
@@ -251,6 +262,10 @@ def worker(
 ) -> Worker:
     """A worker on the configured store (or on ``queue``, a remote worker's), with the jobs
     of ``worker.handlers`` loaded."""
+    if concurrency is not None:
+        bounded("concurrency", concurrency, 1, MAX_CONCURRENCY, duration=False)
+    if max_time is not None:
+        bounded("max_time", max_time, 0, MAX_RUN_TIME)
     cfg = _config(config)
     load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
     settings = cfg.worker

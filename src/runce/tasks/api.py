@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runce._version import __version__
-from runce.config import Config, ConfigArg, resolve_config
+from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, ConfigArg, bounded, resolve_config
 from runce.errors import TasksFailed, UsageError
 from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, LockHolder, SchemaStatus, Store
 from runce.stores.liveness import current_owner
@@ -58,8 +58,8 @@ def run_tasks(
     A task failure is in the report (``report.ok`` is false); drift, a held or lost lock and
     bad task files raise :class:`~runce.errors.RunceError` subclasses.
     """
-    if concurrency < 1:
-        raise UsageError("concurrency must be at least 1")
+    bounded("concurrency", concurrency, 1, MAX_CONCURRENCY, duration=False)
+    bounded("wait", wait, 0, MAX_WAIT)
     cfg = resolve_config(config)
     options = RunOptions(
         dry_run=cfg.dry_run if dry_run is None else dry_run,
@@ -188,6 +188,7 @@ def _append_records(
     everything: bool,
     until: str | None = None,
 ) -> list[Attempt]:
+    bounded("wait", wait, 0, MAX_WAIT)
     if not ids and not everything:
         raise UsageError("name the tasks, or pass --all")
     files = {f.id: f for f in discover(cfg.tasks_dir)}

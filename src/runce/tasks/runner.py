@@ -219,6 +219,11 @@ class Runner:
         ) as keeper:
             self._lease, self._keeper = keeper.lease, keeper
             self._run_planned(plan, tasks, lock.holder())
+            if keeper.reason is not None and self.report.lock_lost is None:
+                # Lost while the last task ran: its outcome may be recorded, but the run
+                # did not hold the lock throughout, and must say so.
+                self.report.lock_lost = keeper.reason
+                self.reporter.notice(f"lock lost: {keeper.reason}")
 
     def _run_planned(
         self, plan: Plan, tasks: dict[str, Task], holder: LockHolder | None = None
