@@ -20,6 +20,7 @@ from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, resolve_config
 from runce.errors import LockHeld, RunceError
 from runce.tasks import api
 from runce.tasks.report import RunReport
+from runce.tasks.runner import bound_of, chosen_ids
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -150,6 +151,7 @@ def run(
     as_json: bool,
 ) -> None:
     """Apply pending tasks in id order, once (exit 1 if one fails or the lock is held)."""
+    selected = chosen_ids(only, "--only")  # before anything is read: a usage error first
     cfg = load_cli_config(config_path, tasks_dir)
     live = output.is_terminal() and not as_json
     reporter = output.LiveReporter() if live else output.PlainReporter()
@@ -159,9 +161,9 @@ def run(
         report = api.run_tasks(
             cfg,
             dry_run=dry_run,
-            only=[i for i in (only or "").split(",") if i],
-            since=since,
-            until=until,
+            only=selected,
+            since=bound_of(since, "--since"),
+            until=bound_of(until, "--until"),
             concurrency=concurrency,
             wait=wait_seconds,
             keep_going=keep_going,
@@ -388,6 +390,7 @@ def baseline(
     wait_seconds: float,
 ) -> None:
     """Record tasks as applied without running them (the work was done before runce)."""
+    bound_of(until, "--until")
     cfg = load_cli_config(config_path, tasks_dir)
     _store_line(api.store_description(cfg))
     rows = api.baseline(cfg, ids, all_pending=everything, until=until, wait=wait_seconds)

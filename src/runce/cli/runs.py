@@ -62,6 +62,16 @@ def _when(text: str | None, flag: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _kinds(text: str | None) -> list[str] | None:
+    """``--kinds``: None for every job; a list that names nothing is refused, not "every"."""
+    if text is None:
+        return None
+    chosen = [k.strip() for k in text.split(",") if k.strip()]
+    if not chosen:
+        raise UsageError(f"--kinds names no job kind ({text!r}); leave it out to run every job")
+    return chosen
+
+
 def _run_dict(run: Run) -> dict[str, Any]:
     return asdict(run)
 
@@ -118,7 +128,7 @@ def worker(
     """
     cfg = load_cli_config(config_path, tasks_dir)
     logging.getLogger("runce").setLevel(log_level.upper())
-    chosen = [k for k in (kinds or "").split(",") if k] or None
+    chosen = _kinds(kinds)
     queue = remote_queue(cfg, remote, token, drain) if remote is not None else None
     running = _api().worker(
         cfg, concurrency=concurrency, kinds=chosen, drain=drain, max_time=max_time, queue=queue

@@ -25,7 +25,7 @@ from runce.config import (
     import_object,
     resolve_config,
 )
-from runce.errors import ConfigError, UnsupportedFeature
+from runce.errors import ConfigError, UnsupportedFeature, UsageError
 from runce.runs import redact, secrets
 from runce.runs.events import events
 from runce.runs.inline import InlineCall
@@ -262,6 +262,11 @@ def worker(
 ) -> Worker:
     """A worker on the configured store (or on ``queue``, a remote worker's), with the jobs
     of ``worker.handlers`` loaded."""
+    if kinds is not None:  # a selection that names nothing must not mean "every job"
+        given = kinds.split(",") if isinstance(kinds, str) else list(kinds)
+        if not [k for k in given if k.strip()]:
+            raise UsageError(f"kinds names no job kind ({kinds!r}); leave it out to run every job")
+        kinds = [k.strip() for k in given if k.strip()]
     if concurrency is not None:
         bounded("concurrency", concurrency, 1, MAX_CONCURRENCY, duration=False)
     if max_time is not None:

@@ -47,7 +47,7 @@ _CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "JENKIN
 @dataclass(frozen=True)
 class RunOptions:
     dry_run: bool = False
-    only: Sequence[str] = ()
+    only: Sequence[str] | None = None  # None: every task; never empty (see chosen_ids)
     since: str | None = None
     until: str | None = None
     concurrency: int = 1
@@ -96,11 +96,35 @@ def applied_by_for(requested: str, env: dict[str, str] | None = None) -> str:
     return "ci" if requested == "cli" and in_ci else requested
 
 
+def chosen_ids(value: Sequence[str] | str | None, name: str) -> tuple[str, ...] | None:
+    """The ids of a selection (a list, or comma-separated text); None selects everything.
+
+    A selection that names nothing is refused rather than read as "everything": a deploy
+    script whose list of ids came out empty must not apply every pending task.
+    """
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    if not all(isinstance(part, str) for part in parts):
+        raise UsageError(f"{name} must be task ids (strings), got {value!r}")
+    ids = tuple(part.strip() for part in parts if part.strip())
+    if not ids:
+        raise UsageError(f"{name} names no task id ({value!r}); leave it out to select every task")
+    return ids
+
+
+def bound_of(value: str | None, name: str) -> str | None:
+    """A ``--since``/``--until`` bound; an empty one is refused, as it would bound nothing."""
+    if value is not None and not value.strip():
+        raise UsageError(f"{name} is empty; give an id prefix, or leave it out")
+    return value
+
+
 def select(files: Sequence[TaskFile], options: RunOptions) -> set[str]:
     """Ids chosen by ``--only``, ``--since`` and ``--until`` (inclusive prefix bounds)."""
     ids = {f.id for f in files}
     chosen = set(ids)
-    if options.only:
+    if options.only is not None:
         unknown = sorted(set(options.only) - ids)
         if unknown:
             raise UsageError(f"--only names tasks with no file: {', '.join(unknown)}")
