@@ -18,6 +18,7 @@ from runce.cli import output
 from runce.cli.remote import Command
 from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, resolve_config
 from runce.errors import LockHeld, RunceError
+from runce.errortext import message_of
 from runce.tasks import api
 from runce.tasks.report import RunReport
 from runce.tasks.runner import bound_of, chosen_ids
@@ -488,7 +489,7 @@ cli.lazy_modules.extend(
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -505,16 +506,24 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort as exc:
         # click turns KeyboardInterrupt (and our SIGTERM) into Abort; keep the shell's code
         if isinstance(exc.__cause__, KeyboardInterrupt):
-            click.echo("runce: interrupted; the running task was recorded as failed", err=True)
-            sys.exit(130)
+            _interrupted(exc.__cause__)
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("runce: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    """Ctrl-C (or SIGTERM) stopped the command: say so, with the shell's code (130)."""
+    reason = message_of(exc) or "interrupted by Ctrl-C"
+    click.echo(
+        f"runce: {reason}; a task that was running is recorded as failed with that reason",
+        err=True,
+    )
+    sys.exit(130)
 
 
 class _TaskLogHandler(logging.StreamHandler):  # type: ignore[type-arg]

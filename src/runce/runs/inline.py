@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from runce.errors import InvalidInput, JobFailed, UsageError
+from runce.errortext import describe
 from runce.runs.context import JobContext, RunInfo, run_logger
 from runce.runs.events import Event, EventBus
 from runce.runs.jobs import Job
@@ -186,7 +187,7 @@ def run_batch(
 
 
 def _described(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return describe(exc)
 
 
 class _Heartbeat:

@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
+from runce.errortext import describe
 from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
@@ -630,9 +631,7 @@ class Worker:
         try:
             result = slot.job.result_for_storage(self._call(slot, ctx))
             text = canonical_json(result, "result")
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException as exc:  # job code: even SystemExit is the run's failure
             if slot.cancel and ctx._noticed:
                 return Outcome(slot.run.fence, "canceled", error="canceled while running")
             return self._failure(slot, exc)
@@ -659,7 +658,7 @@ class Worker:
 
     def _failure(self, slot: _Slot, exc: BaseException) -> Outcome:
         run = slot.run
-        error = cap_error(f"{type(exc).__name__}: {exc}")
+        error = cap_error(describe(exc))  # safe whatever the job raised
         final = isinstance(exc, NonRetryable | InvalidInput) or run.attempt >= run.max_attempts
         if final:
             return Outcome(run.fence, "failed", error=error)
