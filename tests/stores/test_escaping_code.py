@@ -36,7 +36,7 @@ def _forget_task_modules() -> Iterator[None]:
         del sys.modules[name]
 
 
-def _config(maker: StoreMaker, root: Path, tasks: dict[str, str]) -> Config:
+def task_config(maker: StoreMaker, root: Path, tasks: dict[str, str]) -> Config:
     folder = root / f"tasks-{uuid.uuid4().hex[:6]}"
     folder.mkdir()
     for task_id, body in tasks.items():
@@ -68,7 +68,7 @@ def test_task_code_that_escapes_fails_its_task(
         body = BROKEN_EXCEPTIONS + "\n@runce.task\ndef run(ctx):\n    raise Unprintable()\n"
     else:
         body = f"@runce.task\ndef run(ctx):\n    {action}\n"
-    config = _config(
+    config = task_config(
         maker, tmp_path, {"1.escapes": body, "2.later": "@runce.task\ndef run(ctx):\n    pass\n"}
     )
     report = runce.run_tasks(config, keep_going=case != "sys-exit")
@@ -91,7 +91,7 @@ def test_an_already_done_that_raises_fails_its_task(maker: StoreMaker, tmp_path:
     def run(ctx):
         raise AssertionError("must not run")
     """
-    config = _config(maker, tmp_path, {"1.check": body})
+    config = task_config(maker, tmp_path, {"1.check": body})
     report = runce.run_tasks(config)
     result = report.result("1.check")
     assert result.outcome == "failed"
@@ -107,7 +107,7 @@ def test_ctrl_c_in_a_task_is_recorded_and_stops_the_runner(
     maker: StoreMaker, tmp_path: Path
 ) -> None:
     body = "@runce.task\ndef run(ctx):\n    raise KeyboardInterrupt\n"
-    config = _config(maker, tmp_path, {"1.long": body})
+    config = task_config(maker, tmp_path, {"1.long": body})
     with pytest.raises(KeyboardInterrupt):
         runce.run_tasks(config)
     attempt = _one_attempt(config, "1.long")

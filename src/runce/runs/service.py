@@ -37,6 +37,7 @@ from runce.stores.queue import (
     RunFilter,
     RunQueue,
 )
+from runce.transaction import unwrap
 
 ERROR_CAP = 16 * 1024
 MAX_PAGE = 100
@@ -291,7 +292,7 @@ class RunService:
             )
             for run_id, text, key in zip(new_run_ids(len(texts)), texts, keys, strict=True)
         ]
-        results = self.queue.enqueue(new, connection=connection)
+        results = self.queue.enqueue(new, connection=unwrap(connection))
         for wanted, result in zip(new, results, strict=True):
             if not result.created:
                 _check_same(wanted, result.run)

@@ -36,6 +36,7 @@ from runce.tasks.model import Task, TaskContext, task_logger
 from runce.tasks.report import Outcome, RunReport, TaskResult
 from runce.tasks.states import RUNNABLE, TaskState, TaskStatus, compute_statuses
 from runce.timeutil import utcnow
+from runce.transaction import TaskConnection, session_guarded
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -428,9 +429,11 @@ class Runner:
             with self.store.tracker.transaction(self._lease) as tx:
                 if self.config.store.type.startswith("mongo"):
                     ctx.session = tx.handle
+                    with session_guarded(tx.handle):
+                        call(task.run, ctx)
                 else:
-                    ctx.db = tx.handle
-                call(task.run, ctx)
+                    ctx.db = TaskConnection(tx.handle)
+                    call(task.run, ctx)
                 result = self._succeed(attempt, note, tx.finish)
         except LockLost:
             raise
