@@ -30,7 +30,9 @@ from runce.runs import redact, secrets
 from runce.runs.events import events
 from runce.runs.inline import InlineCall
 from runce.runs.jobs import Job, load_handlers
+from runce.runs.jobs import registry as job_registry
 from runce.runs.scheduler import Scheduler, SchedulerLoop, set_enabled
+from runce.runs.schedules import check_handled, unhandled
 from runce.runs.schedules import registry as schedule_registry
 from runce.runs.service import RunPage, RunService
 from runce.runs.worker import Worker, WorkerOptions, WorkerSummary
@@ -315,7 +317,9 @@ def _scheduler_of(cfg: Config, store: Store) -> list[SchedulerLoop]:
     specs = schedule_registry.all()
     if not specs:
         return []
-    scheduler = Scheduler(schedules_of(store), service(cfg), specs)
+    made = service(cfg)
+    check_handled(specs, made.jobs.kinds())  # the worker's handlers are loaded by now
+    scheduler = Scheduler(schedules_of(store), made, specs)
     return [SchedulerLoop(scheduler)]
 
 
@@ -360,8 +364,18 @@ def disable_schedule(name: str, *, config: ConfigArg = None) -> Schedule:
 
 
 def _switch(name: str, enabled: bool, config: ConfigArg) -> Schedule:
-    store = shared_store(_config(config).store)
-    return set_enabled(schedules_of(store), name, enabled, queue_of(store).now())
+    cfg = _config(config)
+    store = shared_store(cfg.store)
+    schedules = schedules_of(store)
+    if enabled and cfg.worker.handlers:  # the jobs are known here: refuse what none runs
+        _refuse_unhandled(cfg, schedules.get(name))
+    return set_enabled(schedules, name, enabled, queue_of(store).now())
+
+
+def _refuse_unhandled(cfg: Config, stored: Schedule | None) -> None:
+    _load_handlers_once(cfg)
+    if stored is not None and job_registry.get(stored.kind) is None:
+        raise unhandled(stored.name, stored.kind, job_registry.kinds())
 
 
 # -- jobs called in-process ---------------------------------------------------------------------
