@@ -199,6 +199,8 @@ YEAR = 365 * DAY
 MAX_CONCURRENCY = 1000  # as worker.concurrency
 MAX_WAIT = DAY  # `--wait` for the lock, run_pending_on_boot(wait=)
 MAX_RUN_TIME = YEAR  # `runce worker --max-time`, `runce runs tail --timeout`, runce.wait()
+MAX_ATTEMPTS = 1000  # as worker.max_attempts: @runce.job(max_attempts=)
+MIN_TIMEOUT = 0.001  # @runce.job(timeout=): more than nothing, at most MAX_RUN_TIME
 
 
 def format_span(seconds: float) -> str:
@@ -401,7 +403,7 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_CONCURRENCY",
         help="Jobs a worker runs at once.",
         low=1,
-        high=1000,
+        high=MAX_CONCURRENCY,
     ),
     Key(
         "worker.lease",
@@ -433,7 +435,7 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_MAX_ATTEMPTS",
         help="Attempts for runs whose enqueue and job do not say.",
         low=1,
-        high=1000,
+        high=MAX_ATTEMPTS,
     ),
     Key(
         "worker.backoff_base",

@@ -176,5 +176,5 @@ def test_batch_can_stop_at_the_first_error(config: dict[str, Any]) -> None:
     results = jobs["send"].batch(items, concurrency=1, stop_on_error=True, config=config)
     assert [r.status for r in results] == ["failed"] + ["skipped"] * 4
     assert not any(r.ok for r in results)
-    with pytest.raises(UsageError, match="at least 1"):
+    with pytest.raises(UsageError, match="batch concurrency must be a whole number from 1"):
         jobs["send"].batch(items, concurrency=0, config=config)

@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,25 @@ def test_a_lease_lost_during_the_last_task_fails_the_run(
     assert not report.ok
     assert report.exit_code == 1
     assert "ValueError: unexpected" in (report.lock_lost or "")
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be a whole number from 1 to 1000, got 0"),
+        ({"max_attempts": 10**20}, "max_attempts must be"),
+        ({"timeout": 0}, "timeout must be a number of seconds"),
+        ({"timeout": float("inf")}, "timeout must be"),
+        ({"timeout": 1e12}, "timeout must be"),
+    ],
+)
+def test_a_job_checks_its_numbers(options: dict[str, Any], needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        runce.job(f"limits.{uuid.uuid4().hex[:6]}", **options)
+
+
+def test_a_batch_checks_its_concurrency() -> None:
+    from runce.runs.inline import run_batch
+
+    with pytest.raises(UsageError, match="batch concurrency must be a whole number from 1"):
+        run_batch(lambda item: item, [1], 5000, stop_on_error=False)

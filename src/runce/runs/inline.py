@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from runce.config import MAX_CONCURRENCY, bounded
 from runce.errors import InvalidInput, JobFailed, UsageError
 from runce.errortext import describe
 from runce.runs.context import JobContext, RunInfo, run_logger
@@ -166,8 +167,7 @@ def run_batch(
     call: Callable[[Any], Any], items: Sequence[Any], concurrency: int, stop_on_error: bool
 ) -> list[JobResult]:
     """``call`` on every item, ``concurrency`` at a time; results in the items' order."""
-    if concurrency < 1:
-        raise UsageError("batch concurrency must be at least 1")
+    bounded("batch concurrency", concurrency, 1, MAX_CONCURRENCY, duration=False)
     stop = threading.Event()
 
     def one(index: int, item: Any) -> JobResult:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from runce.config import MAX_ATTEMPTS, MAX_RUN_TIME, MIN_TIMEOUT, bounded
 from runce.errors import ConfigError, InvalidInput, UsageError
 
 JobFunction = Callable[..., Any]
@@ -255,10 +256,10 @@ def job(
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise UsageError(f"job kind {kind!r} must be letters, digits and . _ : - (at most 200)")
-    if max_attempts is not None and max_attempts < 1:
-        raise UsageError(f"job {kind!r}: max_attempts must be at least 1")
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"job {kind!r}: timeout must be a positive number of seconds")
+    if max_attempts is not None:
+        bounded(f"job {kind!r}: max_attempts", max_attempts, 1, MAX_ATTEMPTS, duration=False)
+    if timeout is not None:
+        bounded(f"job {kind!r}: timeout", timeout, MIN_TIMEOUT, MAX_RUN_TIME)
     if cron is not None:
         from runce.runs.schedules import ScheduleSpec, check
 
