@@ -4,7 +4,6 @@ dies silently."""
 from __future__ import annotations
 
 import math
-import threading
 import time
 import uuid
 from dataclasses import replace
@@ -184,27 +183,30 @@ def test_a_lease_lost_during_the_last_task_fails_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = Project(tmp_path, f"memory://{uuid.uuid4().hex}")
-    lost = threading.Event()
+    renewed = tmp_path / "renewal-failed"
     project.task(
         "1.last",
-        """
-        import time
+        f"""
+        import os, time
         @runce.task
         def run(ctx):
-            time.sleep(1.2)  # more than a renewal interval of a 1s lease
+            deadline = time.monotonic() + 30
+            while not os.path.exists({str(renewed)!r}) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.2)  # the keeper records the loss right after the renewal raised
         """,
     )
     config = project.config(lock={"ttl": 1})
     lock_type = type(open_store(config.store).lock)
 
     def renew(self: object, lease: Lease) -> bool:
-        lost.set()
+        renewed.touch()
         raise ValueError("unexpected")
 
     monkeypatch.setattr(lock_type, "renew", renew)
     report = runce.run_tasks(config)
     memory.reset()
-    assert lost.is_set()
+    assert renewed.exists()
     assert not report.ok
     assert report.exit_code == 1
     assert "ValueError: unexpected" in (report.lock_lost or "")
