@@ -103,6 +103,21 @@ def test_an_already_done_that_raises_fails_its_task(maker: StoreMaker, tmp_path:
     assert dry.result("1.check").outcome == "failed"
 
 
+def test_a_dry_run_reports_an_already_done_that_exits(maker: StoreMaker, tmp_path: Path) -> None:
+    body = """
+    import sys
+
+    @runce.task(already_done=lambda ctx: sys.exit(0))
+    def run(ctx):
+        pass
+    """
+    config = task_config(maker, tmp_path, {"1.exits": body})
+    dry = runce.run_tasks(config, dry_run=True)
+    assert dry.exit_code == 1
+    assert "SystemExit" in (dry.result("1.exits").error or "")
+    assert api.task_history(config) == []
+
+
 def test_ctrl_c_in_a_task_is_recorded_and_stops_the_runner(
     maker: StoreMaker, tmp_path: Path
 ) -> None:

@@ -512,7 +512,7 @@ class Runner:
             ctx = self._context(task_file, title, "dry-run", dry_run=True)
             try:
                 done_already = task.already_done is not None and call(task.already_done, ctx)
-            except Exception as exc:  # a dry run records nothing: the failure is reported
+            except (Exception, SystemExit) as exc:  # a dry run records nothing: reported only
                 error = f"{describe(exc)} (in already_done)"
                 results.append(TaskResult(task_file.id, "failed", title, error=error))
             else:
