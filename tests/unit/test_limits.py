@@ -232,3 +232,24 @@ def test_a_batch_checks_its_concurrency() -> None:
 
     with pytest.raises(UsageError, match="batch concurrency must be a whole number from 1"):
         run_batch(lambda item: item, [1], 5000, stop_on_error=False)
+
+
+def test_a_late_retry_waits_at_most_the_cap_instead_of_overflowing() -> None:
+    """With max_attempts up to 1000 and backoff_base up to a day, doubling per attempt
+    overflowed a date and killed the handler thread, leaving the run running."""
+    from runce.runs.jobs import Job, JobRegistry
+    from runce.runs.service import RunService
+    from runce.runs.worker import MAX_RETRY_DELAY, Worker, WorkerOptions, _Slot
+
+    store = memory.MemoryStore(uuid.uuid4().hex)
+    jobs = JobRegistry()
+    job = jobs.register(Job("late.retry", lambda params: None, max_attempts=1000))
+    RunService(store.runs, jobs=jobs).enqueue("late.retry", None)
+    [run] = store.runs.claim("w1", None, limit=1, lease=30)
+    worker = Worker(store.runs, WorkerOptions(backoff_base=86400.0), jobs=jobs)
+    outcome = worker._failure(_Slot(replace(run, attempt=900), job, 0.0), ValueError("again"))
+    memory.reset()
+    assert outcome.kind == "retry"
+    assert outcome.run_at is not None
+    waited = (outcome.run_at - run.created_at).total_seconds()
+    assert waited <= MAX_RETRY_DELAY + 60

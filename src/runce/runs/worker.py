@@ -53,6 +53,7 @@ log = logging.getLogger("runce.worker")
 SlotState = Literal["waiting", "running", "done", "released", "lost"]
 QUICK_JOB = 0.005  # seconds: jobs quicker than this on average are claimed a batch ahead
 DEFAULT_BATCH = 100  # for queues that say nothing (a claim there may be a round trip per run)
+MAX_RETRY_DELAY = 30 * 86400.0  # seconds: the longest a retry waits, whatever the attempt
 
 
 @dataclass
@@ -662,7 +663,9 @@ class Worker:
         final = isinstance(exc, NonRetryable | InvalidInput) or run.attempt >= run.max_attempts
         if final:
             return Outcome(run.fence, "failed", error=error)
-        delay = backoff_delay(run.attempt, self.options.backoff_base)
+        # Doubling 40 times already passes any cap: stop before it overflows a date.
+        doubled = backoff_delay(min(run.attempt, 40), self.options.backoff_base)
+        delay = min(doubled, MAX_RETRY_DELAY)
         return Outcome(run.fence, "retry", error=error, run_at=utcnow() + timedelta(seconds=delay))
 
     def _context(self, slot: _Slot) -> JobContext:
