@@ -7,9 +7,10 @@ connection (``sqlite3`` or ``psycopg``) that forwards everything (``execute``, `
 ``executemany``, ``row_factory``, ...) but refuses, with a :class:`~runce.errors.UsageError`,
 what would end runce's transaction: ``commit()``, ``rollback()``, ``close()``,
 ``executescript()``, ``with ctx.db:``, changing ``isolation_level`` or ``autocommit``, and
-``COMMIT``/``ROLLBACK``/``BEGIN``/``END`` statements. MongoDB's ``ctx.session`` is pymongo's
-own ``ClientSession`` (pymongo accepts nothing else): :func:`session_guarded` refuses its
-``commit_transaction()``, ``abort_transaction()`` and the like while the task runs.
+``COMMIT``/``ROLLBACK``/``BEGIN``/``END`` statements, also through its cursors. MongoDB's
+``ctx.session`` is pymongo's own ``ClientSession`` (pymongo accepts nothing else):
+:func:`session_guarded` refuses its ``commit_transaction()``, ``abort_transaction()`` and
+the like while the task runs.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class TaskConnection:
         _check_sql(statement, "ctx.db.execute")
         return self._connection.execute(statement, *args, **kwargs)
 
+    def cursor(self, *args: Any, **kwargs: Any) -> TaskCursor:
+        return TaskCursor(self._connection.cursor(*args, **kwargs), self)
+
     def __getattr__(self, name: str) -> Any:
         if name in _ENDING_METHODS:
             _refuse(f"ctx.db.{name}()")
@@ -92,6 +96,46 @@ class TaskConnection:
 
     def __repr__(self) -> str:
         return f"<runce TaskConnection around {self._connection!r}>"
+
+
+class TaskCursor:
+    """A cursor of ``ctx.db``: the connection's own, checking statements as ``ctx.db`` does;
+    its ``connection`` is ``ctx.db`` again, not the connection underneath."""
+
+    __slots__ = ("_cursor", "connection")
+
+    def __init__(self, cursor: Any, connection: TaskConnection) -> None:
+        object.__setattr__(self, "_cursor", cursor)
+        object.__setattr__(self, "connection", connection)
+
+    def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_sql(statement, "ctx.db.cursor().execute")
+        result = self._cursor.execute(statement, *args, **kwargs)
+        return self if result is self._cursor else result  # chained calls stay checked
+
+    def executemany(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_sql(statement, "ctx.db.cursor().executemany")
+        result = self._cursor.executemany(statement, *args, **kwargs)
+        return self if result is self._cursor else result
+
+    def executescript(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse("ctx.db.cursor().executescript()")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._cursor, name, value)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+    def __enter__(self) -> TaskCursor:
+        self._cursor.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        return self._cursor.__exit__(*exc_info)
 
 
 def unwrap(connection: Any) -> Any:

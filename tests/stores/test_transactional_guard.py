@@ -60,6 +60,8 @@ REFUSED = {
     "isolation": ("ctx.db.isolation_level = None", "setting ctx.db.isolation_level"),
     "with": ("with ctx.db:\n            pass", "`with ctx.db:`"),
     "executescript": ("ctx.db.executescript('COMMIT;')", "ctx.db.executescript() is refused"),
+    "cursor-commit": ("ctx.db.cursor().execute('COMMIT')", "cursor().execute('COMMIT' ...)"),
+    "cursor-connection": ("ctx.db.cursor().connection.commit()", "ctx.db.commit() is refused"),
 }
 
 
@@ -109,7 +111,13 @@ def test_everything_else_is_forwarded(sql_maker: StoreMaker, tmp_path: Path, tab
         db.execute("CREATE TABLE {table} (n INTEGER)")
         mark = "?" if ctx.config.store.type == "sqlite" else "%s"
         db.cursor().executemany(f"INSERT INTO {table} VALUES ({{mark}})", [(1,)])
+        cur = db.cursor()
+        assert cur.execute("SELECT count(*) FROM {table}").fetchone()[0] == 1
+        assert [tuple(r) for r in cur.execute("SELECT n FROM {table}")] == [(1,)]
         db.execute(f"INSERT INTO {table} VALUES ({{mark}})", (2,))
+        if ctx.config.store.type != "sqlite":  # psycopg's cursors are context managers
+            with db.cursor() as inner:
+                assert inner.execute("SELECT 41 + 1").fetchone()[0] == 42
         if ctx.config.store.type == "sqlite":
             db.executemany(f"INSERT INTO {table} VALUES (?)", [(3,)])
             db.row_factory = None
