@@ -520,7 +520,8 @@ def _interrupted(exc: KeyboardInterrupt) -> None:
     """Ctrl-C (or SIGTERM) stopped the command: say so, with the shell's code (130)."""
     reason = message_of(exc) or "interrupted by Ctrl-C"
     click.echo(
-        f"runce: {reason}; a task that was running is recorded as failed with that reason",
+        f"runce: {reason}; the run stopped, and a task it interrupted is recorded as failed "
+        "with that reason",
         err=True,
     )
     sys.exit(130)
