@@ -22,13 +22,17 @@ def _default(value: object) -> str:
 
 
 def table() -> str:
-    rows = ["| key | type | default | unit | environment variable | aliases | meaning |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| key | type | default | unit | valid range | environment variable | aliases | meaning |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for key in KEYS:
         env = f"`{key.env}`" if key.env else "—"
         aliases = ", ".join(f"`{a}`" for a in key.aliases) or "—"
-        rows.append(f"| `{key.name}` | {key.kind} | {_default(key.default)} | {key.unit or '—'} "
-                    f"| {env} | {aliases} | {key.help} |")
+        rows.append(
+            f"| `{key.name}` | {key.kind} | {_default(key.default)} | {key.unit or '—'} "
+            f"| {key.range_text or '—'} | {env} | {aliases} | {key.help} |"
+        )
     return "\n".join(rows) + "\n"
 
 

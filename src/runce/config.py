@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from runce.errors import ConfigError
+from runce.errors import ConfigError, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.registry import is_builtin, known_types, scheme_of
 
@@ -106,14 +106,6 @@ def _positive_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError("a whole number of at least 1")
     return value
-
-
-def _read_timeout(value: object) -> float:
-    """How long the HTTP server waits for a request's part: from 10 ms to an hour."""
-    seconds = parse_duration(value)
-    if not 0.01 <= seconds <= 3600:
-        raise ValueError("a duration from 10ms to 1h")
-    return seconds
 
 
 def _port(value: object) -> int:
@@ -201,6 +193,64 @@ def _table(value: object) -> dict[str, Any]:
     return value
 
 
+DAY = 86400.0
+YEAR = 365 * DAY
+# The ranges of the command-line options and keyword arguments that have no key of their own.
+MAX_CONCURRENCY = 1000  # as worker.concurrency
+MAX_WAIT = DAY  # `--wait` for the lock, run_pending_on_boot(wait=)
+MAX_RUN_TIME = YEAR  # `runce worker --max-time`, `runce runs tail --timeout`, runce.wait()
+MAX_ATTEMPTS = 1000  # as worker.max_attempts: @runce.job(max_attempts=)
+MIN_TIMEOUT = 0.001  # @runce.job(timeout=): more than nothing, at most MAX_RUN_TIME
+
+
+def format_span(seconds: float) -> str:
+    """A duration in the largest unit that divides it: ``10ms``, ``90s``, ``1h``, ``30d``."""
+    for unit, size in (("d", DAY), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    if seconds == 0:
+        return "0s"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def _show(kind: str) -> Callable[[float], str]:
+    if kind == "duration":
+        return format_span
+    if kind == "size":
+        return _bytes
+    return lambda value: f"{value:g}"
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value >= size and (value / size).is_integer():
+            return f"{value / size:g} {unit}"
+    return f"{value:g} B"
+
+
+def check_range(value: float, low: float, high: float, kind: str = "duration") -> None:
+    """Raise ValueError (the part of a sentence after "must be") outside ``low`` … ``high``."""
+    if not low <= value <= high:
+        show = _show(kind)
+        raise ValueError(f"between {show(low)} and {show(high)}")
+
+
+def bounded(name: str, value: Any, low: float, high: float, duration: bool = True) -> Any:
+    """A keyword argument or option of the library checked against its range: a number of
+    seconds (``duration``) or a whole number from ``low`` to ``high``, else a UsageError."""
+    what = "a number of seconds" if duration else "a whole number"
+    allowed = (int, float) if duration else (int,)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, allowed)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        show = _show("duration" if duration else "integer")
+        raise UsageError(f"{name} must be {what} from {show(low)} to {show(high)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Key:
     """One configuration key, as the docs' table shows it."""
@@ -213,6 +263,22 @@ class Key:
     unit: str = ""
     aliases: tuple[str, ...] = ()
     help: str = ""
+    # The valid range of a duration (seconds) or count, both ends included.
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def range_text(self) -> str:
+        """The range as the docs' table shows it, e.g. ``1s to 1d``."""
+        if self.low is None or self.high is None:
+            return ""
+        show = _show(self.kind)
+        return f"{show(self.low)} to {show(self.high)}"
+
+    def check(self, value: Any) -> None:
+        """Raise ValueError when a parsed value lies outside the key's range."""
+        if self.low is not None and self.high is not None:
+            check_range(value, self.low, self.high, self.kind)
 
 
 KEYS: tuple[Key, ...] = (
@@ -275,6 +341,8 @@ KEYS: tuple[Key, ...] = (
         "seconds",
         aliases=("ttlMs",),
         help="Lease length; renewed every ttl/3 while a runner works. `ttlMs` is in milliseconds.",
+        low=1.0,
+        high=DAY,
     ),
     Key(
         "lock.owner",
@@ -334,6 +402,8 @@ KEYS: tuple[Key, ...] = (
         "integer",
         "RUNCE_WORKER_CONCURRENCY",
         help="Jobs a worker runs at once.",
+        low=1,
+        high=MAX_CONCURRENCY,
     ),
     Key(
         "worker.lease",
@@ -343,6 +413,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_LEASE",
         "seconds",
         help="How long a claimed run stays reserved without a heartbeat (renewed every lease/3).",
+        low=1.0,
+        high=DAY,
     ),
     Key(
         "worker.poll",
@@ -352,6 +424,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_POLL",
         "seconds",
         help="Longest wait between looks for due runs (new work wakes a worker sooner).",
+        low=0.01,
+        high=3600.0,
     ),
     Key(
         "worker.max_attempts",
@@ -360,6 +434,8 @@ KEYS: tuple[Key, ...] = (
         "integer",
         "RUNCE_WORKER_MAX_ATTEMPTS",
         help="Attempts for runs whose enqueue and job do not say.",
+        low=1,
+        high=MAX_ATTEMPTS,
     ),
     Key(
         "worker.backoff_base",
@@ -369,6 +445,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_BACKOFF_BASE",
         "seconds",
         help="Retry delay after the first failure; doubles per attempt, jittered.",
+        low=0.0,
+        high=DAY,
     ),
     Key(
         "worker.shutdown_timeout",
@@ -378,6 +456,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_SHUTDOWN_TIMEOUT",
         "seconds",
         help="How long a stopping worker lets running jobs finish before handing them back.",
+        low=0.0,
+        high=DAY,
     ),
     Key(
         "worker.secrets",
@@ -404,6 +484,8 @@ KEYS: tuple[Key, ...] = (
         None,
         "seconds",
         help="`runce runs prune` deletes succeeded runs finished longer ago than this.",
+        low=1.0,
+        high=100 * YEAR,
     ),
     Key(
         "runs.retention.failed",
@@ -413,6 +495,8 @@ KEYS: tuple[Key, ...] = (
         None,
         "seconds",
         help="`runce runs prune` deletes failed and canceled runs finished longer ago.",
+        low=1.0,
+        high=100 * YEAR,
     ),
     Key(
         "api.host",
@@ -429,6 +513,8 @@ KEYS: tuple[Key, ...] = (
         "integer",
         "RUNCE_API_PORT",
         help="The TCP port `runce serve` listens on.",
+        low=1,
+        high=65535,
     ),
     Key(
         "api.max_body",
@@ -438,6 +524,8 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_API_MAX_BODY",
         "bytes",
         help='Largest request body the HTTP API reads (larger: 413); `"512KiB"`, `"2MiB"`.',
+        low=1,
+        high=1024**3,
     ),
     Key(
         "api.rate_limit.enqueue",
@@ -457,21 +545,25 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "api.header_timeout",
-        _read_timeout,
+        parse_duration,
         10.0,
         "duration",
         "RUNCE_API_HEADER_TIMEOUT",
         "seconds",
-        help="Time a connection has to send a request's head, 10ms to 1h (then closed, 408).",
+        help="Time a connection has to send a request's head (then closed, 408).",
+        low=0.01,
+        high=3600.0,
     ),
     Key(
         "api.body_timeout",
-        _read_timeout,
+        parse_duration,
         30.0,
         "duration",
         "RUNCE_API_BODY_TIMEOUT",
         "seconds",
-        help="Time a request's body has to arrive after its head, 10ms to 1h (then 408).",
+        help="Time a request's body has to arrive after its head (then 408).",
+        low=0.01,
+        high=3600.0,
     ),
     Key(
         "api.max_connections",
@@ -480,6 +572,8 @@ KEYS: tuple[Key, ...] = (
         "integer",
         "RUNCE_API_MAX_CONNECTIONS",
         help="Open connections `runce serve` keeps; requests past it get 503 at once.",
+        low=1,
+        high=1_000_000,
     ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
@@ -753,6 +847,7 @@ def _merge(
             continue
         try:
             settings[key.name] = key.parse(raw)
+            key.check(settings[key.name])
         except ValueError as exc:
             raise ConfigError(f"{source}: {key.name} must be {exc}, got {raw!r}") from None
         if key.name == "store" and "tracker" in flat and source == where:

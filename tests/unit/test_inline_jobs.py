@@ -31,7 +31,7 @@ calls: list[Any] = []
 @pytest.fixture
 def config(tmp_path: Path) -> Iterator[dict[str, Any]]:
     calls.clear()
-    yield {"store": f"sqlite:///{tmp_path / 'runce.db'}", "worker": {"lease": 0.6}}
+    yield {"store": f"sqlite:///{tmp_path / 'runce.db'}", "worker": {"lease": 1}}
     for kind in registry.kinds():
         if kind.startswith("inline."):
             registry.forget(kind)
@@ -176,5 +176,5 @@ def test_batch_can_stop_at_the_first_error(config: dict[str, Any]) -> None:
     results = jobs["send"].batch(items, concurrency=1, stop_on_error=True, config=config)
     assert [r.status for r in results] == ["failed"] + ["skipped"] * 4
     assert not any(r.ok for r in results)
-    with pytest.raises(UsageError, match="at least 1"):
+    with pytest.raises(UsageError, match="batch concurrency must be a whole number from 1"):
         jobs["send"].batch(items, concurrency=0, config=config)

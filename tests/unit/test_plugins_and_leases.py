@@ -70,11 +70,11 @@ def test_a_runner_that_loses_its_lease_stops_and_records_nothing_more(tmp_path: 
         @runce.task
         def run(ctx):
             open({str(started)!r}, "w").close()
-            time.sleep(0.6)
+            time.sleep(1.0)
         """,
     )
     project.simple("2.never")
-    config = project.config(lock={"ttl": 0.3})
+    config = project.config(lock={"ttl": 1})
 
     def steal() -> None:
         while not started.exists():

@@ -16,10 +16,12 @@ import click
 from runce._version import __version__
 from runce.cli import output
 from runce.cli.remote import Command
-from runce.config import Config, resolve_config
+from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, resolve_config
 from runce.errors import LockHeld, RunceError
+from runce.errortext import message_of
 from runce.tasks import api
 from runce.tasks.report import RunReport
+from runce.tasks.runner import bound_of, chosen_ids
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,7 +119,7 @@ def cli() -> None:
 )
 @click.option(
     "--concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_CONCURRENCY),
     default=1,
     show_default=True,
     envvar="RUNCE_CONCURRENCY",
@@ -127,7 +129,7 @@ def cli() -> None:
 @click.option(
     "--wait",
     "wait_seconds",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_WAIT),
     default=0,
     show_default=True,
     metavar="SECONDS",
@@ -150,6 +152,7 @@ def run(
     as_json: bool,
 ) -> None:
     """Apply pending tasks in id order, once (exit 1 if one fails or the lock is held)."""
+    selected = chosen_ids(only, "--only")  # before anything is read: a usage error first
     cfg = load_cli_config(config_path, tasks_dir)
     live = output.is_terminal() and not as_json
     reporter = output.LiveReporter() if live else output.PlainReporter()
@@ -159,9 +162,9 @@ def run(
         report = api.run_tasks(
             cfg,
             dry_run=dry_run,
-            only=[i for i in (only or "").split(",") if i],
-            since=since,
-            until=until,
+            only=selected,
+            since=bound_of(since, "--since"),
+            until=bound_of(until, "--until"),
             concurrency=concurrency,
             wait=wait_seconds,
             keep_going=keep_going,
@@ -344,7 +347,7 @@ def make(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
 @click.option(
     "--wait",
     "wait_seconds",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_WAIT),
     default=0,
     metavar="SECONDS",
     help="Wait up to SECONDS for the lock.",
@@ -374,7 +377,7 @@ def repair(
 @click.option(
     "--wait",
     "wait_seconds",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_WAIT),
     default=0,
     metavar="SECONDS",
     help="Wait up to SECONDS for the lock.",
@@ -388,6 +391,7 @@ def baseline(
     wait_seconds: float,
 ) -> None:
     """Record tasks as applied without running them (the work was done before runce)."""
+    bound_of(until, "--until")
     cfg = load_cli_config(config_path, tasks_dir)
     _store_line(api.store_description(cfg))
     rows = api.baseline(cfg, ids, all_pending=everything, until=until, wait=wait_seconds)
@@ -485,7 +489,7 @@ cli.lazy_modules.extend(
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
 def main(argv: list[str] | None = None, prog_name: str = "runce") -> None:
@@ -502,16 +506,25 @@ def main(argv: list[str] | None = None, prog_name: str = "runce") -> None:
     except click.exceptions.Abort as exc:
         # click turns KeyboardInterrupt (and our SIGTERM) into Abort; keep the shell's code
         if isinstance(exc.__cause__, KeyboardInterrupt):
-            click.echo("runce: interrupted; the running task was recorded as failed", err=True)
-            sys.exit(130)
+            _interrupted(exc.__cause__)
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("runce: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    """Ctrl-C (or SIGTERM) stopped the command: say so, with the shell's code (130)."""
+    reason = message_of(exc) or "interrupted by Ctrl-C"
+    click.echo(
+        f"runce: {reason}; the run stopped, and a task it interrupted is recorded as failed "
+        "with that reason",
+        err=True,
+    )
+    sys.exit(130)
 
 
 class _TaskLogHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -23,7 +23,7 @@ import click
 from runce.cli import output
 from runce.cli.main import cli, config_options, load_cli_config
 from runce.cli.remote import Runs, open_runs, remote_options, remote_queue
-from runce.config import Config
+from runce.config import MAX_CONCURRENCY, MAX_RUN_TIME, Config
 from runce.errors import InvalidInput, UsageError
 from runce.runs.limits import (
     FIRST_YEAR,
@@ -78,6 +78,16 @@ def _when(text: str | None, flag: str) -> datetime | None:
     return check_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC), flag)
 
 
+def _kinds(text: str | None) -> list[str] | None:
+    """``--kinds``: None for every job; a list that names nothing is refused, not "every"."""
+    if text is None:
+        return None
+    chosen = [k.strip() for k in text.split(",") if k.strip()]
+    if not chosen:
+        raise UsageError(f"--kinds names no job kind ({text!r}); leave it out to run every job")
+    return chosen
+
+
 def _run_dict(run: Run) -> dict[str, Any]:
     return asdict(run)
 
@@ -90,7 +100,7 @@ def _run_dict(run: Run) -> dict[str, Any]:
 @remote_options
 @click.option(
     "--concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_CONCURRENCY),
     envvar="RUNCE_WORKER_CONCURRENCY",
     show_envvar=True,
     help="Jobs run at once (default: worker.concurrency).",
@@ -99,7 +109,7 @@ def _run_dict(run: Run) -> dict[str, Any]:
 @click.option("--drain", is_flag=True, help="Run until nothing is due, then exit.")
 @click.option(
     "--max-time",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_RUN_TIME),
     metavar="SECONDS",
     help="Stop after SECONDS (finishing or handing back what runs).",
 )
@@ -134,7 +144,7 @@ def worker(
     """
     cfg = load_cli_config(config_path, tasks_dir)
     logging.getLogger("runce").setLevel(log_level.upper())
-    chosen = [k for k in (kinds or "").split(",") if k] or None
+    chosen = _kinds(kinds)
     queue = remote_queue(cfg, remote, token, drain) if remote is not None else None
     running = _api().worker(
         cfg, concurrency=concurrency, kinds=chosen, drain=drain, max_time=max_time, queue=queue
@@ -500,7 +510,7 @@ def runs_prune(
 @click.argument("run_id")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_RUN_TIME),
     metavar="SECONDS",
     help="Give up after SECONDS (exit 3).",
 )

@@ -16,13 +16,24 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from runce.config import Config, ConfigArg, ServiceFactory, import_object, resolve_config
-from runce.errors import ConfigError, UnsupportedFeature
+from runce.config import (
+    MAX_CONCURRENCY,
+    MAX_RUN_TIME,
+    Config,
+    ConfigArg,
+    ServiceFactory,
+    bounded,
+    import_object,
+    resolve_config,
+)
+from runce.errors import ConfigError, UnsupportedFeature, UsageError
 from runce.runs import redact, secrets
 from runce.runs.events import events
 from runce.runs.inline import InlineCall
 from runce.runs.jobs import Job, load_handlers
+from runce.runs.jobs import registry as job_registry
 from runce.runs.scheduler import Scheduler, SchedulerLoop, set_enabled
+from runce.runs.schedules import check_handled, unhandled
 from runce.runs.schedules import registry as schedule_registry
 from runce.runs.service import RunPage, RunService
 from runce.runs.worker import Worker, WorkerOptions, WorkerSummary
@@ -320,6 +331,8 @@ def prune_runs(
 
 def wait(run_id: str, timeout: float | None = None, *, config: ConfigArg = None) -> Run:
     """Block until the run finishes (or ``timeout`` seconds pass) and return it."""
+    if timeout is not None:
+        bounded("timeout", timeout, 0, MAX_RUN_TIME)
     return service(config).wait(run_id, timeout)
 
 
@@ -375,6 +388,15 @@ def worker(
     """A worker on the configured store (or on ``queue``, a remote worker's), with the jobs
     of ``worker.handlers`` loaded; ``services`` makes ``ctx.services`` (by default the
     configured ``services`` factory, called once)."""
+    if kinds is not None:  # a selection that names nothing must not mean "every job"
+        given = kinds.split(",") if isinstance(kinds, str) else list(kinds)
+        if not [k for k in given if k.strip()]:
+            raise UsageError(f"kinds names no job kind ({kinds!r}); leave it out to run every job")
+        kinds = [k.strip() for k in given if k.strip()]
+    if concurrency is not None:
+        bounded("concurrency", concurrency, 1, MAX_CONCURRENCY, duration=False)
+    if max_time is not None:
+        bounded("max_time", max_time, 0, MAX_RUN_TIME)
     cfg = _config(config)
     load_handlers(cfg.worker.handlers, f"{cfg.source}: worker.handlers")
     settings = cfg.worker
@@ -420,7 +442,9 @@ def _scheduler_of(cfg: Config, store: Store) -> list[SchedulerLoop]:
     specs = schedule_registry.all()
     if not specs:
         return []
-    scheduler = Scheduler(schedules_of(store), service(cfg), specs)
+    made = service(cfg)
+    check_handled(specs, made.jobs.kinds())  # the worker's handlers are loaded by now
+    scheduler = Scheduler(schedules_of(store), made, specs)
     return [SchedulerLoop(scheduler)]
 
 
@@ -465,8 +489,18 @@ def disable_schedule(name: str, *, config: ConfigArg = None) -> Schedule:
 
 
 def _switch(name: str, enabled: bool, config: ConfigArg) -> Schedule:
-    store = shared_store(_config(config).store)
-    return set_enabled(schedules_of(store), name, enabled, queue_of(store).now())
+    cfg = _config(config)
+    store = shared_store(cfg.store)
+    schedules = schedules_of(store)
+    if enabled and cfg.worker.handlers:  # the jobs are known here: refuse what none runs
+        _refuse_unhandled(cfg, schedules.get(name))
+    return set_enabled(schedules, name, enabled, queue_of(store).now())
+
+
+def _refuse_unhandled(cfg: Config, stored: Schedule | None) -> None:
+    _load_handlers_once(cfg)
+    if stored is not None and job_registry.get(stored.kind) is None:
+        raise unhandled(stored.name, stored.kind, job_registry.kinds())
 
 
 # -- jobs called in-process ---------------------------------------------------------------------

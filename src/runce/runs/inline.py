@@ -19,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from runce.config import MAX_CONCURRENCY, bounded
 from runce.errors import InvalidInput, JobFailed, UsageError
+from runce.errortext import describe
 from runce.runs.context import JobContext, RunInfo, run_logger
 from runce.runs.events import Event, EventBus
 from runce.runs.jobs import Job
@@ -170,8 +172,7 @@ def run_batch(
     call: Callable[[Any], Any], items: Sequence[Any], concurrency: int, stop_on_error: bool
 ) -> list[JobResult[Any, Any]]:
     """``call`` on every item, ``concurrency`` at a time; results in the items' order."""
-    if concurrency < 1:
-        raise UsageError("batch concurrency must be at least 1")
+    bounded("batch concurrency", concurrency, 1, MAX_CONCURRENCY, duration=False)
     stop = threading.Event()
 
     def one(index: int, item: Any) -> JobResult[Any, Any]:
@@ -191,7 +192,7 @@ def run_batch(
 
 
 def _described(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return describe(exc)
 
 
 class _Heartbeat:

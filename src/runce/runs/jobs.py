@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
+from runce.config import MAX_ATTEMPTS, MAX_RUN_TIME, MIN_TIMEOUT, bounded
 from runce.errors import ConfigError, InvalidInput, UsageError
-from runce.runs.limits import MAX_ATTEMPTS
 from runce.stores.queue import Unreadable
 
 if TYPE_CHECKING:
@@ -330,10 +330,10 @@ def job(
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise UsageError(f"job kind {kind!r} must be letters, digits and . _ : - (at most 200)")
-    if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS:
-        raise UsageError(f"job {kind!r}: max_attempts must be between 1 and {MAX_ATTEMPTS:,}")
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"job {kind!r}: timeout must be a positive number of seconds")
+    if max_attempts is not None:
+        bounded(f"job {kind!r}: max_attempts", max_attempts, 1, MAX_ATTEMPTS, duration=False)
+    if timeout is not None:
+        bounded(f"job {kind!r}: timeout", timeout, MIN_TIMEOUT, MAX_RUN_TIME)
     if cron is not None:
         from runce.runs.schedules import ScheduleSpec, check
 

@@ -3,13 +3,16 @@
 A declaration is checked when it is made (an invalid expression or an unknown timezone is
 refused with the reason) and lives in :data:`registry` until a worker synchronises it to
 the store (:mod:`runce.runs.scheduler`). Declarations sit beside the jobs, in the modules
-``worker.handlers`` names.
+``worker.handlers`` names; its job may be defined after it in the module, so whether a job
+runs its kind is checked when a worker starts with those modules loaded
+(:func:`check_handled`), and when a schedule is enabled where handlers are configured.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +80,23 @@ def schedule(
     spec = ScheduleSpec(name or kind, kind, expression, timezone, input)
     check(spec)
     return registry.register(spec)
+
+
+def unhandled(name: str, kind: str, known: Sequence[str]) -> UsageError:
+    """The error for a schedule of a kind no loaded job defines: each of its ticks would
+    enqueue a run that no worker can run."""
+    jobs = ", ".join(known) or "none"
+    return UsageError(
+        f"schedule {name!r} runs kind {kind!r}, which no job in worker.handlers defines "
+        f"(jobs: {jobs}); every tick would enqueue a run no worker can run"
+    )
+
+
+def check_handled(specs: Sequence[ScheduleSpec], known: Sequence[str]) -> None:
+    """Refuse the first declared schedule whose kind none of the ``known`` jobs has."""
+    for spec in specs:
+        if spec.kind not in known:
+            raise unhandled(spec.name, spec.kind, known)
 
 
 def check(spec: ScheduleSpec) -> None:

@@ -48,6 +48,7 @@ from runce.stores.queue import (
     RunFilter,
     RunQueue,
 )
+from runce.transaction import unwrap
 
 ERROR_CAP = 16 * 1024
 MAX_PAGE = 100
@@ -520,6 +521,7 @@ class RunService:
 def callers_connection(connection: Any) -> Any:
     """The driver's connection under a framework's wrapper: Django's ``connection`` (after
     ``ensure_connection()``, which inside ``transaction.atomic()`` has been made already)."""
+    connection = unwrap(connection)  # a transactional task's ctx.db: the driver's own
     if connection is None:
         return None
     ensure = getattr(connection, "ensure_connection", None)

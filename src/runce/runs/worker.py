@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
+from runce.errortext import describe
 from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
@@ -52,6 +53,7 @@ log = logging.getLogger("runce.worker")
 SlotState = Literal["waiting", "running", "done", "released", "lost"]
 QUICK_JOB = 0.005  # seconds: jobs quicker than this on average are claimed a batch ahead
 DEFAULT_BATCH = 100  # for queues that say nothing (a claim there may be a round trip per run)
+MAX_RETRY_DELAY = 30 * 86400.0  # seconds: the longest a retry waits, whatever the attempt
 
 
 @dataclass
@@ -630,9 +632,7 @@ class Worker:
         try:
             result = slot.job.result_for_storage(self._call(slot, ctx))
             text = canonical_json(result, "result")
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException as exc:  # job code: even SystemExit is the run's failure
             if slot.cancel and ctx._noticed:
                 return Outcome(slot.run.fence, "canceled", error="canceled while running")
             return self._failure(slot, exc)
@@ -659,11 +659,13 @@ class Worker:
 
     def _failure(self, slot: _Slot, exc: BaseException) -> Outcome:
         run = slot.run
-        error = cap_error(f"{type(exc).__name__}: {exc}")
+        error = cap_error(describe(exc))  # safe whatever the job raised
         final = isinstance(exc, NonRetryable | InvalidInput) or run.attempt >= run.max_attempts
         if final:
             return Outcome(run.fence, "failed", error=error)
-        delay = backoff_delay(run.attempt, self.options.backoff_base)
+        # Doubling 40 times already passes any cap: stop before it overflows a date.
+        doubled = backoff_delay(min(run.attempt, 40), self.options.backoff_base)
+        delay = min(doubled, MAX_RETRY_DELAY)
         return Outcome(run.fence, "retry", error=error, run_at=utcnow() + timedelta(seconds=delay))
 
     def _context(self, slot: _Slot) -> JobContext:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runce._version import __version__
-from runce.config import Config, ConfigArg, resolve_config
+from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, ConfigArg, bounded, resolve_config
 from runce.errors import TasksFailed, UsageError
 from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, LockHolder, SchemaStatus, Store
 from runce.stores.liveness import current_owner
@@ -23,7 +23,14 @@ from runce.stores.registry import open_store
 from runce.tasks.discovery import TaskFile, discover
 from runce.tasks.lease import holding
 from runce.tasks.report import RunReport
-from runce.tasks.runner import Reporter, Runner, RunOptions, applied_by_for
+from runce.tasks.runner import (
+    Reporter,
+    Runner,
+    RunOptions,
+    applied_by_for,
+    bound_of,
+    chosen_ids,
+)
 from runce.tasks.states import RUNNABLE, TaskState, TaskStatus, compute_statuses
 from runce.timeutil import utcnow
 
@@ -44,7 +51,7 @@ def run_tasks(
     config: ConfigArg = None,
     *,
     dry_run: bool | None = None,
-    only: Sequence[str] = (),
+    only: Sequence[str] | str | None = None,
     since: str | None = None,
     until: str | None = None,
     concurrency: int = 1,
@@ -55,17 +62,19 @@ def run_tasks(
 ) -> RunReport:
     """Run pending tasks in id order and return what happened.
 
-    A task failure is in the report (``report.ok`` is false); drift, a held or lost lock and
-    bad task files raise :class:`~runce.errors.RunceError` subclasses.
+    ``only`` (ids, or comma-separated text) selects tasks; None selects every one, and a
+    selection naming nothing is a :class:`~runce.errors.UsageError`, as is an empty
+    ``since`` or ``until``. A task failure is in the report (``report.ok`` is false); drift,
+    a held or lost lock and bad task files raise :class:`~runce.errors.RunceError` subclasses.
     """
-    if concurrency < 1:
-        raise UsageError("concurrency must be at least 1")
+    bounded("concurrency", concurrency, 1, MAX_CONCURRENCY, duration=False)
+    bounded("wait", wait, 0, MAX_WAIT)
     cfg = resolve_config(config)
     options = RunOptions(
         dry_run=cfg.dry_run if dry_run is None else dry_run,
-        only=tuple(only),
-        since=since,
-        until=until,
+        only=chosen_ids(only, "only"),
+        since=bound_of(since, "since"),
+        until=bound_of(until, "until"),
         concurrency=concurrency,
         wait=wait,
         keep_going=keep_going,
@@ -204,6 +213,8 @@ def _append_records(
     everything: bool,
     until: str | None = None,
 ) -> list[Attempt]:
+    bounded("wait", wait, 0, MAX_WAIT)
+    bound_of(until, "until")
     if not ids and not everything:
         raise UsageError("name the tasks, or pass --all")
     files = {f.id: f for f in discover(cfg.tasks_dir)}

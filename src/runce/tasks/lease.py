@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from runce.errors import LockHeld, LockLost
+from runce.errors import LockHeld, LockLost, StoreError
+from runce.errortext import describe
 from runce.stores.base import Lease, Lock, LockHolder
 from runce.stores.liveness import Owner
 
@@ -66,7 +67,9 @@ class LeaseKeeper:
 
     A renewal the store refuses means another owner has the lock: the lease is lost at once.
     A renewal that fails (store unreachable) is retried at the next tick; once the lease
-    may have run out without a successful renewal, it counts as lost too.
+    may have run out without a successful renewal, it counts as lost too. Anything else
+    going wrong in the thread (an error that is not the store's, a bug) loses the lease at
+    once: a runner must never go on without knowing that its lease is kept.
     """
 
     def __init__(self, lock: Lock, lease: Lease) -> None:
@@ -85,6 +88,11 @@ class LeaseKeeper:
     def lost(self) -> bool:
         return self._reason is not None
 
+    @property
+    def reason(self) -> str | None:
+        """Why the lease was lost; None while it is kept."""
+        return self._reason
+
     def check(self) -> None:
         """Raise :class:`LockLost` when the lease is gone."""
         if self._reason is not None:
@@ -100,15 +108,18 @@ class LeaseKeeper:
             self._thread.join()
 
     def _loop(self) -> None:
-        interval = max(self._lease.ttl / 3, 0.05)
-        while not self._stop.wait(interval):
-            if not self._renew_once():
-                return
+        try:
+            interval = max(self._lease.ttl / 3, 0.05)
+            while not self._stop.wait(interval):
+                if not self._renew_once():
+                    return
+        except BaseException as exc:
+            self._reason = f"renewing the lock failed unexpectedly ({describe(exc)}); stopping"
 
     def _renew_once(self) -> bool:
         try:
             renewed = self._lock.renew(self._lease)
-        except Exception as exc:
+        except (StoreError, OSError) as exc:
             # Lost once the next try would come after the lease ran out.
             next_try = time.monotonic() + self._lease.ttl / 3
             if next_try - self._last_renewal >= self._lease.ttl:

@@ -7,6 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from runce.errors import UsageError
+from runce.transaction import TaskConnection
+
 if TYPE_CHECKING:
     from runce.config import Config
 
@@ -80,10 +83,26 @@ class TaskContext:
     config: Config
     log: logging.LoggerAdapter[logging.Logger]
     dry_run: bool = False
-    db: Any = None
-    session: Any = None
+    session: Any = None  # MongoDB: pymongo's ClientSession inside runce's transaction
     _services: Callable[[], Any] = field(default=lambda: None, repr=False)
     _progress: ProgressCallback = field(default=lambda done, total: None, repr=False)
+    _db: TaskConnection | None = field(default=None, repr=False)
+
+    @property
+    def db(self) -> TaskConnection:
+        """A transactional task's connection (SQLite, PostgreSQL), inside runce's transaction;
+        it refuses ``commit()``, ``rollback()`` and whatever else would end that transaction."""
+        if self._db is None:
+            raise UsageError(
+                f"task {self.id}: ctx.db is there only in a transactional task "
+                "(@runce.task(transactional=True)) on the sqlite or postgresql store; "
+                "on MongoDB, use ctx.session"
+            )
+        return self._db
+
+    @db.setter
+    def db(self, connection: TaskConnection) -> None:
+        self._db = connection
 
     @property
     def services(self) -> Any:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from runce._version import __version__
 from runce.config import Config, ServiceFactory
 from runce.errors import DriftError, LockLost, OutOfOrderError, UnsupportedFeature, UsageError
+from runce.errortext import cap, clean, describe, message_of
 from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, Lease, LockHolder, Store
 from runce.stores.liveness import Owner, current_owner
 from runce.tasks.discovery import TaskFile, discover, skip_variable
@@ -35,11 +36,11 @@ from runce.tasks.model import Task, TaskContext, task_logger
 from runce.tasks.report import Outcome, RunReport, TaskResult
 from runce.tasks.states import RUNNABLE, TaskState, TaskStatus, compute_statuses
 from runce.timeutil import utcnow
+from runce.transaction import TaskConnection, session_guarded
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-ERROR_CAP = 16 * 1024
 PROGRESS_WRITE_INTERVAL = 1.0
 _CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "JENKINS_URL", "TF_BUILD")
 
@@ -47,7 +48,7 @@ _CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "JENKIN
 @dataclass(frozen=True)
 class RunOptions:
     dry_run: bool = False
-    only: Sequence[str] = ()
+    only: Sequence[str] | None = None  # None: every task; never empty (see chosen_ids)
     since: str | None = None
     until: str | None = None
     concurrency: int = 1
@@ -96,11 +97,35 @@ def applied_by_for(requested: str, env: dict[str, str] | None = None) -> str:
     return "ci" if requested == "cli" and in_ci else requested
 
 
+def chosen_ids(value: Sequence[str] | str | None, name: str) -> tuple[str, ...] | None:
+    """The ids of a selection (a list, or comma-separated text); None selects everything.
+
+    A selection that names nothing is refused rather than read as "everything": a deploy
+    script whose list of ids came out empty must not apply every pending task.
+    """
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    if not all(isinstance(part, str) for part in parts):
+        raise UsageError(f"{name} must be task ids (strings), got {value!r}")
+    ids = tuple(part.strip() for part in parts if part.strip())
+    if not ids:
+        raise UsageError(f"{name} names no task id ({value!r}); leave it out to select every task")
+    return ids
+
+
+def bound_of(value: str | None, name: str) -> str | None:
+    """A ``--since``/``--until`` bound; an empty one is refused, as it would bound nothing."""
+    if value is not None and not value.strip():
+        raise UsageError(f"{name} is empty; give an id prefix, or leave it out")
+    return value
+
+
 def select(files: Sequence[TaskFile], options: RunOptions) -> set[str]:
     """Ids chosen by ``--only``, ``--since`` and ``--until`` (inclusive prefix bounds)."""
     ids = {f.id for f in files}
     chosen = set(ids)
-    if options.only:
+    if options.only is not None:
         unknown = sorted(set(options.only) - ids)
         if unknown:
             raise UsageError(f"--only names tasks with no file: {', '.join(unknown)}")
@@ -219,6 +244,11 @@ class Runner:
         ) as keeper:
             self._lease, self._keeper = keeper.lease, keeper
             self._run_planned(plan, tasks, lock.holder())
+            if keeper.reason is not None and self.report.lock_lost is None:
+                # Lost while the last task ran: its outcome may be recorded, but the run
+                # did not hold the lock throughout, and must say so.
+                self.report.lock_lost = keeper.reason
+                self.reporter.notice(f"lock lost: {keeper.reason}")
 
     def _run_planned(
         self, plan: Plan, tasks: dict[str, Task], holder: LockHolder | None = None
@@ -358,7 +388,17 @@ class Runner:
             )
         attempt_id = secrets.token_hex(16)
         ctx = self._context(task_file, title, attempt_id)
-        if task.already_done is not None and call(task.already_done, ctx):
+        try:
+            done_already = task.already_done is not None and call(task.already_done, ctx)
+        except LockLost:
+            raise
+        except BaseException as exc:
+            # already_done() is the task's code: its failure is the task's, recorded as such.
+            self.reporter.started(task_file.id, title, note)
+            attempt = self._attempt(task_file, title, "started", attempt_id)
+            self.store.tracker.begin(attempt, self._lease)
+            return self._failed(attempt, exc, _join(note, "already_done() raised"))
+        if done_already:
             self._record(
                 task_file, title, "skipped", "skipped", note="already_done() returned true"
             )
@@ -375,10 +415,7 @@ class Runner:
         except LockLost:
             raise
         except BaseException as exc:
-            result = self._fail(attempt, exc, note)
-            if not isinstance(exc, Exception):
-                raise
-            return result
+            return self._failed(attempt, exc, note)
         return self._succeed(
             attempt,
             note,
@@ -392,17 +429,16 @@ class Runner:
             with self.store.tracker.transaction(self._lease) as tx:
                 if self.config.store.type.startswith("mongo"):
                     ctx.session = tx.handle
+                    with session_guarded(tx.handle):
+                        call(task.run, ctx)
                 else:
-                    ctx.db = tx.handle
-                call(task.run, ctx)
+                    ctx.db = TaskConnection(tx.handle)
+                    call(task.run, ctx)
                 result = self._succeed(attempt, note, tx.finish)
         except LockLost:
             raise
         except BaseException as exc:
-            failed = self._fail(attempt, exc, note)
-            if not isinstance(exc, Exception):
-                raise
-            return failed
+            return self._failed(attempt, exc, note)
         return result
 
     def _succeed(
@@ -417,17 +453,32 @@ class Runner:
             TaskResult(attempt.task_id, "ok", attempt.title, done.duration_ms, note=note)
         )
 
+    def _failed(self, attempt: Attempt, exc: BaseException, note: str | None) -> TaskResult:
+        """Record whatever the task's code raised as its failure.
+
+        ``SystemExit`` is the task's failure like any exception, and stops the run (no later
+        task starts, whatever ``keep_going`` says); Ctrl-C (``KeyboardInterrupt``) is
+        recorded the same way, then goes on up to stop the runner.
+        """
+        result = self._fail(attempt, exc, note)
+        if isinstance(exc, SystemExit):
+            self._stop.set()
+        elif not isinstance(exc, Exception):
+            raise exc
+        return result
+
     def _fail(self, attempt: Attempt, exc: BaseException, note: str | None) -> TaskResult:
-        message = _cap(str(exc) or type(exc).__name__)
+        name = clean(type(exc).__name__)
+        message = cap(_failure_message(exc) or name)
         done = _finish(
             attempt,
             "failed",
-            error_type=type(exc).__name__,
+            error_type=name,
             error_message=message,
-            traceback=_cap("".join(traceback.format_exception(exc)), keep_end=True),
+            traceback=cap(clean("".join(traceback.format_exception(exc))), keep_end=True),
         )
         self.store.tracker.finish(done, _applied(done, "failed"), self._lease)
-        error = f"{type(exc).__name__}: {message}"
+        error = f"{name}: {message}"
         return self._finished(
             TaskResult(
                 attempt.task_id, "failed", attempt.title, done.duration_ms, error=error, note=note
@@ -459,12 +510,18 @@ class Runner:
             task = tasks[task_file.id]
             title = task.title or task_file.id
             ctx = self._context(task_file, title, "dry-run", dry_run=True)
-            if task.already_done is not None and call(task.already_done, ctx):
-                results.append(TaskResult(task_file.id, "skipped", title, note="already done"))
+            try:
+                done_already = task.already_done is not None and call(task.already_done, ctx)
+            except (Exception, SystemExit) as exc:  # a dry run records nothing: reported only
+                error = f"{describe(exc)} (in already_done)"
+                results.append(TaskResult(task_file.id, "failed", title, error=error))
             else:
-                results.append(
-                    TaskResult(task_file.id, "dry-run", title, note=_dry_note(plan, task_file))
-                )
+                if done_already:
+                    results.append(TaskResult(task_file.id, "skipped", title, note="already done"))
+                else:
+                    results.append(
+                        TaskResult(task_file.id, "dry-run", title, note=_dry_note(plan, task_file))
+                    )
             self.reporter.finished(results[-1])
         self._report_idle(plan, results)
 
@@ -568,16 +625,13 @@ def _applied(attempt: Attempt, status: str) -> AppliedRecord:
     )
 
 
-def _cap(text: str, keep_end: bool = False) -> str:
-    """Errors are capped at 16 KiB; a traceback keeps its end, where the cause is."""
-    data = text.encode()
-    if len(data) <= ERROR_CAP:
-        return text
-    marker = "…[truncated]…"
-    room = ERROR_CAP - len(marker.encode())
-    if keep_end:
-        return marker + data[-room:].decode(errors="ignore")
-    return data[:room].decode(errors="ignore") + marker
+def _failure_message(exc: BaseException) -> str:
+    """The message of what a task raised, saying what a bare exit or Ctrl-C means."""
+    if isinstance(exc, SystemExit):
+        return f"the task called sys.exit({message_of(exc)})"
+    if isinstance(exc, KeyboardInterrupt):
+        return message_of(exc) or "interrupted by Ctrl-C"
+    return message_of(exc)
 
 
 def _join(first: str | None, second: str) -> str:
