@@ -79,6 +79,8 @@ from runce.stores.postgres.rows import (
     worker_params,
 )
 from runce.stores.queue import (
+    ACTIVE,
+    STATS_CAP,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -89,10 +91,12 @@ from runce.stores.queue import (
     Outcome,
     Run,
     RunFilter,
+    RunStats,
     WorkerInfo,
     check_outcomes,
     enqueue_answers,
     outcome_rounds,
+    tally,
 )
 
 T = TypeVar("T")
@@ -109,6 +113,8 @@ _PAGE_FILTERS = {
     "kind": "kind = %(kind)s",
     "since": "created_at >= %(since)s",
     "before": "created_at < %(before)s",
+    "idempotency_key": "idempotency_key = %(idempotency_key)s",
+    "correlation_id": "correlation_id = %(correlation_id)s",
 }
 _PAGE_AFTER = "(created_at, id) < (%(after_created_at)s, %(after_id)s)"
 
@@ -304,6 +310,8 @@ class PostgresRunQueue:
             "kind": filters.kind,
             "since": filters.since,
             "before": filters.before,
+            "idempotency_key": filters.idempotency_key,
+            "correlation_id": filters.correlation_id,
         }
         for name, value in values.items():
             if value is not None:
@@ -335,6 +343,24 @@ class PostgresRunQueue:
 
         nothing: list[WorkerInfo] = []
         return self._read(work, nothing, what="read the workers")
+
+    def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
+        at = {"since": since, "limit": cap + 1}
+
+        def work(conn: Connection) -> RunStats:
+            now = utc(_rows(conn, self._db.sql("clock"), None)[0]["now"])
+            of_state = self._db.sql("stats_active")
+            active = {
+                state: [r["kind"] for r in _rows(conn, of_state, {**at, "state": state})]
+                for state in ACTIVE
+            }
+            rows = _rows(conn, self._db.sql("stats_finished"), at)
+            finished = [(r["state"], r["kind"]) for r in rows]
+            oldest = _rows(conn, self._db.sql("stats_oldest_queued"), None)
+            first = utc(oldest[0]["run_at"]) if oldest else None
+            return tally(now, since, active, finished, cap, first)
+
+        return self._read(work, tally(since, since, {}, [], cap, None), what="count the runs")
 
     def now(self) -> datetime:
         def work(conn: Connection) -> datetime:

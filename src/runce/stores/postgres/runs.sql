@@ -333,6 +333,24 @@ SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
 FROM {schema}.workers
 ORDER BY started_at, id;
 
+-- The dashboard's overview (RunStats): bounded reads only, never a count over the table.
+-- The kinds of a bounded number of runs in one state (runs_state, or runs_claim for queued).
+-- name: stats_active
+SELECT kind FROM {schema}.runs WHERE state = %(state)s LIMIT %(limit)s;
+
+-- A bounded number of runs finished since a moment (a range of runs_finished).
+-- name: stats_finished
+SELECT state, kind FROM {schema}.runs
+WHERE finished_at >= %(since)s AND finished_at IS NOT NULL
+LIMIT %(limit)s;
+
+-- The due queued run enqueued first (runs_state read backwards: its first due row).
+-- name: stats_oldest_queued
+SELECT run_at FROM {schema}.runs
+WHERE state = 'queued' AND run_at <= now()
+ORDER BY created_at, id
+LIMIT 1;
+
 -- name: clock
 SELECT now();
 
