@@ -16,6 +16,7 @@ from runce.api.context import ApiContext
 from runce.api.ratelimit import RateLimiter
 from runce.api.routes_misc import router as misc_router
 from runce.api.tokens import token_store
+from runce.api.ui import mount as mount_dashboard
 from runce.config import ConfigArg, Rate, resolve_config
 from runce.runs import api as runs_api
 
@@ -56,6 +57,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     app.include_router(routes_worker.router)
     app.include_router(routes_worker.readers)
     app.include_router(routes_schedules.router)
+    mount_dashboard(app)
     return app
 
 
