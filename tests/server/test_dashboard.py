@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from runce.api.ui.render import CSP
-from runce.tasks.api import make_task
+from runce.tasks.api import make_task, run_tasks
 from tests.server.conftest import Api
 
 PAGES = ("/ui", "/ui/runs", "/ui/tasks", "/ui/schedules", "/ui/workers")
@@ -200,6 +200,18 @@ def test_the_overview_counts_runs_and_once_tasks(api: Api) -> None:
     tasks = api.client.get("/ui/tasks").text
     assert made.stem.split("_")[0] in tasks
     assert "PENDING" in tasks
+
+
+def test_a_drifted_task_is_shown_with_what_to_do(api: Api) -> None:
+    made = make_task(api.config, "rename column")
+    assert run_tasks(api.config).ok
+    made.write_text(made.read_text() + "\n# changed after it was applied\n")
+    sign_in(api, "all")
+    page = api.client.get("/ui/tasks").text
+    assert "DRIFTED" in page
+    assert "runce repair" in page
+    assert "succeeded" in page  # its last attempt, from the history
+    assert re.search(r"<dt>Drifted</dt><dd>1</dd>", api.client.get("/ui").text)
 
 
 def test_signing_out_needs_the_csrf_token(api: Api) -> None:

@@ -23,7 +23,11 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 Ctx = Annotated[ApiContext, Depends(context)]
 Text = Annotated[str | None, Query(max_length=1000)]
 PAGE = 50
-_STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
+_STATIC = {
+    "app.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 @router.get("")
