@@ -21,6 +21,7 @@ import re
 import statistics
 import time
 import warnings
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -39,7 +40,7 @@ INSERT INTO {schema}.runs (
 )
 SELECT
     lpad(to_hex(g), 12, '0') || '-0000-7000-8000-000000000000',
-    'kind.' || (g % 8),
+    'kind.' || (g %% 8),
     jsonb_build_object('i', g),
     s.state,
     CASE WHEN s.state = 'queued' THEN 0 ELSE 1 END,
@@ -70,31 +71,26 @@ CROSS JOIN LATERAL (
     END AS state
 ) AS s
 """
-PLANS = {
-    "queued runs' kinds (stats_active)": (
-        "SELECT kind FROM {schema}.runs WHERE state = 'queued' LIMIT 10001"
-    ),
-    "running runs' kinds (stats_active)": (
-        "SELECT kind FROM {schema}.runs WHERE state = 'running' LIMIT 10001"
-    ),
-    "finished in the last hour (stats_finished)": (
-        "SELECT state, kind FROM {schema}.runs WHERE finished_at >= now() - interval '1 hour' "
-        "AND finished_at IS NOT NULL LIMIT 10001"
-    ),
-    "oldest due queued run (stats_oldest_queued)": (
-        "SELECT run_at FROM {schema}.runs WHERE state = 'queued' AND run_at <= now() "
-        "ORDER BY created_at, id LIMIT 1"
-    ),
-    "runs page, newest first (page_runs)": (
-        "SELECT * FROM {schema}.runs WHERE true ORDER BY created_at DESC, id DESC LIMIT 51"
+# runce's own statements, as the store sends them (names in stores/postgres/runs.sql).
+PLANS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "queued runs' kinds (stats_active)": ("stats_active", {"state": "queued"}, {}),
+    "running runs' kinds (stats_active)": ("stats_active", {"state": "running"}, {}),
+    "finished in the last hour (stats_finished)": ("stats_finished", {"since": None}, {}),
+    "oldest due queued run (stats_oldest_queued)": ("stats_oldest_queued", {}, {}),
+    "runs page, newest first (page_runs_by_state)": (
+        "page_runs_by_state",
+        {"filters": "true"},
+        {"limit": 51},
     ),
     "runs page, failed ones (page_runs)": (
-        "SELECT * FROM {schema}.runs WHERE state = 'failed' "
-        "ORDER BY created_at DESC, id DESC LIMIT 51"
+        "page_runs",
+        {"filters": "state = %(state)s"},
+        {"limit": 51, "state": "failed"},
     ),
     "find by correlation id (page_runs)": (
-        "SELECT * FROM {schema}.runs WHERE correlation_id = 'req-4242' "
-        "ORDER BY created_at DESC, id DESC LIMIT 51"
+        "page_runs",
+        {"filters": "correlation_id = %(correlation_id)s"},
+        {"limit": 51, "correlation_id": "req-4242"},
     ),
 }
 PAGES = (
@@ -118,11 +114,21 @@ def fill(dsn: str, count: int) -> None:
 
 
 def plans(dsn: str) -> None:
+    from runce.stores.postgres.queries import query_with
+
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for title, query in PLANS.items():
-            text = query.replace("{schema}", f'"{SCHEMA}"')
-            rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + text).fetchall()  # type: ignore[arg-type]
-            print(f"\n### {title}\n\n```\n" + "\n".join(r[0] for r in rows) + "\n```")
+        for title, (name, pieces, params) in PLANS.items():
+            literal = {
+                key: sql.SQL(value) if key == "filters" else sql.Literal(value or hour_ago)
+                for key, value in pieces.items()
+            }
+            if name.startswith("stats_") and name != "stats_oldest_queued":
+                literal["limit"] = sql.Literal(10_001)
+            statement = query_with(name, SCHEMA, **literal)
+            text = psycopg.ClientCursor(conn).mogrify(statement, params)
+            rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {text}".encode()).fetchall()
+            print(f"\n#### {title}\n\n```\n" + "\n".join(r[0] for r in rows) + "\n```")
 
 
 def timings(dsn: str, rounds: int) -> None:

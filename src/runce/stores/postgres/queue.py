@@ -117,6 +117,8 @@ _PAGE_FILTERS = {
     "correlation_id": "correlation_id = %(correlation_id)s",
 }
 _PAGE_AFTER = "(created_at, id) < (%(after_created_at)s, %(after_id)s)"
+# Filters an index leads with; a page with none of them is read per state (runs_state).
+_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id")
 
 
 def channel_of(schema: str) -> str:
@@ -321,7 +323,9 @@ class PostgresRunQueue:
             conditions.append(sql.SQL(_PAGE_AFTER))
             params["after_created_at"], params["after_id"] = after
         where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-        statement = query_with("page_runs", self._db.target.schema, filters=where)
+        led = any(values[name] is not None for name in _INDEXED)
+        name = "page_runs" if led else "page_runs_by_state"
+        statement = query_with(name, self._db.target.schema, filters=where)
 
         def work(conn: Connection) -> list[Run]:
             return _runs(conn, statement, params)
@@ -345,17 +349,20 @@ class PostgresRunQueue:
         return self._read(work, nothing, what="read the workers")
 
     def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
-        at = {"since": since, "limit": cap + 1}
+        schema = self._db.target.schema
+        limit = sql.Literal(cap + 1)
+
+        def of_state(state: str) -> sql.Composed:
+            return query_with("stats_active", schema, state=sql.Literal(state), limit=limit)
+
+        finished_since = query_with("stats_finished", schema, since=sql.Literal(since), limit=limit)
 
         def work(conn: Connection) -> RunStats:
             now = utc(_rows(conn, self._db.sql("clock"), None)[0]["now"])
-            of_state = self._db.sql("stats_active")
             active = {
-                state: [r["kind"] for r in _rows(conn, of_state, {**at, "state": state})]
-                for state in ACTIVE
+                state: [r["kind"] for r in _rows(conn, of_state(state), None)] for state in ACTIVE
             }
-            rows = _rows(conn, self._db.sql("stats_finished"), at)
-            finished = [(r["state"], r["kind"]) for r in rows]
+            finished = [(r["state"], r["kind"]) for r in _rows(conn, finished_since, None)]
             oldest = _rows(conn, self._db.sql("stats_oldest_queued"), None)
             first = utc(oldest[0]["run_at"]) if oldest else None
             return tally(now, since, active, finished, cap, first)

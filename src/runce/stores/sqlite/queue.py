@@ -83,6 +83,8 @@ _PAGE_FILTERS = {
     "correlation_id": "correlation_id = :correlation_id",
 }
 _PAGE_AFTER = "(created_at, id) < (:after_created_at, :after_id)"
+# Filters an index leads with; a page with none of them is read per state (runce_runs_state).
+_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id")
 
 
 class SQLiteRunQueue:
@@ -276,7 +278,9 @@ class SQLiteRunQueue:
         if after is not None:
             conditions.append(_PAGE_AFTER)
             params["after_created_at"], params["after_id"] = to_iso(after[0]), after[1]
-        sql = query("page_runs").replace("{filters}", " AND ".join(conditions) or "1")
+        led = any(values[name] is not None for name in _INDEXED)
+        name = "page_runs" if led else "page_runs_by_state"
+        sql = query(name).replace("{filters}", " AND ".join(conditions) or "1")
 
         def work(conn: sqlite3.Connection) -> list[Run]:
             return _runs_of(conn, sql, params)
