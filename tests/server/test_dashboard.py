@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from runce.api.ui.render import CSP
 from runce.tasks.api import make_task, run_tasks
@@ -64,6 +65,31 @@ def test_signing_in_sets_a_strict_http_only_cookie(api: Api) -> None:
     assert "samesite=strict" in cookie
     assert "path=/ui" in cookie
     assert "secure" not in cookie  # plain HTTP here; over TLS the cookie is Secure
+
+
+def test_over_tls_the_session_cookie_is_secure(api: Api) -> None:
+    with TestClient(api.client.app, base_url="https://testserver") as tls:
+        form = tls.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        assert "secure" in form.headers["set-cookie"].lower()
+        answer = tls.post(
+            "/ui/login",
+            data={"csrf": csrf.group(1), "token": api.tokens["reader"]},
+            follow_redirects=False,
+        )
+        assert "secure" in answer.headers["set-cookie"].lower()
+
+
+def test_a_token_without_runs_read_may_sign_in_but_sees_nothing(api: Api) -> None:
+    form = api.client.get("/ui/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf is not None
+    api.client.post("/ui/login", data={"csrf": csrf.group(1), "token": api.tokens["worker"]})
+    for path in PAGES:
+        answer = api.client.get(path)
+        assert answer.status_code == 403, path
+        assert "runs:read" in answer.text
 
 
 def test_a_wrong_token_or_a_missing_sign_in_csrf_is_refused(api: Api) -> None:
