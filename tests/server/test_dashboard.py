@@ -228,6 +228,18 @@ def test_the_overview_counts_runs_and_once_tasks(api: Api) -> None:
     assert "PENDING" in tasks
 
 
+def test_counts_past_the_cap_say_there_are_more(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runce.api.ui import views
+
+    monkeypatch.setattr(views, "CAP", 2)
+    for _ in range(3):
+        api.enqueue(kind="many")
+    sign_in(api, "all")
+    page = api.client.get("/ui").text
+    assert '<a href="/ui/runs?state=queued">≥ 2</a>' in page
+    assert "counting stopped at 2 runs per state" in page
+
+
 def test_a_drifted_task_is_shown_with_what_to_do(api: Api) -> None:
     made = make_task(api.config, "rename column")
     assert run_tasks(api.config).ok

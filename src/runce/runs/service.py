@@ -29,6 +29,7 @@ from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import JobRegistry, registry
 from runce.runs.redact import scrub
 from runce.stores.queue import (
+    STATS_CAP,
     TRANSITIONS,
     AttemptRecord,
     Enqueued,
@@ -331,10 +332,10 @@ class RunService:
         runs = runs[:limit]
         return RunPage(runs, encode_cursor(runs[-1]) if more else None)
 
-    def stats(self, window: float = 3600.0) -> RunStats:
+    def stats(self, window: float = 3600.0, *, cap: int = STATS_CAP) -> RunStats:
         """Bounded counts for an overview: active runs per state and kind, and the runs
         that finished in the last ``window`` seconds (see :class:`RunStats`)."""
-        return self.queue.stats(self.queue.now() - timedelta(seconds=window))
+        return self.queue.stats(self.queue.now() - timedelta(seconds=window), cap)
 
     def find(self, text: str, *, project_id: str | None = None, limit: int = 50) -> list[Run]:
         """Runs whose id, idempotency key or correlation id is ``text``, newest first."""

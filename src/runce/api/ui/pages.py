@@ -36,7 +36,13 @@ def overview(request: Request, ctx: Ctx) -> Response:
     found = views.overview(ctx, with_tasks=True) if viewer.sees_everything else None
     workers = found.workers if found else views.workers(ctx)
     return page(
-        request, "overview.html", viewer=viewer, overview=found, workers=workers, nav="overview"
+        request,
+        "overview.html",
+        viewer=viewer,
+        overview=found,
+        workers=workers,
+        cap=views.CAP,
+        nav="overview",
     )
 
 

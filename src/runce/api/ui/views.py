@@ -7,7 +7,6 @@ Nothing here reads a store directly; every figure comes from :mod:`runce.runs` a
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +14,7 @@ from runce.api.context import ApiContext
 from runce.errors import RunceError
 from runce.runs import api as runs_api
 from runce.stores.base import Attempt, LockHolder
-from runce.stores.queue import FINISHED, RUN_STATES, RunStats, WorkerInfo
+from runce.stores.queue import STATS_CAP, RunStats, WorkerInfo
 from runce.stores.schedules import Schedule
 from runce.tasks import api as tasks_api
 from runce.tasks.states import TaskState, TaskStatus
@@ -93,12 +92,12 @@ class TaskBoard:
     holder: LockHolder | None = None
     error: str | None = None
 
-    def count(self, state: TaskState) -> int:
-        return sum(1 for row in self.rows if row.status.state is state)
+    def count(self, state: str) -> int:
+        return sum(1 for row in self.rows if row.status.state == state)
 
 
-STATES = RUN_STATES
 WINDOW = 3600.0  # seconds of "the last hour"
+CAP = STATS_CAP  # runs read at most per state for the overview's counts
 
 
 def workers(ctx: ApiContext) -> list[WorkerRow]:
@@ -114,7 +113,7 @@ def workers(ctx: ApiContext) -> list[WorkerRow]:
 
 
 def overview(ctx: ApiContext, with_tasks: bool) -> Overview:
-    stats = ctx.runs.stats(WINDOW)
+    stats = ctx.runs.stats(WINDOW, cap=CAP)
     kinds = sorted({kind for _, kind in (*stats.active, *stats.finished)})
     return Overview(stats, kinds, workers(ctx), task_board(ctx) if with_tasks else None)
 
@@ -141,10 +140,6 @@ def schedules(ctx: ApiContext) -> list[Schedule]:
     return runs_api.list_schedules(config=ctx.config)
 
 
-def state_counts(rows: list[TaskRow]) -> Counter[str]:
-    return Counter(row.status.state.value for row in rows)
-
-
 def parse_moment(text: str | None, what: str) -> datetime | None:
     """A ``datetime-local`` field's value (or ISO 8601), read as UTC when it has no zone."""
     if not text:
@@ -154,6 +149,3 @@ def parse_moment(text: str | None, what: str) -> datetime | None:
     except ValueError:
         raise ValueError(f"{what} {text!r} is not a date and time (YYYY-MM-DDTHH:MM)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-FINISHED_STATES = sorted(FINISHED)
