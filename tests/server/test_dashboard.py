@@ -138,6 +138,15 @@ def test_stored_strings_are_shown_as_text(api: Api) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in api.client.get(f"/ui/runs/{run['id']}").text
 
 
+def test_a_runs_input_is_shown_with_secrets_masked(api: Api) -> None:
+    run = api.enqueue(input={"password": "hunter2", "smtp": {"$secret": "MAIL_KEY"}, "n": 7})
+    sign_in(api, "all")
+    page = api.client.get(f"/ui/runs/{run['id']}").text
+    assert "hunter2" not in page
+    assert "*** (secret MAIL_KEY)" in page
+    assert "&#34;n&#34;: 7" in page
+
+
 def test_a_cancel_needs_the_csrf_token_and_runs_write(api: Api) -> None:
     run = api.enqueue()
     csrf = sign_in(api, "all")
