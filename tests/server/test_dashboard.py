@@ -208,6 +208,8 @@ def test_runs_are_filtered_found_and_paged(api: Api) -> None:
     assert "not one of" in api.client.get("/ui/runs?state=lost").text
     assert "not a date" in api.client.get("/ui/runs?since=yesterday").text
     assert "not one runce gave out" in api.client.get("/ui/runs?cursor=zzz").text
+    assert "NUL" in api.client.get("/ui/runs?kind=a%00b").text
+    assert api.client.get("/ui/runs", params={"kind": "k" * 1001}).status_code == 422
 
 
 def test_the_live_state_follows_the_store(api: Api) -> None:

@@ -3,7 +3,7 @@ sign-in form, the live state the pages poll, and the script and stylesheet."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.resources import files
 from typing import Annotated, Any
 
@@ -75,35 +75,35 @@ class Listing:
     error: str | None = None
 
 
+@dataclass
+class Wanted:
+    """The runs page's query: its filters, a search, and the cursor of the page."""
+
+    state: Text = None
+    kind: Text = None
+    project: Text = None
+    since: Text = None
+    before: Text = None
+    q: Text = None
+    cursor: Text = None
+
+
+WantedRuns = Annotated[Wanted, Depends()]
+
+
 @router.get("/runs")
-def runs(
-    request: Request,
-    ctx: Ctx,
-    state: Text = None,
-    kind: Text = None,
-    project: Text = None,
-    since: Text = None,
-    before: Text = None,
-    q: Text = None,
-    cursor: Text = None,
-) -> Response:
+def runs(request: Request, ctx: Ctx, wanted: WantedRuns) -> Response:
     viewer = reader(request, ctx)
-    wanted = {
-        "state": state,
-        "kind": kind,
-        "project": project,
-        "since": since,
-        "before": before,
-        "q": q,
-        "cursor": cursor,
-    }
     listing = _listing(ctx, viewer, wanted)
     return page(request, "runs.html", viewer=viewer, listing=listing, states=RUN_STATES, nav="runs")
 
 
-def _listing(ctx: ApiContext, viewer: Viewer, wanted: dict[str, str | None]) -> Listing:
-    shown = {k: v.strip() for k, v in wanted.items() if v and v.strip() and k != "cursor"}
+def _listing(ctx: ApiContext, viewer: Viewer, wanted: Wanted) -> Listing:
+    given = {k: v.strip() for k, v in asdict(wanted).items() if v and v.strip()}
+    shown = {k: v for k, v in given.items() if k != "cursor"}
     try:
+        if any("\x00" in value for value in given.values()):
+            raise ValueError("a filter holds a NUL character, which no run's field can")
         project = _project(viewer, shown.get("project"))
         if shown.get("q"):
             return Listing(_find(ctx, viewer, project, shown["q"]), None, shown)
@@ -117,7 +117,7 @@ def _listing(ctx: ApiContext, viewer: Viewer, wanted: dict[str, str | None]) -> 
             views.parse_moment(shown.get("since"), "since"),
             views.parse_moment(shown.get("before"), "before"),
         )
-        found = ctx.runs.page(filters, cursor=wanted.get("cursor") or None, limit=PAGE)
+        found = ctx.runs.page(filters, cursor=given.get("cursor"), limit=PAGE)
     except (ValueError, UsageError, ProblemError) as exc:
         message = exc.detail if isinstance(exc, ProblemError) else str(exc)
         return Listing([], None, shown, message)
@@ -175,28 +175,9 @@ def reachable_run(ctx: ApiContext, viewer: Viewer, run_id: str) -> Run:
 
 
 @router.get("/live/runs")
-def live_runs(
-    request: Request,
-    ctx: Ctx,
-    state: Text = None,
-    kind: Text = None,
-    project: Text = None,
-    since: Text = None,
-    before: Text = None,
-    q: Text = None,
-    cursor: Text = None,
-) -> Response:
+def live_runs(request: Request, ctx: Ctx, wanted: WantedRuns) -> Response:
     """The runs page's rows as they are now (the page polls this to move states on)."""
     viewer = reader(request, ctx)
-    wanted = {
-        "state": state,
-        "kind": kind,
-        "project": project,
-        "since": since,
-        "before": before,
-        "q": q,
-        "cursor": cursor,
-    }
     listing = _listing(ctx, viewer, wanted)
     return _json({"runs": [_live(run) for run in listing.runs]})
 
