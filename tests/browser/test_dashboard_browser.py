@@ -60,7 +60,7 @@ def test_a_run_moves_on_screen_while_a_worker_processes_it(
     problems = watch(page)
     sign_in(page, dashboard, "writer", f"/ui/runs/{run['id']}")
     listing = context.new_page()
-    listing.goto(dashboard.url + "/ui/runs?kind=ui.step")
+    listing.goto(dashboard.url + "/ui/runs?kind=ui.step&state=queued")  # followed out of it
     state = page.locator(".run [data-field=state]")
     row_state = listing.locator(f'tr[data-run-id="{run["id"]}"] [data-field=state]')
     expect(state).to_have_text("queued")

@@ -214,9 +214,13 @@ def test_runs_are_filtered_found_and_paged(api: Api) -> None:
 
 def test_the_live_state_follows_the_store(api: Api) -> None:
     run = api.enqueue(kind="live.kind")
+    other = api.enqueue(project_id="blog")
+    sign_in(api, "shop")
+    asked = {"id": [run["id"], other["id"], "gone"]}
+    assert api.client.get("/ui/live/runs", params=asked).json()["runs"] == []
     sign_in(api, "all")
-    rows = api.client.get("/ui/live/runs?kind=live.kind").json()["runs"]
-    assert [(r["id"], r["state"]) for r in rows] == [(run["id"], "queued")]
+    rows = api.client.get("/ui/live/runs", params=asked).json()["runs"]
+    assert [(r["id"], r["state"]) for r in rows] == [(run["id"], "queued"), (other["id"], "queued")]
     api.call("POST", f"/v1/runs/{run['id']}:cancel")
     one = api.client.get(f"/ui/live/runs/{run['id']}").json()
     assert one["runs"][0]["state"] == "canceled"

@@ -83,7 +83,10 @@
   function start() {
     var table = document.querySelector("table[data-live]");
     if (table) {
-      follow(table, table.getAttribute("data-live") + window.location.search, true);
+      var ids = Array.prototype.map.call(table.querySelectorAll("tr[data-run-id]"), function (row) {
+        return "id=" + encodeURIComponent(row.getAttribute("data-run-id"));
+      });
+      follow(table, table.getAttribute("data-live") + "?" + ids.join("&"), true);
     }
     var run = document.querySelector("section.run[data-live]");
     if (run) {
