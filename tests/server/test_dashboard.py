@@ -220,7 +220,7 @@ def test_the_live_state_follows_the_store(api: Api) -> None:
     assert api.client.get("/ui/live/runs", params=asked).json()["runs"] == []
     sign_in(api, "all")
     rows = api.client.get("/ui/live/runs", params=asked).json()["runs"]
-    assert [(r["id"], r["state"]) for r in rows] == [(run["id"], "queued"), (other["id"], "queued")]
+    assert {r["id"]: r["state"] for r in rows} == {run["id"]: "queued", other["id"]: "queued"}
     api.call("POST", f"/v1/runs/{run['id']}:cancel")
     one = api.client.get(f"/ui/live/runs/{run['id']}").json()
     assert one["runs"][0]["state"] == "canceled"

@@ -352,7 +352,7 @@ def test_pages_are_newest_first_filtered_and_stable(queue: RunQueue) -> None:
     assert all(r.created_at < middle for r in queue.page(RunFilter(before=middle), None, 100))
 
 
-def test_pages_find_runs_by_idempotency_key_and_correlation_id(queue: RunQueue) -> None:
+def test_pages_find_runs_by_ids_idempotency_key_and_correlation_id(queue: RunQueue) -> None:
     keyed = queue.enqueue([new(idempotency_key="order-7", correlation_id="req-1")])[0].run
     other = queue.enqueue([new(correlation_id="req-1")])[0].run
     queue.enqueue([new(correlation_id="req-2")])
@@ -361,6 +361,9 @@ def test_pages_find_runs_by_idempotency_key_and_correlation_id(queue: RunQueue) 
     by_correlation = queue.page(RunFilter(correlation_id="req-1"), None, 10)
     assert {r.id for r in by_correlation} == {keyed.id, other.id}
     assert queue.page(RunFilter(correlation_id="req-9"), None, 10) == []
+    by_ids = queue.page(RunFilter(ids=(other.id, keyed.id, "no-such-run")), None, 10)
+    assert {r.id for r in by_ids} == {other.id, keyed.id}
+    assert queue.page(RunFilter(ids=()), None, 10) == []
 
 
 def test_stats_count_active_runs_and_what_finished_since(queue: RunQueue) -> None:

@@ -378,6 +378,7 @@ class RunFilter:
     before: datetime | None = None  # created_at < before
     idempotency_key: str | None = None
     correlation_id: str | None = None
+    ids: tuple[str, ...] | None = None  # only these runs (a page following what it shows)
 
 
 # How many runs a count in :class:`RunStats` reads at most per state; beyond it the

@@ -461,6 +461,8 @@ class MongoRunQueue:
             query["idempotencyKey"] = filters.idempotency_key
         if filters.correlation_id is not None:
             query["correlationId"] = filters.correlation_id
+        if filters.ids is not None:
+            query["_id"] = {"$in": list(filters.ids)}
         created: Document = {}
         if filters.since is not None:
             created["$gte"] = filters.since

@@ -115,10 +115,11 @@ _PAGE_FILTERS = {
     "before": "created_at < %(before)s",
     "idempotency_key": "idempotency_key = %(idempotency_key)s",
     "correlation_id": "correlation_id = %(correlation_id)s",
+    "ids": "id = ANY(%(ids)s::text[])",
 }
 _PAGE_AFTER = "(created_at, id) < (%(after_created_at)s, %(after_id)s)"
 # Filters an index leads with; a page with none of them is read per state (runs_state).
-_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id")
+_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id", "ids")
 
 
 def channel_of(schema: str) -> str:
@@ -314,6 +315,7 @@ class PostgresRunQueue:
             "before": filters.before,
             "idempotency_key": filters.idempotency_key,
             "correlation_id": filters.correlation_id,
+            "ids": None if filters.ids is None else list(filters.ids),
         }
         for name, value in values.items():
             if value is not None:

@@ -81,10 +81,11 @@ _PAGE_FILTERS = {
     "before": "created_at < :before",
     "idempotency_key": "idempotency_key = :idempotency_key",
     "correlation_id": "correlation_id = :correlation_id",
+    "ids": "id IN (SELECT value FROM json_each(:ids))",
 }
 _PAGE_AFTER = "(created_at, id) < (:after_created_at, :after_id)"
 # Filters an index leads with; a page with none of them is read per state (runce_runs_state).
-_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id")
+_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id", "ids")
 
 
 class SQLiteRunQueue:
@@ -270,6 +271,7 @@ class SQLiteRunQueue:
             "before": to_iso(filters.before) if filters.before is not None else None,
             "idempotency_key": filters.idempotency_key,
             "correlation_id": filters.correlation_id,
+            "ids": None if filters.ids is None else json.dumps(list(filters.ids)),
         }
         for name, value in values.items():
             if value is not None:
