@@ -87,6 +87,14 @@ PLANS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"filters": "state = %(state)s"},
         {"limit": 51, "state": "failed"},
     ),
+    "live rows of a page, by their ids (page_runs)": (
+        "page_runs",
+        {"filters": "id = ANY(%(ids)s::text[])"},
+        {
+            "limit": 51,
+            "ids": [f"{g:012x}-0000-7000-8000-000000000000" for g in range(999_950, 1_000_001)],
+        },
+    ),
     "find by correlation id (page_runs)": (
         "page_runs",
         {"filters": "correlation_id = %(correlation_id)s"},
