@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -660,3 +661,59 @@ def test_a_run_named_twice_in_one_batch_of_outcomes_is_applied_in_order(make: Ma
     )
     assert acked[0] is not None
     assert acked[1] is None
+
+
+# --- listing reads indexes, never the whole table -------------------------------------------
+
+
+def _scans(plan: dict[str, Any]) -> list[str]:
+    """Each scan of a plan: its type, index and index condition."""
+    found = []
+    if "Scan" in plan["Node Type"]:
+        found.append(f"{plan['Node Type']} {plan.get('Index Name')} {plan.get('Index Cond')}")
+    for child in plan.get("Plans", []):
+        found += _scans(child)
+    return found
+
+
+def test_a_page_with_no_leading_filter_is_read_by_index_not_sorted_whole(
+    make: Make, admin: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make()
+    queue = store.runs
+    queue.enqueue([new()])  # creates the schema
+    schema = queue._db.target.schema
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (id, kind, input, state, max_attempts, run_at, created_at, "
+            "updated_at) SELECT 'r' || g, 'k', '{{}}', (ARRAY['queued', 'succeeded', "
+            "'failed'])[1 + g % 3], 3, now(), now() - g * interval '1 second', now() "
+            "FROM generate_series(1, 3000) AS g"
+        ).format(_table(schema, "runs"))
+    )
+    admin.execute(sql.SQL("ANALYZE {}").format(_table(schema, "runs")))
+    sent: list[tuple[Any, Any]] = []
+    import runce.stores.postgres.queue as pg_queue
+
+    original = pg_queue._runs
+
+    def recorded(conn: Conn, statement: Any, params: Any) -> Any:
+        sent.append((statement, params))
+        return original(conn, statement, params)
+
+    monkeypatch.setattr(pg_queue, "_runs", recorded)
+    page = queue.page(RunFilter(), None, 51)
+    assert [r.created_at for r in page] == sorted((r.created_at for r in page), reverse=True)
+    assert len(page) == 51
+    statement, params = sent[-1]
+    text = psycopg.ClientCursor(admin).mogrify(statement, params)
+    with admin.transaction():
+        admin.execute("SET LOCAL enable_seqscan = off")
+        admin.execute("SET LOCAL enable_bitmapscan = off")
+        [(plan,)] = admin.execute(f"EXPLAIN (FORMAT JSON) {text}".encode()).fetchall()
+    # Each state's newest, from its range of the state index: never every run, sorted.
+    scans = _scans(plan[0]["Plan"])
+    assert len(scans) == 5, scans
+    # runs_lease and runs_claim are partial indexes of one state each.
+    pattern = r"Index Scan (runs_state \(state = '\w+'::text\)|runs_lease None|runs_claim None)"
+    assert all(re.fullmatch(pattern, scan) for scan in scans), scans

@@ -352,6 +352,52 @@ def test_pages_are_newest_first_filtered_and_stable(queue: RunQueue) -> None:
     assert all(r.created_at < middle for r in queue.page(RunFilter(before=middle), None, 100))
 
 
+def test_pages_find_runs_by_ids_idempotency_key_and_correlation_id(queue: RunQueue) -> None:
+    keyed = queue.enqueue([new(idempotency_key="order-7", correlation_id="req-1")])[0].run
+    other = queue.enqueue([new(correlation_id="req-1")])[0].run
+    queue.enqueue([new(correlation_id="req-2")])
+    by_key = queue.page(RunFilter(idempotency_key="order-7"), None, 10)
+    assert [r.id for r in by_key] == [keyed.id]
+    by_correlation = queue.page(RunFilter(correlation_id="req-1"), None, 10)
+    assert {r.id for r in by_correlation} == {keyed.id, other.id}
+    assert queue.page(RunFilter(correlation_id="req-9"), None, 10) == []
+    by_ids = queue.page(RunFilter(ids=(other.id, keyed.id, "no-such-run")), None, 10)
+    assert {r.id for r in by_ids} == {other.id, keyed.id}
+    assert queue.page(RunFilter(ids=()), None, 10) == []
+
+
+def test_stats_count_active_runs_and_what_finished_since(queue: RunQueue) -> None:
+    before = queue.now() - timedelta(seconds=5)
+    assert queue.stats(before).active == {}
+    queue.enqueue([new(kind="a"), new(kind="a"), new(kind="b")])
+    queue.enqueue([new(kind="a", run_at=queue.now() + timedelta(hours=1))])
+
+    def take(kind: str) -> Run:
+        queue.enqueue([new(kind=kind, max_attempts=1)])
+        [run] = queue.claim("w1", [kind], limit=1, lease=30)
+        return run
+
+    queue.complete([Outcome(take("b").fence, "succeeded")])
+    queue.complete([Outcome(take("c").fence, "failed", error="boom")])
+    take("d")
+    stats = queue.stats(before)
+    assert dict(stats.active) == {("queued", "a"): 3, ("queued", "b"): 1, ("running", "d"): 1}
+    assert dict(stats.finished) == {("succeeded", "b"): 1, ("failed", "c"): 1}
+    assert stats.capped == frozenset()
+    assert stats.oldest_queued is not None
+    assert stats.oldest_queued <= stats.now
+    assert _close(stats.now, queue.now())
+    later = queue.stats(queue.now() + timedelta(seconds=5))
+    assert dict(later.finished) == {}
+
+    capped = queue.stats(before, cap=2)
+    assert sum(n for (state, _), n in capped.active.items() if state == "queued") == 2
+    assert capped.capped == {"queued"}
+    capped_finished = queue.stats(before, cap=1)
+    assert sum(capped_finished.finished.values()) == 1
+    assert "succeeded" in capped_finished.capped
+
+
 def test_prune_deletes_old_finished_runs_and_frees_their_keys(queue: RunQueue) -> None:
     done = _claim_one(queue, idempotency_key="once")
     queue.complete([Outcome(done.fence, "succeeded")])

@@ -151,3 +151,21 @@ def test_runce_logs_and_stored_errors_mask_keys_and_resolved_secrets(
         logging.getLogger("runce.job").info("pin=1234 with %s", "sk_live_abcdef")
     assert caplog.records[-1].getMessage() == "pin=*** with ***"
     assert cap_error("RuntimeError: refused sk_live_abcdef") == "RuntimeError: refused ***"
+
+
+def test_an_input_is_shown_with_redacted_keys_and_secret_references_masked() -> None:
+    shown = redact.masked_input(
+        {
+            "to": "ada@example.com",
+            "Password": "hunter2",
+            "api": {"$secret": "MAIL_KEY"},
+            "items": [{"token": "t0k3n", "n": 1}, {"$secret": ""}],
+        },
+        ["password", "TOKEN"],
+    )
+    assert shown == {
+        "to": "ada@example.com",
+        "Password": "***",
+        "api": "*** (secret MAIL_KEY)",
+        "items": [{"token": "***", "n": 1}, {"$secret": ""}],  # not a reference: no name
+    }

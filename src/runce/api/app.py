@@ -18,6 +18,7 @@ from runce.api.params import refuse_unknown_query
 from runce.api.ratelimit import RateLimiter
 from runce.api.routes_misc import router as misc_router
 from runce.api.tokens import token_store
+from runce.api.ui import mount as mount_dashboard
 from runce.config import ConfigArg, Rate, resolve_config
 from runce.runs import api as runs_api
 
@@ -60,6 +61,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     app.include_router(routes_worker.router)
     app.include_router(routes_worker.readers)
     app.include_router(routes_schedules.router)
+    mount_dashboard(app)
     return app
 
 

@@ -31,6 +31,7 @@ from runce.errors import (
     UnsupportedFeature,
 )
 from runce.stores.queue import (
+    STATS_CAP,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -42,6 +43,7 @@ from runce.stores.queue import (
     Run,
     RunFilter,
     RunQueue,
+    RunStats,
     WorkerInfo,
     landed_of,
 )
@@ -225,6 +227,12 @@ class HttpRunQueue:
         raise UnsupportedFeature(
             f"{self.description} is a worker's queue and does not page through runs; "
             "use runce.Client(...).list_runs"
+        )
+
+    def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
+        raise UnsupportedFeature(
+            f"{self.description} is a worker's queue and does not count runs; "
+            "the server's dashboard (/ui) shows them"
         )
 
     def start(self, run: NewRun, worker_id: str, lease: float) -> Run:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from runce.config import DEFAULT_REDACT
 from runce.runs import secrets
@@ -80,3 +81,20 @@ def _masked(match: re.Match[str]) -> str:
     value = match.group("value")
     quote = value[0] if value[:1] in {'"', "'"} else ""
     return f"{match.group('key')}{quote}{MASK}{quote}"
+
+
+def masked_input(value: Any, keys: Iterable[str]) -> Any:
+    """A run's input for people to read: the values of ``keys`` (case-insensitively) and
+    every secret reference shown as :data:`MASK` (a reference keeps its name, not a value)."""
+    hidden = {key.lower() for key in keys}
+    return _mask(value, hidden)
+
+
+def _mask(value: Any, hidden: set[str]) -> Any:
+    if secrets.is_reference(value):
+        return f"{MASK} (secret {value[secrets.REFERENCE_KEY]})"
+    if isinstance(value, dict):
+        return {k: MASK if str(k).lower() in hidden else _mask(v, hidden) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(item, hidden) for item in value]
+    return value

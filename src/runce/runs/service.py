@@ -40,6 +40,7 @@ from runce.runs.limits import (
 )
 from runce.runs.redact import scrub
 from runce.stores.queue import (
+    STATS_CAP,
     TRANSITIONS,
     AttemptRecord,
     Enqueued,
@@ -47,6 +48,7 @@ from runce.stores.queue import (
     Run,
     RunFilter,
     RunQueue,
+    RunStats,
 )
 from runce.transaction import unwrap
 
@@ -465,6 +467,24 @@ class RunService:
         more = len(runs) > limit
         runs = runs[:limit]
         return RunPage(runs, encode_cursor(runs[-1]) if more else None)
+
+    def stats(self, window: float = 3600.0, *, cap: int = STATS_CAP) -> RunStats:
+        """Bounded counts for an overview: active runs per state and kind, and the runs
+        that finished in the last ``window`` seconds (see :class:`RunStats`)."""
+        return self.queue.stats(self.queue.now() - timedelta(seconds=window), cap)
+
+    def find(self, text: str, *, project_id: str | None = None, limit: int = 50) -> list[Run]:
+        """Runs whose id, idempotency key or correlation id is ``text``, newest first."""
+        found: dict[str, Run] = {}
+        run = self.queue.get(text)
+        if run is not None and (project_id is None or run.project_id == project_id):
+            found[run.id] = run
+        by_key = RunFilter(project_id, idempotency_key=text)
+        by_correlation = RunFilter(project_id, correlation_id=text)
+        for filters in (by_key, by_correlation):
+            for match in self.queue.page(filters, None, limit):
+                found.setdefault(match.id, match)
+        return sorted(found.values(), key=lambda r: (r.created_at, r.id), reverse=True)[:limit]
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         self.get(run_id)

@@ -27,6 +27,8 @@ from runce.stores.base import (
 )
 from runce.stores.liveness import Owner, process_alive
 from runce.stores.queue import (
+    ACTIVE,
+    STATS_CAP,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -37,8 +39,10 @@ from runce.stores.queue import (
     Outcome,
     Run,
     RunFilter,
+    RunStats,
     WorkerInfo,
     landed_of,
+    tally,
 )
 from runce.stores.schedules import Schedule, ScheduleDefinition
 from runce.stores.tokens import NewToken, Token
@@ -515,6 +519,20 @@ class MemoryRunQueue:
         with self._mutex:
             return sorted(self._runs.workers.values(), key=lambda w: w.started_at)
 
+    def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
+        now = self.now()
+        with self._mutex:
+            rows = list(self._runs.rows.values())
+        rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        active = {s: [r.kind for r in rows if r.state == s][: cap + 1] for s in ACTIVE}
+        finished = [
+            (r.state, r.kind)
+            for r in rows
+            if r.finished_at is not None and r.finished_at >= since and r.finished
+        ][: cap + 1]
+        due = [r.run_at for r in rows if r.state == "queued" and r.run_at <= now]
+        return tally(now, since, active, finished, cap, min(due, default=None))
+
     def _current(self, fence: Fence) -> Run | None:
         run = self._runs.rows.get(fence.run_id)
         if run is None or run.state != "running" or run.attempt != fence.attempt:
@@ -579,6 +597,9 @@ def _matches(run: Run, filters: RunFilter) -> bool:
         and (filters.kind is None or run.kind == filters.kind)
         and (filters.since is None or run.created_at >= filters.since)
         and (filters.before is None or run.created_at < filters.before)
+        and (filters.idempotency_key is None or run.idempotency_key == filters.idempotency_key)
+        and (filters.correlation_id is None or run.correlation_id == filters.correlation_id)
+        and (filters.ids is None or run.id in filters.ids)
     )
 
 

@@ -403,6 +403,60 @@ class RunFilter:
     kind: str | None = None
     since: datetime | None = None  # created_at >= since
     before: datetime | None = None  # created_at < before
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    ids: tuple[str, ...] | None = None  # only these runs (a page following what it shows)
+
+
+# How many runs a count in :class:`RunStats` reads at most per state; beyond it the
+# count shows as "at least".
+STATS_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """A bounded summary of the queue, cheap enough for every page view of a dashboard.
+
+    ``active`` counts queued and running runs per ``(state, kind)``; ``finished`` counts the
+    runs that finished (succeeded, failed, canceled) since ``since``. Each count reads at
+    most ``cap`` runs per state (``active``) or in all (``finished``): a state whose runs
+    were cut off is in ``capped``, and its counts are lower bounds."""
+
+    now: datetime
+    since: datetime
+    active: Mapping[tuple[str, str], int]
+    finished: Mapping[tuple[str, str], int]
+    capped: frozenset[str]
+    oldest_queued: datetime | None  # run_at of the queued run due the longest, if any is due
+
+
+ACTIVE: tuple[str, ...] = ("queued", "running")
+
+
+def tally(
+    now: datetime,
+    since: datetime,
+    active: Mapping[str, Sequence[str]],
+    finished: Sequence[tuple[str, str]],
+    cap: int,
+    oldest_queued: datetime | None,
+) -> RunStats:
+    """A :class:`RunStats` from what a store read: the kinds of up to ``cap + 1`` runs per
+    active state, and ``(state, kind)`` of up to ``cap + 1`` runs finished since ``since``
+    (one more than ``cap`` tells the store read was cut off)."""
+    counts: dict[tuple[str, str], int] = {}
+    capped: set[str] = set()
+    for state, kinds in active.items():
+        if len(kinds) > cap:
+            capped.add(state)
+        for kind in kinds[:cap]:
+            counts[state, kind] = counts.get((state, kind), 0) + 1
+    done: dict[tuple[str, str], int] = {}
+    if len(finished) > cap:
+        capped.update(FINISHED)
+    for pair in finished[:cap]:
+        done[pair] = done.get(pair, 0) + 1
+    return RunStats(now, since, counts, done, frozenset(capped), oldest_queued)
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,6 +542,10 @@ class RunQueue(Protocol):
         """Record a worker's heartbeat (insert or update by id)."""
 
     def workers(self) -> list[WorkerInfo]: ...
+
+    def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
+        """Counts for an overview, by indexed reads of at most ``cap`` runs per state (never
+        a count over the whole table): see :class:`RunStats`."""
 
     def now(self) -> datetime:
         """The store's clock."""

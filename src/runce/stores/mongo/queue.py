@@ -48,6 +48,8 @@ from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
 from runce.stores.queue import (
+    ACTIVE,
+    STATS_CAP,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -59,10 +61,12 @@ from runce.stores.queue import (
     Run,
     RunFilter,
     RunQueue,
+    RunStats,
     Unreadable,
     WorkerInfo,
     check_outcomes,
     landed_of,
+    tally,
 )
 
 DUPLICATE_KEY = 11000
@@ -72,6 +76,7 @@ CANDIDATES_FOR = 1.0  # seconds a look is trusted while the wake signal stays pu
 WAKE_ID = "~wake"  # the wake signal's document in the workers collection
 _CLAIM_ORDER = [("priority", -1), ("runAt", 1), ("_id", 1)]
 _NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
+_OLDEST_FIRST = [("createdAt", 1), ("_id", 1)]
 _UNCLAIMED: Document = {
     "claimedBy": None,
     "claimedAt": None,
@@ -453,6 +458,12 @@ class MongoRunQueue:
             query["state"] = filters.state
         if filters.kind is not None:
             query["kind"] = filters.kind
+        if filters.idempotency_key is not None:
+            query["idempotencyKey"] = filters.idempotency_key
+        if filters.correlation_id is not None:
+            query["correlationId"] = filters.correlation_id
+        if filters.ids is not None:
+            query["_id"] = {"$in": list(filters.ids)}
         created: Document = {}
         if filters.since is not None:
             created["$gte"] = filters.since
@@ -538,6 +549,26 @@ class MongoRunQueue:
         }
         with self._conn.translated(f"record worker {info.id}"):
             self._conn.workers.update_one({"_id": info.id}, {"$set": doc}, upsert=True)
+
+    def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
+        now = self.now()
+        kind_only = {"kind": 1, "_id": 0}
+        with self._conn.translated("count the runs"):
+            active = {
+                state: [
+                    doc["kind"]
+                    for doc in self._runs.find({"state": state}, kind_only).limit(cap + 1)
+                ]
+                for state in ACTIVE
+            }
+            done = self._runs.find(
+                {"finishedAt": {"$gte": since}}, {"state": 1, "kind": 1, "_id": 0}
+            ).limit(cap + 1)
+            finished = [(doc["state"], doc["kind"]) for doc in done]
+            due = {"state": "queued", "runAt": {"$lte": now}}
+            first = self._runs.find(due, {"runAt": 1}).sort(_OLDEST_FIRST).limit(1)
+            oldest = [aware(doc["runAt"]) for doc in first]
+        return tally(now, since, active, finished, cap, oldest[0] if oldest else None)
 
     def workers(self) -> list[WorkerInfo]:
         with self._conn.translated("list the workers"):

@@ -25,7 +25,13 @@ from runce.errors import SchemaError
 from runce.stores.base import SchemaStatus
 from runce.stores.mongo.connection import Connection, Document
 
-MIGRATIONS = ("0001_once_tasks", "0002_runs", "0003_schedules", "0004_tokens")
+MIGRATIONS = (
+    "0001_once_tasks",
+    "0002_runs",
+    "0003_schedules",
+    "0004_tokens",
+    "0005_runs_finished",
+)
 LATEST = len(MIGRATIONS)
 Keys = tuple[tuple[str, int], ...]
 
@@ -98,7 +104,10 @@ SCHEDULE_INDEXES = (
 TOKEN_INDEXES = (
     Index("tokens", (("createdAt", 1), ("_id", 1)), purpose="tokens oldest first", version=4),
 )
-INDEXES = INDEXES + RUN_INDEXES + SCHEDULE_INDEXES + TOKEN_INDEXES
+FINISHED_INDEXES = (
+    Index("runs", (("finishedAt", 1),), purpose="runs by the time they finished", version=5),
+)
+INDEXES = INDEXES + RUN_INDEXES + SCHEDULE_INDEXES + TOKEN_INDEXES + FINISHED_INDEXES
 _ROLES = ("applied", "history", "runs", "run_attempts", "schedules", "tokens")
 
 

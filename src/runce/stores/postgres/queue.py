@@ -81,6 +81,8 @@ from runce.stores.postgres.rows import (
     worker_params,
 )
 from runce.stores.queue import (
+    ACTIVE,
+    STATS_CAP,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -91,10 +93,12 @@ from runce.stores.queue import (
     Outcome,
     Run,
     RunFilter,
+    RunStats,
     WorkerInfo,
     check_outcomes,
     enqueue_answers,
     outcome_rounds,
+    tally,
 )
 
 T = TypeVar("T")
@@ -111,8 +115,13 @@ _PAGE_FILTERS = {
     "kind": "kind = %(kind)s",
     "since": "created_at >= %(since)s",
     "before": "created_at < %(before)s",
+    "idempotency_key": "idempotency_key = %(idempotency_key)s",
+    "correlation_id": "correlation_id = %(correlation_id)s",
+    "ids": "id = ANY(%(ids)s::text[])",
 }
 _PAGE_AFTER = "(created_at, id) < (%(after_created_at)s, %(after_id)s)"
+# Filters an index leads with; a page with none of them is read per state (runs_state).
+_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id", "ids")
 
 
 def channel_of(schema: str) -> str:
@@ -328,6 +337,9 @@ class PostgresRunQueue:
             "kind": filters.kind,
             "since": filters.since,
             "before": filters.before,
+            "idempotency_key": filters.idempotency_key,
+            "correlation_id": filters.correlation_id,
+            "ids": None if filters.ids is None else list(filters.ids),
         }
         for name, value in values.items():
             if value is not None:
@@ -337,7 +349,9 @@ class PostgresRunQueue:
             conditions.append(sql.SQL(_PAGE_AFTER))
             params["after_created_at"], params["after_id"] = after
         where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-        statement = query_with("page_runs", self._db.target.schema, filters=where)
+        led = any(values[name] is not None for name in _INDEXED)
+        name = "page_runs" if led else "page_runs_by_state"
+        statement = query_with(name, self._db.target.schema, filters=where)
 
         def work(conn: Connection) -> list[Run]:
             return _runs(conn, statement, params)
@@ -359,6 +373,27 @@ class PostgresRunQueue:
 
         nothing: list[WorkerInfo] = []
         return self._read(work, nothing, what="read the workers")
+
+    def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
+        schema = self._db.target.schema
+        limit = sql.Literal(cap + 1)
+
+        def of_state(state: str) -> sql.Composed:
+            return query_with("stats_active", schema, state=sql.Literal(state), limit=limit)
+
+        finished_since = query_with("stats_finished", schema, since=sql.Literal(since), limit=limit)
+
+        def work(conn: Connection) -> RunStats:
+            now = utc(_rows(conn, self._db.sql("clock"), None)[0]["now"])
+            active = {
+                state: [r["kind"] for r in _rows(conn, of_state(state), None)] for state in ACTIVE
+            }
+            finished = [(r["state"], r["kind"]) for r in _rows(conn, finished_since, None)]
+            oldest = _rows(conn, self._db.sql("stats_oldest_queued"), None)
+            first = utc(oldest[0]["run_at"]) if oldest else None
+            return tally(now, since, active, finished, cap, first)
+
+        return self._read(work, tally(since, since, {}, [], cap, None), what="count the runs")
 
     def now(self) -> datetime:
         def work(conn: Connection) -> datetime:

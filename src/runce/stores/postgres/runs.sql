@@ -296,6 +296,29 @@ WHERE {filters}
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
+-- A page filtered by nothing the indexes lead with (or only by time): the newest of each
+-- state, each read from runs_state, merged. No index orders the whole table by created_at
+-- alone, and a scan of it to sort a million runs for 50 is what this avoids.
+-- name: page_runs_by_state
+SELECT * FROM (
+    (SELECT * FROM {schema}.runs WHERE state = 'queued' AND {filters}
+     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT * FROM {schema}.runs WHERE state = 'running' AND {filters}
+     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT * FROM {schema}.runs WHERE state = 'succeeded' AND {filters}
+     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT * FROM {schema}.runs WHERE state = 'failed' AND {filters}
+     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT * FROM {schema}.runs WHERE state = 'canceled' AND {filters}
+     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+) AS newest
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
 -- name: run_attempts
 SELECT run_id, attempt, worker_id, started_at, finished_at, outcome, error
 FROM {schema}.run_attempts
@@ -332,6 +355,27 @@ ON CONFLICT (id) DO UPDATE SET
 SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
 FROM {schema}.workers
 ORDER BY started_at, id;
+
+-- The dashboard's overview (RunStats): bounded reads only, never a count over the table.
+-- Values are literals ({state}, {limit}, {since}), not parameters: after a few executions
+-- psycopg prepares a statement and the server may then plan for any state, and a plan
+-- that scans the table for 10,001 queued runs is a disaster for the 100 running ones.
+-- The kinds of a bounded number of runs in one state (runs_claim, runs_lease, runs_state).
+-- name: stats_active
+SELECT kind FROM {schema}.runs WHERE state = {state} LIMIT {limit};
+
+-- A bounded number of runs finished since a moment (a range of runs_finished).
+-- name: stats_finished
+SELECT state, kind FROM {schema}.runs
+WHERE finished_at >= {since} AND finished_at IS NOT NULL
+LIMIT {limit};
+
+-- The due queued run enqueued first (runs_state read backwards: its first due row).
+-- name: stats_oldest_queued
+SELECT run_at FROM {schema}.runs
+WHERE state = 'queued' AND run_at <= now()
+ORDER BY created_at, id
+LIMIT 1;
 
 -- name: clock
 SELECT now();

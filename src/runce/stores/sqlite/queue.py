@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 from runce.errors import UsageError
 from runce.stores.queue import (
+    ACTIVE,
+    STATS_CAP,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -40,10 +42,12 @@ from runce.stores.queue import (
     Outcome,
     Run,
     RunFilter,
+    RunStats,
     WorkerInfo,
     check_outcomes,
     enqueue_answers,
     outcome_rounds,
+    tally,
 )
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
@@ -75,8 +79,13 @@ _PAGE_FILTERS = {
     "kind": "kind = :kind",
     "since": "created_at >= :since",
     "before": "created_at < :before",
+    "idempotency_key": "idempotency_key = :idempotency_key",
+    "correlation_id": "correlation_id = :correlation_id",
+    "ids": "id IN (SELECT value FROM json_each(:ids))",
 }
 _PAGE_AFTER = "(created_at, id) < (:after_created_at, :after_id)"
+# Filters an index leads with; a page with none of them is read per state (runce_runs_state).
+_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id", "ids")
 
 
 class SQLiteRunQueue:
@@ -260,6 +269,9 @@ class SQLiteRunQueue:
             "kind": filters.kind,
             "since": to_iso(filters.since) if filters.since is not None else None,
             "before": to_iso(filters.before) if filters.before is not None else None,
+            "idempotency_key": filters.idempotency_key,
+            "correlation_id": filters.correlation_id,
+            "ids": None if filters.ids is None else json.dumps(list(filters.ids)),
         }
         for name, value in values.items():
             if value is not None:
@@ -268,7 +280,9 @@ class SQLiteRunQueue:
         if after is not None:
             conditions.append(_PAGE_AFTER)
             params["after_created_at"], params["after_id"] = to_iso(after[0]), after[1]
-        sql = query("page_runs").replace("{filters}", " AND ".join(conditions) or "1")
+        led = any(values[name] is not None for name in _INDEXED)
+        name = "page_runs" if led else "page_runs_by_state"
+        sql = query(name).replace("{filters}", " AND ".join(conditions) or "1")
 
         def work(conn: sqlite3.Connection) -> list[Run]:
             return _runs_of(conn, sql, params)
@@ -290,6 +304,22 @@ class SQLiteRunQueue:
 
         nothing: list[WorkerInfo] = []
         return self._read(work, nothing, what="read the workers")
+
+    def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
+        now = self.now()
+        at = {"since": to_iso(since), "now": to_iso(now), "limit": cap + 1}
+
+        def work(conn: sqlite3.Connection) -> RunStats:
+            active = {
+                state: [row[0] for row in _fetch(conn, "stats_active", {**at, "state": state})]
+                for state in ACTIVE
+            }
+            finished = [(row[0], row[1]) for row in _fetch(conn, "stats_finished", at)]
+            oldest = _fetch(conn, "stats_oldest_queued", at)
+            first = from_iso(oldest[0][0]) if oldest else None
+            return tally(now, since, active, finished, cap, first)
+
+        return self._read(work, tally(now, since, {}, [], cap, None), what="count the runs")
 
     def now(self) -> datetime:
         # SQLite's clock is the machine's, whichever file it is asked through.

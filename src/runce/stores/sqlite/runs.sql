@@ -207,6 +207,57 @@ WHERE {filters}
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
+-- The dashboard's overview (RunStats): bounded reads only, never a count over the table.
+-- The kinds of a bounded number of runs in one state (by runce_runs_state).
+-- name: stats_active
+SELECT kind FROM runce_runs WHERE state = :state LIMIT :limit;
+
+-- A bounded number of runs finished since a moment (a range of runce_runs_finished).
+-- name: stats_finished
+SELECT state, kind FROM runce_runs
+WHERE finished_at >= :since AND finished_at IS NOT NULL
+LIMIT :limit;
+
+-- The due queued run enqueued first (runce_runs_state read backwards: its first due row).
+-- name: stats_oldest_queued
+SELECT run_at FROM runce_runs
+WHERE state = 'queued' AND run_at <= :now
+ORDER BY created_at, id
+LIMIT 1;
+
+-- A page filtered by nothing the indexes lead with (or only by time): the newest of each
+-- state, each read from runce_runs_state, merged; no index orders the whole table by
+-- created_at alone.
+-- name: page_runs_by_state
+SELECT * FROM (
+    SELECT * FROM (
+        SELECT * FROM runce_runs WHERE state = 'queued' AND {filters}
+        ORDER BY created_at DESC, id DESC LIMIT :limit
+    )
+    UNION ALL
+    SELECT * FROM (
+        SELECT * FROM runce_runs WHERE state = 'running' AND {filters}
+        ORDER BY created_at DESC, id DESC LIMIT :limit
+    )
+    UNION ALL
+    SELECT * FROM (
+        SELECT * FROM runce_runs WHERE state = 'succeeded' AND {filters}
+        ORDER BY created_at DESC, id DESC LIMIT :limit
+    )
+    UNION ALL
+    SELECT * FROM (
+        SELECT * FROM runce_runs WHERE state = 'failed' AND {filters}
+        ORDER BY created_at DESC, id DESC LIMIT :limit
+    )
+    UNION ALL
+    SELECT * FROM (
+        SELECT * FROM runce_runs WHERE state = 'canceled' AND {filters}
+        ORDER BY created_at DESC, id DESC LIMIT :limit
+    )
+)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
 -- name: run_attempts
 SELECT run_id, attempt, worker_id, started_at, finished_at, outcome, error
 FROM runce_run_attempts

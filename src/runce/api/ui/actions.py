@@ -1,0 +1,134 @@
+"""The dashboard's actions (POST forms): sign in and out, cancel and retry a run, switch a
+schedule. Each checks the form's CSRF token and the token's scope (``runs:write``) before
+calling the library, then sends the browser back to the page it came from.
+
+Forms arrive URL-encoded and are read here (no multipart parser needed); the work itself
+runs on the thread pool like the API's routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from runce.api.context import ApiContext, context
+from runce.api.ui import pages
+from runce.api.ui.render import PageError, redirect
+from runce.api.ui.session import (
+    SESSION,
+    SignInNeeded,
+    check_csrf,
+    check_sign_in_csrf,
+    clear,
+    set_cookie,
+    viewer,
+    viewer_for,
+    writer,
+)
+from runce.errors import IllegalTransition, UnknownSchedule
+from runce.runs import api as runs_api
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+Ctx = Annotated[ApiContext, Depends(context)]
+MAX_FORM = 16 * 1024
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if len(body) > MAX_FORM:
+        raise PageError(413, "the form is too large")
+    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {key: values[0] for key, values in parsed.items()}
+
+
+@router.post("/login")
+async def login(request: Request, ctx: Ctx) -> Response:
+    form = await _form(request)
+    check_sign_in_csrf(request, form.get("csrf"))
+    token = form.get("token", "").strip()
+    target = pages.safe_next(form.get("next"))
+
+    def check() -> Response:
+        try:
+            viewer_for(ctx, token)  # checked exactly as each later request will be
+        except SignInNeeded:  # said on the form, not by a redirect
+            return pages.sign_in_page(request, target, "That token is unknown or revoked.", 401)
+        response = redirect(target)
+        set_cookie(request, response, SESSION, token)
+        return response
+
+    return await run_in_threadpool(check)
+
+
+@router.post("/logout")
+async def logout(request: Request, ctx: Ctx) -> Response:
+    form = await _form(request)
+    found = await run_in_threadpool(viewer, request, ctx)
+    check_csrf(found, form.get("csrf"))
+    response = redirect("/ui/login")
+    clear(response)
+    return response
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel(run_id: str, request: Request, ctx: Ctx) -> Response:
+    return await _on_run(request, ctx, run_id, ctx.runs.cancel)
+
+
+@router.post("/runs/{run_id}/retry")
+async def retry(run_id: str, request: Request, ctx: Ctx) -> Response:
+    return await _on_run(request, ctx, run_id, ctx.runs.retry)
+
+
+async def _on_run(
+    request: Request, ctx: ApiContext, run_id: str, act: Callable[[str], object]
+) -> Response:
+    form = await _form(request)
+
+    def work() -> Response:
+        found = writer(request, ctx, form.get("csrf"))
+        pages.reachable_run(ctx, found, run_id)
+        try:
+            act(run_id)
+        except IllegalTransition as exc:
+            raise PageError(409, str(exc)) from None
+        return redirect(f"/ui/runs/{quote(run_id, safe='')}")
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/schedules/{name}/enable")
+async def enable(name: str, request: Request, ctx: Ctx) -> Response:
+    return await _switch(request, ctx, name, runs_api.enable_schedule)
+
+
+@router.post("/schedules/{name}/disable")
+async def disable(name: str, request: Request, ctx: Ctx) -> Response:
+    return await _switch(request, ctx, name, runs_api.disable_schedule)
+
+
+async def _switch(
+    request: Request, ctx: ApiContext, name: str, switch: Callable[..., object]
+) -> Response:
+    form = await _form(request)
+
+    def work() -> Response:
+        found = writer(request, ctx, form.get("csrf"))
+        if not found.sees_everything:  # a schedule's runs belong to no project (as in the API)
+            raise PageError(403, "only a token bound to no project may switch schedules")
+        try:
+            switch(name, config=ctx.config)
+        except UnknownSchedule as exc:
+            raise PageError(404, str(exc)) from None
+        return redirect("/ui/schedules")
+
+    return await run_in_threadpool(work)
+
+
+# Once tasks get their actions (pausing and resuming a backfill) here, beside the others:
+# a POST per action, checked by ``writer`` and ``sees_everything`` like the schedules'.

@@ -1,0 +1,251 @@
+"""The dashboard's pages (GET): overview, runs, a run, once tasks, schedules, workers, the
+sign-in form, the live state the pages poll, and the script and stylesheet."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from runce.api.context import ApiContext, context
+from runce.api.problems import ProblemError
+from runce.api.ui import views
+from runce.api.ui.render import HEADERS, PageError, page
+from runce.api.ui.session import SIGN_IN, Viewer, csrf_for, reader, set_cookie, sign_in_nonce
+from runce.errors import UnknownRun, UsageError
+from runce.runs import redact
+from runce.stores.queue import FINISHED, RUN_STATES, Run, RunFilter, RunState
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+Ctx = Annotated[ApiContext, Depends(context)]
+Text = Annotated[str | None, Query(max_length=1000)]
+PAGE = 50
+_STATIC = {
+    "app.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+
+
+@router.get("")
+def overview(request: Request, ctx: Ctx) -> Response:
+    viewer = reader(request, ctx)
+    found = views.overview(ctx, with_tasks=True) if viewer.sees_everything else None
+    workers = found.workers if found else views.workers(ctx)
+    return page(
+        request,
+        "overview.html",
+        viewer=viewer,
+        overview=found,
+        workers=workers,
+        cap=views.CAP,
+        nav="overview",
+    )
+
+
+@router.get("/login")
+def login_form(request: Request, next: Text = None) -> Response:
+    return sign_in_page(request, safe_next(next), None)
+
+
+def sign_in_page(request: Request, next: str, error: str | None, status: int = 200) -> Response:
+    nonce = sign_in_nonce(request)
+    response = page(
+        request, "login.html", status, viewer=None, next=next, csrf=csrf_for(nonce), error=error
+    )
+    set_cookie(request, response, SIGN_IN, nonce)
+    return response
+
+
+def safe_next(wanted: str | None) -> str:
+    """Where to go after signing in: a dashboard path only (never another site)."""
+    if wanted and wanted.startswith("/ui") and not wanted.startswith("//") and "\\" not in wanted:
+        return wanted
+    return "/ui"
+
+
+@dataclass(frozen=True)
+class Listing:
+    runs: list[Run]
+    next_cursor: str | None
+    filters: dict[str, str]
+    error: str | None = None
+
+
+@dataclass
+class Wanted:
+    """The runs page's query: its filters, a search, and the cursor of the page."""
+
+    state: Text = None
+    kind: Text = None
+    project: Text = None
+    since: Text = None
+    before: Text = None
+    q: Text = None
+    cursor: Text = None
+
+
+WantedRuns = Annotated[Wanted, Depends()]
+
+
+@router.get("/runs")
+def runs(request: Request, ctx: Ctx, wanted: WantedRuns) -> Response:
+    viewer = reader(request, ctx)
+    listing = _listing(ctx, viewer, wanted)
+    return page(request, "runs.html", viewer=viewer, listing=listing, states=RUN_STATES, nav="runs")
+
+
+def _listing(ctx: ApiContext, viewer: Viewer, wanted: Wanted) -> Listing:
+    given = {k: v.strip() for k, v in asdict(wanted).items() if v and v.strip()}
+    shown = {k: v for k, v in given.items() if k != "cursor"}
+    try:
+        if any("\x00" in value for value in given.values()):
+            raise ValueError("a filter holds a NUL character, which no run's field can")
+        project = _project(viewer, shown.get("project"))
+        if shown.get("q"):
+            return Listing(_find(ctx, viewer, project, shown["q"]), None, shown)
+        state = shown.get("state")
+        if state is not None and state not in RUN_STATES:
+            raise ValueError(f"state {state!r} is not one of {', '.join(RUN_STATES)}")
+        filters = RunFilter(
+            project,
+            _state(state),
+            shown.get("kind"),
+            views.parse_moment(shown.get("since"), "since"),
+            views.parse_moment(shown.get("before"), "before"),
+        )
+        found = ctx.runs.page(filters, cursor=given.get("cursor"), limit=PAGE)
+    except (ValueError, UsageError, ProblemError) as exc:
+        message = exc.detail if isinstance(exc, ProblemError) else str(exc)
+        return Listing([], None, shown, message)
+    return Listing(found.runs, found.next_cursor, shown)
+
+
+def _state(text: str | None) -> RunState | None:
+    for state in RUN_STATES:
+        if state == text:
+            return state
+    return None
+
+
+def _project(viewer: Viewer, project: str | None) -> str | None:
+    """The project to list: any for a token bound to none; else one of the token's (its
+    first when none is asked for)."""
+    if project is None and viewer.caller.bound:
+        return viewer.projects[0]
+    return viewer.caller.check_project(project)
+
+
+def _find(ctx: ApiContext, viewer: Viewer, project: str | None, text: str) -> list[Run]:
+    """Runs by id, idempotency key or correlation id, within the viewer's reach."""
+    projects = [project] if viewer.caller.bound or project else [None]
+    found: dict[str, Run] = {}
+    for each in projects:
+        for run in ctx.runs.find(text, project_id=each, limit=PAGE):
+            found.setdefault(run.id, run)
+    return list(found.values())
+
+
+@router.get("/runs/{run_id}")
+def run_page(run_id: str, request: Request, ctx: Ctx) -> Response:
+    viewer = reader(request, ctx)
+    run = reachable_run(ctx, viewer, run_id)
+    return page(
+        request,
+        "run.html",
+        viewer=viewer,
+        run=run,
+        shown_input=redact.masked_input(run.input, ctx.config.worker.redact),
+        attempts=ctx.runs.attempts(run.id),
+        finished=FINISHED,
+        nav="runs",
+    )
+
+
+def reachable_run(ctx: ApiContext, viewer: Viewer, run_id: str) -> Run:
+    try:
+        return viewer.caller.check_run(ctx.runs.get(run_id))
+    except UnknownRun:
+        raise PageError(404, f"no run has the id {run_id!r}") from None
+    except ProblemError as exc:
+        raise PageError(403, exc.detail) from None
+
+
+@router.get("/live/runs")
+def live_runs(
+    request: Request, ctx: Ctx, id: Annotated[list[str] | None, Query()] = None
+) -> Response:
+    """The runs a page shows (``?id=...&id=...``, at most one page of them) as they are now:
+    the page polls this to move their states on, even out of the filter it was loaded with."""
+    viewer = reader(request, ctx)
+    wanted = tuple(run_id for run_id in (id or [])[:PAGE] if "\x00" not in run_id)
+    found = ctx.runs.page(RunFilter(ids=wanted), limit=PAGE).runs if wanted else []
+    found = [run for run in found if viewer.caller.may_reach(run.project_id)]
+    return _json({"runs": [_live(run) for run in found]})
+
+
+@router.get("/live/runs/{run_id}")
+def live_run(run_id: str, request: Request, ctx: Ctx) -> Response:
+    viewer = reader(request, ctx)
+    run = reachable_run(ctx, viewer, run_id)
+    return _json({"runs": [_live(run)], "attempts": len(ctx.runs.attempts(run.id))})
+
+
+def _live(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "state": run.state,
+        "progress": run.progress,
+        "progress_message": run.progress_message,
+        "attempt": run.attempt,
+        "max_attempts": run.max_attempts,
+        "cancel_requested": run.cancel_requested,
+        "error": run.error,
+        "finished": run.finished,
+    }
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return JSONResponse(body, headers=dict(HEADERS))
+
+
+@router.get("/tasks")
+def tasks(request: Request, ctx: Ctx) -> Response:
+    viewer = _everything(request, ctx)
+    return page(request, "tasks.html", viewer=viewer, board=views.task_board(ctx), nav="tasks")
+
+
+@router.get("/schedules")
+def schedules(request: Request, ctx: Ctx) -> Response:
+    viewer = reader(request, ctx)
+    return page(
+        request, "schedules.html", viewer=viewer, schedules=views.schedules(ctx), nav="schedules"
+    )
+
+
+@router.get("/workers")
+def workers(request: Request, ctx: Ctx) -> Response:
+    viewer = reader(request, ctx)
+    return page(request, "workers.html", viewer=viewer, workers=views.workers(ctx), nav="workers")
+
+
+def _everything(request: Request, ctx: ApiContext) -> Viewer:
+    viewer = reader(request, ctx)
+    if not viewer.sees_everything:
+        raise PageError(
+            403, "once tasks belong to no project: a token bound to projects sees only their runs"
+        )
+    return viewer
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    media = _STATIC.get(name)
+    if media is None:
+        raise PageError(404, f"no file {name!r}")
+    body = files("runce.api.ui").joinpath("static", name).read_bytes()
+    headers = {**HEADERS, "Cache-Control": "public, max-age=300"}
+    return Response(body, media_type=media, headers=headers)

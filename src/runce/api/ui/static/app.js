@@ -1,0 +1,109 @@
+// runce dashboard: keeps the states and progress of the runs on a page current by asking
+// the server every few seconds (no reload), and asks before cancelling a run.
+(function () {
+  "use strict";
+
+  var EVERY = 1500; // milliseconds between two looks
+
+  function field(root, name) {
+    return root.querySelector('[data-field="' + name + '"]');
+  }
+
+  function show(root, run) {
+    var state = field(root, "state");
+    if (state && state.textContent !== run.state) {
+      state.textContent = run.state;
+      state.className = "state state-" + run.state;
+    }
+    var bar = field(root, "progress-bar");
+    var percent = field(root, "progress");
+    if (run.progress !== null && bar && percent) {
+      bar.hidden = false;
+      bar.value = run.progress;
+      bar.textContent = run.progress + "%";
+      percent.textContent = run.progress + "%";
+    }
+    var message = field(root, "progress-message");
+    if (message) {
+      message.textContent = run.progress_message || "";
+    }
+    var attempt = field(root, "attempt");
+    if (attempt) {
+      attempt.textContent = run.attempt + "/" + run.max_attempts;
+    }
+    var cancel = field(root, "cancel");
+    if (cancel) {
+      cancel.hidden = !(run.cancel_requested && !run.finished);
+    }
+    var error = document.querySelector('[data-field="error"]');
+    if (error && root.classList.contains("run")) {
+      error.textContent = run.error || "\u2014";
+    }
+    root.querySelectorAll("form[data-when]").forEach(function (form) {
+      form.hidden = form.getAttribute("data-when").split(" ").indexOf(run.state) < 0;
+    });
+  }
+
+  function follow(root, url, many) {
+    function look() {
+      if (document.hidden) {
+        setTimeout(look, EVERY);
+        return;
+      }
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (answer) {
+          if (!answer.ok) {
+            throw new Error("the dashboard answered " + answer.status);
+          }
+          return answer.json();
+        })
+        .then(function (body) {
+          body.runs.forEach(function (run) {
+            var target = many ? root.querySelector('tr[data-run-id="' + CSS.escape(run.id) + '"]') : root;
+            if (target) {
+              show(target, run);
+            }
+          });
+          var known = root.getAttribute("data-attempts");
+          if (!many && known !== null && String(body.attempts) !== known) {
+            var note = field(root, "reload");
+            if (note) {
+              note.hidden = false;
+            }
+          }
+          setTimeout(look, EVERY);
+        })
+        .catch(function () {
+          setTimeout(look, EVERY * 4); // the server is away or the session ended: slower
+        });
+    }
+    setTimeout(look, EVERY);
+  }
+
+  function start() {
+    var table = document.querySelector("table[data-live]");
+    if (table) {
+      var ids = Array.prototype.map.call(table.querySelectorAll("tr[data-run-id]"), function (row) {
+        return "id=" + encodeURIComponent(row.getAttribute("data-run-id"));
+      });
+      follow(table, table.getAttribute("data-live") + "?" + ids.join("&"), true);
+    }
+    var run = document.querySelector("section.run[data-live]");
+    if (run) {
+      follow(run, run.getAttribute("data-live"), false);
+    }
+    document.querySelectorAll("button.danger").forEach(function (button) {
+      button.form.addEventListener("submit", function (event) {
+        if (!window.confirm("Cancel this run?")) {
+          event.preventDefault();
+        }
+      });
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

@@ -1,0 +1,151 @@
+"""What the dashboard's pages show, gathered through the library: the queue's bounded
+counts, workers with their liveness, once tasks with their history, runs filtered and found.
+
+Nothing here reads a store directly; every figure comes from :mod:`runce.runs` and
+:mod:`runce.tasks`, the calls the CLI and the HTTP API make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from runce.api.context import ApiContext
+from runce.errors import RunceError
+from runce.runs import api as runs_api
+from runce.stores.base import Attempt, LockHolder
+from runce.stores.queue import STATS_CAP, RunStats, WorkerInfo
+from runce.stores.schedules import Schedule
+from runce.tasks import api as tasks_api
+from runce.tasks.states import TaskState, TaskStatus
+
+# What to do about a once task in a state that needs a person (shown beside it).
+ADVICE: dict[TaskState, str] = {
+    TaskState.INTERRUPTED: (
+        "The process running it died. `runce run` closes the open attempt and runs the task "
+        "again; make sure the task is safe to re-run first (or `runce baseline` it)."
+    ),
+    TaskState.DRIFTED: (
+        "Its file changed after it was applied. Restore the file, or accept the change "
+        "with `runce repair <id>` (the task does not run again)."
+    ),
+    TaskState.FAILED: "It failed: fix the cause and `runce run` tries it again.",
+    TaskState.MISSING: (
+        "It was applied and its file is gone: restore the file if that was a mistake."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    info: WorkerInfo
+    status: str  # live, stale or stopped
+    seen_ago: timedelta
+
+
+@dataclass(frozen=True)
+class Overview:
+    stats: RunStats
+    kinds: list[str]
+    workers: list[WorkerRow]
+    tasks: TaskBoard | None
+
+    def active(self, state: str, kind: str | None = None) -> int:
+        return sum(n for (s, k), n in self.stats.active.items() if s == state and kind in (None, k))
+
+    def finished(self, state: str, kind: str | None = None) -> int:
+        return sum(
+            n for (s, k), n in self.stats.finished.items() if s == state and kind in (None, k)
+        )
+
+    @property
+    def throughput(self) -> int:
+        return sum(self.stats.finished.values())
+
+    @property
+    def oldest_age(self) -> timedelta | None:
+        oldest = self.stats.oldest_queued
+        return None if oldest is None else self.stats.now - oldest
+
+    @property
+    def live_workers(self) -> int:
+        return sum(1 for w in self.workers if w.status == "live")
+
+    def at_least(self, state: str) -> str:
+        return "≥ " if state in self.stats.capped else ""
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    status: TaskStatus
+    history: list[Attempt]
+    advice: str | None
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.history[-1] if self.history else None
+
+
+@dataclass(frozen=True)
+class TaskBoard:
+    rows: list[TaskRow] = field(default_factory=list)
+    holder: LockHolder | None = None
+    error: str | None = None
+
+    def count(self, state: str) -> int:
+        return sum(1 for row in self.rows if row.status.state == state)
+
+
+WINDOW = 3600.0  # seconds of "the last hour"
+CAP = STATS_CAP  # runs read at most per state for the overview's counts
+
+
+def workers(ctx: ApiContext) -> list[WorkerRow]:
+    """Every worker the store knows, live or stale (no heartbeat for two leases) or stopped."""
+    now = ctx.queue.now()
+    stale_after = timedelta(seconds=2 * ctx.config.worker.lease)
+    rows = []
+    for info in ctx.queue.workers():
+        seen = now - info.last_seen
+        status = "stopped" if info.state == "stopped" else "stale" if seen > stale_after else "live"
+        rows.append(WorkerRow(info, status, seen))
+    return rows
+
+
+def overview(ctx: ApiContext, with_tasks: bool) -> Overview:
+    stats = ctx.runs.stats(WINDOW, cap=CAP)
+    kinds = sorted({kind for _, kind in (*stats.active, *stats.finished)})
+    return Overview(stats, kinds, workers(ctx), task_board(ctx) if with_tasks else None)
+
+
+def task_board(ctx: ApiContext, history_per_task: int = 20) -> TaskBoard:
+    """Every once task with its state and its latest attempts; a broken task directory or
+    an unreachable store is told, not raised (the rest of the dashboard still works)."""
+    try:
+        report = tasks_api.task_status(ctx.config)
+        history = tasks_api.task_history(ctx.config)
+    except RunceError as exc:
+        return TaskBoard(error=str(exc))
+    by_task: dict[str, list[Attempt]] = {}
+    for attempt in history:
+        by_task.setdefault(attempt.task_id, []).append(attempt)
+    rows = [
+        TaskRow(s, by_task.get(s.id, [])[-history_per_task:], ADVICE.get(s.state))
+        for s in report.tasks
+    ]
+    return TaskBoard(rows, report.holder)
+
+
+def schedules(ctx: ApiContext) -> list[Schedule]:
+    return runs_api.list_schedules(config=ctx.config)
+
+
+def parse_moment(text: str | None, what: str) -> datetime | None:
+    """A ``datetime-local`` field's value (or ISO 8601), read as UTC when it has no zone."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a date and time (YYYY-MM-DDTHH:MM)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

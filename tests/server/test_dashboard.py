@@ -1,0 +1,286 @@
+"""The dashboard at /ui in process: sign-in, sessions, CSRF, scopes, escaping, pages and
+the live state the pages poll (the browser tests in tests/browser drive the same pages)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from runce.api.ui.render import CSP
+from runce.tasks.api import make_task, run_tasks
+from tests.server.conftest import Api
+
+PAGES = ("/ui", "/ui/runs", "/ui/tasks", "/ui/schedules", "/ui/workers")
+HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+
+
+def sign_in(api: Api, role: str) -> str:
+    """Sign the client in as ``role``; the page's CSRF token for actions."""
+    api.client.cookies.clear()
+    form = api.client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    answer = api.client.post(
+        "/ui/login",
+        data={"csrf": csrf.group(1), "token": api.tokens[role], "next": "/ui/runs"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/ui/runs"
+    return action_csrf(api, "/ui/runs")
+
+
+def action_csrf(api: Api, path: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', api.client.get(path).text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_pages_need_a_session_and_send_the_browser_to_sign_in(api: Api) -> None:
+    for path in PAGES:
+        answer = api.client.get(path, follow_redirects=False)
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith("/ui/login?next=")
+    form = api.client.get("/ui/login")
+    assert 'type="password"' in form.text
+    assert form.headers["content-security-policy"] == CSP
+
+
+def test_signing_in_sets_a_strict_http_only_cookie(api: Api) -> None:
+    api.client.get("/ui/login")
+    form = api.client.get("/ui/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf is not None
+    answer = api.client.post(
+        "/ui/login",
+        data={"csrf": csrf.group(1), "token": api.tokens["reader"]},
+        follow_redirects=False,
+    )
+    cookie = answer.headers["set-cookie"].lower()
+    assert "runce_session=" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert "path=/ui" in cookie
+    assert "secure" not in cookie  # plain HTTP here; over TLS the cookie is Secure
+
+
+def test_over_tls_the_session_cookie_is_secure(api: Api) -> None:
+    with TestClient(api.client.app, base_url="https://testserver") as tls:
+        form = tls.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        assert "secure" in form.headers["set-cookie"].lower()
+        answer = tls.post(
+            "/ui/login",
+            data={"csrf": csrf.group(1), "token": api.tokens["reader"]},
+            follow_redirects=False,
+        )
+        assert "secure" in answer.headers["set-cookie"].lower()
+
+
+def test_a_token_without_runs_read_may_sign_in_but_sees_nothing(api: Api) -> None:
+    form = api.client.get("/ui/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf is not None
+    api.client.post("/ui/login", data={"csrf": csrf.group(1), "token": api.tokens["worker"]})
+    for path in PAGES:
+        answer = api.client.get(path)
+        assert answer.status_code == 403, path
+        assert "runs:read" in answer.text
+
+
+def test_a_wrong_token_or_a_missing_sign_in_csrf_is_refused(api: Api) -> None:
+    api.client.get("/ui/login")
+    csrf = action_csrf(api, "/ui/login")
+    wrong = api.client.post("/ui/login", data={"csrf": csrf, "token": "rnc_nope"})
+    assert wrong.status_code == 401
+    assert "unknown or revoked" in wrong.text
+    no_csrf = api.client.post("/ui/login", data={"token": api.tokens["all"]})
+    assert no_csrf.status_code == 403
+
+
+def test_every_page_renders_with_the_security_headers(api: Api) -> None:
+    run = api.enqueue(input={"to": "a@example.com"})
+    sign_in(api, "all")
+    for path in (*PAGES, f"/ui/runs/{run['id']}"):
+        answer = api.client.get(path)
+        assert answer.status_code == 200, (path, answer.text)
+        assert answer.headers["content-security-policy"] == CSP
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert "<script>" not in answer.text.replace('<script src="/ui/static/app.js" defer>', "")
+    assert "style=" not in api.client.get(f"/ui/runs/{run['id']}").text
+
+
+def test_static_files_are_served_from_the_package(api: Api) -> None:
+    css = api.client.get("/ui/static/app.css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+    js = api.client.get("/ui/static/app.js")
+    assert js.headers["content-type"].startswith("text/javascript")
+    assert api.client.get("/ui/static/../app.py").status_code == 404
+
+
+def test_the_dashboard_stays_out_of_the_openapi_document(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    assert not [path for path in paths if path.startswith("/ui")]
+
+
+def test_stored_strings_are_shown_as_text(api: Api) -> None:
+    run = api.enqueue(input={"note": HOSTILE}, correlation_id=HOSTILE[:60])
+    sign_in(api, "all")
+    for path in (f"/ui/runs/{run['id']}", "/ui/runs"):
+        text = api.client.get(path).text
+        assert "<img src=x" not in text
+        assert "<script>alert" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in api.client.get(f"/ui/runs/{run['id']}").text
+
+
+def test_a_runs_input_is_shown_with_secrets_masked(api: Api) -> None:
+    run = api.enqueue(input={"password": "hunter2", "smtp": {"$secret": "MAIL_KEY"}, "n": 7})
+    sign_in(api, "all")
+    page = api.client.get(f"/ui/runs/{run['id']}").text
+    assert "hunter2" not in page
+    assert "*** (secret MAIL_KEY)" in page
+    assert "&#34;n&#34;: 7" in page
+
+
+def test_a_cancel_needs_the_csrf_token_and_runs_write(api: Api) -> None:
+    run = api.enqueue()
+    csrf = sign_in(api, "all")
+    cancel = f"/ui/runs/{run['id']}/cancel"
+    assert api.client.post(cancel, data={}).status_code == 403
+    assert api.client.post(cancel, data={"csrf": "x" * 64}).status_code == 403
+    assert _state(api, run) == "queued"
+    done = api.client.post(cancel, data={"csrf": csrf}, follow_redirects=False)
+    assert done.status_code == 303
+    assert _state(api, run) == "canceled"
+    retried = api.client.post(f"/ui/runs/{run['id']}/retry", data={"csrf": csrf})
+    assert retried.status_code == 200
+    assert _state(api, run) == "queued"
+
+
+def test_a_reader_sees_no_actions_and_a_forged_post_is_refused(api: Api) -> None:
+    run = api.enqueue()
+    csrf = sign_in(api, "reader")
+    page = api.client.get(f"/ui/runs/{run['id']}").text
+    assert "/cancel" not in page
+    assert "/retry" not in page
+    forged = api.client.post(f"/ui/runs/{run['id']}/cancel", data={"csrf": csrf})
+    assert forged.status_code == 403
+    assert "runs:write" in forged.text
+    assert _state(api, run) == "queued"
+
+
+def test_a_project_bound_token_sees_only_its_projects(api: Api) -> None:
+    mine = api.enqueue(project_id="shop")
+    other = api.enqueue(project_id="blog")
+    sign_in(api, "shop")
+    listed = api.client.get("/ui/runs").text
+    assert mine["id"] in listed
+    assert other["id"] not in listed
+    assert api.client.get(f"/ui/runs/{other['id']}").status_code == 403
+    assert api.client.get("/ui/runs?project=blog").text.count("may not reach") == 1
+    assert api.client.get("/ui/tasks").status_code == 403
+    assert "/ui/tasks" not in api.client.get("/ui").text
+
+
+def test_runs_are_filtered_found_and_paged(api: Api) -> None:
+    for i in range(55):
+        api.enqueue(kind="bulk", input={"i": i})
+    keyed = api.call(
+        "POST",
+        "/v1/runs",
+        json={"kind": "other", "correlation_id": "req-42"},
+        headers={"Idempotency-Key": "order-9"},
+    ).json()
+    sign_in(api, "all")
+    first = api.client.get("/ui/runs?kind=bulk")
+    assert first.text.count('data-run-id="') == 50
+    older = re.search(r'rel="next" href="([^"]+)"', first.text)
+    assert older is not None
+    second = api.client.get(older.group(1).replace("&amp;", "&"))
+    assert second.text.count('data-run-id="') == 5
+    for text in ("order-9", "req-42", keyed["id"]):
+        assert keyed["id"] in api.client.get("/ui/runs", params={"q": text}).text
+    assert "not one of" in api.client.get("/ui/runs?state=lost").text
+    assert "not a date" in api.client.get("/ui/runs?since=yesterday").text
+    assert "not one runce gave out" in api.client.get("/ui/runs?cursor=zzz").text
+    assert "NUL" in api.client.get("/ui/runs?kind=a%00b").text
+    assert api.client.get("/ui/runs", params={"kind": "k" * 1001}).status_code == 422
+
+
+def test_the_live_state_follows_the_store(api: Api) -> None:
+    run = api.enqueue(kind="live.kind")
+    other = api.enqueue(project_id="blog")
+    sign_in(api, "shop")
+    asked = {"id": [run["id"], other["id"], "gone"]}
+    assert api.client.get("/ui/live/runs", params=asked).json()["runs"] == []
+    sign_in(api, "all")
+    rows = api.client.get("/ui/live/runs", params=asked).json()["runs"]
+    assert {r["id"]: r["state"] for r in rows} == {run["id"]: "queued", other["id"]: "queued"}
+    api.call("POST", f"/v1/runs/{run['id']}:cancel")
+    one = api.client.get(f"/ui/live/runs/{run['id']}").json()
+    assert one["runs"][0]["state"] == "canceled"
+    api.client.cookies.clear()
+    assert api.client.get(f"/ui/live/runs/{run['id']}", follow_redirects=False).status_code == 303
+
+
+def test_the_overview_counts_runs_and_once_tasks(api: Api) -> None:
+    api.enqueue(kind="email.send")
+    api.enqueue(kind="email.send")
+    sign_in(api, "all")
+    assert "tasks folder" in api.client.get("/ui").text  # told, and the rest still shown
+    made = make_task(api.config, "backfill <b>orders</b>")
+    page = api.client.get("/ui").text
+    assert re.search(r"<th scope=\"row\"><a [^>]+>email.send</a></th>\s*<td>2</td>", page)
+    assert re.search(r"<dt>Pending</dt><dd>1</dd>", page)
+    assert "The lock: free" in page
+    tasks = api.client.get("/ui/tasks").text
+    assert made.stem.split("_")[0] in tasks
+    assert "PENDING" in tasks
+
+
+def test_counts_past_the_cap_say_there_are_more(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runce.api.ui import views
+
+    monkeypatch.setattr(views, "CAP", 2)
+    for _ in range(3):
+        api.enqueue(kind="many")
+    sign_in(api, "all")
+    page = api.client.get("/ui").text
+    assert '<a href="/ui/runs?state=queued">≥ 2</a>' in page
+    assert "counting stopped at 2 runs per state" in page
+
+
+def test_a_drifted_task_is_shown_with_what_to_do(api: Api) -> None:
+    made = make_task(api.config, "rename column")
+    assert run_tasks(api.config).ok
+    made.write_text(made.read_text() + "\n# changed after it was applied\n")
+    sign_in(api, "all")
+    page = api.client.get("/ui/tasks").text
+    assert "DRIFTED" in page
+    assert "runce repair" in page
+    assert "succeeded" in page  # its last attempt, from the history
+    assert re.search(r"<dt>Drifted</dt><dd>1</dd>", api.client.get("/ui").text)
+
+
+def test_signing_out_needs_the_csrf_token(api: Api) -> None:
+    csrf = sign_in(api, "all")
+    assert api.client.post("/ui/logout", data={}).status_code == 403
+    out = api.client.post("/ui/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303
+    assert api.client.get("/ui", follow_redirects=False).status_code == 303
+
+
+def _state(api: Api, run: dict[str, Any]) -> str:
+    found: str = api.call("GET", f"/v1/runs/{run['id']}").json()["state"]
+    return found
+
+
+@pytest.mark.parametrize("path", ["/ui/runs/none", "/ui/nothing"])
+def test_unknown_pages_answer_404(api: Api, path: str) -> None:
+    sign_in(api, "all")
+    assert api.client.get(path).status_code == 404
