@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel
 
+from runce import tracing
 from runce._version import __version__
 from runce.api.idempotency import HEADER, to_header
 from runce.api.schemas import PROBLEM_BASE, AttemptModel, RunModel, ScheduleModel, WorkerModel
@@ -121,9 +122,11 @@ class Client:
         priority: int = 0,
         project_id: str | None = None,
         correlation_id: str | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> tuple[Run, bool]:
         """:meth:`enqueue`, also saying whether the run was created (False: an earlier run
-        with the same idempotency key)."""
+        with the same idempotency key). The trace context sent (``traceparent`` header) is
+        ``trace_context``, else the active span's when OpenTelemetry is installed."""
         body = _without_none(
             kind=kind,
             input=input,
@@ -135,6 +138,7 @@ class Client:
         )
         body["input"] = input  # null is an input like any other
         headers = {} if idempotency_key is None else {HEADER: to_header(idempotency_key)}
+        headers.update(tracing.checked(trace_context) or tracing.current_context() or {})
         response = self.request("POST", "/v1/runs", json=body, headers=headers)
         return run_from_json(response.json()), response.status_code == 201
 

@@ -13,11 +13,12 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from runce import tracing
 from runce.errors import (
     IdempotencyConflict,
     IllegalTransition,
@@ -265,9 +266,11 @@ class RunService:
         project_id: str | None = None,
         correlation_id: str | None = None,
         connection: Any = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> list[Enqueued]:
         """:meth:`enqueue_many`, telling for each run whether this call created it (the
-        HTTP API answers 201 or 200 from that)."""
+        HTTP API answers 201 or 200 from that). ``trace_context`` is a caller's W3C trace
+        context (``traceparent``, ``tracestate``) to continue instead of the active span's."""
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(inputs)
         if len(keys) != len(inputs):
             raise UsageError("idempotency_keys must have one key (or None) per input")
@@ -277,21 +280,31 @@ class RunService:
         if job is not None:  # typed jobs refuse a bad input before anything is stored
             inputs = [job.input_for_storage(value) for value in inputs]
         texts = [canonical_json(value) for value in inputs]
-        new = [
-            NewRun(
-                id=run_id,
-                kind=kind,
-                input_json=text,
-                max_attempts=attempts,
-                priority=priority,
-                run_at=run_at,
-                project_id=project_id,
-                idempotency_key=key,
-                correlation_id=correlation_id,
-            )
-            for run_id, text, key in zip(new_run_ids(len(texts)), texts, keys, strict=True)
-        ]
-        results = self.queue.enqueue(new, connection=connection)
+
+        def insert(carrier: dict[str, str] | None) -> tuple[list[NewRun], list[Enqueued]]:
+            new = [
+                NewRun(
+                    id=run_id,
+                    kind=kind,
+                    input_json=text,
+                    max_attempts=attempts,
+                    priority=priority,
+                    run_at=run_at,
+                    project_id=project_id,
+                    idempotency_key=key,
+                    correlation_id=correlation_id,
+                    trace_context=carrier,
+                )
+                for run_id, text, key in zip(new_run_ids(len(texts)), texts, keys, strict=True)
+            ]
+            return new, self.queue.enqueue(new, connection=connection)
+
+        if trace_context is None and not tracing.enabled():
+            new, results = insert(None)
+        else:
+            with tracing.enqueue_span(kind, len(texts), trace_context) as carrier:
+                new, results = insert(carrier)
+                tracing.name_runs([r.run.id for r in results])
         for wanted, result in zip(new, results, strict=True):
             if not result.created:
                 _check_same(wanted, result.run)

@@ -53,8 +53,11 @@ def runs_from(cursor: sqlite3.Cursor) -> list[Run]:
     if cursor.description is None:
         return []
     names = [column[0] for column in cursor.description]
-    pick = itemgetter(*(names.index(name) for name in _RUN_FIELDS))
     when = times_reader()
+    if "trace_context" not in names:  # a file read before its upgrade to schema 5
+        pick = itemgetter(*(names.index(name) for name in _RUN_FIELDS[:-1]))
+        return [run_from_row((*pick(row), None), when, _decode_json) for row in cursor]
+    pick = itemgetter(*(names.index(name) for name in _RUN_FIELDS))
     return [run_from_row(pick(row), when, _decode_json) for row in cursor.fetchall()]
 
 
@@ -93,6 +96,7 @@ def new_runs_param(runs: list[NewRun]) -> str:
                 new.project_id,
                 new.idempotency_key,
                 new.correlation_id,
+                None if new.trace_context is None else json.dumps(new.trace_context),
             ]
             for new in runs
         ]
