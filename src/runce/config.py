@@ -389,6 +389,14 @@ KEYS: tuple[Key, ...] = (
         help="Keys whose values are masked in runce's logs and run errors (case-insensitive).",
     ),
     Key(
+        "worker.metrics_port",
+        _port,
+        None,
+        "integer",
+        "RUNCE_WORKER_METRICS_PORT",
+        help="Serve the worker's Prometheus metrics on this port (needs `nurv-runce[metrics]`).",
+    ),
+    Key(
         "runs.retention.succeeded",
         parse_duration,
         30 * 86400.0,
@@ -447,6 +455,14 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_API_RATE_LIMIT_CANCEL",
         help="Cancels per token, in the same form; over the limit: 429 with `Retry-After`.",
     ),
+    Key(
+        "api.public_metrics",
+        _boolean,
+        False,
+        "bool",
+        "RUNCE_API_PUBLIC_METRICS",
+        help="Serve `GET /metrics` without a token (else: a token with `runs:read`).",
+    ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 _ALIASES = {
@@ -480,6 +496,7 @@ class WorkerSettings:
     shutdown_timeout: float = 30.0
     secrets: str | None = None
     redact: tuple[str, ...] = DEFAULT_REDACT
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -495,6 +512,7 @@ class ApiSettings:
     max_body: int = 1024 * 1024
     enqueue_rate: Rate | None = Rate(50, 1.0)
     cancel_rate: Rate | None = Rate(10, 1.0)
+    public_metrics: bool = False
 
 
 @dataclass(frozen=True)
@@ -739,6 +757,7 @@ def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: s
             settings["api.max_body"],
             settings["api.rate_limit.enqueue"],
             settings["api.rate_limit.cancel"],
+            settings["api.public_metrics"],
         ),
     )
 

@@ -24,7 +24,7 @@ def test_the_configuration_table_matches_the_keys() -> None:
 
 
 def test_the_public_names_are_exactly_the_curated_ones() -> None:
-    modules = {"api", "cli", "config", "errors", "runs", "stores", "tasks", "timeutil"}
+    modules = {"api", "cli", "config", "errors", "runs", "stores", "tasks", "timeutil", "tracing"}
     for name in runce.__all__:
         assert getattr(runce, name) is not None, name
     exported = {name for name in dir(runce) if not name.startswith("_")}
