@@ -147,11 +147,13 @@ def task_span(task_id: str) -> Iterator[Any]:
         yield span
 
 
-def task_ended(span: Any, outcome: str, error: BaseException | None) -> None:
+def task_ended(span: Any, outcome: str, error: str | None) -> None:
+    """Say how a once task ended on its span (when there is one)."""
     if span is None:
         return
     span.set_attribute(TASK_OUTCOME, outcome)
-    _record_error(span, error, str)
+    if error is not None:
+        span.set_status(_api.trace.Status(_api.trace.StatusCode.ERROR, error))
 
 
 def _record_error(span: Any, error: BaseException | None, scrub: Callable[[str], str]) -> None:

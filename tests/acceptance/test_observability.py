@@ -128,7 +128,9 @@ def test_every_metric_equals_the_store_after_a_known_workload(mspace: Workspace)
     config = runs_api._config(mspace.root / "runce.toml")
     service = runs_api.service(config)
     port = _free_port()
-    worker = mspace.start("worker", "--metrics-port", str(port), "--kinds", "obs.work")
+    worker = mspace.start(
+        "worker", "--metrics-port", str(port), "--kinds", "obs.work", RUNCE_LOG_FORMAT="json"
+    )
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     _wait_until(lambda: _reachable(metrics_url) or worker.poll() is not None, "worker metrics")
     assert worker.poll() is None, worker.communicate()
@@ -152,7 +154,9 @@ def test_every_metric_equals_the_store_after_a_known_workload(mspace: Workspace)
     assert _value(own, "runce_worker_slots", state="busy") == 0
     assert _value(own, "runce_worker_slots", state="free") == 8
     worker.terminate()
-    assert worker.wait(timeout=60) == 0, worker.communicate()
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    _check_json_logs(err)
 
     # Seven more queued, due a minute ago; a live worker of another kind, and a stale one.
     due = service.queue.now() - timedelta(seconds=60)
@@ -188,6 +192,22 @@ def test_every_metric_equals_the_store_after_a_known_workload(mspace: Workspace)
     server.stop()
     other.terminate()
     other.wait(timeout=60)
+
+
+def _check_json_logs(err: str) -> None:
+    """Every log line is a JSON object; a final failure is an error with its exception,
+    masked as the text lines are."""
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    failed = [line for line in lines if line["message"].startswith("run.failed")]
+    retried = [line for line in lines if line["message"].startswith("run.retrying")]
+    assert len(failed) == len(retried) == 5
+    assert {line["level"] for line in failed} == {"ERROR"}
+    assert {line["level"] for line in retried} == {"WARNING"}
+    assert all("RuntimeError: it broke" in line["exception"] for line in failed)
+    assert {line["kind"] for line in failed} == {"obs.work"}
+    assert all(line["attempt"] == 2 and line["duration_ms"] >= 0 for line in failed)
+    assert "hunter2" not in err
+    assert "api_key=***" in err
 
 
 def _reachable(url: str) -> bool:
