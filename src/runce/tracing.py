@@ -2,15 +2,16 @@
 that carries a trace from the code that enqueues a run to the worker that runs it (O-1).
 
 Only ``opentelemetry-api`` is used (the extra ``nurv-runce[otel]``); the SDK, its exporters
-and sampling stay the application's choice. Nothing here imports OpenTelemetry before the
-first span is asked for, and when it is not installed every helper is a no-op: no span, no
-trace context stored with a run (except one a caller hands over explicitly, as the HTTP
-API does with a request's ``traceparent`` header).
+and sampling stay the application's choice. runce traces in a process where the application
+imported OpenTelemetry; elsewhere, and wherever it is not installed, every helper is a no-op:
+no span, no trace context stored with a run (except one a caller hands over explicitly, as
+the HTTP API does with a request's ``traceparent`` header).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -46,9 +47,14 @@ class _Api:
 
 
 def enabled() -> bool:
-    """Whether opentelemetry-api is installed (imported on the first call, never before)."""
+    """Whether this process traces: OpenTelemetry is installed and the application imported
+    it (to set up an SDK, or under ``opentelemetry-instrument``). A process that never
+    imported it can record no span, so runce does not pay for importing it there (its
+    propagators load through entry points, tens of milliseconds) and asks again next time."""
     global _api
     if _api is None:
+        if "opentelemetry.trace" not in sys.modules:
+            return False
         try:
             _api = _Api()
         except ImportError:
