@@ -5,6 +5,7 @@ written by the OpenTelemetry SDK in each process to a file."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 import uuid
@@ -327,3 +328,15 @@ def test_a_trace_begun_where_a_run_is_enqueued_goes_on_in_the_workers(tmp_path: 
     assert spans["inside the job"]["parent_id"] == ran["context"]["span_id"]
     remote_ran = spans["runce run trace.remote"]
     assert remote_ran["parent_id"] == spans["POST /signup"]["context"]["span_id"]
+
+
+def test_a_metrics_port_in_use_is_one_sentence_and_exit_2(tmp_path: Path) -> None:
+    space = _space(Workspace(tmp_path, "sqlite:///.runce/runce.db"))
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = space.runce("worker", "--drain", "--metrics-port", port)
+    assert result.returncode == 2, output_of(result)
+    assert f"runce: runce worker cannot serve metrics on port {port}" in result.stderr
+    assert "Traceback" not in result.stderr

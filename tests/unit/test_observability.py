@@ -287,3 +287,15 @@ def test_runs_enqueue_and_work_where_opentelemetry_is_absent() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["succeeded", "None"]
+
+
+def test_the_metrics_keys_are_checked_and_read_from_the_environment() -> None:
+    from runce.config import load_config
+    from runce.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"worker\.metrics_port must be a TCP port"):
+        load_config(values={"worker": {"metrics_port": 70000}})
+    env = {"RUNCE_WORKER_METRICS_PORT": "9464", "RUNCE_API_PUBLIC_METRICS": "true"}
+    config = load_config(values={}, env=env)
+    assert (config.worker.metrics_port, config.api.public_metrics) == (9464, True)
+    assert load_config(values={}, env={}).api.public_metrics is False
