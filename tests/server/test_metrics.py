@@ -46,6 +46,8 @@ def test_public_metrics_need_no_token(tmp_path: Path, monkeypatch: pytest.Monkey
     assert samples["runce_runs", (("kind", "email.send"), ("state", "queued"))] == 1
     assert samples["runce_runs", (("kind", "email.send"), ("state", "failed"))] == 0
     assert samples["runce_workers", (("state", "live"),)] == 0
+    assert not (tmp_path / "tasks").exists()
+    assert not [name for name, _ in samples if name.startswith("runce_task")]
     api.client.close()
 
 

@@ -62,6 +62,7 @@ class StoreCollector:
         self._mutex = threading.Lock()
         self._reading: Reading | None = None
         self._read_at = 0.0
+        self._told = False  # that the tasks folder cannot be read
 
     def reading(self) -> Reading:
         with self._mutex:  # one reading at a time: scrapers arriving together share it
@@ -79,7 +80,9 @@ class StoreCollector:
         try:
             files = discover(self.config.tasks_dir)
         except RunceError as exc:
-            log.warning("runce_tasks left out: %s", exc)
+            if not self._told:  # once, not at every scrape
+                log.warning("GET /metrics leaves runce_tasks out: %s", exc)
+                self._told = True
             return None
         tracker = self.store.tracker
         holder = self.store.lock.holder()
