@@ -126,7 +126,7 @@ class Client:
     ) -> tuple[Run, bool]:
         """:meth:`enqueue`, also saying whether the run was created (False: an earlier run
         with the same idempotency key). The trace context sent (``traceparent`` header) is
-        ``trace_context``, else the active span's when OpenTelemetry is installed."""
+        ``trace_context``, else the active span's where the application set up OpenTelemetry."""
         body = _without_none(
             kind=kind,
             input=input,
