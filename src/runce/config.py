@@ -477,6 +477,14 @@ KEYS: tuple[Key, ...] = (
         help="Keys whose values are masked in runce's logs and run errors (case-insensitive).",
     ),
     Key(
+        "worker.metrics_port",
+        _port,
+        None,
+        "integer",
+        "RUNCE_WORKER_METRICS_PORT",
+        help="Serve the worker's Prometheus metrics on this port (needs `nurv-runce[metrics]`).",
+    ),
+    Key(
         "runs.retention.succeeded",
         parse_duration,
         30 * 86400.0,
@@ -575,6 +583,14 @@ KEYS: tuple[Key, ...] = (
         low=1,
         high=1_000_000,
     ),
+    Key(
+        "api.public_metrics",
+        _boolean,
+        False,
+        "bool",
+        "RUNCE_API_PUBLIC_METRICS",
+        help="Serve `GET /metrics` without a token (else: a token with `runs:read`).",
+    ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 _ALIASES = {
@@ -608,6 +624,7 @@ class WorkerSettings:
     shutdown_timeout: float = 30.0
     secrets: str | None = None
     redact: tuple[str, ...] = DEFAULT_REDACT
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -626,6 +643,7 @@ class ApiSettings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 1000
+    public_metrics: bool = False
 
 
 @dataclass(frozen=True)
@@ -881,6 +899,7 @@ def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: s
             settings["api.header_timeout"],
             settings["api.body_timeout"],
             settings["api.max_connections"],
+            settings["api.public_metrics"],
         ),
     )
 

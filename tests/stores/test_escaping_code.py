@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,10 +137,12 @@ class _Unprintable(Exception):
         raise RuntimeError("no message for you")
 
 
-JOB_ERRORS: dict[str, tuple[BaseException, str]] = {
-    "surrogate": (ValueError("bad \ud800 input \x00"), "ValueError: bad \\ud800 input"),
-    "str-raises": (_Unprintable(), "_Unprintable: <the message could not be read"),
-    "sys-exit": (SystemExit(3), "SystemExit: 3"),
+# Factories: each test raises an exception of its own (a shared instance would carry the
+# tracebacks and contexts of the tests before it).
+JOB_ERRORS: dict[str, tuple[Callable[[], BaseException], str]] = {
+    "surrogate": (lambda: ValueError("bad \ud800 input \x00"), "ValueError: bad \\ud800 input"),
+    "str-raises": (_Unprintable, "_Unprintable: <the message could not be read"),
+    "sys-exit": (lambda: SystemExit(3), "SystemExit: 3"),
 }
 
 
@@ -157,12 +159,12 @@ def queue_maker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stor
 
 @pytest.mark.parametrize("case", sorted(JOB_ERRORS))
 def test_a_job_raising_the_unexpected_fails_its_run(queue_maker: StoreMaker, case: str) -> None:
-    error, needle = JOB_ERRORS[case]
+    make_error, needle = JOB_ERRORS[case]
     store: Any = queue_maker.open()
     jobs, bus = JobRegistry(), EventBus()
 
     def explode(params: Any) -> None:
-        raise error
+        raise make_error()
 
     jobs.register(Job("explode", explode, max_attempts=1))
     jobs.register(Job("fine", lambda params: params))

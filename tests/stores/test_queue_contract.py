@@ -493,3 +493,48 @@ def test_exchange_answers_for_each_outcome_in_order(queue: RunQueue) -> None:
         "failed",
         "queued",
     ]
+
+
+# --- metrics and tracing ------------------------------------------------------------------------
+
+
+def test_run_counts_count_every_kind_and_state_in_one_read(queue: RunQueue) -> None:
+    empty = queue.run_counts()
+    assert (dict(empty.counts), dict(empty.oldest_due)) == ({}, {})
+    assert _close(empty.now, queue.now())
+    later = queue.now() + timedelta(hours=1)
+    queue.enqueue([new("a") for _ in range(4)] + [new("b"), new("a", run_at=later)])
+    first = queue.enqueue([new("c")])[0].run
+    claimed = queue.claim("w1", ["a"], limit=3, lease=30)
+    queue.complete([Outcome(claimed[0].fence, "succeeded"), Outcome(claimed[1].fence, "failed")])
+    queue.cancel(first.id)
+    counts = queue.run_counts()
+    assert dict(counts.counts) == {
+        ("a", "queued"): 2,  # one of them due only in an hour
+        ("a", "running"): 1,
+        ("a", "succeeded"): 1,
+        ("a", "failed"): 1,
+        ("b", "queued"): 1,
+        ("c", "canceled"): 1,
+    }
+    assert set(counts.oldest_due) == {"a", "b"}
+    runs = {r.id: r for r in queue.page(RunFilter(state="queued"), None, 10)}
+    due_a = min(r.run_at for r in runs.values() if r.kind == "a" and r.run_at <= counts.now)
+    assert counts.oldest_due["a"] == due_a
+    assert counts.oldest_due["b"] <= counts.now
+
+
+def test_a_trace_context_is_kept_with_the_run_and_handed_to_its_claim(queue: RunQueue) -> None:
+    context = {"traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01", "tracestate": "k=v"}
+    [traced] = queue.enqueue([new(trace_context=context)])
+    [plain] = queue.enqueue([new()])
+    assert traced.run.trace_context == context
+    assert queue.get(traced.run.id).trace_context == context  # type: ignore[union-attr]
+    assert queue.get(plain.run.id).trace_context is None  # type: ignore[union-attr]
+    claimed = {r.id: r for r in queue.claim("w1", None, limit=2, lease=30)}
+    assert claimed[traced.run.id].trace_context == context
+    assert claimed[plain.run.id].trace_context is None
+    _, more = queue.exchange(
+        [Outcome(claimed[plain.run.id].fence, "released")], ClaimRequest("w1", None, 5, 30)
+    )
+    assert [r.trace_context for r in more] in ([], [None])

@@ -21,7 +21,9 @@ from harness import procs, stats
 from harness.workload import Workload, work_dir
 
 KIND = "bench.noop"
-HANDLERS = "harness.jobs.runce_noop"
+# BENCH_RUNCE_OBSERVE=1: the worker serves --metrics-port and both processes record spans.
+OBSERVE = os.environ.get("BENCH_RUNCE_OBSERVE") == "1"
+HANDLERS = "harness.jobs.runce_observed" if OBSERVE else "harness.jobs.runce_noop"
 PREFILL_BATCH = 1_000
 
 
@@ -53,6 +55,10 @@ def fresh(backend: Backend) -> Any:
     """Empty queue tables and a warm producer: one enqueue creates the schema if missing."""
     import runce
 
+    if OBSERVE:
+        from harness.jobs.runce_observed import install_tracing
+
+        install_tracing()
     runce.enqueue(KIND, {"t": 0.0})
     backend.clear()
     return runce
@@ -60,7 +66,17 @@ def fresh(backend: Backend) -> Any:
 
 def worker_cmd(concurrency: int) -> list[str]:
     runce_cmd = str(Path(sys.executable).parent / "runce")
-    return [runce_cmd, "worker", "--concurrency", str(concurrency), "--log-level", "warning"]
+    command = [runce_cmd, "worker", "--concurrency", str(concurrency), "--log-level", "warning"]
+    return [*command, "--metrics-port", str(_free_port())] if OBSERVE else command
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def start_worker(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from runce._version import __version__
-from runce.api import openapi, problems, routes_runs, routes_schedules, routes_worker
+from runce.api import metrics, openapi, problems, routes_runs, routes_schedules, routes_worker
 from runce.api.bodylimit import BodyLimit
 from runce.api.bodytimeout import BodyTimeout
 from runce.api.context import ApiContext
@@ -51,6 +51,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
         tokens=token_store(store),
         enqueue_limit=_limiter(cfg.api.enqueue_rate),
         cancel_limit=_limiter(cfg.api.cancel_rate),
+        metrics=metrics.registry_of(metrics.StoreCollector(cfg, store)),
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_body=cfg.api.max_body)
@@ -62,6 +63,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     app.include_router(routes_worker.readers)
     app.include_router(routes_schedules.router)
     mount_dashboard(app)
+    app.include_router(metrics.router)
     return app
 
 

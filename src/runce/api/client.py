@@ -34,6 +34,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
     ) from exc
 from pydantic import BaseModel
 
+from runce import tracing
 from runce._version import __version__
 from runce.api.idempotency import HEADER, to_header
 from runce.api.retries import RETRY_STATUSES, RetryPolicy
@@ -138,9 +139,11 @@ class Client:
         priority: int = 0,
         project_id: str | None = None,
         correlation_id: str | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> tuple[Run, bool]:
         """:meth:`enqueue`, also saying whether the run was created (False: an earlier run
-        with the same idempotency key)."""
+        with the same idempotency key). The trace context sent (``traceparent`` header) is
+        ``trace_context``, else the active span's where the application set up OpenTelemetry."""
         body, headers = enqueue_request(
             kind,
             input,
@@ -150,6 +153,7 @@ class Client:
             priority=priority,
             project_id=project_id,
             correlation_id=correlation_id,
+            trace_context=trace_context,
         )
         response = self.request("POST", "/v1/runs", json=body, headers=headers)
         return run_from_json(response.json()), response.status_code == 201
@@ -308,8 +312,10 @@ def enqueue_request(
     priority: int,
     project_id: str | None,
     correlation_id: str | None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The body and headers of ``POST /v1/runs``."""
+    """The body and headers of ``POST /v1/runs``; the trace context is ``trace_context``, else
+    the active span's where the application set up OpenTelemetry."""
     body = _without_none(
         kind=kind,
         input=input,
@@ -321,6 +327,7 @@ def enqueue_request(
     )
     body["input"] = input  # null is an input like any other
     headers = {} if idempotency_key is None else {HEADER: to_header(idempotency_key)}
+    headers.update(tracing.checked(trace_context) or tracing.current_context() or {})
     return body, headers
 
 

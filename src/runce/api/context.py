@@ -5,6 +5,7 @@ service over its queue, the tokens and the rate limits. Routes get it with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
@@ -26,6 +27,7 @@ class ApiContext:
     enqueue_limit: RateLimiter | None = None
     cancel_limit: RateLimiter | None = None
     last_used: LastUsed = field(default_factory=LastUsed)
+    metrics: Any = None  # the registry GET /metrics serves (None: no prometheus_client)
 
     @property
     def queue(self) -> RunQueue:

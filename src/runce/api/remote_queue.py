@@ -41,6 +41,7 @@ from runce.stores.queue import (
     NewRun,
     Outcome,
     Run,
+    RunCounts,
     RunFilter,
     RunQueue,
     RunStats,
@@ -91,6 +92,7 @@ class HttpRunQueue:
             priority=new.priority,
             project_id=new.project_id,
             correlation_id=new.correlation_id,
+            trace_context=new.trace_context,
         )
         return Enqueued(run, created)
 
@@ -239,6 +241,12 @@ class HttpRunQueue:
         raise UnsupportedFeature(
             f"{self.description} is a worker's queue and cannot record a job called "
             "in-process; call job.now() where the store is configured"
+        )
+
+    def run_counts(self) -> RunCounts:
+        raise UnsupportedFeature(
+            f"{self.description} is a worker's queue and does not count runs; "
+            "read the server's GET /metrics"
         )
 
     def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:

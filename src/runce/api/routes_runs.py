@@ -50,6 +50,16 @@ IdempotencyKey = Annotated[
 ]
 
 
+Traceparent = Annotated[
+    str | None,
+    Header(
+        description="The caller's W3C trace context: the run's spans continue its trace "
+        "(ignored when malformed)",
+    ),
+]
+Tracestate = Annotated[str | None, Header(description="W3C vendor trace state, with traceparent")]
+
+
 @router.post(
     "/runs",
     status_code=201,
@@ -68,6 +78,8 @@ def enqueue(
     ctx: Ctx,
     caller: Writer,
     key: IdempotencyKey = None,
+    traceparent: Traceparent = None,
+    tracestate: Tracestate = None,
 ) -> RunModel:
     """Enqueue a run; with ``Idempotency-Key``, the same key, kind, input and project
     return the same run (its options are the first request's)."""
@@ -84,6 +96,7 @@ def enqueue(
             priority=body.priority,
             project_id=body.project_id,
             correlation_id=body.correlation_id,
+            trace_context=_trace_context(traceparent, tracestate),
         )
     except InvalidInput as exc:
         errors = field_errors([{"loc": ["input", *e["loc"]], "msg": e["msg"]} for e in exc.errors])
@@ -91,6 +104,12 @@ def enqueue(
     if not result.created:  # the service checked it is the same request
         response.status_code = 200
     return RunModel.from_run(result.run)
+
+
+def _trace_context(traceparent: str | None, tracestate: str | None) -> dict[str, str] | None:
+    if traceparent is None:
+        return None
+    return {"traceparent": traceparent, "tracestate": tracestate or ""}
 
 
 @router.get("/runs", response_model=RunList)

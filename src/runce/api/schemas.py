@@ -201,6 +201,11 @@ class RunModel(_Answer):
     progress: int | None = None
     progress_message: str | None = None
     cancel_requested: bool = False
+    trace_context: dict[str, str] | None = Field(
+        default=None,
+        description="The W3C trace context (traceparent, tracestate) the run was enqueued "
+        "in, when tracing was on: a remote worker continues that trace",
+    )
 
     @classmethod
     def from_run(cls, run: Run) -> RunModel:

@@ -15,6 +15,7 @@ import click
 
 from runce._version import __version__
 from runce.cli import output
+from runce.cli.logs import log_format_option, use_format
 from runce.cli.remote import Command
 from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, resolve_config
 from runce.errors import LockHeld, RunceError
@@ -139,6 +140,7 @@ def cli() -> None:
 )
 @click.option("--keep-going", is_flag=True, help="Go on with later tasks after a failure.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@log_format_option
 def run(
     config_path: Path | None,
     tasks_dir: Path | None,
@@ -150,9 +152,11 @@ def run(
     wait_seconds: float,
     keep_going: bool,
     as_json: bool,
+    log_format: str,
 ) -> None:
     """Apply pending tasks in id order, once (exit 1 if one fails or the lock is held)."""
     selected = chosen_ids(only, "--only")  # before anything is read: a usage error first
+    use_format(log_format)
     cfg = load_cli_config(config_path, tasks_dir)
     live = output.is_terminal() and not as_json
     reporter = output.LiveReporter() if live else output.PlainReporter()
@@ -494,9 +498,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None, prog_name: str = "runce") -> None:
     """Run the CLI; runce's errors become one sentence and their exit code."""
-    logging.basicConfig(
-        level=logging.INFO, format="  %(task_id)s: %(message)s", handlers=[_TaskLogHandler()]
-    )
+    logging.basicConfig(level=logging.INFO, handlers=[_TaskLogHandler()])
+    use_format("text")
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
@@ -528,11 +531,9 @@ def _interrupted(exc: KeyboardInterrupt) -> None:
 
 
 class _TaskLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Task logs on stderr; records without a task id get a placeholder."""
+    """Logs on stderr (formatted by :mod:`runce.cli.logs`)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not hasattr(record, "task_id"):
-            record.task_id = record.name
         # Looked up each time: on a terminal, the live display redirects stderr above itself.
         self.stream = sys.stderr
         super().emit(record)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from runce.cli import output
+from runce.cli.logs import log_format_option, use_format
 from runce.cli.main import cli, config_options, load_cli_config
 from runce.cli.remote import Runs, open_runs, remote_options, remote_queue
 from runce.config import MAX_CONCURRENCY, MAX_RUN_TIME, Config
@@ -122,6 +123,15 @@ def _run_dict(run: Run) -> dict[str, Any]:
     show_envvar=True,
     help="One line per run transition at info.",
 )
+@log_format_option
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    envvar="RUNCE_WORKER_METRICS_PORT",
+    show_envvar=True,
+    help="Serve this worker's Prometheus metrics at :PORT/metrics (default: "
+    "worker.metrics_port; none). Needs nurv-runce[metrics].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def worker(
     config_path: Path | None,
@@ -133,6 +143,8 @@ def worker(
     drain: bool,
     max_time: float | None,
     log_level: str,
+    log_format: str,
+    metrics_port: int | None,
     as_json: bool,
 ) -> None:
     """Run jobs: claim due runs, execute them, record the outcomes.
@@ -144,11 +156,15 @@ def worker(
     """
     cfg = load_cli_config(config_path, tasks_dir)
     logging.getLogger("runce").setLevel(log_level.upper())
+    use_format(log_format)
     chosen = _kinds(kinds)
     queue = remote_queue(cfg, remote, token, drain) if remote is not None else None
     running = _api().worker(
         cfg, concurrency=concurrency, kinds=chosen, drain=drain, max_time=max_time, queue=queue
     )
+    port = metrics_port or cfg.worker.metrics_port
+    if port is not None:
+        _serve_metrics(running, port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         click.echo(f"runce worker: stopping ({signal.Signals(signum).name})", err=True)
@@ -174,6 +190,19 @@ def worker(
             f"canceled, {summary.released} handed back in {summary.seconds:g}s",
             err=True,
         )
+
+
+def _serve_metrics(running: Any, port: int) -> None:
+    try:
+        from runce.runs.metrics import WorkerMetrics, serve_metrics
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] != "prometheus_client":
+            raise
+        raise UsageError(
+            "runce worker --metrics-port needs prometheus_client: pip install 'nurv-runce[metrics]'"
+        ) from None
+    serve_metrics(WorkerMetrics(running), port)
+    click.echo(f"worker metrics: http://0.0.0.0:{port}/metrics", err=True)
 
 
 @cli.command()

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from runce.cli.logs import log_format_option, use_format
 from runce.cli.main import cli, config_options
 from runce.config import resolve_config
 from runce.errors import UsageError
@@ -53,12 +54,14 @@ def _create_app() -> Any:
     show_envvar=True,
     help="info logs one line per request.",
 )
+@log_format_option
 def serve(
     config_path: Path | None,
     tasks_dir: Path | None,
     host: str | None,
     port: int | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Serve the HTTP API: runs, worker endpoints, /healthz, /openapi.json.
 
@@ -69,6 +72,7 @@ def serve(
     if tasks_dir is not None:
         overrides["tasks_dir"] = str(tasks_dir.resolve())
     cfg = resolve_config(config_path, **overrides)
+    use_format(log_format)
     app = _create_app()(cfg)
     import uvicorn
 
@@ -80,6 +84,7 @@ def serve(
         app,
         http=protocol(limits),
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through runce's handler, in the chosen format
         timeout_graceful_shutdown=30,
     )
     where = f"http://{_shown(cfg.api.host)}:{cfg.api.port}"

@@ -15,11 +15,12 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from runce import tracing
 from runce.errors import (
     IdempotencyConflict,
     IllegalTransition,
@@ -338,9 +339,11 @@ class RunService:
         project_id: str | None = None,
         correlation_id: str | None = None,
         connection: Any = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> list[Enqueued]:
         """:meth:`enqueue_many`, telling for each run whether this call created it (the
-        HTTP API answers 201 or 200 from that)."""
+        HTTP API answers 201 or 200 from that). ``trace_context`` is a caller's W3C trace
+        context (``traceparent``, ``tracestate``) to continue instead of the active span's."""
         new = self._new_runs(
             kind,
             inputs,
@@ -351,7 +354,13 @@ class RunService:
             project_id,
             correlation_id,
         )
-        results = self.queue.enqueue(new, connection=callers_connection(connection))
+        connection = callers_connection(connection)
+        if trace_context is None and not tracing.enabled():
+            return self._enqueued(new, self.queue.enqueue(new, connection=connection))
+        with tracing.enqueue_span(kind, len(new), trace_context) as carrier:
+            new = [replace(run, trace_context=carrier) for run in new]
+            results = self.queue.enqueue(new, connection=connection)
+            tracing.name_runs([r.run.id for r in results])
         return self._enqueued(new, results)
 
     async def aenqueue_results(
@@ -380,12 +389,21 @@ class RunService:
             correlation_id,
         )
         connection = callers_connection(connection)
+        if tracing.enabled():
+            with tracing.enqueue_span(kind, len(new), None) as carrier:
+                new = [replace(run, trace_context=carrier) for run in new]
+                results = await self._ainsert(new, connection)
+                tracing.name_runs([r.run.id for r in results])
+        else:
+            results = await self._ainsert(new, connection)
+        return self._enqueued(new, results)
+
+    async def _ainsert(self, new: list[NewRun], connection: Any) -> list[Enqueued]:
         on_async = getattr(self.queue, "aenqueue", None)
         if connection is not None and on_async is not None:
             results: list[Enqueued] = await on_async(new, connection)
-        else:
-            results = await asyncio.to_thread(self.queue.enqueue, new, connection)
-        return self._enqueued(new, results)
+            return results
+        return await asyncio.to_thread(self.queue.enqueue, new, connection)
 
     def _new_runs(
         self,

@@ -31,16 +31,19 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
+from runce import tracing
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
 from runce.errortext import describe
 from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
+from runce.runs.redact import scrub
 from runce.runs.service import backoff_delay, canonical_json, cap_error
 from runce.stores.queue import (
     ClaimRequest,
     Landed,
     Outcome,
+    OutcomeKind,
     Run,
     RunQueue,
     WorkerInfo,
@@ -99,7 +102,18 @@ class _Slot:
     cancel flag is a plain attribute (the job's context reads it through :meth:`is_set`),
     not a :class:`threading.Event` (nothing waits on it)."""
 
-    __slots__ = ("cancel", "cancel_asked", "ctx", "job", "renewed", "run", "started", "state")
+    __slots__ = (
+        "cancel",
+        "cancel_asked",
+        "ctx",
+        "error",
+        "job",
+        "renewed",
+        "run",
+        "started",
+        "state",
+        "took",
+    )
 
     def __init__(self, run: Run, job: Job[Any, Any], renewed: float) -> None:
         self.run = run
@@ -111,10 +125,18 @@ class _Slot:
         self.cancel = False  # stop: a cancel was asked, the run was released, lost or late
         self.cancel_asked = False  # a heartbeat said someone asked to cancel this run
         self.started: float | None = None
+        self.took: float | None = None  # seconds the job ran, once it returned
+        self.error: BaseException | None = None  # what a failed attempt raised
         self.ctx: JobContext | None = None
 
     def is_set(self) -> bool:
         return self.cancel
+
+
+class AttemptObserver(Protocol):
+    """Told of every attempt whose outcome landed (the worker's metrics)."""
+
+    def attempt_done(self, run: Run, outcome: OutcomeKind, seconds: float) -> None: ...
 
 
 class Companion(Protocol):
@@ -180,6 +202,13 @@ class Worker:
         self._last: dict[str, float] = {}
         self._started_at = utcnow()
         self._failures = 0
+        self.observer: AttemptObserver | None = None
+        self._traced = tracing.enabled()
+
+    @property
+    def busy(self) -> int:
+        """Runs this worker is running now (of ``options.concurrency`` handlers)."""
+        return self._running
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -374,17 +403,30 @@ class Worker:
         counter = _COUNTER_OF[outcome.kind]
         setattr(self.summary, counter, getattr(self.summary, counter) + 1)
         run = slot.run
-        if log.isEnabledFor(logging.INFO):
-            took = (time.monotonic() - slot.started) * 1000 if slot.started else 0.0
-            log.info(
+        took = slot.took
+        if took is None:  # abandoned past its timeout, or handed back
+            took = time.monotonic() - slot.started if slot.started else 0.0
+        level = _LEVEL_OF[outcome.kind]
+        if log.isEnabledFor(level):
+            log.log(
+                level,
                 "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s",
                 name or "run.released",
                 run.id,
                 run.kind,
                 outcome.fence.attempt,
-                took,
+                took * 1000,
                 f" error={_one_line(outcome.error)}" if outcome.error else "",
+                exc_info=slot.error if outcome.kind == "failed" else None,
+                extra={
+                    "run_id": run.id,
+                    "kind": run.kind,
+                    "attempt": outcome.fence.attempt,
+                    "duration_ms": round(took * 1000, 1),
+                },
             )
+        if self.observer is not None:
+            self.observer.attempt_done(run, outcome.kind, took)
         if name and self.bus.wants(name):
             # The run as the store now keeps it, built only for subscribers.
             self.bus.publish(Event(name, run_after(run, outcome, landed)))
@@ -577,7 +619,7 @@ class Worker:
                 return
             if not self._begin(slot):
                 continue
-            outcome = self._execute(slot)
+            outcome = self._execute_traced(slot) if self._traced else self._execute(slot)
             self._finish(slot, outcome)
             if self._retire_spare():
                 return
@@ -599,6 +641,7 @@ class Worker:
 
     def _finish(self, slot: _Slot, outcome: Outcome) -> None:
         took = time.monotonic() - (slot.started or time.monotonic())
+        slot.took = took
         self._avg_seconds = self._avg_seconds * 0.8 + took * 0.2
         with self._mutex:
             if slot.state != "running":
@@ -625,6 +668,12 @@ class Worker:
                 self._spare_threads -= 1
                 return True
         return False
+
+    def _execute_traced(self, slot: _Slot) -> Outcome:
+        with tracing.attempt_span(slot.run) as span:
+            outcome = self._execute(slot)
+            tracing.attempt_ended(span, OUTCOME_NAMES[outcome.kind], slot.error, scrub)
+        return outcome
 
     def _execute(self, slot: _Slot) -> Outcome:
         ctx = self._context(slot)
@@ -659,6 +708,7 @@ class Worker:
 
     def _failure(self, slot: _Slot, exc: BaseException) -> Outcome:
         run = slot.run
+        slot.error = exc
         error = cap_error(describe(exc))  # safe whatever the job raised
         final = isinstance(exc, NonRetryable | InvalidInput) or run.attempt >= run.max_attempts
         if final:
@@ -708,6 +758,22 @@ _EVENT_OF: dict[str, str | None] = {
     "retry": "run.retrying",
     "canceled": "run.canceled",
     "released": None,
+}
+# How metrics, spans and docs name each outcome of an attempt.
+OUTCOME_NAMES: dict[str, str] = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "retry": "retried",
+    "canceled": "canceled",
+    "released": "handed_back",
+}
+# A final failure is an error (with its exception, for logging integrations); a retry a warning.
+_LEVEL_OF = {
+    "succeeded": logging.INFO,
+    "failed": logging.ERROR,
+    "retry": logging.WARNING,
+    "canceled": logging.INFO,
+    "released": logging.INFO,
 }
 _COUNTER_OF = {
     "succeeded": "succeeded",

@@ -38,6 +38,7 @@ from runce.stores.queue import (
     NewRun,
     Outcome,
     Run,
+    RunCounts,
     RunFilter,
     RunStats,
     WorkerInfo,
@@ -253,6 +254,17 @@ class MemoryRunQueue:
     def now(self) -> datetime:
         return utcnow()
 
+    def run_counts(self) -> RunCounts:
+        now = utcnow()
+        counts: dict[tuple[str, str], int] = {}
+        oldest: dict[str, datetime] = {}
+        with self._mutex:
+            for run in self._runs.rows.values():
+                counts[run.kind, run.state] = counts.get((run.kind, run.state), 0) + 1
+                if run.state == "queued" and run.run_at <= now:
+                    oldest[run.kind] = min(run.run_at, oldest.get(run.kind, run.run_at))
+        return RunCounts(counts, oldest, now)
+
     def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
         if connection is not None:
             raise UnsupportedFeature(
@@ -282,6 +294,7 @@ class MemoryRunQueue:
             project_id=new.project_id,
             idempotency_key=key,
             correlation_id=new.correlation_id,
+            trace_context=new.trace_context,
         )
         self._runs.rows[run.id] = run
         if key is not None:

@@ -110,6 +110,9 @@ class Run:
     progress: int | None = None
     progress_message: str | None = None
     cancel_requested: bool = False
+    # The W3C trace context (``traceparent``, ``tracestate``) of the code that enqueued the
+    # run, when OpenTelemetry was on there: the worker continues that trace.
+    trace_context: dict[str, str] | None = None
 
     @property
     def finished(self) -> bool:
@@ -134,6 +137,7 @@ class NewRun:
     project_id: str | None = None
     idempotency_key: str | None = None
     correlation_id: str | None = None
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,13 +264,14 @@ def run_after(claimed: Run, outcome: Outcome, landed: Landed) -> Run:
         landed.progress,
         landed.progress_message,
         landed.cancel_requested,
+        claimed.trace_context,
     )
 
 
 def run_from_row(
     values: Sequence[Any], when: Callable[[Any], datetime], decode: Callable[[Any], Any]
 ) -> Run:
-    """A run from a row's 24 columns in :class:`Run`'s order (the runs tables' too). Each
+    """A run from a row's 25 columns in :class:`Run`'s order (the runs tables' too). Each
     store says how it reads a time (``when``) and a JSON value (``decode``); a claim or an
     acknowledgement maps every run it touches, so this is on the hot path."""
     (
@@ -294,6 +299,7 @@ def run_from_row(
         progress,
         progress_message,
         cancel_requested,
+        trace_context,
     ) = values
     try:
         value = decode(input_)
@@ -324,6 +330,7 @@ def run_from_row(
         progress,
         progress_message,
         bool(cancel_requested),
+        None if trace_context is None else decode(trace_context),
     )
 
 
@@ -369,6 +376,7 @@ def enqueue_answers(
             new.project_id,
             new.idempotency_key,
             new.correlation_id,
+            trace_context=new.trace_context,
         )
         answers.append(Enqueued(queued, created=True))
     return answers
@@ -471,6 +479,17 @@ class WorkerInfo:
     state: Literal["running", "stopping", "stopped"] = "running"
 
 
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """What the store holds, counted in one aggregate read (for metrics): runs per
+    ``(kind, state)`` (only pairs that have runs), per kind the ``run_at`` of its oldest due
+    queued run (kinds with none due are absent), and the store's clock at the read."""
+
+    counts: Mapping[tuple[str, str], int]
+    oldest_due: Mapping[str, datetime]
+    now: datetime
+
+
 @runtime_checkable
 class RunQueue(Protocol):
     """Durable runs: enqueue, claim, heartbeat, complete, and the reads and upkeep around them.
@@ -549,6 +568,10 @@ class RunQueue(Protocol):
 
     def now(self) -> datetime:
         """The store's clock."""
+
+    def run_counts(self) -> RunCounts:
+        """Runs per kind and state and the oldest due queued run per kind, from one
+        aggregate read (no run is loaded); the metrics of ``runce serve`` are made of it."""
 
     def start(self, run: NewRun, worker_id: str, lease: float) -> Run:
         """Insert ``run`` already running: attempt 1, claimed by ``worker_id`` under a lease of

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runce import tracing
 from runce._version import __version__
 from runce.config import Config, ServiceFactory
 from runce.errors import DriftError, LockLost, OutOfOrderError, UnsupportedFeature, UsageError
@@ -362,7 +363,9 @@ class Runner:
         try:
             if self._keeper is not None:
                 self._keeper.check()
-            result = self._run_one(task_file, task, note)
+            with tracing.task_span(task_file.id) as span:
+                result = self._run_one(task_file, task, note)
+                tracing.task_ended(span, result.outcome, result.error)
         except LockLost as exc:
             self._stop.set()
             self.report.lock_lost = str(exc)

@@ -59,6 +59,7 @@ from runce.stores.queue import (
     NewRun,
     Outcome,
     Run,
+    RunCounts,
     RunFilter,
     RunQueue,
     RunStats,
@@ -114,6 +115,28 @@ class MongoRunQueue:
 
     def now(self) -> datetime:
         return _ms(self._conn.server_now())
+
+    def run_counts(self) -> RunCounts:
+        now = self.now()
+        due = {"$and": [{"$eq": ["$state", "queued"]}, {"$lte": ["$runAt", now]}]}
+        pipeline: list[Document] = [
+            {
+                "$group": {
+                    "_id": {"kind": "$kind", "state": "$state"},
+                    "runs": {"$sum": 1},
+                    "oldest": {"$min": {"$cond": [due, "$runAt", None]}},
+                }
+            }
+        ]
+        with self._conn.translated("count the runs"):
+            groups = list(self._runs.aggregate(pipeline))
+        counts = {(g["_id"]["kind"], g["_id"]["state"]): int(g["runs"]) for g in groups}
+        oldest: dict[str, datetime] = {}
+        for group in groups:
+            if isinstance(group.get("oldest"), datetime):
+                kind = group["_id"]["kind"]
+                oldest[kind] = min(aware(group["oldest"]), oldest.get(kind, now))
+        return RunCounts(counts, oldest, now)
 
     # --- enqueue ---------------------------------------------------------------------------------
 
@@ -642,6 +665,8 @@ def _new_document(new: NewRun, now: datetime) -> Document:
         "progressMessage": None,
         "cancelRequested": False,
     }
+    if new.trace_context is not None:  # absent, not null: nothing stored without tracing
+        doc["traceContext"] = new.trace_context
     if new.idempotency_key is not None:  # absent, not null: outside the unique partial index
         doc["idempotencyKey"] = new.idempotency_key
     return doc
@@ -710,7 +735,14 @@ def run_from(doc: Document) -> Run:
         progress=doc.get("progress"),
         progress_message=doc.get("progressMessage"),
         cancel_requested=bool(doc.get("cancelRequested")),
+        trace_context=_trace_context(doc.get("traceContext")),
     )
+
+
+def _trace_context(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _holds(doc: Document, fence: Fence) -> bool:

@@ -92,6 +92,7 @@ from runce.stores.queue import (
     NewRun,
     Outcome,
     Run,
+    RunCounts,
     RunFilter,
     RunStats,
     WorkerInfo,
@@ -394,6 +395,17 @@ class PostgresRunQueue:
             return tally(now, since, active, finished, cap, first)
 
         return self._read(work, tally(since, since, {}, [], cap, None), what="count the runs")
+
+    def run_counts(self) -> RunCounts:
+        def work(conn: Connection) -> RunCounts | None:
+            rows = conn.execute(self._db.sql("run_counts")).fetchall()
+            *groups, (_, _, _, _, now) = rows
+            oldest = {kind: utc(due) for kind, _, _, due, _ in groups if due is not None}
+            counts = {(kind, state): n for kind, state, n, _, _ in groups}
+            return RunCounts(counts, oldest, utc(now))
+
+        found: RunCounts | None = self._read(work, None, what="count the runs")
+        return found if found is not None else RunCounts({}, {}, self.now())
 
     def now(self) -> datetime:
         def work(conn: Connection) -> datetime:

@@ -4,6 +4,7 @@ session's time zone."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -170,8 +171,16 @@ def _picker(
     names = tuple(column.name for column in cursor.description)
     pick = _PICKERS.get(names)
     if pick is None:
-        pick = _PICKERS[names] = itemgetter(*(names.index(name) for name in _RUN_FIELDS))
+        pick = _PICKERS[names] = _new_picker(names)
     return pick
+
+
+def _new_picker(names: tuple[str, ...]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    if "trace_context" in names:
+        return itemgetter(*(names.index(name) for name in _RUN_FIELDS))
+    # A schema read before its upgrade to version 5: the runs have no trace context.
+    older = itemgetter(*(names.index(name) for name in _RUN_FIELDS[:-1]))
+    return lambda row: (*older(row), None)
 
 
 def _run_of(values: Sequence[Any]) -> Run:
@@ -199,6 +208,7 @@ def new_run_params(new: NewRun) -> dict[str, Any]:
         "project_id": new.project_id,
         "idempotency_key": new.idempotency_key,
         "correlation_id": new.correlation_id,
+        "trace_context": _json_or_none(new.trace_context),
     }
 
 
@@ -214,7 +224,12 @@ def new_runs_params(runs: Sequence[NewRun]) -> dict[str, Any]:
         "project_ids": [new.project_id for new in runs],
         "keys": [new.idempotency_key for new in runs],
         "correlation_ids": [new.correlation_id for new in runs],
+        "trace_contexts": [_json_or_none(new.trace_context) for new in runs],
     }
+
+
+def _json_or_none(value: dict[str, str] | None) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def outcomes_params(outcomes: Sequence[Outcome]) -> dict[str, Any]:

@@ -132,13 +132,13 @@ WITH {part_outcomes},
 SELECT 'claimed' AS part, id, kind, input, state, attempt, max_attempts, priority, run_at,
        created_at, updated_at, project_id, idempotency_key, correlation_id, result,
        output_ref, error, claimed_by, claimed_at, lease_expires_at, started_at, finished_at,
-       progress, progress_message, cancel_requested
+       progress, progress_message, cancel_requested, trace_context
 FROM claimed
 UNION ALL
 SELECT 'done', id, kind, NULL, state, NULL, NULL, NULL, run_at,
        NULL, updated_at, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       progress, progress_message, cancel_requested
+       progress, progress_message, cancel_requested, NULL
 FROM done;
 
 -- Rows go in in order, so of two runs of one batch with the same key the first is
@@ -149,18 +149,18 @@ FROM done;
 WITH inserted AS (
     INSERT INTO {schema}.runs (
         id, kind, input, state, attempt, max_attempts, priority, run_at, created_at,
-        updated_at, project_id, idempotency_key, correlation_id
+        updated_at, project_id, idempotency_key, correlation_id, trace_context
     )
     SELECT n.id, n.kind, n.input::jsonb, 'queued', 0, n.max_attempts, n.priority,
            coalesce(n.run_at, now()), now(), now(), n.project_id, n.idempotency_key,
-           n.correlation_id
+           n.correlation_id, n.trace_context::jsonb
     FROM unnest(
         %(ids)b::text[], %(kinds)b::text[], %(inputs)b::text[], %(max_attempts)b::integer[],
         %(priorities)b::integer[], %(run_ats)b::timestamptz[], %(project_ids)b::text[],
-        %(keys)b::text[], %(correlation_ids)b::text[]
+        %(keys)b::text[], %(correlation_ids)b::text[], %(trace_contexts)b::text[]
     ) WITH ORDINALITY AS n (
         id, kind, input, max_attempts, priority, run_at, project_id, idempotency_key,
-        correlation_id, pos
+        correlation_id, trace_context, pos
     )
     ORDER BY n.pos
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -179,12 +179,12 @@ FROM inserted, announced;
 WITH inserted AS (
     INSERT INTO {schema}.runs (
         id, kind, input, state, attempt, max_attempts, priority, run_at, created_at,
-        updated_at, project_id, idempotency_key, correlation_id
+        updated_at, project_id, idempotency_key, correlation_id, trace_context
     )
     VALUES (
         %(id)s, %(kind)s, %(input)s::jsonb, 'queued', 0, %(max_attempts)s, %(priority)s,
         coalesce(%(run_at)s::timestamptz, now()), now(), now(), %(project_id)s,
-        %(idempotency_key)s, %(correlation_id)s
+        %(idempotency_key)s, %(correlation_id)s, %(trace_context)s::jsonb
     )
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, kind, run_at, created_at
@@ -284,6 +284,18 @@ recorded AS (
 )
 SELECT * FROM changed
 ORDER BY created_at, id;
+
+-- Runs per kind and state, and the run_at of each kind's oldest due queued run: the
+-- metrics of `runce serve`, in one pass over the table (no run is loaded, no row locked).
+-- The last row carries only the clock, so an empty table still answers it.
+-- name: run_counts
+SELECT kind, state, count(*) AS runs,
+       min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()) AS oldest_due,
+       NULL::timestamptz AS now
+FROM {schema}.runs
+GROUP BY kind, state
+UNION ALL
+SELECT NULL, NULL, 0, NULL, now();
 
 -- name: get_run
 SELECT * FROM {schema}.runs WHERE id = %(run_id)s;

@@ -41,6 +41,7 @@ from runce.stores.queue import (
     NewRun,
     Outcome,
     Run,
+    RunCounts,
     RunFilter,
     RunStats,
     WorkerInfo,
@@ -320,6 +321,19 @@ class SQLiteRunQueue:
             return tally(now, since, active, finished, cap, first)
 
         return self._read(work, tally(now, since, {}, [], cap, None), what="count the runs")
+
+    def run_counts(self) -> RunCounts:
+        def work(conn: sqlite3.Connection) -> RunCounts | None:
+            now = _now(conn)
+            cursor = conn.cursor()
+            cursor.row_factory = None
+            rows = cursor.execute(query("run_counts"), {"now": now}).fetchall()
+            oldest = {kind: run_time(due) for kind, _, _, due in rows if due is not None}
+            counts = {(kind, state): n for kind, state, n, _ in rows}
+            return RunCounts(counts, oldest, run_time(now))
+
+        found: RunCounts | None = self._read(work, None, what="count the runs")
+        return found if found is not None else RunCounts({}, {}, self.now())
 
     def now(self) -> datetime:
         # SQLite's clock is the machine's, whichever file it is asked through.

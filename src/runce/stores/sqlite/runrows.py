@@ -62,8 +62,8 @@ def runs_from(cursor: sqlite3.Cursor) -> list[Run]:
     if cursor.description is None:
         return []
     names = [column[0] for column in cursor.description]
-    pick = itemgetter(*(names.index(name) for name in _RUN_FIELDS))
     when = times_reader()
+    pick = _picker(names)
     if cursor.connection.text_factory is not str:  # some row holds text that is not UTF-8
         return [run_from_row(_mended(pick(row)), when, _decode_mended) for row in cursor]
     return [run_from_row(pick(row), when, _decode_json) for row in cursor.fetchall()]
@@ -71,6 +71,19 @@ def runs_from(cursor: sqlite3.Cursor) -> list[Run]:
 
 _JSON_COLUMNS = (_RUN_FIELDS.index("input"), _RUN_FIELDS.index("result"))
 _ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def _picker(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """A row's values in the order of a Run's fields, by the cursor's column names."""
+    if "trace_context" in names:
+        found: Callable[[Any], tuple[Any, ...]] = itemgetter(*map(names.index, _RUN_FIELDS))
+        return found
+    older = itemgetter(*map(names.index, _RUN_FIELDS[:-1]))  # a file before schema 6
+
+    def pick(row: Any) -> tuple[Any, ...]:
+        return (*older(row), None)
+
+    return pick
 
 
 def _mended(values: tuple[Any, ...]) -> list[Any]:
@@ -126,6 +139,7 @@ def new_runs_param(runs: list[NewRun]) -> str:
                 new.project_id,
                 new.idempotency_key,
                 new.correlation_id,
+                None if new.trace_context is None else json.dumps(new.trace_context),
             ]
             for new in runs
         ]

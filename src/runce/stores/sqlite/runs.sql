@@ -8,13 +8,13 @@
 SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now');
 
 -- :runs is [[id, kind, input, max_attempts, priority, run_at, project_id,
--- idempotency_key, correlation_id], ...]; rows go in in order, so of two runs of one batch
+-- idempotency_key, correlation_id, trace_context], ...]; rows go in in order, so of two runs of one batch
 -- with the same key the first is inserted. Only the ids of inserted rows are returned: the
 -- caller has the rest.
 -- name: enqueue_runs
 INSERT INTO runce_runs (
     id, kind, input, state, attempt, max_attempts, priority, run_at, created_at, updated_at,
-    project_id, idempotency_key, correlation_id
+    project_id, idempotency_key, correlation_id, trace_context
 )
 SELECT json_extract(value, '$[0]'),
        json_extract(value, '$[1]'),
@@ -28,7 +28,8 @@ SELECT json_extract(value, '$[0]'),
        :now,
        json_extract(value, '$[6]'),
        json_extract(value, '$[7]'),
-       json_extract(value, '$[8]')
+       json_extract(value, '$[8]'),
+       json_extract(value, '$[9]')
 FROM json_each(:runs)
 WHERE true
 ORDER BY key
@@ -195,6 +196,14 @@ SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
     updated_at = :now
 WHERE state = 'running' AND lease_expires_at < :now
 RETURNING *;
+
+-- Runs per kind and state, and the run_at of each kind's oldest due queued run: the
+-- metrics of `runce serve`, in one pass over the table (no run is loaded).
+-- name: run_counts
+SELECT kind, state, count(*),
+       min(CASE WHEN state = 'queued' AND run_at <= :now THEN run_at END)
+FROM runce_runs
+GROUP BY kind, state;
 
 -- name: get_run
 SELECT * FROM runce_runs WHERE id = :run_id;

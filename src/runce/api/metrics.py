@@ -1,0 +1,188 @@
+"""``GET /metrics``: what the store holds, as Prometheus metrics (O-1).
+
+``runce_runs{kind,state}``, ``runce_queue_oldest_age_seconds{kind}``,
+``runce_workers{state}``, ``runce_tasks{state}`` and ``runce_task_duration_seconds``, read
+from the store when scraped: the runs by one aggregate read
+(:meth:`~runce.stores.queue.RunQueue.run_counts`), the workers' heartbeats and the once
+tasks' records. A reading is kept for :data:`CACHE_SECONDS`, so any number of scrapers
+cost the database one reading per few seconds. Workers serve their own metrics
+(:mod:`runce.runs.metrics`). Needs ``prometheus_client`` (in ``nurv-runce[api]``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.security import HTTPAuthorizationCredentials
+
+from runce.api.auth import bearer, require
+from runce.api.context import ApiContext, context
+from runce.api.problems import ProblemError, answers
+from runce.config import Config
+from runce.errors import RunceError
+from runce.stores.base import Store
+from runce.stores.queue import RUN_STATES, RunCounts, WorkerInfo
+from runce.tasks.discovery import discover
+from runce.tasks.states import TaskState, TaskStatus, compute_statuses
+
+log = logging.getLogger("runce.api")
+
+CACHE_SECONDS = 5.0
+# Seconds a once task took: from a quick data fix to a day-long backfill.
+TASK_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+METRICS_EXTRA = "GET /metrics needs prometheus_client: pip install 'nurv-runce[metrics]'"
+
+router = APIRouter(tags=["metrics"])
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One reading of the store, at the store's clock."""
+
+    runs: RunCounts
+    workers: list[WorkerInfo]
+    tasks: list[TaskStatus] | None  # None: the tasks folder could not be read
+
+
+class StoreCollector:
+    """A ``prometheus_client`` collector of the store's metrics, read at most once per
+    :data:`CACHE_SECONDS` whoever scrapes."""
+
+    def __init__(self, config: Config, store: Store, cache_seconds: float = CACHE_SECONDS):
+        self.config = config
+        self.store = store
+        self.cache_seconds = cache_seconds
+        self._mutex = threading.Lock()
+        self._reading: Reading | None = None
+        self._read_at = 0.0
+        self._told = False  # that the tasks folder cannot be read
+
+    def reading(self) -> Reading:
+        with self._mutex:  # one reading at a time: scrapers arriving together share it
+            now = time.monotonic()
+            if self._reading is None or now - self._read_at >= self.cache_seconds:
+                self._reading = self._read()
+                self._read_at = time.monotonic()
+            return self._reading
+
+    def _read(self) -> Reading:
+        queue = self.store.runs  # type: ignore[attr-defined]
+        return Reading(queue.run_counts(), queue.workers(), self._tasks())
+
+    def _tasks(self) -> list[TaskStatus] | None:
+        try:
+            files = discover(self.config.tasks_dir)
+        except RunceError as exc:
+            if not self._told:  # once, not at every scrape
+                log.warning("GET /metrics leaves runce_tasks out: %s", exc)
+                self._told = True
+            return None
+        tracker = self.store.tracker
+        holder = self.store.lock.holder()
+        return compute_statuses(files, tracker.applied(), tracker.open_attempts(), holder)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+        reading = self.reading()
+        yield from _run_families(reading.runs, GaugeMetricFamily)
+        yield _workers_family(reading, self.config.worker.lease, GaugeMetricFamily)
+        if reading.tasks is not None:
+            yield _tasks_family(reading.tasks, GaugeMetricFamily)
+            yield _task_durations(reading.tasks, HistogramMetricFamily)
+
+
+def _run_families(counts: RunCounts, gauge: Any) -> Iterator[Any]:
+    runs = gauge("runce_runs", "Runs in the store, by kind and state.", labels=["kind", "state"])
+    age = gauge(
+        "runce_queue_oldest_age_seconds",
+        "Seconds the oldest due queued run of each kind has been due (0: none due).",
+        labels=["kind"],
+    )
+    for kind in sorted({kind for kind, _ in counts.counts}):
+        for state in RUN_STATES:
+            runs.add_metric([kind, state], counts.counts.get((kind, state), 0))
+        due = counts.oldest_due.get(kind)
+        waited = 0.0 if due is None else (counts.now - due).total_seconds()
+        age.add_metric([kind], max(0.0, waited))
+    yield runs
+    yield age
+
+
+def _workers_family(reading: Reading, lease: float, gauge: Any) -> Any:
+    """Workers not stopped: live when heard from within one lease (they report every
+    lease/3), stale otherwise (killed, paused, or cut off from the store)."""
+    family = gauge("runce_workers", "Workers that did not stop, live or stale.", labels=["state"])
+    now = reading.runs.now
+    running = [w for w in reading.workers if w.state != "stopped"]
+    live = sum((now - w.last_seen).total_seconds() <= lease for w in running)
+    family.add_metric(["live"], live)
+    family.add_metric(["stale"], len(running) - live)
+    return family
+
+
+def _tasks_family(tasks: list[TaskStatus], gauge: Any) -> Any:
+    family = gauge("runce_tasks", "Once tasks, by state.", labels=["state"])
+    for state in TaskState:
+        family.add_metric([state.value.lower()], sum(t.state is state for t in tasks))
+    return family
+
+
+def _task_durations(tasks: list[TaskStatus], histogram: Any) -> Any:
+    """The durations of each task's last recorded outcome."""
+    seconds = [t.applied.duration_ms / 1000 for t in tasks if t.applied is not None]
+    buckets = [(_le(bound), sum(s <= bound for s in seconds)) for bound in TASK_BUCKETS]
+    buckets.append(("+Inf", len(seconds)))
+    return histogram(
+        "runce_task_duration_seconds",
+        "How long each once task's last recorded run took.",
+        buckets=buckets,
+        sum_value=sum(seconds),
+    )
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def registry_of(collector: StoreCollector) -> Any:
+    """A registry holding only ``collector``; None without ``prometheus_client``."""
+    try:
+        from prometheus_client import CollectorRegistry
+    except ImportError:
+        return None
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+_reader = require("runs:read", all_projects=True)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {TEXT_FORMAT: {}}, "description": "Prometheus' text format"},
+        **answers(401, 403, 404, 503),
+    },
+)
+def metrics(ctx: Annotated[ApiContext, Depends(context)], credentials: Credentials) -> Response:
+    """Prometheus metrics of the store (docs/observability.md): a token with ``runs:read``
+    bound to no project, or none when ``api.public_metrics`` is true."""
+    if not ctx.config.api.public_metrics:
+        _reader(ctx, credentials)
+    registry = ctx.metrics
+    if registry is None:
+        raise ProblemError("not-found", METRICS_EXTRA)
+    from prometheus_client import generate_latest
+
+    return Response(generate_latest(registry), media_type=TEXT_FORMAT)

@@ -1,0 +1,174 @@
+"""OpenTelemetry spans for enqueues, run attempts and once tasks, and the W3C trace context
+that carries a trace from the code that enqueues a run to the worker that runs it (O-1).
+
+Only ``opentelemetry-api`` is used (the extra ``nurv-runce[otel]``); the SDK, its exporters
+and sampling stay the application's choice. runce traces in a process where the application
+imported OpenTelemetry; elsewhere, and wherever it is not installed, every helper is a no-op:
+no span, no trace context stored with a run (except one a caller hands over explicitly, as
+the HTTP API does with a request's ``traceparent`` header).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from runce._version import __version__
+
+# Span attributes: a public contract, listed in docs/observability.md.
+RUN_ID = "runce.run.id"
+RUN_KIND = "runce.run.kind"
+RUN_ATTEMPT = "runce.run.attempt"
+RUN_OUTCOME = "runce.run.outcome"
+RUN_COUNT = "runce.run.count"
+TASK_ID = "runce.task.id"
+TASK_OUTCOME = "runce.task.outcome"
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACESTATE = re.compile(r"^[\x20-\x7e]{0,512}$")
+
+_api: Any = None  # None: not looked for yet; False: not installed; else the loaded pieces
+
+
+class _Api:
+    """The parts of opentelemetry-api runce uses, imported once."""
+
+    def __init__(self) -> None:
+        from opentelemetry import context, propagate, trace
+
+        self.context = context
+        self.propagate = propagate
+        self.trace = trace
+        self.tracer = trace.get_tracer("runce", __version__)
+
+
+def enabled() -> bool:
+    """Whether this process traces: OpenTelemetry is installed and the application imported
+    it (to set up an SDK, or under ``opentelemetry-instrument``). A process that never
+    imported it can record no span, so runce does not pay for importing it there (its
+    propagators load through entry points, tens of milliseconds) and asks again next time."""
+    global _api
+    if _api is None:
+        if "opentelemetry.trace" not in sys.modules:
+            return False
+        try:
+            _api = _Api()
+        except ImportError:
+            _api = False
+    return _api is not False
+
+
+def checked(carrier: Mapping[str, str] | None) -> dict[str, str] | None:
+    """A W3C trace context worth storing (``traceparent`` and maybe ``tracestate``), or None
+    for anything else: a malformed header must not break an enqueue."""
+    if not carrier:
+        return None
+    parent = str(carrier.get("traceparent", "")).strip().lower()
+    if not _TRACEPARENT.match(parent):
+        return None
+    found = {"traceparent": parent}
+    state = str(carrier.get("tracestate", "")).strip()
+    if state and _TRACESTATE.match(state):
+        found["tracestate"] = state
+    return found
+
+
+def current_context() -> dict[str, str] | None:
+    """The active span's trace context, ready to store or send; None without a valid span."""
+    if not enabled():
+        return None
+    carrier: dict[str, str] = {}
+    _api.propagate.inject(carrier)
+    return checked(carrier)
+
+
+@contextmanager
+def enqueue_span(
+    kind: str, count: int, parent: Mapping[str, str] | None = None
+) -> Iterator[dict[str, str] | None]:
+    """A ``runce enqueue`` span (a child of ``parent``, a caller's trace context, else of the
+    active span) around an enqueue; yields the trace context to store with its runs."""
+    if not enabled():
+        yield checked(parent)
+        return
+    context = _api.propagate.extract(parent) if checked(parent) else None
+    attributes = {RUN_KIND: kind, RUN_COUNT: count}
+    with _api.tracer.start_as_current_span(
+        f"runce enqueue {kind}",
+        context=context,
+        kind=_api.trace.SpanKind.PRODUCER,
+        attributes=attributes,
+    ):
+        yield current_context() or checked(parent)
+
+
+def name_runs(run_ids: list[str]) -> None:
+    """Put the id of the run just enqueued on the enqueue span (when it made one run)."""
+    if enabled() and len(run_ids) == 1:
+        _api.trace.get_current_span().set_attribute(RUN_ID, run_ids[0])
+
+
+@contextmanager
+def attempt_span(run: Any) -> Iterator[Any]:
+    """A ``runce run`` span around one attempt at ``run``, continuing the trace it was
+    enqueued in; the job's own spans are its children. Yields the span."""
+    context = _api.propagate.extract(run.trace_context) if run.trace_context else None
+    attributes = {RUN_ID: run.id, RUN_KIND: run.kind, RUN_ATTEMPT: run.attempt}
+    with _api.tracer.start_as_current_span(
+        f"runce run {run.kind}",
+        context=context,
+        kind=_api.trace.SpanKind.CONSUMER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        yield span
+
+
+def attempt_ended(
+    span: Any, outcome: str, error: BaseException | None, scrub: Callable[[str], str]
+) -> None:
+    """Say how an attempt ended on its span: the outcome, and the error recorded, its text
+    through ``scrub`` (the worker's redaction: an exported span is a log too)."""
+    span.set_attribute(RUN_OUTCOME, outcome)
+    _record_error(span, error, scrub)
+
+
+@contextmanager
+def task_span(task_id: str) -> Iterator[Any]:
+    """A ``runce task`` span around one once task's run; yields the span or None."""
+    if not enabled():
+        yield None
+        return
+    with _api.tracer.start_as_current_span(
+        f"runce task {task_id}",
+        attributes={TASK_ID: task_id},
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        yield span
+
+
+def task_ended(span: Any, outcome: str, error: str | None) -> None:
+    """Say how a once task ended on its span (when there is one)."""
+    if span is None:
+        return
+    span.set_attribute(TASK_OUTCOME, outcome)
+    if error is not None:
+        span.set_status(_api.trace.Status(_api.trace.StatusCode.ERROR, error))
+
+
+def _record_error(span: Any, error: BaseException | None, scrub: Callable[[str], str]) -> None:
+    if error is None:
+        return
+    message = scrub(str(error))
+    stack = scrub("".join(traceback.format_exception(error)))
+    span.record_exception(
+        error, attributes={"exception.message": message, "exception.stacktrace": stack}
+    )
+    status = _api.trace.Status(_api.trace.StatusCode.ERROR, f"{type(error).__name__}: {message}")
+    span.set_status(status)

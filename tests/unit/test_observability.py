@@ -1,0 +1,301 @@
+"""Spans, logs and a worker's metrics in-process (the memory store, OpenTelemetry's SDK with
+an in-memory exporter); and that none of it is imported before it is used."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from runce import tracing
+from runce.cli.logs import JsonFormatter, TextFormatter
+from runce.runs import redact
+from runce.runs.events import EventBus
+from runce.runs.jobs import Job, JobRegistry
+from runce.runs.metrics import WorkerMetrics
+from runce.runs.service import RunService
+from runce.runs.worker import Worker, WorkerOptions
+from runce.stores import memory
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _provider() -> None:
+    """One SDK provider for the process (OpenTelemetry allows setting it once)."""
+    current = trace.get_tracer_provider()
+    if not isinstance(current, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+        current = provider
+    current.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()
+
+
+@pytest.fixture
+def store() -> Iterator[memory.MemoryStore]:
+    yield memory.MemoryStore(uuid.uuid4().hex)
+    memory.reset()
+
+
+def _jobs() -> JobRegistry:
+    jobs = JobRegistry()
+
+    def fine(params: Any) -> Any:
+        with trace.get_tracer("test").start_as_current_span("inside"):
+            return {"ok": True}
+
+    def broken(params: Any) -> Any:
+        raise RuntimeError("no luck with api_key=hunter2")
+
+    jobs.register(Job("obs.fine", fine))
+    jobs.register(Job("obs.broken", broken, max_attempts=2))
+    return jobs
+
+
+def _drain(store: memory.MemoryStore, jobs: JobRegistry, **options: Any) -> Worker:
+    settings = {"concurrency": 2, "lease": 5.0, "poll": 0.05, "backoff_base": 0.0, **options}
+    worker = Worker(store.runs, WorkerOptions(drain=True, **settings), jobs=jobs, bus=EventBus())
+    return worker
+
+
+def test_a_run_span_continues_the_trace_of_its_enqueue(
+    store: memory.MemoryStore, spans: InMemorySpanExporter
+) -> None:
+    jobs = _jobs()
+    service = RunService(store.runs, jobs=jobs, bus=EventBus())
+    with trace.get_tracer("test").start_as_current_span("request") as parent:
+        run = service.enqueue("obs.fine", {})
+    assert run.trace_context is not None
+    assert store.runs.get(run.id).trace_context == run.trace_context  # type: ignore[union-attr]
+    _drain(store, jobs).run()
+    found = {span.name: span for span in spans.get_finished_spans()}
+    enqueue, ran, inside = (
+        found["runce enqueue obs.fine"],
+        found["runce run obs.fine"],
+        found["inside"],
+    )
+    trace_id = parent.get_span_context().trace_id
+    assert {enqueue.context.trace_id, ran.context.trace_id, inside.context.trace_id} == {trace_id}
+    assert enqueue.kind is trace.SpanKind.PRODUCER
+    assert dict(enqueue.attributes or {}) == {
+        "runce.run.kind": "obs.fine",
+        "runce.run.count": 1,
+        "runce.run.id": run.id,
+    }
+    assert ran.parent is not None
+    assert ran.parent.span_id == enqueue.context.span_id
+    assert inside.parent is not None
+    assert inside.parent.span_id == ran.context.span_id
+    assert ran.kind is trace.SpanKind.CONSUMER
+    assert dict(ran.attributes or {}) == {
+        "runce.run.id": run.id,
+        "runce.run.kind": "obs.fine",
+        "runce.run.attempt": 1,
+        "runce.run.outcome": "succeeded",
+    }
+
+
+def test_a_failed_attempt_records_its_error_masked(
+    store: memory.MemoryStore, spans: InMemorySpanExporter
+) -> None:
+    jobs = _jobs()
+    RunService(store.runs, jobs=jobs, bus=EventBus()).enqueue("obs.broken", {})
+    _drain(store, jobs).run()
+    attempts = [s for s in spans.get_finished_spans() if s.name == "runce run obs.broken"]
+    outcomes = [(s.attributes or {})["runce.run.outcome"] for s in attempts]
+    assert outcomes == ["retried", "failed"]
+    for span in attempts:
+        assert span.status.status_code is trace.StatusCode.ERROR
+        [event] = span.events
+        recorded = dict(event.attributes or {})
+        assert recorded["exception.type"] == "RuntimeError"
+        assert "api_key=***" in str(recorded["exception.message"])
+        assert "hunter2" not in json.dumps(recorded) + str(span.status.description)
+
+
+def test_an_enqueue_outside_any_span_begins_a_trace(
+    store: memory.MemoryStore, spans: InMemorySpanExporter
+) -> None:
+    run = RunService(store.runs, jobs=_jobs(), bus=EventBus()).enqueue("obs.fine", {})
+    [enqueue] = spans.get_finished_spans()
+    assert enqueue.parent is None
+    assert run.trace_context is not None
+    assert f"{enqueue.context.trace_id:032x}" in run.trace_context["traceparent"]
+
+
+def test_without_opentelemetry_nothing_is_stored(
+    store: memory.MemoryStore, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = RunService(store.runs, jobs=_jobs(), bus=EventBus())
+    monkeypatch.setattr(tracing, "_api", False)  # as if opentelemetry-api were not installed
+    spans.clear()
+    with trace.get_tracer("test").start_as_current_span("request"):
+        run = service.enqueue("obs.fine", {})
+    assert run.trace_context is None
+    assert store.runs.get(run.id).trace_context is None  # type: ignore[union-attr]
+    _drain(store, _jobs()).run()
+    assert not [s.name for s in spans.get_finished_spans() if s.name.startswith("runce")]
+
+
+@pytest.mark.parametrize(
+    ("carrier", "kept"),
+    [
+        ({"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}, True),
+        ({"traceparent": "00-" + "0" * 32 + "-" + "b" * 16 + "-01"}, False),
+        ({"traceparent": "00-xyz"}, False),
+        ({"tracestate": "k=v"}, False),
+        ({}, False),
+    ],
+)
+def test_only_a_well_formed_traceparent_is_kept(carrier: dict[str, str], kept: bool) -> None:
+    assert (tracing.checked(carrier) is not None) is kept
+
+
+def test_the_worker_counts_each_landed_attempt_by_kind_and_outcome(
+    store: memory.MemoryStore,
+) -> None:
+    jobs = _jobs()
+    service = RunService(store.runs, jobs=jobs, bus=EventBus())
+    service.enqueue_many("obs.fine", [{}] * 3)
+    service.enqueue("obs.broken", {})
+    worker = _drain(store, jobs)
+    metrics = WorkerMetrics(worker)
+    worker.run()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for s in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples[name, tuple(sorted(labels.items()))]
+
+    assert value("runce_runs_processed_total", kind="obs.fine", outcome="succeeded") == 3
+    assert value("runce_runs_processed_total", kind="obs.broken", outcome="retried") == 1
+    assert value("runce_runs_processed_total", kind="obs.broken", outcome="failed") == 1
+    assert value("runce_run_duration_seconds_count", kind="obs.fine", outcome="succeeded") == 3
+    assert value("runce_run_wait_seconds_count", kind="obs.broken") == 2
+    assert value("runce_worker_slots", state="free") == 2
+    # The children are bound once per kind and outcome, then reused.
+    assert len(metrics._bound) == 3
+
+
+def test_run_failed_is_an_error_with_its_exception_and_a_retry_a_warning(
+    store: memory.MemoryStore,
+) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("runce.worker")
+    logger.addHandler(handler)
+    redactor = redact.install(["api_key"])
+    try:
+        jobs = _jobs()
+        RunService(store.runs, jobs=jobs, bus=EventBus()).enqueue("obs.broken", {})
+        _drain(store, jobs).run()
+    finally:
+        logger.removeHandler(handler)
+        logger.removeFilter(redactor)
+    [retried] = [r for r in records if r.getMessage().startswith("run.retrying")]
+    [failed] = [r for r in records if r.getMessage().startswith("run.failed")]
+    assert (retried.levelname, failed.levelname) == ("WARNING", "ERROR")
+    assert failed.exc_info is not None
+    assert isinstance(failed.exc_info[1], RuntimeError)
+    line = json.loads(JsonFormatter().format(failed))
+    assert set(line) == {
+        "time",
+        "level",
+        "logger",
+        "message",
+        "run_id",
+        "kind",
+        "attempt",
+        "duration_ms",
+        "exception",
+    }
+    assert (line["level"], line["logger"], line["kind"], line["attempt"]) == (
+        "ERROR",
+        "runce.worker",
+        "obs.broken",
+        2,
+    )
+    assert line["time"].endswith("Z")
+    assert "RuntimeError" in line["exception"]
+    text = TextFormatter().format(failed)
+    assert text.startswith(line["time"] + " ERROR runce.worker: run.failed id=")
+    for shown in (json.dumps(line), text):
+        assert "hunter2" not in shown
+        assert "api_key=***" in shown
+
+
+def test_a_task_log_names_its_task_in_both_formats() -> None:
+    record = logging.LogRecord("runce.task", logging.INFO, __file__, 1, "hello", None, None)
+    record.task_id = "2026-01-01.first"
+    assert json.loads(JsonFormatter().format(record))["task_id"] == "2026-01-01.first"
+    assert TextFormatter().format(record).endswith(" INFO 2026-01-01.first: hello")
+
+
+def test_importing_runce_imports_neither_prometheus_nor_opentelemetry() -> None:
+    script = (
+        "import sys, runce, runce.cli, runce.runs.worker, runce.runs.api\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in "
+        "('prometheus_client', 'opentelemetry')]\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_runs_enqueue_and_work_where_opentelemetry_is_absent() -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # an import of it fails, as when not installed\n"
+        "import runce\n"
+        "from runce.runs import api\n"
+        "@runce.job('absent.job')\n"
+        "def job(params):\n"
+        "    return params\n"
+        "cfg = {'store': 'memory://absent'}\n"
+        "run = runce.enqueue('absent.job', {'n': 1}, config=cfg)\n"
+        "api.worker(cfg, drain=True).run()\n"
+        "done = runce.get_run(run.id, config=cfg)\n"
+        "print(done.state, done.trace_context)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["succeeded", "None"]
+
+
+def test_the_metrics_keys_are_checked_and_read_from_the_environment() -> None:
+    from runce.config import load_config
+    from runce.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"worker\.metrics_port must be a TCP port"):
+        load_config(values={"worker": {"metrics_port": 70000}})
+    env = {"RUNCE_WORKER_METRICS_PORT": "9464", "RUNCE_API_PUBLIC_METRICS": "true"}
+    config = load_config(values={}, env=env)
+    assert (config.worker.metrics_port, config.api.public_metrics) == (9464, True)
+    assert load_config(values={}, env={}).api.public_metrics is False
