@@ -68,6 +68,8 @@ class Connection:
         self.workers: Collection[Document] = database[location.workers]
         self.schedules: Collection[Document] = database[location.schedules]
         self.tokens: Collection[Document] = database[location.tokens]
+        self.checkpoints: Collection[Document] = database[location.checkpoints]
+        self.controls: Collection[Document] = database[location.controls]
         self._forced_transactions = transactions
         self._facts: ServerFacts | None = None
         self._facts_guard = threading.Lock()

@@ -24,13 +24,24 @@ from pymongo.client_session import ClientSession
 from pymongo.errors import PyMongoError
 
 from runce.errors import LockLost, StoreError, UnsupportedFeature, UsageError
-from runce.stores.base import AppliedRecord, Attempt, Lease
+from runce.stores.base import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    Lease,
+    TaskControl,
+)
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import (
     applied_document,
     applied_from,
     attempt_document,
     attempt_from,
+    checkpoint_document,
+    checkpoint_from,
+    checkpoint_key,
+    control_from,
     finish_changes,
 )
 from runce.stores.mongo.lock import check, claim, lost_message
@@ -108,6 +119,43 @@ class MongoTracker:
             _upsert_applied(self._conn, applied, session)
 
         self._write(write, lease, f"record the {attempt.status} attempt of {attempt.task_id}")
+
+    # --- backfills ----------------------------------------------------------------------------
+
+    def checkpoints(self, task_id: str) -> list[Checkpoint]:
+        return self._checkpoints({"taskId": task_id})
+
+    def all_checkpoints(self) -> list[Checkpoint]:
+        return self._checkpoints({})
+
+    def _checkpoints(self, query: Document) -> list[Checkpoint]:
+        with self._conn.translated("read the checkpoints"):
+            docs = list(self._conn.checkpoints.find(query).sort([("taskId", 1), ("part", 1)]))
+        return [checkpoint_from(doc) for doc in docs]
+
+    def save_checkpoint(self, checkpoint: Checkpoint, lease: Lease | None) -> None:
+        self._write(
+            lambda session: save_checkpoint(self._conn, checkpoint, session),
+            lease,
+            f"save the checkpoint of {checkpoint.task_id}",
+        )
+
+    def controls(self) -> dict[str, TaskControl]:
+        with self._conn.translated("read the pause and cancel requests"):
+            docs = list(self._conn.controls.find({}))
+        return {control.task_id: control for control in map(control_from, docs)}
+
+    def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
+        with self._conn.translated(f"ask {task_id} to {command or 'resume'}"):
+            if command is None:
+                self._conn.controls.delete_one({"_id": task_id})
+                return
+            document = {
+                "command": command,
+                "requestedAt": self._conn.server_now(),
+                "requestedBy": requested_by,
+            }
+            self._conn.controls.update_one({"_id": task_id}, {"$set": document}, upsert=True)
 
     def _write(self, write: Write, lease: Lease | None, what: str) -> None:
         """One fenced write: in a short transaction when the server has them."""
@@ -198,6 +246,23 @@ class MongoTransaction:
         with _lost_explained(self._conn, self._lease), self._conn.translated(what):
             check(self._conn, self._lease, self._session)  # as of the transaction's snapshot
             write_finish(self._conn, attempt, applied, self._session)
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        what = f"save the checkpoint of {checkpoint.task_id}"
+        with _lost_explained(self._conn, self._lease), self._conn.translated(what):
+            check(self._conn, self._lease, self._session)
+            save_checkpoint(self._conn, checkpoint, self._session)
+
+
+def save_checkpoint(
+    conn: Connection, checkpoint: Checkpoint, session: ClientSession | None
+) -> None:
+    conn.checkpoints.replace_one(
+        {"_id": checkpoint_key(checkpoint)},
+        checkpoint_document(checkpoint),
+        upsert=True,
+        session=session,
+    )
 
 
 @contextmanager
