@@ -58,6 +58,8 @@ if _TYPE_CHECKING:  # what type checkers see; at run time these load on first us
         run_tasks,
         task_status,
     )
+    from runce.tasks.backfill import Backfill, backfill
+    from runce.tasks.control import cancel_task, pause_task, resume_task
     from runce.tasks.model import Task, TaskContext, task
     from runce.tasks.report import RunReport, TaskResult
     from runce.tasks.states import TaskState
@@ -78,6 +80,11 @@ _LAZY = {
     "run_tasks": "runce.tasks.api",
     "task_status": "runce.tasks.api",
     "Task": "runce.tasks.model",
+    "Backfill": "runce.tasks.backfill",
+    "backfill": "runce.tasks.backfill",
+    "pause_task": "runce.tasks.control",
+    "resume_task": "runce.tasks.control",
+    "cancel_task": "runce.tasks.control",
     "TaskContext": "runce.tasks.model",
     "task": "runce.tasks.model",
     "RunReport": "runce.tasks.report",
@@ -124,6 +131,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AuthError",
+    "Backfill",
     "Client",
     "Config",
     "ConfigError",
@@ -172,7 +180,9 @@ __all__ = [
     "arun_pending_on_boot",
     "arun_tasks",
     "atask_status",
+    "backfill",
     "cancel_run",
+    "cancel_task",
     "define_config",
     "disable_schedule",
     "drain",
@@ -186,7 +196,9 @@ __all__ = [
     "list_runs",
     "list_schedules",
     "load_config",
+    "pause_task",
     "prune_runs",
+    "resume_task",
     "retry_run",
     "run_pending_on_boot",
     "run_tasks",
