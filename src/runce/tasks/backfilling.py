@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from runce.errors import UsageError
+from runce.errors import TransactionConflict, UsageError
 from runce.stores.base import Attempt, Checkpoint, ControlCommand, Lease, TaskTracker
 from runce.tasks.backfill import Backfill, Batch, Cursor, check_cursor
 from runce.tasks.lease import LeaseKeeper
@@ -26,6 +26,10 @@ from runce.tasks.model import TaskContext
 from runce.timeutil import utcnow
 
 CONTROL_POLL = 0.25  # a pause takes effect well within a second of being asked
+# How long a transactional batch is tried again after write conflicts. On MongoDB a runner
+# killed mid-batch leaves its transaction open until the server aborts it (60 s by default),
+# and until then the next runner's batch conflicts with it.
+CONFLICT_PATIENCE = 150.0
 _WAIT_STEP = 0.05
 
 
@@ -257,18 +261,42 @@ class BackfillDriver:
             saved = self._advance(checkpoint, following, len(batch))
             self.tracker.save_checkpoint(saved, self.lease)
         else:
-            with self.tracker.transaction(self.lease) as tx:
-                setattr(ctx, self.handle_name, tx.handle)
-                try:
-                    batch, following = self._fetch(ctx, checkpoint.cursor, size)
-                    self._process(ctx, batch)
-                    saved = self._advance(checkpoint, following, len(batch))
-                    tx.checkpoint(saved)
-                finally:
-                    setattr(ctx, self.handle_name, None)
+            saved, batch = self._transactional_batch(ctx, checkpoint, size)
         with self._guard:
             self._parts[saved.part] = saved
         return saved, len(batch)
+
+    def _transactional_batch(
+        self, ctx: TaskContext, checkpoint: Checkpoint, size: int
+    ) -> tuple[Checkpoint, Batch]:
+        """Fetch, process and checkpoint in one transaction; again if it conflicted, as
+        nothing of a conflicted transaction was committed."""
+        deadline = time.monotonic() + CONFLICT_PATIENCE
+        pause, told = 0.05, False
+        while True:
+            try:
+                with self.tracker.transaction(self.lease) as tx:
+                    setattr(ctx, self.handle_name, tx.handle)
+                    try:
+                        batch, following = self._fetch(ctx, checkpoint.cursor, size)
+                        self._process(ctx, batch)
+                        saved = self._advance(checkpoint, following, len(batch))
+                        tx.checkpoint(saved)
+                    finally:
+                        setattr(ctx, self.handle_name, None)
+                return saved, batch
+            except TransactionConflict:
+                if time.monotonic() >= deadline:
+                    raise
+                if not told:
+                    told = True
+                    self.notice(
+                        f"{ctx.id}: a batch met another transaction's writes (a killed "
+                        "runner's, until the database aborts it) and was rolled back; "
+                        "trying it again"
+                    )
+            self.controls.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     def _fetch(self, ctx: TaskContext, cursor: Cursor, size: int) -> tuple[Batch, Cursor]:
         result = _call(lambda c: self.task.fetch(c, cursor, size), ctx)

@@ -23,7 +23,13 @@ from typing import Any
 from pymongo.client_session import ClientSession
 from pymongo.errors import PyMongoError
 
-from runce.errors import LockLost, StoreError, UnsupportedFeature, UsageError
+from runce.errors import (
+    LockLost,
+    StoreError,
+    TransactionConflict,
+    UnsupportedFeature,
+    UsageError,
+)
 from runce.stores.base import (
     AppliedRecord,
     Attempt,
@@ -32,7 +38,7 @@ from runce.stores.base import (
     Lease,
     TaskControl,
 )
-from runce.stores.mongo.connection import Connection, Document
+from runce.stores.mongo.connection import Connection, Document, conflicted
 from runce.stores.mongo.documents import (
     applied_document,
     applied_from,
@@ -195,7 +201,7 @@ class MongoTracker:
         try:
             with self._conn.translated(what):
                 session.start_transaction()
-            with self._conn.user_transaction():
+            with self._conn.user_transaction(), _conflicts_named(self._conn):
                 try:
                     yield MongoTransaction(self._conn, session, lease)
                 except BaseException:
@@ -263,6 +269,22 @@ def save_checkpoint(
         upsert=True,
         session=session,
     )
+
+
+@contextmanager
+def _conflicts_named(conn: Connection) -> Iterator[None]:
+    """A transaction aborted by a write conflict (the task's own write or runce's) becomes
+    TransactionConflict, so a caller knows that nothing of it was committed."""
+    try:
+        yield
+    except (PyMongoError, StoreError) as exc:
+        cause = exc if isinstance(exc, PyMongoError) else exc.__cause__
+        if isinstance(cause, PyMongoError) and conflicted(cause):
+            raise TransactionConflict(
+                f"a transaction on the MongoDB store {conn.location.description} met another "
+                f"transaction's writes and was rolled back: {cause}"
+            ) from exc
+        raise
 
 
 @contextmanager
