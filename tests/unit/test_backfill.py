@@ -336,3 +336,58 @@ def test_a_transactional_backfill_commits_each_batch_with_its_checkpoint(
     assert project.run().result("1.tx").outcome == "ok"
     with sqlite3.connect(tmp_path / "runce.db") as conn:
         assert [n for (n,) in conn.execute("SELECT n FROM done ORDER BY n")] == list(range(14))
+
+
+def test_a_dry_run_of_a_transactional_backfill_fetches_in_a_rolled_back_transaction(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    project = Project(tmp_path, "sqlite:///runce.db")
+    project.task(
+        "1.tx",
+        """
+        def fetch(ctx, cursor, size):
+            ctx.db.execute("CREATE TABLE seen (n INTEGER)")  # rolled back with the dry run
+            return [1, 2, 3], None
+
+        task = runce.Backfill(
+            title="tx", fetch=fetch, process=lambda ctx, batch: None, transactional=True
+        )
+        """,
+    )
+    result = project.run(dry_run=True).result("1.tx")
+    assert result.outcome == "dry-run"
+    assert result.note == "backfill: first batch from the start has 3 items"
+    with sqlite3.connect(tmp_path / "runce.db") as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert "seen" not in tables
+
+
+def test_a_dry_run_whose_fetch_fails_says_so_and_fails(project: Project) -> None:
+    project.task(
+        "1.broken",
+        """
+        def fetch(ctx, cursor, size):
+            raise LookupError("no table invoices")
+
+        task = runce.Backfill(title="broken", fetch=fetch, process=lambda ctx, batch: None)
+        """,
+    )
+    report = project.run(dry_run=True)
+    assert not report.ok
+    assert report.result("1.broken").error == "fetch failed: LookupError: no table invoices"
+
+
+def test_status_shows_progress_and_the_request_of_a_paused_backfill(project: Project) -> None:
+    _backfill(project, "1.fill", 20)
+    _request(project, "1.fill", "pause")
+    [status] = runce.task_status(project.config()).tasks
+    assert status.state.value == "PAUSED"
+    shown = status.to_dict()
+    assert shown["requested"] == {
+        "command": "pause",
+        "by": "tester",
+        "at": shown["requested"]["at"],  # type: ignore[index]
+    }
+    assert shown["backfill"] is None  # no batch done yet, so no checkpoint

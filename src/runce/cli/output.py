@@ -130,7 +130,7 @@ def backfill_progress(progress: BackfillProgress) -> str:
         parts = [f"{progress.done:,} done"]
     if progress.ranges > 1:
         parts.append(f"{progress.finished_ranges}/{progress.ranges} ranges finished")
-    if progress.rate:
+    if progress.rate and progress.moving:
         parts.append(f"{progress.rate:,.0f}/s")
     eta = progress.eta_seconds
     if eta is not None and progress.done < (progress.total or 0):

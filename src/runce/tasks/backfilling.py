@@ -346,13 +346,35 @@ def first_cursors(task: Backfill, ctx: TaskContext) -> list[Cursor]:
     return [check_cursor(c, f"ranges of {ctx.id}") for c in cursors]
 
 
-def dry_run_note(task: Backfill, ctx: TaskContext, tracker: TaskTracker) -> str:
-    """Call ``fetch`` once, from where the next run would start, and say what it found."""
+def dry_run_note(
+    task: Backfill, ctx: TaskContext, tracker: TaskTracker, handle_name: str = "db"
+) -> str:
+    """Call ``fetch`` once, from where the next run would start, and say what it found.
+
+    A transactional backfill fetches inside a transaction that is rolled back.
+    """
     saved = [c for c in tracker.checkpoints(ctx.id) if not c.finished]
     cursor = saved[0].cursor if saved else first_cursors(task, ctx)[0]
-    batch, _ = _call(lambda c: task.fetch(c, cursor, task.batch_size), ctx)
     where = f"from cursor {_show(cursor)}" if saved else "from the start"
-    return f"backfill: first batch {where} has {len(batch):,} items"
+    if not task.transactional:
+        batch, _ = _call(lambda c: task.fetch(c, cursor, task.batch_size), ctx)
+        return f"backfill: first batch {where} has {len(batch):,} items"
+    found: list[int] = []
+    try:
+        with tracker.transaction(None) as tx:
+            setattr(ctx, handle_name, tx.handle)
+            batch, _ = _call(lambda c: task.fetch(c, cursor, task.batch_size), ctx)
+            found.append(len(batch))
+            raise _RollBack
+    except _RollBack:
+        pass
+    finally:
+        setattr(ctx, handle_name, None)
+    return f"backfill: first batch {where} has {found[0]:,} items"
+
+
+class _RollBack(Exception):
+    """Ends a dry run's transaction without committing it."""
 
 
 def _call(fn: Callable[[TaskContext], Any], ctx: TaskContext) -> Any:

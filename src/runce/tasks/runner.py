@@ -540,16 +540,28 @@ class Runner:
             if task.already_done is not None and call(task.already_done, ctx):
                 results.append(TaskResult(task_file.id, "skipped", title, note="already done"))
             elif isinstance(task, Backfill):
-                note = _join(
-                    _dry_note(plan, task_file), dry_run_note(task, ctx, self.store.tracker)
-                )
-                results.append(TaskResult(task_file.id, "dry-run", title, note=note))
+                results.append(self._dry_run_backfill(plan, task_file, task, ctx))
             else:
                 results.append(
                     TaskResult(task_file.id, "dry-run", title, note=_dry_note(plan, task_file))
                 )
             self.reporter.finished(results[-1])
         self._report_idle(plan, results)
+
+    def _dry_run_backfill(
+        self, plan: Plan, task_file: TaskFile, task: Backfill, ctx: TaskContext
+    ) -> TaskResult:
+        """Fetch the first batch once; a fetch that fails fails the dry run."""
+        title = task.title or task_file.id
+        handle = "session" if self.config.store.type.startswith("mongo") else "db"
+        try:
+            first = dry_run_note(task, ctx, self.store.tracker, handle)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {_cap(str(exc) or type(exc).__name__)}"
+            return TaskResult(task_file.id, "failed", title, error=f"fetch failed: {error}")
+        return TaskResult(
+            task_file.id, "dry-run", title, note=_join(_dry_note(plan, task_file), first)
+        )
 
     # -- building blocks -------------------------------------------------------------------------
 

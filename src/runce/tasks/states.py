@@ -44,7 +44,9 @@ class TaskStatus:
 
     @property
     def backfill(self) -> BackfillProgress | None:
-        return BackfillProgress.of(self.checkpoints) if self.checkpoints else None
+        if not self.checkpoints:
+            return None
+        return BackfillProgress.of(self.checkpoints, moving=self.state is TaskState.RUNNING)
 
     def to_dict(self) -> dict[str, object]:
         record = self.applied
@@ -95,9 +97,10 @@ class BackfillProgress:
     ranges: int
     finished_ranges: int
     cursor: object  # of the one range (None when there are several)
+    moving: bool = False  # running now: only then is there an ETA
 
     @classmethod
-    def of(cls, checkpoints: Iterable[Checkpoint]) -> BackfillProgress:
+    def of(cls, checkpoints: Iterable[Checkpoint], *, moving: bool = False) -> BackfillProgress:
         parts = list(checkpoints)
         rates = [c.rate for c in parts if c.rate is not None and not c.finished]
         return cls(
@@ -107,11 +110,12 @@ class BackfillProgress:
             ranges=len(parts),
             finished_ranges=sum(c.finished for c in parts),
             cursor=parts[0].cursor if len(parts) == 1 else None,
+            moving=moving,
         )
 
     @property
     def eta_seconds(self) -> float | None:
-        if self.total is None or not self.rate:
+        if self.total is None or not self.rate or not self.moving:
             return None
         return max(0.0, (self.total - self.done) / self.rate)
 
