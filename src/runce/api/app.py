@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from runce._version import __version__
-from runce.api import openapi, problems, routes_runs, routes_schedules, routes_worker
+from runce.api import openapi, problems, routes_runs, routes_schedules, routes_tasks, routes_worker
 from runce.api.bodylimit import BodyLimit
 from runce.api.context import ApiContext
 from runce.api.ratelimit import RateLimiter
@@ -56,6 +56,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     app.include_router(routes_worker.router)
     app.include_router(routes_worker.readers)
     app.include_router(routes_schedules.router)
+    app.include_router(routes_tasks.router)
     return app
 
 
