@@ -391,3 +391,79 @@ def test_status_shows_progress_and_the_request_of_a_paused_backfill(project: Pro
         "at": shown["requested"]["at"],  # type: ignore[index]
     }
     assert shown["backfill"] is None  # no batch done yet, so no checkpoint
+
+
+def test_parallel_transactional_ranges_take_turns_on_sqlite(tmp_path: Path) -> None:
+    import sqlite3
+
+    project = Project(tmp_path, "sqlite:///runce.db")
+    project.task(
+        "1.partx",
+        """
+        def ranges(ctx, n):
+            return [[k * 50, k * 50 + 50] for k in range(n)]
+
+        def fetch(ctx, cursor, size):
+            ctx.db.execute("CREATE TABLE IF NOT EXISTS done (n INTEGER PRIMARY KEY)")
+            at, end = cursor
+            batch = list(range(at, min(at + size, end)))
+            nxt = at + len(batch)
+            return batch, ([nxt, end] if nxt < end else None)
+
+        def process(ctx, batch):
+            ctx.db.executemany("INSERT INTO done VALUES (?)", [(n,) for n in batch])
+
+        task = runce.Backfill(
+            title="partx", fetch=fetch, process=process, batch_size=7, parallel=3,
+            ranges=ranges, transactional=True,
+        )
+        """,
+    )
+    assert project.run().result("1.partx").outcome == "ok"
+    with sqlite3.connect(tmp_path / "runce.db") as conn:
+        assert [n for (n,) in conn.execute("SELECT n FROM done ORDER BY n")] == list(range(150))
+
+
+def test_a_paused_parallel_backfill_stops_every_range_and_resumes_each(
+    project: Project,
+) -> None:
+    log = project.root / "par.log"
+    project.task(
+        "1.par",
+        f"""
+        import threading
+        LOCK = threading.Lock()
+
+        def ranges(ctx, n):
+            return [[k * 40, k * 40 + 40] for k in range(n)]
+
+        def fetch(ctx, cursor, size):
+            at, end = cursor
+            batch = list(range(at, min(at + size, end)))
+            nxt = at + len(batch)
+            return batch, ([nxt, end] if nxt < end else None)
+
+        def process(ctx, batch):
+            with LOCK, open({str(log)!r}, "a") as f:
+                f.write("".join(f"{{i}}\\n" for i in batch))
+            if 45 in batch:
+                from runce.stores.registry import open_store
+                s = open_store(ctx.config.store)
+                s.tracker.set_control(ctx.id, "pause", "ops")
+                s.close()
+
+        task = runce.Backfill(
+            title="par", fetch=fetch, process=process, batch_size=5, parallel=2, ranges=ranges
+        )
+        """,
+    )
+    first = project.run()
+    assert first.result("1.par").outcome == "paused"
+    done_before = sorted(_numbers(log))
+    assert len(done_before) < 80
+    runce.resume_task("1.par", project.config())
+    notices = Notices()
+    second = project.run(reporter=notices)
+    assert second.result("1.par").outcome == "ok"
+    assert any(" of 2 ranges from their checkpoints" in n for n in notices.lines)
+    assert sorted(_numbers(log)) == list(range(80)), "each item once: both stopped at a boundary"
