@@ -94,6 +94,8 @@ if _TYPE_CHECKING:
         run_tasks,
         task_status,
     )
+    from runce.tasks.backfill import Backfill, backfill
+    from runce.tasks.control import cancel_task, pause_task, resume_task
     from runce.tasks.model import Task, TaskContext, task
     from runce.tasks.report import RunReport, TaskResult
     from runce.tasks.states import TaskState
@@ -136,6 +138,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AsyncClient",
     "AuthError",
+    "Backfill",
     "Client",
     "Config",
     "ConfigError",
@@ -190,7 +193,9 @@ __all__ = [
     "arun_pending_on_boot",
     "arun_tasks",
     "atask_status",
+    "backfill",
     "cancel_run",
+    "cancel_task",
     "define_config",
     "disable_schedule",
     "drain",
@@ -204,7 +209,9 @@ __all__ = [
     "list_runs",
     "list_schedules",
     "load_config",
+    "pause_task",
     "prune_runs",
+    "resume_task",
     "retry_run",
     "run_pending_on_boot",
     "run_tasks",

@@ -11,6 +11,7 @@
     │   │   └── ServerUnavailable   the runce server cannot be reached, or failed (5xx)
     │   ├── UnknownStore            no backend for a URL scheme or ``type`` (exit 2)
     │   ├── UnsupportedFeature      the store cannot do what was asked (exit 2)
+    │   ├── TransactionConflict     a transaction met another's writes and was rolled back whole
     │   └── SchemaError             schema missing, too old for a read, or newer than runce (exit 2)
     ├── LockError                   the global lock (exit 1)
     │   ├── LockHeld                another runner holds it
@@ -95,6 +96,11 @@ class UnknownStore(StoreError):
 
 class UnsupportedFeature(StoreError):
     """The configured store does not support the requested feature."""
+
+
+class TransactionConflict(StoreError):
+    """A transaction met another transaction's writes and was rolled back whole: nothing of
+    it was committed, so running it again is safe (MongoDB's TransientTransactionError)."""
 
 
 class SchemaError(StoreError):

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from runce._version import __version__
+from runce.errortext import clean, message_of
 
 # Span attributes: a public contract, listed in docs/observability.md.
 RUN_ID = "runce.run.id"
@@ -165,10 +166,17 @@ def task_ended(span: Any, outcome: str, error: str | None) -> None:
 def _record_error(span: Any, error: BaseException | None, scrub: Callable[[str], str]) -> None:
     if error is None:
         return
-    message = scrub(str(error))
-    stack = scrub("".join(traceback.format_exception(error)))
-    span.record_exception(
-        error, attributes={"exception.message": message, "exception.stacktrace": stack}
+    # The exception event written here, not by span.record_exception(), which calls
+    # str(error): the job's exception may have a __str__ that raises or text no exporter takes.
+    name = clean(type(error).__name__)
+    message = scrub(clean(message_of(error)))
+    stack = scrub(clean("".join(traceback.format_exception(error))))
+    span.add_event(
+        "exception",
+        {
+            "exception.type": name,
+            "exception.message": message,
+            "exception.stacktrace": stack,
+        },
     )
-    status = _api.trace.Status(_api.trace.StatusCode.ERROR, f"{type(error).__name__}: {message}")
-    span.set_status(status)
+    span.set_status(_api.trace.Status(_api.trace.StatusCode.ERROR, f"{name}: {message}"))

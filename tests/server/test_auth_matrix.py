@@ -64,6 +64,13 @@ CASES = {
     "workers": Case("GET", "/v1/workers", None, "reader", "writer", None),
     "tasks": Case("GET", "/v1/tasks", None, "reader", "worker", None),
     "schedules": Case("GET", "/v1/schedules", None, "reader", "writer", None),
+    "task-pause": Case("POST", "/v1/tasks/1.fill:pause", None, "writer", "reader", ("shop", None)),
+    "task-resume": Case(
+        "POST", "/v1/tasks/1.fill:resume", None, "writer", "reader", ("shop", None)
+    ),
+    "task-cancel": Case(
+        "POST", "/v1/tasks/1.fill:cancel", None, "writer", "reader", ("shop", None)
+    ),
     "schedule-enable": Case(
         "POST", "/v1/schedules/nightly:enable", None, "writer", "reader", ("shop", None)
     ),
@@ -131,6 +138,9 @@ def world(api: Api, tmp_path: Any) -> dict[str, str]:
     from runce.api.tokens import create_token
 
     (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "1.fill.py").write_text(
+        "import runce\n\nrunce.Backfill(fetch=lambda c, k, n: ([], None), process=print)\n"
+    )
     api.tokens["all_but_work"] = create_token(
         "all_but_work", ["runs:read", "runs:write"], config=api.config
     ).text

@@ -517,3 +517,21 @@ def test_a_store_that_cannot_be_reached_is_503(
         _problem(client.get("/healthz"), 503, "store-unavailable")
         token = {"Authorization": "Bearer rnc_0123456789ab_" + "x" * 43}
         _problem(client.get("/v1/runs", headers=token), 503, "store-unavailable")
+
+
+def test_a_backfill_is_paused_and_resumed_over_http(api: Api, tmp_path: Any) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "20260101_fill.py").write_text(
+        "import runce\n\ntask = runce.Backfill(fetch=lambda ctx, c, n: ([], None), process=print)\n"
+    )
+    paused = api.call("POST", "/v1/tasks/20260101_fill:pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["requested"] == "pause"
+    assert paused.json()["state_before"] == "PENDING"
+    [task] = api.call("GET", "/v1/tasks").json()["tasks"]
+    assert (task["state"], task["requested"]["command"]) == ("PAUSED", "pause")
+    resumed = api.call("POST", "/v1/tasks/20260101_fill:resume").json()
+    assert (resumed["requested"], resumed["state_before"]) == ("resume", "PAUSED")
+    assert api.call("GET", "/v1/tasks").json()["tasks"][0]["state"] == "PENDING"
+    problem = _problem(api.call("POST", "/v1/tasks/nope:cancel"), 422, "invalid-request")
+    assert "no task 'nope'" in problem["detail"]

@@ -178,3 +178,30 @@ def test_a_job_raising_the_unexpected_fails_its_run(queue_maker: StoreMaker, cas
     assert needle in (failed.error or ""), failed.error
     assert "\x00" not in (failed.error or "")
     assert service.get(good.id).state == "succeeded"
+
+
+def test_a_traced_attempt_records_an_exception_whose_str_raises(tmp_path: Path) -> None:
+    """With OpenTelemetry imported, the attempt's span records the error from safe text; a
+    broken ``__str__`` used to kill the handler thread and leave the run queued."""
+    import opentelemetry.trace  # noqa: F401  (tracing is on once the application imported it)
+
+    from runce.stores import memory
+    from runce.stores.base import StoreSpec
+    from runce.stores.registry import open_store
+
+    store: Any = open_store(StoreSpec(type="memory", url="memory://", base_dir=tmp_path))
+    try:
+        jobs, bus = JobRegistry(), EventBus()
+
+        def explode(params: Any) -> None:
+            raise _Unprintable()
+
+        jobs.register(Job("explode", explode, max_attempts=1))
+        service = RunService(store.runs, jobs=jobs, bus=bus)
+        bad = service.enqueue("explode", {"n": 1})
+        options = WorkerOptions(concurrency=1, poll=0.05, drain=True, max_time=30)
+        Worker(store.runs, options, jobs=jobs, bus=bus).run()
+        assert service.get(bad.id).state == "failed"
+    finally:
+        store.close()
+        memory.reset()

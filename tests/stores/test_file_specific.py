@@ -175,7 +175,7 @@ def test_a_line_that_is_json_but_not_a_record_is_reported(
 
 def test_a_newer_format_is_refused(store: FileStore, data_path: Path) -> None:
     data_path.parent.mkdir(parents=True)
-    data_path.write_text('{"v":2,"event":"teleport"}\n')
+    data_path.write_text('{"v":3,"event":"teleport"}\n')
     with pytest.raises(SchemaError, match="newer runce"):
         store.tracker.applied()
 

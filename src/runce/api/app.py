@@ -10,7 +10,15 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from runce._version import __version__
-from runce.api import metrics, openapi, problems, routes_runs, routes_schedules, routes_worker
+from runce.api import (
+    metrics,
+    openapi,
+    problems,
+    routes_runs,
+    routes_schedules,
+    routes_tasks,
+    routes_worker,
+)
 from runce.api.bodylimit import BodyLimit
 from runce.api.bodytimeout import BodyTimeout
 from runce.api.context import ApiContext
@@ -64,6 +72,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     app.include_router(routes_schedules.router)
     mount_dashboard(app)
     app.include_router(metrics.router)
+    app.include_router(routes_tasks.router)
     return app
 
 

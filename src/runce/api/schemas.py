@@ -431,6 +431,15 @@ class TaskList(BaseModel):
     tasks: list[dict[str, Any]]
 
 
+class TaskControlAnswer(_Answer):
+    """What a pause, resume or cancel of a once task did."""
+
+    id: str
+    requested: Literal["pause", "resume", "cancel"]
+    state_before: str
+    message: str
+
+
 class Health(_Answer):
     status: Literal["ok"]
     store: str

@@ -21,7 +21,7 @@ from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, resolve_config
 from runce.errors import LockHeld, RunceError
 from runce.errortext import message_of
 from runce.tasks import api
-from runce.tasks.report import RunReport
+from runce.tasks.report import RunReport, TaskResult
 from runce.tasks.runner import bound_of, chosen_ids
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,7 +183,7 @@ def _print_run(report: RunReport, as_json: bool) -> None:
     if as_json:
         output.echo_json(report.to_dict())
         return
-    idle = [r for r in report.results if r.outcome in IDLE_OUTCOMES]
+    idle = [r for r in report.results if r.outcome in IDLE_OUTCOMES or _held(r)]
     applied = [r for r in idle if r.outcome == "applied"]
     if len(applied) > MAX_SKIP_LINES:  # a long-lived project: one line, not hundreds
         click.echo(
@@ -203,6 +203,11 @@ def _print_run(report: RunReport, as_json: bool) -> None:
             "(--keep-going runs them anyway)"
         )
     click.echo(output.summary_line(report))
+
+
+def _held(result: TaskResult) -> bool:
+    """A backfill left paused or canceled from before: it did not run, so no line was shown."""
+    return result.outcome in ("paused", "canceled") and result.duration_ms is None
 
 
 # -- status, list, history ------------------------------------------------------------------
@@ -243,8 +248,16 @@ def _print_status(report: api.StatusReport) -> None:
 def _status_detail(status: Any) -> str:
     record, attempt = status.applied, status.attempt
     parts = []
+    progress = status.backfill if status.state.value not in ("APPLIED", "SKIPPED") else None
+    if progress is not None:
+        parts.append(output.backfill_progress(progress))
+    if status.control is not None:
+        verb = "paused" if status.control.command == "pause" else "canceled"
+        if status.state.value == "RUNNING":
+            verb = f"{status.control.command} requested"
+        parts.append(f"{verb} by {status.control.requested_by}")
     if attempt is not None:
-        if attempt.progress_done is not None:
+        if attempt.progress_done is not None and progress is None:
             total = attempt.progress_total
             parts.append(
                 f"{attempt.progress_done}/{total}" if total else f"{attempt.progress_done}"
@@ -430,6 +443,57 @@ def unlock(config_path: Path | None, tasks_dir: Path | None, force: bool, yes: b
         click.confirm("The holder looks alive. Clear its lock anyway?", abort=True)
     cleared = api.unlock(cfg, force=force)
     click.echo("cleared" if cleared is not None else "nothing to clear")
+
+
+# -- pause, resume, cancel (backfills) --------------------------------------------------------
+
+
+@cli.command()
+@config_options
+@click.argument("task_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def pause(config_path: Path | None, tasks_dir: Path | None, task_id: str, as_json: bool) -> None:
+    """Ask a backfill to stop at its next batch boundary, keeping its checkpoint.
+
+    Works from any machine. A paused task is not started, and the tasks after it wait.
+    """
+    from runce.tasks.control import pause_task
+
+    _print_control(load_cli_config(config_path, tasks_dir), task_id, pause_task, as_json)
+
+
+@cli.command()
+@config_options
+@click.argument("task_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def resume(config_path: Path | None, tasks_dir: Path | None, task_id: str, as_json: bool) -> None:
+    """Withdraw a pause or cancel; the next `runce run` goes on from the checkpoint."""
+    from runce.tasks.control import resume_task
+
+    _print_control(load_cli_config(config_path, tasks_dir), task_id, resume_task, as_json)
+
+
+@cli.command()
+@config_options
+@click.argument("task_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cancel(config_path: Path | None, tasks_dir: Path | None, task_id: str, as_json: bool) -> None:
+    """Ask a backfill to stop at its next batch boundary and stay stopped.
+
+    The tasks after it go on; `runce resume ID` undoes it.
+    """
+    from runce.tasks.control import cancel_task
+
+    _print_control(load_cli_config(config_path, tasks_dir), task_id, cancel_task, as_json)
+
+
+def _print_control(cfg: Config, task_id: str, act: Callable[..., Any], as_json: bool) -> None:
+    result = act(task_id, cfg)
+    if as_json:
+        output.echo_json(result.to_dict())
+        return
+    _store_line(api.store_description(cfg))
+    click.echo(result.message)
 
 
 # -- db ---------------------------------------------------------------------------------------

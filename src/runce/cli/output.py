@@ -13,6 +13,7 @@ import click
 
 from runce.stores.base import LockHolder
 from runce.tasks.report import RunReport, TaskResult
+from runce.tasks.states import BackfillProgress
 
 LABELS = {
     "ok": "OK",
@@ -24,6 +25,8 @@ LABELS = {
     "not-run": "NOT RUN",
     "not-selected": "-",
     "drifted": "DRIFTED",
+    "paused": "PAUSED",
+    "canceled": "CANCELED",
 }
 COLOURS = {
     "OK": "green",
@@ -39,6 +42,8 @@ COLOURS = {
     "SKIPPED": "cyan",
     "PENDING": "yellow",
     "MISSING": "magenta",
+    "PAUSED": "yellow",
+    "CANCELED": "magenta",
 }
 
 
@@ -79,7 +84,14 @@ def result_line(result: TaskResult) -> str:
         parts.append(f"({seconds(result.duration_ms)})")
     if detail:
         parts.append(f"({detail})")
-    if result.note and result.outcome in ("ok", "failed", "dry-run", "not-run"):
+    if result.note and result.outcome in (
+        "ok",
+        "failed",
+        "dry-run",
+        "not-run",
+        "paused",
+        "canceled",
+    ):
         parts.append(f"[{result.note}]")
     if result.error:
         parts.append(f"\n         {click.style(result.error, fg='red')}")
@@ -100,11 +112,39 @@ def summary_line(report: RunReport) -> str:
             ("not-run", "not attempted"),
             ("not-selected", "not selected"),
             ("drifted", "drifted"),
+            ("paused", "paused"),
+            ("canceled", "canceled"),
         )
         if counts[k]
     ]
     verdict = "dry run" if report.dry_run else ("done" if report.ok else "stopped")
     return f"{verdict}: {', '.join(parts) or 'no tasks'} in {seconds(report.duration_ms)}"
+
+
+def backfill_progress(progress: BackfillProgress) -> str:
+    """``12,000/100,000 (12%) 850/s ETA 1m46s``: what a backfill has done and has left."""
+    if progress.total:
+        share = min(100.0, 100 * progress.done / progress.total)
+        parts = [f"{progress.done:,}/{progress.total:,} ({share:.0f}%)"]
+    else:
+        parts = [f"{progress.done:,} done"]
+    if progress.ranges > 1:
+        parts.append(f"{progress.finished_ranges}/{progress.ranges} ranges finished")
+    if progress.rate and progress.moving:
+        parts.append(f"{progress.rate:,.0f}/s")
+    eta = progress.eta_seconds
+    if eta is not None and progress.done < (progress.total or 0):
+        parts.append(f"ETA {duration(eta)}")
+    return " ".join(parts)
+
+
+def duration(secs: float) -> str:
+    secs = round(secs)
+    if secs < 60:
+        return f"{secs}s"
+    if secs < 3600:
+        return f"{secs // 60}m{secs % 60:02d}s"
+    return f"{secs // 3600}h{secs % 3600 // 60:02d}m"
 
 
 def holder_line(holder: LockHolder | None) -> str:

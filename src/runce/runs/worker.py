@@ -672,7 +672,10 @@ class Worker:
     def _execute_traced(self, slot: _Slot) -> Outcome:
         with tracing.attempt_span(slot.run) as span:
             outcome = self._execute(slot)
-            tracing.attempt_ended(span, OUTCOME_NAMES[outcome.kind], slot.error, scrub)
+            try:
+                tracing.attempt_ended(span, OUTCOME_NAMES[outcome.kind], slot.error, scrub)
+            except Exception:  # a span is worth less than the run's outcome
+                log.warning("run %s: its span could not be ended", slot.run.id, exc_info=True)
         return outcome
 
     def _execute(self, slot: _Slot) -> Outcome:

@@ -94,6 +94,42 @@ class AppliedRecord:
         return self.status in APPLIED_STATUSES
 
 
+ControlCommand = Literal["pause", "cancel"]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far one key range of a backfill got (T-12): kept with its running attempt.
+
+    ``part`` numbers the range (0 for a backfill that is not parallel) out of ``parts``;
+    ``cursor`` is the JSON value the next ``fetch`` gets (None: from the start);
+    ``finished`` says ``fetch`` returned no next cursor. A checkpoint is state, not history:
+    each save replaces the range's previous one.
+    """
+
+    task_id: str
+    part: int
+    parts: int
+    cursor: Any
+    done: int
+    batches: int
+    attempt_id: str
+    updated_at: datetime
+    finished: bool = False
+    total: int | None = None
+    rate: float | None = None  # items a second over the saving attempt, for the ETA
+
+
+@dataclass(frozen=True, slots=True)
+class TaskControl:
+    """A standing request to pause or cancel one task, written from any machine."""
+
+    task_id: str
+    command: ControlCommand
+    requested_at: datetime
+    requested_by: str
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """One acquisition of the global lock. The token is its identity; ``owner`` is a label."""
@@ -164,6 +200,9 @@ class Transaction(Protocol):
     def finish(self, attempt: Attempt, applied: AppliedRecord | None) -> None:
         """Write the attempt's final row and applied record inside this transaction."""
 
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Save a backfill's checkpoint inside this transaction, with the batch's work."""
+
 
 @runtime_checkable
 class TaskTracker(Protocol):
@@ -195,6 +234,22 @@ class TaskTracker(Protocol):
 
         Raises :class:`~runce.errors.UnsupportedFeature` on stores without one.
         """
+
+    def checkpoints(self, task_id: str) -> list[Checkpoint]:
+        """A backfill's checkpoints, one per key range, by ``part``."""
+
+    def all_checkpoints(self) -> list[Checkpoint]:
+        """Every backfill's checkpoints, by task id and ``part`` (for ``status``)."""
+
+    def save_checkpoint(self, checkpoint: Checkpoint, lease: Lease | None) -> None:
+        """Replace the checkpoint of one key range of a backfill."""
+
+    def controls(self) -> dict[str, TaskControl]:
+        """The standing pause and cancel requests, by task id."""
+
+    def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
+        """Ask a task to pause or cancel, or (``None``) withdraw the request. Takes no lease:
+        any machine may ask, and the runner reads the request at its next batch boundary."""
 
 
 @runtime_checkable

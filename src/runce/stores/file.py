@@ -6,7 +6,10 @@ format version ``v`` and an ``event``:
 * ``begin``: a ``started`` attempt, with every attempt field;
 * ``progress``: ``attempt_id``, ``done`` and ``total`` of a running attempt;
 * ``finish``: the attempt's final fields, and ``applied`` (the new applied record, or null);
-* ``record``: an already finished attempt (repair, baseline) and ``applied``.
+* ``record``: an already finished attempt (repair, baseline) and ``applied``;
+* ``checkpoint`` (format 2): a backfill's checkpoint of one key range, replacing the last;
+* ``control`` (format 2): a pause or cancel request for a task id, or its withdrawal
+  (``command`` null).
 
 Reading replays the lines into history rows and the applied state (the last applied record
 per task id). A crash mid-append can leave a torn last line (no newline, or not JSON): reads
@@ -52,16 +55,22 @@ from runce.errors import (
 from runce.stores.base import (
     AppliedRecord,
     Attempt,
+    Checkpoint,
+    ControlCommand,
     Lease,
     LockHolder,
     SchemaStatus,
     StoreSpec,
+    TaskControl,
     Transaction,
 )
 from runce.stores.liveness import Owner
 from runce.timeutil import from_iso, to_iso, utcnow
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format this runce reads
+# Lines an older runce can read keep format 1; backfills' lines are format 2, so an older
+# runce meeting one says it needs upgrading instead of calling the file corrupt.
+_BASE_FORMAT = 1
 # How long an append waits for another writer's append (each lasts about one fsync).
 APPEND_WAIT = 10.0
 # How long a failed try_acquire keeps trying, in case it met a holder() probe (seconds).
@@ -119,7 +128,7 @@ def _iso_or_none(moment: datetime | None) -> str | None:
 
 
 def _attempt_event(kind: str, attempt: Attempt, applied: AppliedRecord | None) -> Event:
-    event: Event = {"v": FORMAT_VERSION, "event": kind, **_to_json(attempt, _ATTEMPT_FIELDS)}
+    event: Event = {"v": _BASE_FORMAT, "event": kind, **_to_json(attempt, _ATTEMPT_FIELDS)}
     if kind != "begin":
         event["applied"] = None if applied is None else _to_json(applied, _APPLIED_FIELDS)
     return event
@@ -127,11 +136,28 @@ def _attempt_event(kind: str, attempt: Attempt, applied: AppliedRecord | None) -
 
 def _progress_event(attempt_id: str, done: int, total: int | None) -> Event:
     return {
-        "v": FORMAT_VERSION,
+        "v": _BASE_FORMAT,
         "event": "progress",
         "attempt_id": attempt_id,
         "done": done,
         "total": total,
+    }
+
+
+def _checkpoint_event(checkpoint: Checkpoint) -> Event:
+    values = {f.name: getattr(checkpoint, f.name) for f in fields(Checkpoint)}
+    values["updated_at"] = to_iso(checkpoint.updated_at)
+    return {"v": FORMAT_VERSION, "event": "checkpoint", **values}
+
+
+def _control_event(task_id: str, command: ControlCommand | None, requested_by: str) -> Event:
+    return {
+        "v": FORMAT_VERSION,
+        "event": "control",
+        "task_id": task_id,
+        "command": command,
+        "requested_at": to_iso(utcnow()),
+        "requested_by": requested_by,
     }
 
 
@@ -159,6 +185,8 @@ class _Replay:
         self.history: list[Attempt] = []
         self.index: dict[str, int] = {}  # attempt_id -> position in history
         self.applied: dict[str, AppliedRecord] = {}
+        self.checkpoints: dict[tuple[str, int], Checkpoint] = {}
+        self.controls: dict[str, TaskControl] = {}
 
     def feed(self, data: bytes) -> None:
         """Apply the complete lines of ``data``, the bytes from :attr:`offset` to the end."""
@@ -201,7 +229,7 @@ class _Replay:
                 f"{where} was written by a newer runce (format v{version}; this runce reads "
                 f"v{FORMAT_VERSION}): upgrade runce"
             )
-        if version != FORMAT_VERSION:
+        if not isinstance(version, int) or not _BASE_FORMAT <= version <= FORMAT_VERSION:
             raise StoreError(f"{where} has no known format version (v={version!r})")
         try:
             self.apply(event)
@@ -244,6 +272,22 @@ class _Replay:
         self._new_row(attempt)
         self._set_applied(applied)
 
+    def _checkpoint(self, event: Event) -> None:
+        values = {f.name: event[f.name] for f in fields(Checkpoint) if f.name in event}
+        values["updated_at"] = from_iso(values["updated_at"])
+        checkpoint = Checkpoint(**values)
+        self.checkpoints[(checkpoint.task_id, checkpoint.part)] = checkpoint
+
+    def _control(self, event: Event) -> None:
+        task_id, command = str(event["task_id"]), event["command"]
+        if command is None:
+            self.controls.pop(task_id, None)
+            return
+        if command not in ("pause", "cancel"):
+            raise _Invalid(f"unknown control command {command!r}")
+        at, by = from_iso(event["requested_at"]), str(event["requested_by"])
+        self.controls[task_id] = TaskControl(task_id, command, at, by)
+
 
 def _attempt_from(event: Event) -> Attempt:
     return Attempt(**_from_json(event, _ATTEMPT_FIELDS))
@@ -258,6 +302,8 @@ _HANDLERS: dict[str, Callable[[_Replay, Event], None]] = {
     "progress": _Replay._progress,
     "finish": _Replay._finish,
     "record": _Replay._record,
+    "checkpoint": _Replay._checkpoint,
+    "control": _Replay._control,
 }
 
 
@@ -364,6 +410,24 @@ class FileTracker:
 
     def record(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
         self._append(_attempt_event("record", attempt, applied), lease)
+
+    def checkpoints(self, task_id: str) -> list[Checkpoint]:
+        return [c for c in self.all_checkpoints() if c.task_id == task_id]
+
+    def all_checkpoints(self) -> list[Checkpoint]:
+        with self._mutex:
+            kept = self._read().checkpoints
+            return [kept[key] for key in sorted(kept)]
+
+    def save_checkpoint(self, checkpoint: Checkpoint, lease: Lease | None) -> None:
+        self._append(_checkpoint_event(checkpoint), lease)
+
+    def controls(self) -> dict[str, TaskControl]:
+        with self._mutex:
+            return dict(self._read().controls)
+
+    def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
+        self._append(_control_event(task_id, command, requested_by), None)
 
     def transaction(self, lease: Lease | None) -> AbstractContextManager[Transaction]:
         raise UnsupportedFeature(
@@ -563,7 +627,7 @@ class FileLock:
 def _holder_json(lease: Lease) -> bytes:
     owner = lease.owner
     info = {
-        "v": FORMAT_VERSION,
+        "v": _BASE_FORMAT,
         "owner": owner.label,
         "host": owner.host,
         "pid": owner.pid,

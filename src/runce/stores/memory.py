@@ -19,10 +19,13 @@ from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, Usa
 from runce.stores.base import (
     AppliedRecord,
     Attempt,
+    Checkpoint,
+    ControlCommand,
     Lease,
     LockHolder,
     SchemaStatus,
     StoreSpec,
+    TaskControl,
     Transaction,
 )
 from runce.stores.liveness import Owner, process_alive
@@ -59,6 +62,8 @@ class _State:
         self.runs = _Runs()
         self.tokens: dict[str, Token] = {}
         self.schedules: dict[str, Schedule] = {}
+        self.checkpoints: dict[tuple[str, int], Checkpoint] = {}
+        self.controls: dict[str, TaskControl] = {}
 
 
 _states: dict[str, _State] = {}
@@ -123,6 +128,31 @@ class MemoryTracker:
             "the memory store has no database to run a transactional task in; "
             "use the sqlite or postgresql store for transactional tasks"
         )
+
+    def checkpoints(self, task_id: str) -> list[Checkpoint]:
+        return [c for c in self.all_checkpoints() if c.task_id == task_id]
+
+    def all_checkpoints(self) -> list[Checkpoint]:
+        with self._state.mutex:
+            return [self._state.checkpoints[key] for key in sorted(self._state.checkpoints)]
+
+    def save_checkpoint(self, checkpoint: Checkpoint, lease: Lease | None) -> None:
+        with self._state.mutex:
+            self._check(lease)
+            self._state.checkpoints[(checkpoint.task_id, checkpoint.part)] = checkpoint
+
+    def controls(self) -> dict[str, TaskControl]:
+        with self._state.mutex:
+            return dict(self._state.controls)
+
+    def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
+        with self._state.mutex:
+            if command is None:
+                self._state.controls.pop(task_id, None)
+            else:
+                self._state.controls[task_id] = TaskControl(
+                    task_id, command, utcnow(), requested_by
+                )
 
     def _open_index(self, attempt_id: str) -> int:
         for index, row in enumerate(self._state.history):

@@ -156,7 +156,14 @@ def task_status(config: ConfigArg = None) -> StatusReport:
     with opened_store(cfg) as store:
         holder = store.lock.holder()
         tracker = store.tracker
-        statuses = compute_statuses(files, tracker.applied(), tracker.open_attempts(), holder)
+        statuses = compute_statuses(
+            files,
+            tracker.applied(),
+            tracker.open_attempts(),
+            holder,
+            tracker.controls(),
+            tracker.all_checkpoints(),
+        )
         return StatusReport(store.description, statuses, holder)
 
 

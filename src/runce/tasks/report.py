@@ -16,6 +16,8 @@ Outcome = Literal[
     "not-run",  # not attempted: an earlier task failed, or the lock was lost
     "not-selected",  # outside --only/--since/--until
     "drifted",  # applied, file changed, on_drift = "warn"
+    "paused",  # a backfill asked to pause: stopped at a batch boundary, or not started
+    "canceled",  # a backfill asked to cancel: stopped at a batch boundary, or not started
 ]
 
 

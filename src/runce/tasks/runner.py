@@ -30,6 +30,8 @@ from runce.errors import DriftError, LockLost, OutOfOrderError, UnsupportedFeatu
 from runce.errortext import cap, clean, describe, message_of
 from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, Lease, LockHolder, Store
 from runce.stores.liveness import Owner, current_owner
+from runce.tasks.backfill import Backfill
+from runce.tasks.backfilling import BackfillDriver, BackfillOutcome, dry_run_note
 from runce.tasks.discovery import TaskFile, discover, skip_variable
 from runce.tasks.lease import LeaseKeeper, holding
 from runce.tasks.loader import load_task
@@ -148,9 +150,26 @@ class Plan:
     @property
     def to_run(self) -> list[TaskFile]:
         wanted = RUNNABLE | {TaskState.RUNNING}  # running elsewhere: still needs the lock
+        paused = self.paused
         return [
-            f for f in self.files if f.id in self.chosen and self.statuses[f.id].state in wanted
+            f
+            for f in self.files
+            if f.id in self.chosen
+            and self.statuses[f.id].state in wanted
+            and (paused is None or f.id < paused)
         ]
+
+    @property
+    def paused(self) -> str | None:
+        """The first chosen task that is paused: tasks after it wait for it."""
+        return next(
+            (
+                f.id
+                for f in self.files
+                if f.id in self.chosen and self.statuses[f.id].state is TaskState.PAUSED
+            ),
+            None,
+        )
 
     @property
     def drifted(self) -> list[TaskStatus]:
@@ -179,6 +198,7 @@ class Runner:
         self._lease: Lease | None = None
         self._keeper: LeaseKeeper | None = None
         self._stop = threading.Event()
+        self._paused: str | None = None  # a backfill paused during this run holds later tasks
 
     # -- the run -------------------------------------------------------------------------
 
@@ -199,7 +219,9 @@ class Runner:
 
     def _plan(self, files: list[TaskFile], chosen: set[str], holder: LockHolder | None) -> Plan:
         tracker = self.store.tracker
-        statuses = compute_statuses(files, tracker.applied(), tracker.open_attempts(), holder)
+        statuses = compute_statuses(
+            files, tracker.applied(), tracker.open_attempts(), holder, tracker.controls()
+        )
         by_id = {s.id: s for s in statuses if s.state is not TaskState.MISSING}
         return Plan(files, by_id, chosen)
 
@@ -257,6 +279,11 @@ class Runner:
         plan = self._plan(plan.files, plan.chosen, holder)  # again, now that we hold the lock
         self._refuse(plan, warn=False)
         notes = self._close_interrupted(plan)
+        if plan.paused is not None:
+            self.reporter.notice(
+                f"{plan.paused} is paused; the tasks after it wait for it "
+                f"(`runce resume {plan.paused}`, then run again)"
+            )
         for task_file in plan.to_run:
             tasks.setdefault(task_file.id, load_task(task_file))
         self._report_idle(plan, self._execute(plan, tasks, notes))
@@ -379,6 +406,9 @@ class Runner:
             )
         if result.outcome == "failed" and not self.options.keep_going:
             self._stop.set()
+        if result.outcome == "paused":
+            self._paused = result.id
+            self._stop.set()
         return result
 
     def _run_one(self, task_file: TaskFile, task: Task, note: str | None) -> TaskResult:
@@ -411,6 +441,8 @@ class Runner:
         self.reporter.started(task_file.id, title, note)
         attempt = self._attempt(task_file, title, "started", attempt_id)
         self.store.tracker.begin(attempt, self._lease)
+        if isinstance(task, Backfill):
+            return self._run_backfill(task, ctx, attempt, note)
         if task.transactional:
             return self._run_transactional(task, ctx, attempt, note)
         try:
@@ -443,6 +475,47 @@ class Runner:
         except BaseException as exc:
             return self._failed(attempt, exc, note)
         return result
+
+    def _run_backfill(
+        self, task: Backfill, ctx: TaskContext, attempt: Attempt, note: str | None
+    ) -> TaskResult:
+        """Batch by batch, from the last checkpoint (see :mod:`runce.tasks.backfilling`)."""
+        driver = BackfillDriver(
+            task,
+            ctx,
+            attempt,
+            self.store.tracker,
+            self._lease,
+            self._keeper,
+            self.reporter.notice,
+            handle_name="session" if self.config.store.type.startswith("mongo") else "db",
+        )
+        try:
+            outcome = driver.run()
+        except LockLost:
+            raise
+        except BaseException as exc:
+            return self._failed(attempt, exc, note)
+        if outcome.stopped is None:
+            finish = self.store.tracker.finish
+            return self._succeed(
+                attempt,
+                _join(note, outcome.summary),
+                lambda done, applied: finish(done, applied, self._lease),
+            )
+        return self._stopped(attempt, outcome, note)
+
+    def _stopped(self, attempt: Attempt, outcome: BackfillOutcome, note: str | None) -> TaskResult:
+        """Paused or canceled at a batch boundary: the attempt ends, the checkpoint stays."""
+        verb: Outcome = "paused" if outcome.stopped == "pause" else "canceled"
+        said = f"{verb} by {outcome.requested_by} at a batch boundary, {outcome.summary}"
+        done = _finish(attempt, "interrupted", note=said)
+        self.store.tracker.finish(done, None, self._lease)
+        return self._finished(
+            TaskResult(
+                attempt.task_id, verb, attempt.title, done.duration_ms, note=_join(note, said)
+            )
+        )
 
     def _succeed(
         self,
@@ -501,6 +574,8 @@ class Runner:
 
     def _not_run(self, task_file: TaskFile) -> TaskResult:
         reason = "the lock was lost" if self.report.lock_lost else "an earlier task failed"
+        if self._paused is not None and not self.report.lock_lost:
+            reason = f"it waits for {self._paused}, which was paused"
         return TaskResult(task_file.id, "not-run", note=f"not attempted: {reason}")
 
     # -- dry run -------------------------------------------------------------------------------
@@ -521,12 +596,29 @@ class Runner:
             else:
                 if done_already:
                     results.append(TaskResult(task_file.id, "skipped", title, note="already done"))
+                elif isinstance(task, Backfill):
+                    results.append(self._dry_run_backfill(plan, task_file, task, ctx))
                 else:
                     results.append(
                         TaskResult(task_file.id, "dry-run", title, note=_dry_note(plan, task_file))
                     )
             self.reporter.finished(results[-1])
         self._report_idle(plan, results)
+
+    def _dry_run_backfill(
+        self, plan: Plan, task_file: TaskFile, task: Backfill, ctx: TaskContext
+    ) -> TaskResult:
+        """Fetch the first batch once; a fetch that fails fails the dry run."""
+        title = task.title or task_file.id
+        handle = "session" if self.config.store.type.startswith("mongo") else "db"
+        try:
+            first = dry_run_note(task, ctx, self.store.tracker, handle)
+        except Exception as exc:
+            error = describe(exc)
+            return TaskResult(task_file.id, "failed", title, error=f"fetch failed: {error}")
+        return TaskResult(
+            task_file.id, "dry-run", title, note=_join(_dry_note(plan, task_file), first)
+        )
 
     # -- building blocks -------------------------------------------------------------------------
 
@@ -652,6 +744,8 @@ def _idle_result(status: TaskStatus, chosen: bool) -> TaskResult:
         outcome = "drifted"
     elif status.state in (TaskState.APPLIED, TaskState.SKIPPED):
         outcome = "applied"
+    elif status.state in (TaskState.PAUSED, TaskState.CANCELED) and chosen:
+        outcome = "paused" if status.state is TaskState.PAUSED else "canceled"
     elif not chosen:
         outcome = "not-selected"
     else:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from runce.stores.base import AppliedRecord, Attempt, LockHolder
+from runce.stores.base import AppliedRecord, Attempt, Checkpoint, LockHolder, TaskControl
 from runce.stores.liveness import process_alive
 from runce.tasks.discovery import TaskFile
 
@@ -21,6 +21,8 @@ class TaskState(StrEnum):
     SKIPPED = "SKIPPED"
     DRIFTED = "DRIFTED"
     MISSING = "MISSING"
+    PAUSED = "PAUSED"  # asked to pause: not started again until `runce resume`; holds later tasks
+    CANCELED = "CANCELED"  # asked to cancel: not started again until `runce resume`
 
 
 # States whose task the next `run` would run.
@@ -37,6 +39,14 @@ class TaskStatus:
     applied: AppliedRecord | None = None
     attempt: Attempt | None = None  # the open attempt of a RUNNING or INTERRUPTED task
     out_of_order: bool = False
+    control: TaskControl | None = None  # a standing pause or cancel request
+    checkpoints: tuple[Checkpoint, ...] = ()  # a backfill's progress, one per key range
+
+    @property
+    def backfill(self) -> BackfillProgress | None:
+        if not self.checkpoints:
+            return None
+        return BackfillProgress.of(self.checkpoints, moving=self.state is TaskState.RUNNING)
 
     def to_dict(self) -> dict[str, object]:
         record = self.applied
@@ -58,6 +68,14 @@ class TaskStatus:
                 "done": attempt.progress_done,
                 "total": attempt.progress_total,
             },
+            "backfill": None if self.backfill is None else self.backfill.to_dict(),
+            "requested": None
+            if self.control is None
+            else {
+                "command": self.control.command,
+                "by": self.control.requested_by,
+                "at": self.control.requested_at.isoformat(),
+            },
             "attempt_owner": None
             if attempt is None
             else {
@@ -66,6 +84,51 @@ class TaskStatus:
                 "pid": attempt.pid,
                 "started_at": attempt.started_at.isoformat(),
             },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillProgress:
+    """A backfill's progress summed over its key ranges, with its rate and ETA."""
+
+    done: int
+    total: int | None
+    rate: float | None  # items a second, as last measured
+    ranges: int
+    finished_ranges: int
+    cursor: object  # of the one range (None when there are several)
+    moving: bool = False  # running now: only then is there an ETA
+
+    @classmethod
+    def of(cls, checkpoints: Iterable[Checkpoint], *, moving: bool = False) -> BackfillProgress:
+        parts = list(checkpoints)
+        rates = [c.rate for c in parts if c.rate is not None and not c.finished]
+        return cls(
+            done=sum(c.done for c in parts),
+            total=next((c.total for c in parts if c.total is not None), None),
+            rate=max(rates) if rates else None,  # the ranges share one attempt's rate
+            ranges=len(parts),
+            finished_ranges=sum(c.finished for c in parts),
+            cursor=parts[0].cursor if len(parts) == 1 else None,
+            moving=moving,
+        )
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.total is None or not self.rate or not self.moving:
+            return None
+        return max(0.0, (self.total - self.done) / self.rate)
+
+    def to_dict(self) -> dict[str, object]:
+        eta = self.eta_seconds
+        return {
+            "done": self.done,
+            "total": self.total,
+            "rate_per_second": self.rate,
+            "eta_seconds": None if eta is None else round(eta, 1),
+            "ranges": self.ranges,
+            "finished_ranges": self.finished_ranges,
+            "cursor": self.cursor,
         }
 
 
@@ -87,27 +150,43 @@ def compute_statuses(
     applied: Mapping[str, AppliedRecord],
     open_attempts: Iterable[Attempt],
     holder: LockHolder | None,
+    controls: Mapping[str, TaskControl] | None = None,
+    checkpoints: Iterable[Checkpoint] = (),
 ) -> list[TaskStatus]:
     """One status per task file, then one per applied id whose file is gone (MISSING)."""
+    by_task: dict[str, list[Checkpoint]] = {}
+    for checkpoint in checkpoints:
+        by_task.setdefault(checkpoint.task_id, []).append(checkpoint)
+    controls = controls or {}
     latest_open = {a.task_id: a for a in sorted(open_attempts, key=lambda a: a.started_at)}
     newest_applied = max((i for i, r in applied.items() if r.is_applied), default="")
     statuses: list[TaskStatus] = []
     seen: set[str] = set()
     for task_file in files:
         seen.add(task_file.id)
-        statuses.append(
-            _status_of(
-                task_file,
-                applied.get(task_file.id),
-                latest_open.get(task_file.id),
-                holder,
-                newest_applied,
-            )
+        status = _status_of(
+            task_file,
+            applied.get(task_file.id),
+            latest_open.get(task_file.id),
+            holder,
+            newest_applied,
         )
+        status = replace(status, checkpoints=tuple(by_task.get(task_file.id, ())))
+        statuses.append(_controlled(status, controls.get(task_file.id)))
     for task_id in sorted(set(applied) - seen):
         record = applied[task_id]
         statuses.append(TaskStatus(task_id, TaskState.MISSING, record.name, applied=record))
     return statuses
+
+
+def _controlled(status: TaskStatus, control: TaskControl | None) -> TaskStatus:
+    """A pause or cancel request shows once nothing runs the task any more."""
+    if control is None or status.state in (TaskState.APPLIED, TaskState.SKIPPED):
+        return status
+    if status.state in (TaskState.RUNNING, TaskState.DRIFTED):
+        return replace(status, control=control)  # stops at its next batch boundary
+    state = TaskState.PAUSED if control.command == "pause" else TaskState.CANCELED
+    return replace(status, state=state, control=control)
 
 
 def _status_of(

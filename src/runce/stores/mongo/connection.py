@@ -78,6 +78,8 @@ class Connection:
         self.workers: Collection[Document] = database[location.workers]
         self.schedules: Collection[Document] = database[location.schedules]
         self.tokens: Collection[Document] = database[location.tokens]
+        self.checkpoints: Collection[Document] = database[location.checkpoints]
+        self.controls: Collection[Document] = database[location.controls]
         self._forced_transactions = transactions
         self._facts: ServerFacts | None = None
         self._facts_guard = threading.Lock()
@@ -126,7 +128,7 @@ class Connection:
                 try:
                     return _run_once(session, work)
                 except PyMongoError as exc:
-                    if not _conflicted(exc) or time.monotonic() >= deadline:
+                    if not conflicted(exc) or time.monotonic() >= deadline:
                         raise
                 # Random pauses keep writers that collided from colliding again in step.
                 time.sleep(random.uniform(0, pause))
@@ -165,7 +167,7 @@ def _run_once(session: ClientSession, work: Callable[[ClientSession], T]) -> T:
     return result
 
 
-def _conflicted(exc: PyMongoError) -> bool:
+def conflicted(exc: PyMongoError) -> bool:
     """Aborted for sure, by a write conflict or the like: safe to run again whole."""
     return exc.has_error_label("TransientTransactionError") and not isinstance(
         exc, ConnectionFailure

@@ -9,6 +9,7 @@ they come back timezone-aware.
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -18,8 +19,10 @@ from runce.stores.base import (
     AppliedRecord,
     AppliedStatus,
     Attempt,
+    Checkpoint,
     HolderState,
     LockHolder,
+    TaskControl,
 )
 from runce.stores.liveness import Owner, process_alive
 
@@ -131,6 +134,33 @@ def _whole_number(value: object) -> int:
 
 
 # --- the lock --------------------------------------------------------------------------------
+
+
+def checkpoint_key(checkpoint: Checkpoint) -> str:
+    return f"{checkpoint.task_id}#{checkpoint.part}"
+
+
+def checkpoint_document(checkpoint: Checkpoint) -> Document:
+    """The cursor is kept as JSON text: any JSON value, whatever BSON thinks of its keys."""
+    doc = {camel(f.name): getattr(checkpoint, f.name) for f in fields(Checkpoint)}
+    doc["cursor"] = json.dumps(checkpoint.cursor)
+    return doc
+
+
+def checkpoint_from(doc: Document) -> Checkpoint:
+    values: dict[str, Any] = {f.name: doc.get(camel(f.name)) for f in fields(Checkpoint)}
+    values["cursor"] = json.loads(doc["cursor"])
+    values["updated_at"] = aware(doc["updatedAt"])
+    return Checkpoint(**values)
+
+
+def control_from(doc: Document) -> TaskControl:
+    return TaskControl(
+        task_id=doc["_id"],
+        command=doc["command"],
+        requested_at=aware(doc["requestedAt"]),
+        requested_by=doc["requestedBy"],
+    )
 
 
 def lease_document(token: str, owner: Owner, now: datetime, ttl: float) -> Document:

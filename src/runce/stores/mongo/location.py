@@ -4,7 +4,8 @@ The URL comes from ``store = "mongodb://…"`` or from the seed's table form
 ``tracker = { type = "mongo", options = { uri, db, appliedCollection, lockCollection } }``;
 the run queue's collections are ``runsCollection``, ``runAttemptsCollection``,
 ``workersCollection`` and ``schedulesCollection``; the HTTP API's tokens are in
-``tokensCollection``.
+``tokensCollection``; backfills' checkpoints and pause requests in ``checkpointsCollection``
+and ``controlsCollection``.
 The database is the ``db`` option, else the URL's path; one of them is required.
 """
 
@@ -29,6 +30,8 @@ COLLECTION_OPTIONS: dict[str, str] = {
     "workersCollection": "runce.workers",
     "schedulesCollection": "runce.schedules",
     "tokensCollection": "runce.tokens",
+    "checkpointsCollection": "runce.checkpoints",
+    "controlsCollection": "runce.controls",
 }
 KNOWN_OPTIONS = frozenset({"uri", "url", "db", "client", *COLLECTION_OPTIONS})
 # MongoDB refuses these in database names (and "." is taken by collection namespaces).
@@ -48,6 +51,8 @@ class Location:
     workers: str = COLLECTION_OPTIONS["workersCollection"]
     schedules: str = COLLECTION_OPTIONS["schedulesCollection"]
     tokens: str = COLLECTION_OPTIONS["tokensCollection"]
+    checkpoints: str = COLLECTION_OPTIONS["checkpointsCollection"]
+    controls: str = COLLECTION_OPTIONS["controlsCollection"]
 
     @property
     def description(self) -> str:
@@ -101,6 +106,8 @@ def location_of(spec: StoreSpec) -> Location:
         workers=names["workersCollection"],
         schedules=names["schedulesCollection"],
         tokens=names["tokensCollection"],
+        checkpoints=names["checkpointsCollection"],
+        controls=names["controlsCollection"],
     )
 
 

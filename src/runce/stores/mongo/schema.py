@@ -168,6 +168,9 @@ class Schema:
                         "workers": {"name": location.workers, "indexes": []},
                         "schedules": _collection_doc(location.schedules, "schedules"),
                         "tokens": _collection_doc(location.tokens, "tokens"),
+                        # Keyed by _id: no index beyond MongoDB's own.
+                        "checkpoints": {"name": location.checkpoints, "indexes": []},
+                        "controls": {"name": location.controls, "indexes": []},
                     },
                 },
                 indent=2,

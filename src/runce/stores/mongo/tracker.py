@@ -23,14 +23,31 @@ from typing import Any
 from pymongo.client_session import ClientSession
 from pymongo.errors import PyMongoError
 
-from runce.errors import LockLost, StoreError, UnsupportedFeature, UsageError
-from runce.stores.base import AppliedRecord, Attempt, Lease
-from runce.stores.mongo.connection import Connection, Document
+from runce.errors import (
+    LockLost,
+    StoreError,
+    TransactionConflict,
+    UnsupportedFeature,
+    UsageError,
+)
+from runce.stores.base import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    Lease,
+    TaskControl,
+)
+from runce.stores.mongo.connection import Connection, Document, conflicted
 from runce.stores.mongo.documents import (
     applied_document,
     applied_from,
     attempt_document,
     attempt_from,
+    checkpoint_document,
+    checkpoint_from,
+    checkpoint_key,
+    control_from,
     finish_changes,
 )
 from runce.stores.mongo.lock import check, claim, lost_message
@@ -109,6 +126,43 @@ class MongoTracker:
 
         self._write(write, lease, f"record the {attempt.status} attempt of {attempt.task_id}")
 
+    # --- backfills ----------------------------------------------------------------------------
+
+    def checkpoints(self, task_id: str) -> list[Checkpoint]:
+        return self._checkpoints({"taskId": task_id})
+
+    def all_checkpoints(self) -> list[Checkpoint]:
+        return self._checkpoints({})
+
+    def _checkpoints(self, query: Document) -> list[Checkpoint]:
+        with self._conn.translated("read the checkpoints"):
+            docs = list(self._conn.checkpoints.find(query).sort([("taskId", 1), ("part", 1)]))
+        return [checkpoint_from(doc) for doc in docs]
+
+    def save_checkpoint(self, checkpoint: Checkpoint, lease: Lease | None) -> None:
+        self._write(
+            lambda session: save_checkpoint(self._conn, checkpoint, session),
+            lease,
+            f"save the checkpoint of {checkpoint.task_id}",
+        )
+
+    def controls(self) -> dict[str, TaskControl]:
+        with self._conn.translated("read the pause and cancel requests"):
+            docs = list(self._conn.controls.find({}))
+        return {control.task_id: control for control in map(control_from, docs)}
+
+    def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
+        with self._conn.translated(f"ask {task_id} to {command or 'resume'}"):
+            if command is None:
+                self._conn.controls.delete_one({"_id": task_id})
+                return
+            document = {
+                "command": command,
+                "requestedAt": self._conn.server_now(),
+                "requestedBy": requested_by,
+            }
+            self._conn.controls.update_one({"_id": task_id}, {"$set": document}, upsert=True)
+
     def _write(self, write: Write, lease: Lease | None, what: str) -> None:
         """One fenced write: in a short transaction when the server has them."""
         self._schema.prepare()
@@ -147,7 +201,7 @@ class MongoTracker:
         try:
             with self._conn.translated(what):
                 session.start_transaction()
-            with self._conn.user_transaction():
+            with self._conn.user_transaction(), _conflicts_named(self._conn):
                 try:
                     yield MongoTransaction(self._conn, session, lease)
                 except BaseException:
@@ -198,6 +252,39 @@ class MongoTransaction:
         with _lost_explained(self._conn, self._lease), self._conn.translated(what):
             check(self._conn, self._lease, self._session)  # as of the transaction's snapshot
             write_finish(self._conn, attempt, applied, self._session)
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        what = f"save the checkpoint of {checkpoint.task_id}"
+        with _lost_explained(self._conn, self._lease), self._conn.translated(what):
+            check(self._conn, self._lease, self._session)
+            save_checkpoint(self._conn, checkpoint, self._session)
+
+
+def save_checkpoint(
+    conn: Connection, checkpoint: Checkpoint, session: ClientSession | None
+) -> None:
+    conn.checkpoints.replace_one(
+        {"_id": checkpoint_key(checkpoint)},
+        checkpoint_document(checkpoint),
+        upsert=True,
+        session=session,
+    )
+
+
+@contextmanager
+def _conflicts_named(conn: Connection) -> Iterator[None]:
+    """A transaction aborted by a write conflict (the task's own write or runce's) becomes
+    TransactionConflict, so a caller knows that nothing of it was committed."""
+    try:
+        yield
+    except (PyMongoError, StoreError) as exc:
+        cause = exc if isinstance(exc, PyMongoError) else exc.__cause__
+        if isinstance(cause, PyMongoError) and conflicted(cause):
+            raise TransactionConflict(
+                f"a transaction on the MongoDB store {conn.location.description} met another "
+                f"transaction's writes and was rolled back: {cause}"
+            ) from exc
+        raise
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from runce.stores.base import iter_migration_names
 from runce.stores.sqlite.queries import parse_named_queries
 
 _PACKAGE = files(__package__)
-_QUERY_FILES = ("queries.sql", "runs.sql", "schedules.sql", "tokens.sql")
+_QUERY_FILES = ("queries.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
 _PART = "part_"
 
 

@@ -15,12 +15,20 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from runce.errors import StoreError
-from runce.stores.base import AppliedRecord, Attempt, Lease
+from runce.stores.base import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    Lease,
+    TaskControl,
+)
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.lock import PostgresLock, fence_transaction
-from runce.stores.postgres.rows import Row, applied_from, attempt_from, params_of
+from runce.stores.postgres.rows import Row, applied_from, attempt_from, params_of, utc
 from runce.stores.sqltracker import TrackerReads, must_be_finished
 
 
@@ -84,6 +92,38 @@ class PostgresTracker(TrackerReads):
         finally:
             conn.close()
 
+    def checkpoints(self, task_id: str) -> list[Checkpoint]:
+        rows = self._select("checkpoints", {"task_id": task_id}, what="read the checkpoints")
+        return [_checkpoint_from(row) for row in rows]
+
+    def all_checkpoints(self) -> list[Checkpoint]:
+        rows = self._select("all_checkpoints", what="read the checkpoints")
+        return [_checkpoint_from(row) for row in rows]
+
+    def save_checkpoint(self, checkpoint: Checkpoint, lease: Lease | None) -> None:
+        def work(conn: Connection) -> None:
+            conn.execute(self._db.sql("save_checkpoint"), _checkpoint_params(checkpoint))
+
+        self._write(work, lease, what=f"save the checkpoint of {checkpoint.task_id}")
+
+    def controls(self) -> dict[str, TaskControl]:
+        rows = self._select("controls", what="read the pause and cancel requests")
+        return {
+            row["task_id"]: TaskControl(
+                row["task_id"], row["command"], utc(row["requested_at"]), row["requested_by"]
+            )
+            for row in rows
+        }
+
+    def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
+        params = {"task_id": task_id, "command": command, "requested_by": requested_by}
+        name = "clear_control" if command is None else "set_control"
+
+        def work(conn: Connection) -> None:
+            conn.execute(self._db.sql(name), params)
+
+        self._db.write(work, what=f"ask {task_id} to {command or 'resume'}", transaction=False)
+
     def _write(self, work: Callable[[Connection], None], lease: Lease | None, *, what: str) -> None:
         if lease is None:
             self._db.write(work, what=what)
@@ -122,6 +162,11 @@ class PostgresTransaction:
             self.fence(share=True)
             write_finish(self._conn, self._db, attempt, applied)
 
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self._db.translated(f"save the checkpoint of {checkpoint.task_id}"):
+            self.fence(share=True)
+            self._conn.execute(self._db.sql("save_checkpoint"), _checkpoint_params(checkpoint))
+
     def fence(self, *, share: bool) -> None:
         if self._lease is not None and self._backend_pid is not None:
             fence_transaction(
@@ -148,6 +193,38 @@ def _committing(conn: Connection, db: Database, what: str) -> Iterator[None]:
         if failed_inside:
             raise
         raise translate(exc, what, db.target) from exc
+
+
+def _checkpoint_params(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "task_id": checkpoint.task_id,
+        "part": checkpoint.part,
+        "parts": checkpoint.parts,
+        "cursor": Jsonb(checkpoint.cursor),
+        "done": checkpoint.done,
+        "batches": checkpoint.batches,
+        "attempt_id": checkpoint.attempt_id,
+        "updated_at": checkpoint.updated_at,
+        "finished": checkpoint.finished,
+        "total": checkpoint.total,
+        "rate": checkpoint.rate,
+    }
+
+
+def _checkpoint_from(row: Row) -> Checkpoint:
+    return Checkpoint(
+        task_id=row["task_id"],
+        part=row["part"],
+        parts=row["parts"],
+        cursor=row["cursor"],
+        done=row["done"],
+        batches=row["batches"],
+        attempt_id=row["attempt_id"],
+        updated_at=utc(row["updated_at"]),
+        finished=row["finished"],
+        total=row["total"],
+        rate=row["rate"],
+    )
 
 
 def write_finish(

@@ -17,7 +17,7 @@ from runce.stores.base import iter_migration_names
 
 _PACKAGE = files(__package__)
 _NAME_MARK = "-- name:"
-_QUERY_FILES = ("queries.sql", "runs.sql", "schedules.sql", "tokens.sql")
+_QUERY_FILES = ("queries.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
 
 
 def query(name: str) -> str:

@@ -4,6 +4,7 @@ in that same transaction, that the lease is still the lock's (see :func:`lock.fe
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,12 +12,20 @@ from dataclasses import replace
 from typing import Any
 
 from runce.errors import StoreError
-from runce.stores.base import AppliedRecord, Attempt, Lease
+from runce.stores.base import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    Lease,
+    TaskControl,
+)
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.lock import fence, fence_and_extend
 from runce.stores.sqlite.queries import query
 from runce.stores.sqlite.rows import applied_from, attempt_from, params_of
 from runce.stores.sqltracker import TrackerReads, must_be_finished
+from runce.timeutil import from_iso, to_iso
 
 
 class SQLiteTracker(TrackerReads):
@@ -89,6 +98,39 @@ class SQLiteTracker(TrackerReads):
                 # renewals skipped meanwhile are made up for.
                 fence_and_extend(conn, lease)
 
+    def checkpoints(self, task_id: str) -> list[Checkpoint]:
+        rows = self._select("checkpoints", {"task_id": task_id}, what="read the checkpoints")
+        return [_checkpoint_from(row) for row in rows]
+
+    def all_checkpoints(self) -> list[Checkpoint]:
+        rows = self._select("all_checkpoints", what="read the checkpoints")
+        return [_checkpoint_from(row) for row in rows]
+
+    def save_checkpoint(self, checkpoint: Checkpoint, lease: Lease | None) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            fence(conn, lease)
+            conn.execute(query("save_checkpoint"), _checkpoint_params(checkpoint))
+
+        self._db.write(work, what=f"save the checkpoint of {checkpoint.task_id}")
+
+    def controls(self) -> dict[str, TaskControl]:
+        rows = self._select("controls", what="read the pause and cancel requests")
+        return {
+            row["task_id"]: TaskControl(
+                row["task_id"], row["command"], from_iso(row["requested_at"]), row["requested_by"]
+            )
+            for row in rows
+        }
+
+    def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
+        params = {"task_id": task_id, "command": command, "requested_by": requested_by}
+        name = "clear_control" if command is None else "set_control"
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(query(name), params)
+
+        self._db.write(work, what=f"ask {task_id} to {command or 'resume'}")
+
     def _select(
         self, name: str, params: dict[str, Any] | None = None, *, what: str
     ) -> list[sqlite3.Row]:
@@ -111,6 +153,42 @@ class SQLiteTransaction:
         must_be_finished(attempt)
         with self._db.translated(f"record the outcome of {attempt.task_id}"):
             write_finish(self._conn, attempt, applied, self._db)
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self._db.translated(f"save the checkpoint of {checkpoint.task_id}"):
+            self._conn.execute(query("save_checkpoint"), _checkpoint_params(checkpoint))
+
+
+def _checkpoint_params(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "task_id": checkpoint.task_id,
+        "part": checkpoint.part,
+        "parts": checkpoint.parts,
+        "cursor": json.dumps(checkpoint.cursor),
+        "done": checkpoint.done,
+        "batches": checkpoint.batches,
+        "attempt_id": checkpoint.attempt_id,
+        "updated_at": to_iso(checkpoint.updated_at),
+        "finished": int(checkpoint.finished),
+        "total": checkpoint.total,
+        "rate": checkpoint.rate,
+    }
+
+
+def _checkpoint_from(row: sqlite3.Row) -> Checkpoint:
+    return Checkpoint(
+        task_id=row["task_id"],
+        part=row["part"],
+        parts=row["parts"],
+        cursor=json.loads(row["cursor"]),
+        done=row["done"],
+        batches=row["batches"],
+        attempt_id=row["attempt_id"],
+        updated_at=from_iso(row["updated_at"]),
+        finished=bool(row["finished"]),
+        total=row["total"],
+        rate=row["rate"],
+    )
 
 
 def write_finish(
