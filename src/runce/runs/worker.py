@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
+from runce.runs.backoff import Backoff, Outage
 from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
@@ -87,9 +88,13 @@ class WorkerSummary:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-_HELD = frozenset({"waiting", "running"})
+_HELD = frozenset({"waiting", "running"})  # the states that take room in the worker
 # A claimed run is started only if less than this share of its lease has surely passed.
-LEASE_MARGIN = 0.8  # the states that take room in the worker
+LEASE_MARGIN = 0.8
+
+
+class _LateStart(Exception):
+    """A run's lease may have run out by the time its job would start: it is not started."""
 
 
 class _Slot:
@@ -177,12 +182,13 @@ class Worker:
         self._avg_seconds = 1.0  # handler time, smoothed: decides how far to claim ahead
         self._last: dict[str, float] = {}
         self._started_at = utcnow()
-        self._failures = 0
+        self._began = time.monotonic()
+        self._outage = Outage()  # the store stopped answering: when to try it again
 
     # -- public ---------------------------------------------------------------------------------
 
     def run(self) -> WorkerSummary:
-        began = time.monotonic()
+        began = self._began = time.monotonic()
         self._start_threads()
         self._seen("running")
         try:
@@ -231,11 +237,31 @@ class Worker:
 
     def _stopped(self, now: float) -> bool:
         self._release(lambda slot: slot.state == "waiting")
-        if self._stop_deadline is not None and now >= self._stop_deadline:
+        late = self._stop_deadline is not None and now >= self._stop_deadline
+        if late:
             self._release(lambda slot: slot.state == "running")
         with self._mutex:
             busy = bool(self._slots)
-        return not busy and not self._finished and not self._unsent
+        if not busy and not self._finished and not self._unsent:
+            return True
+        if late and self._outage.down:
+            self._give_up()  # the store is not back in time: stop anyway, as promised
+            return True
+        return False
+
+    def _give_up(self) -> None:
+        """Stop without telling the store what became of the runs held: each stays running
+        until its lease expires, and is then reclaimed like a crashed worker's."""
+        with self._mutex:
+            held = len(self._slots)
+            self._slots.clear()
+        unsent = len(self._finished) + len(self._unsent)
+        log.warning(
+            "worker.stopped without the store: %d run(s) held, %d outcome(s) not recorded; "
+            "their leases will expire and they will be reclaimed",
+            held,
+            unsent,
+        )
 
     def _drained(self, idle_claims: int) -> bool:
         with self._mutex:
@@ -243,6 +269,7 @@ class Worker:
         return not busy and idle_claims > 0 and not self._finished and not self._unsent
 
     def _max_time_passed(self, now: float, began: float) -> bool:
+        """Whether ``--max-time`` is up (measured from ``began``), and not yet acted on."""
         limit = self.options.max_time
         return limit is not None and now - began >= limit and not self._stopping.is_set()
 
@@ -294,6 +321,8 @@ class Worker:
         whether an empty claim means that nothing is due. It does not when the store failed,
         nor when an outcome of the exchange put a run back in the queue due now (handed
         back, or retried without delay): the claim may not have seen it."""
+        if not self._outage.ready():
+            return 0, False
         request = (
             ClaimRequest(self.id, self.kinds, min(want, self._batch), self.options.lease)
             if want
@@ -305,7 +334,7 @@ class Worker:
         except StoreError as exc:
             self._store_failed(exc)
             return 0, False
-        self._failures = 0
+        self._outage.answered()
         if request is not None:
             if len(claimed) < request.limit:
                 self._listen.set()
@@ -325,14 +354,26 @@ class Worker:
         return len(claimed), not requeued
 
     def _sleep(self) -> None:
-        if self._unsent:
+        if self._outage.down:
+            timeout = self._outage.wait()
+        elif self._unsent:
             timeout = self.options.flush_interval
-        elif self._failures:
-            timeout = min(5.0, 0.2 * 2 ** min(self._failures, 5))
         else:
             timeout = self.options.poll
-        self._wake.wait(timeout)
+        self._wake.wait(min(timeout, self._until_stop()))
         self._wake.clear()
+
+    def _until_stop(self) -> float:
+        """Seconds until the worker must act on ``max_time`` or its stop deadline: however
+        long the store keeps it waiting, it stops on time."""
+        now = time.monotonic()
+        if self._stopping.is_set():
+            deadline = self._stop_deadline
+        elif self.options.max_time is not None:
+            deadline = self._began + self.options.max_time
+        else:
+            return self.options.poll
+        return max(0.0, (deadline or now) - now)
 
     # -- claims and acknowledgements -------------------------------------------------------------
 
@@ -404,8 +445,9 @@ class Worker:
             self._finished.append(outcome)
 
     def _store_failed(self, exc: StoreError) -> None:
-        self._failures += 1
-        log.error("worker.error: %s (retrying)", exc)
+        # Said once when the store stops answering (by the outage), not on every try.
+        self._outage.failed(exc)
+        log.debug("worker.error: %s (retrying)", exc)
         if self.bus.wants("worker.error"):
             self.bus.publish(Event("worker.error", error=exc))
 
@@ -420,6 +462,7 @@ class Worker:
         if self._due("seen", third, now):
             self._seen("stopping" if self._stopping.is_set() else "running")
         self._enforce_timeouts(now)
+        self._drop_unrenewed(now)
         self._release_surplus()
 
     def _due(self, what: str, every: float, now: float) -> bool:
@@ -433,7 +476,7 @@ class Worker:
         # landed yet: the lease must outlive the outcome's trip to the store.
         with self._mutex:
             held = [s for s in self._slots.values() if s.state != "lost"]
-        if not held:
+        if not held or not self._outage.ready():
             return
         asked_at = time.monotonic()
         try:
@@ -441,6 +484,7 @@ class Worker:
         except StoreError as exc:
             self._store_failed(exc)
             return
+        self._outage.answered()
         for slot in held:
             beat = beats.get(slot.run.id, "lost")
             if beat != "lost":
@@ -451,7 +495,9 @@ class Worker:
             elif beat == "lost":
                 self._lose(slot)
 
-    def _lose(self, slot: _Slot) -> None:
+    def _lose(self, slot: _Slot, why: str = "the lease moved on") -> None:
+        """Stop holding a run whose lease is (or may be) someone else's: it is not started,
+        or its job is told to stop, and whatever it returns is dropped."""
         with self._mutex:
             if slot.state not in _HELD:  # finished meanwhile: its outcome will say so
                 return
@@ -460,17 +506,32 @@ class Worker:
         slot.cancel = True
         self.summary.lost += 1
         log.warning(
-            "run.lost id=%s attempt=%d: the lease moved on; this worker drops it",
+            "run.lost id=%s attempt=%d: %s; this worker drops it",
             slot.run.id,
             slot.run.attempt,
+            why,
         )
 
+    def _drop_unrenewed(self, now: float) -> None:
+        """Runs whose lease ran out before this worker could renew it (the store did not
+        answer) may be another worker's by now: their jobs are told to stop."""
+        lease = self.options.lease
+        with self._mutex:
+            expired = [
+                s for s in self._slots.values() if s.state in _HELD and now - s.renewed > lease
+            ]
+        for slot in expired:
+            self._lose(slot, "its lease ran out before it could be renewed")
+
     def _reclaim(self) -> None:
+        if not self._outage.ready():
+            return
         try:
             runs = self.queue.reclaim()
         except StoreError as exc:
             self._store_failed(exc)
             return
+        self._outage.answered()
         self.summary.reclaimed += len(runs)
         for run in runs:
             log.warning(
@@ -487,6 +548,8 @@ class Worker:
             self._wake.set()
 
     def _seen(self, state: Literal["running", "stopping", "stopped"]) -> None:
+        if not self._outage.ready():
+            return
         info = WorkerInfo(
             id=self.id,
             host=socket.gethostname(),
@@ -501,6 +564,8 @@ class Worker:
             self.queue.worker_seen(info)
         except StoreError as exc:
             self._store_failed(exc)
+            return
+        self._outage.answered()
 
     def _enforce_timeouts(self, now: float) -> None:
         """A sync job past its timeout is abandoned: its attempt fails now, its thread is
@@ -559,13 +624,19 @@ class Worker:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     def _wait_for_work(self) -> None:
+        failures = Backoff()
         while not self._quit.is_set():
             if not self._listen.wait(self.options.poll):
                 continue  # busy with full claims: news would only wake the main loop for nothing
+            if self._outage.down:  # the main loop tries the store again, on its schedule
+                self._quit.wait(self.options.poll)
+                continue
             try:
                 self.queue.wait_for_work(self.options.poll)
             except Exception:  # the main loop reports store failures; do not spin here
-                self._quit.wait(self.options.poll)
+                self._quit.wait(max(self.options.poll, failures.failed()))
+                continue
+            failures.reset()
             self._wake.set()
 
     def _handle_forever(self) -> None:
@@ -576,15 +647,14 @@ class Worker:
             if not self._begin(slot):
                 continue
             outcome = self._execute(slot)
-            self._finish(slot, outcome)
+            if outcome is not None:
+                self._finish(slot, outcome)
             if self._retire_spare():
                 return
 
     def _begin(self, slot: _Slot) -> bool:
-        if time.monotonic() - slot.renewed > self.options.lease * LEASE_MARGIN:
-            # Waited so long that the lease may have run out and the run been reclaimed
-            # (a slow store held the heartbeats back): starting it could run it twice.
-            self._lose(slot)
+        if not self._in_time(slot):
+            self._lose(slot, self._late_reason(slot))
             return False
         with self._mutex:
             if slot.state != "waiting":
@@ -624,12 +694,34 @@ class Worker:
                 return True
         return False
 
-    def _execute(self, slot: _Slot) -> Outcome:
+    def _in_time(self, slot: _Slot) -> bool:
+        """Whether the run's lease surely still holds with a margin (by this process's
+        monotonic clock, which keeps counting while the process is paused): a run waited
+        for so long that it may have been reclaimed (a slow store held the heartbeats back,
+        the process was stopped) and finished elsewhere must not be started."""
+        return time.monotonic() - slot.renewed <= self.options.lease * LEASE_MARGIN
+
+    def _late_reason(self, slot: _Slot) -> str:
+        waited = time.monotonic() - slot.renewed
+        return (
+            f"not started: its lease was last set {waited:.1f} s ago, past "
+            f"{LEASE_MARGIN:.0%} of {self.options.lease:g} s (it will be reclaimed)"
+        )
+
+    def _check_in_time(self, slot: _Slot) -> None:
+        if not self._in_time(slot):
+            raise _LateStart(self._late_reason(slot))
+
+    def _execute(self, slot: _Slot) -> Outcome | None:
+        """Run the job; its outcome, or None when it was not started after all."""
         ctx = self._context(slot)
         slot.ctx = ctx
         try:
             result = slot.job.result_for_storage(self._call(slot, ctx))
             text = canonical_json(result, "result")
+        except _LateStart as late:
+            self._lose(slot, str(late))
+            return None
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
@@ -650,12 +742,22 @@ class Worker:
         params = job.params_from_storage(slot.run.input)
         args = (params, ctx) if job.takes_context else (params,)
         if not job.is_async:
+            self._check_in_time(slot)  # the last moment before the job starts
             return job.fn(*args)
         assert self._loop is not None
-        coroutine = job.fn(*args)
+        coroutine = self._started_in_time(slot, job.fn(*args))
         if job.timeout is not None:
             coroutine = asyncio.wait_for(coroutine, job.timeout)
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _started_in_time(self, slot: _Slot, coroutine: Any) -> Any:
+        """An async job, started only if its lease still holds when the loop gets to it."""
+        try:
+            self._check_in_time(slot)
+        except _LateStart:
+            coroutine.close()
+            raise
+        return await coroutine
 
     def _failure(self, slot: _Slot, exc: BaseException) -> Outcome:
         run = slot.run
@@ -670,10 +772,11 @@ class Worker:
         run = slot.run
 
         def write_progress(percent: int, message: str | None) -> None:
-            try:
-                self.queue.progress(run.fence, percent, message)
-            except StoreError as exc:
-                self._store_failed(exc)
+            if self._outage.ready():  # progress is for watchers: skipped while the store is out
+                try:
+                    self.queue.progress(run.fence, percent, message)
+                except StoreError as exc:
+                    self._store_failed(exc)
             if self.bus.wants("run.progress"):
                 self.bus.publish(
                     Event("run.progress", replace(run, progress=percent, progress_message=message))
