@@ -102,10 +102,21 @@ def test_an_outage_is_said_once_when_it_starts_and_once_when_it_ends(
         outage.answered()
         outage.answered()
     said = [r.getMessage() for r in caplog.records]
-    assert said == ["store unreachable: refused; retrying with backoff", said[1]]
-    assert said[1].startswith("store reachable again after 8.0 s")
-    outage.failed(StoreUnavailable("refused"))
-    assert outage.wait() == 0.5  # a new outage starts the schedule again
+    assert said[:2] == [
+        "worker.error: refused (trying again)",
+        "store unreachable: refused; retrying with backoff",
+    ]
+    assert said[2].startswith("store reachable again after 8.0 s")
+    assert len(said) == 3
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="runce.worker"):
+        outage.failed(StoreUnavailable("broken connection"))
+        assert outage.wait() == 0.5  # a new outage starts the schedule again
+        outage.answered()
+    # One failure, then an answer: a connection replaced, no outage.
+    assert [r.getMessage() for r in caplog.records] == [
+        "worker.error: broken connection (trying again)"
+    ]
 
 
 # -- stopping while the store is out ----------------------------------------------------------
@@ -151,7 +162,11 @@ def test_a_worker_holding_runs_stops_on_time_while_the_store_refuses(
         try:
             _until(lambda: len(started) == 2, 15, "the jobs never started")
             queue.down = True
-            _until(lambda: queue.calls_while_down > 0, 15, "the worker never called the store")
+            _until(
+                lambda: any("unreachable" in r.getMessage() for r in caplog.records),
+                30,
+                "the outage was never said",
+            )
             asked = time.monotonic()
             worker.stop()
             if second_signal:

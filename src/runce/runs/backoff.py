@@ -6,7 +6,9 @@ that lost the same database do not come back in step, and a long outage costs ab
 try per ``cap`` seconds (``cap / 2`` on average) instead of many a second.
 
 :class:`Outage` keeps that schedule for one worker and says so in the log once when the
-store stops answering and once when it answers again, not on every try.
+store stops answering (at the second failure in a row; the first is a line of its own, as a
+connection that broke and is replaced is no outage) and once when it answers again, not on
+every try.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Outage:
         self._guard = threading.Lock()
         self._since: float | None = None  # when the store stopped answering
         self._next_try = 0.0
+        self._said = False  # the outage was said in the log
 
     @property
     def down(self) -> bool:
@@ -80,22 +83,29 @@ class Outage:
         return max(0.0, self._next_try - self._clock())
 
     def failed(self, exc: BaseException) -> None:
-        """A store call failed: wait before the next (said in the log the first time)."""
+        """A store call failed: wait before the next. The first failure is one line; the
+        outage is said at the second in a row: a connection that broke is replaced by the
+        next call (each connection finds out on its own), and that alone is no outage."""
         with self._guard:
             now = self._clock()
-            first = self._since is None
-            if first:
+            if self._since is None:
                 self._since = now
             self._next_try = now + self._backoff.failed()
-        if first:
+            failures = self._backoff.failures
+            self._said = self._said or failures == 2
+        if failures == 1:
+            log.warning("worker.error: %s (trying again)", exc)
+        elif failures == 2:
             log.error("store unreachable: %s; retrying with backoff", exc)
 
     def answered(self) -> None:
-        """A store call succeeded: the store is back (said in the log once)."""
+        """A store call succeeded: the store is back (said in the log once, if the outage
+        was)."""
         if self._since is None:
             return
         with self._guard:
             since, self._since = self._since, None
+            said, self._said = self._said, False
             self._backoff.reset()
-        if since is not None:
+        if since is not None and said:
             log.warning("store reachable again after %.1f s", self._clock() - since)

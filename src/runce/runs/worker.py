@@ -51,6 +51,7 @@ from runce.timeutil import utcnow
 log = logging.getLogger("runce.worker")
 
 SlotState = Literal["waiting", "running", "done", "released", "lost"]
+GRACE = 0.5  # seconds past its stop deadline that run() waits for a store call to return
 QUICK_JOB = 0.005  # seconds: jobs quicker than this on average are claimed a batch ahead
 DEFAULT_BATCH = 100  # for queues that say nothing (a claim there may be a round trip per run)
 
@@ -184,23 +185,33 @@ class Worker:
         self._started_at = utcnow()
         self._began = time.monotonic()
         self._outage = Outage()  # the store stopped answering: when to try it again
+        self._done = threading.Event()  # the main loop has ended
+        self._nudge = threading.Event()  # wakes the caller's thread: stop asked, or done
+        self._abandoned = False  # stopped while the main loop waited on the store
 
     # -- public ---------------------------------------------------------------------------------
 
     def run(self) -> WorkerSummary:
+        """Work until stopped (or drained); returns by the stop deadline whatever the store
+        does: the main loop runs on a thread of its own, which this one watches."""
         began = self._began = time.monotonic()
         self._start_threads()
-        self._seen("running")
+        failure: list[BaseException] = []
+        loop = threading.Thread(
+            target=self._main, args=(failure,), name="runce-worker", daemon=True
+        )
+        loop.start()
         try:
-            for companion in self.companions:
-                companion.start(self.options.drain)
-            self._loop_until_stopped(began)
+            self._supervise()
+        except BaseException:
+            self.stop()
+            self.stop()  # interrupted (KeyboardInterrupt without a handler): hand back now
+            self._done.wait(GRACE)
+            raise
         finally:
-            for companion in self.companions:
-                companion.stop()
-            self._shutdown_threads()
-            self._seen("stopped")
             self.summary.seconds = round(time.monotonic() - began, 3)
+        if failure:
+            raise failure[0]
         return self.summary
 
     def stop(self, timeout: float | None = None) -> None:
@@ -213,16 +224,63 @@ class Worker:
         else:
             self._stop_deadline = time.monotonic()  # asked twice: stop now
         self._wake.set()
+        self._nudge.set()
+
+    # -- the caller's thread -----------------------------------------------------------------------
+
+    def _main(self, failure: list[BaseException]) -> None:
+        try:
+            self._seen("running")
+            try:
+                for companion in self.companions:
+                    companion.start(self.options.drain)
+                self._loop_until_stopped()
+            finally:
+                for companion in self.companions:
+                    companion.stop()
+                self._shutdown_threads()
+                self._seen("stopped")
+        except BaseException as exc:  # handed to the caller of run()
+            failure.append(exc)
+        finally:
+            self._done.set()
+            self._nudge.set()
+
+    def _supervise(self) -> None:
+        """Wait for the main loop; stop it at ``max_time``; and should a store call hold it
+        up past the stop deadline (a server that accepts and never answers), stop without
+        it."""
+        while not self._done.is_set():
+            self._nudge.wait(self._until_stop() + (GRACE if self._stopping.is_set() else 0.0))
+            self._nudge.clear()
+            now = time.monotonic()
+            if self._max_time_passed(now, self._began):
+                self.stop()
+            deadline = self._stop_deadline
+            late = deadline is not None and now >= deadline + GRACE
+            if late and self._stopping.is_set() and not self._done.is_set():
+                self._abandon()
+                return
+
+    def _abandon(self) -> None:
+        """The main loop is stuck in a store call: leave it (it makes no further call)."""
+        self._abandoned = True
+        self._quit.set()
+        with self._mutex:
+            held = len(self._slots)
+        log.warning(
+            "worker.stopped while the store kept a call waiting: %d run(s) held; their "
+            "leases will expire and they will be reclaimed",
+            held,
+        )
 
     # -- the main loop ----------------------------------------------------------------------------
 
-    def _loop_until_stopped(self, began: float) -> None:
+    def _loop_until_stopped(self) -> None:
         self._reclaim()
         idle_claims = 0
-        while True:
+        while not self._abandoned:
             now = time.monotonic()
-            if self._max_time_passed(now, began):
-                self.stop()
             if self._stopping.is_set() and self._stopped(now):
                 return
             want = self._want()
@@ -321,7 +379,7 @@ class Worker:
         whether an empty claim means that nothing is due. It does not when the store failed,
         nor when an outcome of the exchange put a run back in the queue due now (handed
         back, or retried without delay): the claim may not have seen it."""
-        if not self._outage.ready():
+        if not self._may_call_store():
             return 0, False
         request = (
             ClaimRequest(self.id, self.kinds, min(want, self._batch), self.options.lease)
@@ -444,6 +502,9 @@ class Worker:
                 outcome = Outcome(slot.run.fence, "released")
             self._finished.append(outcome)
 
+    def _may_call_store(self) -> bool:
+        return not self._abandoned and self._outage.ready()
+
     def _store_failed(self, exc: StoreError) -> None:
         # Said once when the store stops answering (by the outage), not on every try.
         self._outage.failed(exc)
@@ -476,7 +537,7 @@ class Worker:
         # landed yet: the lease must outlive the outcome's trip to the store.
         with self._mutex:
             held = [s for s in self._slots.values() if s.state != "lost"]
-        if not held or not self._outage.ready():
+        if not held or not self._may_call_store():
             return
         asked_at = time.monotonic()
         try:
@@ -524,7 +585,7 @@ class Worker:
             self._lose(slot, "its lease ran out before it could be renewed")
 
     def _reclaim(self) -> None:
-        if not self._outage.ready():
+        if not self._may_call_store():
             return
         try:
             runs = self.queue.reclaim()
@@ -548,7 +609,7 @@ class Worker:
             self._wake.set()
 
     def _seen(self, state: Literal["running", "stopping", "stopped"]) -> None:
-        if not self._outage.ready():
+        if not self._may_call_store():
             return
         info = WorkerInfo(
             id=self.id,
@@ -772,7 +833,7 @@ class Worker:
         run = slot.run
 
         def write_progress(percent: int, message: str | None) -> None:
-            if self._outage.ready():  # progress is for watchers: skipped while the store is out
+            if self._may_call_store():  # progress is for watchers: skipped while the store is out
                 try:
                     self.queue.progress(run.fence, percent, message)
                 except StoreError as exc:
