@@ -448,3 +448,40 @@ def test_every_connection_cut_while_processing_loses_and_repeats_nothing(
         space.reap()
         for _ in spaces:
             pass
+
+
+def test_a_worker_stops_on_time_while_its_sqlite_file_is_locked(tmp_path: Path) -> None:
+    space = _prepare(Workspace(tmp_path, stores_for(tmp_path)["sqlite"]), LEASE * 3, 2)
+    try:
+        ids = _enqueue(space, 2, 60)
+        worker, err = _start(space, "--concurrency", "2")
+        _until(lambda: len(_starts(space)) == 2, 30 * LEASE, "the jobs never started")
+        locker = subprocess.Popen(  # another process keeps the file's write lock
+            [
+                str(Path(RUNCE).with_name("python")),
+                "-c",
+                "import sqlite3, sys, time\n"
+                "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                "conn.execute('BEGIN EXCLUSIVE')\n"
+                "print('locked', flush=True)\n"
+                "time.sleep(600)\n",
+                str(space.root / ".runce" / "runce.db"),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        space.procs.append(locker)
+        assert locker.stdout is not None
+        assert locker.stdout.readline().strip() == "locked"
+        time.sleep(LEASE)  # the worker's next calls wait for the lock
+        worker.send_signal(signal.SIGTERM)
+        asked = time.monotonic()
+        worker.wait(timeout=120)
+        took = time.monotonic() - asked
+        assert took < 2 + 2, f"stopped {took:.1f} s after SIGTERM:\n{err.read_text()}"
+        assert "Traceback" not in err.read_text()
+        locker.kill()
+        locker.wait(timeout=30)
+        _finish_all(space, ids)
+    finally:
+        space.reap()
