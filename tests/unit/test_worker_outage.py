@@ -331,3 +331,32 @@ def test_a_running_job_whose_lease_could_not_be_renewed_is_told_to_stop(
         thread.join(15)
     assert seen == [True]
     assert worker.summary.lost == 1
+
+
+class _UnreachableScheduler:
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def sync(self) -> None:
+        self.tries += 1
+        raise StoreUnavailable("could not read the schedules (simulated): refused")
+
+
+def test_the_scheduler_says_once_that_it_cannot_reach_the_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from runce.runs.events import Event, EventBus
+    from runce.runs.scheduler import SchedulerLoop
+
+    bus = EventBus()
+    errors: list[Event] = []
+    bus.subscribe("worker.error", errors.append)
+    scheduler = _UnreachableScheduler()
+    loop = SchedulerLoop(scheduler, bus=bus, max_wait=0.01)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="runce"):
+        loop.start(drain=False)
+        _until(lambda: scheduler.tries >= 4, 30, "the scheduler stopped trying")
+        loop.stop()
+    said = [r.getMessage() for r in caplog.records if "scheduler failed" in r.getMessage()]
+    assert len(said) == 1
+    assert len(errors) == scheduler.tries  # every failure is still an event
