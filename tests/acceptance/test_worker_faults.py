@@ -214,7 +214,35 @@ def _cut_while_running(
 def test_a_worker_stops_within_its_shutdown_timeout_while_postgres_refuses(
     proxied: tuple[Workspace, Proxy],
 ) -> None:
-    space, proxy = proxied
+    said = _stops_on_time_while_refused(*proxied)
+    # The first failure, then the outage: not one line per try.
+    assert said.count("PostgreSQL store at") == 2, said
+
+
+def test_a_worker_stops_within_its_shutdown_timeout_while_mongodb_refuses(
+    mongo_server: str, tmp_path: Path
+) -> None:
+    import pymongo
+
+    server = urlsplit(mongo_server)
+    proxy = Proxy(server.hostname or "127.0.0.1", server.port or 27017)
+    database = f"runce_t_{uuid.uuid4().hex[:12]}"
+    # directConnection: the driver keeps to the proxy's address, whatever the server says.
+    url = f"mongodb://127.0.0.1:{proxy.port}/{database}?directConnection=true"
+    space = _prepare(Workspace(tmp_path, url), 3, 2)
+    try:
+        said = _stops_on_time_while_refused(space, proxy)
+        assert said.count(f"127.0.0.1:{proxy.port}") <= 3, said
+    finally:
+        space.reap()
+        proxy.close()
+        with pymongo.MongoClient(mongo_server) as client:
+            client.drop_database(database)
+
+
+def _stops_on_time_while_refused(space: Workspace, proxy: Proxy) -> str:
+    """SIGTERM a worker holding runs while its store refuses connections: it stops within
+    its shutdown timeout + 2 s, having said so once; then nothing is lost."""
     worker, err, ids = _cut_while_running(space, proxy)
     time.sleep(3)  # an outage of a few seconds: a handful of tries, one log line
     asked = time.monotonic()
@@ -226,12 +254,11 @@ def test_a_worker_stops_within_its_shutdown_timeout_while_postgres_refuses(
     assert worker.returncode == 0, said
     assert "Traceback" not in said
     assert said.count("store unreachable") == 1, said
-    # The first failure, then the outage: not one line per try.
-    assert said.count("PostgreSQL store at") == 2, said
     assert len(said.splitlines()) < 12, said
     proxy.restore()
     _finish_all(space, ids)
     _assert_no_outcome_overwritten(space, ids)
+    return said
 
 
 def test_a_second_signal_stops_a_worker_at_once_while_postgres_refuses(

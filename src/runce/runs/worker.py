@@ -269,9 +269,10 @@ class Worker:
         with self._mutex:
             held = len(self._slots)
         log.warning(
-            "worker.stopped while the store kept a call waiting: %d run(s) held; their "
-            "leases will expire and they will be reclaimed",
-            held,
+            "worker.stopped while the store kept a call waiting%s",
+            f": {held} run(s) held; their leases will expire and they will be reclaimed"
+            if held
+            else "",
         )
 
     # -- the main loop ----------------------------------------------------------------------------
