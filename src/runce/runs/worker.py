@@ -2,9 +2,12 @@
 
 Threads, and what each one owns:
 
-* the **main loop** (the caller's thread) is the only one that talks to the queue about
+* the **main loop** (a thread of its own) is the only one that talks to the queue about
   claims: it acknowledges finished runs and claims new ones in one ``exchange``, renews
   leases every lease/3, reclaims expired leases, enforces timeouts and stops the worker;
+  while the store fails, it tries again on a capped exponential backoff (``backoff.py``);
+* the **caller's thread** (in :meth:`Worker.run`) watches it: it acts on ``max_time``, and
+  returns by the stop deadline even if a store call holds the main loop up;
 * **handler threads** (``concurrency`` of them, daemons) run sync jobs, and wait for async
   jobs running on the **event-loop thread**; each hands its outcome back on a deque;
 * the **waiter thread** sits in ``queue.wait_for_work`` (LISTEN/NOTIFY on PostgreSQL) and
@@ -226,7 +229,7 @@ class Worker:
         self._wake.set()
         self._nudge.set()
 
-    # -- the caller's thread -----------------------------------------------------------------------
+    # -- the main loop's thread, and the caller's that watches it ----------------------------------
 
     def _main(self, failure: list[BaseException]) -> None:
         try:
