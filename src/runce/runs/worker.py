@@ -726,8 +726,6 @@ class Worker:
                 return False
             self._move(slot, "running")
         slot.started = time.monotonic()
-        if self.bus.wants("run.started"):
-            self.bus.publish(Event("run.started", slot.run))
         return True
 
     def _finish(self, slot: _Slot, outcome: Outcome) -> None:
@@ -773,9 +771,12 @@ class Worker:
             f"{LEASE_MARGIN:.0%} of {self.options.lease:g} s (it will be reclaimed)"
         )
 
-    def _check_in_time(self, slot: _Slot) -> None:
+    def _check_in_time(self, slot: _Slot, *, announce: bool = True) -> None:
+        """At the last moment before the job is called: not started, or announced."""
         if not self._in_time(slot):
             raise _LateStart(self._late_reason(slot))
+        if announce and self.bus.wants("run.started"):
+            self.bus.publish(Event("run.started", slot.run))
 
     def _execute(self, slot: _Slot) -> Outcome | None:
         """Run the job; its outcome, or None when it was not started after all."""
@@ -810,6 +811,7 @@ class Worker:
             self._check_in_time(slot)  # the last moment before the job starts
             return job.fn(*args)
         assert self._loop is not None
+        self._check_in_time(slot)  # announced here: subscribers never hold the event loop up
         coroutine = self._started_in_time(slot, job.fn(*args))
         if job.timeout is not None:
             coroutine = asyncio.wait_for(coroutine, job.timeout)
@@ -818,7 +820,7 @@ class Worker:
     async def _started_in_time(self, slot: _Slot, coroutine: Any) -> Any:
         """An async job, started only if its lease still holds when the loop gets to it."""
         try:
-            self._check_in_time(slot)
+            self._check_in_time(slot, announce=False)
         except _LateStart:
             coroutine.close()
             raise
