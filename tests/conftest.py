@@ -19,3 +19,20 @@ def postgres_server() -> str:
 @pytest.fixture(scope="session")
 def mongo_server() -> Iterator[str]:
     yield from services.mongo_server()
+
+
+def _encodable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Reports whose captured logs or failure text hold lone surrogates (the bad-input tests
+    make them on purpose) are written with escapes: pytest-xdist can only send UTF-8."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [(title, _encodable(text)) for title, text in report.sections]
+    if report.longrepr is not None:
+        shown = str(report.longrepr)
+        if _encodable(shown) != shown:
+            report.longrepr = _encodable(shown)

@@ -270,16 +270,14 @@ def test_an_expired_lease_is_free_and_its_holder_is_fenced_off(maker: StoreMaker
     if not maker.leases_expire:
         pytest.skip("this store's lock is held by the kernel for as long as the process lives")
     first, second = maker.open(), maker.open()
-    lease = first.lock.try_acquire(_foreign_owner(), ttl=0.2)
+    # Long enough for the two calls below on a busy machine (0.2 s was not, on MongoDB).
+    ttl = 1.5
+    lease = first.lock.try_acquire(_foreign_owner(), ttl=ttl)
     assert lease is not None
     attempt = started("t.slow", token=lease.token)
     first.tracker.begin(attempt, lease)
     assert second.lock.try_acquire(current_owner(), ttl=30) is None
-    time.sleep(0.35)
-
-    holder = second.lock.holder()
-    assert holder is not None
-    assert holder.state == "expired"
+    _wait_until_expired(second, 20 * ttl)
     taken = second.lock.try_acquire(current_owner("second"), ttl=30)
     assert taken is not None
     assert not first.lock.renew(lease)
@@ -289,6 +287,18 @@ def test_an_expired_lease_is_free_and_its_holder_is_fenced_off(maker: StoreMaker
     current = second.lock.holder()
     assert current is not None
     assert current.owner == "second"
+
+
+def _wait_until_expired(store: Store, timeout: float) -> None:
+    """Poll until the store calls its lock's holder expired (a deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holder = store.lock.holder()
+        assert holder is not None
+        if holder.state == "expired":
+            return
+        assert time.monotonic() < deadline, f"the lease never expired: {holder}"
+        time.sleep(0.05)
 
 
 def test_a_lease_held_by_a_dead_process_on_this_machine_is_free(maker: StoreMaker) -> None:
@@ -308,7 +318,7 @@ def test_an_expired_holder_can_be_cleared(maker: StoreMaker) -> None:
         pytest.skip("this store's lock is held by the kernel for as long as the process lives")
     store = maker.open()
     assert store.lock.try_acquire(_foreign_owner(), ttl=0.1) is not None
-    time.sleep(0.2)
+    _wait_until_expired(store, 100 * 0.1)
     cleared = store.lock.clear()
     assert cleared is not None
     assert cleared.state == "expired"

@@ -221,14 +221,19 @@ def test_success_stores_the_result_once(queue: RunQueue) -> None:
 
 def test_a_retry_spends_the_attempt_and_waits(queue: RunQueue) -> None:
     run = _claim_one(queue)
-    later = queue.now() + timedelta(seconds=0.3)
+    delay = 1.0  # long enough for the claim below to come first on a busy machine
+    later = queue.now() + timedelta(seconds=delay)
     after = _complete(queue, run, Outcome(run.fence, "retry", error="smtp down", run_at=later))
     assert after is not None
     assert (after.state, after.attempt, after.error) == ("queued", 1, "smtp down")
     assert after.claimed_by is None
     assert queue.claim("w1", None, limit=1, lease=30) == []
-    time.sleep(0.4)
-    [again] = queue.claim("w2", None, limit=1, lease=30)
+    deadline = time.monotonic() + 20 * delay
+    while not (claimed := queue.claim("w2", None, limit=1, lease=30)):
+        assert time.monotonic() < deadline, "the retry never came due"
+        time.sleep(0.05)
+    assert queue.now() >= later
+    [again] = claimed
     assert (again.id, again.attempt, again.claimed_by) == (run.id, 2, "w2")
     [record] = queue.attempts(run.id)
     assert (record.attempt, record.worker_id, record.outcome, record.error) == (

@@ -61,16 +61,21 @@ def test_an_unknown_store_names_the_known_ones() -> None:
 
 def test_a_runner_that_loses_its_lease_stops_and_records_nothing_more(tmp_path: Path) -> None:
     project = Project(tmp_path, f"memory://{uuid.uuid4().hex}")
-    started = tmp_path / "started"
+    started, stolen = tmp_path / "started", tmp_path / "stolen"
     release = threading.Event()
+    # The task outlasts the theft whenever it comes (a busy machine may delay the thief),
+    # and then a lease, for the keeper's next renewal to find it.
     project.task(
         "1.slow",
         f"""
-        import time
+        import os, time
         @runce.task
         def run(ctx):
             open({str(started)!r}, "w").close()
-            time.sleep(1.0)
+            deadline = time.monotonic() + 30
+            while not os.path.exists({str(stolen)!r}) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)
         """,
     )
     project.simple("2.never")
@@ -82,6 +87,7 @@ def test_a_runner_that_loses_its_lease_stops_and_records_nothing_more(tmp_path: 
         store = open_store(config.store)
         store.lock.clear(force=True)
         assert store.lock.try_acquire(current_owner("thief"), ttl=30) is not None
+        stolen.touch()
         release.set()
 
     thief = threading.Thread(target=steal)
@@ -113,11 +119,14 @@ class _FlakyLock:
 
 def test_renewals_failing_for_a_whole_lease_count_as_lost() -> None:
     lock = memory.MemoryStore("flaky").lock
-    lease = lock.try_acquire(current_owner(), ttl=0.3)
+    # Renewals every ttl/3: one failure alone must not lose it, unless the machine held the
+    # keeper's thread back for two thirds of the ttl; 1.5 s leaves a busy machine room.
+    ttl = 1.5
+    lease = lock.try_acquire(current_owner(), ttl=ttl)
     assert lease is not None
     flaky = _FlakyLock()
     keeper = LeaseKeeper(flaky, lease).start()  # type: ignore[arg-type]
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20 * ttl
     while not keeper.lost and time.monotonic() < deadline:
         time.sleep(0.02)
     keeper.stop()

@@ -210,7 +210,8 @@ def test_a_running_job_that_checks_cancelled_stops_and_ends_canceled(
             time.sleep(0.01)
         return "stopped early"
 
-    run, worker, thread, _ = _start_long(store, jobs, bus, cooperative, service, lease=0.3)
+    # Heartbeats (every lease/3) carry the cancel; a lease a busy machine cannot miss.
+    run, worker, thread, _ = _start_long(store, jobs, bus, cooperative, service, lease=1.5)
     asked = service.cancel(run.id)
     assert (asked.state, asked.cancel_requested) == ("running", True)
     done = service.wait(run.id, timeout=10)

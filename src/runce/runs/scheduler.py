@@ -209,7 +209,7 @@ class SchedulerLoop:
                 wait = self._wait()
             except RunceError as exc:
                 failures += 1
-                self._report(exc)
+                self._report(exc, first=failures == 1)
                 wait = min(self.max_wait * 2**failures, 30.0)
             self._stop.wait(wait)
 
@@ -218,7 +218,12 @@ class SchedulerLoop:
         # A hair after the tick, so the store's clock has reached it when we look.
         return self.max_wait if due is None else min(self.max_wait, due + 0.002)
 
-    def _report(self, exc: RunceError) -> None:
-        log.error("worker.error: the scheduler failed: %s (retrying)", exc)
+    def _report(self, exc: RunceError, *, first: bool = True) -> None:
+        # Said once per run of failures, not on every try of an outage (events still fire).
+        log.log(
+            logging.ERROR if first else logging.DEBUG,
+            "worker.error: the scheduler failed: %s (retrying)",
+            exc,
+        )
         if self.bus.wants("worker.error"):
             self.bus.publish(Event("worker.error", error=exc))

@@ -2,9 +2,12 @@
 
 Threads, and what each one owns:
 
-* the **main loop** (the caller's thread) is the only one that talks to the queue about
+* the **main loop** (a thread of its own) is the only one that talks to the queue about
   claims: it acknowledges finished runs and claims new ones in one ``exchange``, renews
   leases every lease/3, reclaims expired leases, enforces timeouts and stops the worker;
+  while the store fails, it tries again on a capped exponential backoff (``backoff.py``);
+* the **caller's thread** (in :meth:`Worker.run`) watches it: it acts on ``max_time``, and
+  returns by the stop deadline even if a store call holds the main loop up;
 * **handler threads** (``concurrency`` of them, daemons) run sync jobs, and wait for async
   jobs running on the **event-loop thread**; each hands its outcome back on a deque;
 * the **waiter thread** sits in ``queue.wait_for_work`` (LISTEN/NOTIFY on PostgreSQL) and
@@ -34,6 +37,7 @@ from typing import Any, Literal, Protocol
 from runce import tracing
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
 from runce.errortext import describe
+from runce.runs.backoff import Backoff, Outage
 from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
@@ -54,6 +58,7 @@ from runce.timeutil import utcnow
 log = logging.getLogger("runce.worker")
 
 SlotState = Literal["waiting", "running", "done", "released", "lost"]
+GRACE = 0.5  # seconds past its stop deadline that run() waits for a store call to return
 QUICK_JOB = 0.005  # seconds: jobs quicker than this on average are claimed a batch ahead
 DEFAULT_BATCH = 100  # for queues that say nothing (a claim there may be a round trip per run)
 MAX_RETRY_DELAY = 30 * 86400.0  # seconds: the longest a retry waits, whatever the attempt
@@ -92,9 +97,13 @@ class WorkerSummary:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-_HELD = frozenset({"waiting", "running"})
+_HELD = frozenset({"waiting", "running"})  # the states that take room in the worker
 # A claimed run is started only if less than this share of its lease has surely passed.
-LEASE_MARGIN = 0.8  # the states that take room in the worker
+LEASE_MARGIN = 0.8
+
+
+class _LateStart(Exception):
+    """A run's lease may have run out by the time its job would start: it is not started."""
 
 
 class _Slot:
@@ -201,9 +210,13 @@ class Worker:
         self._avg_seconds = 1.0  # handler time, smoothed: decides how far to claim ahead
         self._last: dict[str, float] = {}
         self._started_at = utcnow()
-        self._failures = 0
         self.observer: AttemptObserver | None = None
         self._traced = tracing.enabled()
+        self._began = time.monotonic()
+        self._outage = Outage()  # the store stopped answering: when to try it again
+        self._done = threading.Event()  # the main loop has ended
+        self._nudge = threading.Event()  # wakes the caller's thread: stop asked, or done
+        self._abandoned = False  # stopped while the main loop waited on the store
 
     @property
     def busy(self) -> int:
@@ -213,19 +226,26 @@ class Worker:
     # -- public ---------------------------------------------------------------------------------
 
     def run(self) -> WorkerSummary:
-        began = time.monotonic()
+        """Work until stopped (or drained); returns by the stop deadline whatever the store
+        does: the main loop runs on a thread of its own, which this one watches."""
+        began = self._began = time.monotonic()
         self._start_threads()
-        self._seen("running")
+        failure: list[BaseException] = []
+        loop = threading.Thread(
+            target=self._main, args=(failure,), name="runce-worker", daemon=True
+        )
+        loop.start()
         try:
-            for companion in self.companions:
-                companion.start(self.options.drain)
-            self._loop_until_stopped(began)
+            self._supervise()
+        except BaseException:
+            self.stop()
+            self.stop()  # interrupted (KeyboardInterrupt without a handler): hand back now
+            self._done.wait(GRACE)
+            raise
         finally:
-            for companion in self.companions:
-                companion.stop()
-            self._shutdown_threads()
-            self._seen("stopped")
             self.summary.seconds = round(time.monotonic() - began, 3)
+        if failure:
+            raise failure[0]
         return self.summary
 
     def stop(self, timeout: float | None = None) -> None:
@@ -238,16 +258,64 @@ class Worker:
         else:
             self._stop_deadline = time.monotonic()  # asked twice: stop now
         self._wake.set()
+        self._nudge.set()
+
+    # -- the main loop's thread, and the caller's that watches it ----------------------------------
+
+    def _main(self, failure: list[BaseException]) -> None:
+        try:
+            self._seen("running")
+            try:
+                for companion in self.companions:
+                    companion.start(self.options.drain)
+                self._loop_until_stopped()
+            finally:
+                for companion in self.companions:
+                    companion.stop()
+                self._shutdown_threads()
+                self._seen("stopped")
+        except BaseException as exc:  # handed to the caller of run()
+            failure.append(exc)
+        finally:
+            self._done.set()
+            self._nudge.set()
+
+    def _supervise(self) -> None:
+        """Wait for the main loop; stop it at ``max_time``; and should a store call hold it
+        up past the stop deadline (a server that accepts and never answers), stop without
+        it."""
+        while not self._done.is_set():
+            self._nudge.wait(self._until_stop() + (GRACE if self._stopping.is_set() else 0.0))
+            self._nudge.clear()
+            now = time.monotonic()
+            if self._max_time_passed(now, self._began):
+                self.stop()
+            deadline = self._stop_deadline
+            late = deadline is not None and now >= deadline + GRACE
+            if late and self._stopping.is_set() and not self._done.is_set():
+                self._abandon()
+                return
+
+    def _abandon(self) -> None:
+        """The main loop is stuck in a store call: leave it (it makes no further call)."""
+        self._abandoned = True
+        self._quit.set()
+        with self._mutex:
+            held = len(self._slots)
+        log.warning(
+            "worker.stopped while the store kept a call waiting%s",
+            f": {held} run(s) held; their leases will expire and they will be reclaimed"
+            if held
+            else "",
+        )
 
     # -- the main loop ----------------------------------------------------------------------------
 
-    def _loop_until_stopped(self, began: float) -> None:
+    def _loop_until_stopped(self) -> None:
         self._reclaim()
         idle_claims = 0
-        while True:
+        while not self._abandoned:
             now = time.monotonic()
-            if self._max_time_passed(now, began):
-                self.stop()
             if self._stopping.is_set() and self._stopped(now):
                 return
             want = self._want()
@@ -262,11 +330,31 @@ class Worker:
 
     def _stopped(self, now: float) -> bool:
         self._release(lambda slot: slot.state == "waiting")
-        if self._stop_deadline is not None and now >= self._stop_deadline:
+        late = self._stop_deadline is not None and now >= self._stop_deadline
+        if late:
             self._release(lambda slot: slot.state == "running")
         with self._mutex:
             busy = bool(self._slots)
-        return not busy and not self._finished and not self._unsent
+        if not busy and not self._finished and not self._unsent:
+            return True
+        if late and self._outage.down:
+            self._give_up()  # the store is not back in time: stop anyway, as promised
+            return True
+        return False
+
+    def _give_up(self) -> None:
+        """Stop without telling the store what became of the runs held: each stays running
+        until its lease expires, and is then reclaimed like a crashed worker's."""
+        with self._mutex:
+            held = len(self._slots)
+            self._slots.clear()
+        unsent = len(self._finished) + len(self._unsent)
+        log.warning(
+            "worker.stopped without the store: %d run(s) held, %d outcome(s) not recorded; "
+            "their leases will expire and they will be reclaimed",
+            held,
+            unsent,
+        )
 
     def _drained(self, idle_claims: int) -> bool:
         with self._mutex:
@@ -274,6 +362,7 @@ class Worker:
         return not busy and idle_claims > 0 and not self._finished and not self._unsent
 
     def _max_time_passed(self, now: float, began: float) -> bool:
+        """Whether ``--max-time`` is up (measured from ``began``), and not yet acted on."""
         limit = self.options.max_time
         return limit is not None and now - began >= limit and not self._stopping.is_set()
 
@@ -325,6 +414,8 @@ class Worker:
         whether an empty claim means that nothing is due. It does not when the store failed,
         nor when an outcome of the exchange put a run back in the queue due now (handed
         back, or retried without delay): the claim may not have seen it."""
+        if not self._may_call_store():
+            return 0, False
         request = (
             ClaimRequest(self.id, self.kinds, min(want, self._batch), self.options.lease)
             if want
@@ -336,7 +427,7 @@ class Worker:
         except StoreError as exc:
             self._store_failed(exc)
             return 0, False
-        self._failures = 0
+        self._outage.answered()
         if request is not None:
             if len(claimed) < request.limit:
                 self._listen.set()
@@ -356,14 +447,26 @@ class Worker:
         return len(claimed), not requeued
 
     def _sleep(self) -> None:
-        if self._unsent:
+        if self._outage.down:
+            timeout = self._outage.wait()
+        elif self._unsent:
             timeout = self.options.flush_interval
-        elif self._failures:
-            timeout = min(5.0, 0.2 * 2 ** min(self._failures, 5))
         else:
             timeout = self.options.poll
-        self._wake.wait(timeout)
+        self._wake.wait(min(timeout, self._until_stop()))
         self._wake.clear()
+
+    def _until_stop(self) -> float:
+        """Seconds until the worker must act on ``max_time`` or its stop deadline: however
+        long the store keeps it waiting, it stops on time."""
+        now = time.monotonic()
+        if self._stopping.is_set():
+            deadline = self._stop_deadline
+        elif self.options.max_time is not None:
+            deadline = self._began + self.options.max_time
+        else:
+            return self.options.poll
+        return max(0.0, (deadline or now) - now)
 
     # -- claims and acknowledgements -------------------------------------------------------------
 
@@ -447,9 +550,13 @@ class Worker:
                 outcome = Outcome(slot.run.fence, "released")
             self._finished.append(outcome)
 
+    def _may_call_store(self) -> bool:
+        return not self._abandoned and self._outage.ready()
+
     def _store_failed(self, exc: StoreError) -> None:
-        self._failures += 1
-        log.error("worker.error: %s (retrying)", exc)
+        # Said once when the store stops answering (by the outage), not on every try.
+        self._outage.failed(exc)
+        log.debug("worker.error: %s (retrying)", exc)
         if self.bus.wants("worker.error"):
             self.bus.publish(Event("worker.error", error=exc))
 
@@ -464,6 +571,7 @@ class Worker:
         if self._due("seen", third, now):
             self._seen("stopping" if self._stopping.is_set() else "running")
         self._enforce_timeouts(now)
+        self._drop_unrenewed(now)
         self._release_surplus()
 
     def _due(self, what: str, every: float, now: float) -> bool:
@@ -477,7 +585,7 @@ class Worker:
         # landed yet: the lease must outlive the outcome's trip to the store.
         with self._mutex:
             held = [s for s in self._slots.values() if s.state != "lost"]
-        if not held:
+        if not held or not self._may_call_store():
             return
         asked_at = time.monotonic()
         try:
@@ -485,6 +593,7 @@ class Worker:
         except StoreError as exc:
             self._store_failed(exc)
             return
+        self._outage.answered()
         for slot in held:
             beat = beats.get(slot.run.id, "lost")
             if beat != "lost":
@@ -495,7 +604,9 @@ class Worker:
             elif beat == "lost":
                 self._lose(slot)
 
-    def _lose(self, slot: _Slot) -> None:
+    def _lose(self, slot: _Slot, why: str = "the lease moved on") -> None:
+        """Stop holding a run whose lease is (or may be) someone else's: it is not started,
+        or its job is told to stop, and whatever it returns is dropped."""
         with self._mutex:
             if slot.state not in _HELD:  # finished meanwhile: its outcome will say so
                 return
@@ -504,17 +615,32 @@ class Worker:
         slot.cancel = True
         self.summary.lost += 1
         log.warning(
-            "run.lost id=%s attempt=%d: the lease moved on; this worker drops it",
+            "run.lost id=%s attempt=%d: %s; this worker drops it",
             slot.run.id,
             slot.run.attempt,
+            why,
         )
 
+    def _drop_unrenewed(self, now: float) -> None:
+        """Runs whose lease ran out before this worker could renew it (the store did not
+        answer) may be another worker's by now: their jobs are told to stop."""
+        lease = self.options.lease
+        with self._mutex:
+            expired = [
+                s for s in self._slots.values() if s.state in _HELD and now - s.renewed > lease
+            ]
+        for slot in expired:
+            self._lose(slot, "its lease ran out before it could be renewed")
+
     def _reclaim(self) -> None:
+        if not self._may_call_store():
+            return
         try:
             runs = self.queue.reclaim()
         except StoreError as exc:
             self._store_failed(exc)
             return
+        self._outage.answered()
         self.summary.reclaimed += len(runs)
         for run in runs:
             log.warning(
@@ -531,6 +657,8 @@ class Worker:
             self._wake.set()
 
     def _seen(self, state: Literal["running", "stopping", "stopped"]) -> None:
+        if not self._may_call_store():
+            return
         info = WorkerInfo(
             id=self.id,
             host=socket.gethostname(),
@@ -545,6 +673,8 @@ class Worker:
             self.queue.worker_seen(info)
         except StoreError as exc:
             self._store_failed(exc)
+            return
+        self._outage.answered()
 
     def _enforce_timeouts(self, now: float) -> None:
         """A sync job past its timeout is abandoned: its attempt fails now, its thread is
@@ -603,13 +733,19 @@ class Worker:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     def _wait_for_work(self) -> None:
+        failures = Backoff()
         while not self._quit.is_set():
             if not self._listen.wait(self.options.poll):
                 continue  # busy with full claims: news would only wake the main loop for nothing
+            if self._outage.down:  # the main loop tries the store again, on its schedule
+                self._quit.wait(self.options.poll)
+                continue
             try:
                 self.queue.wait_for_work(self.options.poll)
             except Exception:  # the main loop reports store failures; do not spin here
-                self._quit.wait(self.options.poll)
+                self._quit.wait(max(self.options.poll, failures.failed()))
+                continue
+            failures.reset()
             self._wake.set()
 
     def _handle_forever(self) -> None:
@@ -620,23 +756,20 @@ class Worker:
             if not self._begin(slot):
                 continue
             outcome = self._execute_traced(slot) if self._traced else self._execute(slot)
-            self._finish(slot, outcome)
+            if outcome is not None:
+                self._finish(slot, outcome)
             if self._retire_spare():
                 return
 
     def _begin(self, slot: _Slot) -> bool:
-        if time.monotonic() - slot.renewed > self.options.lease * LEASE_MARGIN:
-            # Waited so long that the lease may have run out and the run been reclaimed
-            # (a slow store held the heartbeats back): starting it could run it twice.
-            self._lose(slot)
+        if not self._in_time(slot):
+            self._lose(slot, self._late_reason(slot))
             return False
         with self._mutex:
             if slot.state != "waiting":
                 return False
             self._move(slot, "running")
         slot.started = time.monotonic()
-        if self.bus.wants("run.started"):
-            self.bus.publish(Event("run.started", slot.run))
         return True
 
     def _finish(self, slot: _Slot, outcome: Outcome) -> None:
@@ -669,21 +802,48 @@ class Worker:
                 return True
         return False
 
-    def _execute_traced(self, slot: _Slot) -> Outcome:
+    def _in_time(self, slot: _Slot) -> bool:
+        """Whether the run's lease surely still holds with a margin (by this process's
+        monotonic clock, which keeps counting while the process is paused): a run waited
+        for so long that it may have been reclaimed (a slow store held the heartbeats back,
+        the process was stopped) and finished elsewhere must not be started."""
+        return time.monotonic() - slot.renewed <= self.options.lease * LEASE_MARGIN
+
+    def _late_reason(self, slot: _Slot) -> str:
+        waited = time.monotonic() - slot.renewed
+        return (
+            f"not started: its lease was last set {waited:.1f} s ago, past "
+            f"{LEASE_MARGIN:.0%} of {self.options.lease:g} s (it will be reclaimed)"
+        )
+
+    def _check_in_time(self, slot: _Slot, *, announce: bool = True) -> None:
+        """At the last moment before the job is called: not started, or announced."""
+        if not self._in_time(slot):
+            raise _LateStart(self._late_reason(slot))
+        if announce and self.bus.wants("run.started"):
+            self.bus.publish(Event("run.started", slot.run))
+
+    def _execute_traced(self, slot: _Slot) -> Outcome | None:
         with tracing.attempt_span(slot.run) as span:
             outcome = self._execute(slot)
             try:
-                tracing.attempt_ended(span, OUTCOME_NAMES[outcome.kind], slot.error, scrub)
+                if outcome is not None:
+                    kind = OUTCOME_NAMES[outcome.kind]
+                    tracing.attempt_ended(span, kind, slot.error, scrub)
             except Exception:  # a span is worth less than the run's outcome
                 log.warning("run %s: its span could not be ended", slot.run.id, exc_info=True)
         return outcome
 
-    def _execute(self, slot: _Slot) -> Outcome:
+    def _execute(self, slot: _Slot) -> Outcome | None:
+        """Run the job; its outcome, or None when it was not started after all."""
         ctx = self._context(slot)
         slot.ctx = ctx
         try:
             result = slot.job.result_for_storage(self._call(slot, ctx))
             text = canonical_json(result, "result")
+        except _LateStart as late:
+            self._lose(slot, str(late))
+            return None
         except BaseException as exc:  # job code: even SystemExit is the run's failure
             if slot.cancel and ctx._noticed:
                 return Outcome(slot.run.fence, "canceled", error="canceled while running")
@@ -702,12 +862,23 @@ class Worker:
         params = job.params_from_storage(slot.run.input)
         args = (params, ctx) if job.takes_context else (params,)
         if not job.is_async:
+            self._check_in_time(slot)  # the last moment before the job starts
             return job.fn(*args)
         assert self._loop is not None
-        coroutine = job.fn(*args)
+        self._check_in_time(slot)  # announced here: subscribers never hold the event loop up
+        coroutine = self._started_in_time(slot, job.fn(*args))
         if job.timeout is not None:
             coroutine = asyncio.wait_for(coroutine, job.timeout)
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _started_in_time(self, slot: _Slot, coroutine: Any) -> Any:
+        """An async job, started only if its lease still holds when the loop gets to it."""
+        try:
+            self._check_in_time(slot, announce=False)
+        except _LateStart:
+            coroutine.close()
+            raise
+        return await coroutine
 
     def _failure(self, slot: _Slot, exc: BaseException) -> Outcome:
         run = slot.run
@@ -725,10 +896,11 @@ class Worker:
         run = slot.run
 
         def write_progress(percent: int, message: str | None) -> None:
-            try:
-                self.queue.progress(run.fence, percent, message)
-            except StoreError as exc:
-                self._store_failed(exc)
+            if self._may_call_store():  # progress is for watchers: skipped while the store is out
+                try:
+                    self.queue.progress(run.fence, percent, message)
+                except StoreError as exc:
+                    self._store_failed(exc)
             if self.bus.wants("run.progress"):
                 self.bus.publish(
                     Event("run.progress", replace(run, progress=percent, progress_message=message))

@@ -41,6 +41,7 @@ Document = dict[str, Any]
 
 SERVER_SELECTION_TIMEOUT_MS = 5000
 _CODEC: CodecOptions[Document] = CodecOptions(document_class=dict, tz_aware=True, tzinfo=UTC)
+CLOSE_WAIT = 0.2  # seconds a close waits for pymongo's own (ms when the server answers)
 CLOCK_REFRESH = 10.0
 TRANSACTION_RETRY_FOR = 30.0
 _COMMAND_NOT_FOUND = 59
@@ -150,8 +151,14 @@ class Connection:
             return self._open_user_transactions > 0
 
     def close(self) -> None:
-        if self._owns_client:
-            self.client.close()
+        if not self._owns_client:  # a client the application gave: the application closes it
+            return
+        # pymongo's close first ends the server sessions, which waits for a server (up to
+        # the server selection timeout) when none answers: a process stopping without its
+        # store waits a moment at most, and leaves the rest to a thread of its own.
+        closer = threading.Thread(target=self.client.close, name="runce-mongo-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_WAIT)
 
 
 def _run_once(session: ClientSession, work: Callable[[ClientSession], T]) -> T:

@@ -72,6 +72,7 @@ class Database:
         self._connect_timeout = connect_timeout
         self._conn: Connection | None = None
         self._guard = threading.Lock()
+        self._closing = False  # closed while a call was in flight: close after it
         self._current = False  # seen at the latest version: stop checking
         self._names_itself = _names_itself(target.url)
 
@@ -115,15 +116,22 @@ class Database:
             try:
                 yield conn
             finally:
-                if conn.broken or conn.closed:
+                if conn.broken or conn.closed or self._closing:
                     conn.close()
-                    self._conn = None
+                    self._conn, self._closing = None, False
 
     def close(self) -> None:
-        with self._guard:
+        # Never waits for a call in flight (a server that never answers would hold a worker
+        # stopping without it here): the call closes the connection on its way out.
+        if not self._guard.acquire(blocking=False):
+            self._closing = True
+            return
+        try:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        finally:
+            self._guard.release()
 
     # --- reads and writes ----------------------------------------------------------------
 

@@ -649,6 +649,7 @@ class _WorkerSession:
         self._conn: Connection | None = None
         self._guard = threading.Lock()
         self._pid = os.getpid()
+        self._closing = False
 
     def run(self, work: Callable[[Connection], T], *, what: str) -> T:
         self._db.ensure_schema(what)
@@ -658,12 +659,20 @@ class _WorkerSession:
                 with self._db.translated(what):
                     return work(conn)
             finally:
-                if conn.broken or conn.closed:
+                if conn.broken or conn.closed or self._closing:
                     self._drop()
+                    self._closing = False
 
     def close(self) -> None:
-        with self._guard:
+        # Never waits for a call in flight (a server that never answers would hold a worker
+        # stopping without it here): the call drops the connection on its way out.
+        if not self._guard.acquire(blocking=False):
+            self._closing = True
+            return
+        try:
             self._drop()
+        finally:
+            self._guard.release()
 
     def _connection(self, what: str) -> Connection:
         if self._pid != os.getpid():  # a forked child: never use the parent's socket
