@@ -130,7 +130,7 @@ import psycopg
 _own = None
 
 def _conn(ctx):
-    if ctx.db is not None:
+    if {transactional!r}:  # ctx.db: the batch's transaction
         return ctx.db
     global _own
     if _own is None:
@@ -196,7 +196,7 @@ import sqlite3
 _own = None
 
 def _conn(ctx):
-    if ctx.db is not None:
+    if {transactional!r}:  # ctx.db: the batch's transaction
         return ctx.db
     global _own
     if _own is None:
