@@ -1,0 +1,238 @@
+"""Every code block in README.md and docs/ runs as written: a python block is either a
+verbatim part of a file a test runs, or executed with the blocks before it on its page in a
+fresh project; toml and json documents parse; the quick start's commands run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+MARKER = re.compile(r"<!--\s*example:\s*(\S+)\s*-->\s*\Z")
+RUNCE = Path(sys.executable).parent / "runce"
+
+# A folder of examples and the test that runs its files: a block marked as part of a file
+# there is only as true as that test.
+TESTED_BY = {
+    "examples/fastapi": "tests/acceptance/test_fastapi_example.py",
+    "examples/django": "tests/acceptance/test_django_example.py",
+    "examples/connections": "tests/acceptance/test_connection_examples.py",
+    "examples/quickstart": "tests/acceptance/conftest.py",
+    "tests/typecheck": "tests/unit/test_frameworks_types.py",
+}
+
+# Python blocks that are not executed, each with the reason. Keyed by page and the block's
+# first line.
+NOT_RUN = {
+    ("docs/remote.md", "import os"): "talks to a `runce serve` at a fixed address",
+    ("docs/remote.md", "import runce"): "a remote worker that polls a server until stopped",
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    doc: str
+    line: int
+    language: str
+    text: str
+    source: str | None  # the file this block is a verbatim part of
+
+    @property
+    def first(self) -> str:
+        return self.text.partition("\n")[0].strip()
+
+    def __str__(self) -> str:
+        return f"{self.doc}:{self.line}"
+
+
+def _blocks() -> list[Block]:
+    found = []
+    for path in DOCS:
+        text = path.read_text()
+        for match in FENCE.finditer(text):
+            before = text[: match.start()].rstrip()
+            marker = MARKER.search(before)
+            body = match[2]
+            source = marker[1] if marker else None
+            first = body.partition("\n")[0]
+            named = first.removeprefix("# ").strip()
+            if source is None and re.fullmatch(r"# (examples|tests)/[\w./-]+", first):
+                source = named  # the older form: the block's first line names its file
+                body = body.partition("\n")[2]
+            found.append(
+                Block(
+                    str(path.relative_to(ROOT)),
+                    text.count("\n", 0, match.start()) + 1,
+                    match[1],
+                    body,
+                    source,
+                )
+            )
+    return found
+
+
+BLOCKS = _blocks()
+PAGES = sorted({b.doc for b in BLOCKS if b.language == "python" and b.source is None})
+
+
+def _ran_or_marked(block: Block) -> str:
+    if block.source is not None:
+        return "marked"
+    if (block.doc, block.first) in NOT_RUN:
+        return "not run"
+    return "run"
+
+
+def test_the_blocks_are_found() -> None:
+    python = [b for b in BLOCKS if b.language == "python"]
+    assert len(python) >= 30
+    assert len([b for b in python if b.source]) >= 10
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.source], ids=str)
+def test_a_marked_block_is_part_of_a_tested_file(block: Block) -> None:
+    assert block.source is not None
+    path = ROOT / block.source
+    assert path.is_file(), f"{block}: names {block.source!r}, which is not a file"
+    assert block.text.strip() in path.read_text(), f"{block}: not a part of {block.source}"
+    folder = next((f for f in TESTED_BY if block.source.startswith(f + "/")), None)
+    assert folder is not None, f"{block}: no test runs the files of {block.source}'s folder"
+    test = (ROOT / TESTED_BY[folder]).read_text()
+    assert folder.split("/")[-1] in test, f"{TESTED_BY[folder]} does not use {folder}"
+
+
+def test_every_unrun_block_is_listed_with_a_reason() -> None:
+    listed = {(b.doc, b.first) for b in BLOCKS if b.language == "python"}
+    assert not set(NOT_RUN) - listed, "NOT_RUN names blocks that are gone"
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.language in ("toml", "json")], ids=str)
+def test_a_config_block_parses(block: Block) -> None:
+    if block.language == "toml":
+        tomllib.loads(block.text)
+    elif block.text.lstrip()[:1] in "{[":  # a complete document, not a field of one
+        json.loads(block.text)
+
+
+def _project(tmp_path: Path, example: str) -> tuple[Path, dict[str, str]]:
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "examples" / example, project)
+    shutil.rmtree(project / ".runce", ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNCE_")}
+    env["PYTHONPATH"] = str(project)
+    return project, env
+
+
+DRIVER = """
+import json, sys, threading, traceback
+import runce
+
+blocks = json.load(open(sys.argv[1]))
+namespace = {"__name__": "__main__"}
+from runce.runs.jobs import registry
+
+worker = thread = None
+try:
+    for block in blocks:
+        if thread is None and registry.kinds():  # a worker needs a job to run
+            worker = runce.worker()
+            thread = threading.Thread(target=worker.run, daemon=True)
+            thread.start()
+        try:
+            exec(compile(block["text"], block["where"], "exec"), namespace)
+        except BaseException:
+            traceback.print_exc()
+            print(f"FAILED: {block['where']}")
+            sys.exit(1)
+finally:
+    if worker is not None and thread is not None:
+        worker.stop(30)
+        thread.join(60)
+if registry.kinds():
+    runce.drain()
+failed = [r for r in runce.list_runs(limit=100).runs if r.state != "succeeded"]
+for run in failed:
+    print(f"RUN NOT SUCCEEDED: {run.kind} {run.state} {run.error}")
+sys.exit(1 if failed else 0)
+"""
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_the_python_blocks_of_a_page_run(tmp_path: Path, doc: str) -> None:
+    """A page's blocks run in order in one namespace, as a reader pastes them into a
+    project; a worker runs the runs they enqueue, and every run succeeds."""
+    blocks = [b for b in BLOCKS if b.doc == doc and b.language == "python"]
+    to_run = [b for b in blocks if _ran_or_marked(b) == "run"]
+    project, env = _project(tmp_path, "docs")
+    env["PAYMENTS_KEY"] = "sk-test"
+    script = project / "blocks.json"
+    script.write_text(json.dumps([{"where": str(b), "text": b.text} for b in to_run]))
+    (project / "driver.py").write_text(DRIVER)
+    done = subprocess.run(
+        [sys.executable, "driver.py", str(script)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# Console blocks run as commands, in order, in a copy of examples/quickstart: README's once
+# tasks and job queue. Each is named by its page and the start of its first line.
+CONSOLE_RUN = [
+    ("README.md", '$ runce make "Init queues"'),
+    ("README.md", "$ runce run "),
+    ("README.md", "$ runce runs enqueue email.send"),
+]
+# What a reader types in place of a placeholder, or instead of a command that runs on.
+TYPED = {"ID": "2025-01-10T090000.create-queues", "runce worker": "runce worker --drain"}
+RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _console(doc: str, start: str) -> Block:
+    [block] = [b for b in BLOCKS if b.doc == doc and b.text.startswith(start)]
+    return block
+
+
+def test_the_quick_start_commands_run(tmp_path: Path) -> None:
+    project, env = _project(tmp_path, "quickstart")
+    shutil.rmtree(project / "var", ignore_errors=True)
+    run_id = None
+    for doc, start in CONSOLE_RUN:
+        block = _console(doc, start)
+        for line in block.text.splitlines():
+            if not line.startswith("$ "):
+                continue  # what the command prints
+            command = line[2:].split("  #")[0].strip()
+            for typed, instead in TYPED.items():
+                command = re.sub(rf"(?<![\w-]){re.escape(typed)}(?![\w-])", instead, command)
+            if "<id>" in command:
+                assert run_id is not None, f"{block}: {command!r} needs a run enqueued before it"
+                command = command.replace("<id>", run_id)
+            argv = shlex.split(command)
+            assert argv[0] == "runce", f"{block}: {command!r} is not a runce command"
+            done = subprocess.run(
+                [str(RUNCE), *argv[1:]],
+                cwd=project,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, f"{block}: {command}\n{done.stdout}{done.stderr}"
+            if argv[1:3] == ["runs", "enqueue"]:
+                run_id = RUN_ID.search(done.stdout)[0]  # type: ignore[index]
