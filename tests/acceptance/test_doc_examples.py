@@ -9,12 +9,16 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).parents[2]
@@ -36,7 +40,6 @@ TESTED_BY = {
 # Python blocks that are not executed, each with the reason. Keyed by page and the block's
 # first line.
 NOT_RUN = {
-    ("docs/remote.md", "import os"): "talks to a `runce serve` at a fixed address",
     ("docs/remote.md", "import runce"): "a remote worker that polls a server until stopped",
 }
 
@@ -126,13 +129,70 @@ def test_a_config_block_parses(block: Block) -> None:
         json.loads(block.text)
 
 
-def _project(tmp_path: Path, example: str) -> tuple[Path, dict[str, str]]:
-    project = tmp_path / "project"
+def _project(tmp_path: Path, example: str, name: str = "project") -> tuple[Path, dict[str, str]]:
+    project = tmp_path / name
     shutil.copytree(ROOT / "examples" / example, project)
     shutil.rmtree(project / ".runce", ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNCE_")}
     env["PYTHONPATH"] = str(project)
     return project, env
+
+
+# What a page's blocks print when they worked: a remote run waited for has succeeded.
+PRINTS = {"docs/remote.md": "succeeded"}
+
+
+@pytest.fixture(autouse=True)
+def _stop_started() -> Iterator[None]:
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+STARTED: list[subprocess.Popen[str]] = []
+
+
+def _server(root: Path) -> dict[str, str]:
+    """`runce serve` and a worker for it in a copy of examples/quickstart: the URL and a
+    token, as the reader's environment has them."""
+    project, env = _project(root, "quickstart")
+    made = subprocess.run(
+        [str(RUNCE), "tokens", "create", "docs", "--scope", "runs:read", "--scope", "runs:write"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for args in (["serve", "--port", str(port), "--log-level", "warning"], ["worker"]):
+        STARTED.append(
+            subprocess.Popen(
+                [str(RUNCE), *args],
+                cwd=project,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert STARTED[0].poll() is None, STARTED[0].communicate()
+        assert time.monotonic() < deadline, "runce serve did not start"
+        time.sleep(0.05)
+    return {"RUNCE_API_URL": url, "RUNCE_API_TOKEN": made.stdout.strip()}
 
 
 DRIVER = """
@@ -177,6 +237,8 @@ def test_the_python_blocks_of_a_page_run(tmp_path: Path, doc: str) -> None:
     to_run = [b for b in blocks if _ran_or_marked(b) == "run"]
     project, env = _project(tmp_path, "docs")
     env["PAYMENTS_KEY"] = "sk-test"
+    if any("runce.Client(" in b.text for b in to_run):
+        env.update(_server(tmp_path / "server"))
     script = project / "blocks.json"
     script.write_text(json.dumps([{"where": str(b), "text": b.text} for b in to_run]))
     (project / "driver.py").write_text(DRIVER)
@@ -189,6 +251,8 @@ def test_the_python_blocks_of_a_page_run(tmp_path: Path, doc: str) -> None:
         timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    if doc in PRINTS:
+        assert PRINTS[doc] in done.stdout, done.stdout + done.stderr
 
 
 # Console blocks run as commands, in order, in a copy of examples/quickstart: README's once
