@@ -1,6 +1,7 @@
 """Every code block in README.md and docs/ runs as written: a python block is either a
 verbatim part of a file a test runs, or executed with the blocks before it on its page in a
-fresh project; toml and json documents parse; the quick start's commands run."""
+fresh project; toml, json and yaml documents parse; every `runce` command shown parses with
+the CLI, and README's once-task and job-queue commands run."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import httpx
 import pytest
+import yaml
 
 ROOT = Path(__file__).parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -119,10 +122,14 @@ def test_every_unrun_block_is_listed_with_a_reason() -> None:
     assert not set(NOT_RUN) - listed, "NOT_RUN names blocks that are gone"
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.language in ("toml", "json")], ids=str)
+@pytest.mark.parametrize(
+    "block", [b for b in BLOCKS if b.language in ("toml", "json", "yaml")], ids=str
+)
 def test_a_config_block_parses(block: Block) -> None:
     if block.language == "toml":
         tomllib.loads(block.text)
+    elif block.language == "yaml":
+        assert yaml.safe_load(block.text) is not None
     elif block.text.lstrip()[:1] in "{[":  # a complete document, not a field of one
         json.loads(block.text)
 
@@ -321,3 +328,43 @@ def test_the_quick_start_commands_run(tmp_path: Path) -> None:
             assert done.returncode == 0, f"{block}: {command}\n{done.stdout}{done.stderr}"
             if argv[1:3] == ["runs", "enqueue"]:
                 run_id = RUN_ID.search(done.stdout)[0]  # type: ignore[index]
+
+
+def _commands(block: Block) -> list[str]:
+    """The runce commands of a console block, continuation lines joined, comments dropped."""
+    text = block.text.replace("\\\n", " ")
+    lines = [line[2:] for line in text.splitlines() if line.startswith("$ ")]
+    commands = [line.split("  #")[0].strip() for line in lines]
+    # a synopsis's optional parts ([--json], [--project shop ...]) are parsed as given
+    return [
+        c.replace("[", "").replace("]", "").replace(" ...", "")
+        for c in commands
+        if c.startswith("runce ")
+    ]
+
+
+def _parse(argv: list[str]) -> None:
+    """Parse a command line as the CLI would, down to its last subcommand, running nothing."""
+    from runce.cli.main import cli
+
+    ctx = cli.make_context("runce", argv)
+    command: click.Command = cli
+    while isinstance(command, click.Group):
+        given = [*getattr(ctx, "_protected_args", []), *ctx.args]  # click 9: all in args
+        name, sub, rest = command.resolve_command(ctx, given)
+        assert sub is not None
+        assert name is not None
+        ctx = sub.make_context(name, rest, parent=ctx)
+        command = sub
+
+
+CONSOLE = [b for b in BLOCKS if b.language == "console" and _commands(b)]
+
+
+@pytest.mark.parametrize("block", CONSOLE, ids=str)
+def test_a_console_block_names_real_commands_and_options(block: Block) -> None:
+    for command in _commands(block):
+        try:
+            _parse(shlex.split(command)[1:])
+        except click.ClickException as exc:
+            pytest.fail(f"{block}: {command!r}: {exc.format_message()}")
