@@ -117,6 +117,24 @@ def test_a_marked_block_is_part_of_a_tested_file(block: Block) -> None:
     assert folder.split("/")[-1] in test, f"{TESTED_BY[folder]} does not use {folder}"
 
 
+# How each kind of block is checked; a block in any other language fails until it is added.
+LANGUAGES = {
+    "python": "run, or a verbatim part of a tested file",
+    "toml": "parsed",
+    "json": "parsed when it is a whole document",
+    "yaml": "parsed",
+    "console": "its runce commands parsed by the CLI; README's quick start run",
+    "text": "output shown, not code",
+    "": "output shown, not code",
+    "cron": "a crontab line, not code",
+}
+
+
+def test_every_block_is_in_a_language_that_is_checked() -> None:
+    unchecked = [f"{b} ({b.language})" for b in BLOCKS if b.language not in LANGUAGES]
+    assert not unchecked, f"blocks in a language no test checks: {unchecked}"
+
+
 def test_every_unrun_block_is_listed_with_a_reason() -> None:
     listed = {(b.doc, b.first) for b in BLOCKS if b.language == "python"}
     assert not set(NOT_RUN) - listed, "NOT_RUN names blocks that are gone"
