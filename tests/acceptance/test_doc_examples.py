@@ -182,7 +182,7 @@ def _server(root: Path) -> dict[str, str]:
     """`runce serve` and a worker for it in a copy of examples/quickstart: the URL and a
     token, as the reader's environment has them."""
     project, env = _project(root, "quickstart")
-    client = _token(project, env, "runs:read", "runs:write")
+    client = _token(project, env, "runs:read", "runs:write", "runs:work")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -321,18 +321,39 @@ def _console(doc: str, start: str) -> Block:
 def test_the_quick_start_commands_run(tmp_path: Path) -> None:
     project, env = _project(tmp_path, "quickstart")
     shutil.rmtree(project / "var", ignore_errors=True)
+    _run_console([_console(doc, start) for doc, start in CONSOLE_RUN], project, env)
+
+
+def test_the_remote_commands_run(tmp_path: Path) -> None:
+    """remote.md's commands "anywhere else", against a real server, with the environment
+    they export: enqueue, a remote worker, and the run followed to its end."""
+    env = _server(tmp_path)
+    project = tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "examples" / "quickstart", project)  # the jobs' code, no store
+    (project / "runce.toml").write_text('[worker]\nhandlers = ["example_jobs"]\n')
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RUNCE_")}, **env}
+    block = _console("docs/remote.md", "$ export RUNCE_API_URL=")
+    _run_console([block], project, env)
+
+
+def _run_console(blocks: list[Block], project: Path, env: dict[str, str]) -> None:
+    """Run the blocks' commands in order; the ids of runs they enqueue replace the ids the
+    page shows."""
     run_id = None
-    for doc, start in CONSOLE_RUN:
-        block = _console(doc, start)
+    for block in blocks:
         for line in block.text.splitlines():
             if not line.startswith("$ "):
                 continue  # what the command prints
             command = line[2:].split("  #")[0].strip()
+            if command.startswith("export "):  # the test's environment has these set
+                names = [word.split("=")[0] for word in shlex.split(command)[1:]]
+                assert all(name in env for name in names), f"{block}: {command!r}"
+                continue
             for typed, instead in TYPED.items():
                 command = re.sub(rf"(?<![\w-]){re.escape(typed)}(?![\w-])", instead, command)
-            if "<id>" in command:
+            if "<id>" in command or RUN_ID.search(command):
                 assert run_id is not None, f"{block}: {command!r} needs a run enqueued before it"
-                command = command.replace("<id>", run_id)
+                command = RUN_ID.sub(run_id, command.replace("<id>", run_id))
             argv = shlex.split(command)
             assert argv[0] == "runce", f"{block}: {command!r} is not a runce command"
             done = subprocess.run(
@@ -345,7 +366,9 @@ def test_the_quick_start_commands_run(tmp_path: Path) -> None:
             )
             assert done.returncode == 0, f"{block}: {command}\n{done.stdout}{done.stderr}"
             if argv[1:3] == ["runs", "enqueue"]:
-                run_id = RUN_ID.search(done.stdout)[0]  # type: ignore[index]
+                found = RUN_ID.search(done.stdout)
+                assert found is not None, f"{block}: {command!r} printed no run id"
+                run_id = found[0]
 
 
 def _commands(block: Block) -> list[str]:
