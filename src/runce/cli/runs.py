@@ -431,7 +431,14 @@ def _first_line(text: str | None) -> str:
 @click.option("--since", metavar="TIME", help="Only runs created at or after TIME (ISO-8601).")
 @click.option("--before", metavar="TIME", help="Only runs created before TIME (ISO-8601).")
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
-@click.option("--cursor", help="Continue after the page that printed this cursor.")
+@click.option(
+    "--order",
+    type=click.Choice(["newest", "oldest"]),
+    default="newest",
+    show_default=True,
+    help="Newest or oldest runs first (by creation).",
+)
+@click.option("--cursor", help="Continue after the page that printed this cursor (same --order).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: runs and next_cursor.")
 def runs_list(
     config_path: Path | None,
@@ -444,10 +451,11 @@ def runs_list(
     since: str | None,
     before: str | None,
     limit: int,
+    order: Any,
     cursor: str | None,
     as_json: bool,
 ) -> None:
-    """Runs, newest first."""
+    """Runs, newest first (or oldest first with --order oldest)."""
     page = _runs(config_path, tasks_dir, remote, token).list_runs(
         project_id=project,
         state=state,
@@ -456,6 +464,7 @@ def runs_list(
         before=_when(before, "--before"),
         cursor=cursor,
         limit=limit,
+        order=order,
     )
     if as_json:
         output.echo_json(
