@@ -227,7 +227,7 @@ def test_schedules_are_listed_and_switched_on_the_server(sqlite_remote: Remote) 
     _same(remote, "schedules", "list")
 
     unknown = _same(remote, "schedules", "disable", "nope")
-    assert unknown.returncode == 1
+    assert unknown.returncode == 5  # not found
     assert_one_sentence(unknown.stderr, "no schedule is named 'nope'")
     made = remote.space.runce(
         "tokens", "create", "shop", "--scope", "runs:write", "--project", "shop"

@@ -278,4 +278,7 @@ def remote_url(value: str) -> str:
 
 
 def _note(text: str) -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("as_json"):
+        return  # under --json, stderr carries only an error's JSON object
     click.echo(click.style(text, dim=True), err=True)
