@@ -172,7 +172,7 @@ def test_the_remote_cli_prints_what_the_local_one_prints(sqlite_remote: Remote) 
     ):
         _same(remote, *args)
     assert _same(remote, "runs", "tail", run_id).returncode == 1
-    assert _same(remote, "runs", "status", "no-such-run").returncode == 1
+    assert _same(remote, "runs", "status", "no-such-run").returncode == 5  # not found
     assert _same(remote, "runs", "cancel", run_id, "--yes").returncode == 1
 
     retried = remote.remote("runs", "retry", run_id)

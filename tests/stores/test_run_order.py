@@ -109,3 +109,28 @@ def test_a_factory_that_enqueues_without_the_key_is_refused(queue: RunQueue) -> 
     service = RunService(queue)
     with pytest.raises(UsageError, match="idempotency_key='k-1'"):
         service.ensure_idempotent("k-1", lambda: service.enqueue("email.send", {}))
+
+
+def test_the_library_functions_take_order_and_ensure_idempotent(tmp_path: Any) -> None:
+    import asyncio
+
+    import runce
+
+    config = {"store": f"sqlite:///{tmp_path / 'runce.db'}"}
+    first = runce.ensure_idempotent(
+        "only-once",
+        lambda: runce.enqueue("email.send", {"n": 1}, idempotency_key="only-once", config=config),
+        config=config,
+    )
+    second = runce.enqueue("email.send", {"n": 2}, config=config)
+    oldest = runce.list_runs(order="oldest", config=config).runs
+    assert [r.id for r in oldest] == [first.id, second.id]
+    assert [r.id for r in runce.list_runs(config=config).runs] == [second.id, first.id]
+
+    async def oldest_first() -> list[str]:
+        page = await runce.alist_runs(order="oldest", limit=1, config=config)
+        return [r.id for r in page.runs]
+
+    assert asyncio.run(oldest_first()) == [first.id]
+    again = runce.ensure_idempotent("only-once", lambda: second, config=config)
+    assert again.id == first.id
