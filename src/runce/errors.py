@@ -5,6 +5,7 @@
     RunceError                      every error runce raises on purpose
     ├── ConfigError                 bad or missing configuration (exit 2)
     ├── UsageError                  a command asked for something impossible (exit 2)
+    │   └── UnknownTask             no task file has that id (exit 5)
     ├── TaskLoadError               a task file cannot be found, imported or understood (exit 2)
     ├── StoreError                  the store failed; the driver's exception is ``__cause__``
     │   ├── StoreUnavailable        cannot connect, open or write the store (exit 2)
@@ -21,11 +22,11 @@
     │   ├── OutOfOrderError         a pending task sorts before an applied one
     │   └── TasksFailed             a task failed; carries the report
     ├── RunError                    the job queue refused a request (exit 1)
-    │   ├── UnknownRun              no run has that id
+    │   ├── UnknownRun              no run has that id (exit 5)
     │   ├── IllegalTransition       the run's state does not allow it (cancel a succeeded run)
     │   ├── IdempotencyConflict     a key reused with another kind, input or project
     │   ├── InvalidInput            a run's input or result is not valid (exit 2)
-    │   ├── UnknownSchedule         no cron schedule has that name
+    │   ├── UnknownSchedule         no cron schedule has that name (exit 5)
     │   └── JobFailed               a job called in-process (``.now()``) failed; carries the run id
     └── RemoteError                 the runce server refused a request (exit 2)
         ├── AuthError               no token, an unknown or revoked one (401), or no right (403)
@@ -48,6 +49,11 @@ if TYPE_CHECKING:
     from runce.tasks.report import RunReport
 
 
+# The exit code of a command that names a run, schedule or task that does not exist, so
+# that a script tells "not there" from "failed" (1) and "bad request" (2).
+EXIT_NOT_FOUND = 5
+
+
 class RunceError(Exception):
     """Root of every error runce raises on purpose."""
 
@@ -64,6 +70,12 @@ class UsageError(RunceError):
     """A command or function was asked for something it cannot do."""
 
     exit_code = 2
+
+
+class UnknownTask(UsageError):
+    """No task file has that id."""
+
+    exit_code = EXIT_NOT_FOUND
 
 
 class TaskLoadError(RunceError):
@@ -162,6 +174,8 @@ class RunError(RunceError):
 class UnknownRun(RunError):
     """No run has that id."""
 
+    exit_code = EXIT_NOT_FOUND
+
 
 class IllegalTransition(RunError):
     """The run's state does not allow the requested change; nothing was written."""
@@ -212,6 +226,8 @@ class RateLimited(RemoteError):
 
 class UnknownSchedule(RunError):
     """No stored cron schedule has that name."""
+
+    exit_code = EXIT_NOT_FOUND
 
 
 class JobFailed(RunError):

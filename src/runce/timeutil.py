@@ -19,6 +19,13 @@ def to_iso(moment: datetime) -> str:
     return text[:-4] + "Z"  # microseconds -> milliseconds
 
 
+def json_time(moment: datetime) -> str:
+    """RFC 3339 UTC text ending in ``Z``, as every ``--json`` output and the HTTP API write
+    times (a naive time is taken as UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def from_iso(text: str) -> datetime:
     """Parse text written by :func:`to_iso` (or any ISO-8601 form) into an aware UTC datetime."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))

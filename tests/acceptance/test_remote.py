@@ -172,7 +172,7 @@ def test_the_remote_cli_prints_what_the_local_one_prints(sqlite_remote: Remote) 
     ):
         _same(remote, *args)
     assert _same(remote, "runs", "tail", run_id).returncode == 1
-    assert _same(remote, "runs", "status", "no-such-run").returncode == 1
+    assert _same(remote, "runs", "status", "no-such-run").returncode == 5  # not found
     assert _same(remote, "runs", "cancel", run_id, "--yes").returncode == 1
 
     retried = remote.remote("runs", "retry", run_id)
@@ -227,7 +227,7 @@ def test_schedules_are_listed_and_switched_on_the_server(sqlite_remote: Remote) 
     _same(remote, "schedules", "list")
 
     unknown = _same(remote, "schedules", "disable", "nope")
-    assert unknown.returncode == 1
+    assert unknown.returncode == 5  # not found
     assert_one_sentence(unknown.stderr, "no schedule is named 'nope'")
     made = remote.space.runce(
         "tokens", "create", "shop", "--scope", "runs:write", "--project", "shop"

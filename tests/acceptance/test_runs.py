@@ -332,7 +332,7 @@ def test_commands_print_json_and_refuse_bad_input(qspace: Workspace) -> None:
     assert isinstance(run, dict)
     assert run["kind"] == "no.such.kind"
     missing = qspace.runce("runs", "status", "no-such-id")
-    assert missing.returncode == 1
+    assert missing.returncode == 5  # not found
     assert "no run has the id" in missing.stderr
     listed = _json(qspace.runce("runs", "list", "--json"))
     assert isinstance(listed, dict)

@@ -117,7 +117,7 @@ def test_schedules_commands_switch_a_schedule_off_and_on(cronspace: Workspace) -
     assert on.stdout.startswith("enabled every2s: next run at ")
 
     unknown = cronspace.runce("schedules", "enable", "nope")
-    assert unknown.returncode == 1
+    assert unknown.returncode == 5  # not found
     assert_one_sentence(unknown.stderr, "no schedule is named 'nope'")
 
 

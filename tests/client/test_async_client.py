@@ -31,6 +31,8 @@ def test_the_async_client_does_what_the_client_does(server: Server) -> None:
             assert (await client.get_run(run.id)).input == {"a": 1}
             page = await client.list_runs(kind="client.echo", limit=10)
             assert [r.id for r in page.runs] == [run.id]
+            oldest = await client.list_runs(kind="client.echo", order="oldest", limit=10)
+            assert [r.id for r in oldest.runs] == [run.id]
             assert (await client.cancel_run(run.id)).state == "canceled"
             with pytest.raises(IllegalTransition):
                 await client.cancel_run(run.id)

@@ -88,6 +88,20 @@ def test_pages_walk_every_run_newest_first(server: Server) -> None:
     assert {r.id for r in newer} >= set(ids[3:])
 
 
+def test_pages_walk_every_run_oldest_first(server: Server) -> None:
+    client = server.client()
+    ids = [client.enqueue("client.echo", {"n": n}).id for n in range(5)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = client.list_runs(kind="client.echo", order="oldest", cursor=cursor, limit=2)
+        seen += [r.id for r in page.runs]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == ids
+
+
 def test_a_remote_worker_runs_what_the_client_enqueued(server: Server) -> None:
     client = server.client()
     good = client.enqueue("client.echo", {"n": 7})
@@ -235,7 +249,7 @@ def test_schedules_are_switched_off_and_on(server: Server) -> None:
     assert on == client.list_schedules()[0]
     with pytest.raises(UnknownSchedule, match="no schedule is named 'nope'") as unknown:
         client.enable_schedule("nope")
-    assert unknown.value.exit_code == 1
+    assert unknown.value.exit_code == 5  # not found
     with pytest.raises(UnknownSchedule):
         client.disable_schedule("nope")
     with pytest.raises(UsageError, match="a schedule name is empty"):

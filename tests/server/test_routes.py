@@ -183,6 +183,20 @@ def test_listing_pages_newest_first_with_filters(api: Api) -> None:
     _problem(api.call("GET", "/v1/runs", params={"cursor": "bogus!"}), 422, "invalid-request")
 
 
+def test_listing_pages_oldest_first_with_order(api: Api) -> None:
+    ids = [api.enqueue(input={"n": n})["id"] for n in range(5)]
+    first = api.call("GET", "/v1/runs", params={"limit": 2, "order": "oldest"}).json()
+    assert [r["id"] for r in first["runs"]] == ids[:2]
+    params = {"limit": 3, "order": "oldest", "cursor": first["next_cursor"]}
+    rest = api.call("GET", "/v1/runs", params=params).json()
+    assert [r["id"] for r in rest["runs"]] == ids[2:]
+    assert rest["next_cursor"] is None
+    newest = api.call("GET", "/v1/runs", params={"order": "newest"}).json()
+    assert [r["id"] for r in newest["runs"]] == ids[::-1]
+    bad = api.call("GET", "/v1/runs", params={"order": "random"})
+    _problem(bad, 422, "invalid-request")
+
+
 def test_an_unknown_run_is_404_not_found(api: Api) -> None:
     for method, path in (
         ("GET", "/v1/runs/nope"),

@@ -53,7 +53,10 @@ def enqueue_things() -> list[str]:
     ids = [r.run_id or "" for r in results if r.ok and r.result is not None]
     plain: runce.Run = runce.enqueue("email.send", {"to": "e@example.com"}, priority=1)
     many: list[runce.Run] = runce.enqueue_many("email.send", [{"to": "f@example.com"}])
-    page: runce.RunPage = runce.list_runs(state="queued", limit=10)
+    page: runce.RunPage = runce.list_runs(state="queued", limit=10, order="oldest")
+    kept: runce.Run = runce.ensure_idempotent(
+        "nightly", lambda: runce.enqueue("email.send", {}, idempotency_key="nightly")
+    )
     states = [r.state for r in page.runs]
     got: runce.Run = runce.get_run(plain.id)
     done: runce.Run = runce.wait(got.id, timeout=1.0)
@@ -62,7 +65,7 @@ def enqueue_things() -> list[str]:
     oks = [t.id for t in report.results]
     with runce.Client("http://127.0.0.1:8000", token="t") as client:
         remote: runce.Run = client.enqueue("email.send", {"to": "g@example.com"})
-        listed = client.list_runs(limit=5)
+        listed = client.list_runs(limit=5, order="newest")
     return [
         run_one.id,
         later_run.id,
@@ -72,6 +75,7 @@ def enqueue_things() -> list[str]:
         *[m.id for m in many],
         *states,
         canceled.state,
+        kept.id,
         *oks,
         remote.id,
         *[r.id for r in listed.runs],

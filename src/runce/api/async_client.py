@@ -42,7 +42,7 @@ from runce.api.retries import RETRY_STATUSES, RetryPolicy
 from runce.api.schemas import AttemptModel, ScheduleModel, WorkerModel
 from runce.errors import RunceError, UnknownRun, UnknownSchedule
 from runce.runs.service import RunPage
-from runce.stores.queue import AttemptRecord, Run, RunState, WorkerInfo
+from runce.stores.queue import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
 from runce.stores.schedules import Schedule
 
 
@@ -144,9 +144,11 @@ class AsyncClient:
         before: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        order: RunOrder = "newest",
     ) -> RunPage:
-        """Runs newest first; pass ``page.next_cursor`` back as ``cursor`` for the next page."""
-        params = list_params(project_id, state, kind, since, before, cursor, limit)
+        """Runs newest first (``order="oldest"``: oldest first); pass ``page.next_cursor``
+        back as ``cursor``, with the same ``order``, for the next page."""
+        params = list_params(project_id, state, kind, since, before, cursor, limit, order)
         return page_from_json((await self.request("GET", "/v1/runs", params=params)).json())
 
     async def attempts(self, run_id: str) -> list[AttemptRecord]:

@@ -54,7 +54,7 @@ from runce.errors import (
     UsageError,
 )
 from runce.runs.service import RunPage
-from runce.stores.queue import AttemptRecord, Run, RunState, WorkerInfo
+from runce.stores.queue import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
 from runce.stores.schedules import Schedule
 
 DEFAULT_TIMEOUT = 10.0
@@ -171,9 +171,11 @@ class Client:
         before: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        order: RunOrder = "newest",
     ) -> RunPage:
-        """Runs newest first; pass ``page.next_cursor`` back as ``cursor`` for the next page."""
-        params = list_params(project_id, state, kind, since, before, cursor, limit)
+        """Runs newest first (``order="oldest"``: oldest first); pass ``page.next_cursor``
+        back as ``cursor``, with the same ``order``, for the next page."""
+        params = list_params(project_id, state, kind, since, before, cursor, limit, order)
         return page_from_json(self.request("GET", "/v1/runs", params=params).json())
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
@@ -339,8 +341,10 @@ def list_params(
     before: datetime | None,
     cursor: str | None,
     limit: int,
+    order: RunOrder = "newest",
 ) -> dict[str, Any]:
     return _without_none(
+        order=None if order == "newest" else order,
         project_id=project_id,
         state=state,
         kind=kind,

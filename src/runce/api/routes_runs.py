@@ -26,7 +26,7 @@ from runce.api.schemas import (
     RunModel,
 )
 from runce.errors import InvalidInput
-from runce.stores.queue import RunFilter, RunState
+from runce.stores.queue import RunFilter, RunOrder, RunState
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 422, 503))
 
@@ -123,9 +123,12 @@ def list_runs(
     before: TimeFilter = None,
     cursor: Cursor = None,
     limit: PageSize = 50,
+    order: RunOrder = "newest",
 ) -> RunList:
-    """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    filters = RunFilter(caller.check_project(project_id), state, kind, since, before)
+    """Runs newest first, or oldest first with ``order=oldest``; pass ``next_cursor`` back
+    as ``cursor`` (with the same ``order``) for the next page."""
+    project = caller.check_project(project_id)
+    filters = RunFilter(project, state, kind, since, before, order=order)
     page = ctx.runs.page(filters, cursor=cursor, limit=limit)
     return RunList(runs=[RunModel.from_run(r) for r in page.runs], next_cursor=page.next_cursor)
 

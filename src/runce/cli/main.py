@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -26,7 +27,9 @@ from runce.tasks.runner import bound_of, chosen_ids
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_USAGE = 2
 EXIT_PENDING = 3
+EXIT_INTERRUPTED = 130
 MAX_SKIP_LINES = 10
 IDLE_OUTCOMES = ("applied", "not-selected", "drifted", "not-run")
 
@@ -88,9 +91,25 @@ class LazyGroup(click.Group):
             importlib.import_module(self.lazy_modules.pop(0))
 
 
+EXIT_CODES_HELP = """\b
+Exit codes (docs/cli.md):
+  0    done
+  1    failed: a task or run failed, the lock is held, the queue refused the change
+  2    bad usage, configuration, input or store (nothing was written)
+  3    pending work (status --fail-if-pending), or runs tail timed out
+  4    runs tail: the run was canceled
+  5    not found: no run, schedule or task has that id or name
+  130  interrupted (Ctrl-C, SIGTERM)
+
+With --json, output is snake_case keys and UTC times ending in Z (except `runce list
+--json`, which keeps the field names of the tracker it adopts); an error is one JSON object
+on stderr, {"error": {"type", "message", "exit_code"}}, with the same exit code."""
+
+
 @click.group(
     cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
 )
 @click.version_option(__version__, "--version", prog_name="runce")
 def cli() -> None:
@@ -276,7 +295,14 @@ def _status_detail(status: Any) -> str:
 
 @cli.command(name="list")
 @config_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON in the TypeScript tracker's record shape: id, name, checksum, "
+    "appliedAt, durationMs, status (success or failed), error. The one --json output "
+    "not in snake_case, kept so that tools reading that tracker's records read these.",
+)
 def list_(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
     """The store's last outcome per task id (reads only the store)."""
     cfg = load_cli_config(config_path, tasks_dir)
@@ -369,17 +395,22 @@ def make(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
     metavar="SECONDS",
     help="Wait up to SECONDS for the lock.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the records written, as JSON.")
 def repair(
     config_path: Path | None,
     tasks_dir: Path | None,
     ids: tuple[str, ...],
     everything: bool,
     wait_seconds: float,
+    as_json: bool,
 ) -> None:
     """Accept the changed file of an applied task (appends a `repaired` record)."""
     cfg = load_cli_config(config_path, tasks_dir)
-    _store_line(api.store_description(cfg))
     rows = api.repair(cfg, ids, all_drifted=everything, wait=wait_seconds)
+    if as_json:
+        output.echo_json([_attempt_dict(a) for a in rows])
+        return
+    _store_line(api.store_description(cfg))
     for row in rows:
         click.echo(f"{output.styled('REPAIRED', 9)}{row.task_id} now {row.checksum}")
     if not rows:
@@ -399,6 +430,7 @@ def repair(
     metavar="SECONDS",
     help="Wait up to SECONDS for the lock.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the records written, as JSON.")
 def baseline(
     config_path: Path | None,
     tasks_dir: Path | None,
@@ -406,12 +438,16 @@ def baseline(
     everything: bool,
     until: str | None,
     wait_seconds: float,
+    as_json: bool,
 ) -> None:
     """Record tasks as applied without running them (the work was done before runce)."""
     bound_of(until, "--until")
     cfg = load_cli_config(config_path, tasks_dir)
-    _store_line(api.store_description(cfg))
     rows = api.baseline(cfg, ids, all_pending=everything, until=until, wait=wait_seconds)
+    if as_json:
+        output.echo_json([_attempt_dict(a) for a in rows])
+        return
+    _store_line(api.store_description(cfg))
     for row in rows:
         click.echo(f"{output.styled('BASELINED', 10)}{row.task_id}")
     if not rows:
@@ -426,23 +462,31 @@ def baseline(
     help="Clear a live holder too (on PostgreSQL, ends the holder's session).",
 )
 @click.option("--yes", is_flag=True, help="Do not ask before --force.")
-def unlock(config_path: Path | None, tasks_dir: Path | None, force: bool, yes: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: the holder and cleared.")
+def unlock(
+    config_path: Path | None, tasks_dir: Path | None, force: bool, yes: bool, as_json: bool
+) -> None:
     """Show the lock's holder and clear it if it expired or its process died."""
     cfg = load_cli_config(config_path, tasks_dir)
-    _store_line(api.store_description(cfg))
     holder = api.lock_holder(cfg)
-    click.echo(output.holder_line(holder))
-    if holder is None:
-        return
-    if holder.state == "live" and not force:
-        raise LockHeld(
-            f"the lock is held by {holder.describe()}, which is alive; wait for it to finish, "
-            "or clear it with `runce unlock --force`"
-        )
-    if holder.state == "live" and not yes:
-        click.confirm("The holder looks alive. Clear its lock anyway?", abort=True)
-    cleared = api.unlock(cfg, force=force)
-    click.echo("cleared" if cleared is not None else "nothing to clear")
+    if not as_json:
+        _store_line(api.store_description(cfg))
+        click.echo(output.holder_line(holder))
+    cleared = None
+    if holder is not None:
+        if holder.state == "live" and not force:
+            raise LockHeld(
+                f"the lock is held by {holder.describe()}, which is alive; wait for it to "
+                "finish, or clear it with `runce unlock --force`"
+            )
+        if holder.state == "live" and not yes:
+            # on stderr under --json, so that stdout stays one JSON document
+            click.confirm("The holder looks alive. Clear its lock anyway?", abort=True, err=as_json)
+        cleared = api.unlock(cfg, force=force)
+    if as_json:
+        output.echo_json({"lock": output.holder_dict(holder), "cleared": cleared is not None})
+    elif holder is not None:
+        click.echo("cleared" if cleared is not None else "nothing to clear")
 
 
 # -- pause, resume, cancel (backfills) --------------------------------------------------------
@@ -561,37 +605,56 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None, prog_name: str = "runce") -> None:
-    """Run the CLI; runce's errors become one sentence and their exit code."""
+    """Run the CLI; runce's errors become one sentence and their exit code (under
+    ``--json``, one JSON object on stderr, with the same exit code)."""
     logging.basicConfig(level=logging.INFO, handlers=[_TaskLogHandler()])
     use_format("text")
     signal.signal(signal.SIGTERM, _on_sigterm)
+    as_json = _wants_json(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except RunceError as exc:
-        click.echo(f"runce: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(type(exc).__name__, str(exc), exc.exit_code, as_json)
     except click.exceptions.Abort as exc:
         # click turns KeyboardInterrupt (and our SIGTERM) into Abort; keep the shell's code
         if isinstance(exc.__cause__, KeyboardInterrupt):
-            _interrupted(exc.__cause__)
+            _interrupted(exc.__cause__, as_json)
+        if as_json:
+            _fail("Aborted", "aborted", 1, as_json)
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as exc:
+        if as_json:
+            _fail("UsageError", exc.format_message(), EXIT_USAGE, as_json)
         exc.show()
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt as exc:
-        _interrupted(exc)
+        _interrupted(exc, as_json)
 
 
-def _interrupted(exc: KeyboardInterrupt) -> None:
+def _wants_json(args: list[str]) -> bool:
+    """Whether the command line asks for ``--json`` (before a ``--``, if any)."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _fail(kind: str, message: str, code: int, as_json: bool) -> NoReturn:
+    """Exit with ``code`` after saying why: one sentence, or one JSON object under --json."""
+    if as_json:
+        error = {"type": kind, "message": message, "exit_code": code}
+        click.echo(json.dumps({"error": error}), err=True)
+    else:
+        click.echo(f"runce: {message}", err=True)
+    sys.exit(code)
+
+
+def _interrupted(exc: KeyboardInterrupt, as_json: bool = False) -> NoReturn:
     """Ctrl-C (or SIGTERM) stopped the command: say so, with the shell's code (130)."""
     reason = message_of(exc) or "interrupted by Ctrl-C"
-    click.echo(
-        f"runce: {reason}; the run stopped, and a task it interrupted is recorded as failed "
-        "with that reason",
-        err=True,
+    message = (
+        f"{reason}; the run stopped, and a task it interrupted is recorded as failed "
+        "with that reason"
     )
-    sys.exit(130)
+    _fail("Interrupted", message, EXIT_INTERRUPTED, as_json)
 
 
 class _TaskLogHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -14,6 +14,7 @@ import click
 from runce.stores.base import LockHolder
 from runce.tasks.report import RunReport, TaskResult
 from runce.tasks.states import BackfillProgress
+from runce.timeutil import json_time
 
 LABELS = {
     "ok": "OK",
@@ -53,7 +54,7 @@ def echo_json(data: Any) -> None:
 
 def _json_default(value: object) -> str:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return json_time(value)
     return str(value)
 
 
@@ -154,6 +155,19 @@ def holder_line(holder: LockHolder | None) -> str:
         holder.state
     ]
     return f"lock: {state} by {holder.describe()}"
+
+
+def holder_dict(holder: LockHolder | None) -> dict[str, Any] | None:
+    """The lock's holder as ``status --json`` shows it (None when the lock is free)."""
+    if holder is None:
+        return None
+    return {
+        "owner": holder.owner,
+        "host": holder.host,
+        "pid": holder.pid,
+        "since": json_time(holder.since) if holder.since else None,
+        "state": holder.state,
+    }
 
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from runce.api.client import Client
     from runce.api.remote_queue import HttpRunQueue
     from runce.runs.service import RunPage
-    from runce.stores.queue import AttemptRecord, Run, RunState, WorkerInfo
+    from runce.stores.queue import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
     from runce.stores.schedules import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,6 +119,7 @@ class Runs(Protocol):
         before: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        order: RunOrder = "newest",
     ) -> RunPage: ...
 
     def attempts(self, run_id: str) -> list[AttemptRecord]: ...
@@ -183,6 +184,7 @@ class LocalRuns:
         before: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        order: RunOrder = "newest",
     ) -> RunPage:
         return self._api.list_runs(
             project_id=project_id,
@@ -192,6 +194,7 @@ class LocalRuns:
             before=before,
             cursor=cursor,
             limit=limit,
+            order=order,
             config=self._config,
         )
 
@@ -275,4 +278,7 @@ def remote_url(value: str) -> str:
 
 
 def _note(text: str) -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("as_json"):
+        return  # under --json, stderr carries only an error's JSON object
     click.echo(click.style(text, dim=True), err=True)

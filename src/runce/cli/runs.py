@@ -431,7 +431,14 @@ def _first_line(text: str | None) -> str:
 @click.option("--since", metavar="TIME", help="Only runs created at or after TIME (ISO-8601).")
 @click.option("--before", metavar="TIME", help="Only runs created before TIME (ISO-8601).")
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
-@click.option("--cursor", help="Continue after the page that printed this cursor.")
+@click.option(
+    "--order",
+    type=click.Choice(["newest", "oldest"]),
+    default="newest",
+    show_default=True,
+    help="Newest or oldest runs first (by creation).",
+)
+@click.option("--cursor", help="Continue after the page that printed this cursor (same --order).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: runs and next_cursor.")
 def runs_list(
     config_path: Path | None,
@@ -444,10 +451,11 @@ def runs_list(
     since: str | None,
     before: str | None,
     limit: int,
+    order: Any,
     cursor: str | None,
     as_json: bool,
 ) -> None:
-    """Runs, newest first."""
+    """Runs, newest first (or oldest first with --order oldest)."""
     page = _runs(config_path, tasks_dir, remote, token).list_runs(
         project_id=project,
         state=state,
@@ -456,6 +464,7 @@ def runs_list(
         before=_when(before, "--before"),
         cursor=cursor,
         limit=limit,
+        order=order,
     )
     if as_json:
         output.echo_json(
@@ -485,6 +494,7 @@ def runs_list(
 @remote_options
 @click.argument("run_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_cancel(
     config_path: Path | None,
     tasks_dir: Path | None,
@@ -492,14 +502,18 @@ def runs_cancel(
     token: str | None,
     run_id: str,
     yes: bool,
+    as_json: bool,
 ) -> None:
     """Cancel a run: a queued one at once, a running one cooperatively."""
     target = _runs(config_path, tasks_dir, remote, token)
     run = target.get_run(run_id)
     if not yes:
-        click.confirm(f"Cancel {run.state} run {run.id} ({run.kind})?", abort=True)
+        # on stderr under --json, so that stdout stays one JSON document
+        click.confirm(f"Cancel {run.state} run {run.id} ({run.kind})?", abort=True, err=as_json)
     after = target.cancel_run(run_id)
-    if after.state == "canceled":
+    if as_json:
+        output.echo_json(_run_dict(after))
+    elif after.state == "canceled":
         click.echo(f"canceled {after.id}")
     else:
         click.echo(f"cancel requested: {after.id} stops when its job next checks ctx.cancelled")
@@ -509,27 +523,40 @@ def runs_cancel(
 @config_options
 @remote_options
 @click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_retry(
     config_path: Path | None,
     tasks_dir: Path | None,
     remote: str | None,
     token: str | None,
     run_id: str,
+    as_json: bool,
 ) -> None:
     """Queue a failed or canceled run again, for one more attempt."""
     run = _runs(config_path, tasks_dir, remote, token).retry_run(run_id)
+    if as_json:
+        output.echo_json(_run_dict(run))
+        return
     click.echo(f"queued {run.id} again (attempt {run.attempt + 1} of {run.max_attempts})")
 
 
 @runs.command(name="prune")
 @config_options
 @remote_options
+@click.option("--json", "as_json", is_flag=True, help='Print JSON: {"pruned": N}.')
 def runs_prune(
-    config_path: Path | None, tasks_dir: Path | None, remote: str | None, token: str | None
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    remote: str | None,
+    token: str | None,
+    as_json: bool,
 ) -> None:
     """Delete finished runs older than runs.retention (succeeded 30d, failed 90d by default;
     with --remote, the server's runs.retention)."""
     count = _runs(config_path, tasks_dir, remote, token).prune_runs()
+    if as_json:
+        output.echo_json({"pruned": count})
+        return
     click.echo(f"pruned {count} run{'s' if count != 1 else ''}")
 
 
@@ -543,6 +570,7 @@ def runs_prune(
     metavar="SECONDS",
     help="Give up after SECONDS (exit 3).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print only the last state, as JSON.")
 def runs_tail(
     config_path: Path | None,
     tasks_dir: Path | None,
@@ -550,21 +578,27 @@ def runs_tail(
     token: str | None,
     run_id: str,
     timeout: float | None,
+    as_json: bool,
 ) -> None:
-    """Follow a run to its end. Exit 0 succeeded, 1 failed, 4 canceled, 3 timed out."""
+    """Follow a run to its end. Exit 0 succeeded, 1 failed, 4 canceled, 3 timed out,
+    5 no such run."""
     target = _runs(config_path, tasks_dir, remote, token)
     deadline = None if timeout is None else time.monotonic() + timeout
-    run = (_follow_live if output.is_terminal() else _follow_plain)(target, run_id, deadline)
-    _print_run(run)
+    if as_json:
+        run = _follow_plain(target, run_id, deadline, quiet=True)
+        output.echo_json(_run_dict(run))
+    else:
+        run = (_follow_live if output.is_terminal() else _follow_plain)(target, run_id, deadline)
+        _print_run(run)
     sys.exit(TAIL_EXIT.get(run.state, TAIL_TIMEOUT_EXIT))
 
 
-def _follow_plain(target: Runs, run_id: str, deadline: float | None) -> Run:
+def _follow_plain(target: Runs, run_id: str, deadline: float | None, *, quiet: bool = False) -> Run:
     last: tuple[str, int | None, str | None] | None = None
     while True:
         run = target.get_run(run_id)
         now = (run.state, run.progress, run.progress_message)
-        if now != last:
+        if now != last and not quiet:
             progress = "" if run.progress is None else f" {run.progress}%"
             message = f" {run.progress_message}" if run.progress_message else ""
             click.echo(f"{run.state}{progress}{message}")

@@ -60,15 +60,20 @@ def schedules_list(
 @config_options
 @remote_options
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the schedule as JSON.")
 def schedules_enable(
     config_path: Path | None,
     tasks_dir: Path | None,
     remote: str | None,
     token: str | None,
     name: str,
+    as_json: bool,
 ) -> None:
     """Switch a schedule on; it next runs at its first tick from now."""
     found = _target(config_path, tasks_dir, remote, token).enable_schedule(name)
+    if as_json:
+        output.echo_json(asdict(found))
+        return
     click.echo(f"enabled {found.name}: next run at {output.when(found.next_run_at)} UTC")
 
 
@@ -76,15 +81,20 @@ def schedules_enable(
 @config_options
 @remote_options
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the schedule as JSON.")
 def schedules_disable(
     config_path: Path | None,
     tasks_dir: Path | None,
     remote: str | None,
     token: str | None,
     name: str,
+    as_json: bool,
 ) -> None:
     """Switch a schedule off; no worker enqueues its ticks until it is enabled again."""
     found = _target(config_path, tasks_dir, remote, token).disable_schedule(name)
+    if as_json:
+        output.echo_json(asdict(found))
+        return
     click.echo(f"disabled {found.name}")
 
 

@@ -38,7 +38,7 @@ from runce.runs.schedules import registry as schedule_registry
 from runce.runs.service import RunPage, RunService
 from runce.runs.worker import Worker, WorkerOptions, WorkerSummary
 from runce.stores.base import Store, StoreSpec
-from runce.stores.queue import Run, RunFilter, RunQueue, RunState
+from runce.stores.queue import Run, RunFilter, RunOrder, RunQueue, RunState
 from runce.stores.registry import open_store
 from runce.stores.schedules import Schedule, ScheduleStore
 
@@ -300,11 +300,23 @@ def list_runs(
     before: datetime | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    order: RunOrder = "newest",
     config: ConfigArg = None,
 ) -> RunPage:
-    """Runs newest first; pass ``page.next_cursor`` back as ``cursor`` for the next page."""
-    filters = RunFilter(project_id, state, kind, since, before)
+    """Runs newest first (``order="oldest"``: oldest first); pass ``page.next_cursor`` back
+    as ``cursor``, with the same ``order``, for the next page."""
+    filters = RunFilter(project_id, state, kind, since, before, order=order)
     return service(config).page(filters, cursor=cursor, limit=limit)
+
+
+def ensure_idempotent(key: str, factory: Callable[[], Run], *, config: ConfigArg = None) -> Run:
+    """The run holding idempotency key ``key``, or the one ``factory()`` creates (R-2a).
+
+    ``factory`` enqueues it with that key, e.g. ``lambda: runce.enqueue(kind, input,
+    idempotency_key=key)``; the store keeps one run per key, so concurrent callers all get
+    the same run. A factory returning a run without that key is a :class:`UsageError`.
+    """
+    return service(config).ensure_idempotent(key, factory)
 
 
 def cancel_run(run_id: str, *, config: ConfigArg = None) -> Run:
@@ -350,6 +362,7 @@ async def alist_runs(
     before: datetime | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    order: RunOrder = "newest",
     config: ConfigArg = None,
 ) -> RunPage:
     """:func:`list_runs` for async callers (on a worker thread)."""
@@ -362,6 +375,7 @@ async def alist_runs(
             before=before,
             cursor=cursor,
             limit=limit,
+            order=order,
             config=config,
         )
     )

@@ -53,6 +53,8 @@ from runce.stores.queue import (
 )
 from runce.transaction import unwrap
 
+RUN_ORDERS = ("newest", "oldest")
+
 ERROR_CAP = 16 * 1024
 MAX_PAGE = 100
 # Long enough for the keys runce makes itself (a schedule's tick: at most 234), far below
@@ -477,6 +479,8 @@ class RunService:
             raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
         after = decode_cursor(cursor) if cursor else None
         filters = filters or RunFilter()
+        if filters.order not in RUN_ORDERS:
+            raise UsageError(f"order {filters.order!r} is not one of: {', '.join(RUN_ORDERS)}")
         check_lookup(filters.project_id, "project_id")
         check_lookup(filters.kind, "kind")
         check_time(filters.since, "since")
@@ -485,6 +489,25 @@ class RunService:
         more = len(runs) > limit
         runs = runs[:limit]
         return RunPage(runs, encode_cursor(runs[-1]) if more else None)
+
+    def ensure_idempotent(self, key: str, factory: Callable[[], Run]) -> Run:
+        """The run holding idempotency key ``key``, or the one ``factory()`` creates.
+
+        ``factory`` enqueues the run with ``idempotency_key=key``: the store keeps one run
+        per key, so callers racing past the look-up all get the run the first one stored.
+        """
+        key = check_idempotency_key(key)
+        found = self.queue.page(RunFilter(idempotency_key=key), None, 1)
+        if found:
+            return found[0]
+        run = factory()
+        if not isinstance(run, Run) or run.idempotency_key != key:
+            made = getattr(run, "idempotency_key", None) if isinstance(run, Run) else run
+            raise UsageError(
+                f"ensure_idempotent({key!r}, factory): the factory must return the run it "
+                f"enqueued with idempotency_key={key!r}, not {made!r}"
+            )
+        return run
 
     def stats(self, window: float = 3600.0, *, cap: int = STATS_CAP) -> RunStats:
         """Bounded counts for an overview: active runs per state and kind, and the runs

@@ -522,9 +522,9 @@ class MemoryRunQueue:
             rows = [
                 r
                 for r in self._runs.rows.values()
-                if _matches(r, filters) and (after is None or (r.created_at, r.id) < after)
+                if _matches(r, filters) and (after is None or _beyond(r, after, filters.order))
             ]
-        rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        rows.sort(key=lambda r: (r.created_at, r.id), reverse=filters.order == "newest")
         return rows[:limit]
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
@@ -631,6 +631,12 @@ def _unclaimed(run: Run, now: datetime) -> Run:
         started_at=None,
         updated_at=now,
     )
+
+
+def _beyond(run: Run, after: tuple[datetime, str], order: str) -> bool:
+    """Whether ``run`` comes after the page's last run ``after``, in that order."""
+    key = (run.created_at, run.id)
+    return key < after if order == "newest" else key > after
 
 
 def _matches(run: Run, filters: RunFilter) -> bool:

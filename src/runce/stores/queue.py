@@ -36,6 +36,8 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 from runce.errors import StoreError, UsageError
 
 RunState = Literal["queued", "running", "succeeded", "failed", "canceled"]
+# Which runs a page shows first, by creation: the newest (the default) or the oldest.
+RunOrder = Literal["newest", "oldest"]
 RUN_STATES: tuple[RunState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
 
@@ -414,6 +416,7 @@ class RunFilter:
     idempotency_key: str | None = None
     correlation_id: str | None = None
     ids: tuple[str, ...] | None = None  # only these runs (a page following what it shows)
+    order: RunOrder = "newest"  # by (created_at, id): newest or oldest first
 
 
 # How many runs a count in :class:`RunStats` reads at most per state; beyond it the
@@ -544,8 +547,9 @@ class RunQueue(Protocol):
     def get(self, run_id: str) -> Run | None: ...
 
     def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
-        """Newest first by (created_at, id); ``after`` is the last (created_at, id) already
-        seen, for keyset pagination that stays stable while runs are inserted."""
+        """Newest first by (created_at, id), or oldest first when ``filters.order`` is
+        ``"oldest"``; ``after`` is the last (created_at, id) already seen, for keyset
+        pagination that stays stable while runs are inserted."""
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """The attempts that did not succeed, oldest first."""

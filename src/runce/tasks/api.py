@@ -16,7 +16,7 @@ from typing import Any
 
 from runce._version import __version__
 from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, ConfigArg, bounded, resolve_config
-from runce.errors import TasksFailed, UsageError
+from runce.errors import TasksFailed, UnknownTask, UsageError
 from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, LockHolder, SchemaStatus, Store
 from runce.stores.liveness import current_owner
 from runce.stores.registry import open_store
@@ -32,7 +32,7 @@ from runce.tasks.runner import (
     chosen_ids,
 )
 from runce.tasks.states import RUNNABLE, TaskState, TaskStatus, compute_statuses
-from runce.timeutil import utcnow
+from runce.timeutil import json_time, utcnow
 
 
 @contextmanager
@@ -142,7 +142,7 @@ class StatusReport:
                 "owner": holder.owner,
                 "host": holder.host,
                 "pid": holder.pid,
-                "since": holder.since.isoformat() if holder.since else None,
+                "since": json_time(holder.since) if holder.since else None,
                 "state": holder.state,
             },
             "tasks": [s.to_dict() for s in self.tasks],
@@ -263,7 +263,7 @@ def _targets(
     for task_id in ids:
         found = by_id.get(task_id)
         if found is None or found.state is TaskState.MISSING:
-            raise UsageError(f"no task file has the id {task_id!r}")
+            raise UnknownTask(f"no task file has the id {task_id!r}")
         if status == "repaired" and found.state is not TaskState.DRIFTED:
             raise UsageError(f"{task_id} is {found.state.value}, not DRIFTED; nothing to repair")
         if status == "baselined" and found.state not in RUNNABLE:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runce.config import ConfigArg, resolve_config
-from runce.errors import UsageError
+from runce.errors import UnknownTask, UsageError
 from runce.stores.base import ControlCommand, Store
 from runce.stores.liveness import current_owner
 from runce.stores.registry import open_store
@@ -79,7 +79,7 @@ def _status_of(task_id: str, store: Store, tasks_dir: Path) -> TaskStatus:
     )
     found = [s for s in statuses if s.id == task_id]
     if not found:
-        raise UsageError(f"no task {task_id!r} in {tasks_dir}; give a task file's id")
+        raise UnknownTask(f"no task {task_id!r} in {tasks_dir}; give a task file's id")
     return found[0]
 
 

@@ -75,6 +75,7 @@ class RunReport:
             "ok": self.ok,
             "duration_ms": self.duration_ms,
             "lock_lost": self.lock_lost,
-            "counts": dict(sorted(self.counts.items())),
+            # outcomes as snake_case keys, like every key of runce's JSON (not-run: not_run)
+            "counts": {k.replace("-", "_"): n for k, n in sorted(self.counts.items())},
             "tasks": [r.to_dict() for r in self.results],
         }

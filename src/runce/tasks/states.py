@@ -10,6 +10,7 @@ from pathlib import Path
 from runce.stores.base import AppliedRecord, Attempt, Checkpoint, LockHolder, TaskControl
 from runce.stores.liveness import process_alive
 from runce.tasks.discovery import TaskFile
+from runce.timeutil import json_time
 
 
 class TaskState(StrEnum):
@@ -58,7 +59,7 @@ class TaskStatus:
             "path": str(self.path) if self.path else None,
             "checksum": self.checksum,
             "applied_checksum": record.checksum if record else None,
-            "applied_at": record.applied_at.isoformat() if record else None,
+            "applied_at": json_time(record.applied_at) if record else None,
             "duration_ms": record.duration_ms if record else None,
             "error": record.error if record and record.status == "failed" else None,
             "out_of_order": self.out_of_order,
@@ -74,7 +75,7 @@ class TaskStatus:
             else {
                 "command": self.control.command,
                 "by": self.control.requested_by,
-                "at": self.control.requested_at.isoformat(),
+                "at": json_time(self.control.requested_at),
             },
             "attempt_owner": None
             if attempt is None
@@ -82,7 +83,7 @@ class TaskStatus:
                 "owner": attempt.owner,
                 "host": attempt.host,
                 "pid": attempt.pid,
-                "started_at": attempt.started_at.isoformat(),
+                "started_at": json_time(attempt.started_at),
             },
         }
 

@@ -78,6 +78,7 @@ WAKE_ID = "~wake"  # the wake signal's document in the workers collection
 _CLAIM_ORDER = [("priority", -1), ("runAt", 1), ("_id", 1)]
 _NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 _OLDEST_FIRST = [("createdAt", 1), ("_id", 1)]
+_OLDEST_FIRST = [("createdAt", 1), ("_id", 1)]
 _UNCLAIMED: Document = {
     "claimedBy": None,
     "claimedAt": None,
@@ -496,14 +497,16 @@ class MongoRunQueue:
             query["createdAt"] = created
         if after is not None:
             at, last_id = after
+            beyond = "$lt" if filters.order == "newest" else "$gt"
             query["$or"] = [
-                {"createdAt": {"$lt": at}},
-                {"createdAt": at, "_id": {"$lt": last_id}},
+                {"createdAt": {beyond: at}},
+                {"createdAt": at, "_id": {beyond: last_id}},
             ]
         if limit <= 0:
             return []
         with self._conn.translated("list runs"):
-            docs = list(self._runs.find(query).sort(_NEWEST_FIRST).limit(limit))
+            order = _NEWEST_FIRST if filters.order == "newest" else _OLDEST_FIRST
+            docs = list(self._runs.find(query).sort(order).limit(limit))
         return [run_from(doc) for doc in docs]
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:

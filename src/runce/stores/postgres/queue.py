@@ -120,7 +120,9 @@ _PAGE_FILTERS = {
     "correlation_id": "correlation_id = %(correlation_id)s",
     "ids": "id = ANY(%(ids)s::text[])",
 }
-_PAGE_AFTER = "(created_at, id) < (%(after_created_at)s, %(after_id)s)"
+_PAGE_AFTER = "(created_at, id) {beyond} (%(after_created_at)s, %(after_id)s)"
+# A page's direction: the SQL order and the keyset comparison that continues it.
+_DIRECTIONS = {"newest": ("DESC", "<"), "oldest": ("ASC", ">")}
 # Filters an index leads with; a page with none of them is read per state (runs_state).
 _INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id", "ids")
 
@@ -330,6 +332,7 @@ class PostgresRunQueue:
     def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         if limit <= 0:
             return []
+        direction, beyond = _DIRECTIONS[filters.order]
         params: dict[str, Any] = {"limit": limit}
         conditions: list[sql.Composable] = []
         values = {
@@ -347,12 +350,14 @@ class PostgresRunQueue:
                 conditions.append(sql.SQL(_PAGE_FILTERS[name]))
                 params[name] = value
         if after is not None:
-            conditions.append(sql.SQL(_PAGE_AFTER))
+            conditions.append(sql.SQL(_PAGE_AFTER.replace("{beyond}", beyond)))
             params["after_created_at"], params["after_id"] = after
         where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
         led = any(values[name] is not None for name in _INDEXED)
         name = "page_runs" if led else "page_runs_by_state"
-        statement = query_with(name, self._db.target.schema, filters=where)
+        statement = query_with(
+            name, self._db.target.schema, filters=where, direction=sql.SQL(direction)
+        )
 
         def work(conn: Connection) -> list[Run]:
             return _runs(conn, statement, params)

@@ -305,7 +305,7 @@ SELECT * FROM {schema}.runs WHERE id = %(run_id)s;
 -- name: page_runs
 SELECT * FROM {schema}.runs
 WHERE {filters}
-ORDER BY created_at DESC, id DESC
+ORDER BY created_at {direction}, id {direction}
 LIMIT %(limit)s;
 
 -- A page filtered by nothing the indexes lead with (or only by time): the newest of each
@@ -314,21 +314,21 @@ LIMIT %(limit)s;
 -- name: page_runs_by_state
 SELECT * FROM (
     (SELECT * FROM {schema}.runs WHERE state = 'queued' AND {filters}
-     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+     ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s)
     UNION ALL
     (SELECT * FROM {schema}.runs WHERE state = 'running' AND {filters}
-     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+     ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s)
     UNION ALL
     (SELECT * FROM {schema}.runs WHERE state = 'succeeded' AND {filters}
-     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+     ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s)
     UNION ALL
     (SELECT * FROM {schema}.runs WHERE state = 'failed' AND {filters}
-     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+     ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s)
     UNION ALL
     (SELECT * FROM {schema}.runs WHERE state = 'canceled' AND {filters}
-     ORDER BY created_at DESC, id DESC LIMIT %(limit)s)
+     ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s)
 ) AS newest
-ORDER BY created_at DESC, id DESC
+ORDER BY created_at {direction}, id {direction}
 LIMIT %(limit)s;
 
 -- name: run_attempts

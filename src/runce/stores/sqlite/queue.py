@@ -84,7 +84,9 @@ _PAGE_FILTERS = {
     "correlation_id": "correlation_id = :correlation_id",
     "ids": "id IN (SELECT value FROM json_each(:ids))",
 }
-_PAGE_AFTER = "(created_at, id) < (:after_created_at, :after_id)"
+_PAGE_AFTER = "(created_at, id) {beyond} (:after_created_at, :after_id)"
+# A page's direction: the SQL order and the keyset comparison that continues it.
+_DIRECTIONS = {"newest": ("DESC", "<"), "oldest": ("ASC", ">")}
 # Filters an index leads with; a page with none of them is read per state (runce_runs_state).
 _INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id", "ids")
 
@@ -262,6 +264,7 @@ class SQLiteRunQueue:
     def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         if limit <= 0:
             return []
+        direction, beyond = _DIRECTIONS[filters.order]
         params: dict[str, Any] = {"limit": limit}
         conditions: list[str] = []
         values = {
@@ -279,11 +282,12 @@ class SQLiteRunQueue:
                 conditions.append(_PAGE_FILTERS[name])
                 params[name] = value
         if after is not None:
-            conditions.append(_PAGE_AFTER)
+            conditions.append(_PAGE_AFTER.replace("{beyond}", beyond))
             params["after_created_at"], params["after_id"] = to_iso(after[0]), after[1]
         led = any(values[name] is not None for name in _INDEXED)
         name = "page_runs" if led else "page_runs_by_state"
         sql = query(name).replace("{filters}", " AND ".join(conditions) or "1")
+        sql = sql.replace("{direction}", direction)
 
         def work(conn: sqlite3.Connection) -> list[Run]:
             return _runs_of(conn, sql, params)

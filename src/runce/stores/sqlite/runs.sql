@@ -213,7 +213,7 @@ SELECT * FROM runce_runs WHERE id = :run_id;
 -- name: page_runs
 SELECT * FROM runce_runs
 WHERE {filters}
-ORDER BY created_at DESC, id DESC
+ORDER BY created_at {direction}, id {direction}
 LIMIT :limit;
 
 -- The dashboard's overview (RunStats): bounded reads only, never a count over the table.
@@ -241,30 +241,30 @@ LIMIT 1;
 SELECT * FROM (
     SELECT * FROM (
         SELECT * FROM runce_runs WHERE state = 'queued' AND {filters}
-        ORDER BY created_at DESC, id DESC LIMIT :limit
+        ORDER BY created_at {direction}, id {direction} LIMIT :limit
     )
     UNION ALL
     SELECT * FROM (
         SELECT * FROM runce_runs WHERE state = 'running' AND {filters}
-        ORDER BY created_at DESC, id DESC LIMIT :limit
+        ORDER BY created_at {direction}, id {direction} LIMIT :limit
     )
     UNION ALL
     SELECT * FROM (
         SELECT * FROM runce_runs WHERE state = 'succeeded' AND {filters}
-        ORDER BY created_at DESC, id DESC LIMIT :limit
+        ORDER BY created_at {direction}, id {direction} LIMIT :limit
     )
     UNION ALL
     SELECT * FROM (
         SELECT * FROM runce_runs WHERE state = 'failed' AND {filters}
-        ORDER BY created_at DESC, id DESC LIMIT :limit
+        ORDER BY created_at {direction}, id {direction} LIMIT :limit
     )
     UNION ALL
     SELECT * FROM (
         SELECT * FROM runce_runs WHERE state = 'canceled' AND {filters}
-        ORDER BY created_at DESC, id DESC LIMIT :limit
+        ORDER BY created_at {direction}, id {direction} LIMIT :limit
     )
 )
-ORDER BY created_at DESC, id DESC
+ORDER BY created_at {direction}, id {direction}
 LIMIT :limit;
 
 -- name: run_attempts
