@@ -6,6 +6,11 @@ runce's own checksum."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,7 +23,7 @@ import pytest
 from runce.config import resolve_config
 from runce.stores.base import AppliedRecord
 from runce.tasks.api import opened_store
-from tests.acceptance.conftest import Workspace, all_lines, output_of
+from tests.acceptance.conftest import RUNCE, Workspace, all_lines, clean_env, output_of
 from tests.stores.records import finished, started
 
 pytestmark = pytest.mark.slow
@@ -124,3 +129,91 @@ def test_the_typescript_tools_documents_are_adopted(
     doc = raw["runce.applied"].find_one({"id": TASK_ID})
     assert doc is not None
     assert doc["checksum"].startswith("sha256:")
+
+
+# --- docs/adopting.md: every example is a file this suite runs ------------------------------
+
+ROOT = Path(__file__).parents[2]
+FENCE = re.compile(r"```(?:sh|python)\n(.*?)```", re.DOTALL)
+
+
+def test_every_example_in_adopting_md_is_part_of_a_tested_file() -> None:
+    blocks = FENCE.findall((ROOT / "docs" / "adopting.md").read_text())
+    assert len(blocks) == 3
+    for block in blocks:
+        first, _, body = block.partition("\n")
+        path = ROOT / first.removeprefix("# ").strip()
+        assert body.strip() in path.read_text(), f"a block is not part of {path}"
+
+
+def _example(space: Workspace, name: str, **env: str) -> subprocess.CompletedProcess[str]:
+    path = ROOT / "examples" / "adopting" / name
+    command = [sys.executable, str(path)] if name.endswith(".py") else ["sh", str(path)]
+    return subprocess.run(
+        command,
+        cwd=space.root,
+        env=clean_env(PATH=f"{Path(RUNCE).parent}{os.pathsep}{os.environ['PATH']}", **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.mongo
+def test_the_typescript_example_adopts_the_tools_records(
+    mongo_space: tuple[Workspace, Any], tmp_path: Path
+) -> None:
+    space, raw = mongo_space
+    space.store = "sqlite:///.runce/runce.db"  # the example's MONGODB_URL must win
+    space.write_config()
+    log = tmp_path / "ran.log"
+    space.appending_task(TASK_ID, log)
+    space.appending_task("2025-11-01T080000.new-work", log)
+    raw["runce.applied"].insert_one(
+        {
+            "id": TASK_ID,
+            "name": "Initialize message queues",
+            "checksum": FOREIGN,
+            "appliedAt": datetime(2025, 10, 1, 12, 0, 5),
+            "durationMs": 812.0,
+            "status": "success",
+        }
+    )
+    url = f"{raw.client.address[0]}:{raw.client.address[1]}"
+    result = _example(space, "from-typescript.sh", MONGODB_URL=f"mongodb://{url}/{raw.name}")
+    assert result.returncode == 0, output_of(result)
+    assert "checksum written by another tool" in result.stdout
+    assert all_lines(log) == ["2025-11-01T080000.new-work"]
+    doc = raw["runce.applied"].find_one({"id": TASK_ID})
+    assert doc is not None
+    assert doc["checksum"].startswith("sha256:")
+
+
+def test_the_alembic_example_baselines_the_work_already_done(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+    for task_id in ("2025-05-01.fill-names", "2025-06-30.split-addresses", "2025-07-01.new"):
+        sqlite_workspace.appending_task(task_id, log)
+    result = _example(sqlite_workspace, "from-alembic.sh")
+    assert result.returncode == 0, output_of(result)
+    assert all_lines(log) == ["2025-07-01.new"]
+
+
+def test_the_done_table_example_baselines_what_the_table_lists(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+    for task_id in ("2024-01-01.welcome-mail", "2024-02-01.reindex", "2025-01-01.new"):
+        sqlite_workspace.appending_task(task_id, log)
+    with sqlite3.connect(sqlite_workspace.root / "app.db") as db:
+        db.execute("CREATE TABLE done_jobs (name TEXT PRIMARY KEY)")
+        db.executemany(
+            "INSERT INTO done_jobs VALUES (?)",
+            [("2024-01-01.welcome-mail",), ("2024-02-01.reindex",)],
+        )
+    result = _example(sqlite_workspace, "from_done_table.py")
+    assert result.returncode == 0, output_of(result)
+    assert "baselined 2, ran 1" in result.stdout
+    assert all_lines(log) == ["2025-01-01.new"]
