@@ -9,6 +9,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -200,3 +201,24 @@ def test_a_worker_whose_claim_was_lost_rolls_its_work_back(space: Space) -> None
     assert shown.returncode == 0, output_of(shown)
     (attempt,) = space.attempts()  # applied once, by the attempt whose success was recorded
     assert json.loads(shown.stdout)["result"] == {"attempt": attempt}
+
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_the_example_in_runs_md_runs_as_written(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "transactional" / "archive.py"
+    docs = (ROOT / "docs" / "runs.md").read_text()
+    block = docs.split("```python\n# examples/transactional/archive.py\n", 1)[1].split("```")[0]
+    assert block.strip() in example.read_text()
+    ran = subprocess.run(
+        [sys.executable, str(example)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, output_of(ran)
+    assert ran.stdout.strip().endswith(": succeeded, 1 row"), output_of(ran)
