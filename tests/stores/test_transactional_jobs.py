@@ -141,3 +141,15 @@ def test_ctx_db_is_only_for_transactional_jobs_and_not_async() -> None:
         @runce.job(f"tx.{uuid.uuid4().hex[:8]}", transactional=True)
         async def not_plain(params: Any, ctx: Any) -> None:
             return None
+
+
+def test_a_transactional_job_may_report_progress_and_use_the_store(made: StoreMaker) -> None:
+    # Its transaction holds a connection (and on SQLite the write lock) for the whole run:
+    # progress and the store's other calls must neither wait for it nor deadlock.
+    def busy(params: Any, ctx: Any) -> dict[str, int]:
+        ctx.progress(50, "half")
+        ctx.db.execute("SELECT 1")
+        return {"done": 1}
+
+    run = _drain(made.open(), busy)
+    assert (run.state, run.result) == ("succeeded", {"done": 1})

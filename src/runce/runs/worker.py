@@ -937,7 +937,9 @@ class Worker:
         run = slot.run
 
         def write_progress(percent: int, message: str | None) -> None:
-            if self._may_call_store():  # progress is for watchers: skipped while the store is out
+            # Progress is for watchers: skipped while the store is out, and for a transactional
+            # job (on SQLite its own transaction holds the write lock until it ends).
+            if not slot.job.transactional and self._may_call_store():
                 try:
                     self.queue.progress(run.fence, percent, message)
                 except StoreError as exc:

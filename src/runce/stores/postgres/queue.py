@@ -295,8 +295,14 @@ class PostgresRunQueue:
                 raise _FenceLost
             return done[0]
 
+        what = f"run {fence.run_id} in a transaction"
         try:
-            return self._db.write(in_transaction, what=f"run {fence.run_id} in a transaction")
+            with (
+                self._db.own_session(what) as conn,
+                self._db.translated(what),
+                conn.transaction(),
+            ):
+                return in_transaction(conn)
         except _FenceLost:
             return None
 
