@@ -153,3 +153,21 @@ def test_a_transactional_job_may_report_progress_and_use_the_store(made: StoreMa
 
     run = _drain(made.open(), busy)
     assert (run.state, run.result) == ("succeeded", {"done": 1})
+
+
+def test_now_and_plain_jobs_get_no_ctx_db(made: StoreMaker) -> None:
+    @runce.job(f"tx.{uuid.uuid4().hex[:8]}", transactional=True)
+    def archive(params: Any, ctx: Any) -> None:
+        return None
+
+    with pytest.raises(UsageError, match=r"\.now\(\) gives no ctx\.db"):
+        archive.now({})
+
+    jobs = JobRegistry()
+    plain = Job(f"plain.{uuid.uuid4().hex[:8]}", lambda params, ctx: ctx.db, 1, None)
+    jobs.register(plain)
+    queue = _queue(made.open())
+    (done,) = queue.enqueue([NewRun(uuid.uuid4().hex, plain.kind, "{}", max_attempts=1)])
+    Worker(queue, WorkerOptions(drain=True, poll=0.05), jobs=jobs).run()
+    error = queue.get(done.run.id).error or ""
+    assert "ctx.db is given only to jobs declared with transactional=True" in error
