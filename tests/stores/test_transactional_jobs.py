@@ -171,3 +171,19 @@ def test_now_and_plain_jobs_get_no_ctx_db(made: StoreMaker) -> None:
     Worker(queue, WorkerOptions(drain=True, poll=0.05), jobs=jobs).run()
     error = queue.get(done.run.id).error or ""
     assert "ctx.db is given only to jobs declared with transactional=True" in error
+
+
+def test_subscribers_hear_of_the_success_with_its_result(made: StoreMaker) -> None:
+    from runce.runs.events import EventBus
+
+    bus = EventBus()
+    heard: list[Any] = []
+    bus.subscribe("run.succeeded", heard.append)
+    jobs = JobRegistry()
+    kind = f"tx.{uuid.uuid4().hex[:8]}"
+    jobs.register(Job(kind, lambda params, ctx: {"n": 3}, 1, None, transactional=True))
+    queue = _queue(made.open())
+    queue.enqueue([NewRun(uuid.uuid4().hex, kind, "{}", max_attempts=1)])
+    Worker(queue, WorkerOptions(drain=True, poll=0.05), jobs=jobs, bus=bus).run()
+    (event,) = heard
+    assert (event.run.state, event.run.result) == ("succeeded", {"n": 3})

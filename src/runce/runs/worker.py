@@ -869,10 +869,13 @@ class Worker:
         if not isinstance(queue, TransactionalRunQueue):
             return Outcome(slot.run.fence, "failed", error=TRANSACTIONAL_NEEDS_SQL)
 
+        stored: list[str | None] = [None]
+
         def work(connection: Any) -> str | None:
             ctx._db = TaskConnection(connection)
             result = slot.job.result_for_storage(self._call(slot, ctx))
-            return canonical_json(result, "result")
+            stored[0] = canonical_json(result, "result")
+            return stored[0]
 
         try:
             landed = queue.succeed_in_transaction(slot.run.fence, work)
@@ -894,7 +897,7 @@ class Worker:
                 slot.run.attempt,
             )
         else:
-            self._announce(Outcome(slot.run.fence, "succeeded"), landed, slot)
+            self._announce(Outcome(slot.run.fence, "succeeded", stored[0]), landed, slot)
         self._wake.set()  # room for another claim
         return None
 
