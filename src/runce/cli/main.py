@@ -24,6 +24,7 @@ from runce.errortext import message_of
 from runce.tasks import api
 from runce.tasks.report import RunReport, TaskResult
 from runce.tasks.runner import bound_of, chosen_ids
+from runce.tasks.states import FOREIGN_CHECKSUM_NOTE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -290,6 +291,8 @@ def _status_detail(status: Any) -> str:
             parts.append(record.error.splitlines()[0][:80])
     if status.out_of_order:
         parts.append("out of order")
+    if status.adopted:
+        parts.append(FOREIGN_CHECKSUM_NOTE)
     return "  ".join(parts)
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from runce.errors import UsageError
+
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
@@ -51,6 +53,7 @@ class JobContext:
 
     __slots__ = (
         "_cancel",
+        "_db",
         "_info",
         "_last_progress",
         "_log",
@@ -80,6 +83,7 @@ class JobContext:
         self._cancel = _cancel
         self._last_progress = 0.0
         self._noticed = False  # the job saw the cancel
+        self._db: Any = None  # set for a transactional job only
 
     @property
     def run(self) -> RunInfo:
@@ -99,6 +103,17 @@ class JobContext:
     @property
     def services(self) -> Any:
         return self._services()
+
+    @property
+    def db(self) -> Any:
+        """A transactional job's connection (``sqlite3`` or ``psycopg``) in the transaction
+        in which its success is recorded; ``commit()`` and ``rollback()`` are refused."""
+        if self._db is None:
+            raise UsageError(
+                f"ctx.db is given only to jobs declared with transactional=True "
+                f"(job {self.run.kind!r} is not)"
+            )
+        return self._db
 
     @property
     def cancelled(self) -> bool:

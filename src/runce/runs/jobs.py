@@ -51,6 +51,8 @@ class Job(Generic[P, R]):
     fn: JobFunction
     max_attempts: int | None = None
     timeout: float | None = None
+    # Its work and its success commit together, in ctx.db's transaction (SQL stores only).
+    transactional: bool = False
 
     def input_for_storage(self, value: Any) -> Any:
         """The run's input as it will be stored: validated, and dumped to JSON values."""
@@ -141,6 +143,11 @@ class Job(Generic[P, R]):
         """
         from runce.runs.api import inline_call
 
+        if self.transactional:
+            raise UsageError(
+                f"job {self.kind!r} is transactional: .now() gives no ctx.db; "
+                "enqueue it with .later() for a worker on the SQLite or PostgreSQL store"
+            )
         call = inline_call(self, persist=persist, config=config)
         result: R = call.run(params, project_id=project_id, correlation_id=correlation_id)
         return result
@@ -322,11 +329,14 @@ def job(
     timeout: float | None = None,
     cron: str | None = None,
     cron_timezone: str = "UTC",
+    transactional: bool = False,
 ) -> JobDecorator:
     """Register the decorated function as the job for runs of ``kind``.
 
     ``cron`` also declares a schedule named ``kind`` that runs the job with no input at
     every tick (in ``cron_timezone``); ``runce.schedule`` declares one with an input.
+    ``transactional`` gives the job ``ctx.db``, a connection in a transaction on the store's
+    database in which the worker also records the run's success (SQLite and PostgreSQL).
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise UsageError(f"job kind {kind!r} must be letters, digits and . _ : - (at most 200)")
@@ -346,7 +356,12 @@ def job(
             _adapters(fn)  # a bad annotation fails here, on import, not on the first run
         except Exception as exc:
             raise UsageError(f"job {kind!r}: its annotations cannot be used: {exc}") from exc
-        made = registry.register(Job(kind, fn, max_attempts, timeout))
+        if transactional and inspect.iscoroutinefunction(fn):
+            raise UsageError(
+                f"job {kind!r}: transactional=True needs a plain function, not async "
+                "(ctx.db is a blocking connection)"
+            )
+        made = registry.register(Job(kind, fn, max_attempts, timeout, transactional))
         if cron is not None:
             _declare_schedule(made, cron, cron_timezone)
         return made

@@ -50,10 +50,12 @@ from runce.stores.queue import (
     OutcomeKind,
     Run,
     RunQueue,
+    TransactionalRunQueue,
     WorkerInfo,
     run_after,
 )
 from runce.timeutil import utcnow
+from runce.transaction import TaskConnection
 
 log = logging.getLogger("runce.worker")
 
@@ -838,6 +840,8 @@ class Worker:
         """Run the job; its outcome, or None when it was not started after all."""
         ctx = self._context(slot)
         slot.ctx = ctx
+        if slot.job.transactional:
+            return self._execute_in_transaction(slot, ctx)
         try:
             result = slot.job.result_for_storage(self._call(slot, ctx))
             text = canonical_json(result, "result")
@@ -856,6 +860,46 @@ class Worker:
                 error="stopped after a cancel was asked",
             )
         return Outcome(slot.run.fence, "succeeded", text)
+
+    def _execute_in_transaction(self, slot: _Slot, ctx: JobContext) -> Outcome | None:
+        """A transactional job: its work and its success, fenced by its attempt, commit in
+        one transaction (so a retry never redoes committed work), and are announced here
+        rather than batched; a failure rolls the work back and goes out as any other."""
+        queue = self.queue
+        if not isinstance(queue, TransactionalRunQueue):
+            return Outcome(slot.run.fence, "failed", error=TRANSACTIONAL_NEEDS_SQL)
+
+        stored: list[str | None] = [None]
+
+        def work(connection: Any) -> str | None:
+            ctx._db = TaskConnection(connection)
+            result = slot.job.result_for_storage(self._call(slot, ctx))
+            stored[0] = canonical_json(result, "result")
+            return stored[0]
+
+        try:
+            landed = queue.succeed_in_transaction(slot.run.fence, work)
+        except _LateStart as late:
+            self._lose(slot, str(late))
+            return None
+        except BaseException as exc:  # job code, or the commit: nothing was kept
+            return self._failure(slot, exc)
+        slot.took = time.monotonic() - (slot.started or time.monotonic())
+        with self._mutex:
+            if slot.state == "running":
+                self._move(slot, "done")
+            self._slots.pop(slot.run.id, None)
+        if landed is None:  # the fence failed: the transaction was rolled back
+            self.summary.lost += 1
+            log.warning(
+                "run.lost id=%s attempt=%d: its lease was lost; its work was rolled back",
+                slot.run.id,
+                slot.run.attempt,
+            )
+        else:
+            self._announce(Outcome(slot.run.fence, "succeeded", stored[0]), landed, slot)
+        self._wake.set()  # room for another claim
+        return None
 
     def _call(self, slot: _Slot, ctx: JobContext) -> Any:
         job = slot.job
@@ -896,7 +940,9 @@ class Worker:
         run = slot.run
 
         def write_progress(percent: int, message: str | None) -> None:
-            if self._may_call_store():  # progress is for watchers: skipped while the store is out
+            # Progress is for watchers: skipped while the store is out, and for a transactional
+            # job (on SQLite its own transaction holds the write lock until it ends).
+            if not slot.job.transactional and self._may_call_store():
                 try:
                     self.queue.progress(run.fence, percent, message)
                 except StoreError as exc:
@@ -957,6 +1003,13 @@ _COUNTER_OF = {
     "canceled": "canceled",
     "released": "released",
 }
+
+
+# A transactional job's run fails with this on a store that cannot give it ctx.db.
+TRANSACTIONAL_NEEDS_SQL = (
+    "this job is transactional (transactional=True), which needs the SQLite or PostgreSQL "
+    "store; this worker's store cannot record a run's success in the job's transaction"
+)
 
 
 def _one_line(text: str | None) -> str:

@@ -581,3 +581,17 @@ class RunQueue(Protocol):
         """Insert ``run`` already running: attempt 1, claimed by ``worker_id`` under a lease of
         ``lease`` seconds, as if claimed the moment it was enqueued (a job called in-process
         with ``.now()``). No other claim ever sees it queued. ``run`` has no idempotency key."""
+
+
+@runtime_checkable
+class TransactionalRunQueue(Protocol):
+    """A queue on a SQL database (SQLite, PostgreSQL) that records a run's success in the
+    transaction of the run's own work: transactional jobs need it."""
+
+    def succeed_in_transaction(
+        self, fence: Fence, work: Callable[[Any], str | None]
+    ) -> Landed | None:
+        """Open a transaction on the store's database, call ``work(connection)`` in it, then
+        record the run succeeded (``work``'s return is its result as JSON text) in that same
+        transaction and commit both. When the fence no longer holds, everything rolls back
+        and None is returned; when ``work`` raises, everything rolls back and it propagates."""

@@ -255,7 +255,7 @@ def _targets(
         chosen = [
             s
             for s in statuses
-            if (s.state is wanted if wanted else s.state in RUNNABLE)
+            if (s.adopted or (s.state is wanted if wanted else s.state in RUNNABLE))
             and (until is None or s.id[: len(until)] <= until)
         ]
         return chosen
@@ -264,6 +264,9 @@ def _targets(
         found = by_id.get(task_id)
         if found is None or found.state is TaskState.MISSING:
             raise UnknownTask(f"no task file has the id {task_id!r}")
+        if found.adopted:  # applied under another tool's checksum: record runce's own
+            targets.append(found)
+            continue
         if status == "repaired" and found.state is not TaskState.DRIFTED:
             raise UsageError(f"{task_id} is {found.state.value}, not DRIFTED; nothing to repair")
         if status == "baselined" and found.state not in RUNNABLE:
@@ -299,7 +302,7 @@ def _appended(
         note=_note(target, status),
     )
     previous = target.applied
-    if status == "repaired" and previous is not None:
+    if previous is not None and (status == "repaired" or target.adopted):
         record = replace(previous, checksum=task_file.checksum, attempt_id=row.attempt_id)
     else:
         record = AppliedRecord(
@@ -315,6 +318,8 @@ def _appended(
 
 
 def _note(target: TaskStatus, status: AttemptStatus) -> str:
+    if target.adopted and target.applied is not None:
+        return f"recorded runce's checksum (was {target.applied.checksum}, written by another tool)"
     if status == "repaired" and target.applied is not None:
         return f"accepted a changed file (was {target.applied.checksum})"
     return "recorded as applied without running"

@@ -29,6 +29,19 @@ class TaskState(StrEnum):
 # States whose task the next `run` would run.
 RUNNABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.INTERRUPTED})
 
+# The form of every checksum runce writes; anything else was written by another tool.
+CHECKSUM_PREFIX = "sha256:"
+FOREIGN_CHECKSUM_NOTE = "checksum written by another tool"
+
+
+def is_foreign_checksum(checksum: str) -> bool:
+    """Was this checksum written by another tool (such as the seed's TypeScript tracker)?
+
+    Such a record cannot be compared with a file, so it counts as applied and never as
+    drift; the next ``repair`` or ``baseline`` records runce's own checksum (S-3, T-8).
+    """
+    return not checksum.startswith(CHECKSUM_PREFIX)
+
 
 @dataclass(frozen=True, slots=True)
 class TaskStatus:
@@ -42,6 +55,16 @@ class TaskStatus:
     out_of_order: bool = False
     control: TaskControl | None = None  # a standing pause or cancel request
     checkpoints: tuple[Checkpoint, ...] = ()  # a backfill's progress, one per key range
+
+    @property
+    def adopted(self) -> bool:
+        """Applied, under a checksum another tool wrote: runce has not recorded its own yet."""
+        record = self.applied
+        return (
+            self.state in (TaskState.APPLIED, TaskState.SKIPPED)
+            and record is not None
+            and is_foreign_checksum(record.checksum)
+        )
 
     @property
     def backfill(self) -> BackfillProgress | None:
@@ -59,6 +82,7 @@ class TaskStatus:
             "path": str(self.path) if self.path else None,
             "checksum": self.checksum,
             "applied_checksum": record.checksum if record else None,
+            "note": FOREIGN_CHECKSUM_NOTE if self.adopted else None,
             "applied_at": json_time(record.applied_at) if record else None,
             "duration_ms": record.duration_ms if record else None,
             "error": record.error if record and record.status == "failed" else None,
@@ -205,7 +229,7 @@ def _status_of(
         "applied": record,
     }
     if record is not None and record.is_applied:
-        if record.checksum != task_file.checksum:
+        if record.checksum != task_file.checksum and not is_foreign_checksum(record.checksum):
             return TaskStatus(task_file.id, TaskState.DRIFTED, **base)  # type: ignore[arg-type]
         state = TaskState.SKIPPED if record.status == "skipped" else TaskState.APPLIED
         return TaskStatus(task_file.id, state, **base)  # type: ignore[arg-type]

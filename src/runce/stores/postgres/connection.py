@@ -120,6 +120,21 @@ class Database:
                     conn.close()
                     self._conn, self._closing = None, False
 
+    @contextmanager
+    def own_session(self, what: str) -> Iterator[Connection]:
+        """A connection for this block alone, apart from :meth:`session`'s (a transactional
+        job holds it for its whole run, while the store's other calls go on)."""
+        self.ensure_schema(what)
+        if self._pool is not None:
+            with self.translated(what), borrowed(self._pool) as lent:
+                yield lent
+            return
+        conn = self.connect(role="job")
+        try:
+            yield conn
+        finally:
+            conn.close()
+
     def close(self) -> None:
         # Never waits for a call in flight (a server that never answers would hold a worker
         # stopping without it here): the call closes the connection on its way out.

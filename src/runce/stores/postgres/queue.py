@@ -287,6 +287,27 @@ class PostgresRunQueue:
 
         return self._worker.run(work, what=f"record the outcome of {len(batch)} run(s)")
 
+    def succeed_in_transaction(
+        self, fence: Fence, work: Callable[[Connection], str | None]
+    ) -> Landed | None:
+        def in_transaction(conn: Connection) -> Landed:
+            result = work(conn)
+            done, _ = _complete(conn, self._db, [Outcome(fence, "succeeded", result)], [[0]])
+            if done[0] is None:
+                raise _FenceLost
+            return done[0]
+
+        what = f"run {fence.run_id} in a transaction"
+        try:
+            with (
+                self._db.own_session(what) as conn,
+                self._db.translated(what),
+                conn.transaction(),
+            ):
+                return in_transaction(conn)
+        except _FenceLost:
+            return None
+
     def cancel(self, run_id: str) -> Run | None:
         return self._change_or_get("cancel_run", {"run_id": run_id}, what=f"cancel run {run_id}")
 
@@ -574,6 +595,10 @@ def _claim_order(runs: list[Run]) -> list[Run]:
     # RETURNING gives no order: put the runs back in the order they were claimed in.
     runs.sort(key=lambda run: (-run.priority, run.run_at, run.id))
     return runs
+
+
+class _FenceLost(Exception):
+    """Raised inside a run's transaction to roll it back: its claim is no longer current."""
 
 
 def _complete(

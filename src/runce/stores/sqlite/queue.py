@@ -206,6 +206,20 @@ class SQLiteRunQueue:
         self._announce_requeued(batch)
         return done
 
+    def succeed_in_transaction(
+        self, fence: Fence, work: Callable[[sqlite3.Connection], str | None]
+    ) -> Landed | None:
+        # The job's work holds the file's write lock until its success is written with it.
+        try:
+            with self._db.transaction(None, what=f"run {fence.run_id} in a transaction") as conn:
+                result = work(conn)
+                landed = _complete(conn, [Outcome(fence, "succeeded", result)], _now(conn))[0]
+                if landed is None:
+                    raise _FenceLost
+        except _FenceLost:
+            return None
+        return landed
+
     def cancel(self, run_id: str) -> Run | None:
         return self._db.write(
             lambda conn: _change_or_get(conn, "cancel_run", {"run_id": run_id}),
@@ -387,6 +401,10 @@ class SQLiteRunQueue:
 
 
 # --- the work inside one transaction ----------------------------------------------------------
+
+
+class _FenceLost(Exception):
+    """Raised inside a run's transaction to roll it back: its claim is no longer current."""
 
 
 def _now(conn: sqlite3.Connection) -> str:

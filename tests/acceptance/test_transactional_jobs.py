@@ -1,0 +1,224 @@
+"""Transactional jobs as real processes (R-4): a job's database work and its success commit
+together, so a worker killed between the two, or one whose claim was lost meanwhile, leaves
+the work applied exactly once after retries. The job inserts a row per execution into a
+table of the user's on the store's database; the tests count the rows."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.conftest import (
+    RUNCE,
+    Workspace,
+    clean_env,
+    output_of,
+    postgres_workspace,
+    stores_for,
+)
+
+pytestmark = pytest.mark.slow
+
+LEASE = 2.0  # every wait below is a generous multiple of it
+
+JOBS = """
+import os, signal, time
+import runce
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GO = os.path.join(HERE, "go")
+
+
+def record(*words):
+    with open(os.path.join(HERE, "log.txt"), "a") as handle:
+        handle.write(" ".join(map(str, words)) + "\\n")
+
+
+@runce.job("tx.work", transactional=True, max_attempts=5)
+def work(params, ctx):
+    ctx.db.execute(
+        "INSERT INTO {table} (run_id, attempt) VALUES ({ph}, {ph})",
+        (ctx.run.id, ctx.run.attempt),
+    )
+    record("inserted", ctx.run.id, ctx.run.attempt, os.getpid())
+    if ctx.run.attempt == 1 and params["fault"] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)  # after the work, before its commit
+    if ctx.run.attempt == 1 and params["fault"] == "stall":
+        while not os.path.exists(GO):
+            time.sleep(0.01)
+    return {{"attempt": ctx.run.attempt}}
+"""
+
+
+class Space:
+    """A workspace whose store's database also holds the user's table ``table``."""
+
+    def __init__(self, workspace: Workspace, table: str, count: Callable[[], list[int]]) -> None:
+        self.workspace = workspace
+        self.table = table
+        self.attempts = count  # the attempt of each row in the user's table
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def space(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Space]:
+    settings = f'[worker]\nhandlers = ["jobs"]\nlease = {LEASE}\npoll = 0.2\nbackoff_base = 0.05\n'
+    if request.param == "sqlite":
+        workspace = Workspace(tmp_path, stores_for(tmp_path)["sqlite"])
+        yield from _sqlite_space(workspace, settings)
+        return
+    import psycopg
+
+    url = request.getfixturevalue("postgres_server")
+    table = f"public.tx_work_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (run_id TEXT NOT NULL, attempt INTEGER NOT NULL)")
+
+    def count() -> list[int]:
+        with psycopg.connect(url) as conn:
+            return [row[0] for row in conn.execute(f"SELECT attempt FROM {table}")]
+
+    spaces = postgres_workspace(request, tmp_path)
+    workspace = next(spaces)
+    _prepare(workspace, settings, table, "%s")
+    try:
+        yield Space(workspace, table, count)
+    finally:
+        for _ in spaces:
+            pass
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {table}")
+
+
+def _sqlite_space(workspace: Workspace, settings: str) -> Iterator[Space]:
+    table = "tx_work"
+    _prepare(workspace, settings, table, "?")
+    ran = workspace.runce("db", "upgrade")
+    assert ran.returncode == 0, output_of(ran)
+    path = workspace.root / ".runce" / "runce.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE {table} (run_id TEXT NOT NULL, attempt INTEGER NOT NULL)")
+
+    def count() -> list[int]:
+        with sqlite3.connect(path) as conn:
+            return [row[0] for row in conn.execute(f"SELECT attempt FROM {table}")]
+
+    yield Space(workspace, table, count)
+    workspace.reap()
+
+
+def _prepare(workspace: Workspace, settings: str, table: str, ph: str) -> None:
+    workspace.settings += settings
+    workspace.write_config()
+    (workspace.root / "jobs.py").write_text(JOBS.format(table=table, ph=ph))
+
+
+def _worker(workspace: Workspace) -> tuple[subprocess.Popen[str], Path]:
+    err = workspace.root / f"worker-{len(workspace.procs)}.err"
+    proc = subprocess.Popen(
+        [RUNCE, "worker", "--max-time", "150"],
+        cwd=workspace.root,
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=err.open("w"),
+        text=True,
+    )
+    workspace.procs.append(proc)
+    return proc, err
+
+
+def _enqueue(workspace: Workspace, fault: str) -> str:
+    done = workspace.runce("runs", "enqueue", "tx.work", "--input", f'{{"fault": "{fault}"}}')
+    assert done.returncode == 0, output_of(done)
+    return done.stdout.strip()
+
+
+def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def _inserted(workspace: Workspace, attempt: int) -> bool:
+    log = workspace.root / "log.txt"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return any(line.split()[2] == str(attempt) for line in lines)
+
+
+def _succeeds(workspace: Workspace, run_id: str) -> None:
+    tail = workspace.runce("runs", "tail", run_id, "--timeout", "120", timeout=150)
+    assert tail.returncode == 0, output_of(tail)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def test_a_worker_killed_before_its_commit_leaves_the_work_applied_once(space: Space) -> None:
+    workspace = space.workspace
+    run_id = _enqueue(workspace, "kill")
+    first, err = _worker(workspace)
+    assert first.wait(timeout=120) == -signal.SIGKILL, err.read_text()
+    assert space.attempts() == []  # its insert rolled back with the process
+    second, _ = _worker(workspace)
+    _succeeds(workspace, run_id)  # reclaimed once the lease ran out, and retried
+    _stop(second)
+    assert space.attempts() == [2]
+
+
+def test_a_worker_whose_claim_was_lost_rolls_its_work_back(space: Space) -> None:
+    workspace = space.workspace
+    run_id = _enqueue(workspace, "stall")
+    first, first_err = _worker(workspace)
+    _until(lambda: _inserted(workspace, 1), 120, "the first attempt never did its work")
+    first.send_signal(signal.SIGSTOP)  # no heartbeats: the lease runs out
+    try:
+        second, _ = _worker(workspace)
+        if "postgres" in workspace.store:
+            # Only PostgreSQL lets another worker take the run over meanwhile: on SQLite the
+            # stopped transaction holds the file's write lock, so its claim stays current.
+            _succeeds(workspace, run_id)
+            assert space.attempts() == [2]
+        (workspace.root / "go").touch()
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _succeeds(workspace, run_id)
+    if "postgres" in workspace.store:
+        _until(lambda: "rolled back" in first_err.read_text(), 60, "the fence never failed")
+    _stop(first)
+    _stop(second)
+    shown = workspace.runce("runs", "status", run_id, "--json")
+    assert shown.returncode == 0, output_of(shown)
+    (attempt,) = space.attempts()  # applied once, by the attempt whose success was recorded
+    assert json.loads(shown.stdout)["result"] == {"attempt": attempt}
+
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_the_example_in_runs_md_runs_as_written(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "transactional" / "archive.py"
+    docs = (ROOT / "docs" / "runs.md").read_text()
+    block = docs.split("```python\n# examples/transactional/archive.py\n", 1)[1].split("```")[0]
+    assert block.strip() in example.read_text()
+    ran = subprocess.run(
+        [sys.executable, str(example)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, output_of(ran)
+    assert ran.stdout.strip().endswith(": succeeded, 1 row"), output_of(ran)
