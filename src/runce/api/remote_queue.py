@@ -297,6 +297,7 @@ def _outcome(outcome: Outcome) -> dict[str, Any]:
         "output_ref": outcome.output_ref,
         "error": outcome.error,
         "run_at": wire_time(outcome.run_at),
+        "traceback": outcome.traceback,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body
