@@ -74,6 +74,17 @@ def test_a_worker_that_lost_its_lease_writes_nothing(server: Server) -> None:
     assert [a.outcome for a in fast.attempts(after.id)] == ["lease-expired"]
 
 
+def test_an_attempts_traceback_goes_through_the_server(server: Server) -> None:
+    queue = _queue(server)
+    queue.enqueue([_new()])
+    [run] = queue.claim("w", None, 1, 30)
+    stack = "Traceback (most recent call last):\n  ...\nValueError: ✗\n"
+    queue.complete([Outcome(run.fence, "failed", error="ValueError: ✗", traceback=stack)])
+    [record] = queue.attempts(run.id)
+    assert (record.error, record.traceback) == ("ValueError: ✗", stack)
+    assert server.client().attempts(run.id) == [record]
+
+
 def test_outcomes_and_heartbeats_go_in_batches(server: Server) -> None:
     queue = _queue(server)
     queue.enqueue([_new(input_json=f'{{"n":{n}}}') for n in range(3)])
