@@ -261,6 +261,17 @@ def test_retries_then_success_and_retries_then_failure(qspace: Workspace) -> Non
         {"attempt": 3},
     )
     assert [a["outcome"] for a in good_run["attempts"]] == ["retry", "retry"]
+    bad_run = _json(qspace.runce("runs", "status", bad, "--json"))
+    assert isinstance(bad_run, dict)
+    tracebacks = [a["traceback"] for a in bad_run["attempts"]]
+    assert [t.splitlines()[-1] for t in tracebacks] == [
+        "RuntimeError: failure 1",
+        "RuntimeError: failure 2",
+    ]
+    assert all('jobs.py", line' in t and "in flaky" in t for t in tracebacks)
+    shown = qspace.runce("runs", "status", bad).stdout
+    assert "  traceback of attempt 2:\n    Traceback (most recent call last):\n" in shown
+    assert shown.rstrip().endswith("    RuntimeError: failure 2")
 
 
 def test_cancel_queued_and_running_runs(qspace: Workspace) -> None:

@@ -150,6 +150,16 @@ def test_hostile_strings_are_shown_as_text_and_run_nothing(
     expect(page.locator(".run [data-field=state]")).to_have_text("failed")
     expect(page.locator("pre.json")).to_contain_text(HOSTILE.replace('"', '\\"'))
     expect(page.locator("pre[data-field=error]")).to_contain_text(HOSTILE)
+    # The attempt's traceback, folded away until asked for, as text: the hostile message
+    # in its last line is shown, not parsed.
+    traceback = page.locator("details.traceback pre[data-field=traceback]")
+    expect(traceback).to_be_hidden()
+    page.get_by_text("Traceback of attempt 1").click()
+    expect(traceback).to_be_visible()
+    expect(traceback).to_contain_text("Traceback (most recent call last):")
+    expect(traceback).to_contain_text('ui_jobs.py", line')
+    expect(traceback).to_contain_text('in hostile\n    raise ValueError(params["note"])\n')
+    expect(traceback).to_contain_text(f"ValueError: {HOSTILE}")
     for path in (f"/ui/runs/{run['id']}", "/ui/runs", "/ui"):
         page.goto(dashboard.url + path)
         page.wait_for_timeout(2500)  # a poll of the live state passes over the strings too

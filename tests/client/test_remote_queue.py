@@ -74,6 +74,32 @@ def test_a_worker_that_lost_its_lease_writes_nothing(server: Server) -> None:
     assert [a.outcome for a in fast.attempts(after.id)] == ["lease-expired"]
 
 
+def test_an_attempts_traceback_goes_through_the_server(server: Server) -> None:
+    queue = _queue(server)
+    queue.enqueue([_new()])
+    [run] = queue.claim("w", None, 1, 30)
+    stack = "Traceback (most recent call last):\n  ...\nValueError: ✗\n"
+    queue.complete([Outcome(run.fence, "failed", error="ValueError: ✗", traceback=stack)])
+    [record] = queue.attempts(run.id)
+    assert (record.error, record.traceback) == ("ValueError: ✗", stack)
+    assert server.client().attempts(run.id) == [record]
+
+
+def test_failures_with_long_tracebacks_are_sent_in_requests_the_server_takes(
+    server: Server,
+) -> None:
+    queue = _queue(server)
+    queue.enqueue([_new(input_json=f'{{"n":{n}}}') for n in range(40)])
+    claimed = queue.claim("w", None, 40, 30)
+    stack = "Traceback (most recent call last):\n" + "  ✗ frame\n" * 1200  # under 16 KiB
+    error = "E: " + "x" * 16000
+    outcomes = [Outcome(r.fence, "failed", error=error, traceback=stack) for r in claimed]
+    landed = queue.complete(outcomes)  # some 1.3 MB in all: more than api.max_body at once
+    assert len(landed) == 40
+    assert all(one is not None for one in landed)
+    assert [a.traceback for a in queue.attempts(claimed[-1].id)] == [stack]
+
+
 def test_outcomes_and_heartbeats_go_in_batches(server: Server) -> None:
     queue = _queue(server)
     queue.enqueue([_new(input_json=f'{{"n":{n}}}') for n in range(3)])

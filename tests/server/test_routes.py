@@ -293,6 +293,26 @@ def test_fail_retry_and_release_outcomes(api: Api) -> None:
     assert [(a["attempt"], a["outcome"], a["worker_id"]) for a in attempts] == [(1, "retry", "w1")]
 
 
+def test_a_workers_traceback_is_kept_redacted_with_its_attempt(api: Api) -> None:
+    first, second = api.enqueue(input={"n": 1}), api.enqueue(input={"n": 2})
+    _claim(api)
+    fence = {"worker_id": "w1", "attempt": 1}
+    stack = 'Traceback (most recent call last):\n  File "j.py", line 3\nE: password=hunter2\n'
+    failed = api.call(
+        "POST",
+        f"/v1/runs/{first['id']}:fail",
+        json={**fence, "error": "E: boom", "outcome": "failed", "traceback": stack},
+    )
+    assert failed.status_code == 200, failed.text
+    outcome = {"run_id": second["id"], **fence, "kind": "failed", "error": "E", "traceback": "x"}
+    batch = api.call("POST", "/v1/runs:complete", json={"outcomes": [outcome]})
+    assert batch.json()["results"][0]["state"] == "failed"
+    [attempt] = api.call("GET", f"/v1/runs/{first['id']}/attempts").json()["attempts"]
+    assert attempt["traceback"] == stack.replace("hunter2", "***")
+    [attempt] = api.call("GET", f"/v1/runs/{second['id']}/attempts").json()["attempts"]
+    assert attempt["traceback"] == "x"
+
+
 def test_the_batch_endpoints_answer_per_run(api: Api) -> None:
     runs = [api.enqueue(input={"n": n}) for n in range(3)]
     _claim(api)

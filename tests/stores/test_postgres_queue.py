@@ -223,6 +223,22 @@ def test_a_schema_from_before_the_runs_reads_as_empty_and_upgrades_on_a_write(
     assert old.runs.get(done.run.id) == done.run
 
 
+def test_attempts_read_from_a_schema_at_version_7_have_no_traceback(
+    make: Make, admin: Conn
+) -> None:
+    store = make()
+    store.runs.enqueue([new()])
+    [run] = store.runs.claim("w1", None, limit=1, lease=30)
+    store.runs.complete([Outcome(run.fence, "retry", error="E", run_at=store.runs.now())])
+    # Make it a schema of version 7: the attempts have no traceback column yet.
+    attempts = _table(store.schema, "run_attempts")
+    admin.execute(sql.SQL("ALTER TABLE {} DROP COLUMN traceback").format(attempts))
+    versions = _table(store.schema, "schema_version")
+    admin.execute(sql.SQL("DELETE FROM {} WHERE version >= 8").format(versions))
+    [record] = make(store.schema).runs.attempts(run.id)  # reads never migrate
+    assert (record.outcome, record.error, record.traceback) == ("retry", "E", None)
+
+
 def test_the_database_refuses_bad_states_and_progress(make: Make, admin: Conn) -> None:
     store = make()
     [done] = store.runs.enqueue([new()])

@@ -315,6 +315,49 @@ def test_retry_gives_a_failed_run_one_more_attempt(queue: RunQueue) -> None:
     assert again.attempt == 2
 
 
+def _a_traceback(where: str) -> str:
+    frame = '  File "/srv/app/jobs.py", line {n}, in {where}\n    step_{n}()\n'
+    lines = [frame.format(n=n, where=where) for n in range(300)]
+    return "Traceback (most recent call last):\n" + "".join(lines) + f"RuntimeError: {where} ✗\n"
+
+
+def test_a_failed_attempt_keeps_its_traceback(queue: RunQueue) -> None:
+    stack = _a_traceback("charge")  # multi-line, non-ASCII, some 15 KiB
+    run = _claim_one(queue, max_attempts=1)
+    failed = _complete(queue, run, Outcome(run.fence, "failed", error="boom", traceback=stack))
+    assert failed is not None
+    assert failed.error == "boom"  # the run keeps the error; the attempt has its traceback
+    [record] = queue.attempts(run.id)
+    assert (record.outcome, record.error, record.traceback) == ("failed", "boom", stack)
+
+    stopping = _claim_one(queue)
+    queue.cancel(stopping.id)
+    queue.complete([Outcome(stopping.fence, "canceled", error="canceled")])
+    assert [a.traceback for a in queue.attempts(stopping.id)] == [None]
+
+
+def test_a_retried_run_keeps_each_attempts_own_traceback(queue: RunQueue) -> None:
+    first, second = _a_traceback("first"), _a_traceback("second")
+    run = _claim_one(queue, max_attempts=2)
+    retry = Outcome(run.fence, "retry", error="one", run_at=queue.now(), traceback=first)
+    queue.complete([retry])
+    [again] = queue.claim("w2", None, limit=1, lease=30)
+    # In one batch with an outcome of another run, which has none.
+    other = _claim_one(queue)
+    queue.complete(
+        [
+            Outcome(again.fence, "failed", error="two", traceback=second),
+            Outcome(other.fence, "failed", error="three"),
+        ]
+    )
+    records = queue.attempts(run.id)
+    assert [(a.attempt, a.worker_id, a.error, a.traceback) for a in records] == [
+        (1, "w1", "one", first),
+        (2, "w2", "two", second),
+    ]
+    assert [a.traceback for a in queue.attempts(other.id)] == [None]
+
+
 def test_reclaim_returns_expired_leases_or_fails_spent_runs(queue: RunQueue) -> None:
     queue.enqueue([new(max_attempts=2), new(max_attempts=1)])
     twice, once = sorted(queue.claim("w1", None, limit=2, lease=0.2), key=lambda r: -r.max_attempts)

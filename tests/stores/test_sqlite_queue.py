@@ -437,6 +437,29 @@ def test_a_file_at_schema_1_is_migrated_to_the_same_schema_as_a_fresh_one(
     assert _user_version(fresh) == _user_version(db_path)
 
 
+def test_attempts_read_from_a_file_at_schema_7_have_no_traceback_until_it_is_upgraded(
+    make: Make, db_path: Path
+) -> None:
+    older = [name for name in migration_names() if int(name[:4]) <= 7]
+    with sqlite3.connect(db_path) as conn:  # a file written by the runce before tracebacks
+        conn.executescript("".join(map(migration_sql, older)) + "PRAGMA user_version = 7;")
+        conn.execute(
+            "INSERT INTO runce_run_attempts (run_id, attempt, worker_id, finished_at, outcome,"
+            " error) VALUES ('r1', 1, 'w1', '2026-01-02T03:04:05.000000+00:00', 'retry', 'E')"
+        )
+    store = make()
+    [record] = store.runs.attempts("r1")  # reads never migrate
+    assert (record.attempt, record.error, record.traceback) == (1, "E", None)
+    assert _user_version(db_path) == 7
+
+    store.runs.enqueue([new()])  # the first write migrates
+    assert _user_version(db_path) == latest_version()
+    [run] = store.runs.claim("w1", None, limit=1, lease=30)
+    store.runs.complete([Outcome(run.fence, "failed", error="E", traceback="Traceback ...")])
+    assert [a.traceback for a in store.runs.attempts(run.id)] == ["Traceback ..."]
+    assert [a.traceback for a in store.runs.attempts("r1")] == [None]
+
+
 def test_reads_on_a_missing_file_create_nothing(make: Make, tmp_path: Path) -> None:
     from runce.stores.queue import RunFilter
 

@@ -98,6 +98,12 @@ def test_now_raises_job_failed_with_the_run_id(config: dict[str, Any]) -> None:
         "failed",
         "RuntimeError: mailbox fail@example.com is full",
     )
+    from runce.runs import api
+
+    [attempt] = api.service(config).attempts(failed.id)
+    assert attempt.traceback is not None
+    assert "in send\n" in attempt.traceback
+    assert attempt.traceback.endswith("RuntimeError: mailbox fail@example.com is full\n")
 
     with pytest.raises(JobFailed, match=r"the result of 'inline\.send' is not valid"):
         jobs["send"].now({"to": "wrong@example.com"}, config=config)

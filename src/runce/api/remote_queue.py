@@ -53,6 +53,9 @@ from runce.timeutil import from_iso
 log = logging.getLogger("runce.worker")
 
 T = TypeVar("T")
+# Bytes of outcomes in one request: half the server's default api.max_body (1 MiB), so a
+# batch of failures with long tracebacks is sent in several requests, never refused.
+BATCH_BYTES = 512 * 1024
 
 
 class HttpRunQueue:
@@ -143,8 +146,8 @@ class HttpRunQueue:
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[Landed | None]:
         results: list[Landed | None] = []
-        for chunk in _chunks(outcomes):
-            body = {"outcomes": [_outcome(o) for o in chunk]}
+        for chunk, bodies in _outcome_batches(outcomes):
+            body = {"outcomes": bodies}
             data = self.client.request("POST", "/v1/runs:complete", json=body).json()
             results.extend(
                 None if r is None else landed_of(run_from_json(r)) for r in data["results"]
@@ -297,9 +300,29 @@ def _outcome(outcome: Outcome) -> dict[str, Any]:
         "output_ref": outcome.output_ref,
         "error": outcome.error,
         "run_at": wire_time(outcome.run_at),
+        "traceback": outcome.traceback,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body
+
+
+def _outcome_batches(
+    outcomes: Sequence[Outcome],
+) -> Iterator[tuple[Sequence[Outcome], list[dict[str, Any]]]]:
+    """Outcomes with their bodies, at most MAX_BATCH a request and, past the first, at most
+    BATCH_BYTES of JSON: errors and tracebacks (up to 16 KiB each) and results add up."""
+    start, size = 0, 0
+    bodies: list[dict[str, Any]] = []
+    for index, outcome in enumerate(outcomes):
+        body = _outcome(outcome)
+        weight = len(json.dumps(body))  # escaped ASCII: never fewer bytes than on the wire
+        if bodies and (len(bodies) == MAX_BATCH or size + weight > BATCH_BYTES):
+            yield outcomes[start:index], bodies
+            start, size, bodies = index, 0, []
+        bodies.append(body)
+        size += weight
+    if bodies:
+        yield outcomes[start:], bodies
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:

@@ -35,7 +35,7 @@ from runce.api.schemas import (
     WorkerList,
     WorkerModel,
 )
-from runce.runs.service import canonical_json, cap_error
+from runce.runs.service import canonical_json, cap_error, cap_traceback
 from runce.stores.queue import Fence, Outcome, Run, Unreadable
 
 router = APIRouter(
@@ -98,7 +98,13 @@ def fail(run_id: RunId, body: FailRequest, ctx: Ctx) -> RunModel:
     """End an attempt without success: ``failed`` (final), ``retry`` (again at ``run_at``),
     ``canceled``, or ``released`` (handed back unfinished; the attempt is not spent)."""
     fence = Fence(run_id, body.attempt, body.worker_id)
-    outcome = Outcome(fence, body.outcome, error=cap_error(body.error), run_at=body.run_at)
+    outcome = Outcome(
+        fence,
+        body.outcome,
+        error=cap_error(body.error),
+        run_at=body.run_at,
+        traceback=_traceback(body.traceback),
+    )
     return _one(ctx, outcome)
 
 
@@ -166,7 +172,13 @@ def _outcome(model: OutcomeModel) -> Outcome:
     fence = Fence(model.run_id, model.attempt, model.worker_id)
     result = canonical_json(model.result, "result") if model.kind == "succeeded" else None
     error = cap_error(model.error) if model.error is not None else None
-    return Outcome(fence, model.kind, result, model.output_ref, error, model.run_at)
+    stack = _traceback(model.traceback)
+    return Outcome(fence, model.kind, result, model.output_ref, error, model.run_at, stack)
+
+
+def _traceback(text: str | None) -> str | None:
+    """A remote worker's traceback, kept as a local worker keeps its own: redacted, capped."""
+    return None if text is None else cap_traceback(text)
 
 
 def _one(ctx: ApiContext, outcome: Outcome) -> RunModel:

@@ -240,6 +240,11 @@ class AttemptModel(_Answer):
     finished_at: datetime
     outcome: AttemptOutcome
     error: str | None = None
+    traceback: str | None = Field(
+        default=None,
+        description="Where the attempt's exception was raised (redacted, at most 16 KiB, "
+        "keeping the end); null when it ended without one",
+    )
 
     @classmethod
     def from_record(cls, record: AttemptRecord) -> AttemptModel:
@@ -326,6 +331,11 @@ class ProgressRequest(_Model):
     message: Annotated[Prose, Field(max_length=1000)] | None = None
 
 
+TRACEBACK = (
+    "The failing attempt's traceback; the server redacts it and keeps at most 16 KiB, the end"
+)
+
+
 class SucceedRequest(_Model):
     worker_id: WorkerId
     attempt: Attempt
@@ -339,6 +349,7 @@ class FailRequest(_Model):
     error: Prose
     outcome: Literal["failed", "retry", "canceled", "released"]
     run_at: Moment | None = None
+    traceback: Annotated[Prose, Field(description=TRACEBACK)] | None = None
 
 
 class OutcomeModel(_Model):
@@ -350,6 +361,7 @@ class OutcomeModel(_Model):
     output_ref: Annotated[Prose, Field(max_length=2000)] | None = None
     error: Prose | None = None
     run_at: Moment | None = None
+    traceback: Annotated[Prose, Field(description=TRACEBACK)] | None = None
 
 
 class CompleteRequest(_Model):

@@ -11,6 +11,7 @@ import logging
 import signal
 import socket
 import sys
+import textwrap
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -392,6 +393,11 @@ def runs_status(
             f"  attempt {past.attempt} on {past.worker_id}: {past.outcome}"
             f"{' - ' + _first_line(past.error) if past.error else ''}"
         )
+    failed = [past for past in attempts if past.traceback]
+    if failed:
+        last = failed[-1]
+        click.echo(f"  traceback of attempt {last.attempt}:")
+        click.echo(textwrap.indent((last.traceback or "").rstrip("\n"), "    ", lambda _: True))
 
 
 def _print_run(run: Run) -> None:

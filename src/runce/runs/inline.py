@@ -26,7 +26,7 @@ from runce.runs.context import JobContext, RunInfo, run_logger
 from runce.runs.events import Event, EventBus
 from runce.runs.jobs import Job
 from runce.runs.limits import check_text
-from runce.runs.service import canonical_json, cap_error, new_run_id
+from runce.runs.service import canonical_json, cap_error, new_run_id, traceback_of
 from runce.stores.queue import Beat, NewRun, Outcome, Run, RunQueue, run_after
 
 JobStatus = Literal["succeeded", "failed", "skipped"]
@@ -113,7 +113,8 @@ class InlineCall:
                 text = canonical_json(self.job.result_for_storage(value), "result")
             except Exception as exc:
                 error = cap_error(_described(exc))
-                self._finish(run, Outcome(run.fence, "failed", error=error), "run.failed")
+                failed = Outcome(run.fence, "failed", error=error, traceback=traceback_of(exc))
+                self._finish(run, failed, "run.failed")
                 raise JobFailed(
                     f"job {run.kind!r} failed in run {run.id}: {error}", run.id
                 ) from exc

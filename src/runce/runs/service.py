@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from runce.errors import (
     UnknownRun,
     UsageError,
 )
+from runce.errortext import cap, clean
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import JobRegistry, registry
 from runce.runs.limits import (
@@ -226,6 +228,24 @@ def cap_error(text: str) -> str:
         return text
     marker = "…[truncated]"
     return data[: ERROR_CAP - len(marker.encode())].decode(errors="ignore") + marker
+
+
+def cap_traceback(text: str) -> str:
+    """A traceback as an attempt keeps it: safe, redacted, at most 16 KiB (keeping its end,
+    where the exception is). Redacted before it is cut, so no secret is left half masked."""
+    return cap(scrub(clean(text)), keep_end=True)
+
+
+def traceback_of(exc: BaseException) -> str | None:
+    """The traceback of what a job raised, as its attempt keeps it; None for an exception
+    that was never raised (a timeout the worker declares), whose error says it all."""
+    if exc.__traceback__ is None:
+        return None
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:  # job code's exception: formatting it must not lose the outcome
+        return None
+    return cap_traceback(text)
 
 
 def backoff_delay(attempt: int, base: float, rng: random.Random | None = None) -> float:

@@ -42,7 +42,7 @@ from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
 from runce.runs.redact import scrub
-from runce.runs.service import backoff_delay, canonical_json, cap_error
+from runce.runs.service import backoff_delay, canonical_json, cap_error, traceback_of
 from runce.stores.queue import (
     ClaimRequest,
     Landed,
@@ -928,13 +928,15 @@ class Worker:
         run = slot.run
         slot.error = exc
         error = cap_error(describe(exc))  # safe whatever the job raised
+        stack = traceback_of(exc)
         final = isinstance(exc, NonRetryable | InvalidInput) or run.attempt >= run.max_attempts
         if final:
-            return Outcome(run.fence, "failed", error=error)
+            return Outcome(run.fence, "failed", error=error, traceback=stack)
         # Doubling 40 times already passes any cap: stop before it overflows a date.
         doubled = backoff_delay(min(run.attempt, 40), self.options.backoff_base)
         delay = min(doubled, MAX_RETRY_DELAY)
-        return Outcome(run.fence, "retry", error=error, run_at=utcnow() + timedelta(seconds=delay))
+        at = utcnow() + timedelta(seconds=delay)
+        return Outcome(run.fence, "retry", error=error, run_at=at, traceback=stack)
 
     def _context(self, slot: _Slot) -> JobContext:
         run = slot.run

@@ -437,7 +437,7 @@ class MemoryRunQueue:
         else:  # released: handed back without spending the attempt
             after = replace(run, state="queued", attempt=run.attempt - 1)
         if outcome.kind != "succeeded":
-            self._record_attempt(run, outcome.kind, outcome.error, now)
+            self._record_attempt(run, outcome.kind, outcome.error, now, outcome.traceback)
         if after.state == "queued":
             after = _unclaimed(after, now)
         self._store([after])
@@ -582,7 +582,14 @@ class MemoryRunQueue:
             return None
         return run if run.claimed_by == fence.worker_id else None
 
-    def _record_attempt(self, run: Run, outcome: str, error: str | None, now: datetime) -> None:
+    def _record_attempt(
+        self,
+        run: Run,
+        outcome: str,
+        error: str | None,
+        now: datetime,
+        traceback: str | None = None,
+    ) -> None:
         self._runs.attempts.append(
             AttemptRecord(
                 run.id,
@@ -592,6 +599,7 @@ class MemoryRunQueue:
                 now,
                 outcome,  # type: ignore[arg-type]
                 error,
+                traceback,
             )
         )
 

@@ -167,6 +167,7 @@ class Outcome:
     output_ref: str | None = None
     error: str | None = None  # failed / retry / canceled: capped error text
     run_at: datetime | None = None  # retry: when to try again
+    traceback: str | None = None  # failed / retry: the attempt's traceback, redacted, capped
 
 
 class Landed(NamedTuple):
@@ -404,6 +405,7 @@ class AttemptRecord:
     finished_at: datetime
     outcome: AttemptOutcome
     error: str | None = None
+    traceback: str | None = None  # where the attempt's exception was raised, when it was
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,7 +369,10 @@ class MongoRunQueue:
                 changes, step = _outcome_changes(outcome, now)
                 written.append({**doc, **changes, "attempt": doc["attempt"] + step})
                 if outcome.kind != "succeeded":
-                    records.append(_attempt_document(doc, outcome.kind, outcome.error, now))
+                    record = _attempt_document(doc, outcome.kind, outcome.error, now)
+                    if outcome.traceback is not None:  # absent, not null, when there is none
+                        record["traceback"] = outcome.traceback
+                    records.append(record)
             if records:
                 self._attempts.insert_many(records, ordered=True)
             # As the write left them (the fence pins all but a cancel asked in between).
@@ -816,6 +819,7 @@ def _attempt_from(doc: Document) -> AttemptRecord:
         finished_at=aware(doc["finishedAt"]),
         outcome=doc["outcome"],
         error=doc.get("error"),
+        traceback=doc.get("traceback"),
     )
 
 

@@ -243,6 +243,7 @@ def outcomes_params(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "output_refs": [o.output_ref for o in outcomes],
         "errors": [o.error for o in outcomes],
         "run_ats": [o.run_at for o in outcomes],
+        "tracebacks": [o.traceback for o in outcomes],
     }
 
 
@@ -263,6 +264,7 @@ def attempt_record_from(row: Row) -> AttemptRecord:
         finished_at=utc(row["finished_at"]),
         outcome=row["outcome"],
         error=row["error"],
+        traceback=row.get("traceback"),  # absent before schema version 8
     )
 
 

@@ -33,12 +33,13 @@ o AS (
     FROM unnest(
         %(ids)b::text[], %(attempts)b::integer[], %(workers)b::text[], %(kinds)b::text[],
         %(results)b::text[], %(output_refs)b::text[], %(errors)b::text[],
-        %(run_ats)b::timestamptz[]
+        %(run_ats)b::timestamptz[], %(tracebacks)b::text[]
     ) WITH ORDINALITY
-        AS o (run_id, attempt, worker_id, kind, result, output_ref, error, run_at, pos)
+        AS o (run_id, attempt, worker_id, kind, result, output_ref, error, run_at, traceback,
+              pos)
 ),
 prior AS (
-    SELECT r.id, r.attempt, r.claimed_by, r.started_at, o.kind, o.error, o.pos
+    SELECT r.id, r.attempt, r.claimed_by, r.started_at, o.kind, o.error, o.traceback, o.pos
     FROM o
     JOIN {schema}.runs AS r
       ON r.id = o.run_id AND r.attempt = o.attempt AND r.claimed_by = o.worker_id
@@ -75,8 +76,8 @@ done AS (
 ),
 recorded AS (
     INSERT INTO {schema}.run_attempts
-        (run_id, attempt, worker_id, started_at, finished_at, outcome, error)
-    SELECT p.id, p.attempt, p.claimed_by, p.started_at, now(), p.kind, p.error
+        (run_id, attempt, worker_id, started_at, finished_at, outcome, error, traceback)
+    SELECT p.id, p.attempt, p.claimed_by, p.started_at, now(), p.kind, p.error, p.traceback
     FROM prior AS p
     WHERE p.id IN (SELECT id FROM done)
     ORDER BY p.pos
@@ -331,8 +332,9 @@ SELECT * FROM (
 ORDER BY created_at {direction}, id {direction}
 LIMIT %(limit)s;
 
+-- Every column: a schema not yet upgraded to version 8 has no traceback, read as NULL.
 -- name: run_attempts
-SELECT run_id, attempt, worker_id, started_at, finished_at, outcome, error
+SELECT *
 FROM {schema}.run_attempts
 WHERE run_id = %(run_id)s
 ORDER BY id;

@@ -159,6 +159,7 @@ def outcomes_param(outcomes: list[Outcome]) -> str:
                 outcome.output_ref,
                 outcome.error,
                 _iso_or_none(outcome.run_at),
+                outcome.traceback,
             ]
             for outcome in outcomes
         ]
@@ -166,6 +167,7 @@ def outcomes_param(outcomes: list[Outcome]) -> str:
 
 
 def attempt_record_from(row: sqlite3.Row) -> AttemptRecord:
+    names = row.keys()  # a file before schema 8 has no traceback ("in row" reads values)
     return AttemptRecord(
         run_id=row["run_id"],
         attempt=row["attempt"],
@@ -174,6 +176,7 @@ def attempt_record_from(row: sqlite3.Row) -> AttemptRecord:
         finished_at=from_iso(row["finished_at"]),
         outcome=row["outcome"],
         error=row["error"],
+        traceback=row["traceback"] if "traceback" in names else None,
     )
 
 

@@ -72,17 +72,19 @@ RETURNING *;
 -- under this attempt and worker. The attempts that did not succeed are recorded first,
 -- while the row still names the attempt's worker and start.
 -- name: record_outcome_attempts
-WITH o (pos, run_id, attempt, worker_id, kind, error) AS (
+WITH o (pos, run_id, attempt, worker_id, kind, error, traceback) AS (
     SELECT key,
            json_extract(value, '$[0]'),
            json_extract(value, '$[1]'),
            json_extract(value, '$[2]'),
            json_extract(value, '$[3]'),
-           json_extract(value, '$[6]')
+           json_extract(value, '$[6]'),
+           json_extract(value, '$[8]')
     FROM json_each(:outcomes)
 )
-INSERT INTO runce_run_attempts (run_id, attempt, worker_id, started_at, finished_at, outcome, error)
-SELECT r.id, r.attempt, r.claimed_by, r.started_at, :now, o.kind, o.error
+INSERT INTO runce_run_attempts
+    (run_id, attempt, worker_id, started_at, finished_at, outcome, error, traceback)
+SELECT r.id, r.attempt, r.claimed_by, r.started_at, :now, o.kind, o.error, o.traceback
 FROM o JOIN runce_runs AS r
     ON r.id = o.run_id
    AND r.attempt = o.attempt
@@ -267,8 +269,9 @@ SELECT * FROM (
 ORDER BY created_at {direction}, id {direction}
 LIMIT :limit;
 
+-- Every column: a file not yet upgraded to schema 8 has no traceback, and reads it as NULL.
 -- name: run_attempts
-SELECT run_id, attempt, worker_id, started_at, finished_at, outcome, error
+SELECT *
 FROM runce_run_attempts
 WHERE run_id = :run_id
 ORDER BY id;
