@@ -206,7 +206,15 @@ def test_a_schema_from_before_the_runs_reads_as_empty_and_upgrades_on_a_write(
     store = make()
     store.runs.enqueue([new()])
     # Make it a schema of version 1: the once-task tables only.
-    for table in ("run_attempts", "runs", "workers", "schedules", "tokens"):
+    for table in (
+        "run_attempts",
+        "runs",
+        "workers",
+        "schedules",
+        "tokens",
+        "checkpoints",
+        "controls",
+    ):
         admin.execute(sql.SQL("DROP TABLE {}").format(_table(store.schema, table)))
     admin.execute(
         sql.SQL("DELETE FROM {} WHERE version >= %s").format(
