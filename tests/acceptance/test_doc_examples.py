@@ -37,6 +37,8 @@ TESTED_BY = {
     "examples/django": "tests/acceptance/test_django_example.py",
     "examples/connections": "tests/acceptance/test_connection_examples.py",
     "examples/quickstart": "tests/acceptance/conftest.py",
+    "examples/adopting": "tests/acceptance/test_adopting.py",
+    "examples/transactional": "tests/acceptance/test_transactional_jobs.py",
     "tests/typecheck": "tests/unit/test_frameworks_types.py",
 }
 
@@ -124,6 +126,7 @@ LANGUAGES = {
     "json": "parsed when it is a whole document",
     "yaml": "parsed",
     "console": "its runce commands parsed by the CLI; README's quick start run",
+    "sh": "a verbatim part of a script a test runs",
     "text": "output shown, not code",
     "": "output shown, not code",
     "cron": "a crontab line, not code",
@@ -133,6 +136,8 @@ LANGUAGES = {
 def test_every_block_is_in_a_language_that_is_checked() -> None:
     unchecked = [f"{b} ({b.language})" for b in BLOCKS if b.language not in LANGUAGES]
     assert not unchecked, f"blocks in a language no test checks: {unchecked}"
+    unmarked = [str(b) for b in BLOCKS if b.language == "sh" and b.source is None]
+    assert not unmarked, f"sh blocks must be a verbatim part of a tested script: {unmarked}"
 
 
 def test_every_unrun_block_is_listed_with_a_reason() -> None:

@@ -98,7 +98,7 @@ class Dashboard:
         return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not longer: its event loop would stay for the tests after
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         unavailable(

@@ -11,7 +11,7 @@ import pytest
 
 from tests.browser.conftest import SHOTS, WAIT, Dashboard, sign_in, watch
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.xdist_group("browser")]
 
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 

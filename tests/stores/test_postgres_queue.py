@@ -433,6 +433,7 @@ def test_the_claim_reads_the_partial_claim_index(make: Make, admin: Conn) -> Non
         "output_refs": [None] * len(running),
         "errors": [None] * len(running),
         "run_ats": [None] * len(running),
+        "tracebacks": [None] * len(running),
     }
 
     # No statistics yet (autovacuum has not analyzed the table): the worker's connection
