@@ -30,6 +30,7 @@ class _Switchable:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.down = False
+        self.hang = threading.Event()  # set: every call waits until it is cleared (or 30 s)
         self.calls_while_down = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -38,6 +39,9 @@ class _Switchable:
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + 30
+            while self.hang.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
             if self.down:
                 self.calls_while_down += 1
                 raise StoreUnavailable("could not connect to the store (simulated): refused")
@@ -184,6 +188,35 @@ def test_a_worker_holding_runs_stops_on_time_while_the_store_refuses(
     assert any("without the store" in r.getMessage() for r in caplog.records)
     # Nothing was recorded: the runs stay running until their leases expire.
     assert {service.get(r.id).state for r in runs[:2]} == {"running"}
+
+
+def test_a_worker_holding_nothing_stops_at_once_while_the_store_keeps_it_waiting(
+    store: memory.MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A store that refused, then takes calls and never answers (a server behind a dead
+    # link): with no run to finish, the shutdown timeout is not waited out.
+    jobs = JobRegistry()
+    jobs.register(Job("echo", lambda params: params))
+    worker, queue, _ = _outage_worker(store, jobs, shutdown_timeout=30.0)
+    queue.down = True
+    with caplog.at_level(logging.INFO, logger="runce.worker"):
+        thread = _run_in_thread(worker)
+        try:
+            _until(lambda: worker._outage.down, 15, "the outage was never noticed")
+            queue.hang.set()
+            time.sleep(1.0)  # past the first waits of the backoff: the next call hangs
+            asked = time.monotonic()
+            worker.stop()
+            thread.join(40)
+            took = time.monotonic() - asked
+        finally:
+            queue.down = False
+            queue.hang.clear()
+            left = worker._done.wait(10)  # the abandoned loop ends when its call returns
+    assert left
+    assert not thread.is_alive()
+    assert took < 0.5 + 1.5, took  # GRACE, and room for a busy machine; not 30 s
+    assert any("kept a call waiting" in r.getMessage() for r in caplog.records)
 
 
 def test_a_worker_tries_an_unreachable_store_with_backoff_not_in_a_loop(

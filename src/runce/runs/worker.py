@@ -205,6 +205,7 @@ class Worker:
         self._listen.set()
         self._stopping = threading.Event()
         self._stop_deadline: float | None = None
+        self._stop_asked = 0.0  # when stop() was first called (time.monotonic())
         self._quit = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -255,7 +256,8 @@ class Worker:
         then hand back what is left. Safe from a signal handler."""
         if not self._stopping.is_set():
             wait = self.options.shutdown_timeout if timeout is None else timeout
-            self._stop_deadline = time.monotonic() + wait
+            self._stop_asked = time.monotonic()
+            self._stop_deadline = self._stop_asked + wait
             self._stopping.set()
         else:
             self._stop_deadline = time.monotonic()  # asked twice: stop now
@@ -287,16 +289,27 @@ class Worker:
         up past the stop deadline (a server that accepts and never answers), stop without
         it."""
         while not self._done.is_set():
-            self._nudge.wait(self._until_stop() + (GRACE if self._stopping.is_set() else 0.0))
+            stopping = self._stopping.is_set()
+            wait = self._until_stop()
+            self._nudge.wait(min(GRACE, wait + GRACE) if stopping else wait)
             self._nudge.clear()
             now = time.monotonic()
             if self._max_time_passed(now, self._began):
                 self.stop()
-            deadline = self._stop_deadline
-            late = deadline is not None and now >= deadline + GRACE
-            if late and self._stopping.is_set() and not self._done.is_set():
+            if self._stopping.is_set() and not self._done.is_set() and self._stuck(now):
                 self._abandon()
                 return
+
+    def _stuck(self, now: float) -> bool:
+        """Whether a stopping worker should leave its main loop in the store call it waits
+        on: past the stop deadline; or sooner, when the store is down and no run is held
+        (nothing is left to finish, and the store may not answer for a long while)."""
+        deadline = self._stop_deadline
+        if deadline is not None and now >= deadline + GRACE:
+            return True
+        with self._mutex:
+            held = len(self._slots)
+        return self._outage.down and not held and now >= self._stop_asked + GRACE
 
     def _abandon(self) -> None:
         """The main loop is stuck in a store call: leave it (it makes no further call)."""
