@@ -507,6 +507,32 @@ KEYS: tuple[Key, ...] = (
         high=100 * YEAR,
     ),
     Key(
+        "runs.retention.auto",
+        _boolean,
+        True,
+        "bool",
+        "RUNCE_RUNS_RETENTION_AUTO",
+        help="Workers prune by `runs.retention` on `runs.retention.schedule`, one per tick.",
+    ),
+    Key(
+        "runs.retention.schedule",
+        _text,
+        "@hourly",
+        "cron",
+        "RUNCE_RUNS_RETENTION_SCHEDULE",
+        help="When workers prune (a cron expression in UTC; checked when a worker starts).",
+    ),
+    Key(
+        "runs.retention.batch",
+        _positive_int,
+        1000,
+        "integer",
+        None,
+        help="Runs one prune transaction deletes at most; a prune loops in such batches.",
+        low=1,
+        high=100_000,
+    ),
+    Key(
         "api.host",
         _text,
         "127.0.0.1",
@@ -631,6 +657,9 @@ class WorkerSettings:
 class RetentionSettings:
     succeeded: float = 30 * 86400.0
     failed: float = 90 * 86400.0
+    auto: bool = True
+    schedule: str = "@hourly"
+    batch: int = 1000
 
 
 @dataclass(frozen=True)
@@ -888,7 +917,11 @@ def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: s
             **{k.partition(".")[2]: v for k, v in settings.items() if k.startswith("worker.")}
         ),
         retention=RetentionSettings(
-            settings["runs.retention.succeeded"], settings["runs.retention.failed"]
+            **{
+                k.rpartition(".")[2]: v
+                for k, v in settings.items()
+                if k.startswith("runs.retention.")
+            }
         ),
         api=ApiSettings(
             settings["api.host"],

@@ -252,7 +252,9 @@ class HttpRunQueue:
             "read the server's GET /metrics"
         )
 
-    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
+    def prune(
+        self, succeeded_before: datetime, failed_before: datetime, limit: int | None = None
+    ) -> int:
         raise UnsupportedFeature(
             f"{self.description} is a worker's queue and does not prune runs; "
             "use runce.Client(...).prune_runs or `runce runs prune --remote`"

@@ -170,5 +170,6 @@ def prune(body: PruneRequest, ctx: Ctx, caller: Pruner) -> PruneResult:
     deleted = ctx.runs.prune(
         retention.succeeded if body.succeeded_after is None else body.succeeded_after,
         retention.failed if body.failed_after is None else body.failed_after,
+        batch=retention.batch,
     )
     return PruneResult(deleted=deleted)

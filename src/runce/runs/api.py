@@ -26,12 +26,13 @@ from runce.config import (
     import_object,
     resolve_config,
 )
-from runce.errors import ConfigError, UnsupportedFeature, UsageError
+from runce.errors import ConfigError, UnknownSchedule, UnsupportedFeature, UsageError
 from runce.runs import redact, secrets
 from runce.runs.events import events
 from runce.runs.inline import InlineCall
 from runce.runs.jobs import Job, load_handlers
 from runce.runs.jobs import registry as job_registry
+from runce.runs.retention import Retention, RetentionLoop, check_expression, is_internal
 from runce.runs.scheduler import Scheduler, SchedulerLoop, set_enabled
 from runce.runs.schedules import check_handled, unhandled
 from runce.runs.schedules import registry as schedule_registry
@@ -338,6 +339,7 @@ def prune_runs(
     return service(cfg).prune(
         cfg.retention.succeeded if succeeded_after is None else succeeded_after,
         cfg.retention.failed if failed_after is None else failed_after,
+        batch=cfg.retention.batch,
     )
 
 
@@ -433,7 +435,7 @@ def worker(
         queue_of(store),
         options,
         services=services,
-        companions=_scheduler_of(cfg, store),
+        companions=[*_scheduler_of(cfg, store), *_retention_of(cfg, store)],
     )
 
 
@@ -460,6 +462,24 @@ def _scheduler_of(cfg: Config, store: Store) -> list[SchedulerLoop]:
     check_handled(specs, made.jobs.kinds())  # the worker's handlers are loaded by now
     scheduler = Scheduler(schedules_of(store), made, specs)
     return [SchedulerLoop(scheduler)]
+
+
+def _retention_of(cfg: Config, store: Store) -> list[RetentionLoop]:
+    """The worker's share of retention (``runs.retention.auto``), where the store keeps
+    schedules (its ticks are stored with them)."""
+    settings = cfg.retention
+    if not settings.auto or getattr(store, "schedules", None) is None:
+        return []
+    check_expression(settings.schedule, cfg.source)
+    retention = Retention(
+        schedules_of(store),
+        service(cfg),
+        succeeded_after=settings.succeeded,
+        failed_after=settings.failed,
+        expression=settings.schedule,
+        batch=settings.batch,
+    )
+    return [RetentionLoop(retention)]
 
 
 def drain(
@@ -489,7 +509,8 @@ def schedules_of(store: Store) -> ScheduleStore:
 def list_schedules(*, config: ConfigArg = None) -> list[Schedule]:
     """The stored schedules, by name (a worker stores those its code declares when it starts)."""
     cfg = _config(config)
-    return schedules_of(shared_store(cfg.store)).all()
+    stored = schedules_of(shared_store(cfg.store)).all()
+    return [schedule for schedule in stored if not is_internal(schedule.name)]
 
 
 def enable_schedule(name: str, *, config: ConfigArg = None) -> Schedule:
@@ -503,6 +524,8 @@ def disable_schedule(name: str, *, config: ConfigArg = None) -> Schedule:
 
 
 def _switch(name: str, enabled: bool, config: ConfigArg) -> Schedule:
+    if is_internal(name):  # runce's own (retention): runs.retention.auto switches it
+        raise UnknownSchedule(f"no schedule is named {name!r}; `runce schedules list` shows them")
     cfg = _config(config)
     store = shared_store(cfg.store)
     schedules = schedules_of(store)

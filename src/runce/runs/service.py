@@ -59,6 +59,8 @@ RUN_ORDERS = ("newest", "oldest")
 
 ERROR_CAP = 16 * 1024
 MAX_PAGE = 100
+# Runs one prune transaction deletes at most (as runs.retention.batch's default).
+PRUNE_BATCH = 1000
 # Long enough for the keys runce makes itself (a schedule's tick: at most 234), far below
 # what the stores can index (PostgreSQL's index rows stop near 2.7 KB; 255 chars of 4 bytes fit).
 MAX_KEY = 255
@@ -591,12 +593,30 @@ class RunService:
             raise IllegalTransition(f"run {run_id} became {state} meanwhile; not retried")
         return after
 
-    def prune(self, succeeded_after: float, failed_after: float) -> int:
-        """Delete runs finished longer ago than these many seconds (per outcome)."""
+    def prune(
+        self,
+        succeeded_after: float,
+        failed_after: float,
+        *,
+        batch: int = PRUNE_BATCH,
+        stop: Callable[[], bool] | None = None,
+    ) -> int:
+        """Delete runs finished longer ago than these many seconds (per outcome), in batches
+        of ``batch`` runs, each its own short transaction, so that workers keep claiming
+        meanwhile; ``stop`` is asked between batches (a stopping worker leaves the rest)."""
         now = self.queue.now()
-        return self.queue.prune(
-            now - timedelta(seconds=succeeded_after), now - timedelta(seconds=failed_after)
-        )
+        succeeded_before = now - timedelta(seconds=succeeded_after)
+        failed_before = now - timedelta(seconds=failed_after)
+        pruned = 0
+        while True:
+            started = time.monotonic()
+            gone = self.queue.prune(succeeded_before, failed_before, limit=batch)
+            pruned += gone
+            if gone < batch or (stop is not None and stop()):
+                return pruned
+            # A breath between batches: on SQLite a writer waiting for the lock polls for it,
+            # and a loop that took it back at once could keep a claim waiting.
+            time.sleep(min((time.monotonic() - started) / 4, 0.1))
 
 
 def callers_connection(connection: Any) -> Any:

@@ -531,7 +531,9 @@ class MemoryRunQueue:
         with self._mutex:
             return [a for a in self._runs.attempts if a.run_id == run_id]
 
-    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
+    def prune(
+        self, succeeded_before: datetime, failed_before: datetime, limit: int | None = None
+    ) -> int:
         with self._mutex:
             doomed = [
                 r
@@ -542,6 +544,9 @@ class MemoryRunQueue:
                     or (r.state in ("failed", "canceled") and r.finished_at < failed_before)
                 )
             ]
+            if limit is not None:
+                doomed.sort(key=lambda r: (r.finished_at, r.id))
+                del doomed[limit:]
             for run in doomed:
                 del self._runs.rows[run.id]
                 if run.idempotency_key is not None:

@@ -556,9 +556,13 @@ class RunQueue(Protocol):
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """The attempts that did not succeed, oldest first."""
 
-    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
+    def prune(
+        self, succeeded_before: datetime, failed_before: datetime, limit: int | None = None
+    ) -> int:
         """Delete finished runs (and their attempts): succeeded ones finished before the
-        first time, failed and canceled ones before the second. Returns how many."""
+        first time, failed and canceled ones before the second. Returns how many. With
+        ``limit``, one batch: at most that many, the longest finished first, in one short
+        transaction (callers loop until a batch comes back short)."""
 
     def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be due (an enqueue, a retry) or after ``timeout``."""

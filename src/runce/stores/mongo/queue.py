@@ -521,7 +521,9 @@ class MongoRunQueue:
             )
         return [_attempt_from(doc) for doc in docs]
 
-    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
+    def prune(
+        self, succeeded_before: datetime, failed_before: datetime, limit: int | None = None
+    ) -> int:
         query = {
             "$or": [
                 {"state": "succeeded", "finishedAt": {"$lt": succeeded_before}},
@@ -529,7 +531,16 @@ class MongoRunQueue:
             ]
         }
         with self._conn.translated("prune finished runs"):
-            ids = [doc["_id"] for doc in self._runs.find(query, {"_id": 1})]
+            if limit is None:
+                found = self._runs.find(query, {"_id": 1})
+            else:  # one batch: the longest finished first, by the finishedAt index
+                latest = max(succeeded_before, failed_before)
+                found = (
+                    self._runs.find({"finishedAt": {"$lt": latest}, **query}, {"_id": 1})
+                    .sort("finishedAt", 1)
+                    .limit(limit)
+                )
+            ids = [doc["_id"] for doc in found]
             gone = 0
             for start in range(0, len(ids), 1000):
                 chunk = ids[start : start + 1000]

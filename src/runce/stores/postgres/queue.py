@@ -324,11 +324,19 @@ class PostgresRunQueue:
 
         return self._db.write(work, what="reclaim runs whose lease expired", transaction=False)
 
-    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
-        params = {"succeeded_before": succeeded_before, "failed_before": failed_before}
+    def prune(
+        self, succeeded_before: datetime, failed_before: datetime, limit: int | None = None
+    ) -> int:
+        params: dict[str, Any] = {
+            "succeeded_before": succeeded_before,
+            "failed_before": failed_before,
+            "latest": max(succeeded_before, failed_before),
+            "limit": limit,
+        }
+        name = "prune_runs" if limit is None else "prune_runs_batch"
 
         def work(conn: Connection) -> int:
-            row = conn.execute(self._db.sql("prune_runs"), params).fetchone()
+            row = conn.execute(self._db.sql(name), params).fetchone()
             return int(row[0]) if row is not None else 0
 
         return self._db.write(work, what="prune finished runs", transaction=False)

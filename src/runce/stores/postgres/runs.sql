@@ -349,6 +349,24 @@ WITH pruned AS (
 )
 SELECT count(*) FROM pruned;
 
+-- One batch of a prune, its own short transaction: at most %(limit)s runs, the longest
+-- finished first, found by runs_finished. Rows another transaction holds (a retry under
+-- way) are skipped, and a row that changed meanwhile is checked again before it goes.
+-- name: prune_runs_batch
+WITH doomed AS (
+    SELECT id FROM {schema}.runs
+    WHERE finished_at < %(latest)s
+      AND ((state = 'succeeded' AND finished_at < %(succeeded_before)s)
+        OR (state IN ('failed', 'canceled') AND finished_at < %(failed_before)s))
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), pruned AS (
+    DELETE FROM {schema}.runs AS r USING doomed WHERE r.id = doomed.id
+    RETURNING 1
+)
+SELECT count(*) FROM pruned;
+
 -- name: worker_seen
 INSERT INTO {schema}.workers
     (id, host, pid, started_at, last_seen, concurrency, kinds, state)

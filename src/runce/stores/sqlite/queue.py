@@ -246,15 +246,20 @@ class SQLiteRunQueue:
             self._waiter.announce()
         return sorted(runs, key=lambda run: (run.created_at, run.id))
 
-    def prune(self, succeeded_before: datetime, failed_before: datetime) -> int:
-        params = {
+    def prune(
+        self, succeeded_before: datetime, failed_before: datetime, limit: int | None = None
+    ) -> int:
+        params: dict[str, Any] = {
             "succeeded_before": to_iso(succeeded_before),
             "failed_before": to_iso(failed_before),
+            "latest": to_iso(max(succeeded_before, failed_before)),
+            "limit": limit,
         }
+        batch = "" if limit is None else "_batch"
 
         def work(conn: sqlite3.Connection) -> int:
-            conn.execute(query("prune_attempts"), params)
-            deleted: int = conn.execute(query("prune_runs"), params).rowcount
+            conn.execute(query(f"prune_attempts{batch}"), params)
+            deleted: int = conn.execute(query(f"prune_runs{batch}"), params).rowcount
             return deleted
 
         return self._db.write(work, what="prune finished runs")

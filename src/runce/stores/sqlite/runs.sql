@@ -289,6 +289,30 @@ DELETE FROM runce_runs
 WHERE (state = 'succeeded' AND finished_at < :succeeded_before)
    OR (state IN ('failed', 'canceled') AND finished_at < :failed_before);
 
+-- One batch of a prune: at most :limit runs, the longest finished first (by
+-- runce_runs_finished), their attempts with them, in one short write transaction.
+-- name: prune_attempts_batch
+DELETE FROM runce_run_attempts
+WHERE run_id IN (
+    SELECT id FROM runce_runs
+    WHERE finished_at < :latest
+      AND ((state = 'succeeded' AND finished_at < :succeeded_before)
+        OR (state IN ('failed', 'canceled') AND finished_at < :failed_before))
+    ORDER BY finished_at, id
+    LIMIT :limit
+);
+
+-- name: prune_runs_batch
+DELETE FROM runce_runs
+WHERE id IN (
+    SELECT id FROM runce_runs
+    WHERE finished_at < :latest
+      AND ((state = 'succeeded' AND finished_at < :succeeded_before)
+        OR (state IN ('failed', 'canceled') AND finished_at < :failed_before))
+    ORDER BY finished_at, id
+    LIMIT :limit
+);
+
 -- name: worker_seen
 INSERT INTO runce_workers (id, host, pid, started_at, last_seen, concurrency, kinds, state)
 VALUES (:id, :host, :pid, :started_at, :last_seen, :concurrency, :kinds, :state)
