@@ -130,6 +130,7 @@ LANGUAGES = {
     "text": "output shown, not code",
     "": "output shown, not code",
     "cron": "a crontab line, not code",
+    "mermaid": "a diagram, not code",
 }
 
 

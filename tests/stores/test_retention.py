@@ -178,7 +178,8 @@ def test_claims_keep_working_while_a_prune_of_many_runs_runs(shared: StoreMaker)
         [queued] = worker.enqueue([new("fresh.run")])
         [claimed] = worker.claim("w1", ["fresh.run"], limit=1, lease=30)
         [landed] = worker.complete([Outcome(claimed.fence, "succeeded")])
-        assert claimed.id == queued.run.id and landed is not None
+        assert claimed.id == queued.run.id
+        assert landed is not None
         claimed_ids.append(claimed.id)
         rounds.append(time.monotonic())
     thread.join()
@@ -230,7 +231,8 @@ def test_one_worker_prunes_per_tick(shared: StoreMaker) -> None:
     assert max(Counter(p.tick for p in won).values()) == 1
     assert sum(p.runs for p in won) == 300
     stored = workers[0].store.get(RETENTION_SCHEDULE)
-    assert stored is not None and stored.next_run_at == clock() + timedelta(seconds=1)
+    assert stored is not None
+    assert stored.next_run_at == clock() + timedelta(seconds=1)
 
 
 def test_the_retention_schedule_switched_off_prunes_nothing(shared: StoreMaker) -> None:

@@ -117,7 +117,8 @@ class Retention:
             self.succeeded_after, self.failed_after, batch=self.batch, stop=stop
         )
         self.won.append(Pruned(tick, runs))
-        log.info(
+        log.log(
+            logging.INFO if runs else logging.DEBUG,
             "runs.pruned: %d finished run%s past runs.retention, in %.1fs (the tick of %s)",
             runs,
             "" if runs == 1 else "s",
