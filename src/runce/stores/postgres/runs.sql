@@ -193,6 +193,18 @@ WITH inserted AS (
 SELECT id, run_at, created_at, pg_notify(%(channel)s, kind)
 FROM inserted;
 
+-- A batch with no idempotency key goes in by COPY (enqueue_copy_runs), in a transaction
+-- that starts here: now() is the transaction's start, the time of every row it writes. The
+-- kinds are announced at commit, as by enqueue_runs.
+-- name: enqueue_copy_begin
+SELECT now(), (SELECT count(pg_notify(%(channel)s, kind)) FROM unnest(%(kinds)s::text[]) AS k (kind));
+
+-- name: enqueue_copy_runs
+COPY {schema}.runs (
+    id, kind, input, state, max_attempts, priority, run_at, created_at, updated_at,
+    project_id, correlation_id, trace_context
+) FROM STDIN;
+
 -- name: runs_by_keys
 SELECT * FROM {schema}.runs
 WHERE idempotency_key = ANY(%(keys)s::text[]);
