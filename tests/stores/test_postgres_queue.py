@@ -742,3 +742,49 @@ def test_a_page_with_no_leading_filter_is_read_by_index_not_sorted_whole(
     # runs_lease and runs_claim are partial indexes of one state each.
     pattern = r"Index Scan (runs_state \(state = '\w+'::text\)|runs_lease None|runs_claim None)"
     assert all(re.fullmatch(pattern, scan) for scan in scans), scans
+
+
+def test_a_claim_of_kinds_never_reads_their_finished_history(make: Make, admin: Conn) -> None:
+    """A kind with much finished history and a few due runs, statistics taken before the
+    kind had runs (a queue's statistics are always stale): the claim walks runs_claim's due
+    runs, not every run of the kind through the listing index; a page of the kind uses it."""
+    store = make()
+    queue = store.runs
+    queue.enqueue([new()])  # creates the schema
+    runs = _table(store.schema, "runs")
+    admin.execute(  # what the statistics know: other kinds, finished, and a backlog
+        sql.SQL(
+            "INSERT INTO {} (id, kind, input, state, attempt, max_attempts, run_at, created_at, "
+            "updated_at, finished_at) SELECT 'o' || g, 'other.kind', '{{}}', CASE WHEN g % 5 = 0 "
+            "THEN 'queued' ELSE 'succeeded' END, 1, 3, now() + interval '1 day', now(), now(), "
+            "CASE WHEN g % 5 = 0 THEN NULL ELSE now() END FROM generate_series(1, 10000) AS g"
+        ).format(runs)
+    )
+    admin.execute(sql.SQL("ANALYZE {}").format(runs))
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (id, kind, input, state, attempt, max_attempts, run_at, created_at, "
+            "updated_at, finished_at) SELECT 'f' || g, 'report.build', '{{}}', 'succeeded', 1, "
+            "3, now(), now() - g * interval '1 second', now(), now() FROM generate_series(1, "
+            "5000) AS g"
+        ).format(runs)
+    )
+    queue.enqueue([new(kind="report.build") for _ in range(300)])
+    claim = {"worker_id": "w", "claim_kinds": ["report.build"], "limit": 100, "lease": 30.0}
+    for plan in (
+        _worker_plan(store, "claim_runs", claim),
+        _plan(admin, query("claim_runs", store.schema), claim),
+    ):
+        assert "Index Scan using runs_claim" in plan, plan
+        assert "runs_kind" not in plan, plan
+    assert len(queue.claim("w1", ["report.build"], limit=100, lease=30)) == 100
+
+    page = queue.page(RunFilter(kind="report.build", state="succeeded"), None, 10)
+    assert [r.id for r in page] == [f"f{g}" for g in range(1, 11)]
+    statement = sql.SQL(
+        "SELECT id FROM {} WHERE kind || '' = 'report.build' ORDER BY created_at DESC LIMIT 10"
+    ).format(runs)
+    with admin.transaction():
+        admin.execute("SET LOCAL enable_seqscan = off")
+        plan = _plan(admin, statement, {})
+    assert "runs_kind" in plan, plan

@@ -117,7 +117,7 @@ _CHANNEL_BYTES = 63  # NAMEDATALEN - 1: longer channel names are refused
 _PAGE_FILTERS = {
     "project_id": "project_id = %(project_id)s",
     "state": "state = %(state)s",
-    "kind": "kind = %(kind)s",
+    "kind": "kind || '' = %(kind)s",  # runs_kind is on this expression (migration 0010)
     "since": "created_at >= %(since)s",
     "before": "created_at < %(before)s",
     "idempotency_key": "idempotency_key = %(idempotency_key)s",
