@@ -71,7 +71,8 @@ FROM (SELECT i, now() - interval '30 days' * (i::float8 / %(n)s) AS t
 PG_QUEUED = f"""
 INSERT INTO {{schema}}.runs ({PG_COLUMNS})
 SELECT md5('q' || i), 'kind.' || (i %% {KINDS}), '{{{{"i": 1}}}}'::jsonb, 'queued', 0, 3, 0,
-       now() + interval '1 day', now() - interval '1 hour', now() - interval '1 hour',
+       now() + interval '1 day', now() - interval '1 hour' + i * interval '1 ms',
+       now() - interval '1 hour' + i * interval '1 ms',
        NULL, NULL, NULL, NULL
 FROM generate_series(1, %(n)s) AS i
 """
@@ -222,8 +223,12 @@ EXPLAINED = {
         ) AS newest ORDER BY created_at DESC, id DESC LIMIT 50""",
     "first page of one kind": """
         EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-        SELECT * FROM {schema}.runs WHERE kind = 'kind.3'
+        SELECT * FROM {schema}.runs WHERE kind || '' = 'kind.3'
         ORDER BY created_at DESC, id DESC LIMIT 50""",
+    "dashboard stats: the due queued run enqueued first (stats_oldest_queued)": """
+        EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+        SELECT run_at FROM {schema}.runs WHERE state = 'queued' AND run_at <= now()
+        ORDER BY created_at, id LIMIT 1""",
     "metrics run_counts": """
         EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
         SELECT kind, state, count(*) FROM {schema}.runs GROUP BY kind, state""",

@@ -131,6 +131,7 @@ LANGUAGES = {
     "": "output shown, not code",
     "cron": "a crontab line, not code",
     "mermaid": "a diagram, not code",
+    "sql": "settings an operator applies to the database, shown not run",
 }
 
 
