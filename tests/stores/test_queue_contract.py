@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 
-from runce.stores.base import Store
-from runce.stores.queue import (
+from runce.domain.runs import (
     ClaimRequest,
     Fence,
     NewRun,
     Outcome,
     Run,
     RunFilter,
-    RunQueue,
     WorkerInfo,
     run_after,
 )
+from runce.stores.base import Store
+from runce.stores.queue import RunQueue
 from tests.stores.conftest import BACKENDS, StoreMaker
 
 # Stores with a run queue (the file store has none, by design); a store joins this list

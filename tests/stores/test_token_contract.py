@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from runce.domain.tokens import NewToken
 from runce.errors import UsageError
 from runce.stores.registry import open_store
-from runce.stores.tokens import NewToken, TokenStore
+from runce.stores.tokens import TokenStore
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS
 

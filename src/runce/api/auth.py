@@ -21,8 +21,8 @@ from runce.api import tokens
 from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError
 from runce.api.schemas import Scope
-from runce.stores.queue import Run
-from runce.stores.tokens import Token
+from runce.domain.runs import Run
+from runce.domain.tokens import Token
 
 log = logging.getLogger("runce.api")
 

@@ -25,9 +25,9 @@ from runce.api.auth import bearer, require
 from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError, answers
 from runce.config import Config
+from runce.domain.runs import RUN_STATES, RunCounts, WorkerInfo
 from runce.errors import RunceError
 from runce.stores.base import Store
-from runce.stores.queue import RUN_STATES, RunCounts, WorkerInfo
 from runce.tasks.discovery import discover
 from runce.tasks.states import TaskState, TaskStatus, compute_statuses
 

@@ -23,14 +23,7 @@ from urllib.parse import quote
 
 from runce.api.client import Client, run_from_json, run_path, wire_time
 from runce.api.schemas import MAX_BATCH, MAX_WAIT
-from runce.errors import (
-    IllegalTransition,
-    RemoteError,
-    StoreError,
-    UnknownRun,
-    UnsupportedFeature,
-)
-from runce.stores.queue import (
+from runce.domain.runs import (
     STATS_CAP,
     AttemptRecord,
     Beat,
@@ -43,11 +36,18 @@ from runce.stores.queue import (
     Run,
     RunCounts,
     RunFilter,
-    RunQueue,
     RunStats,
     WorkerInfo,
     landed_of,
 )
+from runce.errors import (
+    IllegalTransition,
+    RemoteError,
+    StoreError,
+    UnknownRun,
+    UnsupportedFeature,
+)
+from runce.stores.queue import RunQueue
 from runce.timeutil import from_iso
 
 log = logging.getLogger("runce.worker")

@@ -25,8 +25,8 @@ from runce.api.schemas import (
     RunList,
     RunModel,
 )
+from runce.domain.runs import RunFilter, RunOrder, RunState
 from runce.errors import InvalidInput
-from runce.stores.queue import RunFilter, RunOrder, RunState
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 422, 503))
 

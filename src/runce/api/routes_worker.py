@@ -35,8 +35,8 @@ from runce.api.schemas import (
     WorkerList,
     WorkerModel,
 )
+from runce.domain.runs import Fence, Outcome, Run, Unreadable
 from runce.runs.service import canonical_json, cap_error, cap_traceback
-from runce.stores.queue import Fence, Outcome, Run, Unreadable
 
 router = APIRouter(
     prefix="/v1",

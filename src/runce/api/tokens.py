@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runce.config import ConfigArg, resolve_config
+from runce.domain.tokens import NewToken, Token
 from runce.errors import UnsupportedFeature, UsageError
 from runce.runs.api import shared_store
 from runce.stores.base import Store
-from runce.stores.tokens import NewToken, Token, TokenStore
+from runce.stores.tokens import TokenStore
 
 PREFIX = "rnc_"
 SCOPES = ("runs:read", "runs:write", "runs:work")

@@ -24,9 +24,9 @@ from runce.errors import UsageError
 if TYPE_CHECKING:
     from runce.api.client import Client
     from runce.api.remote_queue import HttpRunQueue
+    from runce.domain.runs import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
+    from runce.domain.schedules import Schedule
     from runce.runs.service import RunPage
-    from runce.stores.queue import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
-    from runce.stores.schedules import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
 

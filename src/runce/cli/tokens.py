@@ -11,7 +11,7 @@ from runce.cli import output
 from runce.cli.main import cli, config_options, load_cli_config
 
 if TYPE_CHECKING:
-    from runce.stores.tokens import Token
+    from runce.domain.tokens import Token
 
 SCOPES = ("runs:read", "runs:write", "runs:work")
 

@@ -26,6 +26,8 @@ from runce.config import (
     import_object,
     resolve_config,
 )
+from runce.domain.runs import Run, RunFilter, RunOrder, RunState
+from runce.domain.schedules import Schedule
 from runce.errors import ConfigError, UnsupportedFeature, UsageError
 from runce.runs import redact, secrets
 from runce.runs.events import events
@@ -38,9 +40,9 @@ from runce.runs.schedules import registry as schedule_registry
 from runce.runs.service import RunPage, RunService
 from runce.runs.worker import Worker, WorkerOptions, WorkerSummary
 from runce.stores.base import Store, StoreSpec
-from runce.stores.queue import Run, RunFilter, RunOrder, RunQueue, RunState
+from runce.stores.queue import RunQueue
 from runce.stores.registry import open_store
-from runce.stores.schedules import Schedule, ScheduleStore
+from runce.stores.schedules import ScheduleStore
 
 _stores: dict[tuple[object, ...], Store] = {}
 _configs: dict[tuple[object, ...], Config] = {}

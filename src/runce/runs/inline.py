@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from runce.config import MAX_CONCURRENCY, bounded
+from runce.domain.runs import Beat, NewRun, Outcome, Run, run_after
 from runce.errors import InvalidInput, JobFailed, UsageError
 from runce.errortext import describe
 from runce.runs.context import JobContext, RunInfo, run_logger
@@ -27,7 +28,7 @@ from runce.runs.events import Event, EventBus
 from runce.runs.jobs import Job
 from runce.runs.limits import check_text
 from runce.runs.service import canonical_json, cap_error, new_run_id, traceback_of
-from runce.stores.queue import Beat, NewRun, Outcome, Run, RunQueue, run_after
+from runce.stores.queue import RunQueue
 
 JobStatus = Literal["succeeded", "failed", "skipped"]
 P = TypeVar("P")

@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from runce.config import MAX_ATTEMPTS, MAX_RUN_TIME, MIN_TIMEOUT, bounded
+from runce.domain.runs import Unreadable
 from runce.errors import ConfigError, InvalidInput, UsageError
-from runce.stores.queue import Unreadable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
     from datetime import datetime
 
+    from runce.domain.runs import Run
     from runce.runs.context import JobContext
     from runce.runs.inline import JobResult
-    from runce.stores.queue import Run
 
 JobFunction = Callable[..., Any]
 P = TypeVar("P")  # what the job takes: the run's input, validated into its annotation

@@ -14,9 +14,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from runce.domain.runs import OutcomeKind, Run
 from runce.errors import UsageError
 from runce.runs.worker import OUTCOME_NAMES, Worker
-from runce.stores.queue import OutcomeKind, Run
 
 # Seconds: from a millisecond job to an hour-long one.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)

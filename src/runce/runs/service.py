@@ -22,6 +22,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runce import tracing
+from runce.domain.runs import (
+    STATS_CAP,
+    TRANSITIONS,
+    AttemptRecord,
+    Enqueued,
+    NewRun,
+    Run,
+    RunFilter,
+    RunStats,
+)
 from runce.errors import (
     IdempotencyConflict,
     IllegalTransition,
@@ -42,17 +52,7 @@ from runce.runs.limits import (
     check_time,
 )
 from runce.runs.redact import scrub
-from runce.stores.queue import (
-    STATS_CAP,
-    TRANSITIONS,
-    AttemptRecord,
-    Enqueued,
-    NewRun,
-    Run,
-    RunFilter,
-    RunQueue,
-    RunStats,
-)
+from runce.stores.queue import RunQueue
 from runce.transaction import unwrap
 
 RUN_ORDERS = ("newest", "oldest")

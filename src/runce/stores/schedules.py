@@ -19,43 +19,10 @@ Rules every backend keeps (``tests/stores/test_schedule_contract.py``):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-
-@dataclass(frozen=True, slots=True)
-class ScheduleDefinition:
-    """What code declares: a job kind, when (a cron expression in a timezone), with what input."""
-
-    name: str
-    kind: str
-    expression: str
-    timezone: str
-    input_json: str  # canonical JSON (sorted keys, no spaces)
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """A schedule as stored: its definition, the operator's switch, and its position."""
-
-    name: str
-    kind: str
-    expression: str
-    timezone: str
-    input_json: str
-    enabled: bool
-    next_run_at: datetime  # the next tick due
-    created_at: datetime
-    updated_at: datetime
-    last_run_at: datetime | None = None  # the tick of the last run enqueued
-    last_run_id: str | None = None
-
-    @property
-    def definition(self) -> ScheduleDefinition:
-        return ScheduleDefinition(
-            self.name, self.kind, self.expression, self.timezone, self.input_json
-        )
+from runce.domain.schedules import Schedule, ScheduleDefinition
 
 
 def definition_columns(definition: ScheduleDefinition) -> dict[str, str]:
@@ -114,3 +81,16 @@ class ScheduleStore(Protocol):
         self, name: str, enabled: bool, next_run_at: datetime | None = None
     ) -> Schedule | None:
         """Switch a schedule on or off (and set ``next_run_at`` when given); None when unknown."""
+
+
+__all__ = [
+    "ScheduleStore",
+    "definition_columns",
+    "schedule_from_columns",
+]
+# The records that moved to runce.domain.schedules stay importable from here for
+# code written against their old home, until every import names the new one.
+__all__ += [
+    "Schedule",
+    "ScheduleDefinition",
+]

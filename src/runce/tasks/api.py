@@ -16,8 +16,11 @@ from typing import Any
 
 from runce._version import __version__
 from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, ConfigArg, bounded, resolve_config
+from runce.domain.locks import LockHolder
+from runce.domain.schema import SchemaStatus
+from runce.domain.tasks import AppliedRecord, Attempt, AttemptStatus
 from runce.errors import TasksFailed, UnknownTask, UsageError
-from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, LockHolder, SchemaStatus, Store
+from runce.stores.base import Store
 from runce.stores.liveness import current_owner
 from runce.stores.registry import open_store
 from runce.tasks.discovery import TaskFile, discover

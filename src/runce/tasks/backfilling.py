@@ -18,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runce.domain.locks import Lease
+from runce.domain.tasks import Attempt, Checkpoint, ControlCommand
 from runce.errors import TransactionConflict, UsageError
-from runce.stores.base import Attempt, Checkpoint, ControlCommand, Lease, TaskTracker
+from runce.stores.base import TaskTracker
 from runce.tasks.backfill import Backfill, Batch, Cursor, check_cursor
 from runce.tasks.lease import LeaseKeeper
 from runce.tasks.model import TaskContext

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from runce.config import Config
-from runce.stores.base import LockHolder
+from runce.domain.locks import LockHolder
 from runce.tasks.report import RunReport, TaskResult
 
 log = logging.getLogger("runce.boot")

@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from runce.stores.base import AppliedRecord, Attempt, Checkpoint, LockHolder, TaskControl
+from runce.domain.locks import LockHolder
+from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, TaskControl
 from runce.stores.liveness import process_alive
 from runce.tasks.discovery import TaskFile
 from runce.timeutil import json_time

@@ -43,11 +43,7 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from runce.errors import UsageError
-from runce.stores.mongo.connection import Connection, Document
-from runce.stores.mongo.documents import aware
-from runce.stores.mongo.schema import Schema
-from runce.stores.queue import (
+from runce.domain.runs import (
     ACTIVE,
     STATS_CAP,
     AttemptRecord,
@@ -61,14 +57,17 @@ from runce.stores.queue import (
     Run,
     RunCounts,
     RunFilter,
-    RunQueue,
     RunStats,
     Unreadable,
     WorkerInfo,
     check_outcomes,
     landed_of,
-    tally,
 )
+from runce.errors import UsageError
+from runce.stores.mongo.connection import Connection, Document
+from runce.stores.mongo.documents import aware
+from runce.stores.mongo.schema import Schema
+from runce.stores.queue import RunQueue, tally
 
 DUPLICATE_KEY = 11000
 POLL = 0.025  # seconds between looks at the wake signal in wait_for_work

@@ -13,10 +13,10 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from runce.domain.schedules import Schedule, ScheduleDefinition
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
-from runce.stores.schedules import Schedule, ScheduleDefinition
 
 
 class MongoSchedules:

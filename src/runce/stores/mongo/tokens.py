@@ -9,11 +9,11 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from runce.domain.tokens import NewToken, Token
 from runce.errors import UsageError
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
-from runce.stores.tokens import NewToken, Token
 
 
 class MongoTokens:

@@ -23,20 +23,14 @@ from typing import Any
 from pymongo.client_session import ClientSession
 from pymongo.errors import PyMongoError
 
+from runce.domain.locks import Lease
+from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
 from runce.errors import (
     LockLost,
     StoreError,
     TransactionConflict,
     UnsupportedFeature,
     UsageError,
-)
-from runce.stores.base import (
-    AppliedRecord,
-    Attempt,
-    Checkpoint,
-    ControlCommand,
-    Lease,
-    TaskControl,
 )
 from runce.stores.mongo.connection import Connection, Document, conflicted
 from runce.stores.mongo.documents import (

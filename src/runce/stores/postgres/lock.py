@@ -31,9 +31,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.sql import Composed
 
+from runce.domain.locks import Lease, LockHolder, Owner
 from runce.errors import LockHeld, LockLost, StoreError
-from runce.stores.base import Lease, LockHolder
-from runce.stores.liveness import Owner
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.rows import Row, holder_from, owner_params, utc
 

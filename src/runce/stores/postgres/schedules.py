@@ -7,14 +7,10 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from runce.domain.schedules import Schedule, ScheduleDefinition
 from runce.stores.postgres.connection import Connection, Database
 from runce.stores.postgres.rows import Row, utc
-from runce.stores.schedules import (
-    Schedule,
-    ScheduleDefinition,
-    definition_columns,
-    schedule_from_columns,
-)
+from runce.stores.schedules import definition_columns, schedule_from_columns
 
 # The schema version that brings the schedules table (migrations/0003_schedules.sql).
 SCHEDULES_VERSION = 3

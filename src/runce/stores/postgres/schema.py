@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from runce.domain.schema import SchemaStatus
 from runce.errors import SchemaError
-from runce.stores.base import SchemaStatus
 from runce.stores.postgres.location import Target
 from runce.stores.postgres.queries import (
     latest_version,

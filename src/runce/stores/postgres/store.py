@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runce.stores.base import SchemaStatus, StoreSpec
+from runce.domain.schema import SchemaStatus
+from runce.stores.base import StoreSpec
 from runce.stores.postgres import schema
 from runce.stores.postgres.connection import Database
 from runce.stores.postgres.location import connect_timeout, target_of

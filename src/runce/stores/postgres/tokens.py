@@ -7,10 +7,10 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from runce.domain.tokens import NewToken, Token
 from runce.errors import UsageError
 from runce.stores.postgres.connection import Connection, Database
 from runce.stores.postgres.rows import Row, utc
-from runce.stores.tokens import NewToken, Token
 
 # The schema version that brings the tokens table (migrations/0004_tokens.sql).
 TOKENS_VERSION = 4

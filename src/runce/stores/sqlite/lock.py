@@ -6,9 +6,8 @@ from __future__ import annotations
 import secrets
 import sqlite3
 
+from runce.domain.locks import Lease, LockHolder, Owner
 from runce.errors import LockHeld, LockLost
-from runce.stores.base import Lease, LockHolder
-from runce.stores.liveness import Owner
 from runce.stores.sqlite.connection import Database, DatabaseBusy, GaveUp
 from runce.stores.sqlite.queries import query
 from runce.stores.sqlite.rows import holder_from, lease_params, take_params

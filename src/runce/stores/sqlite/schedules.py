@@ -7,12 +7,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from runce.stores.schedules import (
-    Schedule,
-    ScheduleDefinition,
-    definition_columns,
-    schedule_from_columns,
-)
+from runce.domain.schedules import Schedule, ScheduleDefinition
+from runce.stores.schedules import definition_columns, schedule_from_columns
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.queries import clock, fetch_rows, query

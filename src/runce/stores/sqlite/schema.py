@@ -12,8 +12,8 @@ import sqlite3
 from pathlib import Path
 from typing import NoReturn
 
+from runce.domain.schema import SchemaStatus
 from runce.errors import SchemaError
-from runce.stores.base import SchemaStatus
 from runce.stores.sqlite.queries import (
     latest_version,
     migration_names,

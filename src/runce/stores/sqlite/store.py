@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from runce.stores.base import SchemaStatus, StoreSpec
+from runce.domain.schema import SchemaStatus
+from runce.stores.base import StoreSpec
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import BUSY_TIMEOUT, Database
 from runce.stores.sqlite.location import busy_timeout, database_path, synchronous, url_of

@@ -7,11 +7,11 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from runce.domain.tokens import NewToken, Token
 from runce.errors import UsageError
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.queries import clock, fetch_rows
-from runce.stores.tokens import NewToken, Token
 from runce.timeutil import from_iso
 
 T = TypeVar("T")
