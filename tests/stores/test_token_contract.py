@@ -150,4 +150,6 @@ def test_the_file_store_keeps_no_tokens(tmp_path: Any) -> None:
     from runce.stores.base import StoreSpec
 
     store = open_store(StoreSpec(type="file", url=f"file://{tmp_path / 'a.jsonl'}"))
-    assert getattr(store, "tokens", None) is None
+    assert store.tokens is None
+    assert store.runs is None
+    assert store.schedules is None

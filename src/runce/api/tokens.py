@@ -58,7 +58,7 @@ def matches(token: Token | None, secret: str) -> bool:
 
 
 def token_store(store: Store) -> TokenStore:
-    tokens: TokenStore | None = getattr(store, "tokens", None)
+    tokens = store.tokens
     if tokens is None:
         raise UnsupportedFeature(
             f"{store.description} keeps no API tokens; use the sqlite, postgresql or mongodb store"

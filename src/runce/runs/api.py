@@ -96,7 +96,7 @@ def shared_store(spec: StoreSpec) -> Store:
 
 
 def queue_of(store: Store) -> RunQueue:
-    queue: RunQueue | None = getattr(store, "runs", None)
+    queue = store.runs
     if queue is None:
         raise UnsupportedFeature(
             f"{store.description} has no run queue; use the sqlite, postgresql or mongodb store"
@@ -480,7 +480,7 @@ def drain(
 
 
 def schedules_of(store: Store) -> ScheduleStore:
-    schedules: ScheduleStore | None = getattr(store, "schedules", None)
+    schedules = store.schedules
     if schedules is None:
         raise UnsupportedFeature(
             f"{store.description} keeps no schedules; use the sqlite, postgresql or mongodb store"

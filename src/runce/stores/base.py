@@ -1,8 +1,9 @@
 """The storage contract: what runce asks of a store, in the domain's words.
 
 A store is one object with a :class:`TaskTracker` (the applied state and the append-only
-history of once tasks) and a :class:`Lock` (the one global lock per store). Backends live in
-their own modules and are found through :mod:`runce.stores.registry`.
+history of once tasks), a :class:`Lock` (the one global lock per store) and, where it keeps
+a job queue, its :class:`~runce.stores.queue.RunQueue`, schedules and API tokens. Backends
+live in their own modules and are found through :mod:`runce.stores.registry`.
 
 Rules every backend keeps (the contract suite in ``tests/stores`` checks them):
 
@@ -36,6 +37,9 @@ from runce.domain.tasks import (
     ControlCommand,
     TaskControl,
 )
+from runce.stores.queue import RunQueue
+from runce.stores.schedules import ScheduleStore
+from runce.stores.tokens import TokenStore
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,17 @@ class Store(Protocol):
     @property
     def supports_transactions(self) -> bool: ...
 
+    @property
+    def runs(self) -> RunQueue | None:
+        """The job queue; None on a store that keeps once tasks only (the file store)."""
+
+    @property
+    def schedules(self) -> ScheduleStore | None:
+        """The stored cron schedules; None where there is no job queue."""
+
+    @property
+    def tokens(self) -> TokenStore | None:
+        """The HTTP API's bearer tokens; None where there is no job queue."""
 
     def schema_status(self) -> SchemaStatus:
         """Read-only: the schema version against the latest this runce ships."""

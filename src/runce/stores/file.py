@@ -672,6 +672,19 @@ class FileStore:
     def supports_transactions(self) -> bool:
         return False
 
+    # Once tasks only: no job queue, so no schedules and no API tokens either.
+    @property
+    def runs(self) -> None:
+        return None
+
+    @property
+    def schedules(self) -> None:
+        return None
+
+    @property
+    def tokens(self) -> None:
+        return None
+
     def schema_status(self) -> SchemaStatus:
         # Each line carries its format version; there is nothing to migrate.
         return SchemaStatus(current=FORMAT_VERSION, latest=FORMAT_VERSION)
