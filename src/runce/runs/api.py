@@ -30,8 +30,9 @@ from runce.domain.runs import Run, RunFilter, RunOrder, RunState
 from runce.domain.schedules import Schedule
 from runce.errors import ConfigError, UnsupportedFeature, UsageError
 from runce.runs import redact, secrets
+from runce.runs.dispatch import Dispatch, install
 from runce.runs.events import events
-from runce.runs.inline import InlineCall
+from runce.runs.inline import InlineCall, run_batch
 from runce.runs.jobs import Job, load_handlers
 from runce.runs.jobs import registry as job_registry
 from runce.runs.scheduler import Scheduler, SchedulerLoop, set_enabled
@@ -532,3 +533,6 @@ def inline_call(job: Job[Any, Any], *, persist: bool, config: ConfigArg) -> Inli
         return InlineCall(job, None, events, services=services)
     runs = service(cfg)
     return InlineCall(job, runs.queue, runs.bus, cfg.worker.lease, services)
+
+
+install(Dispatch(enqueue, aenqueue, inline_call, run_batch))  # what jobs' .later/.now/.batch call
