@@ -18,7 +18,7 @@ Rules every backend keeps (the contract suite in ``tests/stores`` checks them):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,18 +180,12 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def iter_migration_names(names: Iterator[str]) -> list[str]:
-    """Sort migration file names ``NNNN_description.sql`` by their number."""
-    return sorted((name for name in names if name.endswith(".sql")), key=lambda n: int(n[:4]))
-
-
 __all__ = [
     "Lock",
     "Store",
     "StoreSpec",
     "TaskTracker",
     "Transaction",
-    "iter_migration_names",
 ]
 # The records that moved to runce.domain.locks, runce.domain.schema and
 # runce.domain.tasks stay importable from here for code written against their old home,
