@@ -1,4 +1,4 @@
-"""``GET /metrics``: what the store holds, as Prometheus metrics (O-1).
+"""``GET /metrics``: what the store holds, as Prometheus metrics (docs/observability.md).
 
 ``runce_runs{kind,state}``, ``runce_queue_oldest_age_seconds{kind}``,
 ``runce_workers{state}``, ``runce_tasks{state}`` and ``runce_task_duration_seconds``, read

@@ -1,6 +1,6 @@
 """``HttpRunQueue``: the :class:`~runce.stores.queue.RunQueue` contract over a runce server's
 worker endpoints, so the ordinary :class:`~runce.runs.worker.Worker` runs jobs remotely
-(A-3) without reaching the database.
+(docs/remote.md) without reaching the database.
 
 Fencing is the server's: a write whose (run id, attempt, worker id) no longer holds gets
 ``null`` in a batch answer, ``lost`` in a heartbeat or 409 ``lease-lost``, and the worker

@@ -1,4 +1,4 @@
-"""``/v1/runs`` for callers: enqueue, read, list, cancel, retry, prune (A-1).
+"""``/v1/runs`` for callers: enqueue, read, list, cancel, retry, prune (docs/http-api.md).
 
 Each route is a thin call into :class:`~runce.runs.service.RunService`; runce's own errors
 become problems in :mod:`runce.api.problems`.

@@ -1,4 +1,4 @@
-"""The worker endpoints (A-3): a remote worker's claim, heartbeats and outcomes, over the
+"""The worker endpoints (docs/remote.md): a remote worker's claim, heartbeats and outcomes, over the
 store's :class:`~runce.stores.queue.RunQueue`.
 
 Every write about a claimed run carries its fence (run id, attempt, worker id); the queue

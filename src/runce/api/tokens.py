@@ -1,4 +1,5 @@
-"""Bearer tokens (A-2): their text, their hash, and creating, listing and revoking them.
+"""Bearer tokens (docs/http-api.md#tokens-scopes-and-projects): their text, their hash, and
+creating, listing and revoking them.
 
 A token reads ``rnc_<id>_<secret>``: ``id`` is 12 hex characters that find the stored
 token, ``secret`` 43 url-safe characters of which only the sha256 is stored. The secret is

@@ -1,5 +1,5 @@
 """``--remote [URL]``: the runs and schedules commands, ``runce workers`` and ``runce worker``
-against a runce server (``runce serve``) instead of the store (R-7, A-3).
+against a runce server (``runce serve``) instead of the store (docs/remote.md).
 
 The commands talk to one object with the library's method names (:class:`Runs`): on the
 store it is :class:`LocalRuns`, the library's entry points bound to the configuration;

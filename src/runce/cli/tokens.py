@@ -1,4 +1,5 @@
-"""``runce tokens create|list|revoke``: the HTTP API's bearer tokens (A-2)."""
+"""``runce tokens create|list|revoke``: the HTTP API's bearer tokens
+(docs/http-api.md#tokens-scopes-and-projects)."""
 
 from __future__ import annotations
 

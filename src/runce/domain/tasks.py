@@ -86,7 +86,7 @@ ControlCommand = Literal["pause", "cancel"]
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """How far one key range of a backfill got (T-12): kept with its running attempt.
+    """How far one key range of a backfill got (docs/backfills.md): kept with its running attempt.
 
     ``part`` numbers the range (0 for a backfill that is not parallel) out of ``parts``;
     ``cursor`` is the JSON value the next ``fetch`` gets (None: from the start);

@@ -1,4 +1,5 @@
-"""Jobs called in-process (R-4): ``job.now(params)`` and ``job.batch(items)``.
+"""Jobs called in-process (docs/runs.md#defining-jobs): ``job.now(params)`` and
+``job.batch(items)``.
 
 ``now`` validates the input, inserts the run already running (claimed by
 ``inline:<host>:<pid>``, one attempt, heartbeating every lease/3 so that a cancel reaches

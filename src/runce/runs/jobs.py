@@ -1,4 +1,5 @@
-"""Job definitions (R-4): ``@runce.job("email.send")`` on the function that does the work.
+"""Job definitions (docs/runs.md#defining-jobs): ``@runce.job("email.send")`` on the
+function that does the work.
 
 A job function is called as ``fn(params, ctx)`` (or ``fn(params)``), sync or ``async``.
 When its first parameter or its return value is annotated (a pydantic model, or any type

@@ -1,4 +1,5 @@
-"""A worker's own Prometheus metrics (O-1), served by ``runce worker --metrics-port``.
+"""A worker's own Prometheus metrics (docs/observability.md), served by ``runce worker
+--metrics-port``.
 
 ``runce_runs_processed_total{kind,outcome}``, ``runce_run_duration_seconds{kind,outcome}``,
 ``runce_run_wait_seconds{kind}`` and ``runce_worker_slots{state}``. The worker tells

@@ -1,4 +1,5 @@
-"""The scheduler (R-6): every worker runs one, and each due tick is enqueued exactly once.
+"""The scheduler (docs/runs.md#cron-schedules): every worker runs one, and each due tick is
+enqueued exactly once.
 
 How many schedulers agree without talking to each other:
 

@@ -1,4 +1,5 @@
-"""The run service (R-2): idempotent enqueue, the state machine's checks, reads and upkeep.
+"""The run service (docs/runs.md#enqueueing): idempotent enqueue, the state machine's
+checks, reads and upkeep.
 
 Stores execute conditional writes; this layer decides what is legal, turns the store's
 answers into runce's errors, computes retries, and announces events.

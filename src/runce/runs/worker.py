@@ -1,4 +1,5 @@
-"""The worker (R-5): claims runs in batches, runs their jobs, acknowledges in batches.
+"""The worker (docs/runs.md#the-worker): claims runs in batches, runs their jobs,
+acknowledges in batches.
 
 Threads, and what each one owns:
 

@@ -55,7 +55,8 @@ class StoreSpec:
 
 
 class Transaction(Protocol):
-    """An open transaction on the store's database, for a transactional task (T-7)."""
+    """An open transaction on the store's database, for a transactional task
+    (docs/once-tasks.md#transactional-tasks)."""
 
     @property
     def handle(self) -> Any:

@@ -1,4 +1,5 @@
-"""The schedule-store contract: cron schedules as the store keeps them (R-6).
+"""The schedule-store contract: cron schedules as the store keeps them
+(docs/runs.md#cron-schedules).
 
 A schedule is declared in code and *synchronised* to the store when a worker starts; the
 store keeps what code cannot: whether an operator disabled it, and where it stands (the

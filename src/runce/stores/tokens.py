@@ -1,4 +1,5 @@
-"""The token contract: the HTTP API's bearer tokens, kept by the store (A-2).
+"""The token contract: the HTTP API's bearer tokens, kept by the store
+(docs/http-api.md#tokens-scopes-and-projects).
 
 A store keeps a token's id, name, the sha256 of its secret (never the secret), its scopes
 and projects, and when it was created, revoked and last used. Stores with run queues

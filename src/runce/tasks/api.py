@@ -1,4 +1,5 @@
-"""The programmatic API for once tasks (T-10). The CLI is a thin layer over these functions.
+"""The programmatic API for once tasks (docs/once-tasks.md#from-python). The CLI is a thin
+layer over these functions.
 
 Every function takes ``config``: a :class:`~runce.config.Config`, a path to a config file,
 the result of :func:`runce.define_config` or a dict of keys, or None to find the

@@ -1,5 +1,5 @@
-"""Driving one backfill attempt (T-12): batch after batch, a checkpoint after each, paced,
-and stopping at a batch boundary when someone asks it to pause or cancel.
+"""Driving one backfill attempt (docs/backfills.md): batch after batch, a checkpoint after
+each, paced, and stopping at a batch boundary when someone asks it to pause or cancel.
 
 Each key range goes ``fetch`` -> ``process`` -> checkpoint. Without ``transactional`` a
 runner killed between ``process`` and the checkpoint redoes that one batch on the next run;

@@ -1,4 +1,4 @@
-"""Pausing, resuming and cancelling a backfill from any machine (T-12).
+"""Pausing, resuming and cancelling a backfill from any machine (docs/backfills.md).
 
 A request is a row in the store, not a signal: the runner reads it at its next batch
 boundary, saves its checkpoint, finishes its attempt and releases the lock. A task that is

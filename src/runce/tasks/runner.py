@@ -1,4 +1,4 @@
-"""Running pending once tasks (T-2 to T-9).
+"""Running pending once tasks (docs/once-tasks.md#running).
 
 The order of a run:
 

@@ -1,4 +1,5 @@
-"""The global lock (T-4) as one lease document ``{_id: "global", leaseUntil, owner, token, …}``.
+"""The global lock (docs/once-tasks.md#the-lock) as one lease document ``{_id: "global",
+leaseUntil, owner, token, …}``.
 
 Taking it is ONE conditional upsert: ``_id`` is "global" AND (``leaseUntil`` < now OR
 ``token`` is ours). When the document exists and matches neither, the upsert's insert

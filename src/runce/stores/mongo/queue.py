@@ -1,4 +1,5 @@
-"""The MongoDB run queue (R-1, R-2): ``runce.runs``, ``runce.run_attempts``, ``runce.workers``.
+"""The MongoDB run queue (docs/runs.md): ``runce.runs``, ``runce.run_attempts``,
+``runce.workers``.
 
 A run is one document, ``_id`` = the run id, with camelCase fields and BSON dates.
 

@@ -1,4 +1,5 @@
-"""The HTTP API's tokens (A-2) in ``runce.tokens``: one document per token, ``_id`` its id.
+"""The HTTP API's tokens (docs/http-api.md#tokens-scopes-and-projects) in ``runce.tokens``:
+one document per token, ``_id`` its id.
 
 Only the sha256 of a token's secret is kept. Times are the server's clock.
 """

@@ -1,4 +1,5 @@
-"""The run queue (R-1, R-2) in ``runs``, ``run_attempts`` and ``workers`` of runce's schema.
+"""The run queue (docs/runs.md) in ``runs``, ``run_attempts`` and ``workers`` of
+runce's schema.
 
 Connections, per queue object:
 

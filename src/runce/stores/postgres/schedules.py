@@ -1,4 +1,5 @@
-"""Cron schedules (R-6) in runce's ``schedules`` table: each call one statement."""
+"""Cron schedules (docs/runs.md#cron-schedules) in runce's ``schedules`` table: each call
+one statement."""
 
 from __future__ import annotations
 

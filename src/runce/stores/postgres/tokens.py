@@ -1,4 +1,5 @@
-"""The HTTP API's tokens (A-2) in runce's ``tokens`` table: each call one statement."""
+"""The HTTP API's tokens (docs/http-api.md#tokens-scopes-and-projects) in runce's ``tokens``
+table: each call one statement."""
 
 from __future__ import annotations
 

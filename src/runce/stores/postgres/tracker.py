@@ -2,8 +2,9 @@
 
 Writes without a lease are short transactions on the store's connection; writes under a
 lease run on the lease's own lock session (see :mod:`runce.stores.postgres.lock`), so they
-happen only while the lock is held. A transactional task (T-7) gets a connection of its
-own inside a transaction, and its outcome is written in that same transaction.
+happen only while the lock is held. A transactional task
+(docs/once-tasks.md#transactional-tasks) gets a connection of its own inside a transaction,
+and its outcome is written in that same transaction.
 """
 
 from __future__ import annotations

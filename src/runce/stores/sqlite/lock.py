@@ -1,5 +1,6 @@
-"""The global lock (T-4) as a lease row in ``runce_lock``, taken and renewed in short
-``BEGIN IMMEDIATE`` transactions against SQLite's clock; never held open across a task."""
+"""The global lock (docs/once-tasks.md#the-lock) as a lease row in ``runce_lock``, taken and
+renewed in short ``BEGIN IMMEDIATE`` transactions against SQLite's clock; never held open
+across a task."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The run queue (R-1, R-2) in ``runce_runs``, ``runce_run_attempts`` and ``runce_workers``.
+"""The run queue (docs/runs.md) in ``runce_runs``, ``runce_run_attempts`` and
+``runce_workers``.
 
 Writes: each call is one short ``BEGIN IMMEDIATE`` transaction through :meth:`Database.write`
 (busy timeout and retries, so concurrent workers and enqueuers wait their turn instead of

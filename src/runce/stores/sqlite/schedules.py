@@ -1,4 +1,5 @@
-"""Cron schedules (R-6) in ``runce_schedules``: each call one short transaction."""
+"""Cron schedules (docs/runs.md#cron-schedules) in ``runce_schedules``: each call one short
+transaction."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The HTTP API's tokens (A-2) in ``runce_tokens``: each call one short transaction."""
+"""The HTTP API's tokens (docs/http-api.md#tokens-scopes-and-projects) in ``runce_tokens``:
+each call one short transaction."""
 
 from __future__ import annotations
 
