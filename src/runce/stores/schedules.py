@@ -19,40 +19,10 @@ Rules every backend keeps (``tests/stores/test_schedule_contract.py``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from runce.domain.schedules import Schedule, ScheduleDefinition
-
-
-def definition_columns(definition: ScheduleDefinition) -> dict[str, str]:
-    """A definition as the SQL stores' columns (the input's column is ``input``)."""
-    return {
-        "name": definition.name,
-        "kind": definition.kind,
-        "expression": definition.expression,
-        "timezone": definition.timezone,
-        "input": definition.input_json,
-    }
-
-
-def schedule_from_columns(row: Mapping[str, Any], time: Callable[[Any], datetime]) -> Schedule:
-    """A schedule from the SQL stores' columns; ``time`` reads their time values."""
-    last_run_at = row["last_run_at"]
-    return Schedule(
-        name=row["name"],
-        kind=row["kind"],
-        expression=row["expression"],
-        timezone=row["timezone"],
-        input_json=row["input"],
-        enabled=bool(row["enabled"]),
-        next_run_at=time(row["next_run_at"]),
-        created_at=time(row["created_at"]),
-        updated_at=time(row["updated_at"]),
-        last_run_at=None if last_run_at is None else time(last_run_at),
-        last_run_id=row["last_run_id"],
-    )
 
 
 @runtime_checkable
@@ -86,8 +56,6 @@ class ScheduleStore(Protocol):
 
 __all__ = [
     "ScheduleStore",
-    "definition_columns",
-    "schedule_from_columns",
 ]
 # The records that moved to runce.domain.schedules stay importable from here for
 # code written against their old home, until every import names the new one.
