@@ -24,7 +24,7 @@ from runce.errors import StoreError
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.lock import PostgresLock, fence_transaction
 from runce.stores.postgres.rows import Row, applied_from, attempt_from, params_of, utc
-from runce.stores.sqltracker import TrackerReads, must_be_finished
+from runce.stores.sql.tracker import TrackerReads, must_be_finished
 
 
 class PostgresTracker(TrackerReads):
