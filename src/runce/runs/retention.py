@@ -22,11 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from runce.domain.schedules import ScheduleDefinition
 from runce.errors import RunceError, UsageError
 from runce.runs import cron
 from runce.runs.events import Event, EventBus, events
 from runce.runs.service import PRUNE_BATCH, RunService
-from runce.stores.schedules import ScheduleDefinition, ScheduleStore
+from runce.stores.schedules import ScheduleStore
 from runce.timeutil import to_iso
 
 log = logging.getLogger("runce.retention")
