@@ -144,6 +144,10 @@ class _Slot:
         return self.cancel
 
 
+# A landed outcome to log and count: the outcome, its run, seconds its job ran, its error.
+_Told = tuple[Outcome, Run, float, BaseException | None]
+
+
 class AttemptObserver(Protocol):
     """Told of every attempt whose outcome landed (the worker's metrics)."""
 
@@ -200,6 +204,9 @@ class Worker:
         self._unsent: list[Outcome] = []
         self._oldest_unsent: float | None = None
         self._tasks: queue_module.SimpleQueue[_Slot | None] = queue_module.SimpleQueue()
+        # Landed outcomes to log and count, for the announcer thread (None: stop).
+        self._tell: queue_module.SimpleQueue[list[_Told] | None] = queue_module.SimpleQueue()
+        self._teller: threading.Thread | None = None
         self._wake = threading.Event()
         self._listen = threading.Event()  # the last claim came back short: wait for news
         self._listen.set()
@@ -214,7 +221,7 @@ class Worker:
         self._last: dict[str, float] = {}
         self._started_at = utcnow()
         self.observer: AttemptObserver | None = None
-        self._traced = tracing.enabled()
+        self._tracer: Any = None  # OpenTelemetry's, when spans are recorded (set by run())
         self._began = time.monotonic()
         self._outage = Outage()  # the store stopped answering: when to try it again
         self._done = threading.Event()  # the main loop has ended
@@ -232,6 +239,7 @@ class Worker:
         """Work until stopped (or drained); returns by the stop deadline whatever the store
         does: the main loop runs on a thread of its own, which this one watches."""
         began = self._began = time.monotonic()
+        self._tracer = tracing.attempt_tracer()
         self._start_threads()
         failure: list[BaseException] = []
         loop = threading.Thread(
@@ -501,6 +509,7 @@ class Worker:
             self._tasks.put(slot)
 
     def _acknowledged(self, sent: list[Outcome], done: list[Landed | None]) -> None:
+        told: list[_Told] = []
         for outcome, landed in zip(sent, done, strict=True):
             with self._mutex:
                 slot = self._slots.pop(outcome.fence.run_id, None)
@@ -514,28 +523,57 @@ class Worker:
                 )
                 continue
             if slot is not None:  # always, for outcomes this worker sent
-                self._announce(outcome, landed, slot)
+                self._announce(outcome, landed, slot, told)
+        if told:
+            self._tell.put(told)
 
-    def _announce(self, outcome: Outcome, landed: Landed, slot: _Slot) -> None:
-        name = _EVENT_OF[outcome.kind]
+    def _announce(
+        self, outcome: Outcome, landed: Landed, slot: _Slot, told: list[_Told] | None = None
+    ) -> None:
+        """Count a landed outcome, and have its log line and metrics written by the
+        announcer thread (``told`` collects an exchange's, handed over in one go): the
+        main loop claims again without waiting for formatting and writing."""
         counter = _COUNTER_OF[outcome.kind]
         setattr(self.summary, counter, getattr(self.summary, counter) + 1)
-        run = slot.run
         took = slot.took
         if took is None:  # abandoned past its timeout, or handed back
             took = time.monotonic() - slot.started if slot.started else 0.0
+        if self.observer is not None or log.isEnabledFor(_LEVEL_OF[outcome.kind]):
+            item = (outcome, slot.run, took, slot.error)
+            if told is None:
+                self._tell.put([item])
+            else:
+                told.append(item)
+        name = _EVENT_OF[outcome.kind]
+        if name and self.bus.wants(name):
+            # The run as the store now keeps it, built only for subscribers.
+            self.bus.publish(Event(name, run_after(slot.run, outcome, landed)))
+
+    def _tell_forever(self) -> None:
+        """The announcer thread: log lines and metrics of landed outcomes, in order."""
+        while True:
+            batch = self._tell.get()
+            if batch is None:
+                return
+            for outcome, run, took, error in batch:
+                try:
+                    self._told(outcome, run, took, error)
+                except Exception:  # a log handler or a metric failed: the worker goes on
+                    log.debug("run %s: its outcome could not be told", run.id, exc_info=True)
+
+    def _told(self, outcome: Outcome, run: Run, took: float, error: BaseException | None) -> None:
         level = _LEVEL_OF[outcome.kind]
         if log.isEnabledFor(level):
             log.log(
                 level,
                 "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s",
-                name or "run.released",
+                _EVENT_OF[outcome.kind] or "run.released",
                 run.id,
                 run.kind,
                 outcome.fence.attempt,
                 took * 1000,
                 f" error={_one_line(outcome.error)}" if outcome.error else "",
-                exc_info=slot.error if outcome.kind == "failed" else None,
+                exc_info=error if outcome.kind == "failed" else None,
                 extra={
                     "run_id": run.id,
                     "kind": run.kind,
@@ -545,9 +583,6 @@ class Worker:
             )
         if self.observer is not None:
             self.observer.attempt_done(run, outcome.kind, took)
-        if name and self.bus.wants(name):
-            # The run as the store now keeps it, built only for subscribers.
-            self.bus.publish(Event(name, run_after(run, outcome, landed)))
 
     def _release(self, which: Callable[[_Slot], bool]) -> None:
         """Hand runs back to the queue unfinished, without spending their attempt."""
@@ -728,6 +763,10 @@ class Worker:
             self._start_event_loop()
         waiter = threading.Thread(target=self._wait_for_work, name="runce-waiter", daemon=True)
         waiter.start()
+        self._teller = threading.Thread(
+            target=self._tell_forever, name="runce-announcer", daemon=True
+        )
+        self._teller.start()
 
     def _start_handler_thread(self) -> None:
         thread = threading.Thread(target=self._handle_forever, name="runce-handler", daemon=True)
@@ -746,6 +785,9 @@ class Worker:
             self._tasks.put(None)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+        self._tell.put(None)
+        if self._teller is not None and not self._abandoned:
+            self._teller.join(GRACE)  # every landed outcome logged and counted by the end
 
     def _wait_for_work(self) -> None:
         failures = Backoff()
@@ -770,7 +812,7 @@ class Worker:
                 return
             if not self._begin(slot):
                 continue
-            outcome = self._execute_traced(slot) if self._traced else self._execute(slot)
+            outcome = self._execute(slot) if self._tracer is None else self._execute_traced(slot)
             if outcome is not None:
                 self._finish(slot, outcome)
             if self._retire_spare():
@@ -839,12 +881,14 @@ class Worker:
             self.bus.publish(Event("run.started", slot.run))
 
     def _execute_traced(self, slot: _Slot) -> Outcome | None:
-        with tracing.attempt_span(slot.run) as span:
+        span, token = tracing.start_attempt(self._tracer, slot.run)
+        outcome: Outcome | None = None
+        try:
             outcome = self._execute(slot)
+        finally:
             try:
-                if outcome is not None:
-                    kind = OUTCOME_NAMES[outcome.kind]
-                    tracing.attempt_ended(span, kind, slot.error, scrub)
+                kind = OUTCOME_NAMES[outcome.kind] if outcome is not None else None
+                tracing.end_attempt(span, token, kind, slot.error, scrub)
             except Exception:  # a span is worth less than the run's outcome
                 log.warning("run %s: its span could not be ended", slot.run.id, exc_info=True)
         return outcome
