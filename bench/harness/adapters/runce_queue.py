@@ -81,7 +81,7 @@ def worker_cmd(backend: Backend, concurrency: int) -> list[str]:
     command = [runce_cmd, "worker", "--concurrency", str(concurrency)]
     if backend.variant == "tuned":
         command += ["--log-level", "warning"]
-    if backend.observed:
+    if backend.observed and os.environ.get("BENCH_RUNCE_OBSERVE_ONLY") != "tracing":
         command += ["--metrics-port", str(_free_port())]
     return command
 

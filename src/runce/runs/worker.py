@@ -60,10 +60,14 @@ from runce.transaction import TaskConnection
 log = logging.getLogger("runce.worker")
 
 SlotState = Literal["waiting", "running", "done", "released", "lost"]
+TELL_WAIT = 5.0  # seconds a stopping worker waits for the log lines of its last outcomes
 GRACE = 0.5  # seconds past its stop deadline that run() waits for a store call to return
 QUICK_JOB = 0.005  # seconds: jobs quicker than this on average are claimed a batch ahead
 DEFAULT_BATCH = 100  # for queues that say nothing (a claim there may be a round trip per run)
 MAX_RETRY_DELAY = 30 * 86400.0  # seconds: the longest a retry waits, whatever the attempt
+# An idle worker on a store that wakes it for new work (PostgreSQL's LISTEN/NOTIFY) looks
+# for runs that became due on their own (run_at, retries) every this many polls.
+IDLE_POLLS = 2
 
 
 @dataclass
@@ -227,6 +231,8 @@ class Worker:
         self._done = threading.Event()  # the main loop has ended
         self._nudge = threading.Event()  # wakes the caller's thread: stop asked, or done
         self._abandoned = False  # stopped while the main loop waited on the store
+        self._wakes = bool(getattr(queue, "wakes_for_new_work", False))
+        self._idle = False  # the last look found nothing due and nothing is held
 
     @property
     def busy(self) -> int:
@@ -346,6 +352,7 @@ class Worker:
             if sent or want:
                 claimed, conclusive = self._exchange(sent, want)
                 idle_claims = idle_claims + 1 if want and not claimed and conclusive else 0
+                self._idle = idle_claims > 0 and not sent and not self._held
             if self.options.drain and self._drained(idle_claims):
                 return
             self._housekeeping(now)
@@ -474,21 +481,24 @@ class Worker:
             timeout = self._outage.wait()
         elif self._unsent:
             timeout = self.options.flush_interval
+        elif self._idle and self._wakes:  # new work wakes it: fewer looks while idle
+            timeout = self.options.poll * IDLE_POLLS
         else:
             timeout = self.options.poll
-        self._wake.wait(min(timeout, self._until_stop()))
+        self._wake.wait(min(timeout, self._until_stop(timeout)))
         self._wake.clear()
 
-    def _until_stop(self) -> float:
+    def _until_stop(self, otherwise: float | None = None) -> float:
         """Seconds until the worker must act on ``max_time`` or its stop deadline: however
-        long the store keeps it waiting, it stops on time."""
+        long the store keeps it waiting, it stops on time (``otherwise``, default the poll,
+        when neither is set)."""
         now = time.monotonic()
         if self._stopping.is_set():
             deadline = self._stop_deadline
         elif self.options.max_time is not None:
             deadline = self._began + self.options.max_time
         else:
-            return self.options.poll
+            return self.options.poll if otherwise is None else otherwise
         return max(0.0, (deadline or now) - now)
 
     # -- claims and acknowledgements -------------------------------------------------------------
@@ -564,23 +574,33 @@ class Worker:
     def _told(self, outcome: Outcome, run: Run, took: float, error: BaseException | None) -> None:
         level = _LEVEL_OF[outcome.kind]
         if log.isEnabledFor(level):
-            log.log(
+            # The record made here, not by log.log(), which would walk the stack for where
+            # it was called from (always this line) on every run.
+            exc = error if outcome.kind == "failed" and error is not None else None
+            record = log.makeRecord(
+                log.name,
                 level,
+                __file__,
+                0,
                 "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s",
-                _EVENT_OF[outcome.kind] or "run.released",
-                run.id,
-                run.kind,
-                outcome.fence.attempt,
-                took * 1000,
-                f" error={_one_line(outcome.error)}" if outcome.error else "",
-                exc_info=error if outcome.kind == "failed" else None,
-                extra={
+                (
+                    _EVENT_OF[outcome.kind] or "run.released",
+                    run.id,
+                    run.kind,
+                    outcome.fence.attempt,
+                    took * 1000,
+                    f" error={_one_line(outcome.error)}" if outcome.error else "",
+                ),
+                (type(exc), exc, exc.__traceback__) if exc is not None else None,
+                "_told",
+                {
                     "run_id": run.id,
                     "kind": run.kind,
                     "attempt": outcome.fence.attempt,
                     "duration_ms": round(took * 1000, 1),
                 },
             )
+            log.handle(record)
         if self.observer is not None:
             self.observer.attempt_done(run, outcome.kind, took)
 
@@ -787,7 +807,9 @@ class Worker:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._tell.put(None)
         if self._teller is not None and not self._abandoned:
-            self._teller.join(GRACE)  # every landed outcome logged and counted by the end
+            # Every landed outcome logged and counted by the end (a stop deadline is kept by
+            # the caller's thread, which leaves this one behind if it must).
+            self._teller.join(TELL_WAIT)
 
     def _wait_for_work(self) -> None:
         failures = Backoff()
@@ -797,13 +819,17 @@ class Worker:
             if self._outage.down:  # the main loop tries the store again, on its schedule
                 self._quit.wait(self.options.poll)
                 continue
+            began = time.monotonic()
             try:
                 self.queue.wait_for_work(self.options.poll)
             except Exception:  # the main loop reports store failures; do not spin here
                 self._quit.wait(max(self.options.poll, failures.failed()))
                 continue
             failures.reset()
-            self._wake.set()
+            # A wait that ran its whole time brought no news: the main loop looks on its own
+            # schedule (waking it here too made an idle worker look twice per poll).
+            if time.monotonic() - began < self.options.poll:
+                self._wake.set()
 
     def _handle_forever(self) -> None:
         while True:
