@@ -49,6 +49,7 @@ _PARAMS = {
     "output_refs": f"array_fill(NULL::text, {_SAME_LENGTH})",
     "errors": f"array_fill(NULL::text, {_SAME_LENGTH})",
     "run_ats": f"array_fill(NULL::timestamptz, {_SAME_LENGTH})",
+    "tracebacks": f"array_fill(NULL::text, {_SAME_LENGTH})",
     "worker_id": ":worker",
     "lease": "30.0",
     "claim_kinds": ":kinds",
