@@ -89,6 +89,17 @@ def _queue_rows(section: str, runce: str, peers: tuple[str, ...]) -> list[Row]:
             vs("process"),
             ceiling=("pgbench_ceiling", "ceiling") if section == "postgresql" else None,
         ),
+        # CPU the worker process spent per run: steadier than runs/s on a loaded machine.
+        Row(
+            section,
+            "process, worker CPU per run",
+            "process",
+            "cpu_us_per_run",
+            "µs",
+            False,
+            runce,
+            (*vs("process"), (f"{runce}_tuned", "process"), (f"{runce}_observed", "process")),
+        ),
         # runce against itself, in the same run: what the default INFO line per run costs
         # (default / --log-level warning), and what metrics and tracing cost (on / off).
         Row(
