@@ -61,6 +61,8 @@
     if (text && shown) {
       text.textContent = task.progress_text;
       text.parentNode.hidden = false;
+    } else if (text && text.parentNode.classList.contains("backfill")) {
+      text.parentNode.hidden = true; // applied: its progress is history
     }
     if (bar && shown) {
       bar.hidden = task.percent === null;
