@@ -416,3 +416,20 @@ def test_an_action_on_an_unknown_task_answers_404(api: Api, task_id: str) -> Non
     answer = api.client.post(f"/ui/tasks/{task_id}/pause", data={"csrf": csrf})
     assert answer.status_code == 404, answer.text
     assert _task_state(api, "0001_fill") == "FAILED"
+
+
+def test_a_task_id_with_markup_is_shown_as_text_and_its_actions_work(api: Api) -> None:
+    task_id = '0001_<b>&"x'
+    tasks = api.config.tasks_dir
+    tasks.mkdir(parents=True, exist_ok=True)
+    (tasks / f"{task_id}.py").write_text("import runce\n\n@runce.task()\ndef run(ctx):\n    pass\n")
+    csrf = sign_in(api, "all")
+    page = api.client.get("/ui/tasks").text
+    assert "<b>&" not in page
+    assert "0001_&lt;b&gt;&amp;&#34;x" in page
+    action = "/ui/tasks/0001_%3Cb%3E%26%22x/pause"
+    assert f'action="{action}"' in page
+    assert api.client.post(action, data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    assert _task_state(api, task_id) == "PAUSED"
+    [live] = api.client.get("/ui/live/tasks").json()["tasks"]
+    assert (live["id"], live["state"], live["actions"]) == (task_id, "PAUSED", ["resume"])
