@@ -24,6 +24,16 @@ from pydantic import (
     Strict,
 )
 
+from runce.domain.runs import (
+    AttemptOutcome,
+    AttemptRecord,
+    Beat,
+    OutcomeKind,
+    Run,
+    RunState,
+    WorkerInfo,
+)
+from runce.domain.schedules import Schedule
 from runce.runs.limits import (  # the library's own limits, declared in the OpenAPI document
     MAX_ATTEMPTS,
     MAX_DEPTH,
@@ -33,16 +43,6 @@ from runce.runs.limits import (  # the library's own limits, declared in the Ope
     MIN_PRIORITY,
 )
 from runce.runs.service import canonical_json
-from runce.stores.queue import (
-    AttemptOutcome,
-    AttemptRecord,
-    Beat,
-    OutcomeKind,
-    Run,
-    RunState,
-    WorkerInfo,
-)
-from runce.stores.schedules import Schedule
 
 PROBLEM_BASE = "https://runce.dev/problems/"
 MAX_BATCH = 100

@@ -15,21 +15,8 @@ from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, UsageError
-from runce.stores.base import (
-    AppliedRecord,
-    Attempt,
-    Checkpoint,
-    ControlCommand,
-    Lease,
-    LockHolder,
-    SchemaStatus,
-    StoreSpec,
-    TaskControl,
-    Transaction,
-)
-from runce.stores.liveness import Owner, process_alive
-from runce.stores.queue import (
+from runce.domain.locks import Lease, LockHolder, Owner
+from runce.domain.runs import (
     ACTIVE,
     STATS_CAP,
     AttemptRecord,
@@ -46,10 +33,15 @@ from runce.stores.queue import (
     RunStats,
     WorkerInfo,
     landed_of,
-    tally,
 )
-from runce.stores.schedules import Schedule, ScheduleDefinition
-from runce.stores.tokens import NewToken, Token
+from runce.domain.schedules import Schedule, ScheduleDefinition
+from runce.domain.schema import SchemaStatus
+from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
+from runce.domain.tokens import NewToken, Token
+from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, UsageError
+from runce.stores.base import StoreSpec, Transaction
+from runce.stores.liveness import process_alive
+from runce.stores.queue import tally
 from runce.timeutil import utcnow
 
 

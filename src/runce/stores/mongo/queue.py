@@ -1,4 +1,5 @@
-"""The MongoDB run queue (R-1, R-2): ``runce.runs``, ``runce.run_attempts``, ``runce.workers``.
+"""The MongoDB run queue (docs/runs.md): ``runce.runs``, ``runce.run_attempts``,
+``runce.workers``.
 
 A run is one document, ``_id`` = the run id, with camelCase fields and BSON dates.
 
@@ -43,11 +44,7 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from runce.errors import UsageError
-from runce.stores.mongo.connection import Connection, Document
-from runce.stores.mongo.documents import aware
-from runce.stores.mongo.schema import Schema
-from runce.stores.queue import (
+from runce.domain.runs import (
     ACTIVE,
     STATS_CAP,
     AttemptRecord,
@@ -61,14 +58,17 @@ from runce.stores.queue import (
     Run,
     RunCounts,
     RunFilter,
-    RunQueue,
     RunStats,
     Unreadable,
     WorkerInfo,
     check_outcomes,
     landed_of,
-    tally,
 )
+from runce.errors import UsageError
+from runce.stores.mongo.connection import Connection, Document
+from runce.stores.mongo.documents import aware
+from runce.stores.mongo.schema import Schema
+from runce.stores.queue import RunQueue, tally
 
 DUPLICATE_KEY = 11000
 POLL = 0.025  # seconds between looks at the wake signal in wait_for_work
