@@ -1,6 +1,8 @@
 """Backfills survive SIGKILL (T-12): killed at five random moments, then finished, on
 PostgreSQL, SQLite and MongoDB, transactional (exactly once) or not (at most one batch per
-kill twice). The million-row run is ``bench/backfill_crash.py``."""
+kill twice). On MongoDB each runner ends the transaction its killed predecessor left open
+(killSessions) instead of waiting a minute for the server to. The million-row run is
+``bench/backfill_crash.py``."""
 
 from __future__ import annotations
 
@@ -26,15 +28,11 @@ from tests.acceptance.conftest import (
 
 pytestmark = pytest.mark.slow
 
-# (rows, batch size): PostgreSQL at 100,000 rows finishes well inside half a minute here.
-SIZES = {"postgres": (100_000, 1000), "sqlite": (20_000, 500), "mongo": (2_000, 100)}
-
-
-def _kills(name: str, transactional: bool) -> int:
-    """A transaction left open by a killed runner blocks the next one's batch on MongoDB
-    until the server aborts it (60 s): one kill there shows the same and keeps the suite
-    affordable; bench/backfill_crash.py kills five times."""
-    return 1 if name == "mongo" and transactional else 5
+# (rows, batch size): PostgreSQL and SQLite at 100,000 rows finish well inside half a minute
+# here. SecantusDB (the suite's MongoDB) is a server written in Python, far slower: 100,000
+# rows take it many minutes, so the suite uses fewer; `bench/backfill_crash.py --store mongo
+# --rows 100000` runs the full size, on a real MongoDB too (RUNCE_TEST_MONGODB_URL).
+SIZES = {"postgres": (100_000, 1000), "sqlite": (100_000, 1000), "mongo": (2_000, 100)}
 
 
 @pytest.fixture(params=["postgres", "sqlite", "mongo"])
@@ -70,10 +68,10 @@ def test_a_killed_backfill_resumes_from_its_checkpoints(
         count,
         batch_size=batch_size,
         transactional=transactional,
-        kills=_kills(name, transactional),
+        kills=5,
         seed=uuid.uuid4().int,
     )
-    assert outcome.kills >= min(3, _kills(name, transactional)), outcome.outputs
+    assert outcome.kills >= 3, outcome.outputs
     assert sum(outcome.hits.values()) == count
     assert outcome.hits[0] == 0, "every row was processed"
     if transactional:

@@ -203,3 +203,82 @@ def test_every_page_at_both_widths(browser: Any, dashboard: Dashboard, width: in
         assert problems == []
     finally:
         context.close()
+
+
+SLOW_BACKFILL = """
+import time
+
+def fetch(ctx, cursor, size):
+    start = cursor or 0
+    batch = list(range(start, min(start + size, 600)))
+    return batch, (start + len(batch) if start + len(batch) < 600 else None)
+
+def process(ctx, batch):
+    time.sleep(0.1)
+
+task = runce.Backfill(
+    title="slow <b>fill</b>", fetch=fetch, process=process, batch_size=5,
+    total=lambda ctx: 600,
+)
+"""
+
+
+def test_a_running_backfill_moves_on_screen_and_is_paused_resumed_and_canceled(
+    context: Any, dashboard: Dashboard
+) -> None:
+    task_id = "0001_slow_fill"
+    dashboard.space.task(task_id, SLOW_BACKFILL)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page, dashboard, "writer", "/ui/tasks")
+    row = page.locator(f'tr[data-task-id="{task_id}"]')
+    state = row.locator("[data-field=state]")
+    expect(state).to_have_text("PENDING")
+    page.evaluate("window.stillThePage = true")
+
+    runner = dashboard.space.start("run")
+    try:
+        expect(state).to_have_text("RUNNING", timeout=WAIT)
+        progress = row.locator("[data-field=progress]")
+        expect(progress).to_contain_text(
+            re.compile(r"of 600 done .*/s, about .* left"), timeout=WAIT
+        )
+        first = progress.text_content()
+        expect(progress).not_to_have_text(first or "", timeout=WAIT)  # it moves, no reload
+        assert page.evaluate("window.stillThePage") is True
+        expect(row.locator("progress")).to_be_visible()
+        expect(row.get_by_role("button", name="Resume")).to_be_hidden()
+
+        row.get_by_role("button", name="Pause").click()
+        out, err = runner.communicate(timeout=60)
+        assert runner.returncode == 0, out + err
+        assert f"PAUSED   {task_id}" in out
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    expect(state).to_have_text("PAUSED", timeout=WAIT)
+    done = int(
+        re.sub(
+            r"[^0-9]",
+            "",
+            (row.locator("[data-field=progress]").text_content() or "").split(" of ")[0],
+        )
+    )
+    assert 0 < done < 600
+    expect(row.get_by_role("button", name="Pause")).to_be_hidden()
+    resume = row.get_by_role("button", name="Resume")
+    expect(resume).to_be_visible()
+    resume.focus()  # by keyboard
+    page.keyboard.press("Enter")
+    expect(state).not_to_have_text("PAUSED", timeout=WAIT)
+    expect(row.get_by_role("button", name="Pause")).to_be_visible()
+
+    page.once("dialog", lambda dialog: dialog.accept())  # "Cancel 0001_slow_fill? ..."
+    row.get_by_role("button", name="Cancel").click()
+    expect(state).to_have_text("CANCELED", timeout=WAIT)
+    listed = dashboard.space.runce("status")
+    assert re.search(rf"CANCELED +{task_id}", listed.stdout), listed.stdout
+    assert errors == []

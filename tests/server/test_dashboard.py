@@ -284,3 +284,152 @@ def _state(api: Api, run: dict[str, Any]) -> str:
 def test_unknown_pages_answer_404(api: Api, path: str) -> None:
     sign_in(api, "all")
     assert api.client.get(path).status_code == 404
+
+
+BACKFILL = """
+import os
+import runce
+
+def fetch(ctx, cursor, size):
+    start = cursor or 0
+    batch = list(range(start, min(start + size, 100)))
+    return batch, (start + len(batch) if start + len(batch) < 100 else None)
+
+def process(ctx, batch):
+    if batch[0] == 30 and not os.path.exists({gate!r}):
+        raise RuntimeError("stopped at 30 on purpose")
+
+task = runce.Backfill(
+    title="fill <b>orders</b>", fetch=fetch, process=process, batch_size=10,
+    total=lambda ctx: 100,
+)
+"""
+
+
+def _backfill_stopped_at_30(api: Api) -> str:
+    """A backfill of 100 items that failed after 30, its checkpoint kept; its id."""
+    tasks = api.config.tasks_dir
+    tasks.mkdir(parents=True, exist_ok=True)
+    (tasks / "0001_fill.py").write_text(BACKFILL.format(gate=str(tasks.parent / "gate")))
+    assert not run_tasks(api.config).ok
+    return "0001_fill"
+
+
+def _task_state(api: Api, task_id: str) -> str:
+    from runce.tasks.api import task_status
+
+    return next(t.state.value for t in task_status(api.config).tasks if t.id == task_id)
+
+
+def _forms(page: str, task_id: str) -> dict[str, bool]:
+    """Each action form of a task on the page: shown (True) or hidden."""
+    found = re.findall(
+        rf'<form method="post" action="/ui/tasks/{task_id}/(\w+)" data-action="\w+"( hidden)?>',
+        page,
+    )
+    return {action: not hidden for action, hidden in found}
+
+
+def test_a_backfill_shows_its_progress_and_may_be_paused_resumed_and_canceled(api: Api) -> None:
+    task_id = _backfill_stopped_at_30(api)
+    csrf = sign_in(api, "all")
+    page = api.client.get("/ui/tasks").text
+    assert "30 of 100 done (30.0%)" in page
+    assert '<progress max="100" value="30" data-field="progress-bar"' in page
+    assert "fill &lt;b&gt;orders&lt;/b&gt;" in page
+    assert _forms(page, task_id) == {"pause": True, "resume": False, "cancel": True}
+    live = api.client.get("/ui/live/tasks").json()["tasks"]
+    assert live[0]["progress"].pop("rate_per_second") > 0  # measured, shown while it runs
+    assert live == [
+        {
+            "id": task_id,
+            "state": "FAILED",
+            "requested": None,
+            "progress": {
+                "done": 30,
+                "total": 100,
+                "eta_seconds": None,
+                "ranges": 1,
+                "finished_ranges": 0,
+                "cursor": 30,
+            },
+            "progress_text": "30 of 100 done (30.0%)",
+            "percent": 30,
+            "actions": ["pause", "cancel"],
+        }
+    ]
+
+    pause = f"/ui/tasks/{task_id}/pause"
+    assert api.client.post(pause, data={}).status_code == 403
+    assert api.client.post(pause, data={"csrf": "x" * 64}).status_code == 403
+    assert _task_state(api, task_id) == "FAILED"
+    answer = api.client.post(pause, data={"csrf": csrf}, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/tasks"
+    assert _task_state(api, task_id) == "PAUSED"
+    page = api.client.get("/ui/tasks").text
+    assert _forms(page, task_id) == {"pause": False, "resume": True, "cancel": False}
+    [live_task] = api.client.get("/ui/live/tasks").json()["tasks"]
+    assert (live_task["state"], live_task["requested"]) == ("PAUSED", "pause")
+    assert live_task["actions"] == ["resume"]
+
+    resumed = api.client.post(f"/ui/tasks/{task_id}/resume", data={"csrf": csrf})
+    assert resumed.status_code == 200  # followed back to the tasks page
+    assert _task_state(api, task_id) == "FAILED"
+    api.client.post(f"/ui/tasks/{task_id}/cancel", data={"csrf": csrf})
+    assert _task_state(api, task_id) == "CANCELED"
+    api.client.post(f"/ui/tasks/{task_id}/resume", data={"csrf": csrf})
+
+    (api.config.tasks_dir.parent / "gate").write_text("open")
+    assert run_tasks(api.config).ok  # goes on from 30
+    page = api.client.get("/ui/tasks").text
+    assert _task_state(api, task_id) == "APPLIED"
+    assert _forms(page, task_id) == {"pause": False, "resume": False, "cancel": False}
+    late = api.client.post(f"/ui/tasks/{task_id}/pause", data={"csrf": csrf})
+    assert late.status_code == 409
+    assert "already applied" in late.text
+
+
+def test_task_actions_need_runs_write_on_a_token_bound_to_no_project(api: Api) -> None:
+    task_id = _backfill_stopped_at_30(api)
+    csrf = sign_in(api, "reader")
+    page = api.client.get("/ui/tasks").text
+    assert "30 of 100 done" in page
+    assert f"/ui/tasks/{task_id}/pause" not in page
+    refused = api.client.post(f"/ui/tasks/{task_id}/pause", data={"csrf": csrf})
+    assert refused.status_code == 403
+    assert "runs:write" in refused.text
+    csrf = sign_in(api, "shop")
+    assert api.client.get("/ui/tasks").status_code == 403
+    assert api.client.get("/ui/live/tasks").status_code == 403
+    bound = api.client.post(f"/ui/tasks/{task_id}/pause", data={"csrf": csrf})
+    assert bound.status_code == 403
+    assert _task_state(api, task_id) == "FAILED"
+    api.client.cookies.clear()
+    assert api.client.get("/ui/live/tasks", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("task_id", ["0002_nothing", "x%00y", "%F0%9F%92%A5", "a" * 300])
+def test_an_action_on_an_unknown_task_answers_404(api: Api, task_id: str) -> None:
+    _backfill_stopped_at_30(api)
+    csrf = sign_in(api, "all")
+    answer = api.client.post(f"/ui/tasks/{task_id}/pause", data={"csrf": csrf})
+    assert answer.status_code == 404, answer.text
+    assert _task_state(api, "0001_fill") == "FAILED"
+
+
+def test_a_task_id_with_markup_is_shown_as_text_and_its_actions_work(api: Api) -> None:
+    task_id = '0001_<b>&"x'
+    tasks = api.config.tasks_dir
+    tasks.mkdir(parents=True, exist_ok=True)
+    (tasks / f"{task_id}.py").write_text("import runce\n\n@runce.task()\ndef run(ctx):\n    pass\n")
+    csrf = sign_in(api, "all")
+    page = api.client.get("/ui/tasks").text
+    assert "<b>&" not in page
+    assert "0001_&lt;b&gt;&amp;&#34;x" in page
+    action = "/ui/tasks/0001_%3Cb%3E%26%22x/pause"
+    assert f'action="{action}"' in page
+    assert api.client.post(action, data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    assert _task_state(api, task_id) == "PAUSED"
+    [live] = api.client.get("/ui/live/tasks").json()["tasks"]
+    assert (live["id"], live["state"], live["actions"]) == (task_id, "PAUSED", ["resume"])

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runce import tracing
-from runce.api.metrics import StoreCollector
+from runce.api.metrics import StoreCollector, registry_of
+from runce.config import Config, resolve_config
 from runce.runs import api as runs_api
+from runce.stores.base import Store
+from runce.stores.registry import open_store
+from runce.tasks import control
+from runce.tasks.api import run_tasks
+from runce.tasks.states import TaskState
 from tests.server.conftest import Api, make_api
 
 PARENT = "00-" + "4bf92f3577b34da6a3ce929d0e0e4736" + "-" + "00f067aa0ba902b7" + "-01"
@@ -77,3 +89,108 @@ def test_a_callers_traceparent_is_kept_with_the_run(
     assert broken.json()["trace_context"] is None
     plain = api.enqueue(kind="email.send")
     assert plain["trace_context"] is None
+
+
+BACKFILL = """
+import os, time
+import runce
+
+def fetch(ctx, cursor, size):
+    start = cursor or 0
+    batch = list(range(start, min(start + size, 60)))
+    return batch, (start + len(batch) if start + len(batch) < 60 else None)
+
+def process(ctx, batch):
+    time.sleep(0.01)
+    if batch[0] == 20:
+        open({waiting!r}, "w").close()
+        deadline = time.monotonic() + 120
+        while not os.path.exists({gate!r}) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+task = runce.Backfill(title="fill", fetch=fetch, process=process, batch_size=10,
+                      total=lambda ctx: 60)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mongo"])
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The settings of a fresh store of each kind that holds once tasks and runs."""
+    if request.param == "sqlite":
+        yield {"store": f"sqlite:///{tmp_path / 'runce.db'}"}
+    elif request.param == "postgres":
+        from tests import services
+
+        url = request.getfixturevalue("postgres_server")
+        schema = f"runce_t_{uuid.uuid4().hex[:12]}"
+        yield {"store": url, "schema": schema}
+        services.drop_schema(url, schema)
+    else:
+        import pymongo
+
+        server = request.getfixturevalue("mongo_server")
+        database = f"runce_t_{uuid.uuid4().hex[:12]}"
+        yield {"store": f"{server.rstrip('/')}/{database}"}
+        with pymongo.MongoClient(server) as client:
+            client.drop_database(database)
+
+
+def _backfill_samples(config: Config, store: Store) -> dict[tuple[str, tuple[str, ...]], float]:
+    """The backfill and task samples of one scrape, parsed by prometheus_client, by name
+    and label values (in the labels' alphabetical order: state before task)."""
+    text = generate_latest(registry_of(StoreCollector(config, store, cache_seconds=0))).decode()
+    return {
+        (name, tuple(v for _, v in labels)): value
+        for (name, labels), value in _samples(text).items()
+        if name.startswith(("runce_backfill", "runce_tasks"))
+    }
+
+
+def test_a_backfills_progress_and_state_are_served_as_it_runs_pauses_and_ends(
+    tmp_path: Path, store_settings: dict[str, Any]
+) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    waiting, gate = tmp_path / "waiting", tmp_path / "gate"
+    (tasks / "0001_fill.py").write_text(BACKFILL.format(waiting=str(waiting), gate=str(gate)))
+    config = resolve_config({**store_settings, "tasks_dir": str(tasks)})
+    store = open_store(config.store)
+    runner = threading.Thread(target=run_tasks, args=(config,), daemon=True)
+    try:
+        runner.start()
+        deadline = time.monotonic() + 120
+        while not waiting.exists():
+            assert time.monotonic() < deadline
+            assert runner.is_alive()
+            time.sleep(0.01)
+        running = _backfill_samples(config, store)
+        assert running["runce_backfill_rows_done", ("0001_fill",)] == 20
+        assert running["runce_backfill_rows_total", ("0001_fill",)] == 60
+        assert running["runce_backfill_rows_per_second", ("0001_fill",)] > 0
+        assert running["runce_backfill_eta_seconds", ("0001_fill",)] > 0
+        assert running["runce_backfill_ranges", ("0001_fill",)] == 1
+        assert running["runce_backfill_ranges_finished", ("0001_fill",)] == 0
+        states = {k[1][0]: v for k, v in running.items() if k[0] == "runce_backfill_state"}
+        assert states == {s.value.lower(): float(s is TaskState.RUNNING) for s in TaskState}
+        assert running["runce_tasks", ("running",)] == 1
+
+        control.pause_task("0001_fill", config)
+        gate.write_text("open")
+        runner.join(timeout=120)
+        paused = _backfill_samples(config, store)
+        assert paused["runce_backfill_rows_done", ("0001_fill",)] == 30  # stopped at the boundary
+        assert paused["runce_backfill_state", ("paused", "0001_fill")] == 1
+        assert paused["runce_backfill_state", ("running", "0001_fill")] == 0
+        assert ("runce_backfill_rows_per_second", ("0001_fill",)) not in paused
+        assert ("runce_backfill_eta_seconds", ("0001_fill",)) not in paused
+        assert paused["runce_tasks", ("paused",)] == 1
+
+        control.resume_task("0001_fill", config)
+        assert run_tasks(config).ok
+        done = _backfill_samples(config, store)
+        assert not [name for name, _ in done if name.startswith("runce_backfill")]
+        assert done["runce_tasks", ("applied",)] == 1
+    finally:
+        gate.write_text("open")
+        runner.join(timeout=120)
+        store.close()

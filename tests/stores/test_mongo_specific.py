@@ -559,6 +559,64 @@ def test_a_taker_closing_the_attempt_first_wins_over_the_transaction(make: Make,
     assert store.tracker.applied() == {}
 
 
+def _left_open(store: MongoStore, lease: Any, raw: Raw) -> tuple[Any, Any]:
+    """A transaction that wrote a widget and was never ended, as a killed runner leaves it
+    on the server; its context (to try committing it later) and its session's id."""
+    context = store.tracker.transaction(lease)
+    tx = context.__enter__()
+    widgets = tx.handle.client[raw.name]["widgets"]
+    widgets.update_one({"_id": 1}, {"$inc": {"n": 1}}, session=tx.handle)
+    return context, tx.handle.session_id
+
+
+def _write_widget_in_a_transaction(store: MongoStore, lease: Any, raw: Raw) -> None:
+    with store.tracker.transaction(lease) as tx:
+        widgets = tx.handle.client[raw.name]["widgets"]
+        widgets.update_one({"_id": 1}, {"$inc": {"n": 10}}, session=tx.handle)
+
+
+def test_taking_an_expired_lock_aborts_the_transaction_its_holder_left_open(
+    make: Make, raw: Raw
+) -> None:
+    # Without it the taker's writes to the same documents conflict until the server aborts
+    # the orphan (transactionLifetimeLimitSeconds, 60 s by default).
+    raw["widgets"].insert_one({"_id": 1, "n": 0})
+    store, taker = make(), make()
+    lease = store.lock.try_acquire(current_owner(), ttl=1)
+    assert lease is not None
+    orphan, session_id = _left_open(store, lease, raw)
+    assert raw["runce.lock"].find_one({"_id": "global"})["sessions"] == [session_id]
+    deadline = time.monotonic() + 30
+    while (taken := taker.lock.try_acquire(current_owner("taker"), ttl=30)) is None:
+        assert time.monotonic() < deadline, "the lease did not expire"
+        time.sleep(0.1)
+    assert session_id not in raw["runce.lock"].find_one({"_id": "global"}).get("sessions", [])
+    _write_widget_in_a_transaction(taker, taken, raw)  # no write conflict with the orphan
+    assert raw["widgets"].find_one({"_id": 1})["n"] == 10
+    with pytest.raises(LockLost):  # the orphan can never commit
+        orphan.__exit__(None, None, None)
+    assert raw["widgets"].find_one({"_id": 1})["n"] == 10
+
+
+def test_clearing_a_dead_holder_aborts_the_transaction_it_left_open(make: Make, raw: Raw) -> None:
+    raw["widgets"].insert_one({"_id": 1, "n": 0})
+    store, other = make(), make()
+    lease = store.lock.try_acquire(current_owner(), ttl=1)
+    assert lease is not None
+    orphan, _ = _left_open(store, lease, raw)
+    deadline = time.monotonic() + 30
+    while (holder := other.lock.holder()) is None or holder.state == "live":
+        assert time.monotonic() < deadline, "the lease did not expire"
+        time.sleep(0.1)
+    assert other.lock.clear() is not None  # `runce unlock`
+    taken = other.lock.try_acquire(current_owner("next"), ttl=30)
+    assert taken is not None
+    _write_widget_in_a_transaction(other, taken, raw)
+    assert raw["widgets"].find_one({"_id": 1})["n"] == 10
+    with pytest.raises(LockLost):
+        orphan.__exit__(None, None, None)
+
+
 def test_a_transaction_on_a_lease_already_lost_does_not_start(make: Make) -> None:
     store = make()
     lease = store.lock.try_acquire(current_owner(), ttl=30)

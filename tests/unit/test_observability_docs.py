@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runce.api.metrics import StoreCollector, registry_of
-from runce.config import resolve_config
+from runce.config import Config, resolve_config
 from runce.domain.runs import RUN_STATES
 from runce.runs.events import EventBus
 from runce.runs.jobs import Job, JobRegistry
@@ -23,6 +25,7 @@ from runce.runs.metrics import WorkerMetrics
 from runce.runs.service import RunService
 from runce.runs.worker import OUTCOME_NAMES, Worker, WorkerOptions
 from runce.stores import memory
+from runce.tasks.api import run_tasks
 from runce.tasks.states import TaskState
 
 ROOT = Path(__file__).parents[2]
@@ -56,11 +59,49 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     worker = Worker(store.runs, WorkerOptions(drain=True, poll=0.05), jobs=jobs, bus=EventBus())
     metrics = WorkerMetrics(worker)
     worker.run()
-    server = registry_of(StoreCollector(config, store))
+    server = registry_of(StoreCollector(config, store, cache_seconds=0))
     names = _names(generate_latest(metrics.registry).decode())
-    names |= _names(generate_latest(server).decode())
+    names |= _backfill_names(root, config, server)
     memory.reset()
     return names
+
+
+def _backfill_names(root: Path, config: Config, server: Any) -> set[str]:
+    """What the server serves while a backfill runs (its rate and time left among it)."""
+    waiting, gate = root / "waiting", root / "gate"
+    (root / "tasks" / "0001_fill.py").write_text(
+        BACKFILL.format(waiting=str(waiting), gate=str(gate))
+    )
+    runner = threading.Thread(target=run_tasks, args=(config,), daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not waiting.exists():
+            assert runner.is_alive()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return _names(generate_latest(server).decode())
+    finally:
+        gate.write_text("open")
+        runner.join(timeout=60)
+
+
+BACKFILL = """
+import os, time
+import runce
+
+def fetch(ctx, cursor, size):
+    start = cursor or 0
+    return list(range(start, start + size)), (None if start >= 20 else start + size)
+
+def process(ctx, batch):
+    if batch[0] == 10:
+        open({waiting!r}, "w").close()
+        while not os.path.exists({gate!r}):
+            time.sleep(0.01)
+
+task = runce.Backfill(fetch=fetch, process=process, batch_size=10, total=lambda ctx: 30)
+"""
 
 
 def _alert_expressions() -> list[str]:
@@ -100,3 +141,11 @@ def test_the_doc_describes_every_metric_served(served: set[str]) -> None:
     families = {re.sub(r"_(bucket|count|sum|total|created)$", "", name) for name in served}
     for family in families:
         assert f"`{family}" in text, family
+
+
+def test_every_metric_the_doc_names_is_served(served: set[str]) -> None:
+    text = (DOCS / "observability.md").read_text()
+    families = {re.sub(r"_(bucket|count|sum|created)$", "", name) for name in served}
+    named = set(re.findall(r"`(runce_[a-z_]+)[`{ ]", text))  # not `runce_backfill_*`
+    assert named, "the doc names metrics"
+    assert named <= families | served, named - families - served

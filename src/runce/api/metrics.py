@@ -1,11 +1,12 @@
 """``GET /metrics``: what the store holds, as Prometheus metrics (docs/observability.md).
 
 ``runce_runs{kind,state}``, ``runce_queue_oldest_age_seconds{kind}``,
-``runce_workers{state}``, ``runce_tasks{state}`` and ``runce_task_duration_seconds``, read
-from the store when scraped: the runs by one aggregate read
-(:meth:`~runce.stores.queue.RunQueue.run_counts`), the workers' heartbeats and the once
-tasks' records. A reading is kept for :data:`CACHE_SECONDS`, so any number of scrapers
-cost the database one reading per few seconds. Workers serve their own metrics
+``runce_workers{state}``, ``runce_tasks{state}``, ``runce_task_duration_seconds`` and each
+unfinished backfill's ``runce_backfill_*{task}``, read from the store when scraped: the runs
+by one aggregate read (:meth:`~runce.stores.queue.RunQueue.run_counts`), the workers'
+heartbeats and the once tasks' records, requests and checkpoints. A reading is kept for
+:data:`CACHE_SECONDS`, so any number of scrapers cost the database one reading per few
+seconds. Workers serve their own metrics
 (:mod:`runce.runs.metrics`). Needs ``prometheus_client`` (in ``nurv-runce[api]``).
 """
 
@@ -87,7 +88,14 @@ class StoreCollector:
             return None
         tracker = self.store.tracker
         holder = self.store.lock.holder()
-        return compute_statuses(files, tracker.applied(), tracker.open_attempts(), holder)
+        return compute_statuses(
+            files,
+            tracker.applied(),
+            tracker.open_attempts(),
+            holder,
+            tracker.controls(),
+            tracker.all_checkpoints(),
+        )
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
@@ -98,6 +106,7 @@ class StoreCollector:
         if reading.tasks is not None:
             yield _tasks_family(reading.tasks, GaugeMetricFamily)
             yield _task_durations(reading.tasks, HistogramMetricFamily)
+            yield from _backfill_families(reading.tasks, GaugeMetricFamily)
 
 
 def _run_families(counts: RunCounts, gauge: Any) -> Iterator[Any]:
@@ -147,6 +156,52 @@ def _task_durations(tasks: list[TaskStatus], histogram: Any) -> Any:
         buckets=buckets,
         sum_value=sum(seconds),
     )
+
+
+def _backfill_families(tasks: list[TaskStatus], gauge: Any) -> Iterator[Any]:
+    """Each backfill with a checkpoint that is not applied yet (as ``runce status`` shows
+    them): done, total, rate, time left and state. An applied backfill leaves the metrics,
+    so a store's long history of backfills adds no series."""
+    label = ["task"]
+    done = gauge("runce_backfill_rows_done", "Items a backfill has processed.", labels=label)
+    total = gauge(
+        "runce_backfill_rows_total", "Items a backfill has in all, when it tells.", labels=label
+    )
+    rate = gauge(
+        "runce_backfill_rows_per_second",
+        "Items a second a running backfill processes, as last measured.",
+        labels=label,
+    )
+    eta = gauge(
+        "runce_backfill_eta_seconds",
+        "Seconds a running backfill with a total still needs at its rate.",
+        labels=label,
+    )
+    ranges = gauge("runce_backfill_ranges", "A backfill's key ranges.", labels=label)
+    finished = gauge(
+        "runce_backfill_ranges_finished", "A backfill's key ranges that are done.", labels=label
+    )
+    state = gauge(
+        "runce_backfill_state",
+        "1 for a backfill's state (as runce status shows it), 0 for the others.",
+        labels=[*label, "state"],
+    )
+    for task in tasks:
+        progress = task.backfill
+        if progress is None or task.state in (TaskState.APPLIED, TaskState.SKIPPED):
+            continue
+        done.add_metric([task.id], progress.done)
+        if progress.total is not None:
+            total.add_metric([task.id], progress.total)
+        if progress.moving and progress.rate is not None:
+            rate.add_metric([task.id], progress.rate)
+        if progress.eta_seconds is not None:
+            eta.add_metric([task.id], progress.eta_seconds)
+        ranges.add_metric([task.id], progress.ranges)
+        finished.add_metric([task.id], progress.finished_ranges)
+        for each in TaskState:
+            state.add_metric([task.id, each.value.lower()], int(task.state is each))
+    yield from (done, total, rate, eta, ranges, finished, state)
 
 
 def _le(bound: float) -> str:

@@ -30,8 +30,9 @@ from runce.transaction import TaskConnection
 
 CONTROL_POLL = 0.25  # a pause takes effect well within a second of being asked
 # How long a transactional batch is tried again after write conflicts. On MongoDB a runner
-# killed mid-batch leaves its transaction open until the server aborts it (60 s by default),
-# and until then the next runner's batch conflicts with it.
+# killed mid-batch leaves its transaction open; the next holder of the lock ends its sessions
+# (killSessions), but where the server refuses that, the transaction stays until the server
+# aborts it (60 s by default), and until then the next runner's batch conflicts with it.
 CONFLICT_PATIENCE = 150.0
 _WAIT_STEP = 0.05
 

@@ -1,6 +1,7 @@
 """The dashboard's actions (POST forms): sign in and out, cancel and retry a run, switch a
-schedule. Each checks the form's CSRF token and the token's scope (``runs:write``) before
-calling the library, then sends the browser back to the page it came from.
+schedule, pause, resume or cancel a once task (a backfill). Each checks the form's CSRF
+token and the token's scope (``runs:write``) before calling the library, then sends the
+browser back to the page it came from.
 
 Forms arrive URL-encoded and are read here (no multipart parser needed); the work itself
 runs on the thread pool like the API's routes.
@@ -30,8 +31,15 @@ from runce.api.ui.session import (
     viewer_for,
     writer,
 )
-from runce.errors import IllegalTransition, UnknownSchedule
+from runce.errors import (
+    IllegalTransition,
+    TaskLoadError,
+    UnknownSchedule,
+    UnknownTask,
+    UsageError,
+)
 from runce.runs import api as runs_api
+from runce.tasks import control
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -130,5 +138,40 @@ async def _switch(
     return await run_in_threadpool(work)
 
 
-# Once tasks get their actions (pausing and resuming a backfill) here, beside the others:
-# a POST per action, checked by ``writer`` and ``sees_everything`` like the schedules'.
+@router.post("/tasks/{task_id}/pause")
+async def pause_task(task_id: str, request: Request, ctx: Ctx) -> Response:
+    return await _on_task(request, ctx, task_id, control.pause_task)
+
+
+@router.post("/tasks/{task_id}/resume")
+async def resume_task(task_id: str, request: Request, ctx: Ctx) -> Response:
+    return await _on_task(request, ctx, task_id, control.resume_task)
+
+
+@router.post("/tasks/{task_id}/cancel")
+async def cancel_task(task_id: str, request: Request, ctx: Ctx) -> Response:
+    return await _on_task(request, ctx, task_id, control.cancel_task)
+
+
+async def _on_task(
+    request: Request, ctx: ApiContext, task_id: str, act: Callable[..., control.ControlResult]
+) -> Response:
+    """A pause, resume or cancel request, as ``POST /v1/tasks/{id}:pause`` and the CLI make
+    it: ``runs:write`` on a token bound to no project (once tasks belong to none)."""
+    form = await _form(request)
+
+    def work() -> Response:
+        found = writer(request, ctx, form.get("csrf"))
+        if not found.sees_everything:
+            raise PageError(403, "only a token bound to no project may pause or resume tasks")
+        if "\x00" in task_id:
+            raise PageError(404, "no task id holds a NUL character")
+        try:
+            act(task_id, config=ctx.config)
+        except UnknownTask as exc:
+            raise PageError(404, str(exc)) from None
+        except (UsageError, TaskLoadError) as exc:
+            raise PageError(409, str(exc)) from None
+        return redirect("/ui/tasks")
+
+    return await run_in_threadpool(work)

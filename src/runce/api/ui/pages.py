@@ -218,6 +218,14 @@ def tasks(request: Request, ctx: Ctx) -> Response:
     return page(request, "tasks.html", viewer=viewer, board=views.task_board(ctx), nav="tasks")
 
 
+@router.get("/live/tasks")
+def live_tasks(request: Request, ctx: Ctx) -> Response:
+    """Every once task as it is now (state, backfill progress, the actions it allows): the
+    once tasks page polls this to move its progress on."""
+    _everything(request, ctx)
+    return _json({"tasks": [views.live_task(s) for s in views.task_statuses(ctx)]})
+
+
 @router.get("/schedules")
 def schedules(request: Request, ctx: Ctx) -> Response:
     viewer = reader(request, ctx)

@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from runce._version import __version__
 from runce.api.ui.session import Refused, SignInNeeded
+from runce.tasks.states import BackfillProgress
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -64,6 +65,28 @@ def age(seconds: float | timedelta | None) -> str:
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
+def progress_text(progress: BackfillProgress) -> str:
+    """A backfill's progress in one line: done of total, the rate and the time left."""
+    of = f" of {progress.total:,}" if progress.total is not None else ""
+    text = f"{progress.done:,}{of} done"
+    if progress.total:
+        text += f" ({min(100.0, 100 * progress.done / progress.total):.1f}%)"
+    if progress.moving and progress.rate:
+        text += f", {progress.rate:,.1f}/s"
+    eta = progress.eta_seconds
+    if eta is not None:
+        text += f", about {age(eta)} left"
+    if progress.ranges > 1:
+        text += f"; {progress.finished_ranges} of {progress.ranges} ranges finished"
+    return text
+
+
+def progress_percent(progress: BackfillProgress) -> int | None:
+    if not progress.total:
+        return None
+    return max(0, min(100, int(100 * progress.done / progress.total)))
+
+
 def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
@@ -76,7 +99,14 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, age=age, pretty=pretty, q=lambda s: quote(str(s), safe=""))
+    env.filters.update(
+        when=when,
+        age=age,
+        pretty=pretty,
+        q=lambda s: quote(str(s), safe=""),
+        backfill_text=progress_text,
+        percent=progress_percent,
+    )
     env.globals.update(version=__version__)
     return env
 

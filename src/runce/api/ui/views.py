@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from runce.api.context import ApiContext
+from runce.api.ui.render import progress_percent, progress_text
 from runce.domain.locks import LockHolder
 from runce.domain.runs import STATS_CAP, RunStats, WorkerInfo
 from runce.domain.schedules import Schedule
@@ -76,6 +77,13 @@ class Overview:
         return "≥ " if state in self.stats.capped else ""
 
 
+# The states in which a task may be asked to pause or cancel: it runs now, or would run
+# next (a task not started yet is then not started while the request stands).
+CONTROLLABLE = frozenset(
+    {TaskState.PENDING, TaskState.RUNNING, TaskState.FAILED, TaskState.INTERRUPTED}
+)
+
+
 @dataclass(frozen=True)
 class TaskRow:
     status: TaskStatus
@@ -85,6 +93,31 @@ class TaskRow:
     @property
     def last(self) -> Attempt | None:
         return self.history[-1] if self.history else None
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """What a writer may ask of this task now: pause and cancel, or resume."""
+        return task_actions(self.status)
+
+
+def task_actions(status: TaskStatus) -> tuple[str, ...]:
+    if status.control is not None:
+        return ("resume",)
+    return ("pause", "cancel") if status.state in CONTROLLABLE else ()
+
+
+def live_task(status: TaskStatus) -> dict[str, object]:
+    """What the once tasks page polls for one task: its state, progress and actions."""
+    progress = status.backfill
+    return {
+        "id": status.id,
+        "state": status.state.value,
+        "requested": None if status.control is None else status.control.command,
+        "progress": None if progress is None else progress.to_dict(),
+        "progress_text": None if progress is None else progress_text(progress),
+        "percent": None if progress is None else progress_percent(progress),
+        "actions": list(task_actions(status)),
+    }
 
 
 @dataclass(frozen=True)
@@ -117,6 +150,14 @@ def overview(ctx: ApiContext, with_tasks: bool) -> Overview:
     stats = ctx.runs.stats(WINDOW, cap=CAP)
     kinds = sorted({kind for _, kind in (*stats.active, *stats.finished)})
     return Overview(stats, kinds, workers(ctx), task_board(ctx) if with_tasks else None)
+
+
+def task_statuses(ctx: ApiContext) -> list[TaskStatus]:
+    """Every once task's status, for the page's live view (none when they cannot be read)."""
+    try:
+        return tasks_api.task_status(ctx.config).tasks
+    except RunceError:
+        return []
 
 
 def task_board(ctx: ApiContext, history_per_task: int = 20) -> TaskBoard:

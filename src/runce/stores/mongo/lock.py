@@ -12,16 +12,25 @@ Fencing: a write under a lease checks that the document still carries the lease'
 On a server with transactions the check is a write to the lock document inside the same
 short transaction as the records (see :func:`claim`), so nobody can take the lock between
 the check and the write. See :func:`check` for standalone servers.
+
+Orphaned transactions: a runner killed inside a transaction leaves it open on the server
+until the server aborts it (``transactionLifetimeLimitSeconds``, 60 s by default), and until
+then every write of the next runner to the same documents conflicts with it. So a runner
+records in the lock document the id of each session it opens transactions on
+(:func:`record_session`), and whoever takes the lock over from it ends those sessions with
+``killSessions`` first, which aborts their transactions at once (:meth:`MongoLock.try_acquire`).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.client_session import ClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from runce.domain.locks import Lease, LockHolder, Owner
 from runce.errors import LockHeld, LockLost
@@ -29,6 +38,11 @@ from runce.stores.liveness import process_alive
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import LOCK_ID, holder_from, lease_document
 from runce.stores.mongo.schema import Schema
+
+log = logging.getLogger("runce.store")
+
+SESSIONS = "sessions"  # the lock document's field: the holder's transaction sessions
+MAX_SESSIONS = 64  # kept per holder (a runner reuses a few pooled sessions)
 
 
 class MongoLock:
@@ -45,7 +59,16 @@ class MongoLock:
             taken = self._take(lease, now) or self._take_from_the_dead(lease)
         if taken is None or taken.get("token") != token:
             return None
+        if taken.get(SESSIONS):  # the previous holder's: it expired or died holding them
+            self._end_orphans(token, taken[SESSIONS])
         return Lease(token=token, owner=owner, acquired_at=now, ttl=ttl)
+
+    def _end_orphans(self, token: str, sessions: list[Any]) -> None:
+        """End the sessions the previous holder recorded, aborting any transaction it left
+        open; then forget them."""
+        self._kill(sessions)
+        with self._conn.translated("take the lock"):
+            self._conn.lock.update_one({"_id": LOCK_ID, "token": token}, {"$unset": {SESSIONS: ""}})
 
     def renew(self, lease: Lease) -> bool:
         with self._conn.translated("renew the lock"):
@@ -75,8 +98,24 @@ class MongoLock:
             )
         with self._conn.translated("clear the lock"):
             # Only the lease we looked at: one taken meanwhile is somebody's live lease.
-            result = self._conn.lock.delete_one({"_id": LOCK_ID, "token": current.token})
-        return current if result.deleted_count == 1 else None
+            removed = self._conn.lock.find_one_and_delete({"_id": LOCK_ID, "token": current.token})
+        if removed is None:
+            return None
+        if removed.get(SESSIONS) and current.state != "live":
+            self._kill(removed[SESSIONS])  # a dead holder's transactions go with its lease
+        return current
+
+    def _kill(self, sessions: list[Any]) -> None:
+        """``killSessions``: a server that refuses (no privilege to kill another user's
+        sessions) leaves their transactions to its own lifetime limit."""
+        try:
+            self._conn.client.admin.command("killSessions", sessions)
+        except PyMongoError as exc:
+            log.warning(
+                "could not end the sessions of the lock's previous holder (%s); a transaction "
+                "it left open blocks its documents until the server aborts it",
+                exc,
+            )
 
     def _take(self, lease: Document, now: datetime) -> Document | None:
         try:
@@ -137,6 +176,17 @@ def check(conn: Connection, lease: Lease | None, session: ClientSession | None =
         return
     found = conn.lock.find_one({"_id": LOCK_ID, "token": lease.token}, {"_id": 1}, session=session)
     if found is None:
+        raise LockLost(lost_message())
+
+
+def record_session(conn: Connection, lease: Lease, session: ClientSession) -> None:
+    """Note ``session`` in the lock document as one this lease opens transactions on (so a
+    runner taking the lock over ends it); raise LockLost unless ``lease`` is current."""
+    result = conn.lock.update_one(
+        {"_id": LOCK_ID, "token": lease.token},
+        {"$push": {SESSIONS: {"$each": [session.session_id], "$slice": -MAX_SESSIONS}}},
+    )
+    if result.matched_count != 1:
         raise LockLost(lost_message())
 
 

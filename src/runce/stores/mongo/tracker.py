@@ -16,6 +16,7 @@ retries it. How a stolen lease is caught there is told in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -45,7 +46,7 @@ from runce.stores.mongo.documents import (
     control_from,
     finish_changes,
 )
-from runce.stores.mongo.lock import check, claim, lost_message
+from runce.stores.mongo.lock import check, claim, lost_message, record_session
 from runce.stores.mongo.schema import Schema
 
 Write = Callable[[ClientSession | None], None]
@@ -56,6 +57,9 @@ class MongoTracker:
     def __init__(self, conn: Connection, schema: Schema) -> None:
         self._conn = conn
         self._schema = schema
+        # (lease token, session id) pairs already noted in the lock document
+        self._recorded: set[tuple[str, bytes]] = set()
+        self._recorded_guard = threading.Lock()
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -191,8 +195,12 @@ class MongoTracker:
         self._refuse_without_transactions()
         self._schema.prepare()
         with self._conn.translated(what):
-            check(self._conn, lease)
             session = self._conn.client.start_session()
+            try:
+                self._fence_session(lease, session)
+            except BaseException:
+                session.end_session()
+                raise
         try:
             with self._conn.translated(what):
                 session.start_transaction()
@@ -205,6 +213,24 @@ class MongoTracker:
                 self._commit(session, lease, what)
         finally:
             session.end_session()
+
+    def _fence_session(self, lease: Lease | None, session: ClientSession) -> None:
+        """Check the lease before a transaction starts, and record its session in the lock
+        document the first time this lease uses it: a runner that takes the lock over ends
+        it, aborting a transaction this runner left open by dying (see :mod:`.lock`)."""
+        if lease is None:
+            return
+        key = (lease.token, bytes(session.session_id["id"]))
+        with self._recorded_guard:
+            known = key in self._recorded
+        if known:
+            check(self._conn, lease)
+            return
+        record_session(self._conn, lease, session)
+        with self._recorded_guard:
+            if len(self._recorded) > 1024:
+                self._recorded.clear()
+            self._recorded.add(key)
 
     def _commit(self, session: ClientSession, lease: Lease | None, what: str) -> None:
         if not session.in_transaction:

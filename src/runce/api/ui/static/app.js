@@ -1,5 +1,5 @@
-// runce dashboard: keeps the states and progress of the runs on a page current by asking
-// the server every few seconds (no reload), and asks before cancelling a run.
+// runce dashboard: keeps the states and progress of the runs and once tasks on a page
+// current by asking the server every few seconds (no reload), and asks before cancelling.
 (function () {
   "use strict";
 
@@ -42,6 +42,68 @@
     root.querySelectorAll("form[data-when]").forEach(function (form) {
       form.hidden = form.getAttribute("data-when").split(" ").indexOf(run.state) < 0;
     });
+  }
+
+  function showTask(row, task) {
+    var state = field(row, "state");
+    if (state && state.textContent !== task.state) {
+      state.textContent = task.state;
+      state.className = "state state-" + task.state.toLowerCase();
+    }
+    var requested = field(row, "requested");
+    if (requested) {
+      requested.textContent = task.requested ? task.requested + " asked" : "";
+      requested.hidden = !(task.requested && task.state === "RUNNING");
+    }
+    var text = field(row, "progress");
+    var bar = field(row, "progress-bar");
+    var shown = task.progress_text !== null && task.state !== "APPLIED" && task.state !== "SKIPPED";
+    if (text && shown) {
+      text.textContent = task.progress_text;
+      text.parentNode.hidden = false;
+    } else if (text && text.parentNode.classList.contains("backfill")) {
+      text.parentNode.hidden = true; // applied: its progress is history
+    }
+    if (bar && shown) {
+      bar.hidden = task.percent === null;
+      bar.value = task.percent || 0;
+      bar.textContent = (task.percent || 0) + "%";
+    }
+    row.querySelectorAll("form[data-action]").forEach(function (form) {
+      form.hidden = task.actions.indexOf(form.getAttribute("data-action")) < 0;
+    });
+  }
+
+  function followTasks(table) {
+    function look() {
+      if (document.hidden) {
+        setTimeout(look, EVERY);
+        return;
+      }
+      fetch(table.getAttribute("data-live-tasks"), {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      })
+        .then(function (answer) {
+          if (!answer.ok) {
+            throw new Error("the dashboard answered " + answer.status);
+          }
+          return answer.json();
+        })
+        .then(function (body) {
+          body.tasks.forEach(function (task) {
+            var row = table.querySelector('tr[data-task-id="' + CSS.escape(task.id) + '"]');
+            if (row) {
+              showTask(row, task);
+            }
+          });
+          setTimeout(look, EVERY);
+        })
+        .catch(function () {
+          setTimeout(look, EVERY * 4);
+        });
+    }
+    setTimeout(look, EVERY);
   }
 
   function follow(root, url, many) {
@@ -92,9 +154,13 @@
     if (run) {
       follow(run, run.getAttribute("data-live"), false);
     }
+    var tasks = document.querySelector("table[data-live-tasks]");
+    if (tasks) {
+      followTasks(tasks);
+    }
     document.querySelectorAll("button.danger").forEach(function (button) {
       button.form.addEventListener("submit", function (event) {
-        if (!window.confirm("Cancel this run?")) {
+        if (!window.confirm(button.getAttribute("data-confirm") || "Cancel this run?")) {
           event.preventDefault();
         }
       });
