@@ -154,11 +154,13 @@ def enqueue(
     correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
+    concurrency_key: str | None = None,
 ) -> Run:
     """Enqueue one run; the same ``idempotency_key`` returns the same run.
 
     With ``connection`` (your open transaction on the store's database), the run exists
-    only if your transaction commits.
+    only if your transaction commits. ``concurrency_key`` sets the run's key for its job's
+    ``concurrency`` limit, instead of the one its job's ``concurrency_key`` gives.
     """
     return service(config).enqueue(
         kind,
@@ -170,6 +172,7 @@ def enqueue(
         project_id=project_id,
         correlation_id=correlation_id,
         connection=connection,
+        concurrency_key=concurrency_key,
     )
 
 
@@ -185,6 +188,7 @@ def enqueue_many(
     correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
+    concurrency_key: str | None = None,
 ) -> list[Run]:
     """Enqueue many runs of one kind in one round trip."""
     return service(config).enqueue_many(
@@ -197,6 +201,7 @@ def enqueue_many(
         project_id=project_id,
         correlation_id=correlation_id,
         connection=connection,
+        concurrency_key=concurrency_key,
     )
 
 
@@ -215,6 +220,7 @@ async def aenqueue(
     correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
+    concurrency_key: str | None = None,
 ) -> Run:
     """:func:`enqueue` for async callers. With ``connection=`` a psycopg ``AsyncConnection``
     in a transaction, the insert is awaited on it; otherwise it runs on a worker thread."""
@@ -228,6 +234,7 @@ async def aenqueue(
         project_id=project_id,
         correlation_id=correlation_id,
         connection=connection,
+        concurrency_key=concurrency_key,
     )
     return result.run
 
@@ -244,6 +251,7 @@ async def aenqueue_many(
     correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
+    concurrency_key: str | None = None,
 ) -> list[Run]:
     """:func:`enqueue_many` for async callers (see :func:`aenqueue`)."""
     results = await (await _aservice(config)).aenqueue_results(
@@ -256,6 +264,7 @@ async def aenqueue_many(
         project_id=project_id,
         correlation_id=correlation_id,
         connection=connection,
+        concurrency_key=concurrency_key,
     )
     return [result.run for result in results]
 

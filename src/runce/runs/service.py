@@ -31,7 +31,7 @@ from runce.errors import (
 )
 from runce.errortext import cap, clean
 from runce.runs.events import Event, EventBus, events
-from runce.runs.jobs import JobRegistry, registry
+from runce.runs.jobs import JobRegistry, check_concurrency_key, registry
 from runce.runs.limits import (
     MAX_DEPTH,
     check_json,
@@ -309,6 +309,7 @@ class RunService:
         project_id: str | None = None,
         correlation_id: str | None = None,
         connection: Any = None,
+        concurrency_key: str | None = None,
     ) -> Run:
         [result] = self.enqueue_results(
             kind,
@@ -320,6 +321,7 @@ class RunService:
             project_id=project_id,
             correlation_id=correlation_id,
             connection=connection,
+            concurrency_key=concurrency_key,
         )
         return result.run
 
@@ -335,6 +337,7 @@ class RunService:
         project_id: str | None = None,
         correlation_id: str | None = None,
         connection: Any = None,
+        concurrency_key: str | None = None,
     ) -> list[Run]:
         results = self.enqueue_results(
             kind,
@@ -346,6 +349,7 @@ class RunService:
             project_id=project_id,
             correlation_id=correlation_id,
             connection=connection,
+            concurrency_key=concurrency_key,
         )
         return [r.run for r in results]
 
@@ -362,6 +366,7 @@ class RunService:
         correlation_id: str | None = None,
         connection: Any = None,
         trace_context: Mapping[str, str] | None = None,
+        concurrency_key: str | None = None,
     ) -> list[Enqueued]:
         """:meth:`enqueue_many`, telling for each run whether this call created it (the
         HTTP API answers 201 or 200 from that). ``trace_context`` is a caller's W3C trace
@@ -375,6 +380,7 @@ class RunService:
             priority,
             project_id,
             correlation_id,
+            concurrency_key,
         )
         connection = callers_connection(connection)
         if trace_context is None and not tracing.enabled():
@@ -397,6 +403,7 @@ class RunService:
         project_id: str | None = None,
         correlation_id: str | None = None,
         connection: Any = None,
+        concurrency_key: str | None = None,
     ) -> list[Enqueued]:
         """:meth:`enqueue_results` for async callers: on the caller's async connection when
         the store can use one, else on a worker thread."""
@@ -409,6 +416,7 @@ class RunService:
             priority,
             project_id,
             correlation_id,
+            concurrency_key,
         )
         connection = callers_connection(connection)
         if tracing.enabled():
@@ -437,6 +445,7 @@ class RunService:
         priority: int,
         project_id: str | None,
         correlation_id: str | None,
+        concurrency_key: str | None = None,
     ) -> list[NewRun]:
         """The runs to insert, their inputs validated and encoded."""
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(inputs)
@@ -449,6 +458,12 @@ class RunService:
         if job is not None:  # typed jobs refuse a bad input before anything is stored
             inputs = [job.input_for_storage(value) for value in inputs]
         texts = [canonical_json(value) for value in inputs]
+        if concurrency_key is not None:
+            concurrency_keys = [check_concurrency_key(concurrency_key)] * len(inputs)
+        elif job is not None and job.concurrency_key is not None:
+            concurrency_keys = [job.key_of(value) for value in inputs]
+        else:
+            concurrency_keys = [None] * len(inputs)
         return [
             NewRun(
                 id=run_id,
@@ -460,8 +475,11 @@ class RunService:
                 project_id=project_id,
                 idempotency_key=key,
                 correlation_id=correlation_id,
+                concurrency_key=flow_key,
             )
-            for run_id, text, key in zip(new_run_ids(len(texts)), texts, keys, strict=True)
+            for run_id, text, key, flow_key in zip(
+                new_run_ids(len(texts)), texts, keys, concurrency_keys, strict=True
+            )
         ]
 
     def _enqueued(self, new: list[NewRun], results: list[Enqueued]) -> list[Enqueued]:

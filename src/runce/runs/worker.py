@@ -45,6 +45,7 @@ from runce.runs.redact import scrub
 from runce.runs.service import backoff_delay, canonical_json, cap_error, traceback_of
 from runce.stores.queue import (
     ClaimRequest,
+    KindLimit,
     Landed,
     Outcome,
     OutcomeKind,
@@ -185,6 +186,13 @@ class Worker:
         self.id = worker_id or default_worker_id()
         self.summary = WorkerSummary()
         self.kinds = self._kinds()
+        # Flow control: the limits of this worker's kinds, sent with every claim so that
+        # the store enforces them (every worker of a kind must declare the same limits).
+        self._limits = tuple(
+            KindLimit(job.kind, job.concurrency)
+            for job in map(self.jobs.get, self.kinds)
+            if job is not None and job.concurrency is not None
+        )
         preferred: int = getattr(queue, "claim_batch", DEFAULT_BATCH)
         self._batch = self.options.batch or preferred
         self._mutex = threading.Lock()
@@ -432,7 +440,9 @@ class Worker:
         if not self._may_call_store():
             return 0, False
         request = (
-            ClaimRequest(self.id, self.kinds, min(want, self._batch), self.options.lease)
+            ClaimRequest(
+                self.id, self.kinds, min(want, self._batch), self.options.lease, self._limits
+            )
             if want
             else None
         )

@@ -45,6 +45,8 @@ from runce.stores.queue import (
     RunFilter,
     RunStats,
     WorkerInfo,
+    pick_limited,
+    split_claim,
     landed_of,
     tally,
 )
@@ -271,6 +273,7 @@ class _Runs:
     def __init__(self) -> None:
         self.rows: dict[str, Run] = {}
         self.keys: dict[str, str] = {}  # idempotency key -> run id
+        self.flow_keys: dict[str, str] = {}  # run id -> concurrency key (runs that have one)
         self.attempts: list[AttemptRecord] = []
         self.workers: dict[str, WorkerInfo] = {}
         self.changed = threading.Condition()
@@ -329,9 +332,59 @@ class MemoryRunQueue:
         self._runs.rows[run.id] = run
         if key is not None:
             self._runs.keys[key] = run.id
+        if new.concurrency_key is not None:
+            self._runs.flow_keys[run.id] = new.concurrency_key
         return Enqueued(run, created=True)
 
     def claim(
+        self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Run]:
+        return self._claim(ClaimRequest(worker_id, kinds, limit, lease))
+
+    def _claim(self, request: ClaimRequest) -> list[Run]:
+        if not request.limits:
+            return self._claim_plain(request.worker_id, request.kinds, request.limit, request.lease)
+        limited, unlimited = split_claim(request)
+        with self._mutex:  # counting and claiming under the store's lock: atomic
+            now = utcnow()
+            flow_keys = self._runs.flow_keys
+            running: dict[tuple[str, str | None], int] = {}
+            due: list[Run] = []
+            for run in self._runs.rows.values():
+                if run.kind not in limited:
+                    continue
+                if run.state == "running" and (
+                    run.lease_expires_at is not None and run.lease_expires_at > now
+                ):
+                    group = (run.kind, flow_keys.get(run.id))
+                    running[group] = running.get(group, 0) + 1
+                elif run.state == "queued" and run.run_at <= now:
+                    due.append(run)
+            due.sort(key=lambda r: (-r.priority, r.run_at, r.id))
+            candidates = [(r.id, r.kind, flow_keys.get(r.id)) for r in due]
+            ids = pick_limited(candidates, running, limited, request.limit)
+            claimed = [self._claimed(self._runs.rows[i], request, now) for i in ids]
+            self._store(claimed)
+            rest = request.limit - len(claimed)
+            if unlimited and rest > 0:
+                claimed += self._claim_plain(request.worker_id, unlimited, rest, request.lease)
+            return claimed
+
+    def _claimed(self, run: Run, request: ClaimRequest, now: datetime) -> Run:
+        return replace(
+            run,
+            state="running",
+            attempt=run.attempt + 1,
+            claimed_by=request.worker_id,
+            claimed_at=now,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=request.lease),
+            updated_at=now,
+            progress=None,
+            progress_message=None,
+        )
+
+    def _claim_plain(
         self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
     ) -> list[Run]:
         with self._mutex:
@@ -370,7 +423,7 @@ class MemoryRunQueue:
             done = self.complete(outcomes) if outcomes else []
             if claim is None:
                 return done, []
-            return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+            return done, self._claim(claim)
 
     def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
         beats: dict[str, Beat] = {}
@@ -546,6 +599,7 @@ class MemoryRunQueue:
                 del self._runs.rows[run.id]
                 if run.idempotency_key is not None:
                     self._runs.keys.pop(run.idempotency_key, None)
+                self._runs.flow_keys.pop(run.id, None)
             gone = {r.id for r in doomed}
             self._runs.attempts = [a for a in self._runs.attempts if a.run_id not in gone]
             return len(doomed)

@@ -140,6 +140,8 @@ class NewRun:
     idempotency_key: str | None = None
     correlation_id: str | None = None
     trace_context: dict[str, str] | None = None
+    # The run's concurrency key (flow control): runs of a limited kind count per key.
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,11 +388,61 @@ def enqueue_answers(
 
 
 @dataclass(frozen=True, slots=True)
+class KindLimit:
+    """Flow control of one kind: at most ``concurrency`` of its runs running at once per
+    concurrency key (runs without a key share one count, the kind's)."""
+
+    kind: str
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimRequest:
     worker_id: str
     kinds: Sequence[str] | None
     limit: int
     lease: float
+    # The limits of the claimed kinds that have one (from the worker's jobs). A claim with
+    # none takes the store's plain path; one with limits names its kinds.
+    limits: tuple[KindLimit, ...] = ()
+
+
+# Most candidates of one (kind, key) a limited claim reads: no key takes more at once.
+MAX_CONCURRENCY = 10_000
+
+
+def split_claim(request: ClaimRequest) -> tuple[dict[str, int], list[str]]:
+    """The limited kinds of a claim (kind to concurrency) and its unlimited kinds."""
+    if request.kinds is None:
+        raise UsageError("a claim with flow-control limits must name its kinds")
+    limited = {limit.kind: limit.concurrency for limit in request.limits}
+    return limited, [kind for kind in request.kinds if kind not in limited]
+
+
+Candidate = tuple[str, str, str | None]  # a due queued run: id, kind, concurrency key
+
+
+def pick_limited(
+    candidates: Sequence[Candidate],
+    running: Mapping[tuple[str, str | None], int],
+    limited: Mapping[str, int],
+    want: int,
+) -> list[str]:
+    """The ids a limited claim takes: ``candidates`` in claim order (priority desc, run_at,
+    id), ``running`` the runs of each (kind, key) running under a live lease. Keys are
+    served in turn: every key's first due run before any key's second, and so on."""
+    rank: dict[tuple[str, str | None], int] = {}
+    ranked: list[tuple[int, int, str, tuple[str, str | None]]] = []
+    for position, (run_id, kind, key) in enumerate(candidates):
+        group = (kind, key)
+        free = limited.get(kind, 0) - running.get(group, 0)
+        seen = rank.get(group, 0)
+        if seen >= free:
+            continue
+        rank[group] = seen + 1
+        ranked.append((seen, position, run_id, group))
+    ranked.sort()
+    return [run_id for _, _, run_id, _ in ranked[:want]]
 
 
 Beat = Literal["ok", "cancel", "lost"]

@@ -48,6 +48,8 @@ from runce.stores.queue import (
     check_outcomes,
     enqueue_answers,
     outcome_rounds,
+    pick_limited,
+    split_claim,
     tally,
 )
 from runce.stores.sqlite import schema
@@ -456,6 +458,8 @@ def _enqueue(conn: sqlite3.Connection, batch: list[NewRun], now: str) -> list[En
 
 
 def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Run]:
+    if request.limits:
+        return _claim_limited(conn, request, now)
     params = {
         "worker_id": request.worker_id,
         "kinds": json.dumps(list(request.kinds)) if request.kinds else None,
@@ -467,6 +471,37 @@ def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Ru
     # RETURNING gives no order: put the runs back in the order they were claimed in.
     runs.sort(key=lambda run: (-run.priority, run.run_at, run.id))
     return runs
+
+
+def _claim_limited(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Run]:
+    """A claim of kinds with flow-control limits: counted and claimed in the transaction that
+    holds the file's write lock, so no other claim counts in between. Then the unlimited
+    kinds, the plain way, with what is left of the limit."""
+    limited, unlimited = split_claim(request)
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    kinds = json.dumps(sorted(limited))
+    counted = cursor.execute(query("flow_running"), {"kinds": kinds, "now": now}).fetchall()
+    running = {(kind, key): count for kind, key, count in counted}
+    most = min(max(limited.values()), request.limit)
+    params = {"kinds": kinds, "now": now, "most": most}
+    candidates = cursor.execute(query("flow_candidates"), params).fetchall()
+    ids = pick_limited(candidates, running, limited, request.limit)
+    claimed: list[Run] = []
+    if ids:
+        claim = {
+            "worker_id": request.worker_id,
+            "ids": json.dumps(ids),
+            "lease": ttl_modifier(request.lease),
+            "now": now,
+        }
+        claimed = _fetch_runs(conn, "flow_claim", claim)
+    rest = request.limit - len(claimed)
+    if unlimited and rest > 0:
+        plain = ClaimRequest(request.worker_id, unlimited, rest, request.lease)
+        claimed += _claim(conn, plain, now)
+    claimed.sort(key=lambda run: (-run.priority, run.run_at, run.id))
+    return claimed
 
 
 def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> list[Landed | None]:
