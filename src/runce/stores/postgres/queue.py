@@ -99,6 +99,8 @@ from runce.stores.queue import (
     check_outcomes,
     enqueue_answers,
     outcome_rounds,
+    pick_limited,
+    split_claim,
     tally,
 )
 
@@ -198,7 +200,17 @@ class PostgresRunQueue:
     ) -> list[Run]:
         if limit <= 0:
             return []
-        request = ClaimRequest(worker_id, kinds, limit, lease)
+        return self._claim(ClaimRequest(worker_id, kinds, limit, lease))
+
+    def _claim(self, request: ClaimRequest) -> list[Run]:
+        if request.limits:
+            db = self._db
+
+            def limited(conn: Connection) -> list[Run]:
+                with conn.transaction():
+                    return _claim_limited(conn, db, request)
+
+            return self._worker.run(limited, what="claim runs")
         statement = self._db.sql("claim_runs")
 
         def work(conn: Connection) -> list[Run]:
@@ -216,11 +228,22 @@ class PostgresRunQueue:
         if not done_with:
             if claim is None:
                 return [], []
-            return [], self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+            return [], self._claim(claim)
         if claim is None:
             return self.complete(done_with), []
         request = claim
         rounds = outcome_rounds(done_with)
+        if request.limits:
+            db = self._db
+
+            def limited(conn: Connection) -> tuple[list[Landed | None], list[Run]]:
+                with conn.transaction():
+                    done, due = _complete(conn, db, done_with, rounds)
+                    claimed = _claim_limited(conn, db, request)
+                self._announce_requeued(conn, due)
+                return done, claimed
+
+            return self._worker.run(limited, what="acknowledge and claim runs")
 
         def work(conn: Connection) -> tuple[list[Landed | None], list[Run]]:
             if len(rounds) > 1:  # a run named twice: rare; one statement per round
@@ -589,6 +612,33 @@ def _claim_params(request: ClaimRequest) -> dict[str, Any]:
         "limit": request.limit,
         "lease": float(request.lease),
     }
+
+
+def _claim_limited(conn: Connection, db: Database, request: ClaimRequest) -> list[Run]:
+    """A claim of kinds with flow-control limits, in the caller's transaction: the kinds'
+    locks are taken first, so no other claimer counts them until this one commits. Then
+    the unlimited kinds, the plain way, with what is left of the limit."""
+    limited, unlimited = split_claim(request)
+    kinds = sorted(limited)
+    schema = db.target.schema
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        for kind in kinds:
+            cursor.execute(db.sql("flow_lock"), {"key": f"{schema}.{kind}"})
+        cursor.execute(db.sql("flow_running"), {"kinds": kinds})
+        running = {(kind, key): count for kind, key, count in cursor.fetchall()}
+        most = min(max(limited.values()), request.limit)
+        cursor.execute(db.sql("flow_candidates"), {"kinds": kinds, "most": most})
+        candidates = cursor.fetchall()
+    ids = pick_limited(candidates, running, limited, request.limit)
+    claimed: list[Run] = []
+    if ids:
+        params = {"worker_id": request.worker_id, "ids": ids, "lease": float(request.lease)}
+        claimed = _runs(conn, db.sql("flow_claim"), params)
+    rest = request.limit - len(claimed)
+    if unlimited and rest > 0:
+        plain = ClaimRequest(request.worker_id, unlimited, rest, request.lease)
+        claimed += _runs(conn, db.sql("claim_runs"), _claim_params(plain))
+    return _claim_order(claimed)
 
 
 def _claim_order(runs: list[Run]) -> list[Run]:

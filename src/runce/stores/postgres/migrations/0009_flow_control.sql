@@ -1,0 +1,5 @@
+-- Flow control: a run's concurrency key (NULL: none; a nullable column without a default
+-- rewrites nothing), and the index a limited claim counts the running runs of a kind per
+-- key with and reads its due runs by.
+ALTER TABLE {schema}.runs ADD COLUMN concurrency_key text;
+CREATE INDEX runs_flow ON {schema}.runs (kind, state, concurrency_key);
