@@ -30,20 +30,21 @@ A run is one document, ``_id`` = the run id, with camelCase fields and BSON date
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from runce.errors import UsageError
+from runce.errors import StoreUnavailable, UsageError
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
@@ -65,6 +66,8 @@ from runce.stores.queue import (
     RunStats,
     Unreadable,
     WorkerInfo,
+    pick_limited,
+    split_claim,
     check_outcomes,
     landed_of,
     tally,
@@ -75,6 +78,12 @@ POLL = 0.025  # seconds between looks at the wake signal in wait_for_work
 CANDIDATES = 1000  # due run ids read per look, claimed in order by the claims that follow
 CANDIDATES_FOR = 1.0  # seconds a look is trusted while the wake signal stays put
 WAKE_ID = "~wake"  # the wake signal's document in the workers collection
+# Flow control: due runs of the limited kinds a claim weighs at most (fairness between keys
+# holds among them), how long a claimer may hold a kind's lock before another may take it,
+# and how long a claimer waits for it.
+FLOW_CANDIDATES = 5000
+FLOW_LOCK_FOR = timedelta(seconds=10)
+FLOW_LOCK_WAIT = 30.0
 _CLAIM_ORDER = [("priority", -1), ("runAt", 1), ("_id", 1)]
 _NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 _OLDEST_FIRST = [("createdAt", 1), ("_id", 1)]
@@ -284,9 +293,91 @@ class MongoRunQueue:
         self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
     ) -> tuple[list[Landed | None], list[Run]]:
         done = self.complete(outcomes) if outcomes else []
-        if claim is None:
+        if claim is None or claim.limit <= 0:
             return done, []
-        return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+        if not claim.limits:
+            return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+        limited, unlimited = split_claim(claim)
+        self._schema.prepare()
+        with self._conn.translated(f"claim runs for worker {claim.worker_id}"):
+            with self._flow_locks(sorted(limited)):
+                taken = self._claim_limited(claim, limited)
+            rest = claim.limit - len(taken)
+            if unlimited and rest > 0:
+                taken += self._claim(claim.worker_id, unlimited, rest, claim.lease)
+        return done, taken
+
+    @contextlib.contextmanager
+    def _flow_locks(self, kinds: list[str]) -> Iterator[None]:
+        """Hold the flow locks of ``kinds`` (taken in order, so two claimers never wait on
+        each other): one document per kind whose holder counts and claims alone. A holder
+        that died frees it when its ``until`` passes (:data:`FLOW_LOCK_FOR` seconds)."""
+        token = uuid.uuid4().hex
+        held: list[str] = []
+        try:
+            for kind in kinds:
+                self._take_flow_lock(f"~flow:{kind}", token)
+                held.append(f"~flow:{kind}")
+            yield
+        finally:
+            for lock_id in held:
+                self._conn.workers.update_one(
+                    {"_id": lock_id, "holder": token}, {"$set": {"holder": None, "until": None}}
+                )
+
+    def _take_flow_lock(self, lock_id: str, token: str) -> None:
+        deadline = time.monotonic() + FLOW_LOCK_WAIT
+        pause = 0.001
+        while True:
+            now = self.now()
+            free = {"_id": lock_id, "$or": [{"until": None}, {"until": {"$lte": now}}]}
+            change = {"$set": {"holder": token, "until": _ms(now + FLOW_LOCK_FOR)}}
+            try:
+                self._conn.workers.update_one(free, change, upsert=True)
+                return
+            except DuplicateKeyError:  # held: the filter missed, and the upsert met the _id
+                pass
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(
+                    f"the flow-control lock {lock_id!r} stayed held for {FLOW_LOCK_WAIT:g} s; "
+                    "the claim will be tried again"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    def _claim_limited(self, claim: ClaimRequest, limited: dict[str, int]) -> list[Run]:
+        now = self.now()
+        kinds = sorted(limited)
+        running: dict[tuple[str, str | None], int] = {}
+        alive = {"kind": {"$in": kinds}, "state": "running", "leaseExpiresAt": {"$gt": now}}
+        for doc in self._runs.find(alive, {"kind": 1, "concurrencyKey": 1}):
+            group = (doc["kind"], doc.get("concurrencyKey"))
+            running[group] = running.get(group, 0) + 1
+        due = {"kind": {"$in": kinds}, "state": "queued", "runAt": {"$lte": now}}
+        found = self._runs.find(due, {"kind": 1, "concurrencyKey": 1})
+        candidates = [
+            (doc["_id"], doc["kind"], doc.get("concurrencyKey"))
+            for doc in found.sort(_CLAIM_ORDER).limit(FLOW_CANDIDATES)
+        ]
+        ids = pick_limited(candidates, running, limited, claim.limit)
+        if not ids:
+            return []
+        token = uuid.uuid4().hex
+        changes = {
+            "state": "running",
+            "claimedBy": claim.worker_id,
+            "claimedAt": now,
+            "startedAt": now,
+            "leaseExpiresAt": _ms(now + timedelta(seconds=claim.lease)),
+            "updatedAt": now,
+            "progress": None,
+            "progressMessage": None,
+            "claimToken": token,
+        }
+        still = {"_id": {"$in": ids}, "state": "queued"}
+        self._runs.update_many(still, {"$set": changes, "$inc": {"attempt": 1}})
+        got = {d["_id"]: d for d in self._runs.find({"_id": {"$in": ids}, "claimToken": token})}
+        return [run_from(got[run_id]) for run_id in ids if run_id in got]
 
     def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
         if not fences:
@@ -601,7 +692,8 @@ class MongoRunQueue:
 
     def workers(self) -> list[WorkerInfo]:
         with self._conn.translated("list the workers"):
-            everyone = {"_id": {"$ne": WAKE_ID}}
+            # Not the wake signal, nor the flow-control locks: the workers' own documents.
+            everyone = {"_id": {"$ne": WAKE_ID}, "lastSeen": {"$exists": True}}
             docs = list(self._conn.workers.find(everyone).sort([("startedAt", 1), ("_id", 1)]))
         return [
             WorkerInfo(
@@ -675,6 +767,8 @@ def _new_document(new: NewRun, now: datetime) -> Document:
         doc["traceContext"] = new.trace_context
     if new.idempotency_key is not None:  # absent, not null: outside the unique partial index
         doc["idempotencyKey"] = new.idempotency_key
+    if new.concurrency_key is not None:
+        doc["concurrencyKey"] = new.concurrency_key
     return doc
 
 
