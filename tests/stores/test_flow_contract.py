@@ -7,14 +7,25 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+
 import pytest
 
 from runce.errors import UsageError
 from runce.stores.queue import ClaimRequest, KindLimit, Outcome, Run, RunQueue
 from tests.stores.conftest import StoreMaker
-from tests.stores.test_queue_contract import _runs, new, qmaker, queue  # noqa: F401
+from tests.stores.test_queue_contract import _runs, new, qmaker  # noqa: F401 - a fixture
 
 LEASE = 30.0
+
+
+@pytest.fixture
+def stores(qmaker: StoreMaker) -> StoreMaker:  # noqa: F811
+    return qmaker
+
+
+@pytest.fixture
+def q(stores: StoreMaker) -> RunQueue:
+    return _runs(stores.open())
 
 
 def claim(
@@ -23,8 +34,8 @@ def claim(
     return q.exchange([], ClaimRequest("w1", kinds, n, LEASE, limits))[1]
 
 
-def test_a_kind_limit_caps_the_runs_running_across_claimers(qmaker: StoreMaker) -> None:
-    first, second = _runs(qmaker.open()), _runs(qmaker.open())
+def test_a_kind_limit_caps_the_runs_running_across_claimers(stores: StoreMaker) -> None:
+    first, second = _runs(stores.open()), _runs(stores.open())
     first.enqueue([new("k") for _ in range(10)])
     limit = (KindLimit("k", 3),)
     taken = claim(first, limit)
@@ -37,22 +48,22 @@ def test_a_kind_limit_caps_the_runs_running_across_claimers(qmaker: StoreMaker) 
     assert claim(first, limit) == []
 
 
-def test_a_limit_is_a_cap_not_a_serialisation(queue: RunQueue) -> None:
-    queue.enqueue([new("k") for _ in range(10)])
-    assert len(claim(queue, (KindLimit("k", 7),), n=5)) == 5
-    assert len(claim(queue, (KindLimit("k", 7),), n=5)) == 2
+def test_a_limit_is_a_cap_not_a_serialisation(q: RunQueue) -> None:
+    q.enqueue([new("k") for _ in range(10)])
+    assert len(claim(q, (KindLimit("k", 7),), n=5)) == 5
+    assert len(claim(q, (KindLimit("k", 7),), n=5)) == 2
 
 
-def test_a_key_limit_counts_per_key_and_serves_keys_in_turn(queue: RunQueue) -> None:
+def test_a_key_limit_counts_per_key_and_serves_keys_in_turn(q: RunQueue) -> None:
     # The busy key was enqueued first: a claim still takes one run of every key first.
-    queue.enqueue([new("k", {"key": "busy", "n": i}, concurrency_key="busy") for i in range(6)])
-    queue.enqueue([new("k", {"key": f"c{i}"}, concurrency_key=f"c{i}") for i in range(3)])
+    q.enqueue([new("k", {"key": "busy", "n": i}, concurrency_key="busy") for i in range(6)])
+    q.enqueue([new("k", {"key": f"c{i}"}, concurrency_key=f"c{i}") for i in range(3)])
     limit = (KindLimit("k", 2),)
-    first = claim(queue, limit, n=4)
+    first = claim(q, limit, n=4)
     assert Counter(_key(run) for run in first) == {"busy": 1, "c0": 1, "c1": 1, "c2": 1}
-    rest = claim(queue, limit)
+    rest = claim(q, limit)
     assert Counter(_key(run) for run in rest) == {"busy": 1}  # busy now at its 2
-    assert claim(queue, limit) == []
+    assert claim(q, limit) == []
 
 
 def _key(run: Run) -> str:
@@ -60,45 +71,45 @@ def _key(run: Run) -> str:
     return key
 
 
-def test_runs_without_a_key_share_the_kinds_count(queue: RunQueue) -> None:
-    queue.enqueue([new("k", {"n": i}) for i in range(4)])
-    queue.enqueue([new("k", {"n": 9}, concurrency_key="solo")])
-    taken = claim(queue, (KindLimit("k", 1),))
+def test_runs_without_a_key_share_the_kinds_count(q: RunQueue) -> None:
+    q.enqueue([new("k", {"n": i}) for i in range(4)])
+    q.enqueue([new("k", {"n": 9}, concurrency_key="solo")])
+    taken = claim(q, (KindLimit("k", 1),))
     assert len(taken) == 2
     assert sorted(run.input["n"] for run in taken)[1] == 9
 
 
-def test_unlimited_kinds_are_claimed_beside_limited_ones(queue: RunQueue) -> None:
-    queue.enqueue([new("k") for _ in range(5)] + [new("free") for _ in range(5)])
-    taken = claim(queue, (KindLimit("k", 2),), kinds=("k", "free"))
+def test_unlimited_kinds_are_claimed_beside_limited_ones(q: RunQueue) -> None:
+    q.enqueue([new("k") for _ in range(5)] + [new("free") for _ in range(5)])
+    taken = claim(q, (KindLimit("k", 2),), kinds=("k", "free"))
     assert Counter(run.kind for run in taken) == {"k": 2, "free": 5}
     # Only the kinds asked for: a claim of "free" alone takes no "k".
-    queue.enqueue([new("k"), new("free")])
-    assert [run.kind for run in claim(queue, (), kinds=("free",))] == ["free"]
+    q.enqueue([new("k"), new("free")])
+    assert [run.kind for run in claim(q, (), kinds=("free",))] == ["free"]
 
 
-def test_a_claim_with_limits_names_its_kinds(queue: RunQueue) -> None:
+def test_a_claim_with_limits_names_its_kinds(q: RunQueue) -> None:
     with pytest.raises(UsageError, match="name its kinds"):
-        queue.exchange([], ClaimRequest("w1", None, 10, LEASE, (KindLimit("k", 1),)))
+        q.exchange([], ClaimRequest("w1", None, 10, LEASE, (KindLimit("k", 1),)))
 
 
-def test_an_expired_lease_frees_its_slot(queue: RunQueue) -> None:
-    queue.enqueue([new("k") for _ in range(2)])
+def test_an_expired_lease_frees_its_slot(q: RunQueue) -> None:
+    q.enqueue([new("k") for _ in range(2)])
     lease = 1.0
-    [held] = queue.exchange([], ClaimRequest("dead", ("k",), 10, lease, (KindLimit("k", 1),)))[1]
-    assert claim(queue, (KindLimit("k", 1),)) == []
+    [held] = q.exchange([], ClaimRequest("dead", ("k",), 10, lease, (KindLimit("k", 1),)))[1]
+    assert claim(q, (KindLimit("k", 1),)) == []
     assert held.lease_expires_at is not None
-    while queue.now() <= held.lease_expires_at:  # the store's clock, not an idle machine's
+    while q.now() <= held.lease_expires_at:  # the store's clock, not an idle machine's
         time.sleep(0.05)
-    [freed] = claim(queue, (KindLimit("k", 1),))
+    [freed] = claim(q, (KindLimit("k", 1),))
     assert freed.id != held.id
 
 
-def test_concurrent_claimers_never_exceed_the_limit(qmaker: StoreMaker) -> None:
-    first = _runs(qmaker.open())
+def test_concurrent_claimers_never_exceed_the_limit(stores: StoreMaker) -> None:
+    first = _runs(stores.open())
     first.enqueue([new("k", {"n": i}, concurrency_key=f"key{i % 3}") for i in range(60)])
     first.enqueue([new("k", {"n": 100 + i}) for i in range(20)])
-    queues = [_runs(qmaker.open()) for _ in range(6)]
+    queues = [_runs(stores.open()) for _ in range(6)]
     taken: list[Run] = []
     mutex = threading.Lock()
     errors: list[BaseException] = []
@@ -118,7 +129,8 @@ def test_concurrent_claimers_never_exceed_the_limit(qmaker: StoreMaker) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    groups = Counter("none" if run.input["n"] >= 100 else f"key{run.input['n'] % 3}" for run in taken)
+    groups = Counter(
+        "none" if run.input["n"] >= 100 else f"key{run.input['n'] % 3}" for run in taken
+    )
     assert groups == {"key0": 4, "key1": 4, "key2": 4, "none": 4}
     assert len({run.id for run in taken}) == len(taken)
-

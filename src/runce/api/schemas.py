@@ -34,6 +34,7 @@ from runce.runs.limits import (  # the library's own limits, declared in the Ope
 )
 from runce.runs.service import canonical_json
 from runce.stores.queue import (
+    MAX_CONCURRENCY,
     AttemptOutcome,
     AttemptRecord,
     Beat,
@@ -300,12 +301,25 @@ class WorkerList(_Answer):
     workers: list[WorkerModel]
 
 
+class KindLimitModel(_Model):
+    """A kind's flow-control limit, as the claiming worker's job declares it."""
+
+    kind: Text
+    concurrency: Annotated[Count, Field(ge=1, le=MAX_CONCURRENCY)]
+
+
 class ClaimRequest(_Model):
     worker_id: WorkerId
     kinds: list[Text] | None = Field(default=None, max_length=MAX_BATCH)
     limit: Annotated[Count, Field(ge=1, le=MAX_BATCH)] = 1
     lease: Lease
     wait: Annotated[Seconds, Field(ge=0, le=MAX_WAIT, description="seconds of long-poll")] = 0
+    limits: list[KindLimitModel] = Field(
+        default_factory=list,
+        max_length=MAX_BATCH,
+        description="the limits of the claimed kinds that have one (a claim with limits "
+        "names its kinds); the store enforces them over every worker",
+    )
 
 
 class RunsAnswer(_Answer):

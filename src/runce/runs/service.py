@@ -458,6 +458,7 @@ class RunService:
         if job is not None:  # typed jobs refuse a bad input before anything is stored
             inputs = [job.input_for_storage(value) for value in inputs]
         texts = [canonical_json(value) for value in inputs]
+        concurrency_keys: list[str | None]
         if concurrency_key is not None:
             concurrency_keys = [check_concurrency_key(concurrency_key)] * len(inputs)
         elif job is not None and job.concurrency_key is not None:

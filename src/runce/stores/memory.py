@@ -45,9 +45,9 @@ from runce.stores.queue import (
     RunFilter,
     RunStats,
     WorkerInfo,
+    landed_of,
     pick_limited,
     split_claim,
-    landed_of,
     tally,
 )
 from runce.stores.schedules import Schedule, ScheduleDefinition

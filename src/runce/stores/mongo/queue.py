@@ -66,10 +66,10 @@ from runce.stores.queue import (
     RunStats,
     Unreadable,
     WorkerInfo,
-    pick_limited,
-    split_claim,
     check_outcomes,
     landed_of,
+    pick_limited,
+    split_claim,
     tally,
 )
 

@@ -116,9 +116,7 @@ FLOW_INDEXES = (
         version=6,
     ),
 )
-INDEXES = (
-    INDEXES + RUN_INDEXES + SCHEDULE_INDEXES + TOKEN_INDEXES + FINISHED_INDEXES + FLOW_INDEXES
-)
+INDEXES = INDEXES + RUN_INDEXES + SCHEDULE_INDEXES + TOKEN_INDEXES + FINISHED_INDEXES + FLOW_INDEXES
 _ROLES = ("applied", "history", "runs", "run_attempts", "schedules", "tokens")
 
 

@@ -1,0 +1,224 @@
+"""Flow control with real worker processes: the audit of issue 19 on every store that runs
+jobs. Four workers of concurrency 8 run 2,000 short runs, a limited kind and a kind limited
+per key over 50 keys (one of them busy, enqueued first); every handler records its start and
+end with one O_APPEND line. The peaks of overlap per kind and per key never exceed their
+limits and reach them, every run succeeds exactly once, and every key's first run starts
+within the first fifth of the audit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runce.runs.jobs import JobRegistry
+from runce.runs.service import RunService
+from runce.runs.worker import Worker, WorkerOptions
+from runce.stores import memory
+from runce.stores.base import StoreSpec
+from runce.stores.registry import open_store
+from tests.acceptance.conftest import (
+    RUNCE,
+    Workspace,
+    clean_env,
+    mongo_workspace,
+    output_of,
+    postgres_workspace,
+    stores_for,
+)
+
+pytestmark = pytest.mark.slow
+
+KIND_LIMIT = 6  # flow.kind: at most 6 running in all
+KEY_LIMIT = 2  # flow.keyed: at most 2 running per customer
+KEYS = 50
+TOTAL = 2000
+UNKEYED = 400  # runs of flow.kind; the rest are flow.keyed
+BUSY = 200  # runs of the busy key c0, enqueued before every other keyed run
+
+JOBS = f"""
+import os, time
+import runce
+
+LOG = os.environ.get("RUNCE_TEST_LOG", os.devnull)
+
+
+def record(line):
+    with open(LOG, "a") as handle:  # one short O_APPEND write: lines never interleave
+        handle.write(line + "\\n")
+
+
+def work(kind, key, ctx):
+    record(f"s {{time.time():.6f}} {{kind}} {{key}} {{ctx.run.id}} {{ctx.run.attempt}}")
+    time.sleep(0.003)
+    record(f"e {{time.time():.6f}} {{kind}} {{key}} {{ctx.run.id}} {{ctx.run.attempt}}")
+
+
+@runce.job("flow.kind", concurrency={KIND_LIMIT})
+def flow_kind(params, ctx):
+    work("flow.kind", "-", ctx)
+
+
+@runce.job("flow.keyed", concurrency={KEY_LIMIT}, concurrency_key="customer")
+def flow_keyed(params, ctx):
+    work("flow.keyed", params["customer"], ctx)
+
+
+@runce.job("flow.held", concurrency=1)
+def flow_held(params, ctx):
+    record(f"s {{time.time():.6f}} flow.held - {{ctx.run.id}} {{ctx.run.attempt}}")
+    time.sleep(params.get("seconds", 0))
+    record(f"e {{time.time():.6f}} flow.held - {{ctx.run.id}} {{ctx.run.attempt}}")
+"""
+
+ENQUEUE = f"""
+import runce
+runce.enqueue_many("flow.keyed", [{{"customer": "c0", "i": i}} for i in range({BUSY})])
+keyed = {TOTAL - UNKEYED - BUSY}
+others = [{{"customer": f"c{{1 + i % {KEYS - 1}}}", "i": i}} for i in range(keyed)]
+runce.enqueue_many("flow.keyed", others)
+runce.enqueue_many("flow.kind", [{{"i": i}} for i in range({UNKEYED})])
+"""
+
+
+def _stores() -> list[str]:
+    import importlib.util
+
+    names = ["sqlite"]
+    if importlib.util.find_spec("runce.stores.postgres"):
+        names.append("postgres")
+    if importlib.util.find_spec("runce.stores.mongo"):
+        names.append("mongo")
+    return names
+
+
+@pytest.fixture(params=_stores())
+def fspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
+    settings = '[worker]\nhandlers = ["jobs"]\nlease = 6\npoll = 0.2\nbackoff_base = 0.05\n'
+    settings += "shutdown_timeout = 1\n"
+    if request.param == "postgres":
+        spaces = postgres_workspace(request, tmp_path)
+    elif request.param == "mongo":
+        spaces = mongo_workspace(request, tmp_path)
+    else:
+        spaces = iter([Workspace(tmp_path, stores_for(tmp_path)["sqlite"])])
+    space = next(spaces)
+    space.settings = space.settings.replace("[worker]", "") + settings
+    space.write_config()
+    (space.root / "jobs.py").write_text(JOBS)
+    yield space
+    space.reap()
+    for _ in spaces:
+        pass
+
+
+def _python(space: Workspace, script: str) -> None:
+    done = subprocess.run(
+        [str(Path(RUNCE).with_name("python")), "-c", script],
+        cwd=space.root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, output_of(done)
+
+
+# -- the audit --------------------------------------------------------------------------------
+
+
+def audit(lines: list[str]) -> dict[str, object]:
+    """Check the start and end lines of an audit; what it found, for messages."""
+    events: list[tuple[float, int, str, str, str]] = []
+    starts: Counter[str] = Counter()
+    for line in lines:
+        mark, at, kind, key, run_id, _attempt = line.split()
+        events.append((float(at), 0 if mark == "e" else 1, kind, key, run_id))
+        if mark == "s":
+            starts[run_id] += 1
+    events.sort()  # at one instant an end goes before a start: the slot was free
+    running: Counter[tuple[str, str]] = Counter()
+    peaks: Counter[tuple[str, str]] = Counter()
+    first: dict[str, float] = {}
+    for at, is_start, kind, key, _run_id in events:
+        group = (kind, key if kind == "flow.keyed" else "-")
+        if is_start:
+            running[group] += 1
+            peaks[group] = max(peaks[group], running[group])
+            if kind == "flow.keyed":
+                first.setdefault(key, at)
+        else:
+            running[group] -= 1
+    began, ended = events[0][0], events[-1][0]
+    key_peaks = {key: peak for (kind, key), peak in peaks.items() if kind == "flow.keyed"}
+    assert peaks["flow.kind", "-"] == KIND_LIMIT, peaks
+    assert max(key_peaks.values()) == KEY_LIMIT, key_peaks
+    assert all(peak <= KEY_LIMIT for peak in key_peaks.values()), key_peaks
+    assert key_peaks["c0"] == KEY_LIMIT, key_peaks
+    assert len(key_peaks) == KEYS
+    assert len(starts) == TOTAL
+    twice = [run_id for run_id, n in starts.items() if n > 1]
+    assert not twice, f"{len(twice)} runs started twice"
+    fifth = began + (ended - began) / 5
+    late = {key: round(at - began, 3) for key, at in first.items() if at > fifth}
+    assert not late, f"keys first started after the first fifth ({fifth - began:.3f} s): {late}"
+    return {"seconds": ended - began, "peaks": dict(peaks)}
+
+
+@pytest.mark.timeout(600)
+def test_four_workers_keep_every_limit(fspace: Workspace, tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    _python(fspace, ENQUEUE)
+    env = {"RUNCE_TEST_LOG": str(log)}
+    workers = [
+        fspace.start("worker", "--concurrency", "8", "--drain", "--log-level", "warning", **env)
+        for _ in range(4)
+    ]
+    for proc in workers:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out + err
+    found = audit(log.read_text().splitlines())
+    for state in ("queued", "running", "failed"):
+        listed = fspace.runce("runs", "list", "--state", state, "--limit", "1", "--json")
+        assert json.loads(listed.stdout)["runs"] == [], (state, found)
+
+
+def test_the_memory_store_keeps_every_limit(tmp_path: Path) -> None:
+    """The memory store lives in one process: four workers there, on threads."""
+    log = tmp_path / "audit.log"
+    namespace: dict[str, object] = {}
+    exec(JOBS.replace('os.environ.get("RUNCE_TEST_LOG", os.devnull)', repr(str(log))), namespace)
+    jobs = JobRegistry()
+    from runce.runs import jobs as jobs_module
+
+    for kind in ("flow.kind", "flow.keyed"):
+        found = jobs_module.registry.get(kind)
+        assert found is not None
+        jobs.register(found)
+    store = open_store(StoreSpec(type="memory", url="memory://flow-audit"))
+    try:
+        service = RunService(store.runs, jobs=jobs)  # type: ignore[attr-defined]
+        service.enqueue_many("flow.keyed", [{"customer": "c0", "i": i} for i in range(BUSY)])
+        keyed = TOTAL - UNKEYED - BUSY
+        others = [{"customer": f"c{1 + i % (KEYS - 1)}", "i": i} for i in range(keyed)]
+        service.enqueue_many("flow.keyed", others)
+        service.enqueue_many("flow.kind", [{"i": i} for i in range(UNKEYED)])
+        options = WorkerOptions(concurrency=8, drain=True, poll=0.05, lease=30, max_time=120)
+        workers = [Worker(store.runs, options, jobs=jobs) for _ in range(4)]  # type: ignore[attr-defined]
+        threads = [threading.Thread(target=worker.run) for worker in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        audit(log.read_text().splitlines())
+    finally:
+        for kind in ("flow.kind", "flow.keyed", "flow.held"):
+            jobs_module.registry.forget(kind)
+        store.close()
+        memory.reset()
