@@ -8,8 +8,10 @@ within the first fifth of the audit."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +41,7 @@ KEY_LIMIT = 2  # flow.keyed: at most 2 running per customer
 KEYS = 50
 TOTAL = 2000
 UNKEYED = 400  # runs of flow.kind; the rest are flow.keyed
-BUSY = 200  # runs of the busy key c0, enqueued before every other keyed run
+BUSY = 100  # runs of the busy key c0, enqueued before every other keyed run
 
 JOBS = f"""
 import os, time
@@ -72,7 +74,7 @@ def flow_keyed(params, ctx):
 @runce.job("flow.held", concurrency=1)
 def flow_held(params, ctx):
     record(f"s {{time.time():.6f}} flow.held - {{ctx.run.id}} {{ctx.run.attempt}}")
-    time.sleep(params.get("seconds", 0))
+    time.sleep(params.get("seconds", 0) if ctx.run.attempt == 1 else 0.2)
     record(f"e {{time.time():.6f}} flow.held - {{ctx.run.id}} {{ctx.run.attempt}}")
 """
 
@@ -174,7 +176,9 @@ def audit(lines: list[str]) -> dict[str, object]:
 @pytest.mark.timeout(600)
 def test_four_workers_keep_every_limit(fspace: Workspace, tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
+    began = time.monotonic()
     _python(fspace, ENQUEUE)
+    print(f"enqueued in {time.monotonic() - began:.1f} s")
     env = {"RUNCE_TEST_LOG": str(log)}
     workers = [
         fspace.start("worker", "--concurrency", "8", "--drain", "--log-level", "warning", **env)
@@ -184,6 +188,7 @@ def test_four_workers_keep_every_limit(fspace: Workspace, tmp_path: Path) -> Non
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, out + err
     found = audit(log.read_text().splitlines())
+    print(f"audit: {found}")
     for state in ("queued", "running", "failed"):
         listed = fspace.runce("runs", "list", "--state", state, "--limit", "1", "--json")
         assert json.loads(listed.stdout)["runs"] == [], (state, found)
@@ -222,3 +227,59 @@ def test_the_memory_store_keeps_every_limit(tmp_path: Path) -> None:
             jobs_module.registry.forget(kind)
         store.close()
         memory.reset()
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_workers_slot_frees_when_its_lease_expires(
+    fspace: Workspace, tmp_path: Path
+) -> None:
+    fspace.settings = fspace.settings.replace("lease = 6", "lease = 1.5")
+    fspace.write_config()
+    log = tmp_path / "held.log"
+    env = {"RUNCE_TEST_LOG": str(log)}
+    _python(
+        fspace,
+        "import runce\n"
+        "first = runce.enqueue('flow.held', {'seconds': 30})\n"
+        "runce.enqueue('flow.held', {'seconds': 0})\n",
+    )
+    victim = fspace.start("worker", "--concurrency", "4", "--log-level", "warning", **env)
+    deadline = time.monotonic() + 60
+    while not log.exists() or not log.read_text():
+        assert time.monotonic() < deadline, "the first run never started"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    killed_at = time.time()
+    # The killed run still holds the only slot of flow.held until its lease expires; then
+    # both runs are claimed again, one at a time, and finish (the first now sleeps briefly).
+    fspace.settings = fspace.settings.replace("lease = 1.5", "lease = 6")
+    fspace.write_config()
+    rescuer = fspace.start("worker", "--concurrency", "4", "--log-level", "warning", **env)
+    try:
+        for _ in range(600):
+            listed = fspace.runce("runs", "list", "--state", "succeeded", "--json")
+            if len(json.loads(listed.stdout)["runs"]) == 2:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the runs did not both succeed: {log.read_text()}")
+    finally:
+        rescuer.send_signal(signal.SIGTERM)
+        rescuer.communicate(timeout=30)
+    lines = [line.split() for line in log.read_text().splitlines()]
+    starts = [
+        (float(at), run_id, int(attempt))
+        for mark, at, _, _, run_id, attempt in lines
+        if mark == "s"
+    ]
+    assert len(starts) == 3, lines  # the killed attempt, then each run once
+    assert all(at >= killed_at for at, _, _ in starts[1:]), (killed_at, starts)
+    # The slot stayed taken until the killed claim's lease (1.5 s from its claim, which came
+    # less than half a second before its start) expired.
+    assert starts[1][0] >= starts[0][0] + 1.0, starts
+    assert sorted(attempt for _, _, attempt in starts[1:]) == [1, 2], starts
+    # Never two at once: each later start follows the previous end.
+    ends = sorted(float(at) for mark, at, *_ in lines if mark == "e")
+    assert len(ends) == 2
+    assert starts[2][0] >= ends[0], (starts, ends)

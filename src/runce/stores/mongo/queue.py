@@ -53,6 +53,7 @@ from runce.stores.queue import (
     STATS_CAP,
     AttemptRecord,
     Beat,
+    Candidate,
     ClaimRequest,
     Enqueued,
     Fence,
@@ -81,7 +82,7 @@ WAKE_ID = "~wake"  # the wake signal's document in the workers collection
 # Flow control: due runs of the limited kinds a claim weighs at most (fairness between keys
 # holds among them), how long a claimer may hold a kind's lock before another may take it,
 # and how long a claimer waits for it.
-FLOW_CANDIDATES = 5000
+FLOW_CANDIDATES = 1000
 FLOW_LOCK_FOR = timedelta(seconds=10)
 FLOW_LOCK_WAIT = 30.0
 _CLAIM_ORDER = [("priority", -1), ("runAt", 1), ("_id", 1)]
@@ -107,6 +108,13 @@ class _Candidates:
     read_at: float
 
 
+@dataclass
+class _FlowCandidates:
+    rows: list[Candidate]  # id, kind, concurrency key: in claim order
+    signal: Any
+    read_at: float
+
+
 def _waker(conn: Connection) -> threading.Event:
     key = (conn.location.url, conn.location.database, conn.location.runs)
     with _wakers_guard:
@@ -122,6 +130,7 @@ class MongoRunQueue:
         self._waker = _waker(conn)
         self._seen: Any = None  # the wake signal as wait_for_work last saw it
         self._candidates: dict[tuple[str, ...] | None, _Candidates] = {}
+        self._flow_candidates: dict[tuple[str, ...], _FlowCandidates] = {}
 
     def now(self) -> datetime:
         return _ms(self._conn.server_now())
@@ -300,8 +309,9 @@ class MongoRunQueue:
         limited, unlimited = split_claim(claim)
         self._schema.prepare()
         with self._conn.translated(f"claim runs for worker {claim.worker_id}"):
+            cached = self._due_candidates(sorted(limited))
             with self._flow_locks(sorted(limited)):
-                taken = self._claim_limited(claim, limited)
+                taken = self._claim_limited(claim, limited, cached)
             rest = claim.limit - len(taken)
             if unlimited and rest > 0:
                 taken += self._claim(claim.worker_id, unlimited, rest, claim.lease)
@@ -345,7 +355,32 @@ class MongoRunQueue:
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
 
-    def _claim_limited(self, claim: ClaimRequest, limited: dict[str, int]) -> list[Run]:
+    def _due_candidates(self, kinds: list[str]) -> _FlowCandidates:
+        """The due runs of limited ``kinds``, read at most once a second while the wake
+        signal stays put, as on the plain path (outside the flow locks: a run another claimer
+        took since is skipped by the update, which wants it still queued)."""
+        now = self.now()
+        group = tuple(kinds)
+        signal = self._signal()
+        cached = self._flow_candidates.get(group)
+        if (
+            cached is None
+            or not cached.rows
+            or cached.signal != signal
+            or time.monotonic() - cached.read_at > CANDIDATES_FOR
+        ):
+            due = {"kind": {"$in": kinds}, "state": "queued", "runAt": {"$lte": now}}
+            found = self._runs.find(due, {"kind": 1, "concurrencyKey": 1})
+            rows = [
+                (doc["_id"], doc["kind"], doc.get("concurrencyKey"))
+                for doc in found.sort(_CLAIM_ORDER).limit(FLOW_CANDIDATES)
+            ]
+            cached = self._flow_candidates[group] = _FlowCandidates(rows, signal, time.monotonic())
+        return cached
+
+    def _claim_limited(
+        self, claim: ClaimRequest, limited: dict[str, int], cached: _FlowCandidates
+    ) -> list[Run]:
         now = self.now()
         kinds = sorted(limited)
         running: dict[tuple[str, str | None], int] = {}
@@ -353,15 +388,11 @@ class MongoRunQueue:
         for doc in self._runs.find(alive, {"kind": 1, "concurrencyKey": 1}):
             group = (doc["kind"], doc.get("concurrencyKey"))
             running[group] = running.get(group, 0) + 1
-        due = {"kind": {"$in": kinds}, "state": "queued", "runAt": {"$lte": now}}
-        found = self._runs.find(due, {"kind": 1, "concurrencyKey": 1})
-        candidates = [
-            (doc["_id"], doc["kind"], doc.get("concurrencyKey"))
-            for doc in found.sort(_CLAIM_ORDER).limit(FLOW_CANDIDATES)
-        ]
-        ids = pick_limited(candidates, running, limited, claim.limit)
+        ids = pick_limited(cached.rows, running, limited, claim.limit)
         if not ids:
             return []
+        picked = set(ids)
+        cached.rows = [row for row in cached.rows if row[0] not in picked]
         token = uuid.uuid4().hex
         changes = {
             "state": "running",
