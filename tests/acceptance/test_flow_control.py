@@ -283,3 +283,40 @@ def test_a_killed_workers_slot_frees_when_its_lease_expires(
     ends = sorted(float(at) for mark, at, *_ in lines if mark == "e")
     assert len(ends) == 2
     assert starts[2][0] >= ends[0], (starts, ends)
+
+
+def test_status_and_workers_show_the_limit_and_why_a_run_waits(tmp_path: Path) -> None:
+    space = Workspace(tmp_path, stores_for(tmp_path)["sqlite"])
+    space.settings = '[worker]\nhandlers = ["jobs"]\nlease = 6\npoll = 0.2\n'
+    space.write_config()
+    (space.root / "jobs.py").write_text(JOBS)
+    log = tmp_path / "held.log"
+    _python(
+        space,
+        "import runce\n"
+        "print(runce.enqueue('flow.held', {'seconds': 30}).id)\n"
+        "print(runce.enqueue('flow.held', {'seconds': 0}).id)\n",
+    )
+    listed = json.loads(space.runce("runs", "list", "--order", "oldest", "--json").stdout)
+    first, second = (run["id"] for run in listed["runs"])
+    worker = space.start("worker", "--concurrency", "2", RUNCE_TEST_LOG=str(log))
+    try:
+        deadline = time.monotonic() + 60
+        while not log.exists() or not log.read_text():
+            assert time.monotonic() < deadline, "the first run never started"
+            time.sleep(0.05)
+        shown = space.runce("runs", "status", second)
+        assert shown.returncode == 0, output_of(shown)
+        assert "limit:            concurrency 1" in shown.stdout
+        assert "waiting: concurrency of flow.held, 1 of 1 running" in shown.stdout
+        as_json = json.loads(space.runce("runs", "status", second, "--json").stdout)
+        assert as_json["waiting"] == "waiting: concurrency of flow.held, 1 of 1 running"
+        assert as_json["limit"] == "concurrency 1"
+        running = json.loads(space.runce("runs", "status", first, "--json").stdout)
+        assert (running["state"], running["waiting"]) == ("running", None)
+        workers = space.runce("workers")
+        assert "limit of flow.keyed: concurrency 2 per customer" in workers.stdout, workers.stdout
+        assert "limit of flow.held: concurrency 1" in workers.stdout
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate(timeout=30)

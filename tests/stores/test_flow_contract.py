@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from runce.errors import UsageError
-from runce.stores.queue import ClaimRequest, KindLimit, Outcome, Run, RunQueue
+from runce.stores.queue import ClaimRequest, FlowCount, KindLimit, Outcome, Run, RunQueue
 from tests.stores.conftest import StoreMaker
 from tests.stores.test_queue_contract import _runs, new, qmaker  # noqa: F401 - a fixture
 
@@ -134,3 +134,19 @@ def test_concurrent_claimers_never_exceed_the_limit(stores: StoreMaker) -> None:
     )
     assert groups == {"key0": 4, "key1": 4, "key2": 4, "none": 4}
     assert len({run.id for run in taken}) == len(taken)
+
+
+def test_flow_of_tells_a_runs_key_and_how_many_of_its_group_run(q: RunQueue) -> None:
+    flow_of = q.flow_of  # type: ignore[attr-defined]
+    held = [new("k", {"n": i}, concurrency_key="acme") for i in range(2)]
+    plain = new("k", {"n": 9})
+    q.enqueue([*held, plain])
+    [taken] = claim(q, (KindLimit("k", 1),), n=1)
+    waiting = next(run for run in held if run.id != taken.id)
+    if taken.id == plain.id:
+        assert flow_of(plain.id) == FlowCount(None, 1)
+        assert flow_of(waiting.id) == FlowCount("acme", 0)
+    else:
+        assert flow_of(waiting.id) == FlowCount("acme", 1)
+        assert flow_of(plain.id) == FlowCount(None, 0)
+    assert flow_of("no-such-run") is None

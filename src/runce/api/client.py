@@ -53,7 +53,7 @@ from runce.errors import (
     UnknownSchedule,
     UsageError,
 )
-from runce.runs.service import RunPage
+from runce.runs.service import FlowStatus, RunPage
 from runce.stores.queue import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
 from runce.stores.schedules import Schedule
 
@@ -177,6 +177,15 @@ class Client:
         back as ``cursor``, with the same ``order``, for the next page."""
         params = list_params(project_id, state, kind, since, before, cursor, limit, order)
         return page_from_json(self.request("GET", "/v1/runs", params=params).json())
+
+    def limits(self) -> dict[str, str]:
+        """The server's job limits are shown per run (``flow``); none are listed here."""
+        return {}
+
+    def flow(self, run: Run) -> FlowStatus:
+        """The run's flow-control limit and why it waits, as the server's jobs say."""
+        data = self.request("GET", run_path(run.id, "/flow")).json()
+        return FlowStatus(data.get("limit"), data.get("waiting"))
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """The attempts that did not succeed, oldest first."""

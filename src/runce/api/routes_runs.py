@@ -20,6 +20,7 @@ from runce.api.schemas import (
     AttemptList,
     AttemptModel,
     EnqueueRequest,
+    FlowModel,
     PruneRequest,
     PruneResult,
     RunList,
@@ -137,6 +138,13 @@ def list_runs(
 @router.get("/runs/{run_id:run_id}", response_model=RunModel, responses=answers(404))
 def get_run(run_id: RunId, ctx: Ctx, caller: Reader) -> RunModel:
     return RunModel.from_run(caller.check_run(ctx.runs.get(run_id)))
+
+
+@router.get("/runs/{run_id}/flow", response_model=FlowModel, responses=answers(404))
+def flow(run_id: RunId, ctx: Ctx, caller: Reader) -> FlowModel:
+    """The run's flow-control limit and, for a due queued run it holds back, why it waits."""
+    status = ctx.runs.flow(caller.check_run(ctx.runs.get(run_id)))
+    return FlowModel(limit=status.limit, waiting=status.waiting)
 
 
 @router.get("/runs/{run_id}/attempts", response_model=AttemptList, responses=answers(404))

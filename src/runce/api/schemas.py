@@ -228,6 +228,14 @@ class EnqueueRequest(_Model):
     correlation_id: Text | None = None
 
 
+class FlowModel(_Answer):
+    """A run's flow control: its job's limit, and why it waits when its limit holds it back
+    (both as the server's jobs declare them; null when it has none or does not wait)."""
+
+    limit: str | None = None
+    waiting: str | None = None
+
+
 class RunList(_Answer):
     runs: list[RunModel]
     next_cursor: str | None = None

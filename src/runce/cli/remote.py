@@ -24,7 +24,7 @@ from runce.errors import UsageError
 if TYPE_CHECKING:
     from runce.api.client import Client
     from runce.api.remote_queue import HttpRunQueue
-    from runce.runs.service import RunPage
+    from runce.runs.service import FlowStatus, RunPage
     from runce.stores.queue import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
     from runce.stores.schedules import Schedule
 
@@ -124,6 +124,10 @@ class Runs(Protocol):
 
     def attempts(self, run_id: str) -> list[AttemptRecord]: ...
 
+    def flow(self, run: Run) -> FlowStatus: ...
+
+    def limits(self) -> dict[str, str]: ...
+
     def cancel_run(self, run_id: str) -> Run: ...
 
     def retry_run(self, run_id: str) -> Run: ...
@@ -200,6 +204,17 @@ class LocalRuns:
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         return self._api.service(self._config).attempts(run_id)
+
+    def flow(self, run: Run) -> FlowStatus:
+        return self._api.service(self._config).flow(run)
+
+    def limits(self) -> dict[str, str]:
+        """The flow-control limit of each job of worker.handlers that has one, by kind."""
+        from runce.runs.service import limit_text
+
+        jobs = self._api.service(self._config).jobs
+        found = {kind: limit_text(jobs.get(kind)) for kind in jobs.kinds()}
+        return {kind: text for kind, text in found.items() if text}
 
     def cancel_run(self, run_id: str) -> Run:
         return self._api.cancel_run(run_id, config=self._config)

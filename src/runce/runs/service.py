@@ -31,7 +31,7 @@ from runce.errors import (
 )
 from runce.errortext import cap, clean
 from runce.runs.events import Event, EventBus, events
-from runce.runs.jobs import JobRegistry, check_concurrency_key, registry
+from runce.runs.jobs import Job, JobRegistry, check_concurrency_key, registry
 from runce.runs.limits import (
     MAX_DEPTH,
     check_json,
@@ -279,6 +279,25 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise UsageError(f"cursor {cursor!r} is not one runce gave out") from None
 
 
+@dataclass(frozen=True)
+class FlowStatus:
+    """A run's flow control, as status, the API and ``workers`` show it: its job's limit
+    (``concurrency 1 per customer_id``) and, for a due queued run its limit holds back, why
+    it waits (``waiting: concurrency of customer_id=42, 1 of 1 running``)."""
+
+    limit: str | None = None
+    waiting: str | None = None
+
+
+def limit_text(job: Job[Any, Any] | None) -> str | None:
+    """A job's flow-control limit in words, or None when it has none."""
+    if job is None or job.concurrency is None:
+        return None
+    per = job.concurrency_key
+    per_text = f" per {per}" if isinstance(per, str) else " per key" if per is not None else ""
+    return f"concurrency {job.concurrency}{per_text}"
+
+
 class RunService:
     """Everything a caller (library, CLI, HTTP API) does with runs, on one queue."""
 
@@ -294,6 +313,26 @@ class RunService:
         self.default_max_attempts = default_max_attempts
         self.jobs = jobs
         self.bus = bus
+
+    def flow(self, run: Run) -> FlowStatus:
+        """The run's flow control (from this process's jobs and the store's counts)."""
+        job = self.jobs.get(run.kind)
+        limit = limit_text(job)
+        flow_of = getattr(self.queue, "flow_of", None)
+        if job is None or job.concurrency is None or run.state != "queued" or flow_of is None:
+            return FlowStatus(limit)
+        if run.run_at > self.queue.now():  # not due yet: it waits for its time, not a slot
+            return FlowStatus(limit)
+        count = flow_of(run.id)
+        if count is None or count.running < job.concurrency:
+            return FlowStatus(limit)
+        per = job.concurrency_key
+        if count.key is None:
+            name = run.kind
+        else:
+            name = f"{per if isinstance(per, str) else 'key'}={count.key}"
+        waiting = f"waiting: concurrency of {name}, {count.running} of {job.concurrency} running"
+        return FlowStatus(limit, waiting)
 
     # -- enqueue --------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from runce.stores.queue import (
     ClaimRequest,
     Enqueued,
     Fence,
+    FlowCount,
     Landed,
     NewRun,
     Outcome,
@@ -579,6 +580,25 @@ class MemoryRunQueue:
             ]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=filters.order == "newest")
         return rows[:limit]
+
+    def flow_of(self, run_id: str) -> FlowCount | None:
+        """The run's concurrency key and the runs of its (kind, key) running now."""
+        with self._mutex:
+            run = self._runs.rows.get(run_id)
+            if run is None:
+                return None
+            keys, now = self._runs.flow_keys, utcnow()
+            key = keys.get(run_id)
+            running = sum(
+                1
+                for other in self._runs.rows.values()
+                if other.kind == run.kind
+                and other.state == "running"
+                and keys.get(other.id) == key
+                and other.lease_expires_at is not None
+                and other.lease_expires_at > now
+            )
+            return FlowCount(key, running)
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         with self._mutex:

@@ -407,6 +407,15 @@ class ClaimRequest:
     limits: tuple[KindLimit, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class FlowCount:
+    """A run's concurrency key and how many runs of its (kind, key) run under a live lease:
+    what a queue with a ``flow_of(run_id)`` method answers (for status and the API)."""
+
+    key: str | None
+    running: int
+
+
 # Most candidates of one (kind, key) a limited claim reads: no key takes more at once.
 MAX_CONCURRENCY = 10_000
 

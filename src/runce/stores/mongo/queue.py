@@ -57,6 +57,7 @@ from runce.stores.queue import (
     ClaimRequest,
     Enqueued,
     Fence,
+    FlowCount,
     Landed,
     NewRun,
     Outcome,
@@ -633,6 +634,21 @@ class MongoRunQueue:
             order = _NEWEST_FIRST if filters.order == "newest" else _OLDEST_FIRST
             docs = list(self._runs.find(query).sort(order).limit(limit))
         return [run_from(doc) for doc in docs]
+
+    def flow_of(self, run_id: str) -> FlowCount | None:
+        """The run's concurrency key and the runs of its (kind, key) running now."""
+        with self._conn.translated(f"read the flow control of run {run_id}"):
+            doc = self._runs.find_one({"_id": run_id}, {"kind": 1, "concurrencyKey": 1})
+            if doc is None:
+                return None
+            key = doc.get("concurrencyKey")
+            alive = {
+                "kind": doc["kind"],
+                "state": "running",
+                "concurrencyKey": key,
+                "leaseExpiresAt": {"$gt": self.now()},
+            }
+            return FlowCount(key, len(list(self._runs.find(alive, {"_id": 1}))))
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         with self._conn.translated(f"read the attempts of run {run_id}"):

@@ -88,6 +88,7 @@ from runce.stores.queue import (
     ClaimRequest,
     Enqueued,
     Fence,
+    FlowCount,
     Landed,
     NewRun,
     Outcome,
@@ -108,6 +109,8 @@ T = TypeVar("T")
 
 # The schema version that brings the runs tables (migrations/0002_runs.sql).
 RUNS_VERSION = 2
+# The schema version that brings concurrency keys (migrations/0009_flow_control.sql).
+FLOW_VERSION = 9
 
 _CHANNEL_BYTES = 63  # NAMEDATALEN - 1: longer channel names are refused
 
@@ -408,6 +411,19 @@ class PostgresRunQueue:
 
         nothing: list[Run] = []
         return self._read(work, nothing, what="list runs")
+
+    def flow_of(self, run_id: str) -> FlowCount | None:
+        """The run's concurrency key and the runs of its (kind, key) running now."""
+        statement = self._db.sql("flow_of")
+
+        def work(conn: Connection) -> FlowCount | None:
+            with conn.cursor(row_factory=tuple_row) as cursor:
+                row = cursor.execute(statement, {"run_id": run_id}).fetchone()
+            return None if row is None else FlowCount(row[0], row[1])
+
+        return self._db.read(
+            work, empty=None, what=f"read the flow control of run {run_id}", needs=FLOW_VERSION
+        )
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         def work(conn: Connection) -> list[AttemptRecord]:

@@ -423,6 +423,18 @@ WHERE kind = ANY(%(kinds)s::text[])
   AND lease_expires_at > now()
 GROUP BY kind, concurrency_key;
 
+-- A run's key and the runs of its (kind, key) running under a live lease.
+-- name: flow_of
+SELECT r.concurrency_key, (
+    SELECT count(*) FROM {schema}.runs AS o
+    WHERE o.kind = r.kind
+      AND o.state = 'running'
+      AND o.concurrency_key IS NOT DISTINCT FROM r.concurrency_key
+      AND o.lease_expires_at > now()
+)
+FROM {schema}.runs AS r
+WHERE r.id = %(run_id)s;
+
 -- The first %(most)s due queued runs of each (kind, key), in claim order.
 -- name: flow_candidates
 SELECT id, kind, concurrency_key FROM (

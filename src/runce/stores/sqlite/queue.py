@@ -37,6 +37,7 @@ from runce.stores.queue import (
     ClaimRequest,
     Enqueued,
     Fence,
+    FlowCount,
     Landed,
     NewRun,
     Outcome,
@@ -72,6 +73,8 @@ T = TypeVar("T")
 
 # The schema version that brings the runs tables (migrations/0002_runs.sql).
 RUNS_VERSION = 2
+# The schema version that brings concurrency keys (migrations/0009_flow_control.sql).
+FLOW_VERSION = 9
 
 _REQUEUEING = frozenset({"retry", "released"})
 
@@ -310,6 +313,18 @@ class SQLiteRunQueue:
 
         nothing: list[Run] = []
         return self._read(work, nothing, what="list runs")
+
+    def flow_of(self, run_id: str) -> FlowCount | None:
+        """The run's concurrency key and the runs of its (kind, key) running now."""
+
+        def work(conn: sqlite3.Connection) -> FlowCount | None:
+            if schema.user_version(conn) < FLOW_VERSION:
+                return None
+            params = {"run_id": run_id, "now": _now(conn)}
+            row = conn.execute(query("flow_of"), params).fetchone()
+            return None if row is None else FlowCount(row[0], row[1])
+
+        return self._read(work, None, what=f"read the flow control of run {run_id}")
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         def work(conn: sqlite3.Connection) -> list[AttemptRecord]:

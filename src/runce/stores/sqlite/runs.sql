@@ -75,6 +75,18 @@ WHERE kind IN (SELECT value FROM json_each(:kinds))
   AND lease_expires_at > :now
 GROUP BY kind, concurrency_key;
 
+-- A run's key and the runs of its (kind, key) running under a live lease.
+-- name: flow_of
+SELECT r.concurrency_key, (
+    SELECT count(*) FROM runce_runs AS o INDEXED BY runce_runs_flow
+    WHERE o.kind = r.kind
+      AND o.state = 'running'
+      AND o.concurrency_key IS r.concurrency_key
+      AND o.lease_expires_at > :now
+)
+FROM runce_runs AS r
+WHERE r.id = :run_id;
+
 -- ... the first :most due queued runs of each (kind, key), in claim order ...
 -- name: flow_candidates
 SELECT id, kind, concurrency_key FROM (
