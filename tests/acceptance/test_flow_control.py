@@ -23,6 +23,7 @@ from runce.runs.service import RunService
 from runce.runs.worker import Worker, WorkerOptions
 from runce.stores import memory
 from runce.stores.base import StoreSpec
+from runce.stores.queue import RunFilter
 from runce.stores.registry import open_store
 from tests.acceptance.conftest import (
     RUNCE,
@@ -40,7 +41,9 @@ KIND_LIMIT = 6  # flow.kind: at most 6 running in all
 KEY_LIMIT = 2  # flow.keyed: at most 2 running per customer
 KEYS = 50
 TOTAL = 2000
-UNKEYED = 400  # runs of flow.kind; the rest are flow.keyed
+UNKEYED = 300  # runs of flow.kind
+RATED = 200  # runs of flow.rated; the rest are flow.keyed
+RATE = 40  # flow.rated: 40 starts a second, with a burst of 40
 BUSY = 100  # runs of the busy key c0, enqueued before every other keyed run
 
 JOBS = f"""
@@ -55,20 +58,26 @@ def record(line):
         handle.write(line + "\\n")
 
 
-def work(kind, key, ctx):
+def work(kind, key, ctx, seconds=0.003):
     record(f"s {{time.time():.6f}} {{kind}} {{key}} {{ctx.run.id}} {{ctx.run.attempt}}")
-    time.sleep(0.003)
+    time.sleep(seconds)
     record(f"e {{time.time():.6f}} {{kind}} {{key}} {{ctx.run.id}} {{ctx.run.attempt}}")
 
 
 @runce.job("flow.kind", concurrency={KIND_LIMIT})
 def flow_kind(params, ctx):
-    work("flow.kind", "-", ctx)
+    work("flow.kind", "-", ctx, 0.03)
 
 
 @runce.job("flow.keyed", concurrency={KEY_LIMIT}, concurrency_key="customer")
 def flow_keyed(params, ctx):
-    work("flow.keyed", params["customer"], ctx)
+    # Longer than a claim's round trip on the slowest store: a key's runs can overlap.
+    work("flow.keyed", params["customer"], ctx, 0.03)
+
+
+@runce.job("flow.rated", rate="{RATE}/s")
+def flow_rated(params, ctx):
+    work("flow.rated", "-", ctx)
 
 
 @runce.job("flow.held", concurrency=1)
@@ -81,10 +90,11 @@ def flow_held(params, ctx):
 ENQUEUE = f"""
 import runce
 runce.enqueue_many("flow.keyed", [{{"customer": "c0", "i": i}} for i in range({BUSY})])
-keyed = {TOTAL - UNKEYED - BUSY}
+keyed = {TOTAL - UNKEYED - RATED - BUSY}
 others = [{{"customer": f"c{{1 + i % {KEYS - 1}}}", "i": i}} for i in range(keyed)]
 runce.enqueue_many("flow.keyed", others)
 runce.enqueue_many("flow.kind", [{{"i": i}} for i in range({UNKEYED})])
+runce.enqueue_many("flow.rated", [{{"i": i}} for i in range({RATED})])
 """
 
 
@@ -135,13 +145,15 @@ def _python(space: Workspace, script: str) -> None:
 # -- the audit --------------------------------------------------------------------------------
 
 
-def audit(lines: list[str]) -> dict[str, object]:
-    """Check the start and end lines of an audit; what it found, for messages."""
+def audit(lines: list[str], claims: list[float]) -> dict[str, object]:
+    """Check the start and end lines of an audit, and the times the store started the runs
+    of flow.rated (their claims, by its clock); what it found, for messages."""
     events: list[tuple[float, int, str, str, str]] = []
     starts: Counter[str] = Counter()
     for line in lines:
         mark, at, kind, key, run_id, _attempt = line.split()
-        events.append((float(at), 0 if mark == "e" else 1, kind, key, run_id))
+        if kind != "flow.rated":
+            events.append((float(at), 0 if mark == "e" else 1, kind, key, run_id))
         if mark == "s":
             starts[run_id] += 1
     events.sort()  # at one instant an end goes before a start: the slot was free
@@ -165,12 +177,51 @@ def audit(lines: list[str]) -> dict[str, object]:
     assert key_peaks["c0"] == KEY_LIMIT, key_peaks
     assert len(key_peaks) == KEYS
     assert len(starts) == TOTAL
+    assert len(claims) == RATED
+    busiest = _busiest_second(sorted(claims))
+    assert busiest <= 2 * RATE, f"{busiest} starts in one second: more than the rate and burst"
     twice = [run_id for run_id, n in starts.items() if n > 1]
     assert not twice, f"{len(twice)} runs started twice"
     fifth = began + (ended - began) / 5
     late = {key: round(at - began, 3) for key, at in first.items() if at > fifth}
     assert not late, f"keys first started after the first fifth ({fifth - began:.3f} s): {late}"
-    return {"seconds": ended - began, "peaks": dict(peaks)}
+    return {"seconds": ended - began, "busiest second of flow.rated": busiest, "peaks": dict(peaks)}
+
+
+CLAIM_TIMES = """
+import runce
+page = runce.list_runs(kind="flow.rated", limit=100)
+runs = page.runs
+while page.next_cursor:
+    page = runce.list_runs(kind="flow.rated", limit=100, cursor=page.next_cursor)
+    runs += page.runs
+print(" ".join(str(run.started_at.timestamp()) for run in runs))
+"""
+
+
+def _claim_times(space: Workspace) -> list[float]:
+    """When the store started each run of flow.rated, by its clock."""
+    done = subprocess.run(
+        [str(Path(RUNCE).with_name("python")), "-c", CLAIM_TIMES],
+        cwd=space.root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, output_of(done)
+    return [float(text) for text in done.stdout.split()]
+
+
+def _busiest_second(times: list[float]) -> int:
+    """The most of ``times`` (sorted) in any window of one second."""
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 @pytest.mark.timeout(600)
@@ -187,7 +238,7 @@ def test_four_workers_keep_every_limit(fspace: Workspace, tmp_path: Path) -> Non
     for proc in workers:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, out + err
-    found = audit(log.read_text().splitlines())
+    found = audit(log.read_text().splitlines(), _claim_times(fspace))
     print(f"audit: {found}")
     for state in ("queued", "running", "failed"):
         listed = fspace.runce("runs", "list", "--state", state, "--limit", "1", "--json")
@@ -202,7 +253,7 @@ def test_the_memory_store_keeps_every_limit(tmp_path: Path) -> None:
     jobs = JobRegistry()
     from runce.runs import jobs as jobs_module
 
-    for kind in ("flow.kind", "flow.keyed"):
+    for kind in ("flow.kind", "flow.keyed", "flow.rated"):
         found = jobs_module.registry.get(kind)
         assert found is not None
         jobs.register(found)
@@ -210,10 +261,11 @@ def test_the_memory_store_keeps_every_limit(tmp_path: Path) -> None:
     try:
         service = RunService(store.runs, jobs=jobs)  # type: ignore[attr-defined]
         service.enqueue_many("flow.keyed", [{"customer": "c0", "i": i} for i in range(BUSY)])
-        keyed = TOTAL - UNKEYED - BUSY
+        keyed = TOTAL - UNKEYED - RATED - BUSY
         others = [{"customer": f"c{1 + i % (KEYS - 1)}", "i": i} for i in range(keyed)]
         service.enqueue_many("flow.keyed", others)
         service.enqueue_many("flow.kind", [{"i": i} for i in range(UNKEYED)])
+        service.enqueue_many("flow.rated", [{"i": i} for i in range(RATED)])
         options = WorkerOptions(concurrency=8, drain=True, poll=0.05, lease=30, max_time=120)
         workers = [Worker(store.runs, options, jobs=jobs) for _ in range(4)]  # type: ignore[attr-defined]
         threads = [threading.Thread(target=worker.run) for worker in workers]
@@ -221,9 +273,21 @@ def test_the_memory_store_keeps_every_limit(tmp_path: Path) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        audit(log.read_text().splitlines())
+        left = [r for r in service.page(limit=100).runs if r.state != "succeeded"]
+        assert not left, [(r.state, r.attempt, r.error) for r in left[:2]]
+        claims = [
+            run.started_at.timestamp()
+            for run in service.page(RunFilter(kind="flow.rated"), limit=100).runs
+            + service.page(
+                RunFilter(kind="flow.rated"),
+                cursor=service.page(RunFilter(kind="flow.rated"), limit=100).next_cursor,
+                limit=100,
+            ).runs
+            if run.started_at is not None
+        ]
+        audit(log.read_text().splitlines(), claims)
     finally:
-        for kind in ("flow.kind", "flow.keyed", "flow.held"):
+        for kind in ("flow.kind", "flow.keyed", "flow.rated", "flow.held"):
             jobs_module.registry.forget(kind)
         store.close()
         memory.reset()

@@ -69,3 +69,15 @@ def test_a_claim_with_limits_names_its_kinds_and_sane_limits(api: Api) -> None:
             },
         )
         assert response.status_code == 422, (bad, response.text)
+
+
+def test_a_remote_claim_keeps_its_rate(api: Api) -> None:
+    for n in range(4):
+        api.enqueue(kind="flow.rated", input={"n": n})
+    limits = [{"kind": "flow.rated", "rate": 2, "per": 3600}]
+    assert len(_claim(api, kinds=["flow.rated"], limits=limits)) == 2
+    assert _claim(api, kinds=["flow.rated"], limits=limits) == []
+    for limit in ({"kind": "k", "rate": 2}, {"kind": "k"}, {"kind": "k", "rate": 0, "per": 1}):
+        body = {"worker_id": "w1", "lease": 30, "kinds": ["k"], "limits": [limit]}
+        response = api.call("POST", "/v1/runs:claim", "worker", json=body)
+        assert response.status_code == 422, (limit, response.text)

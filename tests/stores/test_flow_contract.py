@@ -150,3 +150,40 @@ def test_flow_of_tells_a_runs_key_and_how_many_of_its_group_run(q: RunQueue) -> 
         assert flow_of(waiting.id) == FlowCount("acme", 1)
         assert flow_of(plain.id) == FlowCount(None, 0)
     assert flow_of("no-such-run") is None
+
+
+# --- rate limits ----------------------------------------------------------------------------
+
+
+def test_a_rate_allows_a_burst_then_holds_starts_back_across_claimers(
+    stores: StoreMaker,
+) -> None:
+    first, second = _runs(stores.open()), _runs(stores.open())
+    first.enqueue([new("k", {"n": i}) for i in range(10)])
+    first.enqueue([new("k", {"n": 20 + i}, concurrency_key="solo") for i in range(5)])
+    limit = (KindLimit("k", rate=3, per=3600),)
+    taken = claim(first, limit)
+    assert sorted(run.input["n"] >= 20 for run in taken) == [False] * 3 + [True] * 3
+    # Finishing runs frees no starts: a rate counts starts, not running runs.
+    first.complete([Outcome(run.fence, "succeeded") for run in taken])
+    assert claim(second, limit) == []
+
+
+def test_a_rate_refills_with_time(q: RunQueue) -> None:
+    q.enqueue([new("k", {"n": i}) for i in range(10)])
+    limit = (KindLimit("k", rate=2, per=1.0),)
+    assert len(claim(q, limit)) == 2
+    began = q.now()
+    while (q.now() - began).total_seconds() < 0.6:  # the store's clock, not ours
+        time.sleep(0.02)
+    assert 1 <= len(claim(q, limit)) <= 2  # half a window later: at least one start back
+
+
+def test_a_rate_and_a_concurrency_hold_together(q: RunQueue) -> None:
+    q.enqueue([new("k", {"n": i}) for i in range(10)])
+    limit = (KindLimit("k", concurrency=2, rate=3, per=3600),)
+    taken = claim(q, limit)
+    assert len(taken) == 2
+    q.complete([Outcome(run.fence, "succeeded") for run in taken])
+    assert len(claim(q, limit)) == 1  # the third start of the hour
+    assert claim(q, limit) == []

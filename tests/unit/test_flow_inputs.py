@@ -13,7 +13,7 @@ import pytest
 
 from runce.errors import InvalidInput, UsageError
 from runce.runs.events import EventBus
-from runce.runs.jobs import Job, JobRegistry, job, registry
+from runce.runs.jobs import Job, JobRegistry, job, parse_rate, registry
 from runce.runs.service import RunService
 from runce.stores.base import StoreSpec
 from runce.stores.registry import open_store
@@ -136,3 +136,38 @@ def test_the_decorator_records_the_limits() -> None:
         assert (handler.concurrency, handler.concurrency_key) == (3, "customer")
     finally:
         registry.forget("flow.decorated")
+
+
+@pytest.mark.parametrize(
+    ("rate", "parsed"),
+    [
+        ("100/m", (100, 60.0)),
+        ("5/10s", (5, 10.0)),
+        ("1 / hour", (1, 3600.0)),
+        ("7/d", (7, 86400.0)),
+    ],
+)
+def test_a_rate_is_starts_per_window(rate: str, parsed: tuple[int, float]) -> None:
+    assert parse_rate("k", rate) == parsed
+
+
+@pytest.mark.parametrize(
+    ("rate", "said"),
+    [
+        ("0/m", "must allow 1 to 1,000,000 starts per window"),
+        ("abc", "is not a rate like"),
+        ("10/0s", "needs a window of 1 second to 1 day"),
+        ("10/2d", "needs a window of 1 second to 1 day"),
+        ("10/99999h", "needs a window of 1 second to 1 day"),
+        ("10/fortnight", "is not a rate like"),
+        ("99999999/s", "is not a rate like"),
+        ("\ud800/s", "is not a rate like"),
+        ("x" * 5_000_000, "is not a rate like"),
+        (100, "is not a rate like"),
+    ],
+)
+def test_a_rate_that_cannot_work_is_refused(rate: Any, said: str) -> None:
+    with pytest.raises(UsageError, match=f"job 'k': rate .*{re.escape(said)}") as err:
+        job("k", rate=rate)
+    assert "\n" not in str(err.value)
+    assert len(str(err.value)) < 300

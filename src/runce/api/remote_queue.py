@@ -119,8 +119,15 @@ class HttpRunQueue:
         }
         if request.limits:  # the server's store enforces them
             body["limits"] = [
-                {"kind": limit.kind, "concurrency": limit.concurrency} for limit in request.limits
+                {
+                    "kind": limit.kind,
+                    "concurrency": limit.concurrency,
+                    "rate": limit.rate,
+                    "per": limit.per,
+                }
+                for limit in request.limits
             ]
+            body["room"] = request.room
         timeout = self.client.timeout + wait
         data = self.client.request("POST", "/v1/runs:claim", json=body, timeout=timeout).json()
         runs = [run_from_json(r) for r in data["runs"]]

@@ -59,10 +59,12 @@ def claim(body: ClaimRequest, ctx: Ctx) -> RunsAnswer:
     """Take up to ``limit`` due runs; with ``wait``, hold the request until one is due or
     ``wait`` seconds pass."""
     deadline = time.monotonic() + body.wait
-    limits = tuple(KindLimit(limit.kind, limit.concurrency) for limit in body.limits)
+    limits = tuple(
+        KindLimit(limit.kind, limit.concurrency, limit.rate, limit.per) for limit in body.limits
+    )
     if limits and body.kinds is None:
         raise UsageError("a claim with flow-control limits must name its kinds")
-    request = StoreClaim(body.worker_id, body.kinds, body.limit, body.lease, limits)
+    request = StoreClaim(body.worker_id, body.kinds, body.limit, body.lease, limits, body.room)
     while True:
         if limits:
             runs = _readable(ctx, ctx.queue.exchange([], request)[1])

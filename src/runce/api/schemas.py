@@ -22,8 +22,10 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    model_validator,
 )
 
+from runce.runs.jobs import MAX_RATE, MAX_RATE_WINDOW
 from runce.runs.limits import (  # the library's own limits, declared in the OpenAPI document
     MAX_ATTEMPTS,
     MAX_DEPTH,
@@ -309,11 +311,28 @@ class WorkerList(_Answer):
     workers: list[WorkerModel]
 
 
+RateCount = Annotated[Count, Field(ge=1, le=MAX_RATE, description="starts per window")]
+RateWindow = Annotated[Seconds, Field(ge=1, le=MAX_RATE_WINDOW, description="seconds")]
+
+
 class KindLimitModel(_Model):
     """A kind's flow-control limit, as the claiming worker's job declares it."""
 
     kind: Text
-    concurrency: Annotated[Count, Field(ge=1, le=MAX_CONCURRENCY)]
+    concurrency: Annotated[Count, Field(ge=1, le=MAX_CONCURRENCY)] | None = None
+    rate: Annotated[Count, Field(ge=1, le=MAX_RATE, description="starts per window")] | None = None
+    per: (
+        Annotated[Seconds, Field(ge=1, le=MAX_RATE_WINDOW, description="the window, seconds")]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> KindLimitModel:
+        if (self.rate is None) != (self.per is None):
+            raise ValueError("a rate needs both rate and per")
+        if self.concurrency is None and self.rate is None:
+            raise ValueError("a limit needs a concurrency or a rate")
+        return self
 
 
 class ClaimRequest(_Model):
@@ -327,6 +346,9 @@ class ClaimRequest(_Model):
         max_length=MAX_BATCH,
         description="the limits of the claimed kinds that have one (a claim with limits "
         "names its kinds); the store enforces them over every worker",
+    )
+    room: Annotated[Count, Field(ge=0, le=MAX_BATCH)] | None = Field(
+        default=None, description="at most this many runs of limited kinds (free slots)"
     )
 
 

@@ -56,7 +56,48 @@ def check_concurrency_key(value: Any, what: str = "concurrency_key") -> str:
     return checked
 
 
-def check_concurrency(kind: str, concurrency: Any, key: Any) -> None:
+_RATE = re.compile(r"^\s*(\d{1,7})\s*/\s*(\d{0,5})\s*([a-z]+)\s*$")
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+MAX_RATE = 1_000_000
+MAX_RATE_WINDOW = 86400.0
+
+
+def parse_rate(kind: str, rate: Any) -> tuple[int, float] | None:
+    """``"100/m"`` (also ``/s``, ``/h``, ``/d``, or a multiple: ``"5/10s"``) as (starts,
+    seconds); a UsageError saying what is wrong otherwise."""
+    if rate is None:
+        return None
+    shown = repr(rate) if len(repr(rate)) <= 40 else repr(rate)[:40] + "…"
+    found = _RATE.match(rate) if isinstance(rate, str) else None
+    unit = _UNITS.get(found.group(3).removesuffix("s") or "s") if found else None
+    if found is None or unit is None:
+        raise UsageError(
+            f'job {kind!r}: rate {shown} is not a rate like "100/m" '
+            '(starts per s, m, h or d, or per a multiple such as "5/10s")'
+        )
+    count, times = int(found.group(1)), int(found.group(2) or "1")
+    window = float(times * unit)
+    if not 1 <= count <= MAX_RATE:
+        raise UsageError(
+            f"job {kind!r}: rate {shown} must allow 1 to {MAX_RATE:,} starts per window"
+        )
+    if not 1 <= window <= MAX_RATE_WINDOW:
+        raise UsageError(f"job {kind!r}: rate {shown} needs a window of 1 second to 1 day")
+    return count, window
+
+
+def check_concurrency(kind: str, concurrency: Any, key: Any, rate: Any = None) -> None:
     """Refuse flow-control options of ``@runce.job(kind, ...)`` that cannot work."""
     if concurrency is not None and (
         isinstance(concurrency, bool)
@@ -70,9 +111,9 @@ def check_concurrency(kind: str, concurrency: Any, key: Any) -> None:
         )
     if key is None:
         return
-    if concurrency is None:
+    if concurrency is None and rate is None:
         raise UsageError(
-            f"job {kind!r}: concurrency_key= needs concurrency=N, the runs allowed per key"
+            f"job {kind!r}: concurrency_key= needs concurrency=N or rate=, the limit per key"
         )
     if isinstance(key, str):
         check_text(key, f"job {kind!r}: concurrency_key", optional=False)
@@ -100,6 +141,8 @@ class Job(Generic[P, R]):
     concurrency: int | None = None
     # The field of the input, or a function of the input, that gives a run's key.
     concurrency_key: str | Callable[[Any], Any] | None = None
+    # At most this many starts per this many seconds (per key), with a burst of as many.
+    rate: tuple[int, float] | None = None
 
     def key_of(self, stored_input: Any) -> str | None:
         """The concurrency key of a run with this (stored, JSON) input, or None."""
@@ -403,6 +446,7 @@ def job(
     transactional: bool = False,
     concurrency: int | None = None,
     concurrency_key: str | Callable[[Any], Any] | None = None,
+    rate: str | None = None,
 ) -> JobDecorator:
     """Register the decorated function as the job for runs of ``kind``.
 
@@ -411,11 +455,13 @@ def job(
     ``transactional`` gives the job ``ctx.db``, a connection in a transaction on the store's
     database in which the worker also records the run's success (SQLite and PostgreSQL).
     ``concurrency`` caps the runs of the kind running at once across every worker, per
-    ``concurrency_key`` (a field of the input, or a function of it) when one is given.
+    ``concurrency_key`` (a field of the input, or a function of it) when one is given;
+    ``rate`` (``"100/m"``) caps its starts per window the same way, with a burst of as many.
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise UsageError(f"job kind {kind!r} must be letters, digits and . _ : - (at most 200)")
-    check_concurrency(kind, concurrency, concurrency_key)
+    parsed_rate = parse_rate(kind, rate)
+    check_concurrency(kind, concurrency, concurrency_key, parsed_rate)
     if max_attempts is not None:
         bounded(f"job {kind!r}: max_attempts", max_attempts, 1, MAX_ATTEMPTS, duration=False)
     if timeout is not None:
@@ -438,7 +484,16 @@ def job(
                 "(ctx.db is a blocking connection)"
             )
         made = registry.register(
-            Job(kind, fn, max_attempts, timeout, transactional, concurrency, concurrency_key)
+            Job(
+                kind,
+                fn,
+                max_attempts,
+                timeout,
+                transactional,
+                concurrency,
+                concurrency_key,
+                parsed_rate,
+            )
         )
         if cron is not None:
             _declare_schedule(made, cron, cron_timezone)

@@ -291,11 +291,15 @@ class FlowStatus:
 
 def limit_text(job: Job[Any, Any] | None) -> str | None:
     """A job's flow-control limit in words, or None when it has none."""
-    if job is None or job.concurrency is None:
+    if job is None or (job.concurrency is None and job.rate is None):
         return None
     per = job.concurrency_key
     per_text = f" per {per}" if isinstance(per, str) else " per key" if per is not None else ""
-    return f"concurrency {job.concurrency}{per_text}"
+    parts = [] if job.concurrency is None else [f"concurrency {job.concurrency}"]
+    if job.rate is not None:
+        count, window = job.rate
+        parts.append(f"rate {count} per {window:g} s (burst {count})")
+    return ", ".join(parts) + per_text
 
 
 class RunService:

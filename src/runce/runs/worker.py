@@ -189,10 +189,16 @@ class Worker:
         # Flow control: the limits of this worker's kinds, sent with every claim so that
         # the store enforces them (every worker of a kind must declare the same limits).
         self._limits = tuple(
-            KindLimit(job.kind, job.concurrency)
+            KindLimit(
+                job.kind,
+                job.concurrency,
+                None if job.rate is None else job.rate[0],
+                None if job.rate is None else job.rate[1],
+            )
             for job in map(self.jobs.get, self.kinds)
-            if job is not None and job.concurrency is not None
+            if job is not None and (job.concurrency is not None or job.rate is not None)
         )
+        self._limits_checked = -1e9  # when --drain last asked whether limited runs are due
         preferred: int = getattr(queue, "claim_batch", DEFAULT_BATCH)
         self._batch = self.options.batch or preferred
         self._mutex = threading.Lock()
@@ -382,7 +388,18 @@ class Worker:
     def _drained(self, idle_claims: int) -> bool:
         with self._mutex:
             busy = bool(self._slots)
-        return not busy and idle_claims > 0 and not self._finished and not self._unsent
+        drained = not busy and idle_claims > 0 and not self._finished and not self._unsent
+        if drained and self._limits:
+            # An empty claim may only mean that limits hold due runs back (other workers'
+            # slots, a rate): drained once no run of a limited kind is due at all, asked
+            # (one aggregate read) at most once a second.
+            now = time.monotonic()
+            if now - self._limits_checked < 1.0:
+                return False
+            self._limits_checked = now
+            due = self.queue.run_counts().oldest_due
+            return not any(limit.kind in due for limit in self._limits)
+        return drained
 
     def _max_time_passed(self, now: float, began: float) -> bool:
         """Whether ``--max-time`` is up (measured from ``began``), and not yet acted on."""
@@ -399,6 +416,11 @@ class Worker:
         held = self._held
         free = room - held
         return free if free >= max(1, room // 2) or held == 0 else 0
+
+    def _limited_room(self) -> int:
+        """How many runs of limited kinds to claim now: the free slots, and as many again
+        ahead at most (a limited run held ahead keeps its key's slot while it waits here)."""
+        return max(0, 2 * self.options.concurrency - self._held)
 
     def _room(self) -> int:
         """How many runs to hold: the concurrency, and a batch ahead when jobs are quick."""
@@ -441,7 +463,12 @@ class Worker:
             return 0, False
         request = (
             ClaimRequest(
-                self.id, self.kinds, min(want, self._batch), self.options.lease, self._limits
+                self.id,
+                self.kinds,
+                min(want, self._batch),
+                self.options.lease,
+                self._limits,
+                self._limited_room() if self._limits else None,
             )
             if want
             else None

@@ -34,6 +34,7 @@ from runce.stores.queue import (
     STATS_CAP,
     AttemptRecord,
     Beat,
+    Bucket,
     ClaimRequest,
     Enqueued,
     Fence,
@@ -47,8 +48,13 @@ from runce.stores.queue import (
     RunStats,
     WorkerInfo,
     landed_of,
+    limited_want,
     pick_limited,
+    rate_room,
+    rated_kinds,
+    spent_buckets,
     split_claim,
+    started_groups,
     tally,
 )
 from runce.stores.schedules import Schedule, ScheduleDefinition
@@ -275,6 +281,7 @@ class _Runs:
         self.rows: dict[str, Run] = {}
         self.keys: dict[str, str] = {}  # idempotency key -> run id
         self.flow_keys: dict[str, str] = {}  # run id -> concurrency key (runs that have one)
+        self.buckets: dict[tuple[str, str | None], Bucket] = {}  # rate limits per (kind, key)
         self.attempts: list[AttemptRecord] = []
         self.workers: dict[str, WorkerInfo] = {}
         self.changed = threading.Condition()
@@ -363,7 +370,12 @@ class MemoryRunQueue:
                     due.append(run)
             due.sort(key=lambda r: (-r.priority, r.run_at, r.id))
             candidates = [(r.id, r.kind, flow_keys.get(r.id)) for r in due]
-            ids = pick_limited(candidates, running, limited, request.limit)
+            rated = rated_kinds(request)
+            buckets = self._runs.buckets
+            room = rate_room(rated, buckets, now) if rated else None
+            ids = pick_limited(candidates, running, limited, limited_want(request), room)
+            if rated:
+                buckets.update(spent_buckets(rated, buckets, started_groups(candidates, ids), now))
             claimed = [self._claimed(self._runs.rows[i], request, now) for i in ids]
             self._store(claimed)
             rest = request.limit - len(claimed)

@@ -389,11 +389,16 @@ def enqueue_answers(
 
 @dataclass(frozen=True, slots=True)
 class KindLimit:
-    """Flow control of one kind: at most ``concurrency`` of its runs running at once per
-    concurrency key (runs without a key share one count, the kind's)."""
+    """Flow control of one kind, per concurrency key (runs without a key share one count,
+    the kind's): at most ``concurrency`` of its runs running at once, and at most ``rate``
+    starts per ``per`` seconds with a burst of ``rate`` (a token bucket holding at most
+    ``rate`` starts, refilled at ``rate`` per ``per`` seconds: in any window of ``per``
+    seconds, at most ``2 * rate`` start)."""
 
     kind: str
-    concurrency: int
+    concurrency: int | None = None
+    rate: int | None = None
+    per: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +410,14 @@ class ClaimRequest:
     # The limits of the claimed kinds that have one (from the worker's jobs). A claim with
     # none takes the store's plain path; one with limits names its kinds.
     limits: tuple[KindLimit, ...] = ()
+    # At most this many runs of limited kinds (the worker's free slots): a limited run
+    # claimed ahead would hold a slot of its key while it waits in the worker.
+    room: int | None = None
+
+
+def limited_want(request: ClaimRequest) -> int:
+    """How many runs of limited kinds a claim takes at most."""
+    return request.limit if request.room is None else max(0, min(request.limit, request.room))
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,37 +434,114 @@ MAX_CONCURRENCY = 10_000
 
 
 def split_claim(request: ClaimRequest) -> tuple[dict[str, int], list[str]]:
-    """The limited kinds of a claim (kind to concurrency) and its unlimited kinds."""
+    """The limited kinds of a claim (kind to concurrency; a kind limited by rate alone gets
+    :data:`MAX_CONCURRENCY`) and its unlimited kinds."""
     if request.kinds is None:
         raise UsageError("a claim with flow-control limits must name its kinds")
-    limited = {limit.kind: limit.concurrency for limit in request.limits}
+    limited = {limit.kind: limit.concurrency or MAX_CONCURRENCY for limit in request.limits}
     return limited, [kind for kind in request.kinds if kind not in limited]
 
 
 Candidate = tuple[str, str, str | None]  # a due queued run: id, kind, concurrency key
+Group = tuple[str, str | None]  # (kind, concurrency key): what limits count
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A (kind, key)'s rate limit as stored: the starts it had left at ``at``."""
+
+    tokens: float
+    at: datetime
+
+
+def rated_kinds(request: ClaimRequest) -> dict[str, KindLimit]:
+    return {limit.kind: limit for limit in request.limits if limit.rate is not None}
+
+
+def _tokens(limit: KindLimit, bucket: Bucket | None, now: datetime) -> float:
+    rate, per = limit.rate or 0, limit.per or 1.0
+    if bucket is None:
+        return float(rate)  # a bucket starts full: the burst
+    elapsed = max(0.0, (now - bucket.at).total_seconds())
+    return min(float(rate), bucket.tokens + elapsed * rate / per)
+
+
+def rate_room(
+    rated: Mapping[str, KindLimit], buckets: Mapping[Group, Bucket], now: datetime
+) -> Callable[[Group], int]:
+    """How many runs of a (kind, key) may start now by its kind's rate (a kind without one:
+    no limit)."""
+
+    def room(group: Group) -> int:
+        limit = rated.get(group[0])
+        if limit is None:
+            return MAX_CONCURRENCY
+        return int(_tokens(limit, buckets.get(group), now) + 1e-9)
+
+    return room
+
+
+def spent_buckets(
+    rated: Mapping[str, KindLimit],
+    buckets: Mapping[Group, Bucket],
+    started: Mapping[Group, int],
+    now: datetime,
+) -> dict[Group, Bucket]:
+    """The buckets to store after ``started`` runs started per (kind, key) at ``now``."""
+    spent: dict[Group, Bucket] = {}
+    for group, count in started.items():
+        limit = rated.get(group[0])
+        if limit is not None and count:
+            left = _tokens(limit, buckets.get(group), now) - count
+            spent[group] = Bucket(max(0.0, left), now)
+    return spent
 
 
 def pick_limited(
     candidates: Sequence[Candidate],
-    running: Mapping[tuple[str, str | None], int],
+    running: Mapping[Group, int],
     limited: Mapping[str, int],
     want: int,
+    room: Callable[[Group], int] | None = None,
 ) -> list[str]:
     """The ids a limited claim takes: ``candidates`` in claim order (priority desc, run_at,
-    id), ``running`` the runs of each (kind, key) running under a live lease. Keys are
-    served in turn: every key's first due run before any key's second, and so on."""
-    rank: dict[tuple[str, str | None], int] = {}
-    ranked: list[tuple[int, int, str, tuple[str, str | None]]] = []
+    id), ``running`` the runs of each (kind, key) running under a live lease, ``room`` how
+    many of a (kind, key) its rate lets start now. Kinds and keys are served in turn: the
+    kinds take one run each in turn, and within a kind every key's first due run comes
+    before any key's second, and so on."""
+    rank: dict[Group, int] = {}
+    free: dict[Group, int] = {}
+    ranked: dict[str, list[tuple[int, int, str]]] = {}
     for position, (run_id, kind, key) in enumerate(candidates):
         group = (kind, key)
-        free = limited.get(kind, 0) - running.get(group, 0)
+        allowed = free.get(group)
+        if allowed is None:
+            allowed = limited.get(kind, 0) - running.get(group, 0)
+            if room is not None and allowed > 0:
+                allowed = min(allowed, room(group))
+            free[group] = allowed
         seen = rank.get(group, 0)
-        if seen >= free:
+        if seen >= allowed:
             continue
         rank[group] = seen + 1
-        ranked.append((seen, position, run_id, group))
-    ranked.sort()
-    return [run_id for _, _, run_id, _ in ranked[:want]]
+        ranked.setdefault(kind, []).append((seen, position, run_id))
+    turns: list[tuple[int, int, str]] = []
+    for picks in ranked.values():
+        picks.sort()
+        first = picks[0][1]  # a kind whose first due run comes first goes first each turn
+        turns += [(turn, first, run_id) for turn, (_, _, run_id) in enumerate(picks)]
+    turns.sort()
+    return [run_id for _, _, run_id in turns[:want]]
+
+
+def started_groups(candidates: Sequence[Candidate], ids: Sequence[str]) -> dict[Group, int]:
+    """How many of ``ids`` each (kind, key) of ``candidates`` holds."""
+    taken = set(ids)
+    counts: dict[Group, int] = {}
+    for run_id, kind, key in candidates:
+        if run_id in taken:
+            counts[kind, key] = counts.get((kind, key), 0) + 1
+    return counts
 
 
 Beat = Literal["ok", "cancel", "lost"]

@@ -44,7 +44,7 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from runce.errors import StoreUnavailable, UsageError
+from runce.errors import UsageError
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
@@ -53,11 +53,14 @@ from runce.stores.queue import (
     STATS_CAP,
     AttemptRecord,
     Beat,
+    Bucket,
     Candidate,
     ClaimRequest,
     Enqueued,
     Fence,
     FlowCount,
+    Group,
+    KindLimit,
     Landed,
     NewRun,
     Outcome,
@@ -70,8 +73,13 @@ from runce.stores.queue import (
     WorkerInfo,
     check_outcomes,
     landed_of,
+    limited_want,
     pick_limited,
+    rate_room,
+    rated_kinds,
+    spent_buckets,
     split_claim,
+    started_groups,
     tally,
 )
 
@@ -81,11 +89,13 @@ CANDIDATES = 1000  # due run ids read per look, claimed in order by the claims t
 CANDIDATES_FOR = 1.0  # seconds a look is trusted while the wake signal stays put
 WAKE_ID = "~wake"  # the wake signal's document in the workers collection
 # Flow control: due runs of the limited kinds a claim weighs at most (fairness between keys
-# holds among them), how long a claimer may hold a kind's lock before another may take it,
-# and how long a claimer waits for it.
+# holds among them), how long a claimer may hold the flow lock before another may take it,
+# and how long a claimer waits for it at most (less with a short lease: a quarter of it).
 FLOW_CANDIDATES = 1000
+FLOW_CANDIDATES_FOR = 3.0  # seconds a look is trusted (sorting the due runs is the cost)
 FLOW_LOCK_FOR = timedelta(seconds=10)
 FLOW_LOCK_WAIT = 30.0
+FLOW_LOCK_ID = "~flow"  # the lock's document in the workers collection
 _CLAIM_ORDER = [("priority", -1), ("runAt", 1), ("_id", 1)]
 _NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 _OLDEST_FIRST = [("createdAt", 1), ("_id", 1)]
@@ -311,33 +321,34 @@ class MongoRunQueue:
         self._schema.prepare()
         with self._conn.translated(f"claim runs for worker {claim.worker_id}"):
             cached = self._due_candidates(sorted(limited))
-            with self._flow_locks(sorted(limited)):
-                taken = self._claim_limited(claim, limited, cached)
+            # Waiting long for the locks would hand the worker runs it no longer trusts to
+            # start (their lease counted from its request): claim none this time instead.
+            wait = min(FLOW_LOCK_WAIT, claim.lease / 4)
+            with self._flow_lock(wait) as held:
+                taken = self._claim_limited(claim, limited, cached) if held else []
             rest = claim.limit - len(taken)
             if unlimited and rest > 0:
                 taken += self._claim(claim.worker_id, unlimited, rest, claim.lease)
         return done, taken
 
     @contextlib.contextmanager
-    def _flow_locks(self, kinds: list[str]) -> Iterator[None]:
-        """Hold the flow locks of ``kinds`` (taken in order, so two claimers never wait on
-        each other): one document per kind whose holder counts and claims alone. A holder
-        that died frees it when its ``until`` passes (:data:`FLOW_LOCK_FOR` seconds)."""
+    def _flow_lock(self, wait: float) -> Iterator[bool]:
+        """Hold the flow-control lock, one document for every limited kind (a claim then
+        takes one write to lock and one to unlock whatever its kinds), or yield False when it
+        stays held for ``wait`` seconds. A holder that died frees it when its ``until``
+        passes (:data:`FLOW_LOCK_FOR`)."""
         token = uuid.uuid4().hex
-        held: list[str] = []
+        held = self._take_flow_lock(FLOW_LOCK_ID, token, time.monotonic() + wait)
         try:
-            for kind in kinds:
-                self._take_flow_lock(f"~flow:{kind}", token)
-                held.append(f"~flow:{kind}")
-            yield
+            yield held
         finally:
-            for lock_id in held:
+            if held:
                 self._conn.workers.update_one(
-                    {"_id": lock_id, "holder": token}, {"$set": {"holder": None, "until": None}}
+                    {"_id": FLOW_LOCK_ID, "holder": token},
+                    {"$set": {"holder": None, "until": None}},
                 )
 
-    def _take_flow_lock(self, lock_id: str, token: str) -> None:
-        deadline = time.monotonic() + FLOW_LOCK_WAIT
+    def _take_flow_lock(self, lock_id: str, token: str, deadline: float) -> bool:
         pause = 0.001
         while True:
             now = self.now()
@@ -345,19 +356,25 @@ class MongoRunQueue:
             change = {"$set": {"holder": token, "until": _ms(now + FLOW_LOCK_FOR)}}
             try:
                 self._conn.workers.update_one(free, change, upsert=True)
-                return
+                return True
             except DuplicateKeyError:  # held: the filter missed, and the upsert met the _id
                 pass
             if time.monotonic() > deadline:
-                raise StoreUnavailable(
-                    f"the flow-control lock {lock_id!r} stayed held for {FLOW_LOCK_WAIT:g} s; "
-                    "the claim will be tried again"
-                )
+                return False  # the claim takes none of these kinds this time
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
 
+    def _buckets(self, rated: dict[str, KindLimit], rows: list[Candidate]) -> dict[Group, Bucket]:
+        """The rate buckets of the (kind, key)s among ``rows`` whose kind has a rate."""
+        groups = {(kind, key) for _, kind, key in rows if kind in rated}
+        if not groups:
+            return {}
+        ids = {_bucket_id(group): group for group in groups}
+        found = self._conn.workers.find({"_id": {"$in": list(ids)}})
+        return {ids[doc["_id"]]: Bucket(doc["tokens"], aware(doc["at"])) for doc in found}
+
     def _due_candidates(self, kinds: list[str]) -> _FlowCandidates:
-        """The due runs of limited ``kinds``, read at most once a second while the wake
+        """The due runs of limited ``kinds``, read at most every 3 seconds while the wake
         signal stays put, as on the plain path (outside the flow locks: a run another claimer
         took since is skipped by the update, which wants it still queued)."""
         now = self.now()
@@ -368,7 +385,7 @@ class MongoRunQueue:
             cached is None
             or not cached.rows
             or cached.signal != signal
-            or time.monotonic() - cached.read_at > CANDIDATES_FOR
+            or time.monotonic() - cached.read_at > FLOW_CANDIDATES_FOR
         ):
             due = {"kind": {"$in": kinds}, "state": "queued", "runAt": {"$lte": now}}
             found = self._runs.find(due, {"kind": 1, "concurrencyKey": 1})
@@ -385,13 +402,33 @@ class MongoRunQueue:
         now = self.now()
         kinds = sorted(limited)
         running: dict[tuple[str, str | None], int] = {}
-        alive = {"kind": {"$in": kinds}, "state": "running", "leaseExpiresAt": {"$gt": now}}
-        for doc in self._runs.find(alive, {"kind": 1, "concurrencyKey": 1}):
-            group = (doc["kind"], doc.get("concurrencyKey"))
-            running[group] = running.get(group, 0) + 1
-        ids = pick_limited(cached.rows, running, limited, claim.limit)
+        # One equality read per kind on its index, the leases checked here: a range or an
+        # $in in the filter costs some servers a scan, and this read holds the lock.
+        for kind in kinds:
+            found = self._runs.find(
+                {"kind": kind, "state": "running"}, {"concurrencyKey": 1, "leaseExpiresAt": 1}
+            )
+            for doc in found:
+                until = doc.get("leaseExpiresAt")
+                if isinstance(until, datetime) and aware(until) > now:
+                    group = (kind, doc.get("concurrencyKey"))
+                    running[group] = running.get(group, 0) + 1
+        rated = rated_kinds(claim)
+        room, buckets = None, {}
+        if rated:
+            buckets = self._buckets(rated, cached.rows)
+            room = rate_room(rated, buckets, now)
+        ids = pick_limited(cached.rows, running, limited, limited_want(claim), room)
         if not ids:
             return []
+        if rated:
+            started = started_groups(cached.rows, ids)
+            for group, bucket in spent_buckets(rated, buckets, started, now).items():
+                self._conn.workers.update_one(
+                    {"_id": _bucket_id(group)},
+                    {"$set": {"tokens": bucket.tokens, "at": bucket.at}},
+                    upsert=True,
+                )
         picked = set(ids)
         cached.rows = [row for row in cached.rows if row[0] not in picked]
         token = uuid.uuid4().hex
@@ -776,6 +813,11 @@ class MongoRunQueue:
 
 
 # --- documents ---------------------------------------------------------------------------------
+
+
+def _bucket_id(group: Group) -> str:
+    """The document of a (kind, key)'s rate bucket, in the workers collection."""
+    return "~rate:" + json.dumps(list(group))
 
 
 def _ms(moment: datetime) -> datetime:

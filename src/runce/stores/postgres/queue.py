@@ -85,6 +85,7 @@ from runce.stores.queue import (
     STATS_CAP,
     AttemptRecord,
     Beat,
+    Bucket,
     ClaimRequest,
     Enqueued,
     Fence,
@@ -99,9 +100,14 @@ from runce.stores.queue import (
     WorkerInfo,
     check_outcomes,
     enqueue_answers,
+    limited_want,
     outcome_rounds,
     pick_limited,
+    rate_room,
+    rated_kinds,
+    spent_buckets,
     split_claim,
+    started_groups,
     tally,
 )
 
@@ -645,11 +651,33 @@ def _claim_limited(conn: Connection, db: Database, request: ClaimRequest) -> lis
         most = min(max(limited.values()), request.limit)
         cursor.execute(db.sql("flow_candidates"), {"kinds": kinds, "most": most})
         candidates = cursor.fetchall()
-    ids = pick_limited(candidates, running, limited, request.limit)
+        rated = rated_kinds(request)
+        room, buckets = None, {}
+        if rated:
+            clock = cursor.execute(db.sql("flow_now")).fetchone()
+            assert clock is not None
+            now = clock[0]
+            cursor.execute(db.sql("flow_buckets"), {"kinds": sorted(rated)})
+            buckets = {
+                (kind, key or None): Bucket(tokens, at)
+                for kind, key, tokens, at in cursor.fetchall()
+            }
+            room = rate_room(rated, buckets, now)
+    ids = pick_limited(candidates, running, limited, limited_want(request), room)
     claimed: list[Run] = []
     if ids:
         params = {"worker_id": request.worker_id, "ids": ids, "lease": float(request.lease)}
         claimed = _runs(conn, db.sql("flow_claim"), params)
+        if rated:
+            spent = spent_buckets(rated, buckets, started_groups(candidates, ids), now)
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    db.sql("flow_bucket_put"),
+                    [
+                        {"kind": kind, "key": key or "", "tokens": b.tokens, "at": now}
+                        for (kind, key), b in spent.items()
+                    ],
+                )
     rest = request.limit - len(claimed)
     if unlimited and rest > 0:
         plain = ClaimRequest(request.worker_id, unlimited, rest, request.lease)

@@ -423,6 +423,20 @@ WHERE kind = ANY(%(kinds)s::text[])
   AND lease_expires_at > now()
 GROUP BY kind, concurrency_key;
 
+-- Rate limits: the clock once the kinds' locks are held (now() is the transaction's
+-- start, before their wait), the buckets of the limited kinds, and one stored after a claim.
+-- name: flow_now
+SELECT clock_timestamp();
+
+-- name: flow_buckets
+SELECT kind, concurrency_key, tokens, at FROM {schema}.flow_buckets
+WHERE kind = ANY(%(kinds)s::text[]);
+
+-- name: flow_bucket_put
+INSERT INTO {schema}.flow_buckets (kind, concurrency_key, tokens, at)
+VALUES (%(kind)s, %(key)s, %(tokens)s, %(at)s)
+ON CONFLICT (kind, concurrency_key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;
+
 -- A run's key and the runs of its (kind, key) running under a live lease.
 -- name: flow_of
 SELECT r.concurrency_key, (
@@ -450,15 +464,17 @@ SELECT id, kind, concurrency_key FROM (
 WHERE place <= %(most)s
 ORDER BY priority DESC, run_at, id;
 
+-- Stamped with the clock once the locks are held (as the rate buckets are), not with the
+-- transaction's start: a start is recorded when it was allowed.
 -- name: flow_claim
 UPDATE {schema}.runs
 SET state = 'running',
     attempt = attempt + 1,
     claimed_by = %(worker_id)s,
-    claimed_at = now(),
-    started_at = now(),
-    lease_expires_at = now() + make_interval(secs => %(lease)s),
-    updated_at = now(),
+    claimed_at = clock_timestamp(),
+    started_at = clock_timestamp(),
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s),
+    updated_at = clock_timestamp(),
     progress = NULL,
     progress_message = NULL
 WHERE id = ANY(%(ids)s::text[])

@@ -34,6 +34,7 @@ from runce.stores.queue import (
     STATS_CAP,
     AttemptRecord,
     Beat,
+    Bucket,
     ClaimRequest,
     Enqueued,
     Fence,
@@ -48,9 +49,14 @@ from runce.stores.queue import (
     WorkerInfo,
     check_outcomes,
     enqueue_answers,
+    limited_want,
     outcome_rounds,
     pick_limited,
+    rate_room,
+    rated_kinds,
+    spent_buckets,
     split_claim,
+    started_groups,
     tally,
 )
 from runce.stores.sqlite import schema
@@ -501,7 +507,16 @@ def _claim_limited(conn: sqlite3.Connection, request: ClaimRequest, now: str) ->
     most = min(max(limited.values()), request.limit)
     params = {"kinds": kinds, "now": now, "most": most}
     candidates = cursor.execute(query("flow_candidates"), params).fetchall()
-    ids = pick_limited(candidates, running, limited, request.limit)
+    rated = rated_kinds(request)
+    room, buckets, at = None, {}, run_time(now)
+    if rated:
+        rows = cursor.execute(query("flow_buckets"), {"kinds": json.dumps(sorted(rated))})
+        buckets = {
+            (kind, key or None): Bucket(tokens, run_time(when))
+            for kind, key, tokens, when in rows.fetchall()
+        }
+        room = rate_room(rated, buckets, at)
+    ids = pick_limited(candidates, running, limited, limited_want(request), room)
     claimed: list[Run] = []
     if ids:
         claim = {
@@ -511,6 +526,15 @@ def _claim_limited(conn: sqlite3.Connection, request: ClaimRequest, now: str) ->
             "now": now,
         }
         claimed = _fetch_runs(conn, "flow_claim", claim)
+        if rated:
+            spent = spent_buckets(rated, buckets, started_groups(candidates, ids), at)
+            cursor.executemany(
+                query("flow_bucket_put"),
+                [
+                    {"kind": kind, "key": key or "", "tokens": b.tokens, "at": now}
+                    for (kind, key), b in spent.items()
+                ],
+            )
     rest = request.limit - len(claimed)
     if unlimited and rest > 0:
         plain = ClaimRequest(request.worker_id, unlimited, rest, request.lease)

@@ -75,6 +75,16 @@ WHERE kind IN (SELECT value FROM json_each(:kinds))
   AND lease_expires_at > :now
 GROUP BY kind, concurrency_key;
 
+-- Rate limits: the buckets of the limited kinds, and one stored after a claim.
+-- name: flow_buckets
+SELECT kind, concurrency_key, tokens, at FROM runce_flow_buckets
+WHERE kind IN (SELECT value FROM json_each(:kinds));
+
+-- name: flow_bucket_put
+INSERT INTO runce_flow_buckets (kind, concurrency_key, tokens, at)
+VALUES (:kind, :key, :tokens, :at)
+ON CONFLICT (kind, concurrency_key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;
+
 -- A run's key and the runs of its (kind, key) running under a live lease.
 -- name: flow_of
 SELECT r.concurrency_key, (
