@@ -81,7 +81,9 @@ def main() -> int:
     args = parser.parse_args()
     plain: list[float] = []
     limited: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="runce-flow-bench-") as folder:
+    with tempfile.TemporaryDirectory(
+        prefix="runce-flow-bench-", ignore_cleanup_errors=True
+    ) as folder:
         for _ in range(args.rounds):
             plain.append(_round(args.store, args.runs, False, Path(folder)))
             limited.append(_round(args.store, args.runs, True, Path(folder)))

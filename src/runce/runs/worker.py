@@ -417,11 +417,6 @@ class Worker:
         free = room - held
         return free if free >= max(1, room // 2) or held == 0 else 0
 
-    def _limited_room(self) -> int:
-        """How many runs of limited kinds to claim now: the free slots, and as many again
-        ahead at most (a limited run held ahead keeps its key's slot while it waits here)."""
-        return max(0, 2 * self.options.concurrency - self._held)
-
     def _room(self) -> int:
         """How many runs to hold: the concurrency, and a batch ahead when jobs are quick."""
         ahead = self._batch if self._quick() else 0
@@ -468,7 +463,6 @@ class Worker:
                 min(want, self._batch),
                 self.options.lease,
                 self._limits,
-                self._limited_room() if self._limits else None,
             )
             if want
             else None

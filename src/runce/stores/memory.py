@@ -56,6 +56,7 @@ from runce.stores.queue import (
     split_claim,
     started_groups,
     tally,
+    unbound,
 )
 from runce.stores.schedules import Schedule, ScheduleDefinition
 from runce.stores.tokens import NewToken, Token
@@ -368,9 +369,11 @@ class MemoryRunQueue:
                     running[group] = running.get(group, 0) + 1
                 elif run.state == "queued" and run.run_at <= now:
                     due.append(run)
+            rated = rated_kinds(request)
+            unbound(limited, unlimited, running, rated, limited_want(request))
+            due = [r for r in due if r.kind in limited]
             due.sort(key=lambda r: (-r.priority, r.run_at, r.id))
             candidates = [(r.id, r.kind, flow_keys.get(r.id)) for r in due]
-            rated = rated_kinds(request)
             buckets = self._runs.buckets
             room = rate_room(rated, buckets, now) if rated else None
             ids = pick_limited(candidates, running, limited, limited_want(request), room)

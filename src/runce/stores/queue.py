@@ -497,6 +497,25 @@ def spent_buckets(
     return spent
 
 
+def unbound(
+    limited: dict[str, int],
+    unlimited: list[str],
+    running: Mapping[Group, int],
+    rated: Mapping[str, KindLimit],
+    want: int,
+) -> None:
+    """Move to ``unlimited`` the kinds whose limit this claim cannot reach (its running runs
+    of every key together, plus every run it may take, stay within it; no rate): they are
+    claimed the plain way, in claim order, at the plain path's cost."""
+    totals: dict[str, int] = {}
+    for (kind, _key), count in running.items():
+        totals[kind] = totals.get(kind, 0) + count
+    for kind, concurrency in list(limited.items()):
+        if kind not in rated and totals.get(kind, 0) + want <= concurrency:
+            del limited[kind]
+            unlimited.append(kind)
+
+
 def pick_limited(
     candidates: Sequence[Candidate],
     running: Mapping[Group, int],

@@ -86,6 +86,7 @@ from runce.stores.queue import (
     AttemptRecord,
     Beat,
     Bucket,
+    Candidate,
     ClaimRequest,
     Enqueued,
     Fence,
@@ -109,6 +110,7 @@ from runce.stores.queue import (
     split_claim,
     started_groups,
     tally,
+    unbound,
 )
 
 T = TypeVar("T")
@@ -648,10 +650,13 @@ def _claim_limited(conn: Connection, db: Database, request: ClaimRequest) -> lis
             cursor.execute(db.sql("flow_lock"), {"key": f"{schema}.{kind}"})
         cursor.execute(db.sql("flow_running"), {"kinds": kinds})
         running = {(kind, key): count for kind, key, count in cursor.fetchall()}
-        most = min(max(limited.values()), request.limit)
-        cursor.execute(db.sql("flow_candidates"), {"kinds": kinds, "most": most})
-        candidates = cursor.fetchall()
         rated = rated_kinds(request)
+        unbound(limited, unlimited, running, rated, limited_want(request))
+        candidates: list[Candidate] = []
+        if limited:
+            most = min(max(limited.values()), request.limit)
+            cursor.execute(db.sql("flow_candidates"), {"kinds": sorted(limited), "most": most})
+            candidates = cursor.fetchall()
         room, buckets = None, {}
         if rated:
             clock = cursor.execute(db.sql("flow_now")).fetchone()

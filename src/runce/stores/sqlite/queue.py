@@ -35,6 +35,7 @@ from runce.stores.queue import (
     AttemptRecord,
     Beat,
     Bucket,
+    Candidate,
     ClaimRequest,
     Enqueued,
     Fence,
@@ -58,6 +59,7 @@ from runce.stores.queue import (
     split_claim,
     started_groups,
     tally,
+    unbound,
 )
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
@@ -504,10 +506,13 @@ def _claim_limited(conn: sqlite3.Connection, request: ClaimRequest, now: str) ->
     kinds = json.dumps(sorted(limited))
     counted = cursor.execute(query("flow_running"), {"kinds": kinds, "now": now}).fetchall()
     running = {(kind, key): count for kind, key, count in counted}
-    most = min(max(limited.values()), request.limit)
-    params = {"kinds": kinds, "now": now, "most": most}
-    candidates = cursor.execute(query("flow_candidates"), params).fetchall()
     rated = rated_kinds(request)
+    unbound(limited, unlimited, running, rated, limited_want(request))
+    candidates: list[Candidate] = []
+    if limited:
+        most = min(max(limited.values()), request.limit)
+        params = {"kinds": json.dumps(sorted(limited)), "now": now, "most": most}
+        candidates = cursor.execute(query("flow_candidates"), params).fetchall()
     room, buckets, at = None, {}, run_time(now)
     if rated:
         rows = cursor.execute(query("flow_buckets"), {"kinds": json.dumps(sorted(rated))})

@@ -97,20 +97,24 @@ SELECT r.concurrency_key, (
 FROM runce_runs AS r
 WHERE r.id = :run_id;
 
--- ... the first :most due queued runs of each (kind, key), in claim order ...
+-- ... the first :most due queued runs of each (kind, key) with queued runs, each key read
+-- in claim order from its own range of the index (no sort of the whole backlog) ...
 -- name: flow_candidates
-SELECT id, kind, concurrency_key FROM (
-    SELECT id, kind, concurrency_key, priority, run_at,
-           row_number() OVER (
-               PARTITION BY kind, concurrency_key ORDER BY priority DESC, run_at, id
-           ) AS place
-    FROM runce_runs INDEXED BY runce_runs_flow
-    WHERE kind IN (SELECT value FROM json_each(:kinds))
+SELECT r.id, r.kind, r.concurrency_key
+FROM (
+    SELECT DISTINCT kind, concurrency_key FROM runce_runs INDEXED BY runce_runs_flow
+    WHERE kind IN (SELECT value FROM json_each(:kinds)) AND state = 'queued'
+) AS g
+JOIN runce_runs AS r ON r.id IN (
+    SELECT id FROM runce_runs INDEXED BY runce_runs_flow
+    WHERE kind = g.kind
       AND state = 'queued'
+      AND concurrency_key IS g.concurrency_key
       AND run_at <= :now
+    ORDER BY priority DESC, run_at, id
+    LIMIT :most
 )
-WHERE place <= :most
-ORDER BY priority DESC, run_at, id;
+ORDER BY r.priority DESC, r.run_at, r.id;
 
 -- ... and the ones picked (:ids), claimed.
 -- name: flow_claim
