@@ -378,6 +378,19 @@ def test_status_and_workers_show_the_limit_and_why_a_run_waits(tmp_path: Path) -
         assert as_json["limit"] == "concurrency 1"
         running = json.loads(space.runce("runs", "status", first, "--json").stdout)
         assert (running["state"], running["waiting"]) == ("running", None)
+        # A run with a key of its own is counted apart, so it does not wait.
+        own = space.runce(
+            "runs", "enqueue", "flow.held", "--input", "{}", "--concurrency-key", "apart"
+        )
+        assert own.returncode == 0, output_of(own)
+        for _ in range(300):
+            mine = json.loads(space.runce("runs", "status", own.stdout.strip(), "--json").stdout)
+            if mine["state"] == "succeeded":
+                break
+            assert mine["waiting"] is None, mine
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run with a key of its own never ran")
         workers = space.runce("workers")
         assert "limit of flow.keyed: concurrency 2 per customer" in workers.stdout, workers.stdout
         assert "limit of flow.held: concurrency 1" in workers.stdout

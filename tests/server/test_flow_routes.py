@@ -81,3 +81,17 @@ def test_a_remote_claim_keeps_its_rate(api: Api) -> None:
         body = {"worker_id": "w1", "lease": 30, "kinds": ["k"], "limits": [limit]}
         response = api.call("POST", "/v1/runs:claim", "worker", json=body)
         assert response.status_code == 422, (limit, response.text)
+
+
+def test_an_enqueue_may_set_the_runs_key(api: Api, limited: None) -> None:
+    # The job's key would be the customer; the runs' own keys put both under "batch".
+    api.enqueue(kind="flow.api", input={"customer": "a"}, concurrency_key="batch")
+    api.enqueue(kind="flow.api", input={"customer": "b"}, concurrency_key="batch")
+    limits = [{"kind": "flow.api", "concurrency": 1}]
+    assert len(_claim(api, kinds=["flow.api"], limits=limits)) == 1
+    assert _claim(api, kinds=["flow.api"], limits=limits) == []
+    for bad in ("", "x" * 201, "a\u0000b", 5):
+        response = api.call(
+            "POST", "/v1/runs", json={"kind": "flow.api", "input": {}, "concurrency_key": bad}
+        )
+        assert response.status_code == 422, (bad, response.text)

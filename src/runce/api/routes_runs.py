@@ -98,6 +98,7 @@ def enqueue(
             project_id=body.project_id,
             correlation_id=body.correlation_id,
             trace_context=_trace_context(traceparent, tracestate),
+            concurrency_key=body.concurrency_key,
         )
     except InvalidInput as exc:
         errors = field_errors([{"loc": ["input", *e["loc"]], "msg": e["msg"]} for e in exc.errors])

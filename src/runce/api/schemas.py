@@ -228,6 +228,11 @@ class EnqueueRequest(_Model):
     max_attempts: Annotated[Count, Field(ge=1, le=MAX_ATTEMPTS)] | None = None
     priority: Annotated[Count, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
     correlation_id: Text | None = None
+    concurrency_key: Text | None = Field(
+        default=None,
+        description="the run's key for its job's flow-control limits, instead of the one "
+        "its job's concurrency_key gives",
+    )
 
 
 class FlowModel(_Answer):

@@ -105,6 +105,7 @@ class Runs(Protocol):
         max_attempts: int | None = None,
         priority: int = 0,
         project_id: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Run: ...
 
     def get_run(self, run_id: str) -> Run: ...
@@ -163,6 +164,7 @@ class LocalRuns:
         max_attempts: int | None = None,
         priority: int = 0,
         project_id: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Run:
         return self._api.enqueue(
             kind,
@@ -173,6 +175,7 @@ class LocalRuns:
             priority=priority,
             project_id=project_id,
             config=self._config,
+            concurrency_key=concurrency_key,
         )
 
     def get_run(self, run_id: str) -> Run:

@@ -306,6 +306,11 @@ def runs() -> None:
     show_default=True,
     help="Higher runs first (-1,000,000 to 1,000,000).",
 )
+@click.option(
+    "--concurrency-key",
+    metavar="KEY",
+    help="The run's key for its job's flow-control limits (instead of its job's).",
+)
 @click.option("--any-kind", is_flag=True, help="Enqueue a kind no job in worker.handlers has.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_enqueue(
@@ -321,6 +326,7 @@ def runs_enqueue(
     max_attempts: int | None,
     run_at: str | None,
     priority: int,
+    concurrency_key: str | None,
     any_kind: bool,
     as_json: bool,
 ) -> None:
@@ -338,6 +344,7 @@ def runs_enqueue(
         max_attempts=max_attempts,
         priority=priority,
         project_id=project,
+        concurrency_key=concurrency_key,
     )
     if as_json:
         output.echo_json(_run_dict(run))
