@@ -213,9 +213,13 @@ class LocalRuns:
 
     def limits(self) -> dict[str, str]:
         """The flow-control limit of each job of worker.handlers that has one, by kind."""
+        from runce.errors import ConfigError
         from runce.runs.service import limit_text
 
-        jobs = self._api.service(self._config).jobs
+        try:
+            jobs = self._api.service(self._config).jobs
+        except ConfigError:  # job modules this machine cannot import: no limits to show
+            return {}
         found = {kind: limit_text(jobs.get(kind)) for kind in jobs.kinds()}
         return {kind: text for kind, text in found.items() if text}
 
