@@ -54,6 +54,7 @@ if _TYPE_CHECKING:
     from runce.api.async_client import AsyncClient  # needs httpx: nurv-runce[client]
     from runce.api.client import Client  # needs httpx: nurv-runce[client]
     from runce.config import Config, define_config, load_config
+    from runce.domain.runs import Run, Unreadable
     from runce.runs.api import (
         acancel_run,
         aenqueue,
@@ -83,7 +84,6 @@ if _TYPE_CHECKING:
     from runce.runs.secret_field import Secret
     from runce.runs.service import RunPage
     from runce.runs.worker import WorkerSummary
-    from runce.stores.queue import Run, Unreadable
     from runce.tasks.api import (
         StatusReport,
         alist_applied,

@@ -1,4 +1,4 @@
-"""Finding, reading and validating configuration (CF-1, CF-2, CF-3).
+"""Finding, reading and validating configuration (docs/configuration.md).
 
 A configuration is found in the current directory or a parent, in this order:
 ``runce.toml``, ``[tool.runce]`` in ``pyproject.toml``, ``runce_config.py`` (exporting
@@ -28,7 +28,8 @@ from runce.stores.base import StoreSpec
 from runce.stores.registry import is_builtin, known_types, scheme_of
 
 DEFAULT_STORE_URL = "sqlite:///.runce/runce.db"
-# Keys masked in runce's logs and run errors unless worker.redact says otherwise (R-8).
+# Keys masked in runce's logs and run errors unless worker.redact says otherwise
+# (docs/runs.md#secrets).
 DEFAULT_REDACT: tuple[str, ...] = (
     "password",
     "passwd",
@@ -962,7 +963,7 @@ def _put_first_on_path(directory: Path) -> None:
 
 
 def load_services(config: Config) -> Any:
-    """Call the ``services`` factory (CF-3); None when none is configured."""
+    """Call the ``services`` factory (docs/configuration.md); None when none is configured."""
     if config.services is None:
         return None
     target = import_object(config.services, f"{config.source}: services")
@@ -1012,7 +1013,8 @@ def resolve_config(config: ConfigArg = None, **overrides: Any) -> Config:
 
 
 class ServiceFactory:
-    """Makes ``ctx.services`` once, on first use, from whichever thread asks first (CF-3)."""
+    """Makes ``ctx.services`` once, on first use, from whichever thread asks first
+    (docs/configuration.md)."""
 
     def __init__(self, config: Config) -> None:
         self._config = config

@@ -1,5 +1,6 @@
 """OpenTelemetry spans for enqueues, run attempts and once tasks, and the W3C trace context
-that carries a trace from the code that enqueues a run to the worker that runs it (O-1).
+that carries a trace from the code that enqueues a run to the worker that runs it
+(docs/observability.md).
 
 Only ``opentelemetry-api`` is used (the extra ``nurv-runce[otel]``); the SDK, its exporters
 and sampling stay the application's choice. runce traces in a process where the application

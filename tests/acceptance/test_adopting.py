@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from runce.config import resolve_config
-from runce.stores.base import AppliedRecord
+from runce.domain.tasks import AppliedRecord
 from runce.tasks.api import opened_store
 from tests.acceptance.conftest import RUNCE, Workspace, all_lines, clean_env, output_of
 from tests.stores.records import finished, started

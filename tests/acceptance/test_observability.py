@@ -18,8 +18,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from runce.domain.runs import RUN_STATES, RunFilter, WorkerInfo
 from runce.runs import api as runs_api
-from runce.stores.queue import RUN_STATES, RunFilter, WorkerInfo
 from tests.acceptance.conftest import RUNCE, Workspace, clean_env, output_of
 from tests.acceptance.test_serve import Server, _bearer, _free_port
 

@@ -69,14 +69,9 @@ def _queue_stores() -> list[str]:
     import importlib.util
 
     names = ["sqlite"]
-    for name, module, attr in (
-        ("postgres", "runce.stores.postgres", "PostgresStore"),
-        ("mongo", "runce.stores.mongo", "MongoStore"),
-    ):
+    for name, module in (("postgres", "runce.stores.postgres"), ("mongo", "runce.stores.mongo")):
         if importlib.util.find_spec(module):
-            store_class = getattr(importlib.import_module(module), attr, None)
-            if store_class is not None and hasattr(store_class, "runs"):
-                names.append(name)
+            names.append(name)
     return names
 
 

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from runce.api.remote_queue import HttpRunQueue
+from runce.domain.runs import ClaimRequest, Fence, NewRun, Outcome, RunFilter
 from runce.errors import ServerUnavailable, UnsupportedFeature
-from runce.stores.queue import ClaimRequest, Fence, NewRun, Outcome, RunFilter, RunQueue
+from runce.stores.queue import RunQueue
 from tests.client.conftest import Server, free_port
 
 LEASE = 0.3
@@ -158,7 +159,7 @@ def test_what_a_remote_worker_may_not_do_is_one_sentence(server: Server) -> None
 
 
 def test_workers_and_the_clock_come_from_the_server(server: Server) -> None:
-    from runce.stores.queue import WorkerInfo
+    from runce.domain.runs import WorkerInfo
 
     queue = _queue(server)
     now = queue.now()

@@ -7,8 +7,8 @@ import pytest
 from runce.api import tokens
 from runce.api.ratelimit import RateLimiter
 from runce.config import Rate, load_config
+from runce.domain.tokens import Token
 from runce.errors import ConfigError, UsageError
-from runce.stores.tokens import Token
 from runce.timeutil import utcnow
 
 

@@ -7,8 +7,9 @@ from dataclasses import replace
 from datetime import timedelta
 
 from runce._version import __version__
-from runce.stores.base import AppliedRecord, Attempt
-from runce.stores.liveness import Owner, current_owner
+from runce.domain.locks import Owner
+from runce.domain.tasks import AppliedRecord, Attempt
+from runce.stores.liveness import current_owner
 from runce.timeutil import utcnow
 
 

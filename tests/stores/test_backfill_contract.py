@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from runce.domain.tasks import Checkpoint
 from runce.errors import LockLost
-from runce.stores.base import Checkpoint, Store
+from runce.stores.base import Store
 from runce.stores.liveness import current_owner
 from runce.timeutil import utcnow
 from tests.stores.conftest import StoreMaker

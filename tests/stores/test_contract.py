@@ -11,9 +11,10 @@ from datetime import UTC, timedelta
 
 import pytest
 
+from runce.domain.locks import Owner
 from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature
 from runce.stores.base import Lock, Store, TaskTracker
-from runce.stores.liveness import Owner, current_owner, this_machine
+from runce.stores.liveness import current_owner, this_machine
 from tests.stores.conftest import StoreMaker
 from tests.stores.records import applied_for, finished, started
 

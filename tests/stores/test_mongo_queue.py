@@ -17,11 +17,11 @@ from typing import Any
 import pymongo
 import pytest
 
+from runce.domain.runs import NewRun, Outcome, RunFilter
 from runce.errors import SchemaError, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.mongo import MongoStore, open_store
 from runce.stores.mongo.schema import LATEST, MIGRATIONS
-from runce.stores.queue import NewRun, Outcome, RunFilter
 
 pytestmark = pytest.mark.mongo
 

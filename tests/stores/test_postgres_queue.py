@@ -24,12 +24,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from runce.domain.runs import ClaimRequest, NewRun, Outcome, RunFilter, run_after
 from runce.errors import SchemaError, StoreError, StoreUnavailable, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.postgres import PostgresStore, open_store
 from runce.stores.postgres.queries import latest_version, query
 from runce.stores.postgres.queue import RUNS_VERSION, channel_of
-from runce.stores.queue import ClaimRequest, NewRun, Outcome, RunFilter, run_after
 from tests import services
 from tests.acceptance.conftest import clean_env
 

@@ -18,8 +18,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from runce.domain.locks import Lease
 from runce.errors import ConfigError, LockLost, SchemaError, StoreError, StoreUnavailable
-from runce.stores.base import Lease, StoreSpec
+from runce.stores.base import StoreSpec
 from runce.stores.liveness import current_owner
 from runce.stores.postgres import PostgresStore, open_store
 from runce.stores.postgres.lock import application_name

@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 
-from runce.stores.base import Store
-from runce.stores.queue import (
+from runce.domain.runs import (
     ClaimRequest,
     Fence,
     NewRun,
     Outcome,
     Run,
     RunFilter,
-    RunQueue,
     WorkerInfo,
     run_after,
 )
+from runce.stores.base import Store
+from runce.stores.queue import RunQueue
 from tests.stores.conftest import BACKENDS, StoreMaker
 
 # Stores with a run queue (the file store has none, by design); a store joins this list
@@ -39,7 +39,7 @@ def qmaker(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[StoreMaker
     from runce.stores import memory
 
     made = BACKENDS[request.param](request, tmp_path)
-    if not hasattr(made.open(), "runs"):
+    if made.open().runs is None:
         made.close_all()
         pytest.fail(f"the {request.param} store has no run queue")
     yield made

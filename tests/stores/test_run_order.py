@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from runce.domain.runs import Run, RunFilter, RunOrder
 from runce.errors import UsageError
 from runce.runs.service import RunService
-from runce.stores.queue import Run, RunFilter, RunOrder, RunQueue
+from runce.stores.queue import RunQueue
 from tests.stores.conftest import StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS, _runs, new
 

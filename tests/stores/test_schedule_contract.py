@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from runce.stores.schedules import ScheduleDefinition, ScheduleStore
+from runce.domain.schedules import ScheduleDefinition
+from runce.stores.schedules import ScheduleStore
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS
 

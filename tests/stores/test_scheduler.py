@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from runce.domain.runs import RunFilter
 from runce.errors import UnknownSchedule, UsageError
 from runce.runs.jobs import Job, JobRegistry
 from runce.runs.scheduler import Scheduler, set_enabled, tick_key
 from runce.runs.schedules import ScheduleSpec
 from runce.runs.service import RunService
-from runce.stores.queue import RunFilter, RunQueue
+from runce.stores.queue import RunQueue
 from runce.stores.schedules import ScheduleStore
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from runce.domain.runs import NewRun, Outcome, run_after
 from runce.errors import SchemaError, StoreError, UsageError
 from runce.stores.base import StoreSpec
-from runce.stores.queue import NewRun, Outcome, run_after
 from runce.stores.sqlite import SQLiteStore, open_store
 from runce.stores.sqlite.queries import latest_version, migration_names, migration_sql
 from tests.stores.records import applied_for, finished, started
@@ -318,7 +318,7 @@ def test_processes_enqueueing_and_claiming_at_once_never_lock_or_share(tmp_path:
 
 
 def _every_run(store: SQLiteStore) -> list[Any]:
-    from runce.stores.queue import RunFilter
+    from runce.domain.runs import RunFilter
 
     runs: list[Any] = []
     after = None
@@ -461,7 +461,7 @@ def test_attempts_read_from_a_file_at_schema_7_have_no_traceback_until_it_is_upg
 
 
 def test_reads_on_a_missing_file_create_nothing(make: Make, tmp_path: Path) -> None:
-    from runce.stores.queue import RunFilter
+    from runce.domain.runs import RunFilter
 
     queue = make().runs
     assert queue.get("x") is None

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from runce.domain.locks import Lease, Owner
 from runce.errors import ConfigError, LockLost, SchemaError, StoreUnavailable
-from runce.stores.base import Lease, StoreSpec
-from runce.stores.liveness import Owner, current_owner
+from runce.stores.base import StoreSpec
+from runce.stores.liveness import current_owner
 from runce.stores.sqlite import SQLiteStore, open_store
 from runce.stores.sqlite.connection import Database, DatabaseBusy
 from runce.stores.sqlite.queries import latest_version, migration_names, split_statements

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from runce.domain.runs import Outcome
 from runce.errors import UsageError
-from runce.stores.queue import Outcome, RunQueue
+from runce.stores.queue import RunQueue
 from tests.stores.test_queue_contract import new, qmaker, queue  # noqa: F401 - fixtures
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from runce.domain.tokens import NewToken
 from runce.errors import UsageError
 from runce.stores.registry import open_store
-from runce.stores.tokens import NewToken, TokenStore
+from runce.stores.tokens import TokenStore
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS
 
@@ -149,4 +150,6 @@ def test_the_file_store_keeps_no_tokens(tmp_path: Any) -> None:
     from runce.stores.base import StoreSpec
 
     store = open_store(StoreSpec(type="file", url=f"file://{tmp_path / 'a.jsonl'}"))
-    assert getattr(store, "tokens", None) is None
+    assert store.tokens is None
+    assert store.runs is None
+    assert store.schedules is None

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 import runce
+from runce.domain.runs import Fence, NewRun, Run
 from runce.errors import UsageError
 from runce.runs.jobs import Job, JobRegistry
 from runce.runs.worker import TRANSACTIONAL_NEEDS_SQL, Worker, WorkerOptions
 from runce.stores import memory
 from runce.stores.base import Store
-from runce.stores.queue import Fence, NewRun, Run, RunQueue, TransactionalRunQueue
+from runce.stores.queue import RunQueue, TransactionalRunQueue
 from tests.stores.conftest import BACKENDS, StoreMaker
 
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner, Result
 
 from runce.cli import output
 from runce.cli.main import cli
+from runce.domain.runs import WorkerInfo
 from runce.runs import api
 from runce.stores import memory
-from runce.stores.queue import WorkerInfo
 
 
 @pytest.fixture

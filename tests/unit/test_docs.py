@@ -24,8 +24,8 @@ def test_the_configuration_table_matches_the_keys() -> None:
 
 
 def test_the_public_names_are_exactly_the_curated_ones() -> None:
-    modules = {"api", "cli", "config", "contrib", "errors", "errortext", "runs", "stores"}
-    modules |= {"tasks", "timeutil", "tracing", "transaction"}
+    modules = {"api", "cli", "config", "contrib", "domain", "errors", "errortext", "runs"}
+    modules |= {"stores", "tasks", "timeutil", "tracing", "transaction"}
     for name in runce.__all__:
         assert getattr(runce, name) is not None, name
     exported = {name for name in dir(runce) if not name.startswith("_")}
@@ -34,6 +34,6 @@ def test_the_public_names_are_exactly_the_curated_ones() -> None:
 
 def test_the_cli_state_choices_are_the_run_states() -> None:
     from runce.cli.runs import STATES
-    from runce.stores.queue import RUN_STATES
+    from runce.domain.runs import RUN_STATES
 
     assert STATES == RUN_STATES

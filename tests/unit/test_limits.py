@@ -14,9 +14,9 @@ import pytest
 
 import runce
 from runce.config import KEYS, load_config
+from runce.domain.locks import Lease
 from runce.errors import ConfigError, StoreError, UsageError
 from runce.stores import memory
-from runce.stores.base import Lease
 from runce.stores.liveness import current_owner
 from runce.stores.registry import open_store
 from runce.tasks.lease import LeaseKeeper

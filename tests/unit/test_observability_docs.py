@@ -16,13 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runce.api.metrics import StoreCollector, registry_of
 from runce.config import resolve_config
+from runce.domain.runs import RUN_STATES
 from runce.runs.events import EventBus
 from runce.runs.jobs import Job, JobRegistry
 from runce.runs.metrics import WorkerMetrics
 from runce.runs.service import RunService
 from runce.runs.worker import OUTCOME_NAMES, Worker, WorkerOptions
 from runce.stores import memory
-from runce.stores.queue import RUN_STATES
 from runce.tasks.states import TaskState
 
 ROOT = Path(__file__).parents[2]

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 import runce
+from runce.domain.schedules import ScheduleDefinition
 from runce.errors import UsageError
 from runce.runs import api
 from runce.runs.jobs import registry as jobs
 from runce.runs.schedules import ScheduleSpec, check_handled
 from runce.runs.schedules import registry as schedules
-from runce.stores.schedules import ScheduleDefinition
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from runce.domain.runs import NewRun, Run
 from runce.errors import IdempotencyConflict, IllegalTransition, NonRetryable, UnknownRun
 from runce.runs.events import Event, EventBus
 from runce.runs.jobs import Job, JobRegistry
 from runce.runs.service import RunService, backoff_delay
 from runce.runs.worker import Worker, WorkerOptions
 from runce.stores import memory
-from runce.stores.queue import NewRun, Run
 
 
 @pytest.fixture
@@ -526,7 +526,7 @@ def test_an_outcome_whose_lease_was_lost_is_dropped_and_logged(
     service: RunService,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from runce.stores.queue import Outcome
+    from runce.domain.runs import Outcome
 
     _register(jobs, "x", lambda params: 1)
     run = service.enqueue("x", {})
@@ -542,7 +542,7 @@ def test_an_outcome_whose_lease_was_lost_is_dropped_and_logged(
 def test_a_claim_alone_keeps_the_outcomes_held_back_for_a_fuller_batch(
     store: memory.MemoryStore, jobs: JobRegistry, bus: EventBus, service: RunService
 ) -> None:
-    from runce.stores.queue import Outcome
+    from runce.domain.runs import Outcome
 
     _register(jobs, "x", lambda params: 1)
     service.enqueue_many("x", [{}, {}, {}])

@@ -1,4 +1,4 @@
-"""``create_app(config)``: the FastAPI application ``runce serve`` runs (A-1).
+"""``create_app(config)``: the FastAPI application ``runce serve`` runs (docs/http-api.md).
 
 The store is opened once per process (:func:`runce.runs.api.shared_store`) and shared by
 every request; routes are plain ``def`` functions that FastAPI runs on its thread pool,

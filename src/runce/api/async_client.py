@@ -40,10 +40,10 @@ from runce.api.client import (
 )
 from runce.api.retries import RETRY_STATUSES, RetryPolicy
 from runce.api.schemas import AttemptModel, ScheduleModel, WorkerModel
+from runce.domain.runs import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
+from runce.domain.schedules import Schedule
 from runce.errors import RunceError, UnknownRun, UnknownSchedule
 from runce.runs.service import RunPage
-from runce.stores.queue import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
-from runce.stores.schedules import Schedule
 
 
 class AsyncClient:

@@ -1,4 +1,5 @@
-"""Who is calling: the bearer token of a request, its scopes and its projects (A-2).
+"""Who is calling: the bearer token of a request, its scopes and its projects
+(docs/http-api.md#tokens-scopes-and-projects).
 
 ``Depends(require("runs:read"))`` on a route answers 401 without a token or with an
 unknown, malformed or revoked one, and 403 when the token lacks the scope. Project checks
@@ -21,8 +22,8 @@ from runce.api import tokens
 from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError
 from runce.api.schemas import Scope
-from runce.stores.queue import Run
-from runce.stores.tokens import Token
+from runce.domain.runs import Run
+from runce.domain.tokens import Token
 
 log = logging.getLogger("runce.api")
 

@@ -1,7 +1,7 @@
 """``runce.Client``: the job queue of a runce server (``runce serve``), over HTTP.
 
 Its methods are the library's (:mod:`runce.runs.api`) and return the same records
-(:class:`~runce.stores.queue.Run`, :class:`~runce.runs.service.RunPage`, ...), so code
+(:class:`~runce.domain.runs.Run`, :class:`~runce.runs.service.RunPage`, ...), so code
 moves between a local store and a server by swapping one object::
 
     client = runce.Client("http://jobs.internal:8080", token=os.environ["RUNCE_API_TOKEN"])
@@ -39,6 +39,8 @@ from runce._version import __version__
 from runce.api.idempotency import HEADER, to_header
 from runce.api.retries import RETRY_STATUSES, RetryPolicy
 from runce.api.schemas import PROBLEM_BASE, AttemptModel, RunModel, ScheduleModel, WorkerModel
+from runce.domain.runs import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
+from runce.domain.schedules import Schedule
 from runce.errors import (
     AuthError,
     IdempotencyConflict,
@@ -54,8 +56,6 @@ from runce.errors import (
     UsageError,
 )
 from runce.runs.service import FlowStatus, RunPage
-from runce.stores.queue import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
-from runce.stores.schedules import Schedule
 
 DEFAULT_TIMEOUT = 10.0
 

@@ -1,4 +1,4 @@
-"""``GET /metrics``: what the store holds, as Prometheus metrics (O-1).
+"""``GET /metrics``: what the store holds, as Prometheus metrics (docs/observability.md).
 
 ``runce_runs{kind,state}``, ``runce_queue_oldest_age_seconds{kind}``,
 ``runce_workers{state}``, ``runce_tasks{state}`` and ``runce_task_duration_seconds``, read
@@ -25,9 +25,10 @@ from runce.api.auth import bearer, require
 from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError, answers
 from runce.config import Config
+from runce.domain.runs import RUN_STATES, RunCounts, WorkerInfo
 from runce.errors import RunceError
+from runce.runs.api import queue_of
 from runce.stores.base import Store
-from runce.stores.queue import RUN_STATES, RunCounts, WorkerInfo
 from runce.tasks.discovery import discover
 from runce.tasks.states import TaskState, TaskStatus, compute_statuses
 
@@ -73,7 +74,7 @@ class StoreCollector:
             return self._reading
 
     def _read(self) -> Reading:
-        queue = self.store.runs  # type: ignore[attr-defined]
+        queue = queue_of(self.store)
         return Reading(queue.run_counts(), queue.workers(), self._tasks())
 
     def _tasks(self) -> list[TaskStatus] | None:

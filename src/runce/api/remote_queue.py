@@ -1,6 +1,6 @@
 """``HttpRunQueue``: the :class:`~runce.stores.queue.RunQueue` contract over a runce server's
 worker endpoints, so the ordinary :class:`~runce.runs.worker.Worker` runs jobs remotely
-(A-3) without reaching the database.
+(docs/remote.md) without reaching the database.
 
 Fencing is the server's: a write whose (run id, attempt, worker id) no longer holds gets
 ``null`` in a batch answer, ``lost`` in a heartbeat or 409 ``lease-lost``, and the worker
@@ -23,14 +23,7 @@ from urllib.parse import quote
 
 from runce.api.client import Client, run_from_json, run_path, wire_time
 from runce.api.schemas import MAX_BATCH, MAX_WAIT
-from runce.errors import (
-    IllegalTransition,
-    RemoteError,
-    StoreError,
-    UnknownRun,
-    UnsupportedFeature,
-)
-from runce.stores.queue import (
+from runce.domain.runs import (
     STATS_CAP,
     AttemptRecord,
     Beat,
@@ -43,11 +36,18 @@ from runce.stores.queue import (
     Run,
     RunCounts,
     RunFilter,
-    RunQueue,
     RunStats,
     WorkerInfo,
     landed_of,
 )
+from runce.errors import (
+    IllegalTransition,
+    RemoteError,
+    StoreError,
+    UnknownRun,
+    UnsupportedFeature,
+)
+from runce.stores.queue import RunQueue
 from runce.timeutil import from_iso
 
 log = logging.getLogger("runce.worker")

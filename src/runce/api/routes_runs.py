@@ -1,4 +1,4 @@
-"""``/v1/runs`` for callers: enqueue, read, list, cancel, retry, prune (A-1).
+"""``/v1/runs`` for callers: enqueue, read, list, cancel, retry, prune (docs/http-api.md).
 
 Each route is a thin call into :class:`~runce.runs.service.RunService`; runce's own errors
 become problems in :mod:`runce.api.problems`.
@@ -26,8 +26,8 @@ from runce.api.schemas import (
     RunList,
     RunModel,
 )
+from runce.domain.runs import RunFilter, RunOrder, RunState
 from runce.errors import InvalidInput
-from runce.stores.queue import RunFilter, RunOrder, RunState
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 422, 503))
 

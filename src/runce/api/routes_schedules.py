@@ -1,4 +1,5 @@
-"""``/v1/schedules``: the stored cron schedules, listed and switched on or off (R-6, R-7).
+"""``/v1/schedules``: the stored cron schedules, listed and switched on or off
+(docs/runs.md#cron-schedules, docs/remote.md).
 
 Each route is one call into :mod:`runce.runs.api` (``list_schedules``, ``enable_schedule``,
 ``disable_schedule``) on the server's configuration, the same calls ``runce schedules``

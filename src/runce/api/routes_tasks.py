@@ -1,5 +1,5 @@
 """``POST /v1/tasks/{id}:pause|:resume|:cancel``: ask a backfill to stop at its next batch
-boundary, or withdraw that request (T-12), as ``runce pause|resume|cancel ID`` do.
+boundary, or withdraw that request (docs/backfills.md), as ``runce pause|resume|cancel ID`` do.
 
 Once tasks belong to no project, so these need ``runs:write`` on a token bound to none.
 """

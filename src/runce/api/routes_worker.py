@@ -1,4 +1,4 @@
-"""The worker endpoints (A-3): a remote worker's claim, heartbeats and outcomes, over the
+"""The worker endpoints (docs/remote.md): a remote worker's claim, heartbeats and outcomes, over the
 store's :class:`~runce.stores.queue.RunQueue`.
 
 Every write about a claimed run carries its fence (run id, attempt, worker id); the queue
@@ -35,10 +35,10 @@ from runce.api.schemas import (
     WorkerList,
     WorkerModel,
 )
+from runce.domain.runs import ClaimRequest as StoreClaim
+from runce.domain.runs import Fence, KindLimit, Outcome, Run, Unreadable
 from runce.errors import UsageError
 from runce.runs.service import canonical_json, cap_error, cap_traceback
-from runce.stores.queue import ClaimRequest as StoreClaim
-from runce.stores.queue import Fence, KindLimit, Outcome, Run, Unreadable
 
 router = APIRouter(
     prefix="/v1",

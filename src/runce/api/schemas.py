@@ -25,6 +25,16 @@ from pydantic import (
     model_validator,
 )
 
+from runce.domain.runs import (
+    AttemptOutcome,
+    AttemptRecord,
+    Beat,
+    OutcomeKind,
+    Run,
+    RunState,
+    WorkerInfo,
+)
+from runce.domain.schedules import Schedule
 from runce.runs.jobs import MAX_RATE, MAX_RATE_WINDOW
 from runce.runs.limits import (  # the library's own limits, declared in the OpenAPI document
     MAX_ATTEMPTS,
@@ -35,17 +45,7 @@ from runce.runs.limits import (  # the library's own limits, declared in the Ope
     MIN_PRIORITY,
 )
 from runce.runs.service import canonical_json
-from runce.stores.queue import (
-    MAX_CONCURRENCY,
-    AttemptOutcome,
-    AttemptRecord,
-    Beat,
-    OutcomeKind,
-    Run,
-    RunState,
-    WorkerInfo,
-)
-from runce.stores.schedules import Schedule
+from runce.stores.queue import MAX_CONCURRENCY
 
 PROBLEM_BASE = "https://runce.dev/problems/"
 MAX_BATCH = 100

@@ -1,4 +1,5 @@
-"""Bearer tokens (A-2): their text, their hash, and creating, listing and revoking them.
+"""Bearer tokens (docs/http-api.md#tokens-scopes-and-projects): their text, their hash, and
+creating, listing and revoking them.
 
 A token reads ``rnc_<id>_<secret>``: ``id`` is 12 hex characters that find the stored
 token, ``secret`` 43 url-safe characters of which only the sha256 is stored. The secret is
@@ -18,10 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runce.config import ConfigArg, resolve_config
+from runce.domain.tokens import NewToken, Token
 from runce.errors import UnsupportedFeature, UsageError
 from runce.runs.api import shared_store
 from runce.stores.base import Store
-from runce.stores.tokens import NewToken, Token, TokenStore
+from runce.stores.tokens import TokenStore
 
 PREFIX = "rnc_"
 SCOPES = ("runs:read", "runs:write", "runs:work")
@@ -57,7 +59,7 @@ def matches(token: Token | None, secret: str) -> bool:
 
 
 def token_store(store: Store) -> TokenStore:
-    tokens: TokenStore | None = getattr(store, "tokens", None)
+    tokens = store.tokens
     if tokens is None:
         raise UnsupportedFeature(
             f"{store.description} keeps no API tokens; use the sqlite, postgresql or mongodb store"

@@ -1,4 +1,5 @@
-"""How runce's commands write log lines on stderr: ``--log-format text|json`` (O-1).
+"""How runce's commands write log lines on stderr: ``--log-format text|json``
+(docs/observability.md).
 
 Text lines read ``TIME LEVEL WHO: message``, WHO being the task's id for a task's own log
 and the logger's name otherwise. JSON lines are one object each, with ``time``, ``level``,

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import click
 
-from runce.stores.base import LockHolder
+from runce.domain.locks import LockHolder
 from runce.tasks.report import RunReport, TaskResult
 from runce.tasks.states import BackfillProgress
 from runce.timeutil import json_time

@@ -4,9 +4,9 @@ runce's machinery.
 A deploy runs ``runce run`` (and often ``runce status``) on every release, and on a project
 with a long history almost every time nothing is pending. The full commands import the
 configuration system, the stores, the task runner and click before they can tell; this path
-reads the same facts directly (the config file, the task files' checksums and the SQLite
-store's records) with nothing but the standard library, and prints what the full command
-prints.
+reads the same facts directly (the config file, the task files' checksums, and the SQLite
+store's records through :mod:`runce.stores.sqlite.glance`) with nothing but the standard
+library, and prints what the full command prints.
 
 It answers only when it is certain, and otherwise hands over to the full command, which
 then decides everything itself (errors included). Certain means: the command with no
@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import sys
 import time
 from typing import Any
+
+from runce.stores.sqlite.glance import applied_at_rest
 
 # What the full command shares with this path; tests keep both in step.
 MAX_SKIP_LINES = 10  # runce.cli.main: more applied tasks than this print as one line
@@ -36,8 +37,6 @@ _SQLITE_PREFIX = "sqlite:///"
 _KEYS = frozenset({"store", "tasks_dir"})
 # Paths that need no quoting in a file: URI (anything else goes the full way).
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+,=@~")
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_MIGRATIONS = os.path.join(_PACKAGE, "stores", "sqlite", "migrations")
 
 
 class _NotCertain(Exception):
@@ -51,7 +50,7 @@ def answer(argv: list[str] | None) -> bool:
     try:
         _require(args in (["run"], ["status"]))
         lines = _idle_run() if args == ["run"] else _all_applied_status()
-    except (_NotCertain, OSError, sqlite3.Error, ValueError, UnicodeError):
+    except (_NotCertain, OSError, ValueError, UnicodeError):
         return False
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
@@ -162,37 +161,21 @@ def _task_checksums(tasks_dir: str) -> dict[str, str]:
 
 def _applied(database: str, lock_free: bool = False) -> dict[str, tuple[Any, ...]]:
     """Task id -> (checksum, applied_at, duration_ms, name) of every applied record, when
-    the schema is the one this runce knows, no attempt is open, every record is a success
-    and (``lock_free``) nobody holds the lock."""
-    _require(set(database) <= _PLAIN and os.path.isfile(database))
-    conn = sqlite3.connect(f"file:{database}?mode=rw", uri=True, isolation_level=None)
-    try:
-        conn.execute("BEGIN")
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        _require(version == _latest_version())
-        started = conn.execute("SELECT 1 FROM runce_history WHERE status = 'started' LIMIT 1")
-        _require(started.fetchone() is None)
-        if lock_free:
-            held = "SELECT 1 FROM runce_lock WHERE name = 'global' AND token IS NOT NULL"
-            _require(conn.execute(held).fetchone() is None)
-        rows = conn.execute(
-            "SELECT id, status, checksum, applied_at, duration_ms, name FROM runce_applied"
-        ).fetchall()
-    finally:
-        conn.close()
-    _require(all(row[1] == "success" for row in rows))
-    return {row[0]: row[2:] for row in rows}
+    the store is at rest (the schema is the one this runce knows, no attempt is open and,
+    with ``lock_free``, nobody holds the lock) and every record is a success."""
+    records = applied_at_rest(database, lock_free=lock_free)
+    if records is None or any(row["status"] != "success" for row in records.values()):
+        raise _NotCertain
+    return {
+        task_id: (row["checksum"], row["applied_at"], row["duration_ms"], row["name"])
+        for task_id, row in records.items()
+    }
 
 
 def _when(text: str) -> str:
     """``%Y-%m-%d %H:%M:%S`` of a time the store wrote (``2026-01-02T03:04:05.678Z``)."""
     _require(len(text) == 24 and text[10] == "T" and text[19] == "." and text[23] == "Z")
     return f"{text[:10]} {text[11:19]}"
-
-
-def _latest_version() -> int:
-    names = [name for name in os.listdir(_MIGRATIONS) if name.endswith(".sql")]
-    return max(int(name[:4]) for name in names)
 
 
 def _seconds(ms: int) -> str:

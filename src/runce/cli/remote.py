@@ -1,5 +1,5 @@
 """``--remote [URL]``: the runs and schedules commands, ``runce workers`` and ``runce worker``
-against a runce server (``runce serve``) instead of the store (R-7, A-3).
+against a runce server (``runce serve``) instead of the store (docs/remote.md).
 
 The commands talk to one object with the library's method names (:class:`Runs`): on the
 store it is :class:`LocalRuns`, the library's entry points bound to the configuration;
@@ -24,9 +24,9 @@ from runce.errors import UsageError
 if TYPE_CHECKING:
     from runce.api.client import Client
     from runce.api.remote_queue import HttpRunQueue
+    from runce.domain.runs import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
+    from runce.domain.schedules import Schedule
     from runce.runs.service import FlowStatus, RunPage
-    from runce.stores.queue import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
-    from runce.stores.schedules import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
 

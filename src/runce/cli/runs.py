@@ -38,9 +38,9 @@ from runce.runs.limits import (
 )
 
 if TYPE_CHECKING:
-    from runce.stores.queue import Run
+    from runce.domain.runs import Run
 
-# The states of runce.stores.queue.RUN_STATES (a test keeps them equal): spelled out here
+# The states of runce.domain.runs.RUN_STATES (a test keeps them equal): spelled out here
 # so that `runce run` does not import the job queue's records at start-up.
 STATES = ("queued", "running", "succeeded", "failed", "canceled")
 

@@ -1,4 +1,4 @@
-"""``runce serve``: the HTTP API (A-1) under uvicorn."""
+"""``runce serve``: the HTTP API (docs/http-api.md) under uvicorn."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``runce tokens create|list|revoke``: the HTTP API's bearer tokens (A-2)."""
+"""``runce tokens create|list|revoke``: the HTTP API's bearer tokens
+(docs/http-api.md#tokens-scopes-and-projects)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from runce.cli import output
 from runce.cli.main import cli, config_options, load_cli_config
 
 if TYPE_CHECKING:
-    from runce.stores.tokens import Token
+    from runce.domain.tokens import Token
 
 SCOPES = ("runs:read", "runs:write", "runs:work")
 

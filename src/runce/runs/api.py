@@ -26,10 +26,13 @@ from runce.config import (
     import_object,
     resolve_config,
 )
+from runce.domain.runs import Run, RunFilter, RunOrder, RunState
+from runce.domain.schedules import Schedule
 from runce.errors import ConfigError, UnsupportedFeature, UsageError
 from runce.runs import redact, secrets
+from runce.runs.dispatch import Dispatch, install
 from runce.runs.events import events
-from runce.runs.inline import InlineCall
+from runce.runs.inline import InlineCall, run_batch
 from runce.runs.jobs import Job, load_handlers
 from runce.runs.jobs import registry as job_registry
 from runce.runs.scheduler import Scheduler, SchedulerLoop, set_enabled
@@ -38,9 +41,9 @@ from runce.runs.schedules import registry as schedule_registry
 from runce.runs.service import RunPage, RunService
 from runce.runs.worker import Worker, WorkerOptions, WorkerSummary
 from runce.stores.base import Store, StoreSpec
-from runce.stores.queue import Run, RunFilter, RunOrder, RunQueue, RunState
+from runce.stores.queue import RunQueue
 from runce.stores.registry import open_store
-from runce.stores.schedules import Schedule, ScheduleStore
+from runce.stores.schedules import ScheduleStore
 
 _stores: dict[tuple[object, ...], Store] = {}
 _configs: dict[tuple[object, ...], Config] = {}
@@ -94,7 +97,7 @@ def shared_store(spec: StoreSpec) -> Store:
 
 
 def queue_of(store: Store) -> RunQueue:
-    queue: RunQueue | None = getattr(store, "runs", None)
+    queue = store.runs
     if queue is None:
         raise UnsupportedFeature(
             f"{store.description} has no run queue; use the sqlite, postgresql or mongodb store"
@@ -487,7 +490,7 @@ def drain(
 
 
 def schedules_of(store: Store) -> ScheduleStore:
-    schedules: ScheduleStore | None = getattr(store, "schedules", None)
+    schedules = store.schedules
     if schedules is None:
         raise UnsupportedFeature(
             f"{store.description} keeps no schedules; use the sqlite, postgresql or mongodb store"
@@ -539,3 +542,6 @@ def inline_call(job: Job[Any, Any], *, persist: bool, config: ConfigArg) -> Inli
         return InlineCall(job, None, events, services=services)
     runs = service(cfg)
     return InlineCall(job, runs.queue, runs.bus, cfg.worker.lease, services)
+
+
+install(Dispatch(enqueue, aenqueue, inline_call, run_batch))  # what jobs' .later/.now/.batch call

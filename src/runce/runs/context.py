@@ -1,4 +1,4 @@
-"""What a job function gets as ``ctx`` (R-4, R-5)."""
+"""What a job function gets as ``ctx`` (docs/runs.md#defining-jobs, docs/runs.md#the-worker)."""
 
 from __future__ import annotations
 

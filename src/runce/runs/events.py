@@ -1,4 +1,4 @@
-"""In-process events (R-3): ``run.enqueued``, ``run.started``, ``run.progress``,
+"""In-process events (docs/runs.md#events): ``run.enqueued``, ``run.started``, ``run.progress``,
 ``run.retrying``, ``run.succeeded``, ``run.failed``, ``run.canceled`` and ``worker.error``."""
 
 from __future__ import annotations

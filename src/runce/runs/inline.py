@@ -1,4 +1,5 @@
-"""Jobs called in-process (R-4): ``job.now(params)`` and ``job.batch(items)``.
+"""Jobs called in-process (docs/runs.md#defining-jobs): ``job.now(params)`` and
+``job.batch(items)``.
 
 ``now`` validates the input, inserts the run already running (claimed by
 ``inline:<host>:<pid>``, one attempt, heartbeating every lease/3 so that a cancel reaches
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from runce.config import MAX_CONCURRENCY, bounded
+from runce.domain.runs import Beat, NewRun, Outcome, Run, run_after
 from runce.errors import InvalidInput, JobFailed, UsageError
 from runce.errortext import describe
 from runce.runs.context import JobContext, RunInfo, run_logger
@@ -27,7 +29,7 @@ from runce.runs.events import Event, EventBus
 from runce.runs.jobs import Job
 from runce.runs.limits import check_text
 from runce.runs.service import canonical_json, cap_error, new_run_id, traceback_of
-from runce.stores.queue import Beat, NewRun, Outcome, Run, RunQueue, run_after
+from runce.stores.queue import RunQueue
 
 JobStatus = Literal["succeeded", "failed", "skipped"]
 P = TypeVar("P")

@@ -1,4 +1,5 @@
-"""Job definitions (R-4): ``@runce.job("email.send")`` on the function that does the work.
+"""Job definitions (docs/runs.md#defining-jobs): ``@runce.job("email.send")`` on the
+function that does the work.
 
 A job function is called as ``fn(params, ctx)`` (or ``fn(params)``), sync or ``async``.
 When its first parameter or its return value is annotated (a pydantic model, or any type
@@ -22,17 +23,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from runce.config import MAX_ATTEMPTS, MAX_RUN_TIME, MIN_TIMEOUT, bounded
+from runce.domain.runs import Unreadable
 from runce.errors import ConfigError, InvalidInput, UsageError
+from runce.runs.dispatch import dispatch
 from runce.runs.limits import check_text
-from runce.stores.queue import MAX_CONCURRENCY, Unreadable
+from runce.stores.queue import MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
     from datetime import datetime
 
+    from runce.domain.runs import Run
     from runce.runs.context import JobContext
     from runce.runs.inline import JobResult
-    from runce.stores.queue import Run
 
 JobFunction = Callable[..., Any]
 P = TypeVar("P")  # what the job takes: the run's input, validated into its annotation
@@ -217,9 +220,7 @@ class Job(Generic[P, R]):
         concurrency_key: str | None = None,
     ) -> Run:
         """Enqueue a run of this job and return it (the options are ``runce.enqueue``'s)."""
-        from runce.runs.api import enqueue
-
-        return enqueue(
+        return dispatch().enqueue(
             self.kind,
             params,
             idempotency_key=idempotency_key,
@@ -236,9 +237,7 @@ class Job(Generic[P, R]):
     async def alater(self, params: P, **options: Any) -> Run:
         """:meth:`later` for async callers; ``connection=`` may be a psycopg
         ``AsyncConnection`` in a transaction (the insert is awaited on it)."""
-        from runce.runs.api import aenqueue
-
-        return await aenqueue(self.kind, params, **options)
+        return await dispatch().aenqueue(self.kind, params, **options)
 
     def now(
         self,
@@ -255,14 +254,12 @@ class Job(Generic[P, R]):
         unless ``persist=False``. A failure raises :class:`~runce.errors.JobFailed` with the
         run's id; a bad input raises :class:`~runce.errors.InvalidInput`, recording nothing.
         """
-        from runce.runs.api import inline_call
-
         if self.transactional:
             raise UsageError(
                 f"job {self.kind!r} is transactional: .now() gives no ctx.db; "
                 "enqueue it with .later() for a worker on the SQLite or PostgreSQL store"
             )
-        call = inline_call(self, persist=persist, config=config)
+        call = dispatch().inline_call(self, persist=persist, config=config)
         result: R = call.run(params, project_id=project_id, correlation_id=correlation_id)
         return result
 
@@ -299,11 +296,9 @@ class Job(Generic[P, R]):
     ) -> list[JobResult[P, R]]:
         """:meth:`now` on every item, ``concurrency`` at a time: a list of ``JobResult`` in the
         items' order. With ``stop_on_error``, items not started when one fails are skipped."""
-        from runce.runs.api import inline_call
-        from runce.runs.inline import run_batch
-
-        call = inline_call(self, persist=persist, config=config)
-        return run_batch(call.run, items, concurrency, stop_on_error)
+        entry = dispatch()
+        call = entry.inline_call(self, persist=persist, config=config)
+        return entry.run_batch(call.run, items, concurrency, stop_on_error)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Calling the job calls its function, as if it were not decorated."""

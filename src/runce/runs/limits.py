@@ -1,4 +1,5 @@
-"""The limits a run meets before any store sees it, the same on every store (R-2).
+"""The limits a run meets before any store sees it, the same on every store
+(docs/runs.md#enqueueing).
 
 Text is valid Unicode (no lone surrogates) without NUL characters; names and ids (kind,
 project id, correlation id) are 1 to 200 characters without control characters. An input

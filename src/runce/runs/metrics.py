@@ -1,4 +1,5 @@
-"""A worker's own Prometheus metrics (O-1), served by ``runce worker --metrics-port``.
+"""A worker's own Prometheus metrics (docs/observability.md), served by ``runce worker
+--metrics-port``.
 
 ``runce_runs_processed_total{kind,outcome}``, ``runce_run_duration_seconds{kind,outcome}``,
 ``runce_run_wait_seconds{kind}`` and ``runce_worker_slots{state}``. The worker tells
@@ -14,9 +15,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from runce.domain.runs import OutcomeKind, Run
 from runce.errors import UsageError
 from runce.runs.worker import OUTCOME_NAMES, Worker
-from runce.stores.queue import OutcomeKind, Run
 
 # Seconds: from a millisecond job to an hour-long one.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)

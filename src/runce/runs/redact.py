@@ -1,4 +1,5 @@
-"""Redaction (R-8): configured keys and resolved secrets masked in runce's logs and errors.
+"""Redaction (docs/runs.md#secrets): configured keys and resolved secrets masked in runce's
+logs and errors.
 
 ``worker.redact`` names keys (matched case-insensitively) whose values are masked wherever
 they appear as ``key=value``, ``key: value`` or ``"key": "value"`` in a log record of

@@ -1,4 +1,5 @@
-"""The scheduler (R-6): every worker runs one, and each due tick is enqueued exactly once.
+"""The scheduler (docs/runs.md#cron-schedules): every worker runs one, and each due tick is
+enqueued exactly once.
 
 How many schedulers agree without talking to each other:
 
@@ -24,13 +25,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runce.domain.runs import Run
+from runce.domain.schedules import Schedule, ScheduleDefinition
 from runce.errors import InvalidInput, RunceError, UnknownSchedule, UsageError
 from runce.runs import cron
 from runce.runs.events import Event, EventBus, events
 from runce.runs.schedules import ScheduleSpec
 from runce.runs.service import RunService, canonical_json
-from runce.stores.queue import Run
-from runce.stores.schedules import Schedule, ScheduleDefinition, ScheduleStore
+from runce.stores.schedules import ScheduleStore
 from runce.timeutil import to_iso
 
 log = logging.getLogger("runce.scheduler")

@@ -1,4 +1,5 @@
-"""Cron schedules declared in code (R-6): ``runce.schedule(...)`` or ``@runce.job(cron=...)``.
+"""Cron schedules declared in code (docs/runs.md#cron-schedules): ``runce.schedule(...)`` or
+``@runce.job(cron=...)``.
 
 A declaration is checked when it is made (an invalid expression or an unknown timezone is
 refused with the reason) and lives in :data:`registry` until a worker synchronises it to

@@ -1,4 +1,4 @@
-"""``runce.Secret``: the type of a job field that holds a secret reference (R-8).
+"""``runce.Secret``: the type of a job field that holds a secret reference (docs/runs.md#secrets).
 
 At enqueue the field must be ``{"$secret": "NAME"}`` (kept as a :class:`SecretRef`); where
 the job runs it is resolved (see :mod:`runce.runs.secrets`) and the job gets a

@@ -1,4 +1,5 @@
-"""Secrets in runs (R-8): references in the stored input, values only inside the worker.
+"""Secrets in runs (docs/runs.md#secrets): references in the stored input, values only
+inside the worker.
 
 A run's input never holds a secret. A job field typed ``runce.Secret``
 (:mod:`runce.runs.secret_field`) holds a *reference*, ``{"$secret": "NAME"}``; enqueueing a

@@ -1,4 +1,5 @@
-"""The run service (R-2): idempotent enqueue, the state machine's checks, reads and upkeep.
+"""The run service (docs/runs.md#enqueueing): idempotent enqueue, the state machine's
+checks, reads and upkeep.
 
 Stores execute conditional writes; this layer decides what is legal, turns the store's
 answers into runce's errors, computes retries, and announces events.
@@ -22,6 +23,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runce import tracing
+from runce.domain.runs import (
+    STATS_CAP,
+    TRANSITIONS,
+    AttemptRecord,
+    Enqueued,
+    NewRun,
+    Run,
+    RunFilter,
+    RunStats,
+)
 from runce.errors import (
     IdempotencyConflict,
     IllegalTransition,
@@ -42,17 +53,7 @@ from runce.runs.limits import (
     check_time,
 )
 from runce.runs.redact import scrub
-from runce.stores.queue import (
-    STATS_CAP,
-    TRANSITIONS,
-    AttemptRecord,
-    Enqueued,
-    NewRun,
-    Run,
-    RunFilter,
-    RunQueue,
-    RunStats,
-)
+from runce.stores.queue import RunQueue
 from runce.transaction import unwrap
 
 RUN_ORDERS = ("newest", "oldest")

@@ -1,4 +1,5 @@
-"""The worker (R-5): claims runs in batches, runs their jobs, acknowledges in batches.
+"""The worker (docs/runs.md#the-worker): claims runs in batches, runs their jobs,
+acknowledges in batches.
 
 Threads, and what each one owns:
 
@@ -35,6 +36,16 @@ from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 from runce import tracing
+from runce.domain.runs import (
+    ClaimRequest,
+    KindLimit,
+    Landed,
+    Outcome,
+    OutcomeKind,
+    Run,
+    WorkerInfo,
+    run_after,
+)
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
 from runce.errortext import describe
 from runce.runs.backoff import Backoff, Outage
@@ -43,18 +54,7 @@ from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
 from runce.runs.redact import scrub
 from runce.runs.service import backoff_delay, canonical_json, cap_error, traceback_of
-from runce.stores.queue import (
-    ClaimRequest,
-    KindLimit,
-    Landed,
-    Outcome,
-    OutcomeKind,
-    Run,
-    RunQueue,
-    TransactionalRunQueue,
-    WorkerInfo,
-    run_after,
-)
+from runce.stores.queue import RunQueue, TransactionalRunQueue
 from runce.timeutil import utcnow
 from runce.transaction import TaskConnection
 

@@ -1,8 +1,9 @@
 """The storage contract: what runce asks of a store, in the domain's words.
 
 A store is one object with a :class:`TaskTracker` (the applied state and the append-only
-history of once tasks) and a :class:`Lock` (the one global lock per store). Backends live in
-their own modules and are found through :mod:`runce.stores.registry`.
+history of once tasks), a :class:`Lock` (the one global lock per store) and, where it keeps
+a job queue, its :class:`~runce.stores.queue.RunQueue`, schedules and API tokens. Backends
+live in their own modules and are found through :mod:`runce.stores.registry`.
 
 Rules every backend keeps (the contract suite in ``tests/stores`` checks them):
 
@@ -17,165 +18,28 @@ Rules every backend keeps (the contract suite in ``tests/stores`` checks them):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from runce.stores.liveness import Owner
-
-AttemptStatus = Literal[
-    "started",  # inserted before the task runs; finished exactly once
-    "succeeded",
-    "failed",
-    "skipped",  # already_done() said the work was done; counts as applied
-    "skipped-by-env",  # RUNCE_SKIP_<ID>=1 on a skippable task; stays pending
-    "interrupted",  # the runner died; closed by the next runner before it re-runs the task
-    "repaired",  # `runce repair`: a new checksum accepted for an applied task
-    "baselined",  # `runce baseline`: recorded as applied without running
-]
-FINISHED_STATUSES: frozenset[str] = frozenset(
-    {"succeeded", "failed", "skipped", "skipped-by-env", "interrupted", "repaired", "baselined"}
+from runce.domain.locks import HolderState, Lease, LockHolder, Owner
+from runce.domain.schema import SchemaStatus
+from runce.domain.tasks import (
+    APPLIED_STATUSES,
+    FINISHED_STATUSES,
+    AppliedRecord,
+    AppliedStatus,
+    Attempt,
+    AttemptStatus,
+    Checkpoint,
+    ControlCommand,
+    TaskControl,
 )
-
-# The seed's field names and values: an applied record is the last outcome per task id.
-AppliedStatus = Literal["success", "failed", "skipped"]
-APPLIED_STATUSES: frozenset[str] = frozenset({"success", "skipped"})
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One row of the append-only history: one attempt at one task (or a repair/baseline)."""
-
-    attempt_id: str
-    task_id: str
-    title: str
-    checksum: str
-    status: AttemptStatus
-    started_at: datetime
-    applied_by: str
-    owner: str
-    host: str
-    pid: int
-    machine: str
-    runce_version: str
-    lock_token: str | None = None
-    finished_at: datetime | None = None
-    duration_ms: int | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    traceback: str | None = None
-    progress_done: int | None = None
-    progress_total: int | None = None
-    note: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status != "started"
-
-
-@dataclass(frozen=True, slots=True)
-class AppliedRecord:
-    """The last outcome of one task id, kept beside the history (the seed's ``runce.applied``)."""
-
-    id: str
-    name: str
-    checksum: str
-    applied_at: datetime
-    duration_ms: int
-    status: AppliedStatus
-    attempt_id: str
-    error: str | None = None
-
-    @property
-    def is_applied(self) -> bool:
-        return self.status in APPLIED_STATUSES
-
-
-ControlCommand = Literal["pause", "cancel"]
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """How far one key range of a backfill got (T-12): kept with its running attempt.
-
-    ``part`` numbers the range (0 for a backfill that is not parallel) out of ``parts``;
-    ``cursor`` is the JSON value the next ``fetch`` gets (None: from the start);
-    ``finished`` says ``fetch`` returned no next cursor. A checkpoint is state, not history:
-    each save replaces the range's previous one.
-    """
-
-    task_id: str
-    part: int
-    parts: int
-    cursor: Any
-    done: int
-    batches: int
-    attempt_id: str
-    updated_at: datetime
-    finished: bool = False
-    total: int | None = None
-    rate: float | None = None  # items a second over the saving attempt, for the ETA
-
-
-@dataclass(frozen=True, slots=True)
-class TaskControl:
-    """A standing request to pause or cancel one task, written from any machine."""
-
-    task_id: str
-    command: ControlCommand
-    requested_at: datetime
-    requested_by: str
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """One acquisition of the global lock. The token is its identity; ``owner`` is a label."""
-
-    token: str
-    owner: Owner
-    acquired_at: datetime
-    ttl: float
-
-
-HolderState = Literal["live", "expired", "dead"]
-
-
-@dataclass(frozen=True, slots=True)
-class LockHolder:
-    """Who holds (or last held) the lock, as far as the store can tell."""
-
-    owner: str
-    host: str | None
-    pid: int | None
-    since: datetime | None
-    state: HolderState
-    token: str | None = None
-    machine: str | None = None
-    lease_until: datetime | None = None
-
-    def describe(self) -> str:
-        where = f"{self.host} pid {self.pid}" if self.host and self.pid else "unknown process"
-        since = f" since {self.since:%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
-        if self.owner in (self.host, None):
-            return f"{where}{since}"
-        return f"{self.owner} ({where}){since}"
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaStatus:
-    """Where a store's schema stands against the migrations this runce ships."""
-
-    current: int
-    latest: int
-    applied: tuple[str, ...] = ()
-    pending: tuple[str, ...] = ()
-
-    @property
-    def up_to_date(self) -> bool:
-        return self.current == self.latest
+from runce.stores.queue import RunQueue
+from runce.stores.schedules import ScheduleStore
+from runce.stores.tokens import TokenStore
 
 
 @dataclass(frozen=True)
@@ -191,7 +55,8 @@ class StoreSpec:
 
 
 class Transaction(Protocol):
-    """An open transaction on the store's database, for a transactional task (T-7)."""
+    """An open transaction on the store's database, for a transactional task
+    (docs/once-tasks.md#transactional-tasks)."""
 
     @property
     def handle(self) -> Any:
@@ -292,6 +157,18 @@ class Store(Protocol):
     @property
     def supports_transactions(self) -> bool: ...
 
+    @property
+    def runs(self) -> RunQueue | None:
+        """The job queue; None on a store that keeps once tasks only (the file store)."""
+
+    @property
+    def schedules(self) -> ScheduleStore | None:
+        """The stored cron schedules; None where there is no job queue."""
+
+    @property
+    def tokens(self) -> TokenStore | None:
+        """The HTTP API's bearer tokens; None where there is no job queue."""
+
     def schema_status(self) -> SchemaStatus:
         """Read-only: the schema version against the latest this runce ships."""
 
@@ -304,6 +181,28 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def iter_migration_names(names: Iterator[str]) -> list[str]:
-    """Sort migration file names ``NNNN_description.sql`` by their number."""
-    return sorted((name for name in names if name.endswith(".sql")), key=lambda n: int(n[:4]))
+__all__ = [
+    "Lock",
+    "Store",
+    "StoreSpec",
+    "TaskTracker",
+    "Transaction",
+]
+# The records that moved to runce.domain.locks, runce.domain.schema and
+# runce.domain.tasks stay importable from here for code written against their old home,
+# until every import names the new one.
+__all__ += [
+    "APPLIED_STATUSES",
+    "FINISHED_STATUSES",
+    "AppliedRecord",
+    "AppliedStatus",
+    "Attempt",
+    "AttemptStatus",
+    "Checkpoint",
+    "ControlCommand",
+    "HolderState",
+    "Lease",
+    "LockHolder",
+    "SchemaStatus",
+    "TaskControl",
+]

@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from runce.domain.locks import Lease, LockHolder, Owner
+from runce.domain.schema import SchemaStatus
+from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
 from runce.errors import (
     ConfigError,
     LockHeld,
@@ -52,19 +55,7 @@ from runce.errors import (
     StoreUnavailable,
     UnsupportedFeature,
 )
-from runce.stores.base import (
-    AppliedRecord,
-    Attempt,
-    Checkpoint,
-    ControlCommand,
-    Lease,
-    LockHolder,
-    SchemaStatus,
-    StoreSpec,
-    TaskControl,
-    Transaction,
-)
-from runce.stores.liveness import Owner
+from runce.stores.base import StoreSpec, Transaction
 from runce.timeutil import from_iso, to_iso, utcnow
 
 FORMAT_VERSION = 2  # the newest format this runce reads
@@ -680,6 +671,19 @@ class FileStore:
     @property
     def supports_transactions(self) -> bool:
         return False
+
+    # Once tasks only: no job queue, so no schedules and no API tokens either.
+    @property
+    def runs(self) -> None:
+        return None
+
+    @property
+    def schedules(self) -> None:
+        return None
+
+    @property
+    def tokens(self) -> None:
+        return None
 
     def schema_status(self) -> SchemaStatus:
         # Each line carries its format version; there is nothing to migrate.

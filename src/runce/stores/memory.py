@@ -15,26 +15,12 @@ from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, UsageError
-from runce.stores.base import (
-    AppliedRecord,
-    Attempt,
-    Checkpoint,
-    ControlCommand,
-    Lease,
-    LockHolder,
-    SchemaStatus,
-    StoreSpec,
-    TaskControl,
-    Transaction,
-)
-from runce.stores.liveness import Owner, process_alive
-from runce.stores.queue import (
+from runce.domain.locks import Lease, LockHolder, Owner
+from runce.domain.runs import (
     ACTIVE,
     STATS_CAP,
     AttemptRecord,
     Beat,
-    Bucket,
     ClaimRequest,
     Enqueued,
     Fence,
@@ -48,6 +34,16 @@ from runce.stores.queue import (
     RunStats,
     WorkerInfo,
     landed_of,
+)
+from runce.domain.schedules import Schedule, ScheduleDefinition
+from runce.domain.schema import SchemaStatus
+from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
+from runce.domain.tokens import NewToken, Token
+from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, UsageError
+from runce.stores.base import StoreSpec, Transaction
+from runce.stores.liveness import process_alive
+from runce.stores.queue import (
+    Bucket,
     limited_want,
     pick_limited,
     rate_room,
@@ -58,8 +54,6 @@ from runce.stores.queue import (
     tally,
     unbound,
 )
-from runce.stores.schedules import Schedule, ScheduleDefinition
-from runce.stores.tokens import NewToken, Token
 from runce.timeutil import utcnow
 
 

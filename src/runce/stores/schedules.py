@@ -1,4 +1,5 @@
-"""The schedule-store contract: cron schedules as the store keeps them (R-6).
+"""The schedule-store contract: cron schedules as the store keeps them
+(docs/runs.md#cron-schedules).
 
 A schedule is declared in code and *synchronised* to the store when a worker starts; the
 store keeps what code cannot: whether an operator disabled it, and where it stands (the
@@ -18,73 +19,10 @@ Rules every backend keeps (``tests/stores/test_schedule_contract.py``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-
-@dataclass(frozen=True, slots=True)
-class ScheduleDefinition:
-    """What code declares: a job kind, when (a cron expression in a timezone), with what input."""
-
-    name: str
-    kind: str
-    expression: str
-    timezone: str
-    input_json: str  # canonical JSON (sorted keys, no spaces)
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """A schedule as stored: its definition, the operator's switch, and its position."""
-
-    name: str
-    kind: str
-    expression: str
-    timezone: str
-    input_json: str
-    enabled: bool
-    next_run_at: datetime  # the next tick due
-    created_at: datetime
-    updated_at: datetime
-    last_run_at: datetime | None = None  # the tick of the last run enqueued
-    last_run_id: str | None = None
-
-    @property
-    def definition(self) -> ScheduleDefinition:
-        return ScheduleDefinition(
-            self.name, self.kind, self.expression, self.timezone, self.input_json
-        )
-
-
-def definition_columns(definition: ScheduleDefinition) -> dict[str, str]:
-    """A definition as the SQL stores' columns (the input's column is ``input``)."""
-    return {
-        "name": definition.name,
-        "kind": definition.kind,
-        "expression": definition.expression,
-        "timezone": definition.timezone,
-        "input": definition.input_json,
-    }
-
-
-def schedule_from_columns(row: Mapping[str, Any], time: Callable[[Any], datetime]) -> Schedule:
-    """A schedule from the SQL stores' columns; ``time`` reads their time values."""
-    last_run_at = row["last_run_at"]
-    return Schedule(
-        name=row["name"],
-        kind=row["kind"],
-        expression=row["expression"],
-        timezone=row["timezone"],
-        input_json=row["input"],
-        enabled=bool(row["enabled"]),
-        next_run_at=time(row["next_run_at"]),
-        created_at=time(row["created_at"]),
-        updated_at=time(row["updated_at"]),
-        last_run_at=None if last_run_at is None else time(last_run_at),
-        last_run_id=row["last_run_id"],
-    )
+from runce.domain.schedules import Schedule, ScheduleDefinition
 
 
 @runtime_checkable
@@ -114,3 +52,14 @@ class ScheduleStore(Protocol):
         self, name: str, enabled: bool, next_run_at: datetime | None = None
     ) -> Schedule | None:
         """Switch a schedule on or off (and set ``next_run_at`` when given); None when unknown."""
+
+
+__all__ = [
+    "ScheduleStore",
+]
+# The records that moved to runce.domain.schedules stay importable from here for
+# code written against their old home, until every import names the new one.
+__all__ += [
+    "Schedule",
+    "ScheduleDefinition",
+]

@@ -1,4 +1,5 @@
-"""The token contract: the HTTP API's bearer tokens, kept by the store (A-2).
+"""The token contract: the HTTP API's bearer tokens, kept by the store
+(docs/http-api.md#tokens-scopes-and-projects).
 
 A store keeps a token's id, name, the sha256 of its secret (never the secret), its scopes
 and projects, and when it was created, revoked and last used. Stores with run queues
@@ -15,34 +16,9 @@ Rules every backend keeps (the contract suite in ``tests/stores/test_token_contr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-
-@dataclass(frozen=True, slots=True)
-class NewToken:
-    id: str  # 12 hex characters, the public part of the token text
-    name: str
-    secret_hash: str  # sha256 of the secret, hex
-    scopes: tuple[str, ...]
-    projects: tuple[str, ...] = ()  # empty: every project
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    id: str
-    name: str
-    secret_hash: str
-    scopes: tuple[str, ...]
-    projects: tuple[str, ...]
-    created_at: datetime
-    revoked_at: datetime | None = None
-    last_used_at: datetime | None = None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
+from runce.domain.tokens import NewToken, Token
 
 
 @runtime_checkable
@@ -62,3 +38,14 @@ class TokenStore(Protocol):
 
     def touch(self, token_id: str) -> None:
         """Record that the token was just used (``last_used_at``, on the store's clock)."""
+
+
+__all__ = [
+    "TokenStore",
+]
+# The records that moved to runce.domain.tokens stay importable from here for
+# code written against their old home, until every import names the new one.
+__all__ += [
+    "NewToken",
+    "Token",
+]

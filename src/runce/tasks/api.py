@@ -1,4 +1,5 @@
-"""The programmatic API for once tasks (T-10). The CLI is a thin layer over these functions.
+"""The programmatic API for once tasks (docs/once-tasks.md#from-python). The CLI is a thin
+layer over these functions.
 
 Every function takes ``config``: a :class:`~runce.config.Config`, a path to a config file,
 the result of :func:`runce.define_config` or a dict of keys, or None to find the
@@ -16,8 +17,11 @@ from typing import Any
 
 from runce._version import __version__
 from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, ConfigArg, bounded, resolve_config
+from runce.domain.locks import LockHolder
+from runce.domain.schema import SchemaStatus
+from runce.domain.tasks import AppliedRecord, Attempt, AttemptStatus
 from runce.errors import TasksFailed, UnknownTask, UsageError
-from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, LockHolder, SchemaStatus, Store
+from runce.stores.base import Store
 from runce.stores.liveness import current_owner
 from runce.stores.registry import open_store
 from runce.tasks.discovery import TaskFile, discover

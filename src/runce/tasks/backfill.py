@@ -1,4 +1,4 @@
-"""What a backfill task file defines (T-12): a once task that works through its data in
+"""What a backfill task file defines (docs/backfills.md): a once task that works through its data in
 batches, checkpointing a cursor after each, so it can be paused, resumed and survive a kill.
 
 ``fetch(ctx, cursor, size)`` returns ``(batch, next_cursor)``, with ``next_cursor`` None after
@@ -36,7 +36,7 @@ def _driven_by_the_runner(ctx: TaskContext) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Backfill(Task):
-    """A once task run in batches, with a checkpoint after each (T-12).
+    """A once task run in batches, with a checkpoint after each (docs/backfills.md).
 
     ``batch_size`` items per ``fetch``; ``transactional`` commits each batch's work (done
     through ``ctx.db`` or ``ctx.session``) with its checkpoint, so every batch happens exactly

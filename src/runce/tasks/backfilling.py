@@ -1,5 +1,5 @@
-"""Driving one backfill attempt (T-12): batch after batch, a checkpoint after each, paced,
-and stopping at a batch boundary when someone asks it to pause or cancel.
+"""Driving one backfill attempt (docs/backfills.md): batch after batch, a checkpoint after
+each, paced, and stopping at a batch boundary when someone asks it to pause or cancel.
 
 Each key range goes ``fetch`` -> ``process`` -> checkpoint. Without ``transactional`` a
 runner killed between ``process`` and the checkpoint redoes that one batch on the next run;
@@ -18,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runce.domain.locks import Lease
+from runce.domain.tasks import Attempt, Checkpoint, ControlCommand
 from runce.errors import TransactionConflict, UsageError
-from runce.stores.base import Attempt, Checkpoint, ControlCommand, Lease, TaskTracker
+from runce.stores.base import TaskTracker
 from runce.tasks.backfill import Backfill, Batch, Cursor, check_cursor
 from runce.tasks.lease import LeaseKeeper
 from runce.tasks.model import TaskContext

@@ -1,13 +1,13 @@
-"""Applying pending once tasks when an application starts (T-10), reported through
-``logging`` on the ``runce.boot`` logger: what is pending, each task's outcome with its
-duration, and on a failure how many tasks were not attempted."""
+"""Applying pending once tasks when an application starts (docs/once-tasks.md#from-python),
+reported through ``logging`` on the ``runce.boot`` logger: what is pending, each task's
+outcome with its duration, and on a failure how many tasks were not attempted."""
 
 from __future__ import annotations
 
 import logging
 
 from runce.config import Config
-from runce.stores.base import LockHolder
+from runce.domain.locks import LockHolder
 from runce.tasks.report import RunReport, TaskResult
 
 log = logging.getLogger("runce.boot")

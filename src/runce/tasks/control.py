@@ -1,4 +1,4 @@
-"""Pausing, resuming and cancelling a backfill from any machine (T-12).
+"""Pausing, resuming and cancelling a backfill from any machine (docs/backfills.md).
 
 A request is a row in the store, not a signal: the runner reads it at its next batch
 boundary, saves its checkpoint, finishes its attempt and releases the lock. A task that is
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runce.config import ConfigArg, resolve_config
+from runce.domain.tasks import ControlCommand
 from runce.errors import UnknownTask, UsageError
-from runce.stores.base import ControlCommand, Store
+from runce.stores.base import Store
 from runce.stores.liveness import current_owner
 from runce.stores.registry import open_store
 from runce.tasks.discovery import discover

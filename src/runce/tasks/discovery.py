@@ -1,4 +1,5 @@
-"""Task files on disk: ids, order and checksums (T-1, T-2). Nothing here imports a task."""
+"""Task files on disk: ids, order and checksums (docs/once-tasks.md#writing-a-task,
+docs/once-tasks.md#running). Nothing here imports a task."""
 
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from runce.domain.locks import Lease, LockHolder, Owner
 from runce.errors import LockHeld, LockLost, StoreError
 from runce.errortext import describe
-from runce.stores.base import Lease, Lock, LockHolder
-from runce.stores.liveness import Owner
+from runce.stores.base import Lock
 
 POLL_INTERVAL = 0.25
 

@@ -1,4 +1,5 @@
-"""Import a task file and find its one :class:`~runce.tasks.model.Task` (T-1)."""
+"""Import a task file and find its one :class:`~runce.tasks.model.Task`
+(docs/once-tasks.md#writing-a-task)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What a task file defines (T-1) and what a task gets to work with (T-11)."""
+"""What a task file defines (docs/once-tasks.md#writing-a-task) and what a task gets to work
+with (docs/once-tasks.md#the-context)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Running pending once tasks (T-2 to T-9).
+"""Running pending once tasks (docs/once-tasks.md#running).
 
 The order of a run:
 
@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from runce import tracing
 from runce._version import __version__
 from runce.config import Config, ServiceFactory
+from runce.domain.locks import Lease, LockHolder, Owner
+from runce.domain.tasks import AppliedRecord, Attempt, AttemptStatus
 from runce.errors import DriftError, LockLost, OutOfOrderError, UnsupportedFeature, UsageError
 from runce.errortext import cap, clean, describe, message_of
-from runce.stores.base import AppliedRecord, Attempt, AttemptStatus, Lease, LockHolder, Store
-from runce.stores.liveness import Owner, current_owner
+from runce.stores.base import Store
+from runce.stores.liveness import current_owner
 from runce.tasks.backfill import Backfill
 from runce.tasks.backfilling import BackfillDriver, BackfillOutcome, dry_run_note
 from runce.tasks.discovery import TaskFile, discover, skip_variable

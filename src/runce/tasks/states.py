@@ -1,4 +1,4 @@
-"""Every task's state (T-9), joined from the files and the store."""
+"""Every task's state (docs/once-tasks.md#states), joined from the files and the store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from runce.stores.base import AppliedRecord, Attempt, Checkpoint, LockHolder, TaskControl
+from runce.domain.locks import LockHolder
+from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, TaskControl
 from runce.stores.liveness import process_alive
 from runce.tasks.discovery import TaskFile
 from runce.timeutil import json_time
@@ -38,7 +39,8 @@ def is_foreign_checksum(checksum: str) -> bool:
     """Was this checksum written by another tool (such as the seed's TypeScript tracker)?
 
     Such a record cannot be compared with a file, so it counts as applied and never as
-    drift; the next ``repair`` or ``baseline`` records runce's own checksum (S-3, T-8).
+    drift; the next ``repair`` or ``baseline`` records runce's own checksum
+    (docs/stores.md#mongodb, docs/once-tasks.md#drift-and-repair).
     """
     return not checksum.startswith(CHECKSUM_PREFIX)
 

@@ -1,6 +1,6 @@
-"""The web dashboard at ``/ui`` of ``runce serve`` (W-1): server-rendered pages over the
-same library calls and token scopes as the HTTP API, with no build step and nothing
-fetched from elsewhere.
+"""The web dashboard at ``/ui`` of ``runce serve`` (docs/dashboard.md): server-rendered
+pages over the same library calls and token scopes as the HTTP API, with no build step and
+nothing fetched from elsewhere.
 
 :func:`mount` adds its routes (kept out of ``/v1`` and of the OpenAPI document) and the
 handler that answers its errors as pages.

@@ -15,9 +15,9 @@ from runce.api.problems import ProblemError
 from runce.api.ui import views
 from runce.api.ui.render import HEADERS, PageError, page
 from runce.api.ui.session import SIGN_IN, Viewer, csrf_for, reader, set_cookie, sign_in_nonce
+from runce.domain.runs import FINISHED, RUN_STATES, Run, RunFilter, RunState
 from runce.errors import UnknownRun, UsageError
 from runce.runs import redact
-from runce.stores.queue import FINISHED, RUN_STATES, Run, RunFilter, RunState
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 Ctx = Annotated[ApiContext, Depends(context)]

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from runce.api.context import ApiContext
+from runce.domain.locks import LockHolder
+from runce.domain.runs import STATS_CAP, RunStats, WorkerInfo
+from runce.domain.schedules import Schedule
+from runce.domain.tasks import Attempt
 from runce.errors import RunceError
 from runce.runs import api as runs_api
-from runce.stores.base import Attempt, LockHolder
-from runce.stores.queue import STATS_CAP, RunStats, WorkerInfo
-from runce.stores.schedules import Schedule
 from runce.tasks import api as tasks_api
 from runce.tasks.states import TaskState, TaskStatus
 

@@ -14,17 +14,16 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from runce.stores.base import (
+from runce.domain.locks import HolderState, LockHolder, Owner
+from runce.domain.tasks import (
     APPLIED_STATUSES,
     AppliedRecord,
     AppliedStatus,
     Attempt,
     Checkpoint,
-    HolderState,
-    LockHolder,
     TaskControl,
 )
-from runce.stores.liveness import Owner, process_alive
+from runce.stores.liveness import process_alive
 
 Document = dict[str, Any]
 

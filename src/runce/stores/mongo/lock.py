@@ -1,4 +1,5 @@
-"""The global lock (T-4) as one lease document ``{_id: "global", leaseUntil, owner, token, …}``.
+"""The global lock (docs/once-tasks.md#the-lock) as one lease document ``{_id: "global",
+leaseUntil, owner, token, …}``.
 
 Taking it is ONE conditional upsert: ``_id`` is "global" AND (``leaseUntil`` < now OR
 ``token`` is ours). When the document exists and matches neither, the upsert's insert
@@ -22,9 +23,9 @@ from pymongo import ReturnDocument
 from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError
 
+from runce.domain.locks import Lease, LockHolder, Owner
 from runce.errors import LockHeld, LockLost
-from runce.stores.base import Lease, LockHolder
-from runce.stores.liveness import Owner, process_alive
+from runce.stores.liveness import process_alive
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import LOCK_ID, holder_from, lease_document
 from runce.stores.mongo.schema import Schema

@@ -1,4 +1,5 @@
-"""The MongoDB run queue (R-1, R-2): ``runce.runs``, ``runce.run_attempts``, ``runce.workers``.
+"""The MongoDB run queue (docs/runs.md): ``runce.runs``, ``runce.run_attempts``,
+``runce.workers``.
 
 A run is one document, ``_id`` = the run id, with camelCase fields and BSON dates.
 
@@ -44,22 +45,15 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from runce.errors import UsageError
-from runce.stores.mongo.connection import Connection, Document
-from runce.stores.mongo.documents import aware
-from runce.stores.mongo.schema import Schema
-from runce.stores.queue import (
+from runce.domain.runs import (
     ACTIVE,
     STATS_CAP,
     AttemptRecord,
     Beat,
-    Bucket,
-    Candidate,
     ClaimRequest,
     Enqueued,
     Fence,
     FlowCount,
-    Group,
     KindLimit,
     Landed,
     NewRun,
@@ -67,12 +61,21 @@ from runce.stores.queue import (
     Run,
     RunCounts,
     RunFilter,
-    RunQueue,
     RunStats,
     Unreadable,
     WorkerInfo,
     check_outcomes,
     landed_of,
+)
+from runce.errors import UsageError
+from runce.stores.mongo.connection import Connection, Document
+from runce.stores.mongo.documents import aware
+from runce.stores.mongo.schema import Schema
+from runce.stores.queue import (
+    Bucket,
+    Candidate,
+    Group,
+    RunQueue,
     limited_want,
     pick_limited,
     rate_room,

@@ -1,4 +1,5 @@
-"""Cron schedules (R-6) in ``runce.schedules``: one document per schedule, ``_id`` its name.
+"""Cron schedules (docs/runs.md#cron-schedules) in ``runce.schedules``: one document per
+schedule, ``_id`` its name.
 
 The input is kept as its canonical JSON text (``inputJson``): a secret reference such as
 ``{"$secret": "NAME"}`` is not a valid field name in every MongoDB version, and the text
@@ -13,10 +14,10 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from runce.domain.schedules import Schedule, ScheduleDefinition
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
-from runce.stores.schedules import Schedule, ScheduleDefinition
 
 
 class MongoSchedules:

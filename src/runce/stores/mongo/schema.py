@@ -21,8 +21,8 @@ from typing import Any
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
+from runce.domain.schema import SchemaStatus
 from runce.errors import SchemaError
-from runce.stores.base import SchemaStatus
 from runce.stores.mongo.connection import Connection, Document
 
 MIGRATIONS = (

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import MongoClient
 
+from runce.domain.schema import SchemaStatus
 from runce.errors import ConfigError
-from runce.stores.base import SchemaStatus, StoreSpec
+from runce.stores.base import StoreSpec
 from runce.stores.mongo.connection import Connection
 from runce.stores.mongo.location import location_of
 from runce.stores.mongo.lock import MongoLock

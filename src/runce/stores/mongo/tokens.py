@@ -1,4 +1,5 @@
-"""The HTTP API's tokens (A-2) in ``runce.tokens``: one document per token, ``_id`` its id.
+"""The HTTP API's tokens (docs/http-api.md#tokens-scopes-and-projects) in ``runce.tokens``:
+one document per token, ``_id`` its id.
 
 Only the sha256 of a token's secret is kept. Times are the server's clock.
 """
@@ -9,11 +10,11 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from runce.domain.tokens import NewToken, Token
 from runce.errors import UsageError
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
-from runce.stores.tokens import NewToken, Token
 
 
 class MongoTokens:

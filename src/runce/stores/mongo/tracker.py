@@ -6,10 +6,11 @@ on a standalone server the token is checked just before writing. A finish change
 history document only while it is ``started``; finished ones are never touched again and
 none is ever deleted.
 
-Transactional tasks (T-7) get a :class:`MongoTransaction`: ``handle`` is a pymongo
-``ClientSession`` inside ``start_transaction()``, passed by the task as ``session=`` to its
-own writes, and the attempt's outcome is written with the same session. The task's body
-runs once: nothing retries it. How a stolen lease is caught there is told in
+Transactional tasks (docs/once-tasks.md#transactional-tasks) get a
+:class:`MongoTransaction`: ``handle`` is a pymongo ``ClientSession`` inside
+``start_transaction()``, passed by the task as ``session=`` to its own writes, and the
+attempt's outcome is written with the same session. The task's body runs once: nothing
+retries it. How a stolen lease is caught there is told in
 :meth:`MongoTracker.transaction`.
 """
 
@@ -23,20 +24,14 @@ from typing import Any
 from pymongo.client_session import ClientSession
 from pymongo.errors import PyMongoError
 
+from runce.domain.locks import Lease
+from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
 from runce.errors import (
     LockLost,
     StoreError,
     TransactionConflict,
     UnsupportedFeature,
     UsageError,
-)
-from runce.stores.base import (
-    AppliedRecord,
-    Attempt,
-    Checkpoint,
-    ControlCommand,
-    Lease,
-    TaskControl,
 )
 from runce.stores.mongo.connection import Connection, Document, conflicted
 from runce.stores.mongo.documents import (

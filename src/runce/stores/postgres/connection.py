@@ -28,11 +28,11 @@ from psycopg.rows import tuple_row
 from psycopg.sql import Composed
 from psycopg.types.json import set_json_loads
 
+from runce.domain.runs import readable
 from runce.errors import StoreError, StoreUnavailable
 from runce.stores.postgres import schema
 from runce.stores.postgres.location import Target
 from runce.stores.postgres.queries import latest_version, query
-from runce.stores.queue import readable
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]

@@ -44,12 +44,12 @@ class Target:
 
     @property
     def lock_key(self) -> int:
-        """The session-level advisory lock key of the global lock (T-4)."""
+        """The session-level advisory lock key of the global lock (docs/once-tasks.md#the-lock)."""
         return advisory_key("runce.lock", self.schema)
 
     @property
     def migration_key(self) -> int:
-        """The transaction-level advisory lock key that serialises migrations (S-2)."""
+        """The transaction-level advisory lock key that serialises migrations (docs/stores.md)."""
         return advisory_key("runce.migrate", self.schema)
 
 

@@ -1,5 +1,5 @@
-"""The global lock (T-4): a session-level ``pg_try_advisory_lock`` on a dedicated
-autocommit connection per lease, and the writes fenced by it.
+"""The global lock (docs/once-tasks.md#the-lock): a session-level ``pg_try_advisory_lock``
+on a dedicated autocommit connection per lease, and the writes fenced by it.
 
 The lock lives as long as its session: a runner that dies (even by ``SIGKILL``) closes its
 socket, the server ends the session, and the lock is free at once. (Should the socket
@@ -31,9 +31,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.sql import Composed
 
+from runce.domain.locks import Lease, LockHolder, Owner
 from runce.errors import LockHeld, LockLost, StoreError
-from runce.stores.base import Lease, LockHolder
-from runce.stores.liveness import Owner
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.rows import Row, holder_from, owner_params, utc
 

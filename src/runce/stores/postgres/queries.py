@@ -10,16 +10,15 @@ a common table expression two statements share), put in where they write ``{part
 
 from __future__ import annotations
 
+import os
 from functools import cache
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 
 from psycopg import sql
 
-from runce.stores.base import iter_migration_names
-from runce.stores.sqlite.queries import parse_named_queries
+from runce.stores.sql import files as sql_files
 
-_PACKAGE = files(__package__)
+_FOLDER = os.path.dirname(os.path.abspath(__file__))
+_MIGRATIONS = os.path.join(_FOLDER, "migrations")
 _QUERY_FILES = ("queries.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
 _PART = "part_"
 
@@ -46,15 +45,7 @@ def record_migration(name: str, schema: str) -> sql.Composed:
 
 @cache
 def _queries() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for file_name in _QUERY_FILES:
-        text = _PACKAGE.joinpath(file_name).read_text(encoding="utf-8")
-        named = parse_named_queries(text)
-        twice = sorted(set(found) & set(named))
-        if twice:
-            raise RuntimeError(f"query names defined twice ({file_name}): {', '.join(twice)}")
-        found.update(named)
-    return found
+    return sql_files.load_named_queries(_FOLDER, _QUERY_FILES)
 
 
 def query_with(name: str, schema: str, **pieces: sql.Composable) -> sql.Composed:
@@ -76,26 +67,19 @@ def _parts_of(text: str, schema: str) -> dict[str, sql.Composed]:
     }
 
 
-def _migrations_dir() -> Traversable:
-    return _PACKAGE.joinpath("migrations")
-
-
 @cache
 def migration_names() -> tuple[str, ...]:
     """Every migration file name, oldest first."""
-    return tuple(iter_migration_names(entry.name for entry in _migrations_dir().iterdir()))
+    return sql_files.migration_names(_MIGRATIONS)
 
 
-def migration_version(name: str) -> int:
-    """The schema version a migration brings the database to: its file number."""
-    return int(name[:4])
+migration_version = sql_files.migration_version
 
 
 def latest_version() -> int:
-    names = migration_names()
-    return migration_version(names[-1]) if names else 0
+    return sql_files.latest_version(migration_names())
 
 
 @cache
 def migration_text(name: str) -> str:
-    return _migrations_dir().joinpath(name).read_text(encoding="utf-8")
+    return sql_files.read(_MIGRATIONS, name)

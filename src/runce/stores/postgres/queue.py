@@ -1,4 +1,5 @@
-"""The run queue (R-1, R-2) in ``runs``, ``run_attempts`` and ``workers`` of runce's schema.
+"""The run queue (docs/runs.md) in ``runs``, ``run_attempts`` and ``workers`` of
+runce's schema.
 
 Connections, per queue object:
 
@@ -20,7 +21,7 @@ parallel arrays read with ``unnest``; a single enqueued run as plain parameters)
 transaction and one round trip; only an enqueue that met existing idempotency keys reads
 those runs back, and outcomes that queue runs again (or a reclaim) send their ``NOTIFY``
 after their statement. An enqueue reads back only ids and times, an acknowledgement only a
-:class:`~runce.stores.queue.Landed` per run: the rest the caller already has. A claim is
+:class:`~runce.domain.runs.Landed` per run: the rest the caller already has. A claim is
 ``UPDATE ... WHERE id = ANY(ARRAY(SELECT id ... ORDER BY priority DESC, run_at, id LIMIT n
 FOR UPDATE SKIP LOCKED))`` on the partial claim index; a batch of outcomes is one fenced
 ``UPDATE ... FROM unnest(...)`` whose common table expressions also insert the attempt rows
@@ -62,6 +63,25 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
+from runce.domain.runs import (
+    ACTIVE,
+    STATS_CAP,
+    AttemptRecord,
+    Beat,
+    ClaimRequest,
+    Enqueued,
+    Fence,
+    FlowCount,
+    Landed,
+    NewRun,
+    Outcome,
+    Run,
+    RunCounts,
+    RunFilter,
+    RunStats,
+    WorkerInfo,
+    check_outcomes,
+)
 from runce.errors import StoreError, UsageError
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.queries import query_with
@@ -81,25 +101,8 @@ from runce.stores.postgres.rows import (
     worker_params,
 )
 from runce.stores.queue import (
-    ACTIVE,
-    STATS_CAP,
-    AttemptRecord,
-    Beat,
     Bucket,
     Candidate,
-    ClaimRequest,
-    Enqueued,
-    Fence,
-    FlowCount,
-    Landed,
-    NewRun,
-    Outcome,
-    Run,
-    RunCounts,
-    RunFilter,
-    RunStats,
-    WorkerInfo,
-    check_outcomes,
     enqueue_answers,
     limited_want,
     outcome_rounds,

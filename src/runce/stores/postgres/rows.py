@@ -13,18 +13,11 @@ from typing import Any
 
 import psycopg
 
-from runce.stores.base import AppliedRecord, Attempt, HolderState, LockHolder
-from runce.stores.liveness import Owner, process_alive
-from runce.stores.queue import (
-    AttemptRecord,
-    Fence,
-    Landed,
-    NewRun,
-    Outcome,
-    Run,
-    WorkerInfo,
-    run_from_row,
-)
+from runce.domain.locks import HolderState, LockHolder, Owner
+from runce.domain.runs import AttemptRecord, Fence, Landed, NewRun, Outcome, Run, WorkerInfo
+from runce.domain.tasks import AppliedRecord, Attempt
+from runce.stores.liveness import process_alive
+from runce.stores.queue import run_from_row
 
 Row = dict[str, Any]
 

@@ -17,17 +17,17 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from runce.domain.schema import SchemaStatus
 from runce.errors import SchemaError
-from runce.stores.base import SchemaStatus
 from runce.stores.postgres.location import Target
 from runce.stores.postgres.queries import (
     latest_version,
     migration,
     migration_names,
-    migration_version,
     query,
     record_migration,
 )
+from runce.stores.sql import schema as sql_schema
 
 Connection = psycopg.Connection[Any]
 
@@ -51,13 +51,7 @@ def refuse_newer(version: int, target: Target) -> None:
 
 
 def status(version: int) -> SchemaStatus:
-    names = migration_names()
-    return SchemaStatus(
-        current=version,
-        latest=latest_version(),
-        applied=tuple(n for n in names if migration_version(n) <= version),
-        pending=tuple(n for n in names if migration_version(n) > version),
-    )
+    return sql_schema.status(version, migration_names())
 
 
 def ensure_current(conn: Connection, target: Target, *, auto_migrate: bool) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runce.stores.base import SchemaStatus, StoreSpec
+from runce.domain.schema import SchemaStatus
+from runce.stores.base import StoreSpec
 from runce.stores.postgres import schema
 from runce.stores.postgres.connection import Database
+from runce.stores.postgres.dialect import PostgresDialect
 from runce.stores.postgres.location import connect_timeout, target_of
 from runce.stores.postgres.lock import PostgresLock
 from runce.stores.postgres.queue import PostgresRunQueue
-from runce.stores.postgres.schedules import PostgresSchedules
-from runce.stores.postgres.tokens import PostgresTokens
 from runce.stores.postgres.tracker import PostgresTracker
+from runce.stores.sql.schedules import SqlSchedules
+from runce.stores.sql.tokens import SqlTokens
 
 if TYPE_CHECKING:
     from runce.stores.registry import StoreFactory
@@ -25,8 +27,8 @@ class PostgresStore:
         self._lock = PostgresLock(db)
         self._tracker = PostgresTracker(db, self._lock)
         self._runs = PostgresRunQueue(db)
-        self._schedules = PostgresSchedules(db)
-        self._tokens = PostgresTokens(db)
+        self._schedules = SqlSchedules(PostgresDialect(db))
+        self._tokens = SqlTokens(PostgresDialect(db))
 
     @property
     def description(self) -> str:
@@ -49,11 +51,11 @@ class PostgresStore:
         return self._runs
 
     @property
-    def schedules(self) -> PostgresSchedules:
+    def schedules(self) -> SqlSchedules:
         return self._schedules
 
     @property
-    def tokens(self) -> PostgresTokens:
+    def tokens(self) -> SqlTokens:
         return self._tokens
 
     @property

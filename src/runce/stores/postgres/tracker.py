@@ -2,8 +2,9 @@
 
 Writes without a lease are short transactions on the store's connection; writes under a
 lease run on the lease's own lock session (see :mod:`runce.stores.postgres.lock`), so they
-happen only while the lock is held. A transactional task (T-7) gets a connection of its
-own inside a transaction, and its outcome is written in that same transaction.
+happen only while the lock is held. A transactional task
+(docs/once-tasks.md#transactional-tasks) gets a connection of its own inside a transaction,
+and its outcome is written in that same transaction.
 """
 
 from __future__ import annotations
@@ -17,19 +18,13 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from runce.domain.locks import Lease
+from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
 from runce.errors import StoreError
-from runce.stores.base import (
-    AppliedRecord,
-    Attempt,
-    Checkpoint,
-    ControlCommand,
-    Lease,
-    TaskControl,
-)
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.lock import PostgresLock, fence_transaction
 from runce.stores.postgres.rows import Row, applied_from, attempt_from, params_of, utc
-from runce.stores.sqltracker import TrackerReads, must_be_finished
+from runce.stores.sql.tracker import TrackerReads, must_be_finished
 
 
 class PostgresTracker(TrackerReads):

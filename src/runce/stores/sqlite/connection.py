@@ -59,7 +59,8 @@ class GaveUp(Exception):
 
 
 class Database:
-    """The SQLite file at ``path``: reads, short write transactions and long ones (T-7)."""
+    """The SQLite file at ``path``: reads, short write transactions and long ones
+    (docs/once-tasks.md#transactional-tasks)."""
 
     def __init__(
         self,
@@ -157,7 +158,8 @@ class Database:
             return self._open_tokens[token] > 0
 
     def in_any_transaction(self) -> bool:
-        """Whether this store holds the file's write lock in a transaction (T-7) now."""
+        """Whether this store holds the file's write lock in a transaction
+        (docs/once-tasks.md#transactional-tasks) now."""
         with self._tokens_guard:
             return sum(self._open_tokens.values()) > 0
 

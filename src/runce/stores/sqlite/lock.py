@@ -1,14 +1,14 @@
-"""The global lock (T-4) as a lease row in ``runce_lock``, taken and renewed in short
-``BEGIN IMMEDIATE`` transactions against SQLite's clock; never held open across a task."""
+"""The global lock (docs/once-tasks.md#the-lock) as a lease row in ``runce_lock``, taken and
+renewed in short ``BEGIN IMMEDIATE`` transactions against SQLite's clock; never held open
+across a task."""
 
 from __future__ import annotations
 
 import secrets
 import sqlite3
 
+from runce.domain.locks import Lease, LockHolder, Owner
 from runce.errors import LockHeld, LockLost
-from runce.stores.base import Lease, LockHolder
-from runce.stores.liveness import Owner
 from runce.stores.sqlite.connection import Database, DatabaseBusy, GaveUp
 from runce.stores.sqlite.queries import query
 from runce.stores.sqlite.rows import holder_from, lease_params, take_params

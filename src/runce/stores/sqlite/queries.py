@@ -7,16 +7,15 @@ migrations, applied in order and counted in ``PRAGMA user_version``.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from functools import cache
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 from typing import Any
 
-from runce.stores.base import iter_migration_names
+from runce.stores.sql import files as sql_files
 
-_PACKAGE = files(__package__)
-_NAME_MARK = "-- name:"
+_FOLDER = os.path.dirname(os.path.abspath(__file__))
+_MIGRATIONS = os.path.join(_FOLDER, "migrations")
 _QUERY_FILES = ("queries.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
 
 
@@ -27,51 +26,24 @@ def query(name: str) -> str:
 
 @cache
 def _queries() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for file_name in _QUERY_FILES:
-        named = parse_named_queries(_PACKAGE.joinpath(file_name).read_text(encoding="utf-8"))
-        twice = sorted(set(found) & set(named))
-        if twice:
-            raise RuntimeError(f"query names defined twice ({file_name}): {', '.join(twice)}")
-        found.update(named)
-    return found
-
-
-def parse_named_queries(text: str) -> dict[str, str]:
-    """Split a file of ``-- name: foo`` sections; comment lines are dropped."""
-    found: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(_NAME_MARK):
-            current = found.setdefault(stripped.removeprefix(_NAME_MARK).strip(), [])
-        elif current is not None and stripped and not stripped.startswith("--"):
-            current.append(line)
-    return {name: "\n".join(lines).strip() for name, lines in found.items()}
-
-
-def _migrations_dir() -> Traversable:
-    return _PACKAGE.joinpath("migrations")
+    return sql_files.load_named_queries(_FOLDER, _QUERY_FILES)
 
 
 @cache
 def migration_names() -> tuple[str, ...]:
     """Every migration file name, oldest first."""
-    return tuple(iter_migration_names(entry.name for entry in _migrations_dir().iterdir()))
+    return sql_files.migration_names(_MIGRATIONS)
 
 
-def migration_version(name: str) -> int:
-    """The schema version a migration brings the database to: its file number."""
-    return int(name[:4])
+migration_version = sql_files.migration_version
 
 
 def latest_version() -> int:
-    names = migration_names()
-    return migration_version(names[-1]) if names else 0
+    return sql_files.latest_version(migration_names())
 
 
 def migration_sql(name: str) -> str:
-    return _migrations_dir().joinpath(name).read_text(encoding="utf-8")
+    return sql_files.read(_MIGRATIONS, name)
 
 
 def split_statements(script: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""The run queue (R-1, R-2) in ``runce_runs``, ``runce_run_attempts`` and ``runce_workers``.
+"""The run queue (docs/runs.md) in ``runce_runs``, ``runce_run_attempts`` and
+``runce_workers``.
 
 Writes: each call is one short ``BEGIN IMMEDIATE`` transaction through :meth:`Database.write`
 (busy timeout and retries, so concurrent workers and enqueuers wait their turn instead of
@@ -7,7 +8,7 @@ one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *``, a batch of outc
 fenced ``UPDATE ... FROM json_each(...)`` (plus one ``INSERT`` of attempt rows when some
 did not succeed), and :meth:`SQLiteRunQueue.exchange` does both in one transaction. Every
 time written is SQLite's clock, read once per transaction. Enqueues read back only the ids
-inserted and acknowledgements a :class:`~runce.stores.queue.Landed` per run: the caller has
+inserted and acknowledgements a :class:`~runce.domain.runs.Landed` per run: the caller has
 the rest.
 
 Waiting: :meth:`SQLiteRunQueue.wait_for_work` polls ``PRAGMA data_version`` on a connection
@@ -28,14 +29,11 @@ from contextlib import closing
 from datetime import datetime
 from typing import Any, TypeVar
 
-from runce.errors import UsageError
-from runce.stores.queue import (
+from runce.domain.runs import (
     ACTIVE,
     STATS_CAP,
     AttemptRecord,
     Beat,
-    Bucket,
-    Candidate,
     ClaimRequest,
     Enqueued,
     Fence,
@@ -49,6 +47,11 @@ from runce.stores.queue import (
     RunStats,
     WorkerInfo,
     check_outcomes,
+)
+from runce.errors import UsageError
+from runce.stores.queue import (
+    Bucket,
+    Candidate,
     enqueue_answers,
     limited_want,
     outcome_rounds,

@@ -10,8 +10,9 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from runce.stores.base import AppliedRecord, Attempt, HolderState, LockHolder
-from runce.stores.liveness import Owner, process_alive
+from runce.domain.locks import HolderState, LockHolder, Owner
+from runce.domain.tasks import AppliedRecord, Attempt
+from runce.stores.liveness import process_alive
 from runce.timeutil import from_iso, to_iso
 
 _ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))

@@ -13,15 +13,8 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from runce.stores.queue import (
-    AttemptRecord,
-    NewRun,
-    Outcome,
-    Run,
-    Unreadable,
-    WorkerInfo,
-    run_from_row,
-)
+from runce.domain.runs import AttemptRecord, NewRun, Outcome, Run, Unreadable, WorkerInfo
+from runce.stores.queue import run_from_row
 from runce.timeutil import from_iso, to_iso
 
 

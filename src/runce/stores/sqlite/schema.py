@@ -12,8 +12,9 @@ import sqlite3
 from pathlib import Path
 from typing import NoReturn
 
+from runce.domain.schema import SchemaStatus
 from runce.errors import SchemaError
-from runce.stores.base import SchemaStatus
+from runce.stores.sql import schema as sql_schema
 from runce.stores.sqlite.queries import (
     latest_version,
     migration_names,
@@ -41,13 +42,7 @@ def refuse_newer(version: int, path: Path) -> None:
 
 
 def status(version: int) -> SchemaStatus:
-    names = migration_names()
-    return SchemaStatus(
-        current=version,
-        latest=latest_version(),
-        applied=tuple(n for n in names if migration_version(n) <= version),
-        pending=tuple(n for n in names if migration_version(n) > version),
-    )
+    return sql_schema.status(version, migration_names())
 
 
 def refuse_missing(path: Path) -> NoReturn:

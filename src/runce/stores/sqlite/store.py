@@ -9,13 +9,15 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from runce.stores.base import SchemaStatus, StoreSpec
+from runce.domain.schema import SchemaStatus
+from runce.stores.base import StoreSpec
+from runce.stores.sql.schedules import SqlSchedules
+from runce.stores.sql.tokens import SqlTokens
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import BUSY_TIMEOUT, Database
+from runce.stores.sqlite.dialect import SQLiteDialect
 from runce.stores.sqlite.location import busy_timeout, database_path, synchronous, url_of
 from runce.stores.sqlite.lock import SQLiteLock
-from runce.stores.sqlite.schedules import SQLiteSchedules
-from runce.stores.sqlite.tokens import SQLiteTokens
 from runce.stores.sqlite.tracker import SQLiteTracker
 
 if TYPE_CHECKING:
@@ -30,8 +32,8 @@ class SQLiteStore:
         self._lock = SQLiteLock(db)
         self._runs: SQLiteRunQueue | None = None  # made on first use: once tasks never need it
         self._runs_guard = threading.Lock()
-        self._schedules = SQLiteSchedules(db)
-        self._tokens = SQLiteTokens(db)
+        self._schedules = SqlSchedules(SQLiteDialect(db))
+        self._tokens = SqlTokens(SQLiteDialect(db))
 
     @property
     def description(self) -> str:
@@ -59,11 +61,11 @@ class SQLiteStore:
             return self._runs
 
     @property
-    def schedules(self) -> SQLiteSchedules:
+    def schedules(self) -> SqlSchedules:
         return self._schedules
 
     @property
-    def tokens(self) -> SQLiteTokens:
+    def tokens(self) -> SqlTokens:
         return self._tokens
 
     @property

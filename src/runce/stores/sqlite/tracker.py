@@ -11,20 +11,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from runce.domain.locks import Lease
+from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
 from runce.errors import StoreError
-from runce.stores.base import (
-    AppliedRecord,
-    Attempt,
-    Checkpoint,
-    ControlCommand,
-    Lease,
-    TaskControl,
-)
+from runce.stores.sql.tracker import TrackerReads, must_be_finished
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.lock import fence, fence_and_extend
 from runce.stores.sqlite.queries import query
 from runce.stores.sqlite.rows import applied_from, attempt_from, params_of
-from runce.stores.sqltracker import TrackerReads, must_be_finished
 from runce.timeutil import from_iso, to_iso
 
 

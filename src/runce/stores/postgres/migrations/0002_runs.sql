@@ -2,7 +2,7 @@
 -- workers' heartbeats. Times are timestamptz written with the server's clock; input,
 -- result and a worker's kinds are JSONB / text[]. Every name is qualified with runce's schema.
 
--- One row per run; a successful attempt is described by the row itself (R-1).
+-- One row per run; a successful attempt is described by the row itself (docs/runs.md).
 CREATE TABLE {schema}.runs (
     id               text PRIMARY KEY,
     kind             text NOT NULL,
@@ -42,7 +42,7 @@ WHERE idempotency_key IS NOT NULL;
 CREATE INDEX runs_claim ON {schema}.runs (priority DESC, run_at, id)
 WHERE state = 'queued';
 
--- Reclaiming expired leases reads running runs by lease end. R-1's (state, lease_expires_at),
+-- Reclaiming expired leases reads running runs by lease end: (state, lease_expires_at),
 -- kept to the one state that has a lease: queued and finished runs never enter it.
 CREATE INDEX runs_lease ON {schema}.runs (state, lease_expires_at)
 WHERE state = 'running';

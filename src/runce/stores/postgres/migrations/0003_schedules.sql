@@ -1,4 +1,4 @@
--- Cron schedules (R-6): declared in code, synchronised here by workers; `enabled` is the
+-- Cron schedules (docs/runs.md): declared in code, synchronised here by workers; `enabled` is the
 -- operator's switch, which synchronising never changes. The input is kept as the canonical
 -- JSON text code declared, so a worker can tell whether the declaration changed.
 CREATE TABLE {schema}.schedules (

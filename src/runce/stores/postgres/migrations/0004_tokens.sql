@@ -1,5 +1,5 @@
--- The HTTP API's bearer tokens (A-2): the sha256 of each secret, never the secret. No
--- projects means every project.
+-- The HTTP API's bearer tokens (docs/http-api.md): the sha256 of each secret, never the
+-- secret. No projects means every project.
 CREATE TABLE {schema}.tokens (
     id           text PRIMARY KEY,
     name         text NOT NULL,

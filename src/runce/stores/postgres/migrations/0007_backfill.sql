@@ -1,4 +1,4 @@
--- Backfills (T-12): how far each key range got, and the standing pause and cancel
+-- Backfills (docs/backfills.md): how far each key range got, and the standing pause and cancel
 -- requests. Both are state, replaced in place; the history of attempts stays append-only.
 
 -- One row per key range of a backfill; cursor is the JSON value the next fetch gets.

@@ -2,7 +2,7 @@
 -- workers' heartbeats. Times are ISO-8601 UTC text with milliseconds and a "Z", as for
 -- once tasks; JSON (input, result, a worker's kinds) is TEXT.
 
--- One row per run; a successful attempt is described by the row itself (R-1).
+-- One row per run; a successful attempt is described by the row itself (docs/runs.md).
 CREATE TABLE runce_runs (
     id               TEXT PRIMARY KEY,
     kind             TEXT NOT NULL,
@@ -39,7 +39,7 @@ WHERE idempotency_key IS NOT NULL;
 CREATE INDEX runce_runs_claim ON runce_runs (priority DESC, run_at, id)
 WHERE state = 'queued';
 
--- Reclaiming expired leases reads running runs by lease end. R-1's (state, lease_expires_at),
+-- Reclaiming expired leases reads running runs by lease end: (state, lease_expires_at),
 -- kept to the one state that has a lease: queued and finished runs never enter it.
 CREATE INDEX runce_runs_lease ON runce_runs (state, lease_expires_at)
 WHERE state = 'running';

@@ -1,4 +1,4 @@
--- Cron schedules (R-6): declared in code, synchronised here by workers; `enabled` is the
+-- Cron schedules (docs/runs.md): declared in code, synchronised here by workers; `enabled` is the
 -- operator's switch, which synchronising never changes. Times are ISO-8601 UTC text.
 CREATE TABLE runce_schedules (
     name        TEXT PRIMARY KEY,

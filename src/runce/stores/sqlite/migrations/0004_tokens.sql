@@ -1,5 +1,6 @@
--- The HTTP API's bearer tokens (A-2): the sha256 of each secret, never the secret. Scopes
--- and projects are JSON arrays (no projects: every project). Times are ISO-8601 UTC text.
+-- The HTTP API's bearer tokens (docs/http-api.md): the sha256 of each secret, never the
+-- secret. Scopes and projects are JSON arrays (no projects: every project). Times are
+-- ISO-8601 UTC text.
 CREATE TABLE runce_tokens (
     id           TEXT PRIMARY KEY,
     name         TEXT NOT NULL,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from runce.domain.tasks import AppliedRecord, Attempt
 from runce.errors import UsageError
-from runce.stores.base import AppliedRecord, Attempt
 
 
 class TrackerReads:

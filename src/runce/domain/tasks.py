@@ -1,0 +1,117 @@
+"""Once tasks as a store keeps them: the append-only history of attempts, the applied record
+per task, a backfill's checkpoints and the standing pause and cancel requests (see
+docs/once-tasks.md and docs/backfills.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+AttemptStatus = Literal[
+    "started",  # inserted before the task runs; finished exactly once
+    "succeeded",
+    "failed",
+    "skipped",  # already_done() said the work was done; counts as applied
+    "skipped-by-env",  # RUNCE_SKIP_<ID>=1 on a skippable task; stays pending
+    "interrupted",  # the runner died; closed by the next runner before it re-runs the task
+    "repaired",  # `runce repair`: a new checksum accepted for an applied task
+    "baselined",  # `runce baseline`: recorded as applied without running
+]
+
+
+FINISHED_STATUSES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "skipped", "skipped-by-env", "interrupted", "repaired", "baselined"}
+)
+
+
+# The seed's field names and values: an applied record is the last outcome per task id.
+AppliedStatus = Literal["success", "failed", "skipped"]
+
+
+APPLIED_STATUSES: frozenset[str] = frozenset({"success", "skipped"})
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One row of the append-only history: one attempt at one task (or a repair/baseline)."""
+
+    attempt_id: str
+    task_id: str
+    title: str
+    checksum: str
+    status: AttemptStatus
+    started_at: datetime
+    applied_by: str
+    owner: str
+    host: str
+    pid: int
+    machine: str
+    runce_version: str
+    lock_token: str | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    progress_done: int | None = None
+    progress_total: int | None = None
+    note: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "started"
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedRecord:
+    """The last outcome of one task id, kept beside the history (the seed's ``runce.applied``)."""
+
+    id: str
+    name: str
+    checksum: str
+    applied_at: datetime
+    duration_ms: int
+    status: AppliedStatus
+    attempt_id: str
+    error: str | None = None
+
+    @property
+    def is_applied(self) -> bool:
+        return self.status in APPLIED_STATUSES
+
+
+ControlCommand = Literal["pause", "cancel"]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far one key range of a backfill got (docs/backfills.md): kept with its running attempt.
+
+    ``part`` numbers the range (0 for a backfill that is not parallel) out of ``parts``;
+    ``cursor`` is the JSON value the next ``fetch`` gets (None: from the start);
+    ``finished`` says ``fetch`` returned no next cursor. A checkpoint is state, not history:
+    each save replaces the range's previous one.
+    """
+
+    task_id: str
+    part: int
+    parts: int
+    cursor: Any
+    done: int
+    batches: int
+    attempt_id: str
+    updated_at: datetime
+    finished: bool = False
+    total: int | None = None
+    rate: float | None = None  # items a second over the saving attempt, for the ETA
+
+
+@dataclass(frozen=True, slots=True)
+class TaskControl:
+    """A standing request to pause or cancel one task, written from any machine."""
+
+    task_id: str
+    command: ControlCommand
+    requested_at: datetime
+    requested_by: str

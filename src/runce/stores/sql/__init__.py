@@ -1,0 +1,9 @@
+"""What the SQL backends (SQLite, PostgreSQL) share, and no backend owns.
+
+The SQL itself stays with each backend, in its ``.sql`` files. This package holds the code
+that reads such files (:mod:`runce.stores.sql.files`, which imports nothing but the
+standard library, so the command line's fast path may use it too), and the stores'
+schedules and tokens (:mod:`~runce.stores.sql.schedules`, :mod:`~runce.stores.sql.tokens`),
+written once over each backend's side of a small seam (:mod:`runce.stores.sql.dialect`).
+MongoDB takes no SQL and uses none of it.
+"""

@@ -1,0 +1,59 @@
+"""The SQLite store's side of the dialect seam (:mod:`runce.stores.sql.dialect`): named
+statements in short transactions on the store's file, ``:name`` parameters, times as
+ISO-8601 text on SQLite's clock, flags as 0 and 1, lists of text as JSON arrays."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from runce.stores.sql.dialect import Row
+from runce.stores.sqlite import schema
+from runce.stores.sqlite.connection import Database
+from runce.stores.sqlite.queries import clock, fetch_rows, query
+from runce.timeutil import from_iso, to_iso
+
+
+class SQLiteDialect:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def read(self, name: str, params: Mapping[str, Any], *, needs: int, what: str) -> list[Row]:
+        def work(conn: sqlite3.Connection) -> list[Row]:
+            if schema.user_version(conn) < needs:  # reads never migrate
+                return []
+            return [dict(row) for row in fetch_rows(conn, name, dict(params))]
+
+        return self._db.read(work, empty=[], what=what)
+
+    def write(self, name: str, params: Mapping[str, Any], *, what: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            changed: int = conn.execute(query(name), {**params, "now": clock(conn)}).rowcount
+            return changed
+
+        return self._db.write(work, what=what)
+
+    def write_rows(self, name: str, params: Mapping[str, Any], *, what: str) -> list[Row]:
+        def work(conn: sqlite3.Connection) -> list[Row]:
+            rows = fetch_rows(conn, name, {**params, "now": clock(conn)})
+            return [dict(row) for row in rows]
+
+        return self._db.write(work, what=what)
+
+    def time(self, moment: datetime) -> str:
+        return to_iso(moment)
+
+    def read_time(self, value: Any) -> datetime:
+        return from_iso(value)
+
+    def flag(self, value: bool) -> int:
+        return int(value)
+
+    def texts(self, values: Sequence[str]) -> str:
+        return json.dumps(list(values))
+
+    def read_texts(self, value: Any) -> tuple[str, ...]:
+        return tuple(json.loads(value))
