@@ -214,6 +214,7 @@ def test_a_schema_from_before_the_runs_reads_as_empty_and_upgrades_on_a_write(
         "tokens",
         "checkpoints",
         "controls",
+        "flow_buckets",
     ):
         admin.execute(sql.SQL("DROP TABLE {}").format(_table(store.schema, table)))
     admin.execute(

@@ -55,7 +55,7 @@ from runce.errors import (
     UnknownSchedule,
     UsageError,
 )
-from runce.runs.service import RunPage
+from runce.runs.service import FlowStatus, RunPage
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -114,6 +114,7 @@ class Client:
         priority: int = 0,
         project_id: str | None = None,
         correlation_id: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Run:
         """Enqueue one run; the same ``idempotency_key`` returns the same run (as the library)."""
         run, _ = self.enqueue_answer(
@@ -125,6 +126,7 @@ class Client:
             priority=priority,
             project_id=project_id,
             correlation_id=correlation_id,
+            concurrency_key=concurrency_key,
         )
         return run
 
@@ -140,6 +142,7 @@ class Client:
         project_id: str | None = None,
         correlation_id: str | None = None,
         trace_context: Mapping[str, str] | None = None,
+        concurrency_key: str | None = None,
     ) -> tuple[Run, bool]:
         """:meth:`enqueue`, also saying whether the run was created (False: an earlier run
         with the same idempotency key). The trace context sent (``traceparent`` header) is
@@ -154,6 +157,7 @@ class Client:
             project_id=project_id,
             correlation_id=correlation_id,
             trace_context=trace_context,
+            concurrency_key=concurrency_key,
         )
         response = self.request("POST", "/v1/runs", json=body, headers=headers)
         return run_from_json(response.json()), response.status_code == 201
@@ -177,6 +181,15 @@ class Client:
         back as ``cursor``, with the same ``order``, for the next page."""
         params = list_params(project_id, state, kind, since, before, cursor, limit, order)
         return page_from_json(self.request("GET", "/v1/runs", params=params).json())
+
+    def limits(self) -> dict[str, str]:
+        """The server's job limits are shown per run (``flow``); none are listed here."""
+        return {}
+
+    def flow(self, run: Run) -> FlowStatus:
+        """The run's flow-control limit and why it waits, as the server's jobs say."""
+        data = self.request("GET", run_path(run.id, "/flow")).json()
+        return FlowStatus(data.get("limit"), data.get("waiting"))
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """The attempts that did not succeed, oldest first."""
@@ -315,6 +328,7 @@ def enqueue_request(
     project_id: str | None,
     correlation_id: str | None,
     trace_context: Mapping[str, str] | None = None,
+    concurrency_key: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The body and headers of ``POST /v1/runs``; the trace context is ``trace_context``, else
     the active span's where the application set up OpenTelemetry."""
@@ -326,6 +340,7 @@ def enqueue_request(
         max_attempts=max_attempts,
         priority=priority,
         correlation_id=correlation_id,
+        concurrency_key=concurrency_key,
     )
     body["input"] = input  # null is an input like any other
     headers = {} if idempotency_key is None else {HEADER: to_header(idempotency_key)}

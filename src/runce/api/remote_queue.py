@@ -104,16 +104,30 @@ class HttpRunQueue:
     def claim(
         self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
     ) -> list[Run]:
-        if limit < 1:
+        return self._claim(ClaimRequest(worker_id, kinds, limit, lease))
+
+    def _claim(self, request: ClaimRequest) -> list[Run]:
+        if request.limit < 1:
             return []
         wait = self._claim_wait()
-        body = {
-            "worker_id": worker_id,
-            "kinds": list(kinds) if kinds is not None else None,
-            "limit": min(limit, MAX_BATCH),
-            "lease": lease,
+        body: dict[str, Any] = {
+            "worker_id": request.worker_id,
+            "kinds": list(request.kinds) if request.kinds is not None else None,
+            "limit": min(request.limit, MAX_BATCH),
+            "lease": request.lease,
             "wait": wait,
         }
+        if request.limits:  # the server's store enforces them
+            body["limits"] = [
+                {
+                    "kind": limit.kind,
+                    "concurrency": limit.concurrency,
+                    "rate": limit.rate,
+                    "per": limit.per,
+                }
+                for limit in request.limits
+            ]
+            body["room"] = request.room
         timeout = self.client.timeout + wait
         data = self.client.request("POST", "/v1/runs:claim", json=body, timeout=timeout).json()
         runs = [run_from_json(r) for r in data["runs"]]
@@ -136,7 +150,7 @@ class HttpRunQueue:
         if claim is None:
             return done, []
         try:
-            claimed = self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+            claimed = self._claim(claim)
         except StoreError as exc:
             if not outcomes:
                 raise

@@ -20,6 +20,7 @@ from runce.api.schemas import (
     AttemptList,
     AttemptModel,
     EnqueueRequest,
+    FlowModel,
     PruneRequest,
     PruneResult,
     RunList,
@@ -97,6 +98,7 @@ def enqueue(
             project_id=body.project_id,
             correlation_id=body.correlation_id,
             trace_context=_trace_context(traceparent, tracestate),
+            concurrency_key=body.concurrency_key,
         )
     except InvalidInput as exc:
         errors = field_errors([{"loc": ["input", *e["loc"]], "msg": e["msg"]} for e in exc.errors])
@@ -137,6 +139,13 @@ def list_runs(
 @router.get("/runs/{run_id:run_id}", response_model=RunModel, responses=answers(404))
 def get_run(run_id: RunId, ctx: Ctx, caller: Reader) -> RunModel:
     return RunModel.from_run(caller.check_run(ctx.runs.get(run_id)))
+
+
+@router.get("/runs/{run_id}/flow", response_model=FlowModel, responses=answers(404))
+def flow(run_id: RunId, ctx: Ctx, caller: Reader) -> FlowModel:
+    """The run's flow-control limit and, for a due queued run it holds back, why it waits."""
+    status = ctx.runs.flow(caller.check_run(ctx.runs.get(run_id)))
+    return FlowModel(limit=status.limit, waiting=status.waiting)
 
 
 @router.get("/runs/{run_id}/attempts", response_model=AttemptList, responses=answers(404))

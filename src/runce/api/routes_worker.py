@@ -35,7 +35,9 @@ from runce.api.schemas import (
     WorkerList,
     WorkerModel,
 )
-from runce.domain.runs import Fence, Outcome, Run, Unreadable
+from runce.domain.runs import ClaimRequest as StoreClaim
+from runce.domain.runs import Fence, KindLimit, Outcome, Run, Unreadable
+from runce.errors import UsageError
 from runce.runs.service import canonical_json, cap_error, cap_traceback
 
 router = APIRouter(
@@ -57,8 +59,19 @@ def claim(body: ClaimRequest, ctx: Ctx) -> RunsAnswer:
     """Take up to ``limit`` due runs; with ``wait``, hold the request until one is due or
     ``wait`` seconds pass."""
     deadline = time.monotonic() + body.wait
+    limits = tuple(
+        KindLimit(limit.kind, limit.concurrency, limit.rate, limit.per) for limit in body.limits
+    )
+    if limits and body.kinds is None:
+        raise UsageError("a claim with flow-control limits must name its kinds")
+    request = StoreClaim(body.worker_id, body.kinds, body.limit, body.lease, limits, body.room)
     while True:
-        runs = _readable(ctx, ctx.queue.claim(body.worker_id, body.kinds, body.limit, body.lease))
+        if limits:
+            runs = _readable(ctx, ctx.queue.exchange([], request)[1])
+        else:
+            runs = _readable(
+                ctx, ctx.queue.claim(body.worker_id, body.kinds, body.limit, body.lease)
+            )
         remaining = deadline - time.monotonic()
         if runs or remaining <= 0:
             return RunsAnswer(runs=[RunModel.from_run(r) for r in runs])

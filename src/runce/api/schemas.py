@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    model_validator,
 )
 
 from runce.domain.runs import (
@@ -34,6 +35,7 @@ from runce.domain.runs import (
     WorkerInfo,
 )
 from runce.domain.schedules import Schedule
+from runce.runs.jobs import MAX_RATE, MAX_RATE_WINDOW
 from runce.runs.limits import (  # the library's own limits, declared in the OpenAPI document
     MAX_ATTEMPTS,
     MAX_DEPTH,
@@ -43,6 +45,7 @@ from runce.runs.limits import (  # the library's own limits, declared in the Ope
     MIN_PRIORITY,
 )
 from runce.runs.service import canonical_json
+from runce.stores.queue import MAX_CONCURRENCY
 
 PROBLEM_BASE = "https://runce.dev/problems/"
 MAX_BATCH = 100
@@ -225,6 +228,19 @@ class EnqueueRequest(_Model):
     max_attempts: Annotated[Count, Field(ge=1, le=MAX_ATTEMPTS)] | None = None
     priority: Annotated[Count, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
     correlation_id: Text | None = None
+    concurrency_key: Text | None = Field(
+        default=None,
+        description="the run's key for its job's flow-control limits, instead of the one "
+        "its job's concurrency_key gives",
+    )
+
+
+class FlowModel(_Answer):
+    """A run's flow control: its job's limit, and why it waits when its limit holds it back
+    (both as the server's jobs declare them; null when it has none or does not wait)."""
+
+    limit: str | None = None
+    waiting: str | None = None
 
 
 class RunList(_Answer):
@@ -300,12 +316,45 @@ class WorkerList(_Answer):
     workers: list[WorkerModel]
 
 
+RateCount = Annotated[Count, Field(ge=1, le=MAX_RATE, description="starts per window")]
+RateWindow = Annotated[Seconds, Field(ge=1, le=MAX_RATE_WINDOW, description="seconds")]
+
+
+class KindLimitModel(_Model):
+    """A kind's flow-control limit, as the claiming worker's job declares it."""
+
+    kind: Text
+    concurrency: Annotated[Count, Field(ge=1, le=MAX_CONCURRENCY)] | None = None
+    rate: Annotated[Count, Field(ge=1, le=MAX_RATE, description="starts per window")] | None = None
+    per: (
+        Annotated[Seconds, Field(ge=1, le=MAX_RATE_WINDOW, description="the window, seconds")]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> KindLimitModel:
+        if (self.rate is None) != (self.per is None):
+            raise ValueError("a rate needs both rate and per")
+        if self.concurrency is None and self.rate is None:
+            raise ValueError("a limit needs a concurrency or a rate")
+        return self
+
+
 class ClaimRequest(_Model):
     worker_id: WorkerId
     kinds: list[Text] | None = Field(default=None, max_length=MAX_BATCH)
     limit: Annotated[Count, Field(ge=1, le=MAX_BATCH)] = 1
     lease: Lease
     wait: Annotated[Seconds, Field(ge=0, le=MAX_WAIT, description="seconds of long-poll")] = 0
+    limits: list[KindLimitModel] = Field(
+        default_factory=list,
+        max_length=MAX_BATCH,
+        description="the limits of the claimed kinds that have one (a claim with limits "
+        "names its kinds); the store enforces them over every worker",
+    )
+    room: Annotated[Count, Field(ge=0, le=MAX_BATCH)] | None = Field(
+        default=None, description="at most this many runs of limited kinds (free slots)"
+    )
 
 
 class RunsAnswer(_Answer):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from runce.api.remote_queue import HttpRunQueue
     from runce.domain.runs import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
     from runce.domain.schedules import Schedule
-    from runce.runs.service import RunPage
+    from runce.runs.service import FlowStatus, RunPage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,6 +105,7 @@ class Runs(Protocol):
         max_attempts: int | None = None,
         priority: int = 0,
         project_id: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Run: ...
 
     def get_run(self, run_id: str) -> Run: ...
@@ -123,6 +124,10 @@ class Runs(Protocol):
     ) -> RunPage: ...
 
     def attempts(self, run_id: str) -> list[AttemptRecord]: ...
+
+    def flow(self, run: Run) -> FlowStatus: ...
+
+    def limits(self) -> dict[str, str]: ...
 
     def cancel_run(self, run_id: str) -> Run: ...
 
@@ -159,6 +164,7 @@ class LocalRuns:
         max_attempts: int | None = None,
         priority: int = 0,
         project_id: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Run:
         return self._api.enqueue(
             kind,
@@ -169,6 +175,7 @@ class LocalRuns:
             priority=priority,
             project_id=project_id,
             config=self._config,
+            concurrency_key=concurrency_key,
         )
 
     def get_run(self, run_id: str) -> Run:
@@ -200,6 +207,21 @@ class LocalRuns:
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         return self._api.service(self._config).attempts(run_id)
+
+    def flow(self, run: Run) -> FlowStatus:
+        return self._api.service(self._config).flow(run)
+
+    def limits(self) -> dict[str, str]:
+        """The flow-control limit of each job of worker.handlers that has one, by kind."""
+        from runce.errors import ConfigError
+        from runce.runs.service import limit_text
+
+        try:
+            jobs = self._api.service(self._config).jobs
+        except ConfigError:  # job modules this machine cannot import: no limits to show
+            return {}
+        found = {kind: limit_text(jobs.get(kind)) for kind in jobs.kinds()}
+        return {kind: text for kind, text in found.items() if text}
 
     def cancel_run(self, run_id: str) -> Run:
         return self._api.cancel_run(run_id, config=self._config)

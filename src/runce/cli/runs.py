@@ -218,9 +218,13 @@ def workers(
     as_json: bool,
 ) -> None:
     """Workers that recently reported to the store, with their last heartbeat."""
-    found = _runs(config_path, tasks_dir, remote, token).workers()
+    target = _runs(config_path, tasks_dir, remote, token)
+    found = target.workers()
+    limits = target.limits()
     if as_json:
-        output.echo_json([asdict(w) for w in found])
+        output.echo_json(
+            [{**asdict(w), "limits": {k: limits[k] for k in w.kinds if k in limits}} for w in found]
+        )
         return
     rows = [
         [w.state.upper(), w.id, output.when(w.last_seen), str(w.concurrency), ",".join(w.kinds)]
@@ -229,6 +233,8 @@ def workers(
     output.table(rows, ["STATE", "WORKER", "LAST SEEN (UTC)", "CONC", "KINDS"])
     if not found:
         click.echo("no worker has reported yet")
+    for kind, text in sorted(limits.items()):
+        click.echo(f"limit of {kind}: {text} (across every worker)")
 
 
 @cli.command()
@@ -300,6 +306,11 @@ def runs() -> None:
     show_default=True,
     help="Higher runs first (-1,000,000 to 1,000,000).",
 )
+@click.option(
+    "--concurrency-key",
+    metavar="KEY",
+    help="The run's key for its job's flow-control limits (instead of its job's).",
+)
 @click.option("--any-kind", is_flag=True, help="Enqueue a kind no job in worker.handlers has.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_enqueue(
@@ -315,6 +326,7 @@ def runs_enqueue(
     max_attempts: int | None,
     run_at: str | None,
     priority: int,
+    concurrency_key: str | None,
     any_kind: bool,
     as_json: bool,
 ) -> None:
@@ -332,6 +344,7 @@ def runs_enqueue(
         max_attempts=max_attempts,
         priority=priority,
         project_id=project,
+        concurrency_key=concurrency_key,
     )
     if as_json:
         output.echo_json(_run_dict(run))
@@ -384,10 +397,22 @@ def runs_status(
     target = _runs(config_path, tasks_dir, remote, token)
     run = target.get_run(run_id)
     attempts = target.attempts(run_id)
+    flow = target.flow(run)
     if as_json:
-        output.echo_json({**_run_dict(run), "attempts": [asdict(a) for a in attempts]})
+        output.echo_json(
+            {
+                **_run_dict(run),
+                "attempts": [asdict(a) for a in attempts],
+                "limit": flow.limit,
+                "waiting": flow.waiting,
+            }
+        )
         return
     _print_run(run)
+    if flow.limit:
+        click.echo(f"  {'limit:':<18}{flow.limit}")
+    if flow.waiting:
+        click.echo(f"  {flow.waiting}")
     for past in attempts:
         click.echo(
             f"  attempt {past.attempt} on {past.worker_id}: {past.outcome}"

@@ -139,6 +139,8 @@ class NewRun:
     idempotency_key: str | None = None
     correlation_id: str | None = None
     trace_context: dict[str, str] | None = None
+    # The run's concurrency key (flow control): runs of a limited kind count per key.
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,11 +252,45 @@ def run_after(claimed: Run, outcome: Outcome, landed: Landed) -> Run:
 
 
 @dataclass(frozen=True, slots=True)
+class KindLimit:
+    """Flow control of one kind, per concurrency key (runs without a key share one count,
+    the kind's): at most ``concurrency`` of its runs running at once, and at most ``rate``
+    starts per ``per`` seconds with a burst of ``rate`` (a token bucket holding at most
+    ``rate`` starts, refilled at ``rate`` per ``per`` seconds: in any window of ``per``
+    seconds, at most ``2 * rate`` start)."""
+
+    kind: str
+    concurrency: int | None = None
+    rate: int | None = None
+    per: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimRequest:
     worker_id: str
     kinds: Sequence[str] | None
     limit: int
     lease: float
+    # The limits of the claimed kinds that have one (from the worker's jobs). A claim with
+    # none takes the store's plain path; one with limits names its kinds.
+    limits: tuple[KindLimit, ...] = ()
+    # At most this many runs of limited kinds (the worker's free slots): a limited run
+    # claimed ahead would hold a slot of its key while it waits in the worker.
+    room: int | None = None
+
+
+def limited_want(request: ClaimRequest) -> int:
+    """How many runs of limited kinds a claim takes at most."""
+    return request.limit if request.room is None else max(0, min(request.limit, request.room))
+
+
+@dataclass(frozen=True, slots=True)
+class FlowCount:
+    """A run's concurrency key and how many runs of its (kind, key) run under a live lease:
+    what a queue with a ``flow_of(run_id)`` method answers (for status and the API)."""
+
+    key: str | None
+    running: int
 
 
 Beat = Literal["ok", "cancel", "lost"]

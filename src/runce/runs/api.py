@@ -158,11 +158,13 @@ def enqueue(
     correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
+    concurrency_key: str | None = None,
 ) -> Run:
     """Enqueue one run; the same ``idempotency_key`` returns the same run.
 
     With ``connection`` (your open transaction on the store's database), the run exists
-    only if your transaction commits.
+    only if your transaction commits. ``concurrency_key`` sets the run's key for its job's
+    ``concurrency`` limit, instead of the one its job's ``concurrency_key`` gives.
     """
     return service(config).enqueue(
         kind,
@@ -174,6 +176,7 @@ def enqueue(
         project_id=project_id,
         correlation_id=correlation_id,
         connection=connection,
+        concurrency_key=concurrency_key,
     )
 
 
@@ -189,6 +192,7 @@ def enqueue_many(
     correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
+    concurrency_key: str | None = None,
 ) -> list[Run]:
     """Enqueue many runs of one kind in one round trip."""
     return service(config).enqueue_many(
@@ -201,6 +205,7 @@ def enqueue_many(
         project_id=project_id,
         correlation_id=correlation_id,
         connection=connection,
+        concurrency_key=concurrency_key,
     )
 
 
@@ -219,6 +224,7 @@ async def aenqueue(
     correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
+    concurrency_key: str | None = None,
 ) -> Run:
     """:func:`enqueue` for async callers. With ``connection=`` a psycopg ``AsyncConnection``
     in a transaction, the insert is awaited on it; otherwise it runs on a worker thread."""
@@ -232,6 +238,7 @@ async def aenqueue(
         project_id=project_id,
         correlation_id=correlation_id,
         connection=connection,
+        concurrency_key=concurrency_key,
     )
     return result.run
 
@@ -248,6 +255,7 @@ async def aenqueue_many(
     correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
+    concurrency_key: str | None = None,
 ) -> list[Run]:
     """:func:`enqueue_many` for async callers (see :func:`aenqueue`)."""
     results = await (await _aservice(config)).aenqueue_results(
@@ -260,6 +268,7 @@ async def aenqueue_many(
         project_id=project_id,
         correlation_id=correlation_id,
         connection=connection,
+        concurrency_key=concurrency_key,
     )
     return [result.run for result in results]
 

@@ -26,6 +26,8 @@ from runce.config import MAX_ATTEMPTS, MAX_RUN_TIME, MIN_TIMEOUT, bounded
 from runce.domain.runs import Unreadable
 from runce.errors import ConfigError, InvalidInput, UsageError
 from runce.runs.dispatch import dispatch
+from runce.runs.limits import check_text
+from runce.stores.queue import MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -42,6 +44,89 @@ R = TypeVar("R")  # what the job returns (an async job's awaited value)
 _KIND = re.compile(r"^[A-Za-z0-9][\w.:-]{0,199}$")
 
 
+def check_concurrency_key(value: Any, what: str = "concurrency_key") -> str:
+    """A run's concurrency key: text (or a whole number, kept as its digits) of 1 to 200
+    printable characters."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be text or a whole number, not {type(value).__name__}")
+    try:
+        checked = check_text(value, what, optional=False)
+    except UsageError as exc:
+        raise InvalidInput(str(exc)) from None
+    assert checked is not None
+    return checked
+
+
+_RATE = re.compile(r"^\s*(\d{1,7})\s*/\s*(\d{0,5})\s*([a-z]+)\s*$")
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+MAX_RATE = 1_000_000
+MAX_RATE_WINDOW = 86400.0
+
+
+def parse_rate(kind: str, rate: Any) -> tuple[int, float] | None:
+    """``"100/m"`` (also ``/s``, ``/h``, ``/d``, or a multiple: ``"5/10s"``) as (starts,
+    seconds); a UsageError saying what is wrong otherwise."""
+    if rate is None:
+        return None
+    shown = repr(rate) if len(repr(rate)) <= 40 else repr(rate)[:40] + "…"
+    found = _RATE.match(rate) if isinstance(rate, str) else None
+    unit = _UNITS.get(found.group(3).removesuffix("s") or "s") if found else None
+    if found is None or unit is None:
+        raise UsageError(
+            f'job {kind!r}: rate {shown} is not a rate like "100/m" '
+            '(starts per s, m, h or d, or per a multiple such as "5/10s")'
+        )
+    count, times = int(found.group(1)), int(found.group(2) or "1")
+    window = float(times * unit)
+    if not 1 <= count <= MAX_RATE:
+        raise UsageError(
+            f"job {kind!r}: rate {shown} must allow 1 to {MAX_RATE:,} starts per window"
+        )
+    if not 1 <= window <= MAX_RATE_WINDOW:
+        raise UsageError(f"job {kind!r}: rate {shown} needs a window of 1 second to 1 day")
+    return count, window
+
+
+def check_concurrency(kind: str, concurrency: Any, key: Any, rate: Any = None) -> None:
+    """Refuse flow-control options of ``@runce.job(kind, ...)`` that cannot work."""
+    if concurrency is not None and (
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 1 <= concurrency <= MAX_CONCURRENCY
+    ):
+        shown = repr(concurrency) if len(repr(concurrency)) <= 40 else "a huge number"
+        raise UsageError(
+            f"job {kind!r}: concurrency must be a whole number from 1 to {MAX_CONCURRENCY:,}, "
+            f"got {shown}"
+        )
+    if key is None:
+        return
+    if concurrency is None and rate is None:
+        raise UsageError(
+            f"job {kind!r}: concurrency_key= needs concurrency=N or rate=, the limit per key"
+        )
+    if isinstance(key, str):
+        check_text(key, f"job {kind!r}: concurrency_key", optional=False)
+    elif not callable(key):
+        raise UsageError(
+            f"job {kind!r}: concurrency_key must be a field name or a function of the input, "
+            f"not {type(key).__name__}"
+        )
+
+
 @dataclass(frozen=True)
 class Job(Generic[P, R]):
     """A registered job: the function and how its runs are retried and timed out.
@@ -55,6 +140,34 @@ class Job(Generic[P, R]):
     timeout: float | None = None
     # Its work and its success commit together, in ctx.db's transaction (SQL stores only).
     transactional: bool = False
+    # Flow control: at most this many runs running at once (per concurrency key, if any).
+    concurrency: int | None = None
+    # The field of the input, or a function of the input, that gives a run's key.
+    concurrency_key: str | Callable[[Any], Any] | None = None
+    # At most this many starts per this many seconds (per key), with a burst of as many.
+    rate: tuple[int, float] | None = None
+
+    def key_of(self, stored_input: Any) -> str | None:
+        """The concurrency key of a run with this (stored, JSON) input, or None."""
+        source = self.concurrency_key
+        if source is None:
+            return None
+        if isinstance(source, str):
+            if not isinstance(stored_input, dict) or source not in stored_input:
+                raise InvalidInput(
+                    f"the input of {self.kind!r} has no field {source!r}, "
+                    "which its concurrency_key names"
+                )
+            value = stored_input[source]
+        else:
+            try:
+                value = source(stored_input)
+            except Exception as exc:
+                raise InvalidInput(
+                    f"the concurrency_key function of {self.kind!r} failed on the input: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+        return check_concurrency_key(value, f"the concurrency key of {self.kind!r}")
 
     def input_for_storage(self, value: Any) -> Any:
         """The run's input as it will be stored: validated, and dumped to JSON values."""
@@ -104,6 +217,7 @@ class Job(Generic[P, R]):
         correlation_id: str | None = None,
         connection: Any = None,
         config: Any = None,
+        concurrency_key: str | None = None,
     ) -> Run:
         """Enqueue a run of this job and return it (the options are ``runce.enqueue``'s)."""
         return dispatch().enqueue(
@@ -117,6 +231,7 @@ class Job(Generic[P, R]):
             correlation_id=correlation_id,
             connection=connection,
             config=config,
+            concurrency_key=concurrency_key,
         )
 
     async def alater(self, params: P, **options: Any) -> Run:
@@ -324,6 +439,9 @@ def job(
     cron: str | None = None,
     cron_timezone: str = "UTC",
     transactional: bool = False,
+    concurrency: int | None = None,
+    concurrency_key: str | Callable[[Any], Any] | None = None,
+    rate: str | None = None,
 ) -> JobDecorator:
     """Register the decorated function as the job for runs of ``kind``.
 
@@ -331,9 +449,14 @@ def job(
     every tick (in ``cron_timezone``); ``runce.schedule`` declares one with an input.
     ``transactional`` gives the job ``ctx.db``, a connection in a transaction on the store's
     database in which the worker also records the run's success (SQLite and PostgreSQL).
+    ``concurrency`` caps the runs of the kind running at once across every worker, per
+    ``concurrency_key`` (a field of the input, or a function of it) when one is given;
+    ``rate`` (``"100/m"``) caps its starts per window the same way, with a burst of as many.
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise UsageError(f"job kind {kind!r} must be letters, digits and . _ : - (at most 200)")
+    parsed_rate = parse_rate(kind, rate)
+    check_concurrency(kind, concurrency, concurrency_key, parsed_rate)
     if max_attempts is not None:
         bounded(f"job {kind!r}: max_attempts", max_attempts, 1, MAX_ATTEMPTS, duration=False)
     if timeout is not None:
@@ -355,7 +478,18 @@ def job(
                 f"job {kind!r}: transactional=True needs a plain function, not async "
                 "(ctx.db is a blocking connection)"
             )
-        made = registry.register(Job(kind, fn, max_attempts, timeout, transactional))
+        made = registry.register(
+            Job(
+                kind,
+                fn,
+                max_attempts,
+                timeout,
+                transactional,
+                concurrency,
+                concurrency_key,
+                parsed_rate,
+            )
+        )
         if cron is not None:
             _declare_schedule(made, cron, cron_timezone)
         return made

@@ -42,7 +42,7 @@ from runce.errors import (
 )
 from runce.errortext import cap, clean
 from runce.runs.events import Event, EventBus, events
-from runce.runs.jobs import JobRegistry, registry
+from runce.runs.jobs import Job, JobRegistry, check_concurrency_key, registry
 from runce.runs.limits import (
     MAX_DEPTH,
     check_json,
@@ -282,6 +282,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise UsageError(f"cursor {cursor!r} is not one runce gave out") from None
 
 
+@dataclass(frozen=True)
+class FlowStatus:
+    """A run's flow control, as status, the API and ``workers`` show it: its job's limit
+    (``concurrency 1 per customer_id``) and, for a due queued run its limit holds back, why
+    it waits (``waiting: concurrency of customer_id=42, 1 of 1 running``)."""
+
+    limit: str | None = None
+    waiting: str | None = None
+
+
+def limit_text(job: Job[Any, Any] | None) -> str | None:
+    """A job's flow-control limit in words, or None when it has none."""
+    if job is None or (job.concurrency is None and job.rate is None):
+        return None
+    per = job.concurrency_key
+    per_text = f" per {per}" if isinstance(per, str) else " per key" if per is not None else ""
+    parts = [] if job.concurrency is None else [f"concurrency {job.concurrency}"]
+    if job.rate is not None:
+        count, window = job.rate
+        parts.append(f"rate {count} per {window:g} s (burst {count})")
+    return ", ".join(parts) + per_text
+
+
 class RunService:
     """Everything a caller (library, CLI, HTTP API) does with runs, on one queue."""
 
@@ -298,6 +321,26 @@ class RunService:
         self.jobs = jobs
         self.bus = bus
 
+    def flow(self, run: Run) -> FlowStatus:
+        """The run's flow control (from this process's jobs and the store's counts)."""
+        job = self.jobs.get(run.kind)
+        limit = limit_text(job)
+        flow_of = getattr(self.queue, "flow_of", None)
+        if job is None or job.concurrency is None or run.state != "queued" or flow_of is None:
+            return FlowStatus(limit)
+        if run.run_at > self.queue.now():  # not due yet: it waits for its time, not a slot
+            return FlowStatus(limit)
+        count = flow_of(run.id)
+        if count is None or count.running < job.concurrency:
+            return FlowStatus(limit)
+        per = job.concurrency_key
+        if count.key is None:
+            name = run.kind
+        else:
+            name = f"{per if isinstance(per, str) else 'key'}={count.key}"
+        waiting = f"waiting: concurrency of {name}, {count.running} of {job.concurrency} running"
+        return FlowStatus(limit, waiting)
+
     # -- enqueue --------------------------------------------------------------------------------
 
     def enqueue(
@@ -312,6 +355,7 @@ class RunService:
         project_id: str | None = None,
         correlation_id: str | None = None,
         connection: Any = None,
+        concurrency_key: str | None = None,
     ) -> Run:
         [result] = self.enqueue_results(
             kind,
@@ -323,6 +367,7 @@ class RunService:
             project_id=project_id,
             correlation_id=correlation_id,
             connection=connection,
+            concurrency_key=concurrency_key,
         )
         return result.run
 
@@ -338,6 +383,7 @@ class RunService:
         project_id: str | None = None,
         correlation_id: str | None = None,
         connection: Any = None,
+        concurrency_key: str | None = None,
     ) -> list[Run]:
         results = self.enqueue_results(
             kind,
@@ -349,6 +395,7 @@ class RunService:
             project_id=project_id,
             correlation_id=correlation_id,
             connection=connection,
+            concurrency_key=concurrency_key,
         )
         return [r.run for r in results]
 
@@ -365,6 +412,7 @@ class RunService:
         correlation_id: str | None = None,
         connection: Any = None,
         trace_context: Mapping[str, str] | None = None,
+        concurrency_key: str | None = None,
     ) -> list[Enqueued]:
         """:meth:`enqueue_many`, telling for each run whether this call created it (the
         HTTP API answers 201 or 200 from that). ``trace_context`` is a caller's W3C trace
@@ -378,6 +426,7 @@ class RunService:
             priority,
             project_id,
             correlation_id,
+            concurrency_key,
         )
         connection = callers_connection(connection)
         if trace_context is None and not tracing.enabled():
@@ -400,6 +449,7 @@ class RunService:
         project_id: str | None = None,
         correlation_id: str | None = None,
         connection: Any = None,
+        concurrency_key: str | None = None,
     ) -> list[Enqueued]:
         """:meth:`enqueue_results` for async callers: on the caller's async connection when
         the store can use one, else on a worker thread."""
@@ -412,6 +462,7 @@ class RunService:
             priority,
             project_id,
             correlation_id,
+            concurrency_key,
         )
         connection = callers_connection(connection)
         if tracing.enabled():
@@ -440,6 +491,7 @@ class RunService:
         priority: int,
         project_id: str | None,
         correlation_id: str | None,
+        concurrency_key: str | None = None,
     ) -> list[NewRun]:
         """The runs to insert, their inputs validated and encoded."""
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(inputs)
@@ -452,6 +504,13 @@ class RunService:
         if job is not None:  # typed jobs refuse a bad input before anything is stored
             inputs = [job.input_for_storage(value) for value in inputs]
         texts = [canonical_json(value) for value in inputs]
+        concurrency_keys: list[str | None]
+        if concurrency_key is not None:
+            concurrency_keys = [check_concurrency_key(concurrency_key)] * len(inputs)
+        elif job is not None and job.concurrency_key is not None:
+            concurrency_keys = [job.key_of(value) for value in inputs]
+        else:
+            concurrency_keys = [None] * len(inputs)
         return [
             NewRun(
                 id=run_id,
@@ -463,8 +522,11 @@ class RunService:
                 project_id=project_id,
                 idempotency_key=key,
                 correlation_id=correlation_id,
+                concurrency_key=flow_key,
             )
-            for run_id, text, key in zip(new_run_ids(len(texts)), texts, keys, strict=True)
+            for run_id, text, key, flow_key in zip(
+                new_run_ids(len(texts)), texts, keys, concurrency_keys, strict=True
+            )
         ]
 
     def _enqueued(self, new: list[NewRun], results: list[Enqueued]) -> list[Enqueued]:

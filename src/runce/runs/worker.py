@@ -36,7 +36,16 @@ from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 from runce import tracing
-from runce.domain.runs import ClaimRequest, Landed, Outcome, OutcomeKind, Run, WorkerInfo, run_after
+from runce.domain.runs import (
+    ClaimRequest,
+    KindLimit,
+    Landed,
+    Outcome,
+    OutcomeKind,
+    Run,
+    WorkerInfo,
+    run_after,
+)
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
 from runce.errortext import describe
 from runce.runs.backoff import Backoff, Outage
@@ -185,6 +194,19 @@ class Worker:
         self.id = worker_id or default_worker_id()
         self.summary = WorkerSummary()
         self.kinds = self._kinds()
+        # Flow control: the limits of this worker's kinds, sent with every claim so that
+        # the store enforces them (every worker of a kind must declare the same limits).
+        self._limits = tuple(
+            KindLimit(
+                job.kind,
+                job.concurrency,
+                None if job.rate is None else job.rate[0],
+                None if job.rate is None else job.rate[1],
+            )
+            for job in map(self.jobs.get, self.kinds)
+            if job is not None and (job.concurrency is not None or job.rate is not None)
+        )
+        self._limits_checked = -1e9  # when --drain last asked whether limited runs are due
         preferred: int = getattr(queue, "claim_batch", DEFAULT_BATCH)
         self._batch = self.options.batch or preferred
         self._mutex = threading.Lock()
@@ -381,7 +403,18 @@ class Worker:
     def _drained(self, idle_claims: int) -> bool:
         with self._mutex:
             busy = bool(self._slots)
-        return not busy and idle_claims > 0 and not self._finished and not self._unsent
+        drained = not busy and idle_claims > 0 and not self._finished and not self._unsent
+        if drained and self._limits:
+            # An empty claim may only mean that limits hold due runs back (other workers'
+            # slots, a rate): drained once no run of a limited kind is due at all, asked
+            # (one aggregate read) at most once a second.
+            now = time.monotonic()
+            if now - self._limits_checked < 1.0:
+                return False
+            self._limits_checked = now
+            due = self.queue.run_counts().oldest_due
+            return not any(limit.kind in due for limit in self._limits)
+        return drained
 
     def _max_time_passed(self, now: float, began: float) -> bool:
         """Whether ``--max-time`` is up (measured from ``began``), and not yet acted on."""
@@ -439,7 +472,13 @@ class Worker:
         if not self._may_call_store():
             return 0, False
         request = (
-            ClaimRequest(self.id, self.kinds, min(want, self._batch), self.options.lease)
+            ClaimRequest(
+                self.id,
+                self.kinds,
+                min(want, self._batch),
+                self.options.lease,
+                self._limits,
+            )
             if want
             else None
         )

@@ -24,6 +24,7 @@ from runce.domain.runs import (
     ClaimRequest,
     Enqueued,
     Fence,
+    FlowCount,
     Landed,
     NewRun,
     Outcome,
@@ -41,7 +42,18 @@ from runce.domain.tokens import NewToken, Token
 from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, UsageError
 from runce.stores.base import StoreSpec, Transaction
 from runce.stores.liveness import process_alive
-from runce.stores.queue import tally
+from runce.stores.queue import (
+    Bucket,
+    limited_want,
+    pick_limited,
+    rate_room,
+    rated_kinds,
+    spent_buckets,
+    split_claim,
+    started_groups,
+    tally,
+    unbound,
+)
 from runce.timeutil import utcnow
 
 
@@ -263,6 +275,8 @@ class _Runs:
     def __init__(self) -> None:
         self.rows: dict[str, Run] = {}
         self.keys: dict[str, str] = {}  # idempotency key -> run id
+        self.flow_keys: dict[str, str] = {}  # run id -> concurrency key (runs that have one)
+        self.buckets: dict[tuple[str, str | None], Bucket] = {}  # rate limits per (kind, key)
         self.attempts: list[AttemptRecord] = []
         self.workers: dict[str, WorkerInfo] = {}
         self.changed = threading.Condition()
@@ -321,9 +335,66 @@ class MemoryRunQueue:
         self._runs.rows[run.id] = run
         if key is not None:
             self._runs.keys[key] = run.id
+        if new.concurrency_key is not None:
+            self._runs.flow_keys[run.id] = new.concurrency_key
         return Enqueued(run, created=True)
 
     def claim(
+        self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Run]:
+        return self._claim(ClaimRequest(worker_id, kinds, limit, lease))
+
+    def _claim(self, request: ClaimRequest) -> list[Run]:
+        if not request.limits:
+            return self._claim_plain(request.worker_id, request.kinds, request.limit, request.lease)
+        limited, unlimited = split_claim(request)
+        with self._mutex:  # counting and claiming under the store's lock: atomic
+            now = utcnow()
+            flow_keys = self._runs.flow_keys
+            running: dict[tuple[str, str | None], int] = {}
+            due: list[Run] = []
+            for run in self._runs.rows.values():
+                if run.kind not in limited:
+                    continue
+                if run.state == "running" and (
+                    run.lease_expires_at is not None and run.lease_expires_at > now
+                ):
+                    group = (run.kind, flow_keys.get(run.id))
+                    running[group] = running.get(group, 0) + 1
+                elif run.state == "queued" and run.run_at <= now:
+                    due.append(run)
+            rated = rated_kinds(request)
+            unbound(limited, unlimited, running, rated, limited_want(request))
+            due = [r for r in due if r.kind in limited]
+            due.sort(key=lambda r: (-r.priority, r.run_at, r.id))
+            candidates = [(r.id, r.kind, flow_keys.get(r.id)) for r in due]
+            buckets = self._runs.buckets
+            room = rate_room(rated, buckets, now) if rated else None
+            ids = pick_limited(candidates, running, limited, limited_want(request), room)
+            if rated:
+                buckets.update(spent_buckets(rated, buckets, started_groups(candidates, ids), now))
+            claimed = [self._claimed(self._runs.rows[i], request, now) for i in ids]
+            self._store(claimed)
+            rest = request.limit - len(claimed)
+            if unlimited and rest > 0:
+                claimed += self._claim_plain(request.worker_id, unlimited, rest, request.lease)
+            return claimed
+
+    def _claimed(self, run: Run, request: ClaimRequest, now: datetime) -> Run:
+        return replace(
+            run,
+            state="running",
+            attempt=run.attempt + 1,
+            claimed_by=request.worker_id,
+            claimed_at=now,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=request.lease),
+            updated_at=now,
+            progress=None,
+            progress_message=None,
+        )
+
+    def _claim_plain(
         self, worker_id: str, kinds: Sequence[str] | None, limit: int, lease: float
     ) -> list[Run]:
         with self._mutex:
@@ -362,7 +433,7 @@ class MemoryRunQueue:
             done = self.complete(outcomes) if outcomes else []
             if claim is None:
                 return done, []
-            return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+            return done, self._claim(claim)
 
     def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
         beats: dict[str, Beat] = {}
@@ -519,6 +590,25 @@ class MemoryRunQueue:
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=filters.order == "newest")
         return rows[:limit]
 
+    def flow_of(self, run_id: str) -> FlowCount | None:
+        """The run's concurrency key and the runs of its (kind, key) running now."""
+        with self._mutex:
+            run = self._runs.rows.get(run_id)
+            if run is None:
+                return None
+            keys, now = self._runs.flow_keys, utcnow()
+            key = keys.get(run_id)
+            running = sum(
+                1
+                for other in self._runs.rows.values()
+                if other.kind == run.kind
+                and other.state == "running"
+                and keys.get(other.id) == key
+                and other.lease_expires_at is not None
+                and other.lease_expires_at > now
+            )
+            return FlowCount(key, running)
+
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         with self._mutex:
             return [a for a in self._runs.attempts if a.run_id == run_id]
@@ -543,6 +633,7 @@ class MemoryRunQueue:
                 del self._runs.rows[run.id]
                 if run.idempotency_key is not None:
                     self._runs.keys.pop(run.idempotency_key, None)
+                self._runs.flow_keys.pop(run.id, None)
             gone = {r.id for r in doomed}
             self._runs.attempts = [a for a in self._runs.attempts if a.run_id not in gone]
             return len(doomed)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +40,8 @@ from runce.domain.runs import (
     ClaimRequest,
     Enqueued,
     Fence,
+    FlowCount,
+    KindLimit,
     Landed,
     NewRun,
     Outcome,
@@ -53,10 +56,11 @@ from runce.domain.runs import (
     WorkerInfo,
     check_outcomes,
     landed_of,
+    limited_want,
     readable,
     run_after,
 )
-from runce.errors import StoreError
+from runce.errors import StoreError, UsageError
 
 _decode_json = json.JSONDecoder().decode
 
@@ -331,12 +335,23 @@ class TransactionalRunQueue(Protocol):
 # The records moved to runce.domain.runs; they stay importable from here for code written
 # against their old home until every import names the new one.
 __all__ = [
+    "MAX_CONCURRENCY",
+    "Bucket",
+    "Candidate",
+    "Group",
     "RunQueue",
     "TransactionalRunQueue",
     "enqueue_answers",
     "outcome_rounds",
+    "pick_limited",
+    "rate_room",
+    "rated_kinds",
     "run_from_row",
+    "spent_buckets",
+    "split_claim",
+    "started_groups",
     "tally",
+    "unbound",
 ]
 # The records that moved to runce.domain.runs stay importable from here for
 # code written against their old home, until every import names the new one.
@@ -353,6 +368,8 @@ __all__ += [
     "ClaimRequest",
     "Enqueued",
     "Fence",
+    "FlowCount",
+    "KindLimit",
     "Landed",
     "NewRun",
     "Outcome",
@@ -367,6 +384,144 @@ __all__ += [
     "WorkerInfo",
     "check_outcomes",
     "landed_of",
+    "limited_want",
     "readable",
     "run_after",
 ]
+
+
+# --- flow control: what the stores' limited claims share ---------------------------------
+
+
+# Most candidates of one (kind, key) a limited claim reads: no key takes more at once.
+MAX_CONCURRENCY = 10_000
+
+
+def split_claim(request: ClaimRequest) -> tuple[dict[str, int], list[str]]:
+    """The limited kinds of a claim (kind to concurrency; a kind limited by rate alone gets
+    :data:`MAX_CONCURRENCY`) and its unlimited kinds."""
+    if request.kinds is None:
+        raise UsageError("a claim with flow-control limits must name its kinds")
+    limited = {limit.kind: limit.concurrency or MAX_CONCURRENCY for limit in request.limits}
+    return limited, [kind for kind in request.kinds if kind not in limited]
+
+
+Candidate = tuple[str, str, str | None]  # a due queued run: id, kind, concurrency key
+Group = tuple[str, str | None]  # (kind, concurrency key): what limits count
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A (kind, key)'s rate limit as stored: the starts it had left at ``at``."""
+
+    tokens: float
+    at: datetime
+
+
+def rated_kinds(request: ClaimRequest) -> dict[str, KindLimit]:
+    return {limit.kind: limit for limit in request.limits if limit.rate is not None}
+
+
+def _tokens(limit: KindLimit, bucket: Bucket | None, now: datetime) -> float:
+    rate, per = limit.rate or 0, limit.per or 1.0
+    if bucket is None:
+        return float(rate)  # a bucket starts full: the burst
+    elapsed = max(0.0, (now - bucket.at).total_seconds())
+    return min(float(rate), bucket.tokens + elapsed * rate / per)
+
+
+def rate_room(
+    rated: Mapping[str, KindLimit], buckets: Mapping[Group, Bucket], now: datetime
+) -> Callable[[Group], int]:
+    """How many runs of a (kind, key) may start now by its kind's rate (a kind without one:
+    no limit)."""
+
+    def room(group: Group) -> int:
+        limit = rated.get(group[0])
+        if limit is None:
+            return MAX_CONCURRENCY
+        return int(_tokens(limit, buckets.get(group), now) + 1e-9)
+
+    return room
+
+
+def spent_buckets(
+    rated: Mapping[str, KindLimit],
+    buckets: Mapping[Group, Bucket],
+    started: Mapping[Group, int],
+    now: datetime,
+) -> dict[Group, Bucket]:
+    """The buckets to store after ``started`` runs started per (kind, key) at ``now``."""
+    spent: dict[Group, Bucket] = {}
+    for group, count in started.items():
+        limit = rated.get(group[0])
+        if limit is not None and count:
+            left = _tokens(limit, buckets.get(group), now) - count
+            spent[group] = Bucket(max(0.0, left), now)
+    return spent
+
+
+def unbound(
+    limited: dict[str, int],
+    unlimited: list[str],
+    running: Mapping[Group, int],
+    rated: Mapping[str, KindLimit],
+    want: int,
+) -> None:
+    """Move to ``unlimited`` the kinds whose limit this claim cannot reach (its running runs
+    of every key together, plus every run it may take, stay within it; no rate): they are
+    claimed the plain way, in claim order, at the plain path's cost."""
+    totals: dict[str, int] = {}
+    for (kind, _key), count in running.items():
+        totals[kind] = totals.get(kind, 0) + count
+    for kind, concurrency in list(limited.items()):
+        if kind not in rated and totals.get(kind, 0) + want <= concurrency:
+            del limited[kind]
+            unlimited.append(kind)
+
+
+def pick_limited(
+    candidates: Sequence[Candidate],
+    running: Mapping[Group, int],
+    limited: Mapping[str, int],
+    want: int,
+    room: Callable[[Group], int] | None = None,
+) -> list[str]:
+    """The ids a limited claim takes: ``candidates`` in claim order (priority desc, run_at,
+    id), ``running`` the runs of each (kind, key) running under a live lease, ``room`` how
+    many of a (kind, key) its rate lets start now. Kinds and keys are served in turn: the
+    kinds take one run each in turn, and within a kind every key's first due run comes
+    before any key's second, and so on."""
+    rank: dict[Group, int] = {}
+    free: dict[Group, int] = {}
+    ranked: dict[str, list[tuple[int, int, str]]] = {}
+    for position, (run_id, kind, key) in enumerate(candidates):
+        group = (kind, key)
+        allowed = free.get(group)
+        if allowed is None:
+            allowed = limited.get(kind, 0) - running.get(group, 0)
+            if room is not None and allowed > 0:
+                allowed = min(allowed, room(group))
+            free[group] = allowed
+        seen = rank.get(group, 0)
+        if seen >= allowed:
+            continue
+        rank[group] = seen + 1
+        ranked.setdefault(kind, []).append((seen, position, run_id))
+    turns: list[tuple[int, int, str]] = []
+    for picks in ranked.values():
+        picks.sort()
+        first = picks[0][1]  # a kind whose first due run comes first goes first each turn
+        turns += [(turn, first, run_id) for turn, (_, _, run_id) in enumerate(picks)]
+    turns.sort()
+    return [run_id for _, _, run_id in turns[:want]]
+
+
+def started_groups(candidates: Sequence[Candidate], ids: Sequence[str]) -> dict[Group, int]:
+    """How many of ``ids`` each (kind, key) of ``candidates`` holds."""
+    taken = set(ids)
+    counts: dict[Group, int] = {}
+    for run_id, kind, key in candidates:
+        if run_id in taken:
+            counts[kind, key] = counts.get((kind, key), 0) + 1
+    return counts

@@ -31,18 +31,19 @@ A run is one document, ``_id`` = the run id, with camelCase fields and BSON date
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from runce.domain.runs import (
     ACTIVE,
@@ -52,6 +53,8 @@ from runce.domain.runs import (
     ClaimRequest,
     Enqueued,
     Fence,
+    FlowCount,
+    KindLimit,
     Landed,
     NewRun,
     Outcome,
@@ -68,13 +71,34 @@ from runce.errors import UsageError
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
-from runce.stores.queue import RunQueue, tally
+from runce.stores.queue import (
+    Bucket,
+    Candidate,
+    Group,
+    RunQueue,
+    limited_want,
+    pick_limited,
+    rate_room,
+    rated_kinds,
+    spent_buckets,
+    split_claim,
+    started_groups,
+    tally,
+)
 
 DUPLICATE_KEY = 11000
 POLL = 0.025  # seconds between looks at the wake signal in wait_for_work
 CANDIDATES = 1000  # due run ids read per look, claimed in order by the claims that follow
 CANDIDATES_FOR = 1.0  # seconds a look is trusted while the wake signal stays put
 WAKE_ID = "~wake"  # the wake signal's document in the workers collection
+# Flow control: due runs of the limited kinds a claim weighs at most (fairness between keys
+# holds among them), how long a claimer may hold the flow lock before another may take it,
+# and how long a claimer waits for it at most (less with a short lease: a quarter of it).
+FLOW_CANDIDATES = 1000
+FLOW_CANDIDATES_FOR = 3.0  # seconds a look is trusted (sorting the due runs is the cost)
+FLOW_LOCK_FOR = timedelta(seconds=10)
+FLOW_LOCK_WAIT = 30.0
+FLOW_LOCK_ID = "~flow"  # the lock's document in the workers collection
 _CLAIM_ORDER = [("priority", -1), ("runAt", 1), ("_id", 1)]
 _NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 _OLDEST_FIRST = [("createdAt", 1), ("_id", 1)]
@@ -98,6 +122,13 @@ class _Candidates:
     read_at: float
 
 
+@dataclass
+class _FlowCandidates:
+    rows: list[Candidate]  # id, kind, concurrency key: in claim order
+    signal: Any
+    read_at: float
+
+
 def _waker(conn: Connection) -> threading.Event:
     key = (conn.location.url, conn.location.database, conn.location.runs)
     with _wakers_guard:
@@ -113,6 +144,7 @@ class MongoRunQueue:
         self._waker = _waker(conn)
         self._seen: Any = None  # the wake signal as wait_for_work last saw it
         self._candidates: dict[tuple[str, ...] | None, _Candidates] = {}
+        self._flow_candidates: dict[tuple[str, ...], _FlowCandidates] = {}
 
     def now(self) -> datetime:
         return _ms(self._conn.server_now())
@@ -284,9 +316,140 @@ class MongoRunQueue:
         self, outcomes: Sequence[Outcome], claim: ClaimRequest | None
     ) -> tuple[list[Landed | None], list[Run]]:
         done = self.complete(outcomes) if outcomes else []
-        if claim is None:
+        if claim is None or claim.limit <= 0:
             return done, []
-        return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+        if not claim.limits:
+            return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+        limited, unlimited = split_claim(claim)
+        self._schema.prepare()
+        with self._conn.translated(f"claim runs for worker {claim.worker_id}"):
+            cached = self._due_candidates(sorted(limited))
+            # Waiting long for the locks would hand the worker runs it no longer trusts to
+            # start (their lease counted from its request): claim none this time instead.
+            wait = min(FLOW_LOCK_WAIT, claim.lease / 4)
+            with self._flow_lock(wait) as held:
+                taken = self._claim_limited(claim, limited, cached) if held else []
+            rest = claim.limit - len(taken)
+            if unlimited and rest > 0:
+                taken += self._claim(claim.worker_id, unlimited, rest, claim.lease)
+        return done, taken
+
+    @contextlib.contextmanager
+    def _flow_lock(self, wait: float) -> Iterator[bool]:
+        """Hold the flow-control lock, one document for every limited kind (a claim then
+        takes one write to lock and one to unlock whatever its kinds), or yield False when it
+        stays held for ``wait`` seconds. A holder that died frees it when its ``until``
+        passes (:data:`FLOW_LOCK_FOR`)."""
+        token = uuid.uuid4().hex
+        held = self._take_flow_lock(FLOW_LOCK_ID, token, time.monotonic() + wait)
+        try:
+            yield held
+        finally:
+            if held:
+                self._conn.workers.update_one(
+                    {"_id": FLOW_LOCK_ID, "holder": token},
+                    {"$set": {"holder": None, "until": None}},
+                )
+
+    def _take_flow_lock(self, lock_id: str, token: str, deadline: float) -> bool:
+        pause = 0.001
+        while True:
+            now = self.now()
+            free = {"_id": lock_id, "$or": [{"until": None}, {"until": {"$lte": now}}]}
+            change = {"$set": {"holder": token, "until": _ms(now + FLOW_LOCK_FOR)}}
+            try:
+                self._conn.workers.update_one(free, change, upsert=True)
+                return True
+            except DuplicateKeyError:  # held: the filter missed, and the upsert met the _id
+                pass
+            if time.monotonic() > deadline:
+                return False  # the claim takes none of these kinds this time
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    def _buckets(self, rated: dict[str, KindLimit], rows: list[Candidate]) -> dict[Group, Bucket]:
+        """The rate buckets of the (kind, key)s among ``rows`` whose kind has a rate."""
+        groups = {(kind, key) for _, kind, key in rows if kind in rated}
+        if not groups:
+            return {}
+        ids = {_bucket_id(group): group for group in groups}
+        found = self._conn.workers.find({"_id": {"$in": list(ids)}})
+        return {ids[doc["_id"]]: Bucket(doc["tokens"], aware(doc["at"])) for doc in found}
+
+    def _due_candidates(self, kinds: list[str]) -> _FlowCandidates:
+        """The due runs of limited ``kinds``, read at most every 3 seconds while the wake
+        signal stays put, as on the plain path (outside the flow locks: a run another claimer
+        took since is skipped by the update, which wants it still queued)."""
+        now = self.now()
+        group = tuple(kinds)
+        signal = self._signal()
+        cached = self._flow_candidates.get(group)
+        if (
+            cached is None
+            or not cached.rows
+            or cached.signal != signal
+            or time.monotonic() - cached.read_at > FLOW_CANDIDATES_FOR
+        ):
+            due = {"kind": {"$in": kinds}, "state": "queued", "runAt": {"$lte": now}}
+            found = self._runs.find(due, {"kind": 1, "concurrencyKey": 1})
+            rows = [
+                (doc["_id"], doc["kind"], doc.get("concurrencyKey"))
+                for doc in found.sort(_CLAIM_ORDER).limit(FLOW_CANDIDATES)
+            ]
+            cached = self._flow_candidates[group] = _FlowCandidates(rows, signal, time.monotonic())
+        return cached
+
+    def _claim_limited(
+        self, claim: ClaimRequest, limited: dict[str, int], cached: _FlowCandidates
+    ) -> list[Run]:
+        now = self.now()
+        kinds = sorted(limited)
+        running: dict[tuple[str, str | None], int] = {}
+        # One equality read per kind on its index, the leases checked here: a range or an
+        # $in in the filter costs some servers a scan, and this read holds the lock.
+        for kind in kinds:
+            found = self._runs.find(
+                {"kind": kind, "state": "running"}, {"concurrencyKey": 1, "leaseExpiresAt": 1}
+            )
+            for doc in found:
+                until = doc.get("leaseExpiresAt")
+                if isinstance(until, datetime) and aware(until) > now:
+                    group = (kind, doc.get("concurrencyKey"))
+                    running[group] = running.get(group, 0) + 1
+        rated = rated_kinds(claim)
+        room, buckets = None, {}
+        if rated:
+            buckets = self._buckets(rated, cached.rows)
+            room = rate_room(rated, buckets, now)
+        ids = pick_limited(cached.rows, running, limited, limited_want(claim), room)
+        if not ids:
+            return []
+        if rated:
+            started = started_groups(cached.rows, ids)
+            for group, bucket in spent_buckets(rated, buckets, started, now).items():
+                self._conn.workers.update_one(
+                    {"_id": _bucket_id(group)},
+                    {"$set": {"tokens": bucket.tokens, "at": bucket.at}},
+                    upsert=True,
+                )
+        picked = set(ids)
+        cached.rows = [row for row in cached.rows if row[0] not in picked]
+        token = uuid.uuid4().hex
+        changes = {
+            "state": "running",
+            "claimedBy": claim.worker_id,
+            "claimedAt": now,
+            "startedAt": now,
+            "leaseExpiresAt": _ms(now + timedelta(seconds=claim.lease)),
+            "updatedAt": now,
+            "progress": None,
+            "progressMessage": None,
+            "claimToken": token,
+        }
+        still = {"_id": {"$in": ids}, "state": "queued"}
+        self._runs.update_many(still, {"$set": changes, "$inc": {"attempt": 1}})
+        got = {d["_id"]: d for d in self._runs.find({"_id": {"$in": ids}, "claimToken": token})}
+        return [run_from(got[run_id]) for run_id in ids if run_id in got]
 
     def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
         if not fences:
@@ -512,6 +675,21 @@ class MongoRunQueue:
             docs = list(self._runs.find(query).sort(order).limit(limit))
         return [run_from(doc) for doc in docs]
 
+    def flow_of(self, run_id: str) -> FlowCount | None:
+        """The run's concurrency key and the runs of its (kind, key) running now."""
+        with self._conn.translated(f"read the flow control of run {run_id}"):
+            doc = self._runs.find_one({"_id": run_id}, {"kind": 1, "concurrencyKey": 1})
+            if doc is None:
+                return None
+            key = doc.get("concurrencyKey")
+            alive = {
+                "kind": doc["kind"],
+                "state": "running",
+                "concurrencyKey": key,
+                "leaseExpiresAt": {"$gt": self.now()},
+            }
+            return FlowCount(key, len(list(self._runs.find(alive, {"_id": 1}))))
+
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         with self._conn.translated(f"read the attempts of run {run_id}"):
             docs = list(
@@ -612,7 +790,8 @@ class MongoRunQueue:
 
     def workers(self) -> list[WorkerInfo]:
         with self._conn.translated("list the workers"):
-            everyone = {"_id": {"$ne": WAKE_ID}}
+            # Not the wake signal, nor the flow-control locks: the workers' own documents.
+            everyone = {"_id": {"$ne": WAKE_ID}, "lastSeen": {"$exists": True}}
             docs = list(self._conn.workers.find(everyone).sort([("startedAt", 1), ("_id", 1)]))
         return [
             WorkerInfo(
@@ -648,6 +827,11 @@ class MongoRunQueue:
 
 
 # --- documents ---------------------------------------------------------------------------------
+
+
+def _bucket_id(group: Group) -> str:
+    """The document of a (kind, key)'s rate bucket, in the workers collection."""
+    return "~rate:" + json.dumps(list(group))
 
 
 def _ms(moment: datetime) -> datetime:
@@ -686,6 +870,8 @@ def _new_document(new: NewRun, now: datetime) -> Document:
         doc["traceContext"] = new.trace_context
     if new.idempotency_key is not None:  # absent, not null: outside the unique partial index
         doc["idempotencyKey"] = new.idempotency_key
+    if new.concurrency_key is not None:
+        doc["concurrencyKey"] = new.concurrency_key
     return doc
 
 

@@ -31,6 +31,7 @@ MIGRATIONS = (
     "0003_schedules",
     "0004_tokens",
     "0005_runs_finished",
+    "0006_flow_control",
 )
 LATEST = len(MIGRATIONS)
 Keys = tuple[tuple[str, int], ...]
@@ -107,7 +108,15 @@ TOKEN_INDEXES = (
 FINISHED_INDEXES = (
     Index("runs", (("finishedAt", 1),), purpose="runs by the time they finished", version=5),
 )
-INDEXES = INDEXES + RUN_INDEXES + SCHEDULE_INDEXES + TOKEN_INDEXES + FINISHED_INDEXES
+FLOW_INDEXES = (
+    Index(
+        "runs",
+        (("kind", 1), ("state", 1), ("concurrencyKey", 1)),
+        purpose="flow control: a kind's running runs per key, and its due runs",
+        version=6,
+    ),
+)
+INDEXES = INDEXES + RUN_INDEXES + SCHEDULE_INDEXES + TOKEN_INDEXES + FINISHED_INDEXES + FLOW_INDEXES
 _ROLES = ("applied", "history", "runs", "run_attempts", "schedules", "tokens")
 
 

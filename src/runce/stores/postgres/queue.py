@@ -72,6 +72,7 @@ from runce.domain.runs import (
     ClaimRequest,
     Enqueued,
     Fence,
+    FlowCount,
     Landed,
     NewRun,
     Outcome,
@@ -100,12 +101,28 @@ from runce.stores.postgres.rows import (
     worker_from,
     worker_params,
 )
-from runce.stores.queue import enqueue_answers, outcome_rounds, tally
+from runce.stores.queue import (
+    Bucket,
+    Candidate,
+    enqueue_answers,
+    limited_want,
+    outcome_rounds,
+    pick_limited,
+    rate_room,
+    rated_kinds,
+    spent_buckets,
+    split_claim,
+    started_groups,
+    tally,
+    unbound,
+)
 
 T = TypeVar("T")
 
 # The schema version that brings the runs tables (migrations/0002_runs.sql).
 RUNS_VERSION = 2
+# The schema version that brings concurrency keys (migrations/0009_flow_control.sql).
+FLOW_VERSION = 9
 
 # Batches of at least this many runs, none with an idempotency key, go in by COPY.
 COPY_FROM = 50
@@ -209,7 +226,17 @@ class PostgresRunQueue:
     ) -> list[Run]:
         if limit <= 0:
             return []
-        request = ClaimRequest(worker_id, kinds, limit, lease)
+        return self._claim(ClaimRequest(worker_id, kinds, limit, lease))
+
+    def _claim(self, request: ClaimRequest) -> list[Run]:
+        if request.limits:
+            db = self._db
+
+            def limited(conn: Connection) -> list[Run]:
+                with conn.transaction():
+                    return _claim_limited(conn, db, request)
+
+            return self._worker.run(limited, what="claim runs")
         statement = self._db.sql("claim_runs")
 
         def work(conn: Connection) -> list[Run]:
@@ -227,11 +254,22 @@ class PostgresRunQueue:
         if not done_with:
             if claim is None:
                 return [], []
-            return [], self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+            return [], self._claim(claim)
         if claim is None:
             return self.complete(done_with), []
         request = claim
         rounds = outcome_rounds(done_with)
+        if request.limits:
+            db = self._db
+
+            def limited(conn: Connection) -> tuple[list[Landed | None], list[Run]]:
+                with conn.transaction():
+                    done, due = _complete(conn, db, done_with, rounds)
+                    claimed = _claim_limited(conn, db, request)
+                self._announce_requeued(conn, due)
+                return done, claimed
+
+            return self._worker.run(limited, what="acknowledge and claim runs")
 
         def work(conn: Connection) -> tuple[list[Landed | None], list[Run]]:
             if len(rounds) > 1:  # a run named twice: rare; one statement per round
@@ -404,6 +442,19 @@ class PostgresRunQueue:
 
         nothing: list[Run] = []
         return self._read(work, nothing, what="list runs")
+
+    def flow_of(self, run_id: str) -> FlowCount | None:
+        """The run's concurrency key and the runs of its (kind, key) running now."""
+        statement = self._db.sql("flow_of")
+
+        def work(conn: Connection) -> FlowCount | None:
+            with conn.cursor(row_factory=tuple_row) as cursor:
+                row = cursor.execute(statement, {"run_id": run_id}).fetchone()
+            return None if row is None else FlowCount(row[0], row[1])
+
+        return self._db.read(
+            work, empty=None, what=f"read the flow control of run {run_id}", needs=FLOW_VERSION
+        )
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         def work(conn: Connection) -> list[AttemptRecord]:
@@ -644,6 +695,58 @@ def _claim_params(request: ClaimRequest) -> dict[str, Any]:
         "limit": request.limit,
         "lease": float(request.lease),
     }
+
+
+def _claim_limited(conn: Connection, db: Database, request: ClaimRequest) -> list[Run]:
+    """A claim of kinds with flow-control limits, in the caller's transaction: the kinds'
+    locks are taken first, so no other claimer counts them until this one commits. Then
+    the unlimited kinds, the plain way, with what is left of the limit."""
+    limited, unlimited = split_claim(request)
+    kinds = sorted(limited)
+    schema = db.target.schema
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        for kind in kinds:
+            cursor.execute(db.sql("flow_lock"), {"key": f"{schema}.{kind}"})
+        cursor.execute(db.sql("flow_running"), {"kinds": kinds})
+        running = {(kind, key): count for kind, key, count in cursor.fetchall()}
+        rated = rated_kinds(request)
+        unbound(limited, unlimited, running, rated, limited_want(request))
+        candidates: list[Candidate] = []
+        if limited:
+            most = min(max(limited.values()), request.limit)
+            cursor.execute(db.sql("flow_candidates"), {"kinds": sorted(limited), "most": most})
+            candidates = cursor.fetchall()
+        room, buckets = None, {}
+        if rated:
+            clock = cursor.execute(db.sql("flow_now")).fetchone()
+            assert clock is not None
+            now = clock[0]
+            cursor.execute(db.sql("flow_buckets"), {"kinds": sorted(rated)})
+            buckets = {
+                (kind, key or None): Bucket(tokens, at)
+                for kind, key, tokens, at in cursor.fetchall()
+            }
+            room = rate_room(rated, buckets, now)
+    ids = pick_limited(candidates, running, limited, limited_want(request), room)
+    claimed: list[Run] = []
+    if ids:
+        params = {"worker_id": request.worker_id, "ids": ids, "lease": float(request.lease)}
+        claimed = _runs(conn, db.sql("flow_claim"), params)
+        if rated:
+            spent = spent_buckets(rated, buckets, started_groups(candidates, ids), now)
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    db.sql("flow_bucket_put"),
+                    [
+                        {"kind": kind, "key": key or "", "tokens": b.tokens, "at": now}
+                        for (kind, key), b in spent.items()
+                    ],
+                )
+    rest = request.limit - len(claimed)
+    if unlimited and rest > 0:
+        plain = ClaimRequest(request.worker_id, unlimited, rest, request.lease)
+        claimed += _runs(conn, db.sql("claim_runs"), _claim_params(plain))
+    return _claim_order(claimed)
 
 
 def _claim_order(runs: list[Run]) -> list[Run]:

@@ -202,6 +202,7 @@ def new_run_params(new: NewRun) -> dict[str, Any]:
         "idempotency_key": new.idempotency_key,
         "correlation_id": new.correlation_id,
         "trace_context": _json_or_none(new.trace_context),
+        "concurrency_key": new.concurrency_key,
     }
 
 
@@ -218,6 +219,7 @@ def new_runs_params(runs: Sequence[NewRun]) -> dict[str, Any]:
         "keys": [new.idempotency_key for new in runs],
         "correlation_ids": [new.correlation_id for new in runs],
         "trace_contexts": [_json_or_none(new.trace_context) for new in runs],
+        "concurrency_keys": [new.concurrency_key for new in runs],
     }
 
 

@@ -150,18 +150,20 @@ FROM done;
 WITH inserted AS (
     INSERT INTO {schema}.runs (
         id, kind, input, state, attempt, max_attempts, priority, run_at, created_at,
-        updated_at, project_id, idempotency_key, correlation_id, trace_context
+        updated_at, project_id, idempotency_key, correlation_id, trace_context,
+        concurrency_key
     )
     SELECT n.id, n.kind, n.input::jsonb, 'queued', 0, n.max_attempts, n.priority,
            coalesce(n.run_at, now()), now(), now(), n.project_id, n.idempotency_key,
-           n.correlation_id, n.trace_context::jsonb
+           n.correlation_id, n.trace_context::jsonb, n.concurrency_key
     FROM unnest(
         %(ids)b::text[], %(kinds)b::text[], %(inputs)b::text[], %(max_attempts)b::integer[],
         %(priorities)b::integer[], %(run_ats)b::timestamptz[], %(project_ids)b::text[],
-        %(keys)b::text[], %(correlation_ids)b::text[], %(trace_contexts)b::text[]
+        %(keys)b::text[], %(correlation_ids)b::text[], %(trace_contexts)b::text[],
+        %(concurrency_keys)b::text[]
     ) WITH ORDINALITY AS n (
         id, kind, input, max_attempts, priority, run_at, project_id, idempotency_key,
-        correlation_id, trace_context, pos
+        correlation_id, trace_context, concurrency_key, pos
     )
     ORDER BY n.pos
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -180,12 +182,14 @@ FROM inserted, announced;
 WITH inserted AS (
     INSERT INTO {schema}.runs (
         id, kind, input, state, attempt, max_attempts, priority, run_at, created_at,
-        updated_at, project_id, idempotency_key, correlation_id, trace_context
+        updated_at, project_id, idempotency_key, correlation_id, trace_context,
+        concurrency_key
     )
     VALUES (
         %(id)s, %(kind)s, %(input)s::jsonb, 'queued', 0, %(max_attempts)s, %(priority)s,
         coalesce(%(run_at)s::timestamptz, now()), now(), now(), %(project_id)s,
-        %(idempotency_key)s, %(correlation_id)s, %(trace_context)s::jsonb
+        %(idempotency_key)s, %(correlation_id)s, %(trace_context)s::jsonb,
+        %(concurrency_key)s
     )
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, kind, run_at, created_at
@@ -435,6 +439,78 @@ SELECT now();
 --   the table to acknowledge a batch. (A bitmap scan also never marks the index entries
 --   of claimed runs dead, so each claim would wade through all of them again.);
 -- * times in UTC, as the runs carry them.
+-- Flow control, in one transaction: claimers of a limited kind take this lock (sorted by
+-- kind, so two never wait on each other) until they commit, so no two count at once; the
+-- two-number form keeps it apart from the store's lock (one number).
+-- name: flow_lock
+SELECT pg_advisory_xact_lock(1381322307, hashtext(%(key)s));
+
+-- The runs of each (kind, key) running under a live lease: an expired lease frees its slot.
+-- name: flow_running
+SELECT kind, concurrency_key, count(*) FROM {schema}.runs
+WHERE kind = ANY(%(kinds)s::text[])
+  AND state = 'running'
+  AND lease_expires_at > now()
+GROUP BY kind, concurrency_key;
+
+-- Rate limits: the clock once the kinds' locks are held (now() is the transaction's
+-- start, before their wait), the buckets of the limited kinds, and one stored after a claim.
+-- name: flow_now
+SELECT clock_timestamp();
+
+-- name: flow_buckets
+SELECT kind, concurrency_key, tokens, at FROM {schema}.flow_buckets
+WHERE kind = ANY(%(kinds)s::text[]);
+
+-- name: flow_bucket_put
+INSERT INTO {schema}.flow_buckets (kind, concurrency_key, tokens, at)
+VALUES (%(kind)s, %(key)s, %(tokens)s, %(at)s)
+ON CONFLICT (kind, concurrency_key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;
+
+-- A run's key and the runs of its (kind, key) running under a live lease.
+-- name: flow_of
+SELECT r.concurrency_key, (
+    SELECT count(*) FROM {schema}.runs AS o
+    WHERE o.kind = r.kind
+      AND o.state = 'running'
+      AND o.concurrency_key IS NOT DISTINCT FROM r.concurrency_key
+      AND o.lease_expires_at > now()
+)
+FROM {schema}.runs AS r
+WHERE r.id = %(run_id)s;
+
+-- The first %(most)s due queued runs of each (kind, key), in claim order.
+-- name: flow_candidates
+SELECT id, kind, concurrency_key FROM (
+    SELECT id, kind, concurrency_key, priority, run_at,
+           row_number() OVER (
+               PARTITION BY kind, concurrency_key ORDER BY priority DESC, run_at, id
+           ) AS place
+    FROM {schema}.runs
+    WHERE kind = ANY(%(kinds)s::text[])
+      AND state = 'queued'
+      AND run_at <= now()
+) AS due
+WHERE place <= %(most)s
+ORDER BY priority DESC, run_at, id;
+
+-- Stamped with the clock once the locks are held (as the rate buckets are), not with the
+-- transaction's start: a start is recorded when it was allowed.
+-- name: flow_claim
+UPDATE {schema}.runs
+SET state = 'running',
+    attempt = attempt + 1,
+    claimed_by = %(worker_id)s,
+    claimed_at = clock_timestamp(),
+    started_at = clock_timestamp(),
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s),
+    updated_at = clock_timestamp(),
+    progress = NULL,
+    progress_message = NULL
+WHERE id = ANY(%(ids)s::text[])
+  AND state = 'queued'
+RETURNING *;
+
 -- name: worker_session
 SET plan_cache_mode = force_custom_plan;
 SET enable_seqscan = off;

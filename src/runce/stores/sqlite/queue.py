@@ -37,6 +37,7 @@ from runce.domain.runs import (
     ClaimRequest,
     Enqueued,
     Fence,
+    FlowCount,
     Landed,
     NewRun,
     Outcome,
@@ -48,7 +49,21 @@ from runce.domain.runs import (
     check_outcomes,
 )
 from runce.errors import UsageError
-from runce.stores.queue import enqueue_answers, outcome_rounds, tally
+from runce.stores.queue import (
+    Bucket,
+    Candidate,
+    enqueue_answers,
+    limited_want,
+    outcome_rounds,
+    pick_limited,
+    rate_room,
+    rated_kinds,
+    spent_buckets,
+    split_claim,
+    started_groups,
+    tally,
+    unbound,
+)
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.queries import query
@@ -69,6 +84,8 @@ T = TypeVar("T")
 
 # The schema version that brings the runs tables (migrations/0002_runs.sql).
 RUNS_VERSION = 2
+# The schema version that brings concurrency keys (migrations/0009_flow_control.sql).
+FLOW_VERSION = 9
 
 _REQUEUEING = frozenset({"retry", "released"})
 
@@ -313,6 +330,18 @@ class SQLiteRunQueue:
         nothing: list[Run] = []
         return self._read(work, nothing, what="list runs")
 
+    def flow_of(self, run_id: str) -> FlowCount | None:
+        """The run's concurrency key and the runs of its (kind, key) running now."""
+
+        def work(conn: sqlite3.Connection) -> FlowCount | None:
+            if schema.user_version(conn) < FLOW_VERSION:
+                return None
+            params = {"run_id": run_id, "now": _now(conn)}
+            row = conn.execute(query("flow_of"), params).fetchone()
+            return None if row is None else FlowCount(row[0], row[1])
+
+        return self._read(work, None, what=f"read the flow control of run {run_id}")
+
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         def work(conn: sqlite3.Connection) -> list[AttemptRecord]:
             rows = _fetch(conn, "run_attempts", {"run_id": run_id})
@@ -460,6 +489,8 @@ def _enqueue(conn: sqlite3.Connection, batch: list[NewRun], now: str) -> list[En
 
 
 def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Run]:
+    if request.limits:
+        return _claim_limited(conn, request, now)
     params = {
         "worker_id": request.worker_id,
         "kinds": json.dumps(list(request.kinds)) if request.kinds else None,
@@ -471,6 +502,58 @@ def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Ru
     # RETURNING gives no order: put the runs back in the order they were claimed in.
     runs.sort(key=lambda run: (-run.priority, run.run_at, run.id))
     return runs
+
+
+def _claim_limited(conn: sqlite3.Connection, request: ClaimRequest, now: str) -> list[Run]:
+    """A claim of kinds with flow-control limits: counted and claimed in the transaction that
+    holds the file's write lock, so no other claim counts in between. Then the unlimited
+    kinds, the plain way, with what is left of the limit."""
+    limited, unlimited = split_claim(request)
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    kinds = json.dumps(sorted(limited))
+    counted = cursor.execute(query("flow_running"), {"kinds": kinds, "now": now}).fetchall()
+    running = {(kind, key): count for kind, key, count in counted}
+    rated = rated_kinds(request)
+    unbound(limited, unlimited, running, rated, limited_want(request))
+    candidates: list[Candidate] = []
+    if limited:
+        most = min(max(limited.values()), request.limit)
+        params = {"kinds": json.dumps(sorted(limited)), "now": now, "most": most}
+        candidates = cursor.execute(query("flow_candidates"), params).fetchall()
+    room, buckets, at = None, {}, run_time(now)
+    if rated:
+        rows = cursor.execute(query("flow_buckets"), {"kinds": json.dumps(sorted(rated))})
+        buckets = {
+            (kind, key or None): Bucket(tokens, run_time(when))
+            for kind, key, tokens, when in rows.fetchall()
+        }
+        room = rate_room(rated, buckets, at)
+    ids = pick_limited(candidates, running, limited, limited_want(request), room)
+    claimed: list[Run] = []
+    if ids:
+        claim = {
+            "worker_id": request.worker_id,
+            "ids": json.dumps(ids),
+            "lease": ttl_modifier(request.lease),
+            "now": now,
+        }
+        claimed = _fetch_runs(conn, "flow_claim", claim)
+        if rated:
+            spent = spent_buckets(rated, buckets, started_groups(candidates, ids), at)
+            cursor.executemany(
+                query("flow_bucket_put"),
+                [
+                    {"kind": kind, "key": key or "", "tokens": b.tokens, "at": now}
+                    for (kind, key), b in spent.items()
+                ],
+            )
+    rest = request.limit - len(claimed)
+    if unlimited and rest > 0:
+        plain = ClaimRequest(request.worker_id, unlimited, rest, request.lease)
+        claimed += _claim(conn, plain, now)
+    claimed.sort(key=lambda run: (-run.priority, run.run_at, run.id))
+    return claimed
 
 
 def _complete(conn: sqlite3.Connection, outcomes: list[Outcome], now: str) -> list[Landed | None]:

@@ -133,6 +133,7 @@ def new_runs_param(runs: list[NewRun]) -> str:
                 new.idempotency_key,
                 new.correlation_id,
                 None if new.trace_context is None else json.dumps(new.trace_context),
+                new.concurrency_key,
             ]
             for new in runs
         ]

@@ -8,13 +8,13 @@
 SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now');
 
 -- :runs is [[id, kind, input, max_attempts, priority, run_at, project_id,
--- idempotency_key, correlation_id, trace_context], ...]; rows go in in order, so of two runs of one batch
+-- idempotency_key, correlation_id, trace_context, concurrency_key], ...]; rows go in in order, so of two runs of one batch
 -- with the same key the first is inserted. Only the ids of inserted rows are returned: the
 -- caller has the rest.
 -- name: enqueue_runs
 INSERT INTO runce_runs (
     id, kind, input, state, attempt, max_attempts, priority, run_at, created_at, updated_at,
-    project_id, idempotency_key, correlation_id, trace_context
+    project_id, idempotency_key, correlation_id, trace_context, concurrency_key
 )
 SELECT json_extract(value, '$[0]'),
        json_extract(value, '$[1]'),
@@ -29,7 +29,8 @@ SELECT json_extract(value, '$[0]'),
        json_extract(value, '$[6]'),
        json_extract(value, '$[7]'),
        json_extract(value, '$[8]'),
-       json_extract(value, '$[9]')
+       json_extract(value, '$[9]'),
+       json_extract(value, '$[10]')
 FROM json_each(:runs)
 WHERE true
 ORDER BY key
@@ -63,6 +64,72 @@ WHERE id IN (
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
 )
+RETURNING *;
+
+-- Flow control (a claim of kinds with limits, :kinds, under the write lock): the runs of each
+-- (kind, key) running under a live lease (an expired lease frees its slot at once) ...
+-- name: flow_running
+SELECT kind, concurrency_key, count(*) FROM runce_runs INDEXED BY runce_runs_flow
+WHERE kind IN (SELECT value FROM json_each(:kinds))
+  AND state = 'running'
+  AND lease_expires_at > :now
+GROUP BY kind, concurrency_key;
+
+-- Rate limits: the buckets of the limited kinds, and one stored after a claim.
+-- name: flow_buckets
+SELECT kind, concurrency_key, tokens, at FROM runce_flow_buckets
+WHERE kind IN (SELECT value FROM json_each(:kinds));
+
+-- name: flow_bucket_put
+INSERT INTO runce_flow_buckets (kind, concurrency_key, tokens, at)
+VALUES (:kind, :key, :tokens, :at)
+ON CONFLICT (kind, concurrency_key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;
+
+-- A run's key and the runs of its (kind, key) running under a live lease.
+-- name: flow_of
+SELECT r.concurrency_key, (
+    SELECT count(*) FROM runce_runs AS o INDEXED BY runce_runs_flow
+    WHERE o.kind = r.kind
+      AND o.state = 'running'
+      AND o.concurrency_key IS r.concurrency_key
+      AND o.lease_expires_at > :now
+)
+FROM runce_runs AS r
+WHERE r.id = :run_id;
+
+-- ... the first :most due queued runs of each (kind, key) with queued runs, each key read
+-- in claim order from its own range of the index (no sort of the whole backlog) ...
+-- name: flow_candidates
+SELECT r.id, r.kind, r.concurrency_key
+FROM (
+    SELECT DISTINCT kind, concurrency_key FROM runce_runs INDEXED BY runce_runs_flow
+    WHERE kind IN (SELECT value FROM json_each(:kinds)) AND state = 'queued'
+) AS g
+JOIN runce_runs AS r ON r.id IN (
+    SELECT id FROM runce_runs INDEXED BY runce_runs_flow
+    WHERE kind = g.kind
+      AND state = 'queued'
+      AND concurrency_key IS g.concurrency_key
+      AND run_at <= :now
+    ORDER BY priority DESC, run_at, id
+    LIMIT :most
+)
+ORDER BY r.priority DESC, r.run_at, r.id;
+
+-- ... and the ones picked (:ids), claimed.
+-- name: flow_claim
+UPDATE runce_runs
+SET state = 'running',
+    attempt = attempt + 1,
+    claimed_by = :worker_id,
+    claimed_at = :now,
+    started_at = :now,
+    lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', :now, :lease),
+    updated_at = :now,
+    progress = NULL,
+    progress_message = NULL
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND state = 'queued'
 RETURNING *;
 
 -- :outcomes is [[run_id, attempt, worker_id, kind, result, output_ref, error, run_at], ...]
