@@ -1,0 +1,165 @@
+"""Workers on several hosts against one PostgreSQL: three network namespaces, each joined to
+the root namespace by a veth pair and reaching the server through a forwarder of its own.
+One host's link is cut while it runs jobs: the other hosts finish its runs once its leases
+run out, and when the link comes back the fence refuses the outcomes it sends late. No run
+is lost and no outcome overwritten."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests import netns, services
+from tests.acceptance.conftest import RUNCE, Workspace, clean_env
+from tests.acceptance.test_worker_faults import (
+    _assert_no_outcome_overwritten,
+    _enqueue_many,
+    _executions,
+    _lines,
+    _log,
+    _prepare,
+    _run,
+    _starts,
+    _succeeded,
+    _until,
+)
+from tests.proxy import Proxy
+
+pytestmark = pytest.mark.slow
+
+LEASE = 2.0  # every wait below is a multiple of it, with room for a busy machine
+HOSTS = 3
+
+
+@pytest.fixture
+def hosts() -> Iterator[list[netns.Host]]:
+    try:
+        netns.check()
+    except netns.Unavailable as exc:
+        services.unavailable(f"no hosts for the several-hosts test: {exc}")
+    with netns.hosts(HOSTS) as made:
+        yield made
+
+
+@pytest.fixture
+def space(postgres_server: str, tmp_path: Path) -> Iterator[Workspace]:
+    schema = f"runce_t_{uuid.uuid4().hex[:12]}"
+    workspace = _prepare(Workspace(tmp_path, postgres_server, f'schema = "{schema}"\n'), LEASE, 2)
+    yield workspace
+    workspace.reap()
+    services.drop_schema(postgres_server, schema)
+
+
+def _start_on(
+    space: Workspace, host: netns.Host, url: str, *args: str
+) -> tuple[subprocess.Popen[str], Path]:
+    """A real ``runce worker`` inside the host's namespace, its store at ``url``."""
+    err = space.root / f"worker-{host.namespace}.err"
+    proc = subprocess.Popen(
+        host.command(RUNCE, "worker", *args),  # `ip netns exec` execs it: same pid
+        cwd=space.root,
+        env=clean_env(RUNCE_STORE_URL=url),
+        stdout=subprocess.DEVNULL,
+        stderr=err.open("w"),
+        text=True,
+    )
+    space.procs.append(proc)
+    return proc, err
+
+
+def _started_by(space: Workspace, pid: int) -> list[str]:
+    return [line.split()[1] for line in _starts(space) if int(line.split()[3]) == pid]
+
+
+def test_a_host_cut_off_mid_run_loses_nothing_and_overwrites_nothing(
+    postgres_server: str, space: Workspace, hosts: list[netns.Host]
+) -> None:
+    server = urlsplit(postgres_server)
+    proxies = [
+        Proxy(server.hostname or "127.0.0.1", server.port or 5432, host=host.gateway)
+        for host in hosts
+    ]
+    try:
+        user = server.netloc.rpartition("@")[0]
+        urls = [
+            server._replace(netloc=f"{user}@{p.host}:{p.port}" if user else f"{p.host}:{p.port}")
+            .geturl()
+            for p in proxies
+        ]
+        ids = _enqueue_many(space, 6, 0)
+        (space.root / "hold").touch()  # jobs wait for the hold to be lifted
+        # The host to be cut off first, so that it holds runs of its own.
+        victim, victim_err = _start_on(space, hosts[0], urls[0], "--concurrency", "2")
+        _until(lambda: len(_started_by(space, victim.pid)) == 2, 30 * LEASE, victim_err.read_text())
+        others = [
+            _start_on(space, host, url, "--concurrency", "2")
+            for host, url in zip(hosts[1:], urls[1:], strict=True)
+        ]
+        _until(lambda: len(_starts(space)) == 6, 30 * LEASE, "the other hosts started nothing")
+        held = set(_started_by(space, victim.pid))
+        assert {len(_started_by(space, proc.pid)) for proc, _ in others} == {2}
+
+        hosts[0].cut()
+        cut_at = time.time()
+        (space.root / "hold").unlink()  # every job ends now: the cut-off host's while cut off
+        more = _enqueue_many(space, 30, 0)  # and the others go on with new work meanwhile
+        _until(
+            lambda: _succeeded(space, ids + more),
+            60 * LEASE,
+            "the other hosts never finished the runs of the host cut off",
+        )
+        victim_said = victim_err.read_text()
+        assert "run.lost" not in victim_said, victim_said  # nothing has reached it yet
+        for run_id in held:
+            run = _run(space, run_id)
+            assert run["attempt"] == 2, run  # taken over once its lease ran out...
+            assert isinstance(run["attempts"], list)
+            assert [a["outcome"] for a in run["attempts"]] == ["lease-expired"], run
+            result = run["result"]
+            assert isinstance(result, dict)
+            assert result["pid"] != victim.pid, run  # ...and finished by another host
+        retaken = [
+            line.split()
+            for line in _starts(space)
+            if line.split()[1] in held and int(line.split()[2]) == 2
+        ]
+        assert len(retaken) == len(held)
+        assert all(float(words[4]) >= cut_at for words in retaken), retaken
+
+        hosts[0].restore()
+        # Its jobs ended while it was cut off; their outcomes reach the store now, late.
+        _until(
+            lambda: victim_err.read_text().count("outcome succeeded dropped") == len(held),
+            60 * LEASE,
+            f"the late outcomes never arrived:\n{victim_err.read_text()}",
+        )
+        for proc, _ in [(victim, victim_err), *others]:
+            proc.send_signal(signal.SIGTERM)
+        for proc, err in [(victim, victim_err), *others]:
+            proc.wait(timeout=30 * LEASE)
+            assert proc.returncode == 0, err.read_text()
+            assert "Traceback" not in err.read_text()
+    finally:
+        for proxy in proxies:
+            proxy.close()
+
+    late = victim_err.read_text()
+    for run_id in held:  # refused by the fence, one by one
+        assert f"run.lost id={run_id} attempt=1: its lease was lost; outcome succeeded" in late
+    everything = ids + more
+    assert _succeeded(space, everything)  # none lost
+    executions = _executions(space)
+    assert all(executions[run_id] == 1 + (run_id in held) for run_id in everything), executions
+    finished = [words for words in map(str.split, _lines(_log(space))) if words[0] == "done"]
+    victim_done = {words[1] for words in finished if int(words[3]) == victim.pid}
+    assert victim_done == held  # the late executions did finish: their outcomes were refused
+    for run_id in held:
+        assert _run(space, run_id)["attempt"] == 2
+    _assert_no_outcome_overwritten(space, everything)
