@@ -9,10 +9,10 @@ from contextlib import suppress
 
 
 class Proxy:
-    """Forwards connections from ``host:port`` (``127.0.0.1`` unless told) to ``target``. :meth:`cut` closes every
-    connection and refuses new ones (nothing listens on the port); :meth:`freeze` keeps
-    every connection open and accepts new ones but forwards nothing (a server that never
-    answers); :meth:`restore` forwards again."""
+    """Forwards connections from ``host:port`` (``127.0.0.1`` unless told) to ``target``.
+    :meth:`cut` closes every connection and refuses new ones (nothing listens on the port);
+    :meth:`freeze` keeps every connection open and accepts new ones but forwards nothing (a
+    server that never answers); :meth:`restore` forwards again."""
 
     def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
