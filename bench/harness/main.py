@@ -126,7 +126,10 @@ def measure_once(subject: Subject, measurement: str, w: Workload, verbose: bool)
     if not python.exists():
         return {"result": {"error": f"{python} missing: run bench/setup"}, "meta": {}}
     cmd = [str(python), "-m", "harness.measure", subject.adapter, measurement, w.to_json()]
-    env = {**os.environ, "PYTHONPATH": str(BENCH_DIR)}
+    # BENCH_RUNCE_SRC: another runce source tree (a checkout's src/) measured instead of the
+    # installed one, to compare two versions with the same harness.
+    paths = [str(BENCH_DIR), *filter(None, [os.environ.get("BENCH_RUNCE_SRC")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     try:
         done = subprocess.run(
             cmd, cwd=BENCH_DIR, env=env, capture_output=True, text=True, timeout=1800

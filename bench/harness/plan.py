@@ -18,10 +18,14 @@ class Subject:
 
 SUBJECTS = (
     Subject("runce_postgres", "runce", "postgresql", QUEUE, "runce"),
+    Subject("runce_postgres_tuned", "runce", "postgresql", ("process",), "runce tuned"),
+    Subject("runce_postgres_observed", "runce", "postgresql", ("process",), "runce observed"),
     Subject("pgqueuer", "peers", "postgresql", QUEUE, "pgqueuer"),
     Subject("procrastinate", "peers", "postgresql", QUEUE, "procrastinate"),
     Subject("pgbench_ceiling", "runce", "ceiling", ("ceiling",), "pgbench"),
     Subject("runce_sqlite", "runce", "sqlite", QUEUE, "runce"),
+    Subject("runce_sqlite_tuned", "runce", "sqlite", ("process",), "runce tuned"),
+    Subject("runce_sqlite_observed", "runce", "sqlite", ("process",), "runce observed"),
     Subject("huey", "peers", "sqlite", QUEUE, "huey"),
     Subject("runce_once", "runce", "once", ("once_run", "once_status"), "runce"),
     Subject("alembic_cli", "peers", "once", ("once_run", "once_status"), "alembic"),
@@ -84,6 +88,39 @@ def _queue_rows(section: str, runce: str, peers: tuple[str, ...]) -> list[Row]:
             runce,
             vs("process"),
             ceiling=("pgbench_ceiling", "ceiling") if section == "postgresql" else None,
+        ),
+        # CPU the worker process spent per run: steadier than runs/s on a loaded machine.
+        Row(
+            section,
+            "process, worker CPU per run",
+            "process",
+            "cpu_us_per_run",
+            "µs",
+            False,
+            runce,
+            (*vs("process"), (f"{runce}_tuned", "process"), (f"{runce}_observed", "process")),
+        ),
+        # runce against itself, in the same run: what the default INFO line per run costs
+        # (default / --log-level warning), and what metrics and tracing cost (on / off).
+        Row(
+            section,
+            "process, default / --log-level warning",
+            "process",
+            "runs_per_s",
+            "runs/s",
+            True,
+            runce,
+            ((f"{runce}_tuned", "process"),),
+        ),
+        Row(
+            section,
+            "process, metrics + tracing on / off",
+            "process",
+            "runs_per_s",
+            "runs/s",
+            True,
+            f"{runce}_observed",
+            ((runce, "process"),),
         ),
         Row(
             section,

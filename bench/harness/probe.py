@@ -29,6 +29,9 @@ class Probe:
         self.count = 0
         self.first_start = 0.0
         self.last_start = 0.0
+        # The worker process's CPU time (every thread) at the first and the last start.
+        self.first_cpu = 0.0
+        self.last_cpu = 0.0
         self.latencies: list[float] = []
         self._lock = threading.Lock()
 
@@ -43,11 +46,13 @@ class Probe:
             self.count += 1
             if self.count == 1:
                 self.first_start = now
+                self.first_cpu = time.process_time()
             self.last_start = now
             if self.keep_latencies:
                 self.latencies.append(now - t)
             complete = self.count == self.expected
         if complete:
+            self.last_cpu = time.process_time()
             self._write()
 
     def _write(self) -> None:
@@ -57,6 +62,7 @@ class Probe:
             "count": self.count,
             "first_start": self.first_start,
             "last_start": self.last_start,
+            "cpu_s": self.last_cpu - self.first_cpu,
             "latencies": self.latencies,
         }
         with open(self.out + ".tmp", "w") as fh:

@@ -72,7 +72,12 @@ def process_result(
         raise RuntimeError(f"the worker started {probe.get('count')} runs, expected {count}")
     first, last = float(probe["first_start"]), float(probe["last_start"])
     steady = acknowledged_at - first
+    # CPU the worker process spent per run while starting them (all its threads): what a run
+    # costs, whatever else the machine runs; throughput alone swings with the load.
+    cpu = probe.get("cpu_s")
+    per_run = {"cpu_us_per_run": round(float(cpu) / count * 1e6, 1)} if cpu else {}
     return {
+        **per_run,
         "runs": count,
         "runs_per_s": rate(count, steady),
         "seconds": round(steady, 4),

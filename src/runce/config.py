@@ -424,7 +424,8 @@ KEYS: tuple[Key, ...] = (
         "duration",
         "RUNCE_WORKER_POLL",
         "seconds",
-        help="Longest wait between looks for due runs (new work wakes a worker sooner).",
+        help="Longest wait between looks for due runs (new work wakes a worker sooner; an idle "
+        "PostgreSQL worker, woken by NOTIFY, looks every two polls).",
         low=0.01,
         high=3600.0,
     ),

@@ -114,21 +114,67 @@ def name_runs(run_ids: list[str]) -> None:
         _api.trace.get_current_span().set_attribute(RUN_ID, run_ids[0])
 
 
-@contextmanager
-def attempt_span(run: Any) -> Iterator[Any]:
-    """A ``runce run`` span around one attempt at ``run``, continuing the trace it was
-    enqueued in; the job's own spans are its children. Yields the span."""
-    context = _api.propagate.extract(run.trace_context) if run.trace_context else None
-    attributes = {RUN_ID: run.id, RUN_KIND: run.kind, RUN_ATTEMPT: run.attempt}
-    with _api.tracer.start_as_current_span(
+def attempt_tracer() -> Any:
+    """The tracer for a worker's attempt spans, or None when no span would be recorded:
+    OpenTelemetry is absent or not imported, or no SDK's tracer provider is set (the API's
+    default provider makes spans that record nothing). Asked once, when a worker starts,
+    so that a worker nobody traces pays nothing per run."""
+    if not enabled():
+        return None
+    trace = _api.trace
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None
+    return provider.get_tracer("runce", __version__)
+
+
+# The trace context last extracted, and what it gave: the runs of one batch enqueue share it.
+_last_parent: tuple[tuple[str | None, str | None], Any] = ((None, None), None)
+
+
+def _parent_of(trace_context: Mapping[str, str] | None) -> Any:
+    global _last_parent
+    if not trace_context:
+        return None
+    key = (trace_context.get("traceparent"), trace_context.get("tracestate"))
+    last_key, last = _last_parent
+    if key == last_key:
+        return last
+    parent = _api.propagate.extract(trace_context)
+    _last_parent = (key, parent)
+    return parent
+
+
+def start_attempt(tracer: Any, run: Any) -> tuple[Any, object]:
+    """Start a ``runce run`` span for one attempt at ``run``, continuing the trace it was
+    enqueued in, and make it current (the job's own spans are its children). Returns the
+    span and the token :func:`end_attempt` needs."""
+    span = tracer.start_span(
         f"runce run {run.kind}",
-        context=context,
+        context=_parent_of(run.trace_context),
         kind=_api.trace.SpanKind.CONSUMER,
-        attributes=attributes,
+        attributes={RUN_ID: run.id, RUN_KIND: run.kind, RUN_ATTEMPT: run.attempt},
         record_exception=False,
         set_status_on_exception=False,
-    ) as span:
-        yield span
+    )
+    return span, _api.context.attach(_api.trace.set_span_in_context(span))
+
+
+def end_attempt(
+    span: Any,
+    token: object,
+    outcome: str | None,
+    error: BaseException | None,
+    scrub: Callable[[str], str],
+) -> None:
+    """End an attempt's span: its outcome (None: the run was not started after all) and the
+    error recorded, when the span records anything."""
+    try:
+        if outcome is not None and span.is_recording():
+            attempt_ended(span, outcome, error, scrub)
+    finally:
+        _api.context.detach(token)
+        span.end()
 
 
 def attempt_ended(

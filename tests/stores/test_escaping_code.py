@@ -181,9 +181,14 @@ def test_a_job_raising_the_unexpected_fails_its_run(queue_maker: StoreMaker, cas
 
 
 def test_a_traced_attempt_records_an_exception_whose_str_raises(tmp_path: Path) -> None:
-    """With OpenTelemetry imported, the attempt's span records the error from safe text; a
-    broken ``__str__`` used to kill the handler thread and leave the run queued."""
-    import opentelemetry.trace  # noqa: F401  (tracing is on once the application imported it)
+    """With OpenTelemetry's SDK set up, the attempt's span records the error from safe text;
+    a broken ``__str__`` used to kill the handler thread and leave the run queued."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    # Spans are made under a recording provider only (set once per process).
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
 
     from runce.stores import memory
     from runce.stores.base import StoreSpec

@@ -156,6 +156,65 @@ def test_without_opentelemetry_nothing_is_stored(
     assert not [s.name for s in spans.get_finished_spans() if s.name.startswith("runce")]
 
 
+def test_runs_of_different_traces_each_continue_their_own(
+    store: memory.MemoryStore, spans: InMemorySpanExporter
+) -> None:
+    # The worker reuses the parent it extracted last for runs that carry the same context
+    # (a batch enqueue): runs from two traces, in turn, must not share it.
+    jobs = _jobs()
+    service = RunService(store.runs, jobs=jobs, bus=EventBus())
+    traces = []
+    for _ in range(2):
+        with trace.get_tracer("test").start_as_current_span("request") as parent:
+            service.enqueue_many("obs.fine", [{}, {}])
+            traces.append(parent.get_span_context().trace_id)
+    with trace.get_tracer("test").start_as_current_span("request") as parent:
+        service.enqueue("obs.fine", {})
+        traces.append(parent.get_span_context().trace_id)
+    _drain(store, jobs, concurrency=1).run()
+    ran = [s for s in spans.get_finished_spans() if s.name == "runce run obs.fine"]
+    enqueued = {
+        s.context.span_id: s.context.trace_id
+        for s in spans.get_finished_spans()
+        if s.name == "runce enqueue obs.fine"
+    }
+    assert sorted(s.context.trace_id for s in ran) == sorted(
+        [traces[0]] * 2 + [traces[1]] * 2 + [traces[2]]
+    )
+    for span in ran:
+        assert span.parent is not None
+        assert enqueued[span.parent.span_id] == span.context.trace_id
+
+
+def test_a_worker_makes_no_span_without_a_tracer_provider() -> None:
+    # OpenTelemetry imported, but no SDK set up: its default provider records nothing, so
+    # the worker does not make a span per run at all.
+    code = (
+        "import opentelemetry.trace\n"
+        "from runce import tracing\n"
+        "assert tracing.enabled()\n"
+        "assert tracing.attempt_tracer() is None\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "opentelemetry.trace.set_tracer_provider(TracerProvider())\n"
+        "assert tracing.attempt_tracer() is not None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("run.succeeded id=01 kind=k attempt=1", "run.succeeded id=01 kind=k attempt=1"),
+        ("login PASSWORD=hunter22 ok", "login PASSWORD=*** ok"),
+        ("café password=hunter22", "café password=***"),
+        ('{"Api_Key": "abc"}', '{"Api_Key": "***"}'),
+        ("pa\u017fsword=hunter22", "pa\u017fsword=***"),  # long s: a case-insensitive s
+    ],
+)
+def test_redaction_masks_keys_in_any_case_with_its_quick_test(text: str, masked: str) -> None:
+    assert redact.Redactor().scrub(text) == masked
+
+
 @pytest.mark.parametrize(
     ("carrier", "kept"),
     [

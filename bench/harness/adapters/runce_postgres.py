@@ -16,7 +16,7 @@ PROJECT = "runce-postgres"
 SCHEMA = "runce_bench"
 SETTINGS = {
     "store": f"{pg_dsn()} (schema {SCHEMA}, store defaults)",
-    "worker": "runce worker --concurrency C --log-level warning",
+    "worker": "runce worker --concurrency C (default settings: an INFO line per run)",
     "producer": "runce.enqueue / runce.enqueue_many, config found from the current directory",
 }
 

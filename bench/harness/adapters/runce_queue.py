@@ -2,8 +2,11 @@
 
 The producer is this process, through the public API exactly as the README shows it
 (``runce.enqueue`` / ``runce.enqueue_many`` with the configuration found from the current
-directory); the worker is ``runce worker --concurrency C --log-level warning`` in a process
-of its own, started in the same project directory.
+directory); the worker is ``runce worker --concurrency C`` in a process of its own, started
+in the same project directory, at the default settings (its INFO line per run included).
+Variants (``Backend.variant``): ``tuned`` adds ``--log-level warning``; ``observed`` serves
+``--metrics-port`` and records every span with OpenTelemetry's SDK, in the worker and the
+producer (``BENCH_RUNCE_OBSERVE=1`` turns that on for every runce subject).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from harness.workload import Workload, work_dir
 KIND = "bench.noop"
 # BENCH_RUNCE_OBSERVE=1: the worker serves --metrics-port and both processes record spans.
 OBSERVE = os.environ.get("BENCH_RUNCE_OBSERVE") == "1"
-HANDLERS = "harness.jobs.runce_observed" if OBSERVE else "harness.jobs.runce_noop"
 PREFILL_BATCH = 1_000
 
 
@@ -37,13 +39,23 @@ class Backend:
     unfinished: Callable[[], int]  # runs queued or running
     settings: str = ""  # more top-level lines for runce.toml
     analyze: Callable[[], None] = lambda: None  # fresh statistics after a prefill
+    variant: str = "default"  # "default", "tuned" (--log-level warning) or "observed"
+
+    @property
+    def observed(self) -> bool:
+        return OBSERVE or self.variant == "observed"
+
+    @property
+    def handlers(self) -> str:
+        return "harness.jobs.runce_observed" if self.observed else "harness.jobs.runce_noop"
 
 
 def open_project(backend: Backend) -> Path:
     """Write the project's runce.toml and make it the current directory, as an app would be."""
     root = work_dir(backend.project)
     (root / "runce.toml").write_text(
-        f'store = "{backend.store_url}"\n{backend.settings}\n[worker]\nhandlers = ["{HANDLERS}"]\n'
+        f'store = "{backend.store_url}"\n{backend.settings}\n'
+        f'[worker]\nhandlers = ["{backend.handlers}"]\n'
     )
     os.chdir(root)
     for name in [n for n in os.environ if n.startswith("RUNCE_")]:
@@ -55,7 +67,7 @@ def fresh(backend: Backend) -> Any:
     """Empty queue tables and a warm producer: one enqueue creates the schema if missing."""
     import runce
 
-    if OBSERVE:
+    if backend.observed:
         from harness.jobs.runce_observed import install_tracing
 
         install_tracing()
@@ -64,10 +76,14 @@ def fresh(backend: Backend) -> Any:
     return runce
 
 
-def worker_cmd(concurrency: int) -> list[str]:
+def worker_cmd(backend: Backend, concurrency: int) -> list[str]:
     runce_cmd = str(Path(sys.executable).parent / "runce")
-    command = [runce_cmd, "worker", "--concurrency", str(concurrency), "--log-level", "warning"]
-    return [*command, "--metrics-port", str(_free_port())] if OBSERVE else command
+    command = [runce_cmd, "worker", "--concurrency", str(concurrency)]
+    if backend.variant == "tuned":
+        command += ["--log-level", "warning"]
+    if backend.observed and os.environ.get("BENCH_RUNCE_OBSERVE_ONLY") != "tracing":
+        command += ["--metrics-port", str(_free_port())]
+    return command
 
 
 def _free_port() -> int:
@@ -84,7 +100,7 @@ def start_worker(
 ) -> procs.WorkerProcess:
     root = work_dir(backend.project)
     return procs.start_worker(
-        worker_cmd(w.concurrency), expected=expected, latencies=latencies, cwd=root
+        worker_cmd(backend, w.concurrency), expected=expected, latencies=latencies, cwd=root
     )
 
 

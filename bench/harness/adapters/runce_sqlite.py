@@ -16,7 +16,7 @@ PROJECT = "runce-sqlite"
 DB_PATH = work_dir(PROJECT) / "runce.db"
 SETTINGS = {
     "store": "sqlite:///runce.db (store defaults)",
-    "worker": "runce worker --concurrency C --log-level warning",
+    "worker": "runce worker --concurrency C (default settings: an INFO line per run)",
     "producer": "runce.enqueue / runce.enqueue_many, config found from the current directory",
 }
 

@@ -2,6 +2,7 @@
 also serves ``--metrics-port``, and OpenTelemetry's SDK records every span (a batch
 processor into an exporter that drops them), so the bench measures what observing costs."""
 
+import os
 from collections.abc import Sequence
 
 from opentelemetry import trace
@@ -17,7 +18,10 @@ class _Dropped(SpanExporter):
 
 
 def install_tracing() -> None:
-    """A recording tracer provider for this process (the worker, and the producer)."""
+    """A recording tracer provider for this process (the worker, and the producer), unless
+    ``BENCH_RUNCE_OBSERVE_ONLY=metrics``."""
+    if os.environ.get("BENCH_RUNCE_OBSERVE_ONLY") == "metrics":
+        return
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider()

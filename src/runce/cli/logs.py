@@ -46,9 +46,17 @@ def use_format(name: str) -> None:
         handler.setFormatter(formatter)
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def _iso(record: logging.LogRecord) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-    return f"{seconds}.{int(record.msecs):03d}Z"
+    global _second
+    whole = int(record.created)
+    last, text = _second
+    if whole != last:  # a worker writes hundreds of lines a second: format each second once
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{int(record.msecs):03d}Z"
 
 
 def _masked(text: str) -> str:

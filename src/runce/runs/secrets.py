@@ -52,6 +52,7 @@ class _State:
     def __init__(self) -> None:
         self.resolver: Resolver = environment
         self.values: set[str] = set()  # resolved in this process: masked in runce's text
+        self.known: frozenset[str] = frozenset()  # the same, read without the mutex
         self.mutex = threading.Lock()
 
 
@@ -69,15 +70,16 @@ def resolve(name: str) -> SecretStr:
     value = _state.resolver(name)
     if value is None:
         raise SecretMissing(f"secret {name!r} is not set where the job runs")
-    if len(value) >= 4:  # masking a one-letter value would mangle every text it appears in
+    # Masking a one-letter value would mangle every text it appears in.
+    if len(value) >= 4 and value not in _state.known:
         with _state.mutex:
             _state.values.add(value)
+            _state.known = frozenset(_state.values)
     return SecretStr(value)
 
 
 def known_values() -> frozenset[str]:
-    with _state.mutex:
-        return frozenset(_state.values)
+    return _state.known
 
 
 def is_reference(value: object) -> bool:

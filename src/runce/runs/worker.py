@@ -52,10 +52,14 @@ from runce.transaction import TaskConnection
 log = logging.getLogger("runce.worker")
 
 SlotState = Literal["waiting", "running", "done", "released", "lost"]
+TELL_WAIT = 5.0  # seconds a stopping worker waits for the log lines of its last outcomes
 GRACE = 0.5  # seconds past its stop deadline that run() waits for a store call to return
 QUICK_JOB = 0.005  # seconds: jobs quicker than this on average are claimed a batch ahead
 DEFAULT_BATCH = 100  # for queues that say nothing (a claim there may be a round trip per run)
 MAX_RETRY_DELAY = 30 * 86400.0  # seconds: the longest a retry waits, whatever the attempt
+# An idle worker on a store that wakes it for new work (PostgreSQL's LISTEN/NOTIFY) looks
+# for runs that became due on their own (run_at, retries) every this many polls.
+IDLE_POLLS = 2
 
 
 @dataclass
@@ -136,6 +140,10 @@ class _Slot:
         return self.cancel
 
 
+# A landed outcome to log and count: the outcome, its run, seconds its job ran, its error.
+_Told = tuple[Outcome, Run, float, BaseException | None]
+
+
 class AttemptObserver(Protocol):
     """Told of every attempt whose outcome landed (the worker's metrics)."""
 
@@ -192,6 +200,9 @@ class Worker:
         self._unsent: list[Outcome] = []
         self._oldest_unsent: float | None = None
         self._tasks: queue_module.SimpleQueue[_Slot | None] = queue_module.SimpleQueue()
+        # Landed outcomes to log and count, for the announcer thread (None: stop).
+        self._tell: queue_module.SimpleQueue[list[_Told] | None] = queue_module.SimpleQueue()
+        self._teller: threading.Thread | None = None
         self._wake = threading.Event()
         self._listen = threading.Event()  # the last claim came back short: wait for news
         self._listen.set()
@@ -206,12 +217,14 @@ class Worker:
         self._last: dict[str, float] = {}
         self._started_at = utcnow()
         self.observer: AttemptObserver | None = None
-        self._traced = tracing.enabled()
+        self._tracer: Any = None  # OpenTelemetry's, when spans are recorded (set by run())
         self._began = time.monotonic()
         self._outage = Outage()  # the store stopped answering: when to try it again
         self._done = threading.Event()  # the main loop has ended
         self._nudge = threading.Event()  # wakes the caller's thread: stop asked, or done
         self._abandoned = False  # stopped while the main loop waited on the store
+        self._wakes = bool(getattr(queue, "wakes_for_new_work", False))
+        self._idle = False  # the last look found nothing due and nothing is held
 
     @property
     def busy(self) -> int:
@@ -224,6 +237,7 @@ class Worker:
         """Work until stopped (or drained); returns by the stop deadline whatever the store
         does: the main loop runs on a thread of its own, which this one watches."""
         began = self._began = time.monotonic()
+        self._tracer = tracing.attempt_tracer()
         self._start_threads()
         failure: list[BaseException] = []
         loop = threading.Thread(
@@ -330,6 +344,7 @@ class Worker:
             if sent or want:
                 claimed, conclusive = self._exchange(sent, want)
                 idle_claims = idle_claims + 1 if want and not claimed and conclusive else 0
+                self._idle = idle_claims > 0 and not sent and not self._held
             if self.options.drain and self._drained(idle_claims):
                 return
             self._housekeeping(now)
@@ -458,21 +473,24 @@ class Worker:
             timeout = self._outage.wait()
         elif self._unsent:
             timeout = self.options.flush_interval
+        elif self._idle and self._wakes:  # new work wakes it: fewer looks while idle
+            timeout = self.options.poll * IDLE_POLLS
         else:
             timeout = self.options.poll
-        self._wake.wait(min(timeout, self._until_stop()))
+        self._wake.wait(min(timeout, self._until_stop(timeout)))
         self._wake.clear()
 
-    def _until_stop(self) -> float:
+    def _until_stop(self, otherwise: float | None = None) -> float:
         """Seconds until the worker must act on ``max_time`` or its stop deadline: however
-        long the store keeps it waiting, it stops on time."""
+        long the store keeps it waiting, it stops on time (``otherwise``, default the poll,
+        when neither is set)."""
         now = time.monotonic()
         if self._stopping.is_set():
             deadline = self._stop_deadline
         elif self.options.max_time is not None:
             deadline = self._began + self.options.max_time
         else:
-            return self.options.poll
+            return self.options.poll if otherwise is None else otherwise
         return max(0.0, (deadline or now) - now)
 
     # -- claims and acknowledgements -------------------------------------------------------------
@@ -493,6 +511,7 @@ class Worker:
             self._tasks.put(slot)
 
     def _acknowledged(self, sent: list[Outcome], done: list[Landed | None]) -> None:
+        told: list[_Told] = []
         for outcome, landed in zip(sent, done, strict=True):
             with self._mutex:
                 slot = self._slots.pop(outcome.fence.run_id, None)
@@ -506,40 +525,76 @@ class Worker:
                 )
                 continue
             if slot is not None:  # always, for outcomes this worker sent
-                self._announce(outcome, landed, slot)
+                self._announce(outcome, landed, slot, told)
+        if told:
+            self._tell.put(told)
 
-    def _announce(self, outcome: Outcome, landed: Landed, slot: _Slot) -> None:
-        name = _EVENT_OF[outcome.kind]
+    def _announce(
+        self, outcome: Outcome, landed: Landed, slot: _Slot, told: list[_Told] | None = None
+    ) -> None:
+        """Count a landed outcome, and have its log line and metrics written by the
+        announcer thread (``told`` collects an exchange's, handed over in one go): the
+        main loop claims again without waiting for formatting and writing."""
         counter = _COUNTER_OF[outcome.kind]
         setattr(self.summary, counter, getattr(self.summary, counter) + 1)
-        run = slot.run
         took = slot.took
         if took is None:  # abandoned past its timeout, or handed back
             took = time.monotonic() - slot.started if slot.started else 0.0
+        if self.observer is not None or log.isEnabledFor(_LEVEL_OF[outcome.kind]):
+            item = (outcome, slot.run, took, slot.error)
+            if told is None:
+                self._tell.put([item])
+            else:
+                told.append(item)
+        name = _EVENT_OF[outcome.kind]
+        if name and self.bus.wants(name):
+            # The run as the store now keeps it, built only for subscribers.
+            self.bus.publish(Event(name, run_after(slot.run, outcome, landed)))
+
+    def _tell_forever(self) -> None:
+        """The announcer thread: log lines and metrics of landed outcomes, in order."""
+        while True:
+            batch = self._tell.get()
+            if batch is None:
+                return
+            for outcome, run, took, error in batch:
+                try:
+                    self._told(outcome, run, took, error)
+                except Exception:  # a log handler or a metric failed: the worker goes on
+                    log.debug("run %s: its outcome could not be told", run.id, exc_info=True)
+
+    def _told(self, outcome: Outcome, run: Run, took: float, error: BaseException | None) -> None:
         level = _LEVEL_OF[outcome.kind]
         if log.isEnabledFor(level):
-            log.log(
+            # The record made here, not by log.log(), which would walk the stack for where
+            # it was called from (always this line) on every run.
+            exc = error if outcome.kind == "failed" and error is not None else None
+            record = log.makeRecord(
+                log.name,
                 level,
+                __file__,
+                0,
                 "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s",
-                name or "run.released",
-                run.id,
-                run.kind,
-                outcome.fence.attempt,
-                took * 1000,
-                f" error={_one_line(outcome.error)}" if outcome.error else "",
-                exc_info=slot.error if outcome.kind == "failed" else None,
-                extra={
+                (
+                    _EVENT_OF[outcome.kind] or "run.released",
+                    run.id,
+                    run.kind,
+                    outcome.fence.attempt,
+                    took * 1000,
+                    f" error={_one_line(outcome.error)}" if outcome.error else "",
+                ),
+                (type(exc), exc, exc.__traceback__) if exc is not None else None,
+                "_told",
+                {
                     "run_id": run.id,
                     "kind": run.kind,
                     "attempt": outcome.fence.attempt,
                     "duration_ms": round(took * 1000, 1),
                 },
             )
+            log.handle(record)
         if self.observer is not None:
             self.observer.attempt_done(run, outcome.kind, took)
-        if name and self.bus.wants(name):
-            # The run as the store now keeps it, built only for subscribers.
-            self.bus.publish(Event(name, run_after(run, outcome, landed)))
 
     def _release(self, which: Callable[[_Slot], bool]) -> None:
         """Hand runs back to the queue unfinished, without spending their attempt."""
@@ -720,6 +775,10 @@ class Worker:
             self._start_event_loop()
         waiter = threading.Thread(target=self._wait_for_work, name="runce-waiter", daemon=True)
         waiter.start()
+        self._teller = threading.Thread(
+            target=self._tell_forever, name="runce-announcer", daemon=True
+        )
+        self._teller.start()
 
     def _start_handler_thread(self) -> None:
         thread = threading.Thread(target=self._handle_forever, name="runce-handler", daemon=True)
@@ -738,6 +797,11 @@ class Worker:
             self._tasks.put(None)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+        self._tell.put(None)
+        if self._teller is not None and not self._abandoned:
+            # Every landed outcome logged and counted by the end (a stop deadline is kept by
+            # the caller's thread, which leaves this one behind if it must).
+            self._teller.join(TELL_WAIT)
 
     def _wait_for_work(self) -> None:
         failures = Backoff()
@@ -747,13 +811,17 @@ class Worker:
             if self._outage.down:  # the main loop tries the store again, on its schedule
                 self._quit.wait(self.options.poll)
                 continue
+            began = time.monotonic()
             try:
                 self.queue.wait_for_work(self.options.poll)
             except Exception:  # the main loop reports store failures; do not spin here
                 self._quit.wait(max(self.options.poll, failures.failed()))
                 continue
             failures.reset()
-            self._wake.set()
+            # A wait that ran its whole time brought no news: the main loop looks on its own
+            # schedule (waking it here too made an idle worker look twice per poll).
+            if time.monotonic() - began < self.options.poll:
+                self._wake.set()
 
     def _handle_forever(self) -> None:
         while True:
@@ -762,7 +830,7 @@ class Worker:
                 return
             if not self._begin(slot):
                 continue
-            outcome = self._execute_traced(slot) if self._traced else self._execute(slot)
+            outcome = self._execute(slot) if self._tracer is None else self._execute_traced(slot)
             if outcome is not None:
                 self._finish(slot, outcome)
             if self._retire_spare():
@@ -831,12 +899,14 @@ class Worker:
             self.bus.publish(Event("run.started", slot.run))
 
     def _execute_traced(self, slot: _Slot) -> Outcome | None:
-        with tracing.attempt_span(slot.run) as span:
+        span, token = tracing.start_attempt(self._tracer, slot.run)
+        outcome: Outcome | None = None
+        try:
             outcome = self._execute(slot)
+        finally:
             try:
-                if outcome is not None:
-                    kind = OUTCOME_NAMES[outcome.kind]
-                    tracing.attempt_ended(span, kind, slot.error, scrub)
+                kind = OUTCOME_NAMES[outcome.kind] if outcome is not None else None
+                tracing.end_attempt(span, token, kind, slot.error, scrub)
             except Exception:  # a span is worth less than the run's outcome
                 log.warning("run %s: its span could not be ended", slot.run.id, exc_info=True)
         return outcome

@@ -142,6 +142,9 @@ class PostgresRunQueue:
     # Runs a worker claims in one statement (and holds ahead, for quick jobs): a claim or
     # an acknowledgement is one statement whatever its size, and each exchange is a commit.
     claim_batch = 500
+    # wait_for_work returns at once when a run is enqueued (LISTEN/NOTIFY): an idle worker
+    # needs to look for due runs less often (only for those that become due on their own).
+    wakes_for_new_work = True
 
     def __init__(self, db: Database) -> None:
         self._db = db
