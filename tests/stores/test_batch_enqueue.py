@@ -73,6 +73,13 @@ def test_a_large_batch_keeps_its_run_at_and_trace_context(queue: RunQueue) -> No
     assert queue.claim("w1", None, limit=100, lease=30) == []  # not due yet
 
 
+def test_a_large_batch_keeps_each_runs_concurrency_key(queue: RunQueue) -> None:
+    batch = [new("batch.kind", {"i": i}, concurrency_key=f"key{i % 3}") for i in range(60)]
+    queue.enqueue(batch)
+    flow_of = queue.flow_of  # type: ignore[attr-defined]
+    assert [flow_of(sent.id).key for sent in batch] == [f"key{i % 3}" for i in range(60)]
+
+
 def test_a_large_batch_the_store_refuses_leaves_nothing(queue: RunQueue) -> None:
     if "Postgres" not in type(queue).__name__:
         pytest.skip("JSONB alone refuses the escape \\u0000 (see stores/postgres/queue.py)")

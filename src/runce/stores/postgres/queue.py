@@ -637,6 +637,7 @@ def _copy_enqueue(
                         new.project_id,
                         new.correlation_id,
                         None if new.trace_context is None else json.dumps(new.trace_context),
+                        new.concurrency_key,
                     )
                 )
     now = utc(now)

@@ -206,7 +206,7 @@ SELECT now(), (SELECT count(pg_notify(%(channel)s, kind)) FROM unnest(%(kinds)s:
 -- name: enqueue_copy_runs
 COPY {schema}.runs (
     id, kind, input, state, max_attempts, priority, run_at, created_at, updated_at,
-    project_id, correlation_id, trace_context
+    project_id, correlation_id, trace_context, concurrency_key
 ) FROM STDIN;
 
 -- name: runs_by_keys
