@@ -511,6 +511,8 @@ class RunService:
             concurrency_keys = [job.key_of(value) for value in inputs]
         else:
             concurrency_keys = [None] * len(inputs)
+        # Debounced only by a key and without an idempotency key: that key's run wins.
+        debounce = job.debounce if job is not None else None
         return [
             NewRun(
                 id=run_id,
@@ -523,6 +525,7 @@ class RunService:
                 idempotency_key=key,
                 correlation_id=correlation_id,
                 concurrency_key=flow_key,
+                debounce=debounce if flow_key is not None and key is None else None,
             )
             for run_id, text, key, flow_key in zip(
                 new_run_ids(len(texts)), texts, keys, concurrency_keys, strict=True
@@ -532,7 +535,7 @@ class RunService:
     def _enqueued(self, new: list[NewRun], results: list[Enqueued]) -> list[Enqueued]:
         """Check runs met by their idempotency keys, and announce the ones created."""
         for wanted, result in zip(new, results, strict=True):
-            if not result.created:
+            if not result.created and wanted.debounce is None:
                 _check_same(wanted, result.run)
         created = [r.run for r in results if r.created]
         if created and self.bus.wants("run.enqueued"):

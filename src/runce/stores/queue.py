@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from runce.domain.runs import (
@@ -148,6 +148,35 @@ def run_from_row(
         bool(cancel_requested),
         None if trace_context is None else decode(trace_context),
     )
+
+
+def enqueue_debounced(
+    batch: Sequence[NewRun],
+    now: datetime,
+    merge: Callable[[NewRun, datetime], Run | None],
+    insert: Callable[[list[NewRun]], list[Enqueued]],
+) -> list[Enqueued]:
+    """An enqueue with debounced runs (``NewRun.debounce``), in the store's transaction (or
+    under its lock): each merges into its key's queued run not yet started (``merge`` moves
+    that run's ``run_at`` and replaces its input, or finds none), else is inserted starting
+    ``debounce`` seconds from ``now``. The other runs are inserted as ever."""
+    if all(new.debounce is None for new in batch):
+        return insert(list(batch))
+    answers: list[Enqueued | None] = [None] * len(batch)
+    plain = [i for i, new in enumerate(batch) if new.debounce is None]
+    for i, new in enumerate(batch):
+        if new.debounce is None:
+            continue
+        at = now + timedelta(seconds=new.debounce)
+        merged = merge(new, at)
+        if merged is not None:
+            answers[i] = Enqueued(merged, created=False)
+        else:
+            answers[i] = insert([replace(new, run_at=at)])[0]
+    if plain:
+        for i, result in zip(plain, insert([batch[i] for i in plain]), strict=True):
+            answers[i] = result
+    return [answer for answer in answers if answer is not None]
 
 
 def enqueue_answers(

@@ -37,6 +37,16 @@ ORDER BY key
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
 
+-- A debounced enqueue: the key's queued run not yet started takes the new input and start.
+-- name: debounce_run
+UPDATE runce_runs SET input = :input, run_at = :run_at, updated_at = :now
+WHERE id = (
+    SELECT id FROM runce_runs
+    WHERE kind = :kind AND state = 'queued' AND concurrency_key = :key AND attempt = 0
+    ORDER BY run_at, id LIMIT 1
+)
+RETURNING *;
+
 -- name: runs_by_keys
 SELECT * FROM runce_runs
 WHERE idempotency_key IN (SELECT value FROM json_each(:keys));
