@@ -294,6 +294,10 @@ class FlowCount:
 
     key: str | None
     running: int
+    # Its (kind, key)'s rate bucket as stored: the starts left at ``tokens_at`` (None: none
+    # stored yet, a full bucket).
+    tokens: float | None = None
+    tokens_at: datetime | None = None
 
 
 Beat = Literal["ok", "cancel", "lost"]

@@ -626,7 +626,10 @@ class MemoryRunQueue:
                 and other.lease_expires_at is not None
                 and other.lease_expires_at > now
             )
-            return FlowCount(key, running)
+            bucket = self._runs.buckets.get((run.kind, key))
+            if bucket is None:
+                return FlowCount(key, running)
+            return FlowCount(key, running, bucket.tokens, bucket.at)
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         with self._mutex:

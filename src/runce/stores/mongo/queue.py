@@ -740,7 +740,11 @@ class MongoRunQueue:
                 "concurrencyKey": key,
                 "leaseExpiresAt": {"$gt": self.now()},
             }
-            return FlowCount(key, len(list(self._runs.find(alive, {"_id": 1}))))
+            running = len(list(self._runs.find(alive, {"_id": 1})))
+            bucket = self._conn.workers.find_one({"_id": _bucket_id((doc["kind"], key))})
+            if bucket is None:
+                return FlowCount(key, running)
+            return FlowCount(key, running, bucket["tokens"], aware(bucket["at"]))
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         with self._conn.translated(f"read the attempts of run {run_id}"):

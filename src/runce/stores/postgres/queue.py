@@ -463,7 +463,9 @@ class PostgresRunQueue:
         def work(conn: Connection) -> FlowCount | None:
             with conn.cursor(row_factory=tuple_row) as cursor:
                 row = cursor.execute(statement, {"run_id": run_id}).fetchone()
-            return None if row is None else FlowCount(row[0], row[1])
+            if row is None:
+                return None
+            return FlowCount(row[0], row[1], row[2], None if row[3] is None else utc(row[3]))
 
         return self._db.read(
             work, empty=None, what=f"read the flow control of run {run_id}", needs=FLOW_VERSION

@@ -494,8 +494,10 @@ SELECT r.concurrency_key, (
       AND o.state = 'running'
       AND o.concurrency_key IS NOT DISTINCT FROM r.concurrency_key
       AND o.lease_expires_at > now()
-)
+), b.tokens, b.at
 FROM {schema}.runs AS r
+LEFT JOIN {schema}.flow_buckets AS b
+    ON b.kind = r.kind AND b.concurrency_key = coalesce(r.concurrency_key, '')
 WHERE r.id = %(run_id)s;
 
 -- The first %(most)s due queued runs of each (kind, key), in claim order.

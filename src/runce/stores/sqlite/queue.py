@@ -339,7 +339,9 @@ class SQLiteRunQueue:
                 return None
             params = {"run_id": run_id, "now": _now(conn)}
             row = conn.execute(query("flow_of"), params).fetchone()
-            return None if row is None else FlowCount(row[0], row[1])
+            if row is None:
+                return None
+            return FlowCount(row[0], row[1], row[2], None if row[3] is None else run_time(row[3]))
 
         return self._read(work, None, what=f"read the flow control of run {run_id}")
 

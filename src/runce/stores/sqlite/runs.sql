@@ -103,7 +103,11 @@ SELECT r.concurrency_key, (
       AND o.state = 'running'
       AND o.concurrency_key IS r.concurrency_key
       AND o.lease_expires_at > :now
-)
+),
+    (SELECT tokens FROM runce_flow_buckets AS b
+     WHERE b.kind = r.kind AND b.concurrency_key = coalesce(r.concurrency_key, '')),
+    (SELECT at FROM runce_flow_buckets AS b
+     WHERE b.kind = r.kind AND b.concurrency_key = coalesce(r.concurrency_key, ''))
 FROM runce_runs AS r
 WHERE r.id = :run_id;
 
