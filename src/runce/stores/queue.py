@@ -262,7 +262,9 @@ class RunQueue(Protocol):
     """
 
     def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
-        """Insert runs; a run whose idempotency key exists returns the existing run instead.
+        """Insert runs; a run whose idempotency key exists returns the existing run instead,
+        and a debounced run (``NewRun.debounce``) merges into its key's queued run not yet
+        started when there is one (:func:`enqueue_debounced`), atomically.
 
         With ``connection`` (the caller's open transaction on the same database), the
         inserts happen in it and nothing is committed here. Results follow ``runs``' order.
