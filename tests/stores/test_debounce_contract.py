@@ -58,6 +58,17 @@ def test_a_started_run_is_not_merged_into(qmaker: StoreMaker) -> None:  # noqa: 
     q.complete([Outcome(taken[0].fence, "succeeded")])
 
 
+def test_a_run_holding_an_idempotency_key_is_not_merged_into(qmaker: StoreMaker) -> None:  # noqa: F811
+    q = _runs(qmaker.open())
+    [keyed] = q.enqueue(
+        [new("k", {"key": "acme", "n": 0}, concurrency_key="acme", idempotency_key="i-1")]
+    )
+    [first] = q.enqueue([debounced(1)])
+    assert first.created
+    assert first.run.id != keyed.run.id
+    assert q.get(keyed.run.id).input == {"key": "acme", "n": 0}  # type: ignore[union-attr]
+
+
 def test_runs_without_debounce_are_not_merged(qmaker: StoreMaker) -> None:  # noqa: F811
     q = _runs(qmaker.open())
     q.enqueue([new("k", {"key": "acme", "n": 0}, concurrency_key="acme")])

@@ -82,6 +82,8 @@ def test_the_service_merges_by_the_jobs_key(service: tuple[RunService, JobRegist
     [first] = runs.enqueue_results("sync", [{"customer": "acme", "n": 1}])
     assert first.created
     assert first.run.run_at - first.run.created_at >= timedelta(seconds=29)
+    assert runs.flow(first.run).limit == "debounce 30 s per customer"
+    assert runs.flow(first.run).waiting is None
     [again] = runs.enqueue_results("sync", [{"customer": "acme", "n": 2}])
     assert not again.created
     assert again.run.id == first.run.id

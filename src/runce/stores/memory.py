@@ -321,6 +321,7 @@ class MemoryRunQueue:
                 run.kind == new.kind
                 and run.state == "queued"
                 and run.attempt == 0
+                and run.idempotency_key is None
                 and self._runs.flow_keys.get(run.id) == new.concurrency_key
             ):
                 merged = replace(

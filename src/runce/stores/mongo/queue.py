@@ -278,6 +278,7 @@ class MongoRunQueue:
                 "state": "queued",
                 "concurrencyKey": new.concurrency_key,
                 "attempt": 0,
+                "idempotencyKey": {"$exists": False},
             },
             {"$set": {"input": json.loads(new.input_json), "runAt": _ms(at), "updatedAt": now}},
             sort=[("runAt", 1), ("_id", 1)],

@@ -223,6 +223,7 @@ UPDATE {schema}.runs SET input = %(input)s::jsonb, run_at = %(run_at)s, updated_
 WHERE id = (
     SELECT id FROM {schema}.runs
     WHERE kind = %(kind)s AND state = 'queued' AND concurrency_key = %(key)s AND attempt = 0
+      AND idempotency_key IS NULL
     ORDER BY run_at, id LIMIT 1
     FOR UPDATE
 )

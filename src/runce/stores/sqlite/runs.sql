@@ -43,6 +43,7 @@ UPDATE runce_runs SET input = :input, run_at = :run_at, updated_at = :now
 WHERE id = (
     SELECT id FROM runce_runs
     WHERE kind = :kind AND state = 'queued' AND concurrency_key = :key AND attempt = 0
+      AND idempotency_key IS NULL
     ORDER BY run_at, id LIMIT 1
 )
 RETURNING *;
