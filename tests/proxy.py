@@ -9,13 +9,14 @@ from contextlib import suppress
 
 
 class Proxy:
-    """Forwards connections from ``127.0.0.1:port`` to ``target``. :meth:`cut` closes every
-    connection and refuses new ones (nothing listens on the port); :meth:`freeze` keeps
-    every connection open and accepts new ones but forwards nothing (a server that never
-    answers); :meth:`restore` forwards again."""
+    """Forwards connections from ``host:port`` (``127.0.0.1`` unless told) to ``target``.
+    :meth:`cut` closes every connection and refuses new ones (nothing listens on the port);
+    :meth:`freeze` keeps every connection open and accepts new ones but forwards nothing (a
+    server that never answers); :meth:`restore` forwards again."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
+        self.host = host
         self.port = 0
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
@@ -36,7 +37,7 @@ class Proxy:
             self._placeholder = None
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.host, self.port))
         listener.listen(64)
         self.port = listener.getsockname()[1]
         self._listener = listener
@@ -54,7 +55,7 @@ class Proxy:
             # take the port meanwhile (a server there would leave clients waiting instead).
             self._placeholder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self._placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._placeholder.bind(("127.0.0.1", self.port))
+            self._placeholder.bind((self.host, self.port))
         for sock in sockets:
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
