@@ -46,3 +46,21 @@ def test_the_async_client_does_what_the_client_does(server: Server) -> None:
             assert await client.list_schedules() == []
 
     asyncio.run(scenario())
+
+
+def test_the_async_client_sets_a_runs_concurrency_key(server: Server) -> None:
+    from runce.runs.api import service
+
+    async def scenario() -> tuple[str, str]:
+        async with runce.AsyncClient(server.url, server.tokens["all"]) as client:
+            run = await client.enqueue("client.echo", {"a": 1}, concurrency_key="batch-7")
+            answered, created = await client.enqueue_answer(
+                "client.echo", {"a": 2}, concurrency_key="batch-8"
+            )
+            assert created
+            return run.id, answered.id
+
+    first, second = asyncio.run(scenario())
+    flow_of = service(server.config).queue.flow_of  # type: ignore[attr-defined]
+    assert flow_of(first).key == "batch-7"
+    assert flow_of(second).key == "batch-8"

@@ -180,3 +180,19 @@ def test_a_dead_server_is_a_store_error_the_worker_rides_out() -> None:
     fence = Fence("r", 1, "w")
     with pytest.raises(ServerUnavailable):
         queue.progress(fence, 1, None)
+
+
+def test_enqueue_sends_the_runs_concurrency_key(server: Server) -> None:
+    from runce.runs.api import service
+
+    queue = _queue(server)
+    new = NewRun(
+        id="ignored",
+        kind="client.echo",
+        input_json='{"n":1}',
+        max_attempts=3,
+        concurrency_key="acme",
+    )
+    [made] = queue.enqueue([new])
+    flow_of = service(server.config).queue.flow_of  # type: ignore[attr-defined]
+    assert flow_of(made.run.id).key == "acme"

@@ -95,3 +95,22 @@ def test_an_enqueue_may_set_the_runs_key(api: Api, limited: None) -> None:
             "POST", "/v1/runs", json={"kind": "flow.api", "input": {}, "concurrency_key": bad}
         )
         assert response.status_code == 422, (bad, response.text)
+
+
+def test_a_run_held_back_by_a_rate_says_when_it_may_start(api: Api) -> None:
+    registry.register(Job("flow.paced", lambda p: None, concurrency_key="customer", rate=(1, 60.0)))
+    try:
+        first = api.enqueue(kind="flow.paced", input={"customer": "acme", "n": 1})
+        second = api.enqueue(kind="flow.paced", input={"customer": "acme", "n": 2})
+        limits = [{"kind": "flow.paced", "rate": 1, "per": 60}]
+        assert [run["id"] for run in _claim(api, kinds=["flow.paced"], limits=limits)] == [
+            first["id"]
+        ]
+        flow = api.call("GET", f"/v1/runs/{second['id']}/flow", "reader").json()
+        assert flow["limit"] == "rate 1 per 60 s (burst 1) per customer"
+        assert flow["waiting"].startswith(
+            "waiting: rate of customer=acme, 1 per minute, next start in "
+        ), flow
+        assert 0 < float(flow["waiting"].split()[-2]) <= 60.0, flow
+    finally:
+        registry.forget("flow.paced")

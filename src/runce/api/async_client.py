@@ -91,6 +91,7 @@ class AsyncClient:
         priority: int = 0,
         project_id: str | None = None,
         correlation_id: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Run:
         """Enqueue one run; the same ``idempotency_key`` returns the same run."""
         run, _ = await self.enqueue_answer(
@@ -102,6 +103,7 @@ class AsyncClient:
             priority=priority,
             project_id=project_id,
             correlation_id=correlation_id,
+            concurrency_key=concurrency_key,
         )
         return run
 
@@ -116,8 +118,10 @@ class AsyncClient:
         priority: int = 0,
         project_id: str | None = None,
         correlation_id: str | None = None,
+        concurrency_key: str | None = None,
     ) -> tuple[Run, bool]:
-        """:meth:`enqueue`, also saying whether the run was created."""
+        """:meth:`enqueue`, also saying whether the run was created (False: an earlier run
+        with the same idempotency key, or the key's queued run a debounced job merged into)."""
         body, headers = enqueue_request(
             kind,
             input,
@@ -127,6 +131,7 @@ class AsyncClient:
             priority=priority,
             project_id=project_id,
             correlation_id=correlation_id,
+            concurrency_key=concurrency_key,
         )
         response = await self.request("POST", "/v1/runs", json=body, headers=headers)
         return run_from_json(response.json()), response.status_code == 201

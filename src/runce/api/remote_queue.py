@@ -96,6 +96,8 @@ class HttpRunQueue:
             project_id=new.project_id,
             correlation_id=new.correlation_id,
             trace_context=new.trace_context,
+            # The key this process worked out (the server debounces by its own jobs).
+            concurrency_key=new.concurrency_key,
         )
         return Enqueued(run, created)
 

@@ -141,12 +141,15 @@ class NewRun:
     trace_context: dict[str, str] | None = None
     # The run's concurrency key (flow control): runs of a limited kind count per key.
     concurrency_key: str | None = None
+    # Debounce (seconds): a queued run of the kind with the same concurrency key takes this
+    # run's input and starts this long from now instead; else this run starts then.
+    debounce: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Enqueued:
     run: Run
-    created: bool  # False: an existing run with the same idempotency key
+    created: bool  # False: an existing run with the same idempotency key (or debounced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +294,10 @@ class FlowCount:
 
     key: str | None
     running: int
+    # Its (kind, key)'s rate bucket as stored: the starts left at ``tokens_at`` (None: none
+    # stored yet, a full bucket).
+    tokens: float | None = None
+    tokens_at: datetime | None = None
 
 
 Beat = Literal["ok", "cancel", "lost"]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
-from runce.config import MAX_ATTEMPTS, MAX_RUN_TIME, MIN_TIMEOUT, bounded
+from runce.config import MAX_ATTEMPTS, MAX_RUN_TIME, MIN_TIMEOUT, bounded, parse_duration
 from runce.domain.runs import Unreadable
 from runce.errors import ConfigError, InvalidInput, UsageError
 from runce.runs.dispatch import dispatch
@@ -100,7 +100,35 @@ def parse_rate(kind: str, rate: Any) -> tuple[int, float] | None:
     return count, window
 
 
-def check_concurrency(kind: str, concurrency: Any, key: Any, rate: Any = None) -> None:
+# A debounce from a millisecond to a day: a run is held back at most that long per enqueue.
+MIN_DEBOUNCE = 0.001
+MAX_DEBOUNCE = 86400.0
+
+
+def parse_debounce(kind: str, debounce: Any, key: Any) -> float | None:
+    """``debounce="30s"`` (or seconds) as seconds; a UsageError saying what is wrong."""
+    if debounce is None:
+        return None
+    if key is None:
+        raise UsageError(
+            f"job {kind!r}: debounce= needs concurrency_key=, the key whose runs it merges"
+        )
+    shown = repr(debounce) if len(repr(debounce)) <= 40 else repr(debounce)[:40] + "…"
+    try:
+        seconds = parse_duration(debounce)
+    except ValueError:
+        seconds = -1.0
+    if not MIN_DEBOUNCE <= seconds <= MAX_DEBOUNCE:
+        raise UsageError(
+            f"job {kind!r}: debounce must be a duration from 1ms to 1 day "
+            f'(seconds, or a string like "30s" or "5m"), got {shown}'
+        )
+    return seconds
+
+
+def check_concurrency(
+    kind: str, concurrency: Any, key: Any, rate: Any = None, debounce: Any = None
+) -> None:
     """Refuse flow-control options of ``@runce.job(kind, ...)`` that cannot work."""
     if concurrency is not None and (
         isinstance(concurrency, bool)
@@ -114,9 +142,10 @@ def check_concurrency(kind: str, concurrency: Any, key: Any, rate: Any = None) -
         )
     if key is None:
         return
-    if concurrency is None and rate is None:
+    if concurrency is None and rate is None and not debounce:
         raise UsageError(
-            f"job {kind!r}: concurrency_key= needs concurrency=N or rate=, the limit per key"
+            f"job {kind!r}: concurrency_key= needs concurrency=N, rate= or debounce=, "
+            "the limit per key"
         )
     if isinstance(key, str):
         check_text(key, f"job {kind!r}: concurrency_key", optional=False)
@@ -146,6 +175,8 @@ class Job(Generic[P, R]):
     concurrency_key: str | Callable[[Any], Any] | None = None
     # At most this many starts per this many seconds (per key), with a burst of as many.
     rate: tuple[int, float] | None = None
+    # Seconds: an enqueue merges into the key's queued run and starts it this long from now.
+    debounce: float | None = None
 
     def key_of(self, stored_input: Any) -> str | None:
         """The concurrency key of a run with this (stored, JSON) input, or None."""
@@ -442,6 +473,7 @@ def job(
     concurrency: int | None = None,
     concurrency_key: str | Callable[[Any], Any] | None = None,
     rate: str | None = None,
+    debounce: str | float | None = None,
 ) -> JobDecorator:
     """Register the decorated function as the job for runs of ``kind``.
 
@@ -452,11 +484,14 @@ def job(
     ``concurrency`` caps the runs of the kind running at once across every worker, per
     ``concurrency_key`` (a field of the input, or a function of it) when one is given;
     ``rate`` (``"100/m"``) caps its starts per window the same way, with a burst of as many.
+    ``debounce`` (``"30s"``, needs ``concurrency_key``): enqueueing a run whose key already
+    has a queued run of the kind replaces that run's input and starts it that long from now.
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise UsageError(f"job kind {kind!r} must be letters, digits and . _ : - (at most 200)")
     parsed_rate = parse_rate(kind, rate)
-    check_concurrency(kind, concurrency, concurrency_key, parsed_rate)
+    seconds = parse_debounce(kind, debounce, concurrency_key)
+    check_concurrency(kind, concurrency, concurrency_key, parsed_rate, seconds)
     if max_attempts is not None:
         bounded(f"job {kind!r}: max_attempts", max_attempts, 1, MAX_ATTEMPTS, duration=False)
     if timeout is not None:
@@ -488,6 +523,7 @@ def job(
                 concurrency,
                 concurrency_key,
                 parsed_rate,
+                seconds,
             )
         )
         if cron is not None:

@@ -292,9 +292,16 @@ class FlowStatus:
     waiting: str | None = None
 
 
+_WINDOWS = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
+
+
+def _window_text(seconds: float) -> str:
+    return _WINDOWS.get(seconds) or f"{seconds:g} s"
+
+
 def limit_text(job: Job[Any, Any] | None) -> str | None:
     """A job's flow-control limit in words, or None when it has none."""
-    if job is None or (job.concurrency is None and job.rate is None):
+    if job is None or (job.concurrency is None and job.rate is None and job.debounce is None):
         return None
     per = job.concurrency_key
     per_text = f" per {per}" if isinstance(per, str) else " per key" if per is not None else ""
@@ -302,6 +309,8 @@ def limit_text(job: Job[Any, Any] | None) -> str | None:
     if job.rate is not None:
         count, window = job.rate
         parts.append(f"rate {count} per {window:g} s (burst {count})")
+    if job.debounce is not None:
+        parts.append(f"debounce {job.debounce:g} s")
     return ", ".join(parts) + per_text
 
 
@@ -326,20 +335,36 @@ class RunService:
         job = self.jobs.get(run.kind)
         limit = limit_text(job)
         flow_of = getattr(self.queue, "flow_of", None)
-        if job is None or job.concurrency is None or run.state != "queued" or flow_of is None:
+        if job is None or run.state != "queued" or flow_of is None:
             return FlowStatus(limit)
-        if run.run_at > self.queue.now():  # not due yet: it waits for its time, not a slot
+        if job.concurrency is None and job.rate is None:
+            return FlowStatus(limit)
+        now = self.queue.now()
+        if run.run_at > now:  # not due yet: it waits for its time, not a slot
             return FlowStatus(limit)
         count = flow_of(run.id)
-        if count is None or count.running < job.concurrency:
+        if count is None:
             return FlowStatus(limit)
         per = job.concurrency_key
         if count.key is None:
             name = run.kind
         else:
             name = f"{per if isinstance(per, str) else 'key'}={count.key}"
-        waiting = f"waiting: concurrency of {name}, {count.running} of {job.concurrency} running"
-        return FlowStatus(limit, waiting)
+        if job.concurrency is not None and count.running >= job.concurrency:
+            running = f"{count.running} of {job.concurrency} running"
+            return FlowStatus(limit, f"waiting: concurrency of {name}, {running}")
+        if job.rate is not None and count.tokens is not None and count.tokens_at is not None:
+            starts, window = job.rate
+            elapsed = max(0.0, (now - count.tokens_at).total_seconds())
+            tokens = min(float(starts), count.tokens + elapsed * starts / window)
+            if tokens < 1 - 1e-9:
+                wait = (1 - tokens) * window / starts
+                waiting = (
+                    f"waiting: rate of {name}, {starts} per {_window_text(window)}, "
+                    f"next start in {wait:.1f} s"
+                )
+                return FlowStatus(limit, waiting)
+        return FlowStatus(limit)
 
     # -- enqueue --------------------------------------------------------------------------------
 
@@ -511,6 +536,8 @@ class RunService:
             concurrency_keys = [job.key_of(value) for value in inputs]
         else:
             concurrency_keys = [None] * len(inputs)
+        # Debounced only by a key and without an idempotency key: that key's run wins.
+        debounce = job.debounce if job is not None else None
         return [
             NewRun(
                 id=run_id,
@@ -523,6 +550,7 @@ class RunService:
                 idempotency_key=key,
                 correlation_id=correlation_id,
                 concurrency_key=flow_key,
+                debounce=debounce if flow_key is not None and key is None else None,
             )
             for run_id, text, key, flow_key in zip(
                 new_run_ids(len(texts)), texts, keys, concurrency_keys, strict=True
@@ -532,7 +560,7 @@ class RunService:
     def _enqueued(self, new: list[NewRun], results: list[Enqueued]) -> list[Enqueued]:
         """Check runs met by their idempotency keys, and announce the ones created."""
         for wanted, result in zip(new, results, strict=True):
-            if not result.created:
+            if not result.created and wanted.debounce is None:
                 _check_same(wanted, result.run)
         created = [r.run for r in results if r.created]
         if created and self.bus.wants("run.enqueued"):

@@ -44,6 +44,7 @@ from runce.stores.base import StoreSpec, Transaction
 from runce.stores.liveness import process_alive
 from runce.stores.queue import (
     Bucket,
+    enqueue_debounced,
     limited_want,
     pick_limited,
     rate_room,
@@ -307,9 +308,28 @@ class MemoryRunQueue:
                 "the memory store cannot enqueue inside your transaction (connection=...)"
             )
         with self._mutex:
-            results = [self._insert(new) for new in runs]
+            results = enqueue_debounced(
+                runs, utcnow(), self._merge, lambda batch: [self._insert(new) for new in batch]
+            )
         self._announce()
         return results
+
+    def _merge(self, new: NewRun, at: datetime) -> Run | None:
+        """The key's queued run not yet started, given ``new``'s input and ``at``."""
+        for run in self._runs.rows.values():
+            if (
+                run.kind == new.kind
+                and run.state == "queued"
+                and run.attempt == 0
+                and run.idempotency_key is None
+                and self._runs.flow_keys.get(run.id) == new.concurrency_key
+            ):
+                merged = replace(
+                    run, input=json.loads(new.input_json), run_at=at, updated_at=utcnow()
+                )
+                self._runs.rows[run.id] = merged
+                return merged
+        return None
 
     def _insert(self, new: NewRun) -> Enqueued:
         key = new.idempotency_key
@@ -607,7 +627,10 @@ class MemoryRunQueue:
                 and other.lease_expires_at is not None
                 and other.lease_expires_at > now
             )
-            return FlowCount(key, running)
+            bucket = self._runs.buckets.get((run.kind, key))
+            if bucket is None:
+                return FlowCount(key, running)
+            return FlowCount(key, running, bucket.tokens, bucket.at)
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         with self._mutex:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from runce.domain.runs import (
@@ -150,6 +150,35 @@ def run_from_row(
     )
 
 
+def enqueue_debounced(
+    batch: Sequence[NewRun],
+    now: datetime,
+    merge: Callable[[NewRun, datetime], Run | None],
+    insert: Callable[[list[NewRun]], list[Enqueued]],
+) -> list[Enqueued]:
+    """An enqueue with debounced runs (``NewRun.debounce``), in the store's transaction (or
+    under its lock): each merges into its key's queued run not yet started (``merge`` moves
+    that run's ``run_at`` and replaces its input, or finds none), else is inserted starting
+    ``debounce`` seconds from ``now``. The other runs are inserted as ever."""
+    if all(new.debounce is None for new in batch):
+        return insert(list(batch))
+    answers: list[Enqueued | None] = [None] * len(batch)
+    plain = [i for i, new in enumerate(batch) if new.debounce is None]
+    for i, new in enumerate(batch):
+        if new.debounce is None:
+            continue
+        at = now + timedelta(seconds=new.debounce)
+        merged = merge(new, at)
+        if merged is not None:
+            answers[i] = Enqueued(merged, created=False)
+        else:
+            answers[i] = insert([replace(new, run_at=at)])[0]
+    if plain:
+        for i, result in zip(plain, insert([batch[i] for i in plain]), strict=True):
+            answers[i] = result
+    return [answer for answer in answers if answer is not None]
+
+
 def enqueue_answers(
     batch: Sequence[NewRun],
     inserted: Mapping[str, tuple[datetime, datetime]],
@@ -233,7 +262,9 @@ class RunQueue(Protocol):
     """
 
     def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
-        """Insert runs; a run whose idempotency key exists returns the existing run instead.
+        """Insert runs; a run whose idempotency key exists returns the existing run instead,
+        and a debounced run (``NewRun.debounce``) merges into its key's queued run not yet
+        started when there is one (:func:`enqueue_debounced`), atomically.
 
         With ``connection`` (the caller's open transaction on the same database), the
         inserts happen in it and nothing is committed here. Results follow ``runs``' order.

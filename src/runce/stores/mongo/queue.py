@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pymongo import ReturnDocument
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -67,7 +68,7 @@ from runce.domain.runs import (
     check_outcomes,
     landed_of,
 )
-from runce.errors import UsageError
+from runce.errors import StoreError, UnsupportedFeature, UsageError
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
@@ -76,6 +77,7 @@ from runce.stores.queue import (
     Candidate,
     Group,
     RunQueue,
+    enqueue_debounced,
     limited_want,
     pick_limited,
     rate_room,
@@ -181,7 +183,15 @@ class MongoRunQueue:
         what = f"enqueue run {runs[0].id}" if len(runs) == 1 else f"enqueue {len(runs)} runs"
         with self._conn.translated(what):
             collection = self._runs if session is None else self._callers_runs(session)
-            results = self._enqueue(collection, list(runs), session)
+            if any(new.debounce is not None for new in runs):
+                if session is not None:
+                    raise UnsupportedFeature(
+                        "a debounced job cannot be enqueued in your MongoDB transaction "
+                        "(connection=): enqueue it without connection="
+                    )
+                results = self._debounce_enqueue(list(runs))
+            else:
+                results = self._enqueue(collection, list(runs), session)
             if any(r.created for r in results):
                 self._wake_others()
         return results
@@ -232,6 +242,49 @@ class MongoRunQueue:
                     run = run_from(docs[first_of[key]])
                 results.append(Enqueued(run, created=False))
         return results
+
+    def _debounce_enqueue(self, runs: list[NewRun]) -> list[Enqueued]:
+        """A batch with debounced runs, each (kind, key) locked by a document in the workers
+        collection (taken in order; a holder that died frees it after FLOW_LOCK_FOR) while
+        its queued run is found and merged into, or a run inserted: two enqueuers of one key
+        never both insert one."""
+        ids = sorted({_debounce_id(new.kind, new.concurrency_key) for new in runs if new.debounce})
+        token = uuid.uuid4().hex
+        held: list[str] = []
+        try:
+            for lock_id in ids:
+                if not self._take_flow_lock(lock_id, token, time.monotonic() + FLOW_LOCK_WAIT):
+                    raise StoreError(
+                        f"the debounce lock {lock_id[10:]} stayed held for "
+                        f"{FLOW_LOCK_WAIT:g} s; enqueue the run again"
+                    )
+                held.append(lock_id)
+            now = self.now()
+            return enqueue_debounced(
+                runs,
+                now,
+                lambda new, at: self._merge(new, at, now),
+                lambda batch: self._enqueue(self._runs, batch, None),
+            )
+        finally:
+            for lock_id in held:
+                self._conn.workers.delete_one({"_id": lock_id, "holder": token})
+
+    def _merge(self, new: NewRun, at: datetime, now: datetime) -> Run | None:
+        """The key's queued run not yet started, given ``new``'s input and start ``at``."""
+        doc = self._runs.find_one_and_update(
+            {
+                "kind": new.kind,
+                "state": "queued",
+                "concurrencyKey": new.concurrency_key,
+                "attempt": 0,
+                "idempotencyKey": {"$exists": False},
+            },
+            {"$set": {"input": json.loads(new.input_json), "runAt": _ms(at), "updatedAt": now}},
+            sort=[("runAt", 1), ("_id", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else run_from(doc)
 
     def _callers_runs(self, session: ClientSession) -> Collection[Document]:
         client: Any = session.client
@@ -688,7 +741,11 @@ class MongoRunQueue:
                 "concurrencyKey": key,
                 "leaseExpiresAt": {"$gt": self.now()},
             }
-            return FlowCount(key, len(list(self._runs.find(alive, {"_id": 1}))))
+            running = len(list(self._runs.find(alive, {"_id": 1})))
+            bucket = self._conn.workers.find_one({"_id": _bucket_id((doc["kind"], key))})
+            if bucket is None:
+                return FlowCount(key, running)
+            return FlowCount(key, running, bucket["tokens"], aware(bucket["at"]))
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         with self._conn.translated(f"read the attempts of run {run_id}"):
@@ -827,6 +884,11 @@ class MongoRunQueue:
 
 
 # --- documents ---------------------------------------------------------------------------------
+
+
+def _debounce_id(kind: str, key: str | None) -> str:
+    """The document of a (kind, key)'s debounce lock, in the workers collection."""
+    return "~debounce:" + json.dumps([kind, key])
 
 
 def _bucket_id(group: Group) -> str:

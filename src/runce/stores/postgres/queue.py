@@ -83,7 +83,7 @@ from runce.domain.runs import (
     WorkerInfo,
     check_outcomes,
 )
-from runce.errors import StoreError, UsageError
+from runce.errors import StoreError, UnsupportedFeature, UsageError
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.queries import query_with
 from runce.stores.postgres.rows import (
@@ -105,6 +105,7 @@ from runce.stores.queue import (
     Bucket,
     Candidate,
     enqueue_answers,
+    enqueue_debounced,
     limited_want,
     outcome_rounds,
     pick_limited,
@@ -178,6 +179,11 @@ class PostgresRunQueue:
             return self._enqueue_in(_callers_connection(connection), batch)
         if not batch:
             return []
+        if any(new.debounce is not None for new in batch):
+            return self._db.write(
+                lambda conn: _debounce_enqueue(conn, self._db, batch, self._channel),
+                what=_runs_text("enqueue", batch),
+            )
         if len(batch) >= COPY_FROM and not any(new.idempotency_key for new in batch):
             return self._db.write(
                 lambda conn: _copy_enqueue(conn, self._db, batch, self._channel),
@@ -198,6 +204,8 @@ class PostgresRunQueue:
         if not batch:
             return []
         with self._db.translated(what):
+            if any(new.debounce is not None for new in batch):
+                return _debounce_enqueue(conn, self._db, batch, self._channel, binary=False)
             return _enqueue(conn, self._db, batch, self._channel, binary=False)
 
     async def aenqueue(self, runs: Sequence[NewRun], connection: Any) -> list[Enqueued]:
@@ -214,6 +222,11 @@ class PostgresRunQueue:
         self._check_database_name(connection.info.dbname)
         if not batch:
             return []
+        if any(new.debounce is not None for new in batch):
+            raise UnsupportedFeature(
+                "a debounced job cannot be enqueued on an async connection=; "
+                "enqueue it without connection= or on a synchronous connection"
+            )
         with self._db.translated(what):
             return await _aenqueue(connection, self._db, batch, self._channel)
 
@@ -450,7 +463,9 @@ class PostgresRunQueue:
         def work(conn: Connection) -> FlowCount | None:
             with conn.cursor(row_factory=tuple_row) as cursor:
                 row = cursor.execute(statement, {"run_id": run_id}).fetchone()
-            return None if row is None else FlowCount(row[0], row[1])
+            if row is None:
+                return None
+            return FlowCount(row[0], row[1], row[2], None if row[3] is None else utc(row[3]))
 
         return self._db.read(
             work, empty=None, what=f"read the flow control of run {run_id}", needs=FLOW_VERSION
@@ -606,6 +621,30 @@ def _enqueue(
         found = _runs(conn, db.sql("runs_by_keys"), {"keys": keys}, binary=binary)
         existing = {run.idempotency_key or "": run for run in found}
     return enqueue_answers(batch, inserted, existing)
+
+
+def _debounce_enqueue(
+    conn: Connection, db: Database, batch: list[NewRun], channel: str, *, binary: bool = True
+) -> list[Enqueued]:
+    """A batch with debounced runs, in a transaction: each (kind, key) locked first (in
+    order, so two batches never wait on each other), then merged or inserted."""
+    locks = sorted({json.dumps([new.kind, new.concurrency_key]) for new in batch if new.debounce})
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        cursor.execute(db.sql("debounce_lock"), {"locks": locks})
+        row = cursor.fetchone()
+        assert row is not None
+        now = utc(row[0])
+
+    def merge(new: NewRun, at: datetime) -> Run | None:
+        params = {"input": new.input_json, "run_at": at, "kind": new.kind}
+        params["key"] = new.concurrency_key
+        found = _runs(conn, db.sql("debounce_run"), params, binary=binary)
+        return found[0] if found else None
+
+    def insert(runs: list[NewRun]) -> list[Enqueued]:
+        return _enqueue(conn, db, runs, channel, binary=binary)
+
+    return enqueue_debounced(batch, now, merge, insert)
 
 
 def _copy_enqueue(

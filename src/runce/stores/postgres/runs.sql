@@ -209,6 +209,26 @@ COPY {schema}.runs (
     project_id, correlation_id, trace_context, concurrency_key
 ) FROM STDIN;
 
+-- A debounced enqueue takes a lock per (kind, key) until its transaction ends, in order, so
+-- two enqueuers of one key never both find no queued run and both insert one; the clock.
+-- name: debounce_lock
+SELECT now(), (
+    SELECT count(pg_advisory_xact_lock(hashtextextended(k, 7130)))
+    FROM unnest(%(locks)s::text[]) AS l (k)
+);
+
+-- The key's queued run not yet started takes the new input and start.
+-- name: debounce_run
+UPDATE {schema}.runs SET input = %(input)s::jsonb, run_at = %(run_at)s, updated_at = now()
+WHERE id = (
+    SELECT id FROM {schema}.runs
+    WHERE kind = %(kind)s AND state = 'queued' AND concurrency_key = %(key)s AND attempt = 0
+      AND idempotency_key IS NULL
+    ORDER BY run_at, id LIMIT 1
+    FOR UPDATE
+)
+RETURNING *;
+
 -- name: runs_by_keys
 SELECT * FROM {schema}.runs
 WHERE idempotency_key = ANY(%(keys)s::text[]);
@@ -475,8 +495,10 @@ SELECT r.concurrency_key, (
       AND o.state = 'running'
       AND o.concurrency_key IS NOT DISTINCT FROM r.concurrency_key
       AND o.lease_expires_at > now()
-)
+), b.tokens, b.at
 FROM {schema}.runs AS r
+LEFT JOIN {schema}.flow_buckets AS b
+    ON b.kind = r.kind AND b.concurrency_key = coalesce(r.concurrency_key, '')
 WHERE r.id = %(run_id)s;
 
 -- The first %(most)s due queued runs of each (kind, key), in claim order.

@@ -53,6 +53,7 @@ from runce.stores.queue import (
     Bucket,
     Candidate,
     enqueue_answers,
+    enqueue_debounced,
     limited_want,
     outcome_rounds,
     pick_limited,
@@ -338,7 +339,9 @@ class SQLiteRunQueue:
                 return None
             params = {"run_id": run_id, "now": _now(conn)}
             row = conn.execute(query("flow_of"), params).fetchone()
-            return None if row is None else FlowCount(row[0], row[1])
+            if row is None:
+                return None
+            return FlowCount(row[0], row[1], row[2], None if row[3] is None else run_time(row[3]))
 
         return self._read(work, None, what=f"read the flow control of run {run_id}")
 
@@ -469,6 +472,24 @@ def _runs_of(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list
 
 
 def _enqueue(conn: sqlite3.Connection, batch: list[NewRun], now: str) -> list[Enqueued]:
+    """Insert the runs (debounced ones merged into their key's queued run), in the write
+    transaction: no other enqueue sees a key's queued run in between."""
+
+    def merge(new: NewRun, at: datetime) -> Run | None:
+        params = {
+            "input": new.input_json,
+            "run_at": to_iso(at),
+            "now": now,
+            "kind": new.kind,
+            "key": new.concurrency_key,
+        }
+        found = _fetch_runs(conn, "debounce_run", params)
+        return found[0] if found else None
+
+    return enqueue_debounced(batch, run_time(now), merge, lambda runs: _insert(conn, runs, now))
+
+
+def _insert(conn: sqlite3.Connection, batch: list[NewRun], now: str) -> list[Enqueued]:
     cursor = conn.cursor()
     cursor.row_factory = None
     rows = cursor.execute(query("enqueue_runs"), {"runs": new_runs_param(batch), "now": now})

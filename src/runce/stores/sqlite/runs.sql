@@ -37,6 +37,17 @@ ORDER BY key
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
 
+-- A debounced enqueue: the key's queued run not yet started takes the new input and start.
+-- name: debounce_run
+UPDATE runce_runs SET input = :input, run_at = :run_at, updated_at = :now
+WHERE id = (
+    SELECT id FROM runce_runs
+    WHERE kind = :kind AND state = 'queued' AND concurrency_key = :key AND attempt = 0
+      AND idempotency_key IS NULL
+    ORDER BY run_at, id LIMIT 1
+)
+RETURNING *;
+
 -- name: runs_by_keys
 SELECT * FROM runce_runs
 WHERE idempotency_key IN (SELECT value FROM json_each(:keys));
@@ -93,7 +104,11 @@ SELECT r.concurrency_key, (
       AND o.state = 'running'
       AND o.concurrency_key IS r.concurrency_key
       AND o.lease_expires_at > :now
-)
+),
+    (SELECT tokens FROM runce_flow_buckets AS b
+     WHERE b.kind = r.kind AND b.concurrency_key = coalesce(r.concurrency_key, '')),
+    (SELECT at FROM runce_flow_buckets AS b
+     WHERE b.kind = r.kind AND b.concurrency_key = coalesce(r.concurrency_key, ''))
 FROM runce_runs AS r
 WHERE r.id = :run_id;
 
