@@ -740,8 +740,11 @@ def test_a_page_with_no_leading_filter_is_read_by_index_not_sorted_whole(
     # Each state's newest, from its range of the state index: never every run, sorted.
     scans = _scans(plan[0]["Plan"])
     assert len(scans) == 5, scans
-    # runs_lease and runs_claim are partial indexes of one state each.
-    pattern = r"Index Scan (runs_state \(state = '\w+'::text\)|runs_lease None|runs_claim None)"
+    # runs_lease, runs_flow and runs_claim are partial indexes of one state each.
+    pattern = (
+        r"Index Scan (runs_state \(state = '\w+'::text\)|runs_lease None|runs_flow None"
+        r"|runs_claim None)"
+    )
     assert all(re.fullmatch(pattern, scan) for scan in scans), scans
 
 
