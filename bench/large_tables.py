@@ -156,8 +156,8 @@ def _timed(call: Callable[[], Any], times: int = 15) -> float:
 
 def measure(config: Path, label: str, runs: int) -> dict[str, float]:
     import runce
+    from runce.domain.runs import ClaimRequest, Outcome
     from runce.runs import api
-    from runce.stores.queue import ClaimRequest, Outcome
 
     service = api.service(config)
     queue = service.queue

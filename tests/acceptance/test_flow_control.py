@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from runce.domain.runs import RunFilter
 from runce.runs.jobs import JobRegistry
 from runce.runs.service import RunService
 from runce.runs.worker import Worker, WorkerOptions
 from runce.stores import memory
 from runce.stores.base import StoreSpec
-from runce.stores.queue import RunFilter
 from runce.stores.registry import open_store
 from tests.acceptance.conftest import (
     RUNCE,

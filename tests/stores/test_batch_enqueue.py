@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from runce.domain.runs import RunFilter
 from runce.errors import StoreError
 from runce.runs.service import RunService
-from runce.stores.queue import RunFilter, RunQueue
+from runce.stores.queue import RunQueue
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS, new
 

@@ -8,8 +8,8 @@ import threading
 import time
 from datetime import timedelta
 
-from runce.domain.runs import NewRun
-from runce.stores.queue import ClaimRequest, Outcome, Run, RunFilter, RunQueue
+from runce.domain.runs import ClaimRequest, NewRun, Outcome, Run, RunFilter
+from runce.stores.queue import RunQueue
 from tests.stores.conftest import StoreMaker
 from tests.stores.test_queue_contract import _runs, new, qmaker  # noqa: F401 - a fixture
 

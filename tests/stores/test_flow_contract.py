@@ -10,8 +10,9 @@ from collections import Counter
 
 import pytest
 
+from runce.domain.runs import ClaimRequest, FlowCount, KindLimit, Outcome, Run
 from runce.errors import UsageError
-from runce.stores.queue import ClaimRequest, FlowCount, KindLimit, Outcome, Run, RunQueue
+from runce.stores.queue import RunQueue
 from tests.stores.conftest import StoreMaker
 from tests.stores.test_queue_contract import _runs, new, qmaker  # noqa: F401 - a fixture
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 
+from runce.domain.runs import ClaimRequest, KindLimit
 from runce.runs.events import EventBus
 from runce.runs.jobs import Job, JobRegistry
 from runce.runs.service import RunService
-from runce.stores.queue import ClaimRequest, KindLimit, RunQueue
+from runce.stores.queue import RunQueue
 from tests.stores.conftest import StoreMaker
 from tests.stores.test_queue_contract import _runs, new, qmaker  # noqa: F401 - a fixture
 

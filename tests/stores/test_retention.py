@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from runce.domain.runs import Outcome
 from runce.runs.retention import RETENTION_SCHEDULE, Retention
 from runce.runs.service import RunService
-from runce.stores.queue import Outcome, RunQueue
+from runce.stores.queue import RunQueue
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS, new
 from tests.stores.test_scheduler import Clock

@@ -24,15 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from runce.domain.locks import HolderState, Lease, LockHolder, Owner
+from runce.domain.locks import Lease, LockHolder, Owner
 from runce.domain.schema import SchemaStatus
 from runce.domain.tasks import (
-    APPLIED_STATUSES,
-    FINISHED_STATUSES,
     AppliedRecord,
-    AppliedStatus,
     Attempt,
-    AttemptStatus,
     Checkpoint,
     ControlCommand,
     TaskControl,
@@ -187,22 +183,4 @@ __all__ = [
     "StoreSpec",
     "TaskTracker",
     "Transaction",
-]
-# The records that moved to runce.domain.locks, runce.domain.schema and
-# runce.domain.tasks stay importable from here for code written against their old home,
-# until every import names the new one.
-__all__ += [
-    "APPLIED_STATUSES",
-    "FINISHED_STATUSES",
-    "AppliedRecord",
-    "AppliedStatus",
-    "Attempt",
-    "AttemptStatus",
-    "Checkpoint",
-    "ControlCommand",
-    "HolderState",
-    "Lease",
-    "LockHolder",
-    "SchemaStatus",
-    "TaskControl",
 ]

@@ -63,8 +63,3 @@ __all__ = [
     "process_alive",
     "this_machine",
 ]
-# The records that moved to runce.domain.locks stay importable from here for
-# code written against their old home, until every import names the new one.
-__all__ += [
-    "Owner",
-]

@@ -34,6 +34,7 @@ from runce.domain.runs import (
     RunStats,
     WorkerInfo,
     landed_of,
+    limited_want,
 )
 from runce.domain.schedules import Schedule, ScheduleDefinition
 from runce.domain.schema import SchemaStatus
@@ -45,7 +46,6 @@ from runce.stores.liveness import process_alive
 from runce.stores.queue import (
     Bucket,
     enqueue_debounced,
-    limited_want,
     pick_limited,
     rate_room,
     rated_kinds,

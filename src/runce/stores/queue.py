@@ -28,37 +28,23 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from runce.domain.runs import (
-    ACTIVE,
     FINISHED,
-    RUN_STATES,
-    STATE_AFTER,
     STATS_CAP,
-    TRANSITIONS,
-    AttemptOutcome,
     AttemptRecord,
     Beat,
     ClaimRequest,
     Enqueued,
     Fence,
-    FlowCount,
     KindLimit,
     Landed,
     NewRun,
     Outcome,
-    OutcomeKind,
     Run,
     RunCounts,
     RunFilter,
-    RunOrder,
-    RunState,
     RunStats,
-    Unreadable,
     WorkerInfo,
-    check_outcomes,
-    landed_of,
-    limited_want,
     readable,
-    run_after,
 )
 from runce.errors import StoreError, UsageError
 
@@ -363,64 +349,6 @@ class TransactionalRunQueue(Protocol):
         and None is returned; when ``work`` raises, everything rolls back and it propagates."""
 
 
-# The records moved to runce.domain.runs; they stay importable from here for code written
-# against their old home until every import names the new one.
-__all__ = [
-    "MAX_CONCURRENCY",
-    "Bucket",
-    "Candidate",
-    "Group",
-    "RunQueue",
-    "TransactionalRunQueue",
-    "enqueue_answers",
-    "outcome_rounds",
-    "pick_limited",
-    "rate_room",
-    "rated_kinds",
-    "run_from_row",
-    "spent_buckets",
-    "split_claim",
-    "started_groups",
-    "tally",
-    "unbound",
-]
-# The records that moved to runce.domain.runs stay importable from here for
-# code written against their old home, until every import names the new one.
-__all__ += [
-    "ACTIVE",
-    "FINISHED",
-    "RUN_STATES",
-    "STATE_AFTER",
-    "STATS_CAP",
-    "TRANSITIONS",
-    "AttemptOutcome",
-    "AttemptRecord",
-    "Beat",
-    "ClaimRequest",
-    "Enqueued",
-    "Fence",
-    "FlowCount",
-    "KindLimit",
-    "Landed",
-    "NewRun",
-    "Outcome",
-    "OutcomeKind",
-    "Run",
-    "RunCounts",
-    "RunFilter",
-    "RunOrder",
-    "RunState",
-    "RunStats",
-    "Unreadable",
-    "WorkerInfo",
-    "check_outcomes",
-    "landed_of",
-    "limited_want",
-    "readable",
-    "run_after",
-]
-
-
 # --- flow control: what the stores' limited claims share ---------------------------------
 
 
@@ -556,3 +484,24 @@ def started_groups(candidates: Sequence[Candidate], ids: Sequence[str]) -> dict[
         if run_id in taken:
             counts[kind, key] = counts.get((kind, key), 0) + 1
     return counts
+
+
+__all__ = [
+    "MAX_CONCURRENCY",
+    "Bucket",
+    "Candidate",
+    "Group",
+    "RunQueue",
+    "TransactionalRunQueue",
+    "enqueue_answers",
+    "outcome_rounds",
+    "pick_limited",
+    "rate_room",
+    "rated_kinds",
+    "run_from_row",
+    "spent_buckets",
+    "split_claim",
+    "started_groups",
+    "tally",
+    "unbound",
+]

@@ -57,9 +57,3 @@ class ScheduleStore(Protocol):
 __all__ = [
     "ScheduleStore",
 ]
-# The records that moved to runce.domain.schedules stay importable from here for
-# code written against their old home, until every import names the new one.
-__all__ += [
-    "Schedule",
-    "ScheduleDefinition",
-]

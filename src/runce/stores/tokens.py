@@ -43,9 +43,3 @@ class TokenStore(Protocol):
 __all__ = [
     "TokenStore",
 ]
-# The records that moved to runce.domain.tokens stay importable from here for
-# code written against their old home, until every import names the new one.
-__all__ += [
-    "NewToken",
-    "Token",
-]

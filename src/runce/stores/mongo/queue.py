@@ -67,6 +67,7 @@ from runce.domain.runs import (
     WorkerInfo,
     check_outcomes,
     landed_of,
+    limited_want,
 )
 from runce.errors import StoreError, UnsupportedFeature, UsageError
 from runce.stores.mongo.connection import Connection, Document
@@ -78,7 +79,6 @@ from runce.stores.queue import (
     Group,
     RunQueue,
     enqueue_debounced,
-    limited_want,
     pick_limited,
     rate_room,
     rated_kinds,

@@ -82,6 +82,7 @@ from runce.domain.runs import (
     RunStats,
     WorkerInfo,
     check_outcomes,
+    limited_want,
 )
 from runce.errors import StoreError, UnsupportedFeature, UsageError
 from runce.stores.postgres.connection import Connection, Database, translate
@@ -106,7 +107,6 @@ from runce.stores.queue import (
     Candidate,
     enqueue_answers,
     enqueue_debounced,
-    limited_want,
     outcome_rounds,
     pick_limited,
     rate_room,

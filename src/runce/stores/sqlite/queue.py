@@ -47,6 +47,7 @@ from runce.domain.runs import (
     RunStats,
     WorkerInfo,
     check_outcomes,
+    limited_want,
 )
 from runce.errors import UsageError
 from runce.stores.queue import (
@@ -54,7 +55,6 @@ from runce.stores.queue import (
     Candidate,
     enqueue_answers,
     enqueue_debounced,
-    limited_want,
     outcome_rounds,
     pick_limited,
     rate_room,
