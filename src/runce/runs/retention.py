@@ -16,7 +16,6 @@ cron expression in UTC, ``@hourly`` by default).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ from datetime import datetime
 from runce.domain.schedules import ScheduleDefinition
 from runce.errors import RunceError, UsageError
 from runce.runs import cron
-from runce.runs.events import Event, EventBus, events
+from runce.runs.companion import CompanionLoop
+from runce.runs.events import EventBus, events
 from runce.runs.service import PRUNE_BATCH, RunService
 from runce.stores.schedules import ScheduleStore
 from runce.timeutil import to_iso
@@ -129,53 +129,28 @@ class Retention:
         return 0.0
 
 
-class RetentionLoop:
+class RetentionLoop(CompanionLoop):
     """Beside a worker (a companion): keeps looking at the retention row, pruning on the
     ticks it wins. With ``drain``, one look before the worker claims."""
 
+    name = "runce-retention"
+    failed = "pruning finished runs failed"
+
     def __init__(self, retention: Retention, *, bus: EventBus = events) -> None:
+        super().__init__(log, bus)
         self.retention = retention
-        self.bus = bus
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self, drain: bool) -> None:
-        if drain:
-            try:
-                self.retention.sync()
-                self.retention.tick()
-            except RunceError as exc:
-                self._report(exc)
-            return
-        self._thread = threading.Thread(target=self._forever, name="runce-retention", daemon=True)
-        self._thread.start()
+    def sync(self) -> None:
+        self.retention.sync()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def tick(self) -> float:
+        return self.retention.tick(stop=self.stopping)
 
-    def _forever(self) -> None:
-        synced = False
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                if not synced:
-                    self.retention.sync()
-                    synced = True
-                wait = self.retention.tick(stop=self._stop.is_set)
-                failures = 0
-            except RunceError as exc:
-                failures += 1
-                self._report(exc, first=failures == 1)
-                wait = min(2.0**failures, RECHECK)
-            self._stop.wait(wait)
+    def backoff(self, failures: int) -> float:
+        return min(2.0**failures, RECHECK)
 
-    def _report(self, exc: RunceError, *, first: bool = True) -> None:
-        log.log(
-            logging.ERROR if first else logging.DEBUG,
-            "worker.error: pruning finished runs failed: %s (retrying)",
-            exc,
-        )
-        if self.bus.wants("worker.error"):
-            self.bus.publish(Event("worker.error", error=exc))
+    def drain(self) -> None:
+        try:
+            super().drain()
+        except RunceError as exc:
+            self.report(exc)

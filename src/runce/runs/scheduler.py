@@ -18,7 +18,6 @@ skipped, never run as a storm. Enabling a disabled schedule starts it from the n
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,9 +26,10 @@ from typing import Any
 
 from runce.domain.runs import Run
 from runce.domain.schedules import Schedule, ScheduleDefinition
-from runce.errors import InvalidInput, RunceError, UnknownSchedule, UsageError
+from runce.errors import InvalidInput, UnknownSchedule, UsageError
 from runce.runs import cron
-from runce.runs.events import Event, EventBus, events
+from runce.runs.companion import CompanionLoop
+from runce.runs.events import EventBus, events
 from runce.runs.schedules import ScheduleSpec
 from runce.runs.service import RunService, canonical_json
 from runce.stores.schedules import ScheduleStore
@@ -170,7 +170,7 @@ def _input_of(stored: Schedule) -> Any:
     return json.loads(stored.input_json)
 
 
-class SchedulerLoop:
+class SchedulerLoop(CompanionLoop):
     """A worker's scheduler: synchronises, then ticks whenever a schedule is due (and at
     least every ``max_wait`` seconds, to see schedules enabled or changed elsewhere).
 
@@ -178,54 +178,25 @@ class SchedulerLoop:
     cron-triggered drain enqueues what is due and then runs it.
     """
 
+    name = "runce-scheduler"
+    failed = "the scheduler failed"
+
     def __init__(self, scheduler: Scheduler, *, bus: EventBus = events, max_wait: float = 1.0):
+        super().__init__(log, bus)
         self.scheduler = scheduler
-        self.bus = bus
         self.max_wait = max_wait
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self, drain: bool) -> None:
-        if drain:
-            self.scheduler.sync()
-            self.scheduler.tick()
-            return
-        self._thread = threading.Thread(target=self._forever, name="runce-scheduler", daemon=True)
-        self._thread.start()
+    def sync(self) -> None:
+        self.scheduler.sync()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def tick(self) -> float:
+        self.scheduler.tick()
+        return self._wait()
 
-    def _forever(self) -> None:
-        synced = False
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                if not synced:
-                    self.scheduler.sync()
-                    synced = True
-                self.scheduler.tick()
-                failures = 0
-                wait = self._wait()
-            except RunceError as exc:
-                failures += 1
-                self._report(exc, first=failures == 1)
-                wait = min(self.max_wait * 2**failures, 30.0)
-            self._stop.wait(wait)
+    def backoff(self, failures: int) -> float:
+        return min(self.max_wait * 2.0**failures, 30.0)
 
     def _wait(self) -> float:
         due = self.scheduler.seconds_until_due()
         # A hair after the tick, so the store's clock has reached it when we look.
         return self.max_wait if due is None else min(self.max_wait, due + 0.002)
-
-    def _report(self, exc: RunceError, *, first: bool = True) -> None:
-        # Said once per run of failures, not on every try of an outage (events still fire).
-        log.log(
-            logging.ERROR if first else logging.DEBUG,
-            "worker.error: the scheduler failed: %s (retrying)",
-            exc,
-        )
-        if self.bus.wants("worker.error"):
-            self.bus.publish(Event("worker.error", error=exc))
