@@ -16,7 +16,30 @@ from runce.stores.postgres.rows import utc
 from runce.stores.sql.dialect import Row
 
 
-class PostgresDialect:
+class PostgresCodecs:
+    """Times, flags and lists of text, as psycopg adapts them."""
+
+    def time(self, moment: datetime) -> datetime:
+        return moment
+
+    def read_time(self, value: Any) -> datetime:
+        moment: datetime = utc(value)
+        return moment
+
+    def flag(self, value: bool) -> bool:
+        return value
+
+    def texts(self, values: Sequence[str]) -> list[str]:
+        return list(values)
+
+    def read_texts(self, value: Any) -> tuple[str, ...]:
+        return tuple(value)
+
+
+CODECS = PostgresCodecs()
+
+
+class PostgresDialect(PostgresCodecs):
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -39,19 +62,3 @@ class PostgresDialect:
     def _rows(self, conn: Connection, name: str, params: Mapping[str, Any]) -> list[Row]:
         with conn.cursor(row_factory=dict_row) as cursor:
             return list(cursor.execute(self._db.sql(name), params or None).fetchall())
-
-    def time(self, moment: datetime) -> datetime:
-        return moment
-
-    def read_time(self, value: Any) -> datetime:
-        moment: datetime = utc(value)
-        return moment
-
-    def flag(self, value: bool) -> bool:
-        return value
-
-    def texts(self, values: Sequence[str]) -> list[str]:
-        return list(values)
-
-    def read_texts(self, value: Any) -> tuple[str, ...]:
-        return tuple(value)

@@ -86,10 +86,10 @@ from runce.domain.runs import (
 )
 from runce.errors import StoreError, UnsupportedFeature, UsageError
 from runce.stores.postgres.connection import Connection, Database, translate
+from runce.stores.postgres.dialect import CODECS
 from runce.stores.postgres.queries import query_with
 from runce.stores.postgres.rows import (
     Row,
-    attempt_record_from,
     done_from,
     fences_params,
     fetched_runs,
@@ -99,8 +99,6 @@ from runce.stores.postgres.rows import (
     parts_from,
     runs_from,
     utc,
-    worker_from,
-    worker_params,
 )
 from runce.stores.queue import (
     Bucket,
@@ -116,6 +114,15 @@ from runce.stores.queue import (
     started_groups,
     tally,
     unbound,
+)
+from runce.stores.sql.runs import (
+    FenceLost,
+    attempt_record_from,
+    beats_of,
+    page_of,
+    runs_text,
+    worker_from,
+    worker_params,
 )
 
 T = TypeVar("T")
@@ -142,10 +149,6 @@ _PAGE_FILTERS = {
     "ids": "id = ANY(%(ids)s::text[])",
 }
 _PAGE_AFTER = "(created_at, id) {beyond} (%(after_created_at)s, %(after_id)s)"
-# A page's direction: the SQL order and the keyset comparison that continues it.
-_DIRECTIONS = {"newest": ("DESC", "<"), "oldest": ("ASC", ">")}
-# Filters an index leads with; a page with none of them is read per state (runs_state).
-_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id", "ids")
 
 
 def channel_of(schema: str) -> str:
@@ -182,22 +185,22 @@ class PostgresRunQueue:
         if any(new.debounce is not None for new in batch):
             return self._db.write(
                 lambda conn: _debounce_enqueue(conn, self._db, batch, self._channel),
-                what=_runs_text("enqueue", batch),
+                what=runs_text("enqueue", batch),
             )
         if len(batch) >= COPY_FROM and not any(new.idempotency_key for new in batch):
             return self._db.write(
                 lambda conn: _copy_enqueue(conn, self._db, batch, self._channel),
-                what=_runs_text("enqueue", batch),
+                what=runs_text("enqueue", batch),
             )
         return self._db.write(
             lambda conn: _enqueue(conn, self._db, batch, self._channel),
-            what=_runs_text("enqueue", batch),
+            what=runs_text("enqueue", batch),
             transaction=False,
         )
 
     def _enqueue_in(self, conn: Connection, batch: list[NewRun]) -> list[Enqueued]:
         """Insert in the caller's open transaction: never committed or rolled back here."""
-        what = _runs_text("enqueue", batch) + " in your transaction"
+        what = runs_text("enqueue", batch) + " in your transaction"
         _check_open_transaction(conn)
         self._db.ensure_schema(what)
         self._check_same_database(conn)
@@ -215,7 +218,7 @@ class PostgresRunQueue:
         batch = list(runs)
         if not isinstance(connection, psycopg.AsyncConnection):
             return await asyncio.to_thread(self.enqueue, batch, connection)
-        what = _runs_text("enqueue", batch) + " in your transaction"
+        what = runs_text("enqueue", batch) + " in your transaction"
         _check_open_transaction(connection)
         if not self._db.current or self._dbname is None:
             await asyncio.to_thread(self._prepare_for_callers, what)
@@ -310,11 +313,7 @@ class PostgresRunQueue:
 
         rows = self._worker.run(work, what=f"extend the leases of {len(fences)} run(s)")
         current = {(row[0], row[1], row[2]): bool(row[3]) for row in rows}
-        beats: dict[str, Beat] = {}
-        for fence in fences:
-            cancel = current.get((fence.run_id, fence.attempt, fence.worker_id))
-            beats[fence.run_id] = "lost" if cancel is None else "cancel" if cancel else "ok"
-        return beats
+        return beats_of(fences, current)
 
     def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
         params: dict[str, Any] = {
@@ -356,7 +355,7 @@ class PostgresRunQueue:
             result = work(conn)
             done, _ = _complete(conn, self._db, [Outcome(fence, "succeeded", result)], [[0]])
             if done[0] is None:
-                raise _FenceLost
+                raise FenceLost
             return done[0]
 
         what = f"run {fence.run_id} in a transaction"
@@ -367,7 +366,7 @@ class PostgresRunQueue:
                 conn.transaction(),
             ):
                 return in_transaction(conn)
-        except _FenceLost:
+        except FenceLost:
             return None
 
     def cancel(self, run_id: str) -> Run | None:
@@ -404,7 +403,7 @@ class PostgresRunQueue:
         return self._db.write(work, what="prune finished runs", transaction=False)
 
     def worker_seen(self, info: WorkerInfo) -> None:
-        params = worker_params(info)
+        params = worker_params(info, CODECS)
 
         def work(conn: Connection) -> None:
             conn.execute(self._db.sql("worker_seen"), params)
@@ -423,35 +422,18 @@ class PostgresRunQueue:
     def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         if limit <= 0:
             return []
-        direction, beyond = _DIRECTIONS[filters.order]
-        params: dict[str, Any] = {"limit": limit}
-        conditions: list[sql.Composable] = []
-        values = {
-            "project_id": filters.project_id,
-            "state": filters.state,
-            "kind": filters.kind,
-            "since": filters.since,
-            "before": filters.before,
-            "idempotency_key": filters.idempotency_key,
-            "correlation_id": filters.correlation_id,
-            "ids": None if filters.ids is None else list(filters.ids),
-        }
-        for name, value in values.items():
-            if value is not None:
-                conditions.append(sql.SQL(_PAGE_FILTERS[name]))
-                params[name] = value
-        if after is not None:
-            conditions.append(sql.SQL(_PAGE_AFTER.replace("{beyond}", beyond)))
-            params["after_created_at"], params["after_id"] = after
+        page = page_of(filters, after, limit, CODECS, _PAGE_FILTERS, _PAGE_AFTER)
+        conditions = [sql.SQL(condition) for condition in page.conditions]
         where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-        led = any(values[name] is not None for name in _INDEXED)
-        name = "page_runs" if led else "page_runs_by_state"
         statement = query_with(
-            name, self._db.target.schema, filters=where, direction=sql.SQL(direction)
+            page.statement,
+            self._db.target.schema,
+            filters=where,
+            direction=sql.SQL(page.direction),
         )
 
         def work(conn: Connection) -> list[Run]:
-            return _runs(conn, statement, params)
+            return _runs(conn, statement, page.params)
 
         nothing: list[Run] = []
         return self._read(work, nothing, what="list runs")
@@ -474,14 +456,15 @@ class PostgresRunQueue:
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         def work(conn: Connection) -> list[AttemptRecord]:
             rows = _rows(conn, self._db.sql("run_attempts"), {"run_id": run_id})
-            return [attempt_record_from(row) for row in rows]
+            return [attempt_record_from(row, CODECS) for row in rows]
 
         nothing: list[AttemptRecord] = []
         return self._read(work, nothing, what=f"read the attempts of run {run_id}")
 
     def workers(self) -> list[WorkerInfo]:
         def work(conn: Connection) -> list[WorkerInfo]:
-            return [worker_from(row) for row in _rows(conn, self._db.sql("workers"), None)]
+            rows = _rows(conn, self._db.sql("workers"), None)
+            return [worker_from(row, CODECS) for row in rows]
 
         nothing: list[WorkerInfo] = []
         return self._read(work, nothing, what="read the workers")
@@ -795,10 +778,6 @@ def _claim_order(runs: list[Run]) -> list[Run]:
     return runs
 
 
-class _FenceLost(Exception):
-    """Raised inside a run's transaction to roll it back: its claim is no longer current."""
-
-
 def _complete(
     conn: Connection, db: Database, outcomes: list[Outcome], rounds: list[list[int]]
 ) -> tuple[list[Landed | None], set[str]]:
@@ -818,10 +797,6 @@ def _complete(
 
 def _announce(conn: Connection, db: Database, channel: str, payload: str) -> None:
     conn.execute(db.sql("announce"), {"channel": channel, "payload": payload})
-
-
-def _runs_text(verb: str, batch: list[NewRun]) -> str:
-    return f"{verb} run {batch[0].id}" if len(batch) == 1 else f"{verb} {len(batch)} runs"
 
 
 # --- the caller's connection ------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from runce.domain.locks import HolderState, LockHolder, Owner
-from runce.domain.runs import AttemptRecord, Fence, Landed, NewRun, Outcome, Run, WorkerInfo
+from runce.domain.runs import Fence, Landed, NewRun, Outcome, Run
 from runce.domain.tasks import AppliedRecord, Attempt
 from runce.stores.liveness import process_alive
 from runce.stores.queue import run_from_row
@@ -248,42 +248,3 @@ def fences_params(fences: Sequence[Fence]) -> dict[str, Any]:
         "attempts": [f.attempt for f in fences],
         "workers": [f.worker_id for f in fences],
     }
-
-
-def attempt_record_from(row: Row) -> AttemptRecord:
-    return AttemptRecord(
-        run_id=row["run_id"],
-        attempt=row["attempt"],
-        worker_id=row["worker_id"],
-        started_at=utc(row["started_at"]),
-        finished_at=utc(row["finished_at"]),
-        outcome=row["outcome"],
-        error=row["error"],
-        traceback=row.get("traceback"),  # absent before schema version 8
-    )
-
-
-def worker_params(info: WorkerInfo) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "host": info.host,
-        "pid": info.pid,
-        "started_at": info.started_at,
-        "last_seen": info.last_seen,
-        "concurrency": info.concurrency,
-        "kinds": list(info.kinds),
-        "state": info.state,
-    }
-
-
-def worker_from(row: Row) -> WorkerInfo:
-    return WorkerInfo(
-        id=row["id"],
-        host=row["host"],
-        pid=row["pid"],
-        started_at=utc(row["started_at"]),
-        last_seen=utc(row["last_seen"]),
-        concurrency=row["concurrency"],
-        kinds=tuple(row["kinds"]),
-        state=row["state"],
-    )

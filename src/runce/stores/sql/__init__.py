@@ -4,6 +4,8 @@ The SQL itself stays with each backend, in its ``.sql`` files. This package hold
 that reads such files (:mod:`runce.stores.sql.files`, which imports nothing but the
 standard library, so the command line's fast path may use it too), and the stores'
 schedules and tokens (:mod:`~runce.stores.sql.schedules`, :mod:`~runce.stores.sql.tokens`),
-written once over each backend's side of a small seam (:mod:`runce.stores.sql.dialect`).
+written once over each backend's side of a small seam (:mod:`runce.stores.sql.dialect`),
+and what their run queues share (:mod:`~runce.stores.sql.runs`: pages of runs, heartbeat
+beats, attempt and worker rows).
 MongoDB takes no SQL and uses none of it.
 """

@@ -15,20 +15,8 @@ from typing import Any, Protocol
 Row = Mapping[str, Any]
 
 
-class Dialect(Protocol):
-    """One SQL backend's named statements and value codecs."""
-
-    def read(self, name: str, params: Mapping[str, Any], *, needs: int, what: str) -> list[Row]:
-        """The rows of the statement ``name``; none while the schema is older than version
-        ``needs`` (the one that brings its tables): reads create nothing. ``what`` says
-        what the read was for, in the error raised when it fails."""
-
-    def write(self, name: str, params: Mapping[str, Any], *, what: str) -> int:
-        """Run the statement ``name`` as a write, with ``now`` the store's clock where the
-        statement asks for it; how many rows it changed."""
-
-    def write_rows(self, name: str, params: Mapping[str, Any], *, what: str) -> list[Row]:
-        """Run the statement ``name`` as a write, as :meth:`write`; the rows it returns."""
+class Codecs(Protocol):
+    """How one SQL backend writes and reads the values whose form differs between databases."""
 
     def time(self, moment: datetime) -> Any:
         """A time as a statement's parameter."""
@@ -44,3 +32,19 @@ class Dialect(Protocol):
 
     def read_texts(self, value: Any) -> tuple[str, ...]:
         """A list of text from a column."""
+
+
+class Dialect(Codecs, Protocol):
+    """One SQL backend's named statements and value codecs."""
+
+    def read(self, name: str, params: Mapping[str, Any], *, needs: int, what: str) -> list[Row]:
+        """The rows of the statement ``name``; none while the schema is older than version
+        ``needs`` (the one that brings its tables): reads create nothing. ``what`` says
+        what the read was for, in the error raised when it fails."""
+
+    def write(self, name: str, params: Mapping[str, Any], *, what: str) -> int:
+        """Run the statement ``name`` as a write, with ``now`` the store's clock where the
+        statement asks for it; how many rows it changed."""
+
+    def write_rows(self, name: str, params: Mapping[str, Any], *, what: str) -> list[Row]:
+        """Run the statement ``name`` as a write, as :meth:`write`; the rows it returns."""

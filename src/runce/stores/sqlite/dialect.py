@@ -17,7 +17,29 @@ from runce.stores.sqlite.queries import clock, fetch_rows, query
 from runce.timeutil import from_iso, to_iso
 
 
-class SQLiteDialect:
+class SQLiteCodecs:
+    """Times, flags and lists of text, ISO-8601 text, 0 and 1, JSON arrays."""
+
+    def time(self, moment: datetime) -> str:
+        return to_iso(moment)
+
+    def read_time(self, value: Any) -> datetime:
+        return from_iso(value)
+
+    def flag(self, value: bool) -> int:
+        return int(value)
+
+    def texts(self, values: Sequence[str]) -> str:
+        return json.dumps(list(values))
+
+    def read_texts(self, value: Any) -> tuple[str, ...]:
+        return tuple(json.loads(value))
+
+
+CODECS = SQLiteCodecs()
+
+
+class SQLiteDialect(SQLiteCodecs):
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -42,18 +64,3 @@ class SQLiteDialect:
             return [dict(row) for row in rows]
 
         return self._db.write(work, what=what)
-
-    def time(self, moment: datetime) -> str:
-        return to_iso(moment)
-
-    def read_time(self, value: Any) -> datetime:
-        return from_iso(value)
-
-    def flag(self, value: bool) -> int:
-        return int(value)
-
-    def texts(self, values: Sequence[str]) -> str:
-        return json.dumps(list(values))
-
-    def read_texts(self, value: Any) -> tuple[str, ...]:
-        return tuple(json.loads(value))

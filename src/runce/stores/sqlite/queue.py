@@ -65,19 +65,26 @@ from runce.stores.queue import (
     tally,
     unbound,
 )
+from runce.stores.sql.runs import (
+    FenceLost,
+    attempt_record_from,
+    beats_of,
+    page_of,
+    runs_text,
+    worker_from,
+    worker_params,
+)
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
+from runce.stores.sqlite.dialect import CODECS
 from runce.stores.sqlite.queries import query
 from runce.stores.sqlite.rows import ttl_modifier
 from runce.stores.sqlite.runrows import (
-    attempt_record_from,
     new_runs_param,
     outcomes_param,
     run_time,
     runs_from,
     times_reader,
-    worker_from,
-    worker_params,
 )
 from runce.timeutil import from_iso, to_iso
 
@@ -102,10 +109,6 @@ _PAGE_FILTERS = {
     "ids": "id IN (SELECT value FROM json_each(:ids))",
 }
 _PAGE_AFTER = "(created_at, id) {beyond} (:after_created_at, :after_id)"
-# A page's direction: the SQL order and the keyset comparison that continues it.
-_DIRECTIONS = {"newest": ("DESC", "<"), "oldest": ("ASC", ">")}
-# Filters an index leads with; a page with none of them is read per state (runce_runs_state).
-_INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id", "ids")
 
 
 class SQLiteRunQueue:
@@ -127,7 +130,7 @@ class SQLiteRunQueue:
         if not batch:
             return []
         results = self._db.write(
-            lambda conn: _enqueue(conn, batch, _now(conn)), what=_runs_text("enqueue", batch)
+            lambda conn: _enqueue(conn, batch, _now(conn)), what=runs_text("enqueue", batch)
         )
         self._waiter.announce()
         return results
@@ -139,7 +142,7 @@ class SQLiteRunQueue:
         are created on that same connection when missing: a connection of ours would wait
         for the caller's lock, which waits for us.
         """
-        what = _runs_text("enqueue", batch) + " in your transaction"
+        what = runs_text("enqueue", batch) + " in your transaction"
         with self._db.translated(what):
             _check_same_file(conn, self._db)
             _join_transaction(conn)
@@ -190,11 +193,7 @@ class SQLiteRunQueue:
             (row["id"], row["attempt"], row["claimed_by"]): bool(row["cancel_requested"])
             for row in rows
         }
-        beats: dict[str, Beat] = {}
-        for fence in fences:
-            cancel = current.get((fence.run_id, fence.attempt, fence.worker_id))
-            beats[fence.run_id] = "lost" if cancel is None else "cancel" if cancel else "ok"
-        return beats
+        return beats_of(fences, current)
 
     def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
         params: dict[str, Any] = {
@@ -232,8 +231,8 @@ class SQLiteRunQueue:
                 result = work(conn)
                 landed = _complete(conn, [Outcome(fence, "succeeded", result)], _now(conn))[0]
                 if landed is None:
-                    raise _FenceLost
-        except _FenceLost:
+                    raise FenceLost
+        except FenceLost:
             return None
         return landed
 
@@ -282,7 +281,7 @@ class SQLiteRunQueue:
         return self._db.write(work, what="prune finished runs")
 
     def worker_seen(self, info: WorkerInfo) -> None:
-        params = worker_params(info)
+        params = worker_params(info, CODECS)
         self._db.write(
             lambda conn: conn.execute(query("worker_seen"), params),
             what=f"record the heartbeat of worker {info.id}",
@@ -300,33 +299,12 @@ class SQLiteRunQueue:
     def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         if limit <= 0:
             return []
-        direction, beyond = _DIRECTIONS[filters.order]
-        params: dict[str, Any] = {"limit": limit}
-        conditions: list[str] = []
-        values = {
-            "project_id": filters.project_id,
-            "state": filters.state,
-            "kind": filters.kind,
-            "since": to_iso(filters.since) if filters.since is not None else None,
-            "before": to_iso(filters.before) if filters.before is not None else None,
-            "idempotency_key": filters.idempotency_key,
-            "correlation_id": filters.correlation_id,
-            "ids": None if filters.ids is None else json.dumps(list(filters.ids)),
-        }
-        for name, value in values.items():
-            if value is not None:
-                conditions.append(_PAGE_FILTERS[name])
-                params[name] = value
-        if after is not None:
-            conditions.append(_PAGE_AFTER.replace("{beyond}", beyond))
-            params["after_created_at"], params["after_id"] = to_iso(after[0]), after[1]
-        led = any(values[name] is not None for name in _INDEXED)
-        name = "page_runs" if led else "page_runs_by_state"
-        sql = query(name).replace("{filters}", " AND ".join(conditions) or "1")
-        sql = sql.replace("{direction}", direction)
+        page = page_of(filters, after, limit, CODECS, _PAGE_FILTERS, _PAGE_AFTER)
+        sql = query(page.statement).replace("{filters}", " AND ".join(page.conditions) or "1")
+        sql = sql.replace("{direction}", page.direction)
 
         def work(conn: sqlite3.Connection) -> list[Run]:
-            return _runs_of(conn, sql, params)
+            return _runs_of(conn, sql, page.params)
 
         nothing: list[Run] = []
         return self._read(work, nothing, what="list runs")
@@ -348,14 +326,14 @@ class SQLiteRunQueue:
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         def work(conn: sqlite3.Connection) -> list[AttemptRecord]:
             rows = _fetch(conn, "run_attempts", {"run_id": run_id})
-            return [attempt_record_from(row) for row in rows]
+            return [attempt_record_from(dict(row), CODECS) for row in rows]
 
         nothing: list[AttemptRecord] = []
         return self._read(work, nothing, what=f"read the attempts of run {run_id}")
 
     def workers(self) -> list[WorkerInfo]:
         def work(conn: sqlite3.Connection) -> list[WorkerInfo]:
-            return [worker_from(row) for row in _fetch(conn, "workers")]
+            return [worker_from(dict(row), CODECS) for row in _fetch(conn, "workers")]
 
         nothing: list[WorkerInfo] = []
         return self._read(work, nothing, what="read the workers")
@@ -437,10 +415,6 @@ class SQLiteRunQueue:
 
 
 # --- the work inside one transaction ----------------------------------------------------------
-
-
-class _FenceLost(Exception):
-    """Raised inside a run's transaction to roll it back: its claim is no longer current."""
 
 
 def _now(conn: sqlite3.Connection) -> str:
@@ -605,10 +579,6 @@ def _change_or_get(conn: sqlite3.Connection, name: str, params: dict[str, Any]) 
     if not runs:
         runs = _fetch_runs(conn, "get_run", {"run_id": params["run_id"]})
     return runs[0] if runs else None
-
-
-def _runs_text(verb: str, batch: list[NewRun]) -> str:
-    return f"{verb} run {batch[0].id}" if len(batch) == 1 else f"{verb} {len(batch)} runs"
 
 
 # --- the caller's connection ------------------------------------------------------------------

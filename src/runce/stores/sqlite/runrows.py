@@ -13,14 +13,9 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from runce.domain.runs import AttemptRecord, NewRun, Outcome, Run, Unreadable, WorkerInfo
+from runce.domain.runs import NewRun, Outcome, Run, Unreadable
 from runce.stores.queue import run_from_row
 from runce.timeutil import from_iso, to_iso
-
-
-def _time_or_none(text: str | None) -> datetime | None:
-    return from_iso(text) if text is not None else None
-
 
 # --- runs -------------------------------------------------------------------------------------
 # The columns of runce_runs carry Run's field names; input and result are JSON text, times
@@ -157,46 +152,6 @@ def outcomes_param(outcomes: list[Outcome]) -> str:
             ]
             for outcome in outcomes
         ]
-    )
-
-
-def attempt_record_from(row: sqlite3.Row) -> AttemptRecord:
-    names = row.keys()  # a file before schema 8 has no traceback ("in row" reads values)
-    return AttemptRecord(
-        run_id=row["run_id"],
-        attempt=row["attempt"],
-        worker_id=row["worker_id"],
-        started_at=_time_or_none(row["started_at"]),
-        finished_at=from_iso(row["finished_at"]),
-        outcome=row["outcome"],
-        error=row["error"],
-        traceback=row["traceback"] if "traceback" in names else None,
-    )
-
-
-def worker_params(info: WorkerInfo) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "host": info.host,
-        "pid": info.pid,
-        "started_at": to_iso(info.started_at),
-        "last_seen": to_iso(info.last_seen),
-        "concurrency": info.concurrency,
-        "kinds": json.dumps(list(info.kinds)),
-        "state": info.state,
-    }
-
-
-def worker_from(row: sqlite3.Row) -> WorkerInfo:
-    return WorkerInfo(
-        id=row["id"],
-        host=row["host"],
-        pid=row["pid"],
-        started_at=from_iso(row["started_at"]),
-        last_seen=from_iso(row["last_seen"]),
-        concurrency=row["concurrency"],
-        kinds=tuple(json.loads(row["kinds"])),
-        state=row["state"],
     )
 
 
