@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 RUNCE = str(Path(sys.executable).with_name("runce"))
+PYTHON = str(Path(RUNCE).with_name("python"))
 EXAMPLE = Path(__file__).parents[2] / "examples" / "quickstart"
 
 
@@ -110,8 +111,19 @@ def _server_stores() -> list[str]:
     ]
 
 
+def run_stores() -> list[str]:
+    """The stores that keep runs, for the tests of real workers."""
+    return ["sqlite", *_server_stores()]
+
+
 @pytest.fixture(params=["sqlite", "file", *_server_stores()])
 def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
+    yield from store_workspace(request, tmp_path)
+
+
+def store_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
+    """A workspace on the store ``request.param`` names; a server's schema or database is
+    dropped after."""
     if request.param == "postgres":
         yield from postgres_workspace(request, tmp_path)
     elif request.param == "mongo":
@@ -120,6 +132,39 @@ def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Worksp
         space = Workspace(tmp_path, stores_for(tmp_path)[request.param])
         yield space
         space.reap()
+
+
+def worker_workspace(
+    request: pytest.FixtureRequest, tmp_path: Path, jobs: str, settings: str
+) -> Iterator[Workspace]:
+    """A workspace on the store ``request.param`` names, set up for workers (see
+    :func:`with_jobs`)."""
+    for space in store_workspace(request, tmp_path):
+        yield with_jobs(space, jobs, settings)
+
+
+def with_jobs(space: Workspace, jobs: str, settings: str) -> Workspace:
+    """``space`` with ``settings`` (its ``[worker]`` table, say) added to its runce.toml and
+    ``jobs`` as its jobs.py."""
+    space.settings += settings
+    space.write_config()
+    (space.root / "jobs.py").write_text(jobs)
+    return space
+
+
+def run_python(space: Workspace, script: str, *args: str, timeout: float = 120) -> str:
+    """Run a Python ``script`` in the workspace, as a user's program would; its output."""
+    done = subprocess.run(
+        [PYTHON, "-c", script, *args],
+        cwd=space.root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, output_of(done)
+    return done.stdout
 
 
 def postgres_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:

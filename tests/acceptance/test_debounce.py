@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.conftest import (
-    RUNCE,
+    PYTHON,
     Workspace,
     clean_env,
-    mongo_workspace,
     output_of,
-    postgres_workspace,
-    stores_for,
+    run_stores,
+    worker_workspace,
 )
 
 pytestmark = pytest.mark.slow
@@ -47,42 +46,17 @@ for i in range(30):
 """
 
 
-def _stores() -> list[str]:
-    import importlib.util
-
-    names = ["sqlite"]
-    if importlib.util.find_spec("runce.stores.postgres"):
-        names.append("postgres")
-    if importlib.util.find_spec("runce.stores.mongo"):
-        names.append("mongo")
-    return names
-
-
-@pytest.fixture(params=_stores())
+@pytest.fixture(params=run_stores())
 def dspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
     settings = '[worker]\nhandlers = ["jobs"]\nlease = 6\npoll = 0.2\nshutdown_timeout = 1\n'
-    if request.param == "postgres":
-        spaces = postgres_workspace(request, tmp_path)
-    elif request.param == "mongo":
-        spaces = mongo_workspace(request, tmp_path)
-    else:
-        spaces = iter([Workspace(tmp_path, stores_for(tmp_path)["sqlite"])])
-    space = next(spaces)
-    space.settings = space.settings.replace("[worker]", "") + settings
-    space.write_config()
-    (space.root / "jobs.py").write_text(JOBS)
-    yield space
-    space.reap()
-    for _ in spaces:
-        pass
+    yield from worker_workspace(request, tmp_path, JOBS, settings)
 
 
 def _bursts(space: Workspace, *customers: str) -> None:
     """Two processes at once, each enqueueing 30 runs per customer."""
-    python = str(Path(RUNCE).with_name("python"))
     procs = [
         subprocess.Popen(
-            [python, "-c", BURST, *customers],
+            [PYTHON, "-c", BURST, *customers],
             cwd=space.root,
             env=clean_env(),
             stdout=subprocess.PIPE,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -26,13 +25,13 @@ from runce.stores import memory
 from runce.stores.base import StoreSpec
 from runce.stores.registry import open_store
 from tests.acceptance.conftest import (
-    RUNCE,
     Workspace,
-    clean_env,
-    mongo_workspace,
     output_of,
-    postgres_workspace,
+    run_python,
+    run_stores,
     stores_for,
+    with_jobs,
+    worker_workspace,
 )
 
 pytestmark = pytest.mark.slow
@@ -99,48 +98,11 @@ runce.enqueue_many("flow.rated", [{{"i": i}} for i in range({RATED})])
 """
 
 
-def _stores() -> list[str]:
-    import importlib.util
-
-    names = ["sqlite"]
-    if importlib.util.find_spec("runce.stores.postgres"):
-        names.append("postgres")
-    if importlib.util.find_spec("runce.stores.mongo"):
-        names.append("mongo")
-    return names
-
-
-@pytest.fixture(params=_stores())
+@pytest.fixture(params=run_stores())
 def fspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
     settings = '[worker]\nhandlers = ["jobs"]\nlease = 6\npoll = 0.2\nbackoff_base = 0.05\n'
     settings += "shutdown_timeout = 1\n"
-    if request.param == "postgres":
-        spaces = postgres_workspace(request, tmp_path)
-    elif request.param == "mongo":
-        spaces = mongo_workspace(request, tmp_path)
-    else:
-        spaces = iter([Workspace(tmp_path, stores_for(tmp_path)["sqlite"])])
-    space = next(spaces)
-    space.settings = space.settings.replace("[worker]", "") + settings
-    space.write_config()
-    (space.root / "jobs.py").write_text(JOBS)
-    yield space
-    space.reap()
-    for _ in spaces:
-        pass
-
-
-def _python(space: Workspace, script: str) -> None:
-    done = subprocess.run(
-        [str(Path(RUNCE).with_name("python")), "-c", script],
-        cwd=space.root,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, output_of(done)
+    yield from worker_workspace(request, tmp_path, JOBS, settings)
 
 
 # -- the audit --------------------------------------------------------------------------------
@@ -202,17 +164,7 @@ print(" ".join(str(run.started_at.timestamp()) for run in runs))
 
 def _claim_times(space: Workspace) -> list[float]:
     """When the store started each run of flow.rated, by its clock."""
-    done = subprocess.run(
-        [str(Path(RUNCE).with_name("python")), "-c", CLAIM_TIMES],
-        cwd=space.root,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, output_of(done)
-    return [float(text) for text in done.stdout.split()]
+    return [float(text) for text in run_python(space, CLAIM_TIMES).split()]
 
 
 def _busiest_second(times: list[float]) -> int:
@@ -229,7 +181,7 @@ def _busiest_second(times: list[float]) -> int:
 def test_four_workers_keep_every_limit(fspace: Workspace, tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
     began = time.monotonic()
-    _python(fspace, ENQUEUE)
+    run_python(fspace, ENQUEUE)
     print(f"enqueued in {time.monotonic() - began:.1f} s")
     env = {"RUNCE_TEST_LOG": str(log)}
     workers = [
@@ -302,7 +254,7 @@ def test_a_killed_workers_slot_frees_when_its_lease_expires(
     fspace.write_config()
     log = tmp_path / "held.log"
     env = {"RUNCE_TEST_LOG": str(log)}
-    _python(
+    run_python(
         fspace,
         "import runce\n"
         "first = runce.enqueue('flow.held', {'seconds': 30})\n"
@@ -352,11 +304,9 @@ def test_a_killed_workers_slot_frees_when_its_lease_expires(
 
 def test_status_and_workers_show_the_limit_and_why_a_run_waits(tmp_path: Path) -> None:
     space = Workspace(tmp_path, stores_for(tmp_path)["sqlite"])
-    space.settings = '[worker]\nhandlers = ["jobs"]\nlease = 6\npoll = 0.2\n'
-    space.write_config()
-    (space.root / "jobs.py").write_text(JOBS)
+    with_jobs(space, JOBS, '[worker]\nhandlers = ["jobs"]\nlease = 6\npoll = 0.2\n')
     log = tmp_path / "held.log"
-    _python(
+    run_python(
         space,
         "import runce\n"
         "print(runce.enqueue('flow.held', {'seconds': 30}).id)\n"

@@ -18,13 +18,17 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.acceptance.conftest import (
+    PYTHON,
     RUNCE,
     Workspace,
     clean_env,
-    mongo_workspace,
     output_of,
     postgres_workspace,
+    run_python,
+    run_stores,
     stores_for,
+    with_jobs,
+    worker_workspace,
 )
 from tests.proxy import Proxy
 
@@ -60,15 +64,15 @@ def work(params, ctx):
 """
 
 
-def _prepare(space: Workspace, lease: float, shutdown: float) -> Workspace:
-    settings = (
+def _settings(lease: float, shutdown: float) -> str:
+    return (
         f'[worker]\nhandlers = ["jobs"]\nlease = {lease}\npoll = 0.2\n'
         f"backoff_base = 0.05\nshutdown_timeout = {shutdown}\n"
     )
-    space.settings = space.settings + settings
-    space.write_config()
-    (space.root / "jobs.py").write_text(JOBS)
-    return space
+
+
+def _prepare(space: Workspace, lease: float, shutdown: float) -> Workspace:
+    return with_jobs(space, JOBS, _settings(lease, shutdown))
 
 
 def _log(space: Workspace) -> Path:
@@ -91,32 +95,10 @@ def proxied(postgres_server: str, tmp_path: Path) -> Iterator[tuple[Workspace, P
     services.drop_schema(postgres_server, schema)
 
 
-def _stores() -> list[str]:
-    import importlib.util
-
-    names = ["sqlite"]
-    names += [
-        name
-        for name, module in (("postgres", "runce.stores.postgres"), ("mongo", "runce.stores.mongo"))
-        if importlib.util.find_spec(module)
-    ]
-    return names
-
-
-@pytest.fixture(params=_stores())
+@pytest.fixture(params=run_stores())
 def anyspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
     """A workspace on each store that keeps runs, with a short lease."""
-    if request.param == "postgres":
-        spaces = postgres_workspace(request, tmp_path)
-    elif request.param == "mongo":
-        spaces = mongo_workspace(request, tmp_path)
-    else:
-        spaces = iter([Workspace(tmp_path, stores_for(tmp_path)["sqlite"])])
-    space = next(spaces)
-    yield _prepare(space, LEASE, 2)
-    space.reap()
-    for _ in spaces:  # drops the schema or database
-        pass
+    yield from worker_workspace(request, tmp_path, JOBS, _settings(LEASE, 2))
 
 
 def _start(space: Workspace, *args: str) -> tuple[subprocess.Popen[str], Path]:
@@ -340,17 +322,7 @@ def _enqueue_many(space: Workspace, count: int, seconds: float) -> list[str]:
         f"runs = runce.enqueue_many('fault.work', [{{'seconds': {seconds}}}] * {count})\n"
         "print('\\n'.join(r.id for r in runs))\n"
     )
-    done = subprocess.run(
-        [str(Path(RUNCE).with_name("python")), "-c", script],
-        cwd=space.root,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, output_of(done)
-    return done.stdout.split()
+    return run_python(space, script).split()
 
 
 def _stopped(pid: int) -> bool:
@@ -485,7 +457,7 @@ def test_a_worker_stops_on_time_while_its_sqlite_file_is_locked(tmp_path: Path) 
         _until(lambda: len(_starts(space)) == 2, 30 * LEASE, "the jobs never started")
         locker = subprocess.Popen(  # another process keeps the file's write lock
             [
-                str(Path(RUNCE).with_name("python")),
+                PYTHON,
                 "-c",
                 "import sqlite3, sys, time\n"
                 "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"

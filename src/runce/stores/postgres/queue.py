@@ -115,15 +115,7 @@ from runce.stores.queue import (
     tally,
     unbound,
 )
-from runce.stores.sql.runs import (
-    FenceLost,
-    attempt_record_from,
-    beats_of,
-    page_of,
-    runs_text,
-    worker_from,
-    worker_params,
-)
+from runce.stores.sql import runs as sql_runs
 
 T = TypeVar("T")
 
@@ -185,22 +177,22 @@ class PostgresRunQueue:
         if any(new.debounce is not None for new in batch):
             return self._db.write(
                 lambda conn: _debounce_enqueue(conn, self._db, batch, self._channel),
-                what=runs_text("enqueue", batch),
+                what=sql_runs.runs_text("enqueue", batch),
             )
         if len(batch) >= COPY_FROM and not any(new.idempotency_key for new in batch):
             return self._db.write(
                 lambda conn: _copy_enqueue(conn, self._db, batch, self._channel),
-                what=runs_text("enqueue", batch),
+                what=sql_runs.runs_text("enqueue", batch),
             )
         return self._db.write(
             lambda conn: _enqueue(conn, self._db, batch, self._channel),
-            what=runs_text("enqueue", batch),
+            what=sql_runs.runs_text("enqueue", batch),
             transaction=False,
         )
 
     def _enqueue_in(self, conn: Connection, batch: list[NewRun]) -> list[Enqueued]:
         """Insert in the caller's open transaction: never committed or rolled back here."""
-        what = runs_text("enqueue", batch) + " in your transaction"
+        what = sql_runs.runs_text("enqueue", batch) + " in your transaction"
         _check_open_transaction(conn)
         self._db.ensure_schema(what)
         self._check_same_database(conn)
@@ -218,7 +210,7 @@ class PostgresRunQueue:
         batch = list(runs)
         if not isinstance(connection, psycopg.AsyncConnection):
             return await asyncio.to_thread(self.enqueue, batch, connection)
-        what = runs_text("enqueue", batch) + " in your transaction"
+        what = sql_runs.runs_text("enqueue", batch) + " in your transaction"
         _check_open_transaction(connection)
         if not self._db.current or self._dbname is None:
             await asyncio.to_thread(self._prepare_for_callers, what)
@@ -313,7 +305,7 @@ class PostgresRunQueue:
 
         rows = self._worker.run(work, what=f"extend the leases of {len(fences)} run(s)")
         current = {(row[0], row[1], row[2]): bool(row[3]) for row in rows}
-        return beats_of(fences, current)
+        return sql_runs.beats_of(fences, current)
 
     def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
         params: dict[str, Any] = {
@@ -355,7 +347,7 @@ class PostgresRunQueue:
             result = work(conn)
             done, _ = _complete(conn, self._db, [Outcome(fence, "succeeded", result)], [[0]])
             if done[0] is None:
-                raise FenceLost
+                raise sql_runs.FenceLost
             return done[0]
 
         what = f"run {fence.run_id} in a transaction"
@@ -366,7 +358,7 @@ class PostgresRunQueue:
                 conn.transaction(),
             ):
                 return in_transaction(conn)
-        except FenceLost:
+        except sql_runs.FenceLost:
             return None
 
     def cancel(self, run_id: str) -> Run | None:
@@ -403,7 +395,7 @@ class PostgresRunQueue:
         return self._db.write(work, what="prune finished runs", transaction=False)
 
     def worker_seen(self, info: WorkerInfo) -> None:
-        params = worker_params(info, CODECS)
+        params = sql_runs.worker_params(info, CODECS)
 
         def work(conn: Connection) -> None:
             conn.execute(self._db.sql("worker_seen"), params)
@@ -422,7 +414,7 @@ class PostgresRunQueue:
     def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         if limit <= 0:
             return []
-        page = page_of(filters, after, limit, CODECS, _PAGE_FILTERS, _PAGE_AFTER)
+        page = sql_runs.page_of(filters, after, limit, CODECS, _PAGE_FILTERS, _PAGE_AFTER)
         conditions = [sql.SQL(condition) for condition in page.conditions]
         where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
         statement = query_with(
@@ -456,7 +448,7 @@ class PostgresRunQueue:
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         def work(conn: Connection) -> list[AttemptRecord]:
             rows = _rows(conn, self._db.sql("run_attempts"), {"run_id": run_id})
-            return [attempt_record_from(row, CODECS) for row in rows]
+            return [sql_runs.attempt_record_from(row, CODECS) for row in rows]
 
         nothing: list[AttemptRecord] = []
         return self._read(work, nothing, what=f"read the attempts of run {run_id}")
@@ -464,7 +456,7 @@ class PostgresRunQueue:
     def workers(self) -> list[WorkerInfo]:
         def work(conn: Connection) -> list[WorkerInfo]:
             rows = _rows(conn, self._db.sql("workers"), None)
-            return [worker_from(row, CODECS) for row in rows]
+            return [sql_runs.worker_from(row, CODECS) for row in rows]
 
         nothing: list[WorkerInfo] = []
         return self._read(work, nothing, what="read the workers")

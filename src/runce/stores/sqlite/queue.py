@@ -65,15 +65,7 @@ from runce.stores.queue import (
     tally,
     unbound,
 )
-from runce.stores.sql.runs import (
-    FenceLost,
-    attempt_record_from,
-    beats_of,
-    page_of,
-    runs_text,
-    worker_from,
-    worker_params,
-)
+from runce.stores.sql import runs as sql_runs
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.dialect import CODECS
@@ -130,7 +122,8 @@ class SQLiteRunQueue:
         if not batch:
             return []
         results = self._db.write(
-            lambda conn: _enqueue(conn, batch, _now(conn)), what=runs_text("enqueue", batch)
+            lambda conn: _enqueue(conn, batch, _now(conn)),
+            what=sql_runs.runs_text("enqueue", batch),
         )
         self._waiter.announce()
         return results
@@ -142,7 +135,7 @@ class SQLiteRunQueue:
         are created on that same connection when missing: a connection of ours would wait
         for the caller's lock, which waits for us.
         """
-        what = runs_text("enqueue", batch) + " in your transaction"
+        what = sql_runs.runs_text("enqueue", batch) + " in your transaction"
         with self._db.translated(what):
             _check_same_file(conn, self._db)
             _join_transaction(conn)
@@ -193,7 +186,7 @@ class SQLiteRunQueue:
             (row["id"], row["attempt"], row["claimed_by"]): bool(row["cancel_requested"])
             for row in rows
         }
-        return beats_of(fences, current)
+        return sql_runs.beats_of(fences, current)
 
     def progress(self, fence: Fence, percent: int, message: str | None) -> bool:
         params: dict[str, Any] = {
@@ -231,8 +224,8 @@ class SQLiteRunQueue:
                 result = work(conn)
                 landed = _complete(conn, [Outcome(fence, "succeeded", result)], _now(conn))[0]
                 if landed is None:
-                    raise FenceLost
-        except FenceLost:
+                    raise sql_runs.FenceLost
+        except sql_runs.FenceLost:
             return None
         return landed
 
@@ -281,7 +274,7 @@ class SQLiteRunQueue:
         return self._db.write(work, what="prune finished runs")
 
     def worker_seen(self, info: WorkerInfo) -> None:
-        params = worker_params(info, CODECS)
+        params = sql_runs.worker_params(info, CODECS)
         self._db.write(
             lambda conn: conn.execute(query("worker_seen"), params),
             what=f"record the heartbeat of worker {info.id}",
@@ -299,7 +292,7 @@ class SQLiteRunQueue:
     def page(self, filters: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         if limit <= 0:
             return []
-        page = page_of(filters, after, limit, CODECS, _PAGE_FILTERS, _PAGE_AFTER)
+        page = sql_runs.page_of(filters, after, limit, CODECS, _PAGE_FILTERS, _PAGE_AFTER)
         sql = query(page.statement).replace("{filters}", " AND ".join(page.conditions) or "1")
         sql = sql.replace("{direction}", page.direction)
 
@@ -326,14 +319,14 @@ class SQLiteRunQueue:
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         def work(conn: sqlite3.Connection) -> list[AttemptRecord]:
             rows = _fetch(conn, "run_attempts", {"run_id": run_id})
-            return [attempt_record_from(dict(row), CODECS) for row in rows]
+            return [sql_runs.attempt_record_from(dict(row), CODECS) for row in rows]
 
         nothing: list[AttemptRecord] = []
         return self._read(work, nothing, what=f"read the attempts of run {run_id}")
 
     def workers(self) -> list[WorkerInfo]:
         def work(conn: sqlite3.Connection) -> list[WorkerInfo]:
-            return [worker_from(dict(row), CODECS) for row in _fetch(conn, "workers")]
+            return [sql_runs.worker_from(dict(row), CODECS) for row in _fetch(conn, "workers")]
 
         nothing: list[WorkerInfo] = []
         return self._read(work, nothing, what="read the workers")
