@@ -68,12 +68,15 @@ def _only_comments(text: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in text.splitlines())
 
 
-def fetch_rows(conn: sqlite3.Connection, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
-    """The rows of the statement ``name``, by column name whatever the connection returns."""
+def fetch_rows(
+    conn: sqlite3.Connection, name: str, params: dict[str, Any] | None = None
+) -> list[sqlite3.Row]:
+    """The rows of the statement ``name``, by column name whatever the connection returns
+    (without changing the connection's rows)."""
     cursor = conn.cursor()
     cursor.row_factory = sqlite3.Row
     # fetchall: a RETURNING statement is only finished once its rows are all read.
-    rows: list[sqlite3.Row] = cursor.execute(query(name), params).fetchall()
+    rows: list[sqlite3.Row] = cursor.execute(query(name), params or {}).fetchall()
     return rows
 
 

@@ -69,6 +69,7 @@ from runce.stores.sql import runs as sql_runs
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.dialect import CODECS
+from runce.stores.sqlite.queries import fetch_rows as _fetch
 from runce.stores.sqlite.queries import query
 from runce.stores.sqlite.rows import ttl_modifier
 from runce.stores.sqlite.runrows import (
@@ -416,16 +417,6 @@ def _now(conn: sqlite3.Connection) -> str:
     cursor.row_factory = None
     now: str = cursor.execute(query("now")).fetchone()[0]
     return now
-
-
-def _fetch(
-    conn: sqlite3.Connection, name: str, params: dict[str, Any] | None = None
-) -> list[sqlite3.Row]:
-    cursor = conn.cursor()
-    cursor.row_factory = sqlite3.Row  # by name, without changing the connection's rows
-    # fetchall: a RETURNING statement is only finished once its rows are all read.
-    rows: list[sqlite3.Row] = cursor.execute(query(name), params or {}).fetchall()
-    return rows
 
 
 def _fetch_runs(conn: sqlite3.Connection, name: str, params: dict[str, Any]) -> list[Run]:

@@ -17,6 +17,7 @@ from runce.errors import StoreError
 from runce.stores.sql.tracker import TrackerReads, must_be_finished
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.lock import fence, fence_and_extend
+from runce.stores.sqlite.queries import fetch_rows as _rows
 from runce.stores.sqlite.queries import query
 from runce.stores.sqlite.rows import applied_from, attempt_from, params_of
 from runce.timeutil import from_iso, to_iso
@@ -197,15 +198,6 @@ def write_finish(
 def _upsert_applied(conn: sqlite3.Connection, applied: AppliedRecord | None) -> None:
     if applied is not None:
         conn.execute(query("upsert_applied"), params_of(applied))
-
-
-def _rows(
-    conn: sqlite3.Connection, name: str, params: dict[str, Any] | None = None
-) -> list[sqlite3.Row]:
-    cursor = conn.cursor()
-    cursor.row_factory = sqlite3.Row  # by name, without changing the connection's rows
-    rows: list[sqlite3.Row] = cursor.execute(query(name), params or {}).fetchall()
-    return rows
 
 
 def _not_started(attempt_id: str, db: Database) -> StoreError:
