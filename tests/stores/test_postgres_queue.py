@@ -466,6 +466,47 @@ def test_the_claim_reads_the_partial_claim_index(make: Make, admin: Conn) -> Non
     assert "runs_state" not in plan, plan
 
 
+def test_a_limited_claim_of_a_kind_without_keys_reads_only_its_first_due_runs(
+    make: Make, admin: Conn
+) -> None:
+    # A limit per kind that binds: the claim needs the kind's first due runs, which the
+    # claim index gives in order. Numbering every queued run per key (a window over the
+    # whole backlog, sorted) is only for kinds whose queued runs have keys.
+    store = make()
+    q = store.runs
+    for _ in range(3):
+        q.enqueue([new(input_json=json.dumps({"n": i})) for i in range(1000)])
+    q.enqueue([new(kind="keyed", concurrency_key=f"c{i % 7}") for i in range(50)])
+    admin.execute(sql.SQL("ANALYZE {}").format(_table(store.schema, "runs")))
+    statement = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + query("flow_candidates", store.schema)
+
+    def candidates(kinds: list[str]) -> tuple[list[dict[str, Any]], int]:
+        def work(conn: Conn) -> tuple[list[dict[str, Any]], int]:
+            [(plan,)] = conn.execute(statement, {"kinds": kinds, "most": 5}).fetchall()
+            rows = conn.execute(
+                query("flow_candidates", store.schema), {"kinds": kinds, "most": 5}
+            ).fetchall()
+            return _nodes(plan[0]["Plan"]), len(rows)
+
+        found: tuple[list[dict[str, Any]], int] = store.runs._worker.run(work, what="test")
+        return found
+
+    nodes, rows = candidates(["email.send"])
+    assert rows == 5
+    read = sum(node.get("Actual Rows", 0) * node.get("Actual Loops", 0) for node in nodes)
+    assert read < 50, [(n["Node Type"], n.get("Actual Rows"), n.get("Index Name")) for n in nodes]
+    # A kind with keys is numbered per key: five of each of its seven keys.
+    nodes, rows = candidates(["keyed", "email.send"])
+    assert rows == 7 * 5 + 5
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found += _nodes(child)
+    return found
+
+
 # --- real processes racing --------------------------------------------------------------------
 
 _RACER = """
