@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runce.domain.runs import ClaimRequest, NewRun, Outcome, RunFilter, run_after
+from runce.domain.runs import ClaimRequest, KindLimit, NewRun, Outcome, RunFilter, run_after
 from runce.errors import SchemaError, StoreError, StoreUnavailable, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.postgres import PostgresStore, open_store
@@ -318,6 +318,28 @@ def test_a_terminated_worker_connection_fails_one_call_and_the_next_reconnects(
     assert done[0] is not None
     assert run_after(first, Outcome(first.fence, "succeeded"), done[0]).state == "succeeded"
     assert claimed == []
+
+
+def test_a_terminated_worker_connection_fails_a_pipelined_limited_exchange_whole(
+    make: Make, admin: Conn
+) -> None:
+    # The pipeline (BEGIN, outcomes, locks, count and claim, COMMIT) fails as one: the
+    # outcome is not recorded, no run is claimed, and the next call reconnects.
+    store = make()
+    store.runs.enqueue([new(), new(), new()])
+    [first] = store.runs.claim("w1", None, limit=1, lease=30)
+    limited = ClaimRequest("w1", ("email.send",), 5, 30, (KindLimit("email.send", 100),))
+    assert _terminate(admin, [_worker_backend(store)]) == 1
+    with pytest.raises(StoreUnavailable):
+        store.runs.exchange([Outcome(first.fence, "succeeded")], limited)
+    assert store.runs.get(first.id).state == "running"
+    assert Counter(run.state for run in store.runs.page(RunFilter(), None, 10)) == {
+        "running": 1,
+        "queued": 2,
+    }
+    done, claimed = store.runs.exchange([Outcome(first.fence, "succeeded")], limited)
+    assert done[0] is not None
+    assert len(claimed) == 2
 
 
 def test_a_dropped_listening_connection_is_reopened(make: Make, admin: Conn) -> None:
