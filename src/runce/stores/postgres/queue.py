@@ -26,7 +26,10 @@ after their statement. An enqueue reads back only ids and times, an acknowledgem
 FOR UPDATE SKIP LOCKED))`` on the partial claim index; a batch of outcomes is one fenced
 ``UPDATE ... FROM unnest(...)`` whose common table expressions also insert the attempt rows
 of the outcomes that did not succeed; :meth:`PostgresRunQueue.exchange` puts both in one
-statement. Reclaiming expired leases (with their attempt rows) is one statement too. Times
+statement. Reclaiming expired leases (with their attempt rows) is one statement too. A
+claim with flow-control limits needs the kinds' locks before it counts, so a statement of
+its own takes them; while no limit can bind, the outcomes, the locks and the count with
+the claim go in one pipelined transaction, one round trip (``_exchange_limited``). Times
 are the server's ``now()``: one instant per statement.
 
 Waking: an enqueue calls ``pg_notify`` on a channel named after the schema, once per kind,
