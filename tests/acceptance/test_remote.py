@@ -109,6 +109,11 @@ class Order(BaseModel):
 @runce.job("typed.order")
 def typed_order(params: Order) -> int:
     return params.order
+
+
+@runce.job("limited.serial", concurrency=1, concurrency_key="customer")
+def limited_serial(params):
+    pass
 """
 
 
@@ -185,6 +190,10 @@ def test_the_remote_cli_prints_what_the_local_one_prints(sqlite_remote: Remote) 
     assert _same(remote, "runs", "prune").stdout == "pruned 0 runs\n"
     workers = json.loads(_same(remote, "workers", "--json").stdout)
     assert [w["state"] for w in workers] == ["stopped"]
+    # Each worker's limits, as the jobs of the server (remote) or of this machine declare.
+    assert workers[0]["limits"] == {"limited.serial": "concurrency 1 per customer"}
+    listed = _same(remote, "workers").stdout
+    assert "limit of limited.serial: concurrency 1 per customer (across every worker)" in listed
 
 
 NIGHTLY = '\n\nrunce.schedule("0 3 * * *", "noop.record", {"from": "cron"}, name="nightly")\n'

@@ -26,3 +26,8 @@ def echo(params: Any, ctx: runce.JobContext) -> Any:
     if isinstance(params, dict) and params.get("fail"):
         raise runce.NonRetryable("asked to fail")
     return {"echo": params}
+
+
+@runce.job("client.serial", concurrency=1, concurrency_key="customer")
+def serial(params: Any) -> None:
+    pass

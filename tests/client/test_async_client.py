@@ -64,3 +64,39 @@ def test_the_async_client_sets_a_runs_concurrency_key(server: Server) -> None:
     flow_of = service(server.config).queue.flow_of  # type: ignore[attr-defined]
     assert flow_of(first).key == "batch-7"
     assert flow_of(second).key == "batch-8"
+
+
+def test_the_async_client_says_a_runs_limit_and_why_it_waits(server: Server) -> None:
+    from runce.runs.api import service
+    from runce.stores.queue import ClaimRequest, KindLimit
+
+    async def enqueue() -> tuple[runce.Run, runce.Run]:
+        async with runce.AsyncClient(server.url, server.tokens["all"]) as client:
+            first = await client.enqueue("client.serial", {"customer": "acme", "n": 1})
+            second = await client.enqueue("client.serial", {"customer": "acme", "n": 2})
+            return first, second
+
+    first, second = asyncio.run(enqueue())
+    limits = (KindLimit("client.serial", 1),)
+    claim = ClaimRequest("w1", ("client.serial",), 10, 30.0, limits)
+    [taken] = service(server.config).queue.exchange([], claim)[1]
+    assert taken.id == first.id
+
+    async def read() -> None:
+        async with runce.AsyncClient(server.url, server.tokens["reader"]) as client:
+            held = await client.flow(second.id)
+            assert held.limit == "concurrency 1 per customer"
+            assert held.waiting == "waiting: concurrency of customer=acme, 1 of 1 running"
+            assert await client.flow(second) == held  # a Run works as well as its id
+            running = await client.flow(first.id)
+            assert (running.limit, running.waiting) == ("concurrency 1 per customer", None)
+            with pytest.raises(UnknownRun):
+                await client.flow("no-such-run")
+            assert await client.limits() == {"client.serial": "concurrency 1 per customer"}
+
+    asyncio.run(read())
+    # The synchronous client answers the same.
+    client = server.client("reader")
+    assert client.flow(second.id) == client.flow(second)
+    assert client.flow(second.id).waiting == "waiting: concurrency of customer=acme, 1 of 1 running"
+    assert client.limits() == {"client.serial": "concurrency 1 per customer"}

@@ -196,3 +196,31 @@ def test_enqueue_sends_the_runs_concurrency_key(server: Server) -> None:
     [made] = queue.enqueue([new])
     flow_of = service(server.config).queue.flow_of  # type: ignore[attr-defined]
     assert flow_of(made.run.id).key == "acme"
+
+
+def test_a_draining_remote_worker_with_limits_asks_the_server_what_is_due(server: Server) -> None:
+    # An empty claim of a limited kind may only mean its limit holds due runs back: a
+    # draining worker asks what is due (GET /v1/runs:counts, a worker's scope) before it stops.
+    from runce.runs.api import service
+    from runce.runs.worker import Worker, WorkerOptions
+
+    writer = _queue(server)
+    serial = NewRun(
+        id="ignored",
+        kind="client.serial",
+        input_json='{"customer": "acme"}',
+        max_attempts=3,
+        concurrency_key="acme",
+    )
+    [made] = writer.enqueue([serial])
+    queue = HttpRunQueue(server.client("worker"))
+    counted, stored = queue.run_counts(), service(server.config).queue.run_counts()
+    assert counted.counts == stored.counts == {("client.serial", "queued"): 1}
+    assert set(counted.oldest_due) == {"client.serial"}
+    assert counted.now.tzinfo is not None
+    options = WorkerOptions(kinds=("client.serial",), drain=True, poll=0.05, max_time=60)
+    worker = Worker(queue, options)
+    worker.run()
+    assert worker.summary.succeeded == 1
+    assert writer.get(made.run.id).state == "succeeded"
+    assert queue.run_counts().oldest_due == {}

@@ -47,6 +47,15 @@ def test_a_remote_claim_keeps_its_limits_and_the_waiting_run_says_why(
     assert api.call("GET", "/v1/runs/nope/flow", "reader").status_code == 404
 
 
+def test_the_workers_listing_says_the_limit_of_each_limited_job(api: Api, limited: None) -> None:
+    listed = api.call("GET", "/v1/workers", "reader")
+    assert listed.status_code == 200, listed.text
+    limits = listed.json()["limits"]
+    assert limits["flow.api"] == "concurrency 1 per customer"
+    assert all(isinstance(text, str) and text for text in limits.values())
+    assert api.call("GET", "/v1/workers", "worker").status_code == 403  # runs:read, as before
+
+
 def test_a_claim_with_limits_names_its_kinds_and_sane_limits(api: Api) -> None:
     response = api.call(
         "POST",

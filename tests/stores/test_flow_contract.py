@@ -137,6 +137,49 @@ def test_concurrent_claimers_never_exceed_the_limit(stores: StoreMaker) -> None:
     assert len({run.id for run in taken}) == len(taken)
 
 
+def test_claimers_acknowledging_and_claiming_at_once_never_exceed_a_kind_limit(
+    stores: StoreMaker,
+) -> None:
+    # Eight claimers of 3 under a limit of 10, all at once, round after round, each
+    # acknowledging the runs it claimed in the round before with its claim: far from the
+    # limit a claim cannot reach it (a store may take a quicker way then), near it one can.
+    # The runs a round claimed are all running when it ends: never more than the limit.
+    first = _runs(stores.open())
+    claimers, rounds, most = 8, 6, 10
+    first.enqueue([new("k", {"n": i}) for i in range(claimers * 3 * rounds)])
+    queues = [_runs(stores.open()) for _ in range(claimers)]
+    start = threading.Barrier(claimers, timeout=60)
+    claimed: list[list[Run]] = [[] for _ in range(claimers)]
+    errors: list[BaseException] = []
+    limit = (KindLimit("k", most),)
+
+    def work(q: RunQueue, me: int) -> None:
+        try:
+            for _ in range(rounds):
+                sent = [Outcome(run.fence, "succeeded") for run in claimed[me]]
+                start.wait()
+                landed, got = q.exchange(sent, ClaimRequest(f"w{me}", ("k",), 3, LEASE, limit))
+                assert all(one is not None for one in landed)
+                claimed[me] = got
+                start.wait()
+                per_round[me].append(len(got))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+            start.abort()
+
+    per_round: list[list[int]] = [[] for _ in range(claimers)]
+    threads = [threading.Thread(target=work, args=(q, i)) for i, q in enumerate(queues)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    totals = [sum(counts) for counts in zip(*per_round, strict=True)]
+    assert len(totals) == rounds
+    assert all(total <= most for total in totals), totals
+    assert totals[0] >= 3, totals  # nothing ran before: the first claim took its three
+
+
 def test_flow_of_tells_a_runs_key_and_how_many_of_its_group_run(q: RunQueue) -> None:
     flow_of = q.flow_of  # type: ignore[attr-defined]
     held = [new("k", {"n": i}, concurrency_key="acme") for i in range(2)]

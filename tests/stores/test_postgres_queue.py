@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runce.domain.runs import ClaimRequest, NewRun, Outcome, RunFilter, run_after
+from runce.domain.runs import ClaimRequest, KindLimit, NewRun, Outcome, RunFilter, run_after
 from runce.errors import SchemaError, StoreError, StoreUnavailable, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.postgres import PostgresStore, open_store
@@ -320,6 +320,28 @@ def test_a_terminated_worker_connection_fails_one_call_and_the_next_reconnects(
     assert claimed == []
 
 
+def test_a_terminated_worker_connection_fails_a_pipelined_limited_exchange_whole(
+    make: Make, admin: Conn
+) -> None:
+    # The pipeline (BEGIN, outcomes, locks, count and claim, COMMIT) fails as one: the
+    # outcome is not recorded, no run is claimed, and the next call reconnects.
+    store = make()
+    store.runs.enqueue([new(), new(), new()])
+    [first] = store.runs.claim("w1", None, limit=1, lease=30)
+    limited = ClaimRequest("w1", ("email.send",), 5, 30, (KindLimit("email.send", 100),))
+    assert _terminate(admin, [_worker_backend(store)]) == 1
+    with pytest.raises(StoreUnavailable):
+        store.runs.exchange([Outcome(first.fence, "succeeded")], limited)
+    assert store.runs.get(first.id).state == "running"
+    assert Counter(run.state for run in store.runs.page(RunFilter(), None, 10)) == {
+        "running": 1,
+        "queued": 2,
+    }
+    done, claimed = store.runs.exchange([Outcome(first.fence, "succeeded")], limited)
+    assert done[0] is not None
+    assert len(claimed) == 2
+
+
 def test_a_dropped_listening_connection_is_reopened(make: Make, admin: Conn) -> None:
     waiter, writer = make(), None
     waiter.runs.wait_for_work(0.01)
@@ -464,6 +486,47 @@ def test_the_claim_reads_the_partial_claim_index(make: Make, admin: Conn) -> Non
     plan = _plan(admin, query("exchange_runs", store.schema), {**claim, **outcomes})
     assert "runs_lease" not in plan, plan
     assert "runs_state" not in plan, plan
+
+
+def test_a_limited_claim_of_a_kind_without_keys_reads_only_its_first_due_runs(
+    make: Make, admin: Conn
+) -> None:
+    # A limit per kind that binds: the claim needs the kind's first due runs, which the
+    # claim index gives in order. Numbering every queued run per key (a window over the
+    # whole backlog, sorted) is only for kinds whose queued runs have keys.
+    store = make()
+    q = store.runs
+    for _ in range(3):
+        q.enqueue([new(input_json=json.dumps({"n": i})) for i in range(1000)])
+    q.enqueue([new(kind="keyed", concurrency_key=f"c{i % 7}") for i in range(50)])
+    admin.execute(sql.SQL("ANALYZE {}").format(_table(store.schema, "runs")))
+    statement = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + query("flow_candidates", store.schema)
+
+    def candidates(kinds: list[str]) -> tuple[list[dict[str, Any]], int]:
+        def work(conn: Conn) -> tuple[list[dict[str, Any]], int]:
+            [(plan,)] = conn.execute(statement, {"kinds": kinds, "most": 5}).fetchall()
+            rows = conn.execute(
+                query("flow_candidates", store.schema), {"kinds": kinds, "most": 5}
+            ).fetchall()
+            return _nodes(plan[0]["Plan"]), len(rows)
+
+        found: tuple[list[dict[str, Any]], int] = store.runs._worker.run(work, what="test")
+        return found
+
+    nodes, rows = candidates(["email.send"])
+    assert rows == 5
+    read = sum(node.get("Actual Rows", 0) * node.get("Actual Loops", 0) for node in nodes)
+    assert read < 50, [(n["Node Type"], n.get("Actual Rows"), n.get("Index Name")) for n in nodes]
+    # A kind with keys is numbered per key: five of each of its seven keys.
+    nodes, rows = candidates(["keyed", "email.send"])
+    assert rows == 7 * 5 + 5
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found += _nodes(child)
+    return found
 
 
 # --- real processes racing --------------------------------------------------------------------

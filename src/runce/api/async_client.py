@@ -29,7 +29,9 @@ from runce.api.client import (
     _model,
     _without_none,
     enqueue_request,
+    flow_from_json,
     headers_for,
+    limits_from_json,
     list_params,
     page_from_json,
     refusal,
@@ -43,7 +45,7 @@ from runce.api.schemas import AttemptModel, ScheduleModel, WorkerModel
 from runce.domain.runs import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
 from runce.domain.schedules import Schedule
 from runce.errors import RunceError, UnknownRun, UnknownSchedule
-from runce.runs.service import RunPage
+from runce.runs.service import FlowStatus, RunPage
 
 
 class AsyncClient:
@@ -161,6 +163,12 @@ class AsyncClient:
         data = (await self.request("GET", run_path(run_id, "/attempts"))).json()
         return [_model(AttemptModel, a).to_record() for a in data["attempts"]]
 
+    async def flow(self, run: Run | str) -> FlowStatus:
+        """The flow-control limit of a run (or a run id) and, for a due queued run its limit
+        holds back, why it waits, as the server's jobs say."""
+        run_id = run if isinstance(run, str) else run.id
+        return flow_from_json((await self.request("GET", run_path(run_id, "/flow"))).json())
+
     async def cancel_run(self, run_id: str) -> Run:
         """Queued: canceled now. Running: asked to stop; its worker stops it cooperatively."""
         return run_from_json((await self.request("POST", run_path(run_id, ":cancel"))).json())
@@ -194,6 +202,11 @@ class AsyncClient:
         """Workers that reported to the server's store, with their last heartbeat."""
         data = (await self.request("GET", "/v1/workers")).json()
         return [_model(WorkerModel, w).to_info() for w in data["workers"]]
+
+    async def limits(self) -> dict[str, str]:
+        """The flow-control limit in words of each job of the server's ``worker.handlers``
+        that has one, by kind (``{}`` from a server that lists none)."""
+        return limits_from_json((await self.request("GET", "/v1/workers")).json())
 
     # -- schedules ----------------------------------------------------------------------------
 

@@ -183,13 +183,15 @@ class Client:
         return page_from_json(self.request("GET", "/v1/runs", params=params).json())
 
     def limits(self) -> dict[str, str]:
-        """The server's job limits are shown per run (``flow``); none are listed here."""
-        return {}
+        """The flow-control limit in words of each job of the server's ``worker.handlers``
+        that has one, by kind (``{}`` from a server that lists none)."""
+        return limits_from_json(self.request("GET", "/v1/workers").json())
 
-    def flow(self, run: Run) -> FlowStatus:
-        """The run's flow-control limit and why it waits, as the server's jobs say."""
-        data = self.request("GET", run_path(run.id, "/flow")).json()
-        return FlowStatus(data.get("limit"), data.get("waiting"))
+    def flow(self, run: Run | str) -> FlowStatus:
+        """The flow-control limit of a run (or a run id) and, for a due queued run its limit
+        holds back, why it waits, as the server's jobs say."""
+        run_id = run if isinstance(run, str) else run.id
+        return flow_from_json(self.request("GET", run_path(run_id, "/flow")).json())
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """The attempts that did not succeed, oldest first."""
@@ -492,6 +494,17 @@ def _reason(exc: httpx.HTTPError) -> str:
 def _model(model: type[M], data: Mapping[str, Any]) -> M:
     """Validate an answer, ignoring fields a newer server may add."""
     return model.model_validate({k: v for k, v in data.items() if k in model.model_fields})
+
+
+def flow_from_json(data: Mapping[str, Any]) -> FlowStatus:
+    """The answer of ``GET /v1/runs/{id}/flow``."""
+    return FlowStatus(data.get("limit"), data.get("waiting"))
+
+
+def limits_from_json(data: Mapping[str, Any]) -> dict[str, str]:
+    """The ``limits`` of a ``GET /v1/workers`` answer (absent from an older server: none)."""
+    found = data.get("limits") or {}
+    return {str(kind): str(text) for kind, text in found.items()}
 
 
 def run_from_json(data: Mapping[str, Any]) -> Run:

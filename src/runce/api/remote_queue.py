@@ -21,8 +21,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from runce.api.client import Client, run_from_json, run_path, wire_time
-from runce.api.schemas import MAX_BATCH, MAX_WAIT
+from runce.api.client import Client, _model, run_from_json, run_path, wire_time
+from runce.api.schemas import MAX_BATCH, MAX_WAIT, RunCountsAnswer
 from runce.domain.runs import (
     STATS_CAP,
     AttemptRecord,
@@ -263,10 +263,9 @@ class HttpRunQueue:
         )
 
     def run_counts(self) -> RunCounts:
-        raise UnsupportedFeature(
-            f"{self.description} is a worker's queue and does not count runs; "
-            "read the server's GET /metrics"
-        )
+        """``GET /v1/runs:counts``: what ``--drain`` asks when the worker's jobs have limits."""
+        data = self.client.request("GET", "/v1/runs:counts").json()
+        return _model(RunCountsAnswer, data).to_counts()
 
     def prune(
         self, succeeded_before: datetime, failed_before: datetime, limit: int | None = None

@@ -29,6 +29,7 @@ from runce.api.schemas import (
     OutcomeModel,
     ProgressRequest,
     ReclaimRequest,
+    RunCountsAnswer,
     RunModel,
     RunsAnswer,
     SucceedRequest,
@@ -146,6 +147,14 @@ def reclaim(body: ReclaimRequest, ctx: Ctx) -> RunsAnswer:
     return RunsAnswer(runs=[RunModel.from_run(r) for r in ctx.queue.reclaim()])
 
 
+@router.get("/runs:counts", response_model=RunCountsAnswer)
+def run_counts(ctx: Ctx) -> RunCountsAnswer:
+    """Runs per kind and state, and per kind the ``run_at`` of its oldest due queued run:
+    a remote worker with flow-control limits asks before ``--drain`` stops on an empty
+    claim, as runs of its limited kinds may still be due, held back by their limits."""
+    return RunCountsAnswer.from_counts(ctx.queue.run_counts())
+
+
 @router.put("/workers/{worker_id}", status_code=204, response_class=Response)
 def worker_seen(worker_id: Name, body: WorkerModel, ctx: Ctx) -> Response:
     """Record a worker's heartbeat (``GET /v1/workers`` lists them)."""
@@ -159,7 +168,9 @@ def worker_seen(worker_id: Name, body: WorkerModel, ctx: Ctx) -> Response:
 
 @readers.get("/workers", response_model=WorkerList, dependencies=[Depends(require("runs:read"))])
 def workers(ctx: Ctx) -> WorkerList:
-    return WorkerList(workers=[WorkerModel.from_info(w) for w in ctx.queue.workers()])
+    """Workers that reported to the store, and the flow-control limits of the server's jobs."""
+    found = [WorkerModel.from_info(w) for w in ctx.queue.workers()]
+    return WorkerList(workers=found, limits=ctx.runs.limits())
 
 
 def _readable(ctx: ApiContext, runs: list[Run]) -> list[Run]:

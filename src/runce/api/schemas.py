@@ -31,6 +31,7 @@ from runce.domain.runs import (
     Beat,
     OutcomeKind,
     Run,
+    RunCounts,
     RunState,
     WorkerInfo,
 )
@@ -314,6 +315,12 @@ class WorkerModel(_Model):
 
 class WorkerList(_Answer):
     workers: list[WorkerModel]
+    limits: dict[str, str] = Field(
+        default_factory=dict,
+        description="the flow-control limit in words of each job of the server's "
+        'worker.handlers that has one, by kind ("concurrency 2 per customer_id"): '
+        "enforced over every worker of the kind",
+    )
 
 
 RateCount = Annotated[Count, Field(ge=1, le=MAX_RATE, description="starts per window")]
@@ -361,6 +368,34 @@ class RunsAnswer(_Answer):
     """Runs handed out (claim) or put back (reclaim)."""
 
     runs: list[RunModel]
+
+
+class KindStateCount(_Answer):
+    kind: str
+    state: RunState
+    runs: int
+
+
+class RunCountsAnswer(_Answer):
+    """What the store holds, in one aggregate read: runs per kind and state (only pairs
+    that have runs), per kind the ``run_at`` of its oldest due queued run (kinds with none
+    due are absent), and the store's clock at the read."""
+
+    counts: list[KindStateCount]
+    oldest_due: dict[str, datetime]
+    now: datetime
+
+    @classmethod
+    def from_counts(cls, found: RunCounts) -> RunCountsAnswer:
+        counts = [
+            KindStateCount(kind=kind, state=state, runs=runs)  # type: ignore[arg-type]
+            for (kind, state), runs in sorted(found.counts.items())
+        ]
+        return cls(counts=counts, oldest_due=dict(found.oldest_due), now=found.now)
+
+    def to_counts(self) -> RunCounts:
+        counts: dict[tuple[str, str], int] = {(c.kind, c.state): c.runs for c in self.counts}
+        return RunCounts(counts, dict(self.oldest_due), self.now)
 
 
 class HeartbeatRequest(_Model):

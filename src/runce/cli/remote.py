@@ -214,14 +214,11 @@ class LocalRuns:
     def limits(self) -> dict[str, str]:
         """The flow-control limit of each job of worker.handlers that has one, by kind."""
         from runce.errors import ConfigError
-        from runce.runs.service import limit_text
 
         try:
-            jobs = self._api.service(self._config).jobs
+            return self._api.service(self._config).limits()
         except ConfigError:  # job modules this machine cannot import: no limits to show
             return {}
-        found = {kind: limit_text(jobs.get(kind)) for kind in jobs.kinds()}
-        return {kind: text for kind, text in found.items() if text}
 
     def cancel_run(self, run_id: str) -> Run:
         return self._api.cancel_run(run_id, config=self._config)

@@ -330,6 +330,12 @@ class RunService:
         self.jobs = jobs
         self.bus = bus
 
+    def limits(self) -> dict[str, str]:
+        """The flow-control limit in words of each of this process's jobs that has one, by
+        kind (what ``runce workers`` shows)."""
+        found = {kind: limit_text(self.jobs.get(kind)) for kind in self.jobs.kinds()}
+        return {kind: text for kind, text in sorted(found.items()) if text}
+
     def flow(self, run: Run) -> FlowStatus:
         """The run's flow control (from this process's jobs and the store's counts)."""
         job = self.jobs.get(run.kind)

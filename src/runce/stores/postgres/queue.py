@@ -26,7 +26,10 @@ after their statement. An enqueue reads back only ids and times, an acknowledgem
 FOR UPDATE SKIP LOCKED))`` on the partial claim index; a batch of outcomes is one fenced
 ``UPDATE ... FROM unnest(...)`` whose common table expressions also insert the attempt rows
 of the outcomes that did not succeed; :meth:`PostgresRunQueue.exchange` puts both in one
-statement. Reclaiming expired leases (with their attempt rows) is one statement too. Times
+statement. Reclaiming expired leases (with their attempt rows) is one statement too. A
+claim with flow-control limits needs the kinds' locks before it counts, so a statement of
+its own takes them; while no limit can bind, the outcomes, the locks and the count with
+the claim go in one pipelined transaction, one round trip (``_exchange_limited``). Times
 are the server's ``now()``: one instant per statement.
 
 Waking: an enqueue calls ``pg_notify`` on a channel named after the schema, once per kind,
@@ -93,6 +96,7 @@ from runce.stores.postgres.rows import (
     done_from,
     fences_params,
     fetched_runs,
+    flow_claimed_from,
     new_run_params,
     new_runs_params,
     outcomes_params,
@@ -165,6 +169,9 @@ class PostgresRunQueue:
         self._worker = _WorkerSession(db)
         self._listener = _Listener(db, self._channel)
         self._dbname: str | None = None  # the database's name, read once for connection=
+        # The last limited claim found a limit that may bind: the next one claims the careful
+        # way at once, without trying flow_claim_unbound first (worker connection's lock).
+        self._flow_bound = False
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -238,11 +245,9 @@ class PostgresRunQueue:
 
     def _claim(self, request: ClaimRequest) -> list[Run]:
         if request.limits:
-            db = self._db
 
             def limited(conn: Connection) -> list[Run]:
-                with conn.transaction():
-                    return _claim_limited(conn, db, request)
+                return self._exchange_limited(conn, [], [], request)[2]
 
             return self._worker.run(limited, what="claim runs")
         statement = self._db.sql("claim_runs")
@@ -268,12 +273,9 @@ class PostgresRunQueue:
         request = claim
         rounds = outcome_rounds(done_with)
         if request.limits:
-            db = self._db
 
             def limited(conn: Connection) -> tuple[list[Landed | None], list[Run]]:
-                with conn.transaction():
-                    done, due = _complete(conn, db, done_with, rounds)
-                    claimed = _claim_limited(conn, db, request)
+                done, due, claimed = self._exchange_limited(conn, done_with, rounds, request)
                 self._announce_requeued(conn, due)
                 return done, claimed
 
@@ -294,6 +296,56 @@ class PostgresRunQueue:
             return done, _claim_order(claimed)
 
         return self._worker.run(work, what="acknowledge and claim runs")
+
+    def _exchange_limited(
+        self,
+        conn: Connection,
+        outcomes: list[Outcome],
+        rounds: list[list[int]],
+        request: ClaimRequest,
+    ) -> tuple[list[Landed | None], set[str], list[Run]]:
+        """Acknowledge ``outcomes`` and claim with flow-control limits: what landed, the
+        kinds queued again due now, and the runs claimed.
+
+        While no limit can bind (a kind's running runs plus the whole claim stay within its
+        concurrency; no rate), this is one round trip, pipelined: ``BEGIN``, the outcomes,
+        the kinds' locks, ``flow_claim_unbound``, ``COMMIT``. When a limit may bind, that
+        claim takes nothing and the careful claim (:func:`_claim_limited`) follows in a
+        transaction of its own, as do the next claims until one finds every limit unbound.
+        """
+        db = self._db
+        done: list[Landed | None] = []
+        due: set[str] = set()
+        if self._flow_bound or len(rounds) > 1 or rated_kinds(request):
+            with conn.transaction():
+                if outcomes:
+                    done, due = _complete(conn, db, outcomes, rounds)
+                claimed, self._flow_bound = _claim_limited(conn, db, request)
+            return done, due, claimed
+        limited, _ = split_claim(request)
+        kinds = sorted(limited)
+        params = {
+            **_claim_params(request),
+            "limited": kinds,
+            "caps": [limited[kind] for kind in kinds],
+        }
+        with (
+            conn.cursor(row_factory=tuple_row, binary=True) as acknowledging,
+            conn.cursor(row_factory=tuple_row, binary=True) as claiming,
+        ):
+            with conn.pipeline(), conn.transaction():
+                if outcomes:
+                    acknowledging.execute(db.sql("complete_runs"), outcomes_params(outcomes))
+                conn.execute(db.sql("flow_locks"), {"keys": _lock_keys(db, kinds)})
+                claiming.execute(db.sql("flow_claim_unbound"), params)
+            if outcomes:
+                landed, due = done_from(acknowledging)
+                done = [landed.get(outcome.fence.run_id) for outcome in outcomes]
+            claimed, bound = flow_claimed_from(claiming)
+        if bound:
+            with conn.transaction():
+                claimed, self._flow_bound = _claim_limited(conn, db, request)
+        return done, due, _claim_order(claimed)
 
     def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
         if not fences:
@@ -712,16 +764,22 @@ def _claim_params(request: ClaimRequest) -> dict[str, Any]:
     }
 
 
-def _claim_limited(conn: Connection, db: Database, request: ClaimRequest) -> list[Run]:
+def _lock_keys(db: Database, kinds: list[str]) -> list[str]:
+    """The names of the sorted kinds' flow-control locks (``flow_locks``)."""
+    schema = db.target.schema
+    return [f"{schema}.{kind}" for kind in kinds]
+
+
+def _claim_limited(conn: Connection, db: Database, request: ClaimRequest) -> tuple[list[Run], bool]:
     """A claim of kinds with flow-control limits, in the caller's transaction: the kinds'
     locks are taken first, so no other claimer counts them until this one commits. Then
-    the unlimited kinds, the plain way, with what is left of the limit."""
+    the unlimited kinds, the plain way, with what is left of the limit. Also whether a
+    limit may have bound (a kind stayed limited: its count was near its concurrency, or it
+    has a rate)."""
     limited, unlimited = split_claim(request)
     kinds = sorted(limited)
-    schema = db.target.schema
     with conn.cursor(row_factory=tuple_row) as cursor:
-        for kind in kinds:
-            cursor.execute(db.sql("flow_lock"), {"key": f"{schema}.{kind}"})
+        cursor.execute(db.sql("flow_locks"), {"keys": _lock_keys(db, kinds)})
         cursor.execute(db.sql("flow_running"), {"kinds": kinds})
         running = {(kind, key): count for kind, key, count in cursor.fetchall()}
         rated = rated_kinds(request)
@@ -761,7 +819,7 @@ def _claim_limited(conn: Connection, db: Database, request: ClaimRequest) -> lis
     if unlimited and rest > 0:
         plain = ClaimRequest(request.worker_id, unlimited, rest, request.lease)
         claimed += _runs(conn, db.sql("claim_runs"), _claim_params(plain))
-    return _claim_order(claimed)
+    return _claim_order(claimed), bool(limited)
 
 
 def _claim_order(runs: list[Run]) -> list[Run]:

@@ -148,6 +148,22 @@ def _done_row(
         due.add(kind)
 
 
+def flow_claimed_from(cursor: psycopg.Cursor[Any]) -> tuple[list[Run], int]:
+    """The rows of ``flow_claim_unbound``: the runs claimed (``bound`` NULL), and how many
+    kinds were bound (the one row whose ``bound`` is not NULL; its run columns are)."""
+    pick = _picker(cursor)
+    if pick is None:
+        return [], 0
+    claimed: list[Run] = []
+    bound = 0
+    for row in cursor.fetchall():
+        if row[-1] is None:
+            claimed.append(_run_of(pick(row)))
+        else:
+            bound = int(row[-1])
+    return claimed, bound
+
+
 def fetched_runs(cursor: psycopg.AsyncCursor[Any], rows: list[Any]) -> list[Run]:
     """Rows an async cursor fetched from a ``SELECT *`` on runs, as runs."""
     pick = _picker(cursor)
