@@ -73,10 +73,7 @@ CROSS JOIN LATERAL (
 """
 # runce's own statements, as the store sends them (names in stores/postgres/runs.sql).
 PLANS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "queued runs' kinds (stats_active)": ("stats_active", {"state": "queued"}, {}),
-    "running runs' kinds (stats_active)": ("stats_active", {"state": "running"}, {}),
-    "finished in the last hour (stats_finished)": ("stats_finished", {"since": None}, {}),
-    "oldest due queued run (stats_oldest_queued)": ("stats_oldest_queued", {}, {}),
+    "the overview's counts (run_counts)": ("run_counts", {"since": None}, {}),
     "runs page, newest first (page_runs_by_state)": (
         "page_runs_by_state",
         {"filters": "true"},
@@ -131,7 +128,7 @@ def plans(dsn: str) -> None:
                 key: sql.SQL(value) if key == "filters" else sql.Literal(value or hour_ago)
                 for key, value in pieces.items()
             }
-            if name.startswith("stats_") and name != "stats_oldest_queued":
+            if name == "run_counts":
                 literal["limit"] = sql.Literal(10_001)
             statement = query_with(name, SCHEMA, **literal)
             text = psycopg.ClientCursor(conn).mogrify(statement, params)

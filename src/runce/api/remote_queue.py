@@ -262,7 +262,7 @@ class HttpRunQueue:
             "in-process; call job.now() where the store is configured"
         )
 
-    def run_counts(self) -> RunCounts:
+    def run_counts(self, since: datetime | None = None, cap: int = STATS_CAP) -> RunCounts:
         raise UnsupportedFeature(
             f"{self.description} is a worker's queue and does not count runs; "
             "read the server's GET /metrics"
