@@ -263,7 +263,9 @@ def explain_postgres(schema: str) -> None:
                 if title.startswith("claim"):  # as the worker's session plans it
                     conn.execute("SET LOCAL enable_seqscan = off")
                     conn.execute("SET LOCAL enable_bitmapscan = off")
-                if not title.startswith("metrics"):
+                if title.startswith("metrics"):  # as the store sends it
+                    conn.execute("SET LOCAL jit = off")
+                else:
                     statement = statement.format(schema=schema)
                 rows = conn.execute(statement).fetchall()
             for (line,) in rows:

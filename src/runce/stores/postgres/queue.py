@@ -499,7 +499,11 @@ class PostgresRunQueue:
         )
 
         def work(conn: Connection) -> RunCounts | None:
-            *groups, (_, _, _, _, clock) = conn.execute(statement).fetchall()
+            with conn.transaction():
+                # The planner prices the statement for a hundred kinds of thousands of runs
+                # each and would compile it (JIT) for longer than it runs: 17 of 39 ms.
+                conn.execute("SET LOCAL jit = off")
+                *groups, (_, _, _, _, clock) = conn.execute(statement).fetchall()
             now = utc(clock)
             queued = {kind: n for kind, state, n, _, _ in groups if state == "queued"}
             running = {kind: n for kind, state, n, _, _ in groups if state == "running"}
