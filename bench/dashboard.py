@@ -120,6 +120,7 @@ def fill(dsn: str, count: int) -> None:
 
 def plans(dsn: str) -> None:
     from runce.stores.postgres.queries import query_with
+    from runce.stores.postgres.queue import COUNTS_SETTINGS
 
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -136,7 +137,7 @@ def plans(dsn: str) -> None:
             text = psycopg.ClientCursor(conn).mogrify(statement, params)
             with conn.transaction():
                 if name == "run_counts":  # as the store sends it
-                    conn.execute("SET LOCAL jit = off")
+                    conn.execute(COUNTS_SETTINGS)
                 explain = f"EXPLAIN (ANALYZE, BUFFERS) {text}".encode()
                 rows = conn.execute(explain).fetchall()
             print(f"\n#### {title}\n\n```\n" + "\n".join(r[0] for r in rows) + "\n```")

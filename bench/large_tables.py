@@ -252,6 +252,8 @@ def _run_counts(schema: str) -> str:
 def explain_postgres(schema: str) -> None:
     import psycopg
 
+    from runce.stores.postgres.queue import COUNTS_SETTINGS
+
     statements = {
         **EXPLAINED,
         "metrics and dashboard counts (run_counts, cap 10,000)": _run_counts(schema),
@@ -264,7 +266,7 @@ def explain_postgres(schema: str) -> None:
                     conn.execute("SET LOCAL enable_seqscan = off")
                     conn.execute("SET LOCAL enable_bitmapscan = off")
                 if title.startswith("metrics"):  # as the store sends it
-                    conn.execute("SET LOCAL jit = off")
+                    conn.execute(COUNTS_SETTINGS)
                 else:
                     statement = statement.format(schema=schema)
                 rows = conn.execute(statement).fetchall()

@@ -419,18 +419,19 @@ ORDER BY started_at, id;
 -- index reads only, never a count over the table. The kinds that have queued runs are found
 -- by skipping through runs_queued (one descent per kind); per kind, its queued runs are
 -- counted up to {limit} there and its oldest due one is the first of its due range. The
--- running runs (runs_lease or runs_flow) and the runs finished since {since} (a range of
--- runs_finished) are read up to {limit} in all. {limit} is the cap plus one: a count that
--- reaches it was cut off. Values are literals, not parameters: after a few executions
--- psycopg prepares a statement and the server may then plan for any cap and moment. The
--- last row carries the clock.
+-- conditions on queued runs are written as runs_queued's expressions (state || '',
+-- kind || ''): only that index answers them. The running runs (runs_lease or runs_flow)
+-- and the runs finished since {since} (a range of runs_finished) are read up to {limit} in
+-- all. {limit} is the cap plus one: a count that reaches it was cut off. Values are
+-- literals, not parameters: after a few executions psycopg prepares a statement and the
+-- server may then plan for any cap and moment. The last row carries the clock.
 -- name: run_counts
 WITH RECURSIVE queued_kinds (kind) AS (
-    (SELECT kind || '' FROM {schema}.runs WHERE state = 'queued'
+    (SELECT kind || '' FROM {schema}.runs WHERE state || '' = 'queued'
      ORDER BY kind || '' LIMIT 1)
     UNION ALL
     SELECT (SELECT r.kind || '' FROM {schema}.runs AS r
-            WHERE r.state = 'queued' AND r.kind || '' > q.kind
+            WHERE r.state || '' = 'queued' AND r.kind || '' > q.kind
             ORDER BY r.kind || '' LIMIT 1)
     FROM queued_kinds AS q
     WHERE q.kind IS NOT NULL
@@ -438,10 +439,10 @@ WITH RECURSIVE queued_kinds (kind) AS (
 SELECT q.kind, 'queued' AS state,
        (SELECT count(*) FROM (
             SELECT 1 FROM {schema}.runs AS r
-            WHERE r.state = 'queued' AND r.kind || '' = q.kind
+            WHERE r.state || '' = 'queued' AND r.kind || '' = q.kind
             LIMIT {limit}) AS capped) AS runs,
        (SELECT min(r.run_at) FROM {schema}.runs AS r
-        WHERE r.state = 'queued' AND r.kind || '' = q.kind AND r.run_at <= now()) AS oldest_due,
+        WHERE r.state || '' = 'queued' AND r.kind || '' = q.kind AND r.run_at <= now()) AS oldest_due,
        NULL::timestamptz AS now
 FROM queued_kinds AS q
 WHERE q.kind IS NOT NULL
