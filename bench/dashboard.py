@@ -73,10 +73,7 @@ CROSS JOIN LATERAL (
 """
 # runce's own statements, as the store sends them (names in stores/postgres/runs.sql).
 PLANS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "queued runs' kinds (stats_active)": ("stats_active", {"state": "queued"}, {}),
-    "running runs' kinds (stats_active)": ("stats_active", {"state": "running"}, {}),
-    "finished in the last hour (stats_finished)": ("stats_finished", {"since": None}, {}),
-    "oldest due queued run (stats_oldest_queued)": ("stats_oldest_queued", {}, {}),
+    "the overview's counts (run_counts)": ("run_counts", {"since": None}, {}),
     "runs page, newest first (page_runs_by_state)": (
         "page_runs_by_state",
         {"filters": "true"},
@@ -123,6 +120,7 @@ def fill(dsn: str, count: int) -> None:
 
 def plans(dsn: str) -> None:
     from runce.stores.postgres.queries import query_with
+    from runce.stores.postgres.queue import COUNTS_SETTINGS
 
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -131,11 +129,17 @@ def plans(dsn: str) -> None:
                 key: sql.SQL(value) if key == "filters" else sql.Literal(value or hour_ago)
                 for key, value in pieces.items()
             }
-            if name.startswith("stats_") and name != "stats_oldest_queued":
+            if name == "run_counts":
                 literal["limit"] = sql.Literal(10_001)
+            else:
+                literal["direction"] = sql.SQL("DESC")
             statement = query_with(name, SCHEMA, **literal)
             text = psycopg.ClientCursor(conn).mogrify(statement, params)
-            rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {text}".encode()).fetchall()
+            with conn.transaction():
+                if name == "run_counts":  # as the store sends it
+                    conn.execute(COUNTS_SETTINGS)
+                explain = f"EXPLAIN (ANALYZE, BUFFERS) {text}".encode()
+                rows = conn.execute(explain).fetchall()
             print(f"\n#### {title}\n\n```\n" + "\n".join(r[0] for r in rows) + "\n```")
 
 

@@ -225,13 +225,6 @@ EXPLAINED = {
         EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
         SELECT * FROM {schema}.runs WHERE kind || '' = 'kind.3'
         ORDER BY created_at DESC, id DESC LIMIT 50""",
-    "dashboard stats: the due queued run enqueued first (stats_oldest_queued)": """
-        EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-        SELECT run_at FROM {schema}.runs WHERE state = 'queued' AND run_at <= now()
-        ORDER BY created_at, id LIMIT 1""",
-    "metrics run_counts": """
-        EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-        SELECT kind, state, count(*) FROM {schema}.runs GROUP BY kind, state""",
     "prune batch (1,000 runs)": """
         EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
         SELECT id FROM {schema}.runs
@@ -242,17 +235,41 @@ EXPLAINED = {
 }
 
 
+def _run_counts(schema: str) -> str:
+    """The statement of the metrics' and the dashboard's counts, as the store sends it."""
+    import psycopg
+    from psycopg import sql
+
+    from runce.domain.runs import STATS_CAP
+    from runce.stores.postgres.queries import query_with
+
+    since = sql.SQL("now() - interval '1 hour'")
+    statement = query_with("run_counts", schema, since=since, limit=sql.Literal(STATS_CAP + 1))
+    with psycopg.connect(DSN) as conn:
+        return "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement.as_string(conn)
+
+
 def explain_postgres(schema: str) -> None:
     import psycopg
 
+    from runce.stores.postgres.queue import COUNTS_SETTINGS
+
+    statements = {
+        **EXPLAINED,
+        "metrics and dashboard counts (run_counts, cap 10,000)": _run_counts(schema),
+    }
     with psycopg.connect(DSN, autocommit=True) as conn:
-        for title, statement in EXPLAINED.items():
+        for title, statement in statements.items():
             print(f"\n-- {title}")
             with conn.transaction():
                 if title.startswith("claim"):  # as the worker's session plans it
                     conn.execute("SET LOCAL enable_seqscan = off")
                     conn.execute("SET LOCAL enable_bitmapscan = off")
-                rows = conn.execute(statement.format(schema=schema)).fetchall()
+                if title.startswith("metrics"):  # as the store sends it
+                    conn.execute(COUNTS_SETTINGS)
+                else:
+                    statement = statement.format(schema=schema)
+                rows = conn.execute(statement).fetchall()
             for (line,) in rows:
                 print(line)
 

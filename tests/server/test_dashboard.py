@@ -252,7 +252,7 @@ def test_counts_past_the_cap_say_there_are_more(api: Api, monkeypatch: pytest.Mo
     sign_in(api, "all")
     page = api.client.get("/ui").text
     assert '<a href="/ui/runs?state=queued">≥ 2</a>' in page
-    assert "counting stopped at 2 runs per state" in page
+    assert "counting stopped at 2 queued runs of a kind" in page
 
 
 def test_a_drifted_task_is_shown_with_what_to_do(api: Api) -> None:

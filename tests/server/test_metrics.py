@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from runce import tracing
 from runce.api.metrics import StoreCollector, registry_of
 from runce.config import Config, resolve_config
+from runce.domain.runs import RUN_STATES, Outcome, RunFilter
 from runce.runs import api as runs_api
 from runce.stores.base import Store
 from runce.stores.registry import open_store
@@ -133,6 +135,54 @@ def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[d
         yield {"store": f"{server.rstrip('/')}/{database}"}
         with pymongo.MongoClient(server) as client:
             client.drop_database(database)
+
+
+def test_runs_metrics_equal_the_stores_runs_counted_up_to_the_cap(
+    tmp_path: Path, store_settings: dict[str, Any]
+) -> None:
+    config = resolve_config(store_settings)
+    service = runs_api.service(config)
+    queue = service.queue
+    later = queue.now() + timedelta(hours=1)
+    service.enqueue_many("m.big", [{}] * 4)  # over the cap of 3: counted as 3
+    service.enqueue_many("m.small", [{}] * 2, run_at=later)  # queued, none due
+    ran = [service.enqueue("m.done", {}) for _ in range(3)] + [service.enqueue("m.run", {})]
+    claimed = {run.id: run for run in queue.claim("w1", ["m.done", "m.run"], 4, 60)}
+    assert set(claimed) == {run.id for run in ran}
+    fences = [claimed[run.id].fence for run in ran]
+    queue.complete([Outcome(fences[0], "succeeded"), Outcome(fences[1], "failed", error="x")])
+    service.cancel(ran[2].id)
+    service.enqueue("m.gone", {})
+    service.cancel(service.page(RunFilter(kind="m.gone"), limit=1).runs[0].id)
+
+    store = open_store(config.store)
+    try:
+        collector = StoreCollector(config, store, cache_seconds=0, cap=3)
+        text = generate_latest(registry_of(collector)).decode()
+    finally:
+        store.close()
+    runs = {
+        (dict(labels)["kind"], dict(labels)["state"]): value
+        for (name, labels), value in _samples(text).items()
+        if name == "runce_runs"
+    }
+    truth: dict[tuple[str, str], int] = {}
+    for run in service.page(RunFilter(), limit=100).runs:
+        truth[run.kind, run.state] = truth.get((run.kind, run.state), 0) + 1
+    assert truth[("m.big", "queued")] == 4
+    truth["m.big", "queued"] = 3  # the cap, per kind
+    kinds = {kind for kind, _ in truth}
+    expected = {
+        (kind, state): truth.get((kind, state), 0) for kind in kinds for state in RUN_STATES
+    }
+    assert runs == expected
+    ages = {
+        dict(labels)["kind"]: value
+        for (name, labels), value in _samples(text).items()
+        if name == "runce_queue_oldest_age_seconds"
+    }
+    assert ages["m.small"] == 0  # none due
+    assert 0 <= ages["m.big"] < 60
 
 
 def _backfill_samples(config: Config, store: Store) -> dict[tuple[str, tuple[str, ...]], float]:

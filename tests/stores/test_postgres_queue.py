@@ -28,8 +28,8 @@ from runce.domain.runs import ClaimRequest, KindLimit, NewRun, Outcome, RunFilte
 from runce.errors import SchemaError, StoreError, StoreUnavailable, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.postgres import PostgresStore, open_store
-from runce.stores.postgres.queries import latest_version, query
-from runce.stores.postgres.queue import RUNS_VERSION, channel_of
+from runce.stores.postgres.queries import latest_version, query, query_with
+from runce.stores.postgres.queue import COUNTS_SETTINGS, RUNS_VERSION, channel_of
 from tests import services
 from tests.acceptance.conftest import clean_env
 
@@ -844,6 +844,7 @@ def test_a_claim_of_kinds_never_reads_their_finished_history(make: Make, admin: 
     ):
         assert "Index Scan using runs_claim" in plan, plan
         assert "runs_kind" not in plan, plan
+        assert "runs_queued" not in plan, plan
     assert len(queue.claim("w1", ["report.build"], limit=100, lease=30)) == 100
 
     page = queue.page(RunFilter(kind="report.build", state="succeeded"), None, 10)
@@ -855,3 +856,60 @@ def test_a_claim_of_kinds_never_reads_their_finished_history(make: Make, admin: 
         admin.execute("SET LOCAL enable_seqscan = off")
         plan = _plan(admin, statement, {})
     assert "runs_kind" in plan, plan
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """The rows every scan of an executed plan returned, over all its loops."""
+    found = plan["Actual Rows"] * plan["Actual Loops"] if "Scan" in plan["Node Type"] else 0
+    return found + sum(_rows_read(child) for child in plan.get("Plans", []))
+
+
+def test_the_counts_read_bounded_index_ranges_never_the_history(make: Make, admin: Conn) -> None:
+    """20,000 runs finished two days ago, 3,000 queued of one kind and a few of another:
+    the counts (metrics, dashboard) read at most the cap per queued kind and the cap of
+    running and recently finished runs, through indexes, whatever the statistics say."""
+    store = make()
+    queue = store.runs
+    queue.enqueue([new(kind="k.small", run_at=queue.now() + timedelta(hours=1))])
+    runs = _table(store.schema, "runs")
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (id, kind, input, state, attempt, max_attempts, run_at, created_at, "
+            "updated_at, finished_at) SELECT 'f' || g, 'k.' || (g % 4), '{{}}', 'succeeded', 1, "
+            "3, now() - interval '2 days', now() - interval '2 days', now(), "
+            "now() - interval '2 days' FROM generate_series(1, 20000) AS g"
+        ).format(runs)
+    )
+    admin.execute(sql.SQL("ANALYZE {}").format(runs))  # statistics without the backlog
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (id, kind, input, state, max_attempts, run_at, created_at, "
+            "updated_at) SELECT 'q' || g, 'k.big', '{{}}', 'queued', 3, "
+            "now() - g * interval '1 second', now(), now() FROM generate_series(1, 3000) AS g"
+        ).format(runs)
+    )
+    done = [queue.claim("w1", ["k.big"], limit=1, lease=30)[0] for _ in range(2)]
+    queue.complete([Outcome(done[0].fence, "succeeded")])
+
+    counts = queue.run_counts(cap=1000)
+    assert dict(counts.counts) == {
+        ("k.big", "queued"): 1000,  # 2,998: cut at the cap
+        ("k.big", "running"): 1,
+        ("k.big", "succeeded"): 1,  # the 20,000 older than an hour are not counted
+        ("k.small", "queued"): 1,
+    }
+    assert counts.capped == {"queued"}
+    oldest = admin.execute(
+        sql.SQL("SELECT min(run_at) FROM {} WHERE state = 'queued' AND kind = 'k.big'").format(runs)
+    ).fetchone()
+    assert oldest is not None
+    assert counts.oldest_due == {"k.big": oldest[0]}
+
+    since = sql.SQL("now() - interval '1 hour'")
+    statement = query_with("run_counts", store.schema, since=since, limit=sql.Literal(1001))
+    with admin.transaction():
+        admin.execute(COUNTS_SETTINGS)
+        [(plan,)] = admin.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + statement).fetchall()
+    scans = _scans(plan[0]["Plan"])
+    assert not [scan for scan in scans if "Seq Scan" in scan or "Bitmap" in scan], scans
+    assert _rows_read(plan[0]["Plan"]) < 1100, scans  # of 23,001 runs

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from runce.domain.runs import (
+    COUNT_WINDOW,
     ClaimRequest,
     Fence,
     NewRun,
@@ -432,14 +433,18 @@ def test_stats_count_active_runs_and_what_finished_since(queue: RunQueue) -> Non
     assert dict(stats.active) == {("queued", "a"): 3, ("queued", "b"): 1, ("running", "d"): 1}
     assert dict(stats.finished) == {("succeeded", "b"): 1, ("failed", "c"): 1}
     assert stats.capped == frozenset()
-    assert stats.oldest_queued is not None
-    assert stats.oldest_queued <= stats.now
+    queued = queue.page(RunFilter(state="queued"), None, 10)
+    due = [r.run_at for r in queued if r.run_at <= stats.now]
+    assert stats.oldest_queued == min(due)
     assert _close(stats.now, queue.now())
     later = queue.stats(queue.now() + timedelta(seconds=5))
     assert dict(later.finished) == {}
 
-    capped = queue.stats(before, cap=2)
-    assert sum(n for (state, _), n in capped.active.items() if state == "queued") == 2
+    capped = queue.stats(before, cap=2)  # queued runs are counted up to the cap per kind
+    assert {k: n for k, n in capped.active.items() if k[0] == "queued"} == {
+        ("queued", "a"): 2,
+        ("queued", "b"): 1,
+    }
     assert capped.capped == {"queued"}
     capped_finished = queue.stats(before, cap=1)
     assert sum(capped_finished.finished.values()) == 1
@@ -570,6 +575,61 @@ def test_run_counts_count_every_kind_and_state_in_one_read(queue: RunQueue) -> N
     due_a = min(r.run_at for r in runs.values() if r.kind == "a" and r.run_at <= counts.now)
     assert counts.oldest_due["a"] == due_a
     assert counts.oldest_due["b"] <= counts.now
+
+
+def test_run_counts_finished_runs_since_a_moment_by_default_the_last_hour(
+    queue: RunQueue,
+) -> None:
+    claimed = [_claim_one(queue, kind="a") for _ in range(2)]
+    queue.complete([Outcome(claimed[0].fence, "succeeded")])
+    queue.complete([Outcome(claimed[1].fence, "failed", error="x")])
+    counts = queue.run_counts()
+    assert dict(counts.counts) == {("a", "succeeded"): 1, ("a", "failed"): 1}
+    assert _close(counts.since, counts.now - timedelta(seconds=COUNT_WINDOW))
+    assert counts.capped == frozenset()
+    later = queue.now() + timedelta(seconds=5)
+    assert dict(queue.run_counts(since=later).counts) == {}
+    assert queue.run_counts(since=later).since == later
+
+
+def test_run_counts_stop_at_the_cap_per_kind_for_queued_runs_and_in_all_otherwise(
+    queue: RunQueue,
+) -> None:
+    running = [_claim_one(queue, kind=kind) for kind in ("c", "c", "d")]
+    done = [_claim_one(queue, kind=kind) for kind in ("e", "e", "e", "f")]
+    queue.complete([Outcome(run.fence, "succeeded") for run in done])
+    assert len(running) == 3
+    queue.enqueue([new("a") for _ in range(5)] + [new("b") for _ in range(2)])
+    counts = queue.run_counts(cap=2)
+    assert counts.counts[("a", "queued")] == 2  # 5 queued: a lower bound
+    assert counts.counts[("b", "queued")] == 2  # exactly 2
+    assert sum(n for (_, state), n in counts.counts.items() if state == "running") == 2
+    assert sum(n for (_, state), n in counts.counts.items() if state == "succeeded") == 2
+    assert counts.capped == {"queued", "running", "succeeded", "failed", "canceled"}
+    assert set(counts.oldest_due) == {"a", "b"}  # the oldest due run is exact, capped or not
+    whole = queue.run_counts(cap=5)
+    assert dict(whole.counts) == {
+        ("a", "queued"): 5,
+        ("b", "queued"): 2,
+        ("c", "running"): 2,
+        ("d", "running"): 1,
+        ("e", "succeeded"): 3,
+        ("f", "succeeded"): 1,
+    }
+    assert whole.capped == frozenset()
+
+
+def test_the_oldest_due_run_is_the_one_due_first_not_the_one_enqueued_first(
+    queue: RunQueue,
+) -> None:
+    now = queue.now()
+    queue.enqueue([new("a", run_at=now - timedelta(minutes=1))])
+    queue.enqueue([new("a", run_at=now + timedelta(hours=1))])  # not due
+    [late] = queue.enqueue([new("a", run_at=now - timedelta(minutes=10))])
+    queue.enqueue([new("b", run_at=now + timedelta(hours=1))])
+    due = queue.get(late.run.id).run_at  # type: ignore[union-attr]
+    assert dict(queue.run_counts().oldest_due) == {"a": due}
+    assert queue.stats(now - timedelta(hours=1)).oldest_queued == due
 
 
 def test_a_trace_context_is_kept_with_the_run_and_handed_to_its_claim(queue: RunQueue) -> None:

@@ -486,6 +486,24 @@ def test_the_claim_follows_the_partial_claim_index(make: Make, db_path: Path) ->
     assert "TEMP B-TREE" not in plan
 
 
+def test_the_counts_read_index_ranges_never_the_table(make: Make, db_path: Path) -> None:
+    """The metrics' and the dashboard's counts: the kinds and their queued runs from the
+    index of queued runs (covering), the running ones and the last hour's finished ones
+    from their ranges; never a scan of runce_runs, whatever it holds."""
+    make().runs.enqueue([new()])
+    with sqlite3.connect(db_path) as conn:
+        from runce.stores.sqlite.queries import query
+
+        conn.execute("ANALYZE")
+        params = {"now": "x", "since": "x", "limit": 10_001}
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query('run_counts')}", params)]
+    reads = [step for step in plan if "runce_runs" in step]
+    assert reads, plan
+    assert all("USING" in step and "INDEX" in step for step in reads), plan
+    assert any("COVERING INDEX runce_runs_queued (kind=? AND state=?)" in s for s in reads), plan
+    assert any("runce_runs_finished" in step for step in reads), plan
+
+
 # --- what the database keeps ------------------------------------------------------------------
 
 

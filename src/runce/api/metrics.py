@@ -3,7 +3,8 @@
 ``runce_runs{kind,state}``, ``runce_queue_oldest_age_seconds{kind}``,
 ``runce_workers{state}``, ``runce_tasks{state}``, ``runce_task_duration_seconds`` and each
 unfinished backfill's ``runce_backfill_*{task}``, read from the store when scraped: the runs
-by one aggregate read (:meth:`~runce.stores.queue.RunQueue.run_counts`), the workers'
+by bounded index reads (:meth:`~runce.stores.queue.RunQueue.run_counts`: queued runs up to
+a cap per kind, running ones and those finished in the last hour up to the cap), the workers'
 heartbeats and the once tasks' records, requests and checkpoints. A reading is kept for
 :data:`CACHE_SECONDS`, so any number of scrapers cost the database one reading per few
 seconds. Workers serve their own metrics
@@ -26,7 +27,7 @@ from runce.api.auth import bearer, require
 from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError, answers
 from runce.config import Config
-from runce.domain.runs import RUN_STATES, RunCounts, WorkerInfo
+from runce.domain.runs import COUNT_WINDOW, RUN_STATES, STATS_CAP, RunCounts, WorkerInfo
 from runce.errors import RunceError
 from runce.runs.api import queue_of
 from runce.stores.base import Store
@@ -57,10 +58,17 @@ class StoreCollector:
     """A ``prometheus_client`` collector of the store's metrics, read at most once per
     :data:`CACHE_SECONDS` whoever scrapes."""
 
-    def __init__(self, config: Config, store: Store, cache_seconds: float = CACHE_SECONDS):
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        cache_seconds: float = CACHE_SECONDS,
+        cap: int = STATS_CAP,
+    ):
         self.config = config
         self.store = store
         self.cache_seconds = cache_seconds
+        self.cap = cap  # runs counted at most per kind (queued) or in all (the other states)
         self._mutex = threading.Lock()
         self._reading: Reading | None = None
         self._read_at = 0.0
@@ -76,7 +84,7 @@ class StoreCollector:
 
     def _read(self) -> Reading:
         queue = queue_of(self.store)
-        return Reading(queue.run_counts(), queue.workers(), self._tasks())
+        return Reading(queue.run_counts(cap=self.cap), queue.workers(), self._tasks())
 
     def _tasks(self) -> list[TaskStatus] | None:
         try:
@@ -110,7 +118,13 @@ class StoreCollector:
 
 
 def _run_families(counts: RunCounts, gauge: Any) -> Iterator[Any]:
-    runs = gauge("runce_runs", "Runs in the store, by kind and state.", labels=["kind", "state"])
+    runs = gauge(
+        "runce_runs",
+        f"Runs in the store, by kind and state: queued (counted up to {STATS_CAP:,} per kind) "
+        f"and running ones, and those that finished in the last {COUNT_WINDOW / 60:.0f} "
+        f"minutes (up to {STATS_CAP:,} in all).",
+        labels=["kind", "state"],
+    )
     age = gauge(
         "runce_queue_oldest_age_seconds",
         "Seconds the oldest due queued run of each kind has been due (0: none due).",

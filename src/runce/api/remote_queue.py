@@ -262,7 +262,7 @@ class HttpRunQueue:
             "in-process; call job.now() where the store is configured"
         )
 
-    def run_counts(self) -> RunCounts:
+    def run_counts(self, since: datetime | None = None, cap: int = STATS_CAP) -> RunCounts:
         """``GET /v1/runs:counts``: what ``--drain`` asks when the worker's jobs have limits."""
         data = self.client.request("GET", "/v1/runs:counts").json()
         return _model(RunCountsAnswer, data).to_counts()

@@ -377,13 +377,17 @@ class KindStateCount(_Answer):
 
 
 class RunCountsAnswer(_Answer):
-    """What the store holds, in one aggregate read: runs per kind and state (only pairs
-    that have runs), per kind the ``run_at`` of its oldest due queued run (kinds with none
-    due are absent), and the store's clock at the read."""
+    """What the store holds, by bounded reads: runs per kind and state (only pairs that
+    have runs; queued runs up to a cap per kind, running ones and those finished at or
+    after ``since`` up to the cap in all), per kind the ``run_at`` of its oldest due queued
+    run (kinds with none due are absent), the store's clock at the read, and the states
+    whose counts the cap cut off (lower bounds)."""
 
     counts: list[KindStateCount]
     oldest_due: dict[str, datetime]
     now: datetime
+    since: datetime
+    capped: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_counts(cls, found: RunCounts) -> RunCountsAnswer:
@@ -391,11 +395,19 @@ class RunCountsAnswer(_Answer):
             KindStateCount(kind=kind, state=state, runs=runs)  # type: ignore[arg-type]
             for (kind, state), runs in sorted(found.counts.items())
         ]
-        return cls(counts=counts, oldest_due=dict(found.oldest_due), now=found.now)
+        return cls(
+            counts=counts,
+            oldest_due=dict(found.oldest_due),
+            now=found.now,
+            since=found.since,
+            capped=sorted(found.capped),
+        )
 
     def to_counts(self) -> RunCounts:
         counts: dict[tuple[str, str], int] = {(c.kind, c.state): c.runs for c in self.counts}
-        return RunCounts(counts, dict(self.oldest_due), self.now)
+        return RunCounts(
+            counts, dict(self.oldest_due), self.now, self.since, frozenset(self.capped)
+        )
 
 
 class HeartbeatRequest(_Model):

@@ -328,19 +328,23 @@ class RunFilter:
     order: RunOrder = "newest"  # by (created_at, id): newest or oldest first
 
 
-# How many runs a count in :class:`RunStats` reads at most per state; beyond it the
+# How many runs a count in :class:`RunCounts` and :class:`RunStats` reads at most: per kind
+# for queued runs, in all for running ones and for those finished in the window; beyond it the
 # count shows as "at least".
 STATS_CAP = 10_000
+# Seconds of finished runs :meth:`RunQueue.run_counts` counts when not told a moment.
+COUNT_WINDOW = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class RunStats:
-    """A bounded summary of the queue, cheap enough for every page view of a dashboard.
+    """A bounded summary of the queue, cheap enough for every page view of a dashboard
+    (made of :class:`RunCounts`: the same bounded reads).
 
     ``active`` counts queued and running runs per ``(state, kind)``; ``finished`` counts the
-    runs that finished (succeeded, failed, canceled) since ``since``. Each count reads at
-    most ``cap`` runs per state (``active``) or in all (``finished``): a state whose runs
-    were cut off is in ``capped``, and its counts are lower bounds."""
+    runs that finished (succeeded, failed, canceled) since ``since``. Queued runs are
+    counted up to ``cap`` per kind, running ones and finished ones up to ``cap`` in all: a
+    state whose runs were cut off is in ``capped``, and its counts are lower bounds."""
 
     now: datetime
     since: datetime
@@ -367,10 +371,18 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class RunCounts:
-    """What the store holds, counted in one aggregate read (for metrics): runs per
-    ``(kind, state)`` (only pairs that have runs), per kind the ``run_at`` of its oldest due
-    queued run (kinds with none due are absent), and the store's clock at the read."""
+    """What the store holds, counted by bounded index reads (for metrics and the dashboard):
+    runs per ``(kind, state)`` (only pairs that have runs), per kind the ``run_at`` of its
+    oldest due queued run (exact; kinds with none due are absent), and the store's clock
+    at the read.
+
+    Never a count over the whole table: queued runs are counted up to a cap per kind,
+    running runs up to the cap in all, and finished runs (succeeded, failed, canceled) are
+    those that finished at or after ``since``, up to the cap in all. A state whose count
+    was cut off is in ``capped``, and its counts are lower bounds."""
 
     counts: Mapping[tuple[str, str], int]
     oldest_due: Mapping[str, datetime]
     now: datetime
+    since: datetime
+    capped: frozenset[str] = frozenset()

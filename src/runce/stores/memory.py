@@ -17,7 +17,7 @@ from typing import Any
 
 from runce.domain.locks import Lease, LockHolder, Owner
 from runce.domain.runs import (
-    ACTIVE,
+    COUNT_WINDOW,
     STATS_CAP,
     AttemptRecord,
     Beat,
@@ -45,6 +45,7 @@ from runce.stores.base import StoreSpec, Transaction
 from runce.stores.liveness import process_alive
 from runce.stores.queue import (
     Bucket,
+    counted,
     enqueue_debounced,
     pick_limited,
     rate_room,
@@ -52,7 +53,7 @@ from runce.stores.queue import (
     spent_buckets,
     split_claim,
     started_groups,
-    tally,
+    stats_of,
     unbound,
 )
 from runce.timeutil import utcnow
@@ -291,16 +292,24 @@ class MemoryRunQueue:
     def now(self) -> datetime:
         return utcnow()
 
-    def run_counts(self) -> RunCounts:
+    def run_counts(self, since: datetime | None = None, cap: int = STATS_CAP) -> RunCounts:
         now = utcnow()
-        counts: dict[tuple[str, str], int] = {}
+        since = now - timedelta(seconds=COUNT_WINDOW) if since is None else since
+        queued: dict[str, int] = {}
+        running: dict[str, int] = {}
+        finished: dict[tuple[str, str], int] = {}
         oldest: dict[str, datetime] = {}
         with self._mutex:
             for run in self._runs.rows.values():
-                counts[run.kind, run.state] = counts.get((run.kind, run.state), 0) + 1
-                if run.state == "queued" and run.run_at <= now:
-                    oldest[run.kind] = min(run.run_at, oldest.get(run.kind, run.run_at))
-        return RunCounts(counts, oldest, now)
+                if run.state == "queued":
+                    queued[run.kind] = min(queued.get(run.kind, 0) + 1, cap + 1)
+                    if run.run_at <= now:
+                        oldest[run.kind] = min(run.run_at, oldest.get(run.kind, run.run_at))
+                elif run.state == "running":
+                    running[run.kind] = running.get(run.kind, 0) + 1
+                elif run.finished_at is not None and run.finished_at >= since:
+                    finished[run.kind, run.state] = finished.get((run.kind, run.state), 0) + 1
+        return counted(now, since, queued, running, finished, oldest, cap)
 
     def enqueue(self, runs: Sequence[NewRun], connection: Any = None) -> list[Enqueued]:
         if connection is not None:
@@ -674,18 +683,7 @@ class MemoryRunQueue:
             return sorted(self._runs.workers.values(), key=lambda w: w.started_at)
 
     def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
-        now = self.now()
-        with self._mutex:
-            rows = list(self._runs.rows.values())
-        rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-        active = {s: [r.kind for r in rows if r.state == s][: cap + 1] for s in ACTIVE}
-        finished = [
-            (r.state, r.kind)
-            for r in rows
-            if r.finished_at is not None and r.finished_at >= since and r.finished
-        ][: cap + 1]
-        due = [r.run_at for r in rows if r.state == "queued" and r.run_at <= now]
-        return tally(now, since, active, finished, cap, min(due, default=None))
+        return stats_of(self.run_counts(since, cap))
 
     def _current(self, fence: Fence) -> Run | None:
         run = self._runs.rows.get(fence.run_id)

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from runce.domain.runs import (
+    ACTIVE,
     FINISHED,
     STATS_CAP,
     AttemptRecord,
@@ -213,30 +214,54 @@ def enqueue_answers(
     return answers
 
 
-def tally(
+def counted(
     now: datetime,
     since: datetime,
-    active: Mapping[str, Sequence[str]],
-    finished: Sequence[tuple[str, str]],
+    queued: Mapping[str, int],
+    running: Mapping[str, int],
+    finished: Mapping[tuple[str, str], int],
+    oldest_due: Mapping[str, datetime],
     cap: int,
-    oldest_queued: datetime | None,
-) -> RunStats:
-    """A :class:`RunStats` from what a store read: the kinds of up to ``cap + 1`` runs per
-    active state, and ``(state, kind)`` of up to ``cap + 1`` runs finished since ``since``
-    (one more than ``cap`` tells the store read was cut off)."""
+) -> RunCounts:
+    """A :class:`RunCounts` from what a store's bounded reads found: per kind its queued
+    runs (up to ``cap + 1`` read per kind), its running runs and per ``(kind, state)`` its
+    runs finished since ``since`` (up to ``cap + 1`` read in all, each), and per kind its
+    oldest due queued run. One more than ``cap`` tells a read was cut off: that state is
+    then capped and its counts are cut to ``cap``, lower bounds."""
     counts: dict[tuple[str, str], int] = {}
     capped: set[str] = set()
-    for state, kinds in active.items():
-        if len(kinds) > cap:
-            capped.add(state)
-        for kind in kinds[:cap]:
-            counts[state, kind] = counts.get((state, kind), 0) + 1
-    done: dict[tuple[str, str], int] = {}
-    if len(finished) > cap:
+    for kind, n in queued.items():
+        if n > cap:
+            capped.add("queued")
+        if n > 0:
+            counts[kind, "queued"] = min(n, cap)
+    if _cut({(kind, "running"): n for kind, n in running.items()}, cap, counts):
+        capped.add("running")
+    if _cut(finished, cap, counts):
         capped.update(FINISHED)
-    for pair in finished[:cap]:
-        done[pair] = done.get(pair, 0) + 1
-    return RunStats(now, since, counts, done, frozenset(capped), oldest_queued)
+    return RunCounts(counts, dict(oldest_due), now, since, frozenset(capped))
+
+
+def _cut(read: Mapping[tuple[str, str], int], cap: int, into: dict[tuple[str, str], int]) -> bool:
+    """Add ``read``'s counts to ``into``, taken down to ``cap`` in all (from the largest);
+    whether they had to be."""
+    left = {pair: n for pair, n in read.items() if n > 0}
+    excess = sum(left.values()) - cap
+    for pair in sorted(left, key=lambda p: (-left[p], p)):
+        taken = min(max(excess, 0), left[pair])
+        excess -= taken
+        if left[pair] > taken:
+            into[pair] = left[pair] - taken
+    return sum(left.values()) > cap
+
+
+def stats_of(counts: RunCounts) -> RunStats:
+    """The dashboard's :class:`RunStats`: the same counts, keyed by ``(state, kind)``, with
+    the run due the longest of all kinds."""
+    active = {(state, kind): n for (kind, state), n in counts.counts.items() if state in ACTIVE}
+    finished = {(state, kind): n for (kind, state), n in counts.counts.items() if state in FINISHED}
+    oldest = min(counts.oldest_due.values(), default=None)
+    return RunStats(counts.now, counts.since, active, finished, counts.capped, oldest)
 
 
 @runtime_checkable
@@ -319,15 +344,18 @@ class RunQueue(Protocol):
     def workers(self) -> list[WorkerInfo]: ...
 
     def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
-        """Counts for an overview, by indexed reads of at most ``cap`` runs per state (never
-        a count over the whole table): see :class:`RunStats`."""
+        """Counts for an overview: :meth:`run_counts` as :class:`RunStats`
+        (:func:`stats_of`)."""
 
     def now(self) -> datetime:
         """The store's clock."""
 
-    def run_counts(self) -> RunCounts:
-        """Runs per kind and state and the oldest due queued run per kind, from one
-        aggregate read (no run is loaded); the metrics of ``runce serve`` are made of it."""
+    def run_counts(self, since: datetime | None = None, cap: int = STATS_CAP) -> RunCounts:
+        """Runs per kind and state and the oldest due queued run per kind, by bounded index
+        reads (never a count over the whole table, no run is loaded): see
+        :class:`RunCounts`. Finished runs are those finished at or after ``since`` (by
+        default :data:`COUNT_WINDOW` seconds before the store's clock). The metrics of
+        ``runce serve`` and the dashboard's overview are made of it."""
 
     def start(self, run: NewRun, worker_id: str, lease: float) -> Run:
         """Insert ``run`` already running: attempt 1, claimed by ``worker_id`` under a lease of
@@ -493,6 +521,7 @@ __all__ = [
     "Group",
     "RunQueue",
     "TransactionalRunQueue",
+    "counted",
     "enqueue_answers",
     "outcome_rounds",
     "pick_limited",
@@ -502,6 +531,6 @@ __all__ = [
     "spent_buckets",
     "split_claim",
     "started_groups",
-    "tally",
+    "stats_of",
     "unbound",
 ]

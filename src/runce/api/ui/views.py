@@ -131,7 +131,7 @@ class TaskBoard:
 
 
 WINDOW = 3600.0  # seconds of "the last hour"
-CAP = STATS_CAP  # runs read at most per state for the overview's counts
+CAP = STATS_CAP  # runs counted at most: queued ones per kind, the others in all
 
 
 def workers(ctx: ApiContext) -> list[WorkerRow]:

@@ -27,6 +27,7 @@ concurrency limits and rates), ``outcomes`` (fenced writes of what attempts came
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
 from runce.domain.runs import (
-    ACTIVE,
+    COUNT_WINDOW,
     STATS_CAP,
     AttemptRecord,
     Beat,
@@ -80,7 +81,7 @@ from runce.stores.mongo.run_documents import (
 )
 from runce.stores.mongo.schema import Schema
 from runce.stores.mongo.wake import WAKE_ID, wake_others, wake_signal, waker
-from runce.stores.queue import RunQueue, split_claim, tally
+from runce.stores.queue import RunQueue, counted, split_claim, stats_of
 
 POLL = 0.025  # seconds between looks at the wake signal in wait_for_work
 _NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
@@ -109,27 +110,33 @@ class MongoRunQueue:
     def now(self) -> datetime:
         return server_now(self._conn)
 
-    def run_counts(self) -> RunCounts:
+    def run_counts(self, since: datetime | None = None, cap: int = STATS_CAP) -> RunCounts:
+        # Bounded reads (RunCounts): the kinds with queued runs, then per kind its queued
+        # runs counted up to the cap and its oldest due one, both on the (state, kind,
+        # runAt) index of queued runs; the running runs and those finished since ``since``
+        # read up to the cap in all. Never a $group over the collection.
         now = self.now()
-        due = {"$and": [{"$eq": ["$state", "queued"]}, {"$lte": ["$runAt", now]}]}
-        pipeline: list[Document] = [
-            {
-                "$group": {
-                    "_id": {"kind": "$kind", "state": "$state"},
-                    "runs": {"$sum": 1},
-                    "oldest": {"$min": {"$cond": [due, "$runAt", None]}},
-                }
-            }
-        ]
+        start = now - timedelta(seconds=COUNT_WINDOW) if since is None else since
+        queued_of = {"state": "queued"}
         with self._conn.translated("count the runs"):
-            groups = list(self._runs.aggregate(pipeline))
-        counts = {(g["_id"]["kind"], g["_id"]["state"]): int(g["runs"]) for g in groups}
-        oldest: dict[str, datetime] = {}
-        for group in groups:
-            if isinstance(group.get("oldest"), datetime):
-                kind = group["_id"]["kind"]
-                oldest[kind] = min(aware(group["oldest"]), oldest.get(kind, now))
-        return RunCounts(counts, oldest, now)
+            kinds = sorted(str(kind) for kind in self._runs.distinct("kind", queued_of))
+            queued: dict[str, int] = {}
+            oldest: dict[str, datetime] = {}
+            for kind in kinds:
+                of_kind = {"state": "queued", "kind": kind}
+                queued[kind] = self._runs.count_documents(of_kind, limit=cap + 1)
+                due = {**of_kind, "runAt": {"$lte": now}}
+                for doc in self._runs.find(due, {"runAt": 1}).sort("runAt", 1).limit(1):
+                    oldest[kind] = aware(doc["runAt"])
+            running = collections.Counter(
+                str(doc["kind"])
+                for doc in self._runs.find({"state": "running"}, {"kind": 1}).limit(cap + 1)
+            )
+            done = self._runs.find({"finishedAt": {"$gte": start}}, {"state": 1, "kind": 1})
+            finished = collections.Counter(
+                (str(doc["kind"]), str(doc["state"])) for doc in done.limit(cap + 1)
+            )
+        return counted(now, start, queued, running, finished, oldest, cap)
 
     # --- enqueue ---------------------------------------------------------------------------------
 
@@ -444,24 +451,7 @@ class MongoRunQueue:
             self._conn.workers.update_one({"_id": info.id}, {"$set": doc}, upsert=True)
 
     def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
-        now = self.now()
-        kind_only = {"kind": 1, "_id": 0}
-        with self._conn.translated("count the runs"):
-            active = {
-                state: [
-                    doc["kind"]
-                    for doc in self._runs.find({"state": state}, kind_only).limit(cap + 1)
-                ]
-                for state in ACTIVE
-            }
-            done = self._runs.find(
-                {"finishedAt": {"$gte": since}}, {"state": 1, "kind": 1, "_id": 0}
-            ).limit(cap + 1)
-            finished = [(doc["state"], doc["kind"]) for doc in done]
-            due = {"state": "queued", "runAt": {"$lte": now}}
-            first = self._runs.find(due, {"runAt": 1}).sort(_OLDEST_FIRST).limit(1)
-            oldest = [aware(doc["runAt"]) for doc in first]
-        return tally(now, since, active, finished, cap, oldest[0] if oldest else None)
+        return stats_of(self.run_counts(since, cap))
 
     def workers(self) -> list[WorkerInfo]:
         with self._conn.translated("list the workers"):

@@ -32,6 +32,7 @@ MIGRATIONS = (
     "0004_tokens",
     "0005_runs_finished",
     "0006_flow_control",
+    "0007_runs_queued",
 )
 LATEST = len(MIGRATIONS)
 Keys = tuple[tuple[str, int], ...]
@@ -116,7 +117,27 @@ FLOW_INDEXES = (
         version=6,
     ),
 )
-INDEXES = INDEXES + RUN_INDEXES + SCHEDULE_INDEXES + TOKEN_INDEXES + FINISHED_INDEXES + FLOW_INDEXES
+_QUEUED_BY_KIND: Keys = (("state", 1), ("kind", 1), ("runAt", 1))
+COUNT_INDEXES = (
+    Index(
+        "runs",
+        _QUEUED_BY_KIND,
+        partial={"state": "queued"},
+        purpose="counts: the kinds with queued runs, their queued runs and oldest due one "
+        "(a plain index where partial indexes fail)",
+        alternatives=(_QUEUED_BY_KIND,),
+        version=7,
+    ),
+)
+INDEXES = (
+    INDEXES
+    + RUN_INDEXES
+    + SCHEDULE_INDEXES
+    + TOKEN_INDEXES
+    + FINISHED_INDEXES
+    + FLOW_INDEXES
+    + COUNT_INDEXES
+)
 _ROLES = ("applied", "history", "runs", "run_attempts", "schedules", "tokens")
 
 

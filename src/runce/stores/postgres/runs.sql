@@ -325,15 +325,6 @@ ORDER BY created_at, id;
 -- Runs per kind and state, and the run_at of each kind's oldest due queued run: the
 -- metrics of `runce serve`, in one pass over the table (no run is loaded, no row locked).
 -- The last row carries only the clock, so an empty table still answers it.
--- name: run_counts
-SELECT kind, state, count(*) AS runs,
-       min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()) AS oldest_due,
-       NULL::timestamptz AS now
-FROM {schema}.runs
-GROUP BY kind, state
-UNION ALL
-SELECT NULL, NULL, 0, NULL, now();
-
 -- name: get_run
 SELECT * FROM {schema}.runs WHERE id = %(run_id)s;
 
@@ -424,26 +415,49 @@ SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
 FROM {schema}.workers
 ORDER BY started_at, id;
 
--- The dashboard's overview (RunStats): bounded reads only, never a count over the table.
--- Values are literals ({state}, {limit}, {since}), not parameters: after a few executions
--- psycopg prepares a statement and the server may then plan for any state, and a plan
--- that scans the table for 10,001 queued runs is a disaster for the 100 running ones.
--- The kinds of a bounded number of runs in one state (runs_claim, runs_lease, runs_state).
--- name: stats_active
-SELECT kind FROM {schema}.runs WHERE state = {state} LIMIT {limit};
-
--- A bounded number of runs finished since a moment (a range of runs_finished).
--- name: stats_finished
-SELECT state, kind FROM {schema}.runs
-WHERE finished_at >= {since} AND finished_at IS NOT NULL
-LIMIT {limit};
-
--- The due queued run enqueued first (runs_state read backwards: its first due row).
--- name: stats_oldest_queued
-SELECT run_at FROM {schema}.runs
-WHERE state = 'queued' AND run_at <= now()
-ORDER BY created_at, id
-LIMIT 1;
+-- What the store holds (RunCounts: the metrics and the dashboard's overview), by bounded
+-- index reads only, never a count over the table. The kinds that have queued runs are found
+-- by skipping through runs_queued (one descent per kind); per kind, its queued runs are
+-- counted up to {limit} there and its oldest due one is the first of its due range. The
+-- conditions on queued runs are written as runs_queued's expressions (state || '',
+-- kind || ''): only that index answers them. The running runs (runs_lease or runs_flow)
+-- and the runs finished since {since} (a range of runs_finished) are read up to {limit} in
+-- all. {limit} is the cap plus one: a count that reaches it was cut off. Values are
+-- literals, not parameters: after a few executions psycopg prepares a statement and the
+-- server may then plan for any cap and moment. The last row carries the clock.
+-- name: run_counts
+WITH RECURSIVE queued_kinds (kind) AS (
+    (SELECT kind || '' FROM {schema}.runs WHERE state || '' = 'queued'
+     ORDER BY kind || '' LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.kind || '' FROM {schema}.runs AS r
+            WHERE r.state || '' = 'queued' AND r.kind || '' > q.kind
+            ORDER BY r.kind || '' LIMIT 1)
+    FROM queued_kinds AS q
+    WHERE q.kind IS NOT NULL
+)
+SELECT q.kind, 'queued' AS state,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM {schema}.runs AS r
+            WHERE r.state || '' = 'queued' AND r.kind || '' = q.kind
+            LIMIT {limit}) AS capped) AS runs,
+       (SELECT min(r.run_at) FROM {schema}.runs AS r
+        WHERE r.state || '' = 'queued' AND r.kind || '' = q.kind AND r.run_at <= now()) AS oldest_due,
+       NULL::timestamptz AS now
+FROM queued_kinds AS q
+WHERE q.kind IS NOT NULL
+UNION ALL
+SELECT kind, 'running', count(*), NULL, NULL
+FROM (SELECT kind FROM {schema}.runs WHERE state = 'running' LIMIT {limit}) AS running
+GROUP BY kind
+UNION ALL
+SELECT kind, state, count(*), NULL, NULL
+FROM (SELECT kind, state FROM {schema}.runs
+      WHERE finished_at >= {since} AND finished_at IS NOT NULL
+      LIMIT {limit}) AS finished
+GROUP BY kind, state
+UNION ALL
+SELECT NULL, NULL, 0, NULL, now();
 
 -- name: clock
 SELECT now();

@@ -26,11 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from runce.domain.runs import (
-    ACTIVE,
+    COUNT_WINDOW,
+    FINISHED,
     STATS_CAP,
     AttemptRecord,
     Beat,
@@ -53,6 +54,7 @@ from runce.errors import UsageError
 from runce.stores.queue import (
     Bucket,
     Candidate,
+    counted,
     enqueue_answers,
     enqueue_debounced,
     outcome_rounds,
@@ -62,7 +64,7 @@ from runce.stores.queue import (
     spent_buckets,
     split_claim,
     started_groups,
-    tally,
+    stats_of,
     unbound,
 )
 from runce.stores.sql import runs as sql_runs
@@ -333,33 +335,26 @@ class SQLiteRunQueue:
         return self._read(work, nothing, what="read the workers")
 
     def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
-        now = self.now()
-        at = {"since": to_iso(since), "now": to_iso(now), "limit": cap + 1}
+        return stats_of(self.run_counts(since, cap))
 
-        def work(conn: sqlite3.Connection) -> RunStats:
-            active = {
-                state: [row[0] for row in _fetch(conn, "stats_active", {**at, "state": state})]
-                for state in ACTIVE
-            }
-            finished = [(row[0], row[1]) for row in _fetch(conn, "stats_finished", at)]
-            oldest = _fetch(conn, "stats_oldest_queued", at)
-            first = from_iso(oldest[0][0]) if oldest else None
-            return tally(now, since, active, finished, cap, first)
-
-        return self._read(work, tally(now, since, {}, [], cap, None), what="count the runs")
-
-    def run_counts(self) -> RunCounts:
-        def work(conn: sqlite3.Connection) -> RunCounts | None:
-            now = _now(conn)
+    def run_counts(self, since: datetime | None = None, cap: int = STATS_CAP) -> RunCounts:
+        def work(conn: sqlite3.Connection) -> RunCounts:
+            clock = _now(conn)
+            now = run_time(clock)
+            start = now - timedelta(seconds=COUNT_WINDOW) if since is None else since
+            params = {"now": clock, "since": to_iso(start), "limit": cap + 1}
             cursor = conn.cursor()
             cursor.row_factory = None
-            rows = cursor.execute(query("run_counts"), {"now": now}).fetchall()
-            oldest = {kind: run_time(due) for kind, _, _, due in rows if due is not None}
-            counts = {(kind, state): n for kind, state, n, _ in rows}
-            return RunCounts(counts, oldest, run_time(now))
+            groups = cursor.execute(query("run_counts"), params).fetchall()
+            queued = {kind: n for kind, state, n, _ in groups if state == "queued"}
+            running = {kind: n for kind, state, n, _ in groups if state == "running"}
+            finished = {(kind, state): n for kind, state, n, _ in groups if state in FINISHED}
+            oldest = {kind: run_time(due) for kind, _, _, due in groups if due is not None}
+            return counted(now, start, queued, running, finished, oldest, cap)
 
-        found: RunCounts | None = self._read(work, None, what="count the runs")
-        return found if found is not None else RunCounts({}, {}, self.now())
+        now = self.now()
+        empty = counted(now, since or now - timedelta(seconds=COUNT_WINDOW), {}, {}, {}, {}, cap)
+        return self._read(work, empty, what="count the runs")
 
     def now(self) -> datetime:
         # SQLite's clock is the machine's, whichever file it is asked through.

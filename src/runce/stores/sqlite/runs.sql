@@ -281,14 +281,6 @@ SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
 WHERE state = 'running' AND lease_expires_at < :now
 RETURNING *;
 
--- Runs per kind and state, and the run_at of each kind's oldest due queued run: the
--- metrics of `runce serve`, in one pass over the table (no run is loaded).
--- name: run_counts
-SELECT kind, state, count(*),
-       min(CASE WHEN state = 'queued' AND run_at <= :now THEN run_at END)
-FROM runce_runs
-GROUP BY kind, state;
-
 -- name: get_run
 SELECT * FROM runce_runs WHERE id = :run_id;
 
@@ -300,23 +292,43 @@ WHERE {filters}
 ORDER BY created_at {direction}, id {direction}
 LIMIT :limit;
 
--- The dashboard's overview (RunStats): bounded reads only, never a count over the table.
--- The kinds of a bounded number of runs in one state (by runce_runs_state).
--- name: stats_active
-SELECT kind FROM runce_runs WHERE state = :state LIMIT :limit;
-
--- A bounded number of runs finished since a moment (a range of runce_runs_finished).
--- name: stats_finished
-SELECT state, kind FROM runce_runs
-WHERE finished_at >= :since AND finished_at IS NOT NULL
-LIMIT :limit;
-
--- The due queued run enqueued first (runce_runs_state read backwards: its first due row).
--- name: stats_oldest_queued
-SELECT run_at FROM runce_runs
-WHERE state = 'queued' AND run_at <= :now
-ORDER BY created_at, id
-LIMIT 1;
+-- What the store holds (RunCounts: the metrics and the dashboard's overview), by bounded
+-- index reads only, never a count over the table. The kinds that have queued runs are found
+-- by skipping through runce_runs_queued (one descent per kind); per kind, its queued runs
+-- are counted up to :limit there and its oldest due one is the first of its due range.
+-- The running runs (runce_runs_lease) and the runs finished since :since (a range of
+-- runce_runs_finished) are read up to :limit in all. :limit is the cap plus one: a count
+-- that reaches it was cut off.
+-- name: run_counts
+WITH RECURSIVE queued_kinds (kind) AS (
+    SELECT (SELECT kind FROM runce_runs
+            WHERE state = 'queued' ORDER BY kind LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.kind FROM runce_runs AS r
+            WHERE r.state = 'queued' AND r.kind > q.kind ORDER BY r.kind LIMIT 1)
+    FROM queued_kinds AS q
+    WHERE q.kind IS NOT NULL
+)
+SELECT q.kind, 'queued',
+       (SELECT count(*) FROM (
+            SELECT 1 FROM runce_runs AS r
+            WHERE r.state = 'queued' AND r.kind = q.kind
+            LIMIT :limit)),
+       (SELECT r.run_at FROM runce_runs AS r
+        WHERE r.state = 'queued' AND r.kind = q.kind AND r.run_at <= :now
+        ORDER BY r.run_at LIMIT 1)
+FROM queued_kinds AS q
+WHERE q.kind IS NOT NULL
+UNION ALL
+SELECT kind, 'running', count(*), NULL
+FROM (SELECT kind FROM runce_runs WHERE state = 'running' LIMIT :limit)
+GROUP BY kind
+UNION ALL
+SELECT kind, state, count(*), NULL
+FROM (SELECT kind, state FROM runce_runs
+      WHERE finished_at >= :since AND finished_at IS NOT NULL
+      LIMIT :limit)
+GROUP BY kind, state;
 
 -- A page filtered by nothing the indexes lead with (or only by time): the newest of each
 -- state, each read from runce_runs_state, merged; no index orders the whole table by
