@@ -22,10 +22,12 @@ A run is one document, ``_id`` = the run id, with camelCase fields and BSON date
   abort with the caller's writes. The collections must exist before that transaction
   starts (any earlier write, or ``runce db upgrade``): MongoDB cannot use a collection
   created after a transaction's snapshot.
-* ``wait_for_work`` polls a wake signal (``{_id: "~wake", seq}`` in the workers collection,
-  counted up by every enqueue, retry and requeue: a point read every 25 ms) and is woken
-  at once by enqueues and retries made in this process. Runs that become due later (a
-  retry's backoff) are found by the worker's own periodic claims.
+* ``wait_for_work`` waits for the wake signal (``{_id: "~wake", seq}`` in the workers
+  collection, counted up by every enqueue, retry and requeue) to move: through a change
+  stream where the server has them (``wake.py``), else by reading it, every 25 ms after
+  it moved and backing off to every 0.5 s while it stays put; enqueues and retries made
+  in this process wake it at once. Runs that become due later (a retry's backoff) are
+  found by the worker's own periodic claims.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from runce.errors import StoreError, UnsupportedFeature, UsageError
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.mongo.schema import Schema
+from runce.stores.mongo.wake import watch_for
 from runce.stores.queue import (
     Bucket,
     Candidate,
@@ -89,10 +92,14 @@ from runce.stores.queue import (
 )
 
 DUPLICATE_KEY = 11000
-POLL = 0.025  # seconds between looks at the wake signal in wait_for_work
+# Without change streams (a standalone server), wait_for_work reads the wake signal every
+# POLL seconds after it moved, backing off to every POLL_MAX while it stays put.
+POLL = 0.025
+POLL_MAX = 0.5
 CANDIDATES = 1000  # due run ids read per look, claimed in order by the claims that follow
 CANDIDATES_FOR = 1.0  # seconds a look is trusted while the wake signal stays put
 WAKE_ID = "~wake"  # the wake signal's document in the workers collection
+_UNREAD = object()  # candidates read without the signal: trusted by no later claim
 # Flow control: due runs of the limited kinds a claim weighs at most (fairness between keys
 # holds among them), how long a claimer may hold the flow lock before another may take it,
 # and how long a claimer waits for it at most (less with a short lease: a quarter of it).
@@ -138,6 +145,10 @@ def _waker(conn: Connection) -> threading.Event:
 
 
 class MongoRunQueue:
+    # wait_for_work returns within a moment of an enqueue anywhere (the wake signal): an
+    # idle worker needs to look for due runs less often (only for those due on their own).
+    wakes_for_new_work = True
+
     def __init__(self, conn: Connection, schema: Schema) -> None:
         self._conn = conn
         self._schema = schema
@@ -145,6 +156,7 @@ class MongoRunQueue:
         self._attempts = conn.run_attempts
         self._waker = _waker(conn)
         self._seen: Any = None  # the wake signal as wait_for_work last saw it
+        self._poll_every = POLL  # seconds between reads of the signal, when it must poll
         self._candidates: dict[tuple[str, ...] | None, _Candidates] = {}
         self._flow_candidates: dict[tuple[str, ...], _FlowCandidates] = {}
 
@@ -320,7 +332,11 @@ class MongoRunQueue:
         token = uuid.uuid4().hex
         update = {"$set": {**changes, "claimToken": token}, "$inc": {"attempt": 1}}
         key = tuple(sorted(kinds)) if kinds else None
-        signal = self._signal()
+        # After a look that found nothing due (an idle worker), one read: the signal is read
+        # only to keep a list of candidates for later claims, and one read without it is
+        # not kept (the next claim looks afresh).
+        previous = self._candidates.get(key)
+        signal = _UNREAD if previous is not None and not previous.ids else self._signal()
         taken: list[Document] = []
         refreshed = False
         while len(taken) < limit:
@@ -786,20 +802,30 @@ class MongoRunQueue:
 
     def wait_for_work(self, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 0.0)
+        location = self._conn.location
+        key = (location.url, location.database, location.workers)
         with self._conn.translated("wait for new runs"):
-            if self._seen is None:
-                self._seen = self._signal()
+            watch = watch_for(key, self._conn.workers, WAKE_ID, self._waker)
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                if self._waker.wait(min(POLL, left)):
+                if watch.watching:  # a change stream wakes us: no reads meanwhile
+                    if self._waker.wait(left):
+                        self._waker.clear()
+                    return
+                if self._seen is None:
+                    self._seen = self._signal()
+                if self._waker.wait(min(self._poll_every, left)):
                     self._waker.clear()
                     return
                 signal = self._signal()
                 if signal != self._seen:
                     self._seen = signal
+                    self._poll_every = POLL
                     return
+                # Nothing moved: look less often, never so seldom that new work waits long.
+                self._poll_every = min(self._poll_every * 1.5, POLL_MAX)
 
     def _signal(self) -> Any:
         """The wake signal's count: moved by every enqueue, retry and requeue, anywhere."""

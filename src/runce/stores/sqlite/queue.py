@@ -11,10 +11,10 @@ time written is SQLite's clock, read once per transaction. Enqueues read back on
 inserted and acknowledgements a :class:`~runce.domain.runs.Landed` per run: the caller has
 the rest.
 
-Waiting: :meth:`SQLiteRunQueue.wait_for_work` polls ``PRAGMA data_version`` on a connection
-of its own (it changes whenever another connection commits) every millisecond, every 20 ms
-after a second without changes; enqueues and retries through the same store object wake it
-at once.
+Waiting: :meth:`SQLiteRunQueue.wait_for_work` watches the database file and its write-ahead
+log with ``os.stat`` (any commit, by any process, changes them), every millisecond, every
+20 ms after a second without changes: no query, so an idle worker costs the file nothing
+while it waits. Enqueues and retries through the same store object wake it at once.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from runce.domain.runs import (
@@ -48,7 +49,7 @@ from runce.domain.runs import (
     WorkerInfo,
     check_outcomes,
 )
-from runce.errors import UsageError
+from runce.errors import StoreUnavailable, UsageError
 from runce.stores.queue import (
     Bucket,
     Candidate,
@@ -112,6 +113,9 @@ class SQLiteRunQueue:
     # Runs a worker claims in one statement (and holds ahead, for quick jobs): a claim or
     # an acknowledgement is one statement whatever its size, and each exchange is a commit.
     claim_batch = 500
+    # wait_for_work returns as soon as anyone commits to the file (it watches the files): an
+    # idle worker needs to look for due runs less often (only for those due on their own).
+    wakes_for_new_work = True
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -145,7 +149,7 @@ class SQLiteRunQueue:
             _join_transaction(conn)
             schema.ensure_current(conn, self._db.path, auto_migrate=self._db.auto_migrate)
             results = _enqueue(conn, batch, _now(conn))
-        # Waiters elsewhere see the commit (data_version); a waiter here may wake for nothing.
+        # Waiters elsewhere see the commit (the files change); a waiter here may wake for nothing.
         self._waiter.announce()
         return results
 
@@ -666,32 +670,35 @@ def _join_transaction(conn: sqlite3.Connection) -> None:
 
 # --- waiting for work -------------------------------------------------------------------------
 
-_FAST_POLL = 0.001  # seconds between polls while things happen
+_FAST_POLL = 0.001  # seconds between looks at the files while things happen
 _SLOW_POLL = 0.02  # ... once nothing changed for _QUIET seconds
 _QUIET = 1.0
-_UNSET = -1
+_UNSET: tuple[object, ...] = ("unset",)
+# What a file's stat says of a commit: a commit appends frames to the write-ahead log (or,
+# after a checkpoint, rewrites it from its start, which moves its modification time).
+Signature = tuple[object, ...]
 
 
 class _Waiter:
-    """Waits for a commit by any other connection to the file, or for this store's own news.
+    """Waits for a commit by any connection to the file, or for this store's own news.
 
-    ``PRAGMA data_version`` on a connection of the waiter's own changes whenever another
-    connection, in any process, commits; reading it touches only the WAL index, no table.
-    Changes are counted in ``generation``, together with this store object's announcements;
-    a thread returns when the count moved past the one it saw when it last returned, so a
-    commit made between two waits (say, while the worker claimed) is not slept through.
+    It watches the database file and its write-ahead log (``-wal``) with ``os.stat``: a
+    commit anywhere, by any process, grows the log or moves its modification time (and a
+    checkpoint or the last connection closing changes the files too), and a stat is no
+    query, so an idle worker waiting here costs the database nothing. Changes are counted
+    in ``generation``, together with this store object's announcements; a thread returns
+    when the count moved past the one it saw when it last returned, so a commit made
+    between two waits (say, while the worker claimed) is not slept through.
     """
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._paths = (db.path, db.path.with_name(db.path.name + "-wal"))
         self._changed = threading.Condition()
         self._generation = 0
         self._last_change = time.monotonic()
         self._seen = threading.local()  # per thread: the generation it last returned on
         self._poll_guard = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._version: int | None = _UNSET  # the data_version last read; None: no file yet
-        self._pid = os.getpid()
+        self._signature: Signature = _UNSET  # the files as last looked at
 
     def announce(self) -> None:
         with self._changed:
@@ -716,10 +723,7 @@ class _Waiter:
 
     def close(self) -> None:
         with self._poll_guard:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
-            self._version = _UNSET
+            self._signature = _UNSET
 
     def _bump(self) -> None:
         self._generation += 1
@@ -728,26 +732,19 @@ class _Waiter:
 
     def _poll(self) -> None:
         with self._poll_guard:
-            if self._pid != os.getpid():
-                # A forked child must not use its parent's connection: open its own.
-                self._conn, self._version, self._pid = None, _UNSET, os.getpid()
-            previous = self._version
-            current = self._read_version()
-            self._version = current
+            previous = self._signature
+            current = self._signature = tuple(map(_stat_signature, self._paths))
         if previous != _UNSET and current != previous:
             with self._changed:
                 self._bump()
 
-    def _read_version(self) -> int | None:
-        with self._db.translated("watch for new runs"):
-            if self._conn is None:
-                if not self._db.path.exists():
-                    return None
-                self._conn = self._db.connect()
-            try:
-                version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc).lower() or "busy" in str(exc).lower():
-                    return self._version  # try again at the next poll
-                raise
-            return version
+
+def _stat_signature(path: Path) -> Signature:
+    """What changes in a file's stat when it is written (None: no such file)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (None,)
+    except OSError as exc:  # unreadable folder: said as runce says a file it cannot use
+        raise StoreUnavailable(f"cannot watch {path} for new runs: {exc.strerror}") from None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
