@@ -170,6 +170,12 @@ def _input_of(stored: Schedule) -> Any:
     return json.loads(stored.input_json)
 
 
+# Seconds an idle scheduler waits at most before it reads the schedules again, to see those
+# enabled or changed elsewhere: one read per RECHECK is an idle worker's whole cost of its
+# scheduler (a tick due sooner is waited for exactly).
+RECHECK = 10.0
+
+
 class SchedulerLoop:
     """A worker's scheduler: synchronises, then ticks whenever a schedule is due (and at
     least every ``max_wait`` seconds, to see schedules enabled or changed elsewhere).
@@ -178,7 +184,7 @@ class SchedulerLoop:
     cron-triggered drain enqueues what is due and then runs it.
     """
 
-    def __init__(self, scheduler: Scheduler, *, bus: EventBus = events, max_wait: float = 1.0):
+    def __init__(self, scheduler: Scheduler, *, bus: EventBus = events, max_wait: float = RECHECK):
         self.scheduler = scheduler
         self.bus = bus
         self.max_wait = max_wait
@@ -212,7 +218,7 @@ class SchedulerLoop:
             except RunceError as exc:
                 failures += 1
                 self._report(exc, first=failures == 1)
-                wait = min(self.max_wait * 2**failures, 30.0)
+                wait = min(min(self.max_wait, 1.0) * 2**failures, 30.0)
             self._stop.wait(wait)
 
     def _wait(self) -> float:

@@ -803,7 +803,7 @@ class MongoRunQueue:
     def wait_for_work(self, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 0.0)
         location = self._conn.location
-        key = (location.url, location.database, location.workers)
+        key = (location.url, location.database, location.runs, location.workers)
         with self._conn.translated("wait for new runs"):
             watch = watch_for(key, self._conn.workers, WAKE_ID, self._waker)
             while True:

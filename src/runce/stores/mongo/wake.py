@@ -28,7 +28,7 @@ log = logging.getLogger("runce.store")
 WATCH_WAIT = 30.0  # seconds the server holds a getMore of the stream when nothing moves
 RETRY_MAX = 30.0  # seconds between tries to open a broken stream again, at most
 
-_watches: dict[tuple[str, str, str], Watch] = {}
+_watches: dict[tuple[str, ...], Watch] = {}
 _watches_guard = threading.Lock()
 
 
@@ -86,7 +86,7 @@ class Watch:
 
 
 def watch_for(
-    key: tuple[str, str, str], workers: Collection[Any], signal_id: str, waker: threading.Event
+    key: tuple[str, ...], workers: Collection[Any], signal_id: str, waker: threading.Event
 ) -> Watch:
     """The process's watch of one wake signal, started on first use (and again after its
     client was closed)."""
