@@ -99,7 +99,6 @@ POLL_MAX = 0.5
 CANDIDATES = 1000  # due run ids read per look, claimed in order by the claims that follow
 CANDIDATES_FOR = 1.0  # seconds a look is trusted while the wake signal stays put
 WAKE_ID = "~wake"  # the wake signal's document in the workers collection
-_UNREAD = object()  # candidates read without the signal: trusted by no later claim
 # Flow control: due runs of the limited kinds a claim weighs at most (fairness between keys
 # holds among them), how long a claimer may hold the flow lock before another may take it,
 # and how long a claimer waits for it at most (less with a short lease: a quarter of it).
@@ -157,6 +156,9 @@ class MongoRunQueue:
         self._waker = _waker(conn)
         self._seen: Any = None  # the wake signal as wait_for_work last saw it
         self._poll_every = POLL  # seconds between reads of the signal, when it must poll
+        # The kinds of the last exchange's claim, when it took no run: the next one looks
+        # before it claims.
+        self._found_none: tuple[tuple[str, ...] | None] | None = None
         self._candidates: dict[tuple[str, ...] | None, _Candidates] = {}
         self._flow_candidates: dict[tuple[str, ...], _FlowCandidates] = {}
 
@@ -332,11 +334,7 @@ class MongoRunQueue:
         token = uuid.uuid4().hex
         update = {"$set": {**changes, "claimToken": token}, "$inc": {"attempt": 1}}
         key = tuple(sorted(kinds)) if kinds else None
-        # After a look that found nothing due (an idle worker), one read: the signal is read
-        # only to keep a list of candidates for later claims, and one read without it is
-        # not kept (the next claim looks afresh).
-        previous = self._candidates.get(key)
-        signal = _UNREAD if previous is not None and not previous.ids else self._signal()
+        signal = self._signal()
         taken: list[Document] = []
         refreshed = False
         while len(taken) < limit:
@@ -387,8 +385,26 @@ class MongoRunQueue:
         done = self.complete(outcomes) if outcomes else []
         if claim is None or claim.limit <= 0:
             return done, []
+        kinds = tuple(claim.kinds) if claim.kinds is not None else None
+        if self._found_none == (kinds,) and not self._any_due(kinds):
+            return done, []  # an idle worker's look: one read
+        taken = self._claim_for(claim)
+        self._found_none = None if taken else (kinds,)
+        return done, taken
+
+    def _any_due(self, kinds: tuple[str, ...] | None) -> bool:
+        """Whether any run of ``kinds`` is due: after a claim that took none, the next one
+        asks this first (one read), and claims only when it says yes."""
+        self._schema.prepare()
+        with self._conn.translated("look for due runs"):
+            query: Document = {"state": "queued", "runAt": {"$lte": self.now()}}
+            if kinds is not None:
+                query["kind"] = {"$in": list(kinds)}
+            return self._runs.find_one(query, {"_id": 1}) is not None
+
+    def _claim_for(self, claim: ClaimRequest) -> list[Run]:
         if not claim.limits:
-            return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+            return self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
         limited, unlimited = split_claim(claim)
         self._schema.prepare()
         with self._conn.translated(f"claim runs for worker {claim.worker_id}"):
@@ -396,12 +412,14 @@ class MongoRunQueue:
             # Waiting long for the locks would hand the worker runs it no longer trusts to
             # start (their lease counted from its request): claim none this time instead.
             wait = min(FLOW_LOCK_WAIT, claim.lease / 4)
-            with self._flow_lock(wait) as held:
-                taken = self._claim_limited(claim, limited, cached) if held else []
+            taken: list[Run] = []
+            if cached.rows:  # with no limited run due, there is no lock to take
+                with self._flow_lock(wait) as held:
+                    taken = self._claim_limited(claim, limited, cached) if held else []
             rest = claim.limit - len(taken)
             if unlimited and rest > 0:
                 taken += self._claim(claim.worker_id, unlimited, rest, claim.lease)
-        return done, taken
+        return taken
 
     @contextlib.contextmanager
     def _flow_lock(self, wait: float) -> Iterator[bool]:
