@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import pytest
 from runce.domain.runs import NewRun, Outcome, RunFilter
 from runce.errors import SchemaError, UsageError
 from runce.stores.base import StoreSpec
-from runce.stores.mongo import MongoStore, open_store
+from runce.stores.mongo import MongoStore, open_store, wake
 from runce.stores.mongo.schema import LATEST, MIGRATIONS
 
 pytestmark = pytest.mark.mongo
@@ -361,3 +362,42 @@ def test_an_idle_wait_asks_the_server_nothing_and_an_enqueue_elsewhere_ends_it(
                 child.wait()
     assert waited < 10, "wait_for_work slept through another process's enqueue"
     assert woke_at >= float(out.strip()) - 0.05, "woke before the enqueue"
+
+
+def test_without_change_streams_a_waiter_reads_the_signal_less_often_while_nothing_moves(
+    make: Make, mongo_server: str
+) -> None:
+    commands = _Commands()
+    with pymongo.MongoClient(mongo_server, event_listeners=[commands]) as client:
+        waiter = make(options={"client": client}).runs
+        waiter.enqueue([new()])  # the collections and the signal exist
+        location = waiter._conn.location  # type: ignore[attr-defined]
+        key = (location.url, location.database, location.runs, location.workers)
+        workers = client[location.database][location.workers]
+        # A standalone server refuses $changeStream; this one refuses a stream it cannot
+        # match, which sends the watch down the same path.
+        refused = wake.Watch(workers, {"$unknown": 1}, threading.Event())  # type: ignore[arg-type]
+        deadline = time.monotonic() + 30
+        while not refused.unsupported:
+            assert time.monotonic() < deadline, "the refused stream was never given up"
+            time.sleep(0.01)
+        wake._watches[key] = refused
+        try:
+            waiter.wait_for_work(0.01)
+            before = len(commands.names)
+            began = time.monotonic()
+            waiter.wait_for_work(3.0)
+            assert time.monotonic() - began >= 2.9
+            reads = commands.names[before:]
+            assert set(reads) == {"find"}, reads
+            # Every 25 ms after news, half a second apart once it has been quiet a while:
+            # about a dozen in 3 s (120 at a steady 25 ms).
+            assert 3 <= len(reads) <= 30, len(reads)
+
+            # Another process's enqueue moves the signal: the waiter sees it at its next read.
+            workers.update_one({"_id": "~wake"}, {"$inc": {"seq": 1}})
+            began = time.monotonic()
+            waiter.wait_for_work(20)
+            assert time.monotonic() - began < 5, "the waiter missed the signal's move"
+        finally:
+            wake._watches.pop(key, None)
