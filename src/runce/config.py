@@ -425,7 +425,7 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_WORKER_POLL",
         "seconds",
         help="Longest wait between looks for due runs (new work wakes a worker sooner; an idle "
-        "PostgreSQL worker, woken by NOTIFY, looks every two polls).",
+        "worker, woken by new work, looks every two polls).",
         low=0.01,
         high=3600.0,
     ),

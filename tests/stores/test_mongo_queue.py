@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -20,7 +22,7 @@ import pytest
 from runce.domain.runs import NewRun, Outcome, RunFilter
 from runce.errors import SchemaError, UsageError
 from runce.stores.base import StoreSpec
-from runce.stores.mongo import MongoStore, open_store
+from runce.stores.mongo import MongoStore, open_store, wake
 from runce.stores.mongo.schema import LATEST, MIGRATIONS
 
 pytestmark = pytest.mark.mongo
@@ -276,3 +278,126 @@ def test_eight_processes_racing_one_key_make_one_run(url: str, raw: Raw) -> None
         assert len(ids) == 1
         assert created.count(True) == 1
     assert raw["runce.runs"].count_documents({}) == 3
+
+
+# --- waiting for work -------------------------------------------------------------------------
+
+_LATE_ENQUEUER = """
+import sys, time, uuid
+from runce.stores.base import StoreSpec
+from runce.stores.mongo import open_store
+from runce.stores.queue import NewRun
+
+queue = open_store(StoreSpec(type="mongodb", url=sys.argv[1])).runs
+queue.enqueue([NewRun(id=uuid.uuid4().hex, kind="k", input_json="{}", max_attempts=1)])
+print("ready", flush=True)
+sys.stdin.readline()
+queue.enqueue([NewRun(id=uuid.uuid4().hex, kind="k", input_json="{}", max_attempts=1)])
+print(time.time(), flush=True)
+"""
+
+
+class _Commands(pymongo.monitoring.CommandListener):
+    """The commands a client sent (its driver's monitoring of the server is not among them)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: pymongo.monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: pymongo.monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_an_idle_wait_asks_the_server_nothing_and_an_enqueue_elsewhere_ends_it(
+    make: Make, url: str, mongo_server: str
+) -> None:
+    commands = _Commands()
+    with pymongo.MongoClient(mongo_server, event_listeners=[commands]) as client:
+        waiter = make(options={"client": client}).runs
+        child = subprocess.Popen(
+            [sys.executable, "-c", _LATE_ENQUEUER, url],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdin is not None
+            assert child.stdout.readline().strip() == "ready"
+            # The first waits open the change stream, and see the child's first enqueue.
+            deadline = time.monotonic() + 30
+            while True:
+                began = time.monotonic()
+                waiter.wait_for_work(1.0)
+                if time.monotonic() - began >= 0.9:  # a whole second without news
+                    break
+                assert time.monotonic() < deadline, "the waiter never settled"
+            before = len(commands.names)
+            began = time.monotonic()
+            waiter.wait_for_work(3.0)
+            assert time.monotonic() - began >= 2.9
+            # Before: the signal read every 25 ms (120 reads); now at most the stream's answer.
+            asked = commands.names[before:]
+            assert len(asked) <= 1, asked
+            assert set(asked) <= {"getMore"}, asked
+
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            started = time.monotonic()
+            waiter.wait_for_work(20)
+            waited = time.monotonic() - started
+            woke_at = time.time()
+            out, err = child.communicate(timeout=60)
+            assert child.returncode == 0, err
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert waited < 10, "wait_for_work slept through another process's enqueue"
+    assert woke_at >= float(out.strip()) - 0.05, "woke before the enqueue"
+
+
+def test_without_change_streams_a_waiter_reads_the_signal_less_often_while_nothing_moves(
+    make: Make, mongo_server: str
+) -> None:
+    commands = _Commands()
+    with pymongo.MongoClient(mongo_server, event_listeners=[commands]) as client:
+        waiter = make(options={"client": client}).runs
+        waiter.enqueue([new()])  # the collections and the signal exist
+        location = waiter._conn.location  # type: ignore[attr-defined]
+        key = (location.url, location.database, location.runs, location.workers)
+        workers = client[location.database][location.workers]
+        # A standalone server refuses $changeStream; this one refuses a stream it cannot
+        # match, which sends the watch down the same path.
+        refused = wake.Watch(workers, {"$unknown": 1}, threading.Event())  # type: ignore[arg-type]
+        deadline = time.monotonic() + 30
+        while not refused.unsupported:
+            assert time.monotonic() < deadline, "the refused stream was never given up"
+            time.sleep(0.01)
+        wake._watches[key] = refused
+        try:
+            waiter.wait_for_work(0.01)
+            before = len(commands.names)
+            began = time.monotonic()
+            waiter.wait_for_work(3.0)
+            assert time.monotonic() - began >= 2.9
+            reads = commands.names[before:]
+            assert set(reads) == {"find"}, reads
+            # Every 25 ms after news, half a second apart once it has been quiet a while:
+            # about a dozen in 3 s (120 at a steady 25 ms).
+            assert 3 <= len(reads) <= 30, len(reads)
+
+            # Another process's enqueue moves the signal: the waiter sees it at its next read.
+            workers.update_one({"_id": "~wake"}, {"$inc": {"seq": 1}})
+            began = time.monotonic()
+            waiter.wait_for_work(20)
+            assert time.monotonic() - began < 5, "the waiter missed the signal's move"
+        finally:
+            wake._watches.pop(key, None)

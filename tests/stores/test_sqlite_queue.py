@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from runce.domain.runs import NewRun, Outcome, run_after
+from runce.domain.runs import NewRun, Outcome, WorkerInfo, run_after
 from runce.errors import SchemaError, StoreError, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.sqlite import SQLiteStore, open_store
@@ -407,6 +407,71 @@ def test_waiting_idle_is_cheap(make: Make) -> None:
     assert time.monotonic() - wall >= 2.4
     # ~1000 polls in the first second, then ~50 a second: a few percent of one core at most.
     assert time.thread_time() - cpu < 0.5
+
+
+def _seen(queue: Any, worker: str) -> None:
+    """A commit that is no news of work: a worker's heartbeat."""
+    now = queue.now()
+    queue.worker_seen(WorkerInfo(worker, "h", 1, now, now, 1, ("k",)))
+
+
+def test_commits_that_bring_no_work_wake_no_waiter(make: Make, db_path: Path) -> None:
+    waiter, other = make().runs, make().runs  # each as if in a process of its own
+    other.enqueue([new()])  # runce keeps the wake file from now on
+    _seen(other, "w-0")
+    waiter.wait_for_work(0.01)
+    started = time.monotonic()
+    _seen(other, "w-1")  # idle workers' heartbeats wake no idle worker
+    other.claim("w-1", None, limit=5, lease=30)
+    waiter.wait_for_work(1.0)
+    assert time.monotonic() - started >= 0.9, "a commit that brought no work woke the waiter"
+    timer = threading.Timer(0.2, other.enqueue, args=([new()],))
+    started = time.monotonic()
+    timer.start()
+    waiter.wait_for_work(10)
+    timer.join()
+    assert time.monotonic() - started < 5, "an enqueue by another store did not wake the waiter"
+
+
+def test_without_a_wake_file_every_commit_is_news(make: Make, db_path: Path) -> None:
+    waiter, other = make().runs, make().runs
+    other.enqueue([new()])
+    db_path.with_name(db_path.name + "-wake").unlink()  # say, only older writers used it
+    waiter.wait_for_work(0.01)
+    timer = threading.Timer(0.2, _seen, args=(other, "w-1"))
+    started = time.monotonic()
+    timer.start()
+    waiter.wait_for_work(10)
+    timer.join()
+    assert time.monotonic() - started < 5
+
+
+def test_an_enqueue_in_the_callers_transaction_wakes_waiters_when_it_commits(
+    make: Make, db_path: Path
+) -> None:
+    waiter, store = make().runs, make()
+    store.runs.enqueue([new()])
+    waiter.wait_for_work(0.01)
+    conn = _callers_connection(db_path)
+    try:
+        [done] = store.runs.enqueue([new()], connection=conn)  # the wake file moves now
+        waiter.wait_for_work(10)  # ... so this returns, though nothing is committed yet
+        waited: list[float] = []
+
+        def wait() -> None:
+            started = time.monotonic()
+            waiter.wait_for_work(10)  # the commit that follows is news too
+            waited.append(time.monotonic() - started)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.3)
+        conn.execute("COMMIT")
+        thread.join()
+        assert waited[0] < 5, "the caller's commit did not wake the waiter"
+    finally:
+        conn.close()
+    assert store.runs.get(done.run.id) is not None
 
 
 # --- schema -----------------------------------------------------------------------------------

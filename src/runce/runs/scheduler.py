@@ -170,6 +170,12 @@ def _input_of(stored: Schedule) -> Any:
     return json.loads(stored.input_json)
 
 
+# Seconds an idle scheduler waits at most before it reads the schedules again, to see those
+# enabled or changed elsewhere: one read per RECHECK is an idle worker's whole cost of its
+# scheduler (a tick due sooner is waited for exactly).
+RECHECK = 10.0
+
+
 class SchedulerLoop(CompanionLoop):
     """A worker's scheduler: synchronises, then ticks whenever a schedule is due (and at
     least every ``max_wait`` seconds, to see schedules enabled or changed elsewhere).
@@ -181,7 +187,7 @@ class SchedulerLoop(CompanionLoop):
     name = "runce-scheduler"
     failed = "the scheduler failed"
 
-    def __init__(self, scheduler: Scheduler, *, bus: EventBus = events, max_wait: float = 1.0):
+    def __init__(self, scheduler: Scheduler, *, bus: EventBus = events, max_wait: float = RECHECK):
         super().__init__(log, bus)
         self.scheduler = scheduler
         self.max_wait = max_wait
@@ -194,7 +200,7 @@ class SchedulerLoop(CompanionLoop):
         return self._wait()
 
     def backoff(self, failures: int) -> float:
-        return min(self.max_wait * 2.0**failures, 30.0)
+        return min(min(self.max_wait, 1.0) * 2.0**failures, 30.0)
 
     def _wait(self) -> float:
         due = self.scheduler.seconds_until_due()

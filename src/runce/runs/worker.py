@@ -11,9 +11,10 @@ Threads, and what each one owns:
   returns by the stop deadline even if a store call holds the main loop up;
 * **handler threads** (``concurrency`` of them, daemons) run sync jobs, and wait for async
   jobs running on the **event-loop thread**; each hands its outcome back on a deque;
-* the **waiter thread** sits in ``queue.wait_for_work`` (LISTEN/NOTIFY on PostgreSQL) and
-  wakes the main loop when new work may be due; only while the last claim came back short,
-  as a worker whose claims come back full claims again anyway once it has room.
+* the **waiter thread** sits in ``queue.wait_for_work`` (LISTEN/NOTIFY on PostgreSQL; on
+  SQLite and MongoDB no query either) and wakes the main loop when new work may be due;
+  only while the last claim came back short, as a worker whose claims come back full
+  claims again anyway once it has room.
 
 Every write about a claimed run is fenced by (run id, attempt, worker id): a run whose
 lease was lost is dropped, and its late outcome changes nothing.
@@ -66,8 +67,9 @@ GRACE = 0.5  # seconds past its stop deadline that run() waits for a store call 
 QUICK_JOB = 0.005  # seconds: jobs quicker than this on average are claimed a batch ahead
 DEFAULT_BATCH = 100  # for queues that say nothing (a claim there may be a round trip per run)
 MAX_RETRY_DELAY = 30 * 86400.0  # seconds: the longest a retry waits, whatever the attempt
-# An idle worker on a store that wakes it for new work (PostgreSQL's LISTEN/NOTIFY) looks
-# for runs that became due on their own (run_at, retries) every this many polls.
+# An idle worker on a store that wakes it for new work (PostgreSQL's LISTEN/NOTIFY, SQLite's
+# watched files, MongoDB's change stream) looks for runs that became due on their own
+# (run_at, retries) every this many polls.
 IDLE_POLLS = 2
 
 

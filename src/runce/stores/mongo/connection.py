@@ -42,7 +42,7 @@ Document = dict[str, Any]
 SERVER_SELECTION_TIMEOUT_MS = 5000
 _CODEC: CodecOptions[Document] = CodecOptions(document_class=dict, tz_aware=True, tzinfo=UTC)
 CLOSE_WAIT = 0.2  # seconds a close waits for pymongo's own (ms when the server answers)
-CLOCK_REFRESH = 10.0
+CLOCK_REFRESH = 30.0  # seconds; an idle worker reads the clock once per refresh
 TRANSACTION_RETRY_FOR = 30.0
 _COMMAND_NOT_FOUND = 59
 

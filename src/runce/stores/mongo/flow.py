@@ -115,6 +115,8 @@ class LimitedClaims:
         # Waiting long for the locks would hand the worker runs it no longer trusts to
         # start (their lease counted from its request): claim none this time instead.
         wait = min(FLOW_LOCK_WAIT, claim.lease / 4)
+        if not cached.rows:  # with no limited run due, there is no lock to take
+            return []
         with flow_lock(self._conn, wait) as held:
             return self._claim_limited(claim, limited, cached) if held else []
 

@@ -14,10 +14,12 @@ A run is one document, ``_id`` = the run id, with camelCase fields and BSON date
   abort with the caller's writes. The collections must exist before that transaction
   starts (any earlier write, or ``runce db upgrade``): MongoDB cannot use a collection
   created after a transaction's snapshot.
-* ``wait_for_work`` polls a wake signal (``{_id: "~wake", seq}`` in the workers collection,
-  counted up by every enqueue, retry and requeue: a point read every 25 ms) and is woken
-  at once by enqueues and retries made in this process. Runs that become due later (a
-  retry's backoff) are found by the worker's own periodic claims.
+* ``wait_for_work`` waits for the wake signal (``{_id: "~wake", seq}`` in the workers
+  collection, counted up by every enqueue, retry and requeue) to move: through a change
+  stream where the server has them (``wake.py``), else by reading it, every 25 ms after
+  it moved and backing off to every 0.5 s while it stays put; enqueues and retries made
+  in this process wake it at once. Runs that become due later (a retry's backoff) are
+  found by the worker's own periodic claims.
 
 Each step has a module of its own: ``enqueue`` (idempotency keys, debounce), ``claim``
 (due runs in claim order, taken atomically per document), ``flow`` (claims under
@@ -80,10 +82,13 @@ from runce.stores.mongo.run_documents import (
     server_now,
 )
 from runce.stores.mongo.schema import Schema
-from runce.stores.mongo.wake import WAKE_ID, wake_others, wake_signal, waker
+from runce.stores.mongo.wake import WAKE_ID, wake_others, wake_signal, waker, watch_for
 from runce.stores.queue import RunQueue, counted, split_claim, stats_of
 
-POLL = 0.025  # seconds between looks at the wake signal in wait_for_work
+# Without change streams (a standalone server), wait_for_work reads the wake signal every
+# POLL seconds after it moved, backing off to every POLL_MAX while it stays put.
+POLL = 0.025
+POLL_MAX = 0.5
 _NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 _OLDEST_FIRST = [("createdAt", 1), ("_id", 1)]
 # The filters of a page of runs that match a field as they are: the filter's name -> field.
@@ -97,6 +102,10 @@ _PAGE_FIELDS = {
 
 
 class MongoRunQueue:
+    # wait_for_work returns within a moment of an enqueue anywhere (the wake signal): an
+    # idle worker needs to look for due runs less often (only for those due on their own).
+    wakes_for_new_work = True
+
     def __init__(self, conn: Connection, schema: Schema) -> None:
         self._conn = conn
         self._schema = schema
@@ -106,6 +115,10 @@ class MongoRunQueue:
         self._seen: Any = None  # the wake signal as wait_for_work last saw it
         self._due = DueRuns(conn.runs)
         self._limited = LimitedClaims(conn)
+        self._poll_every = POLL  # seconds between reads of the signal, when it must poll
+        # The kinds of the last exchange's claim, when it took no run: the next one looks
+        # before it claims.
+        self._found_none: tuple[tuple[str, ...] | None] | None = None
 
     def now(self) -> datetime:
         return server_now(self._conn)
@@ -203,8 +216,26 @@ class MongoRunQueue:
         done = self.complete(outcomes) if outcomes else []
         if claim is None or claim.limit <= 0:
             return done, []
+        kinds = tuple(claim.kinds) if claim.kinds is not None else None
+        if self._found_none == (kinds,) and not self._any_due(kinds):
+            return done, []  # an idle worker's look: one read
+        taken = self._claim_for(claim)
+        self._found_none = None if taken else (kinds,)
+        return done, taken
+
+    def _any_due(self, kinds: tuple[str, ...] | None) -> bool:
+        """Whether any run of ``kinds`` is due: after a claim that took none, the next one
+        asks this first (one read), and claims only when it says yes."""
+        self._schema.prepare()
+        with self._conn.translated("look for due runs"):
+            query: Document = {"state": "queued", "runAt": {"$lte": self.now()}}
+            if kinds is not None:
+                query["kind"] = {"$in": list(kinds)}
+            return self._runs.find_one(query, {"_id": 1}) is not None
+
+    def _claim_for(self, claim: ClaimRequest) -> list[Run]:
         if not claim.limits:
-            return done, self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
+            return self.claim(claim.worker_id, claim.kinds, claim.limit, claim.lease)
         limited, unlimited = split_claim(claim)
         self._schema.prepare()
         with self._conn.translated(f"claim runs for worker {claim.worker_id}"):
@@ -212,7 +243,7 @@ class MongoRunQueue:
             rest = claim.limit - len(taken)
             if unlimited and rest > 0:
                 taken += self._claim(claim.worker_id, unlimited, rest, claim.lease)
-        return done, taken
+        return taken
 
     def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
         if not fences:
@@ -415,20 +446,30 @@ class MongoRunQueue:
 
     def wait_for_work(self, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 0.0)
+        location = self._conn.location
+        key = (location.url, location.database, location.runs, location.workers)
         with self._conn.translated("wait for new runs"):
-            if self._seen is None:
-                self._seen = self._signal()
+            watch = watch_for(key, self._conn.workers, WAKE_ID, self._waker)
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                if self._waker.wait(min(POLL, left)):
+                if watch.watching:  # a change stream wakes us: no reads meanwhile
+                    if self._waker.wait(left):
+                        self._waker.clear()
+                    return
+                if self._seen is None:
+                    self._seen = self._signal()
+                if self._waker.wait(min(self._poll_every, left)):
                     self._waker.clear()
                     return
                 signal = self._signal()
                 if signal != self._seen:
                     self._seen = signal
+                    self._poll_every = POLL
                     return
+                # Nothing moved: look less often, never so seldom that new work waits long.
+                self._poll_every = min(self._poll_every * 1.5, POLL_MAX)
 
     def _signal(self) -> Any:
         return wake_signal(self._conn)

@@ -11,10 +11,11 @@ time written is SQLite's clock, read once per transaction. Enqueues read back on
 inserted and acknowledgements a :class:`~runce.domain.runs.Landed` per run: the caller has
 the rest.
 
-Waiting: :meth:`SQLiteRunQueue.wait_for_work` polls ``PRAGMA data_version`` on a connection
-of its own (it changes whenever another connection commits) every millisecond, every 20 ms
-after a second without changes; enqueues and retries through the same store object wake it
-at once.
+Waiting: :meth:`SQLiteRunQueue.wait_for_work` watches files with ``os.stat``, no query, so
+an idle worker costs the database nothing while it waits: every enqueue, retry and requeue
+appends a byte to a wake file beside the database (``<file>-wake``), which waiters look at
+every millisecond after news, every 20 ms after a quiet second (see :class:`_Waiter`).
+Enqueues and retries through the same store object wake it at once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from runce.domain.runs import (
@@ -50,7 +52,7 @@ from runce.domain.runs import (
     check_outcomes,
     limited_want,
 )
-from runce.errors import UsageError
+from runce.errors import StoreUnavailable, UsageError
 from runce.stores.queue import (
     Bucket,
     Candidate,
@@ -110,6 +112,9 @@ class SQLiteRunQueue:
     # Runs a worker claims in one statement (and holds ahead, for quick jobs): a claim or
     # an acknowledgement is one statement whatever its size, and each exchange is a commit.
     claim_batch = 500
+    # wait_for_work returns as soon as a run is enqueued or requeued (the wake file): an idle
+    # worker needs to look for due runs less often (only for those due on their own).
+    wakes_for_new_work = True
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -144,7 +149,8 @@ class SQLiteRunQueue:
             _join_transaction(conn)
             schema.ensure_current(conn, self._db.path, auto_migrate=self._db.auto_migrate)
             results = _enqueue(conn, batch, _now(conn))
-        # Waiters elsewhere see the commit (data_version); a waiter here may wake for nothing.
+        # Waiters elsewhere see the commit (the wake file makes every commit news for a while);
+        # a waiter here may wake for nothing.
         self._waiter.announce()
         return results
 
@@ -173,6 +179,9 @@ class SQLiteRunQueue:
 
         result = self._db.write(work, what="acknowledge and claim runs")
         self._announce_requeued(done_with)
+        if done_with and claim is not None and claim.limits:
+            # Finished runs of limited kinds may let another worker start one held back.
+            self._waiter.tell_others()
         return result
 
     def heartbeat(self, fences: Sequence[Fence], lease: float) -> dict[str, Beat]:
@@ -615,36 +624,69 @@ def _join_transaction(conn: sqlite3.Connection) -> None:
 
 # --- waiting for work -------------------------------------------------------------------------
 
-_FAST_POLL = 0.001  # seconds between polls while things happen
-_SLOW_POLL = 0.02  # ... once nothing changed for _QUIET seconds
+_FAST_POLL = 0.001  # seconds between looks at the files after news
+_SLOW_POLL = 0.02  # ... once there was none for _QUIET seconds
 _QUIET = 1.0
-_UNSET = -1
+# After the wake file moved, this many seconds during which any commit is news too: an
+# enqueue in the caller's transaction moves the wake file before the caller commits.
+_EAGER = 5.0
+_WAKE_FILE_MAX = 4096  # bytes the wake file grows to before it starts over
+_UNSET: tuple[object, ...] = ("unset",)
+# What a file's stat says of a write: its size, and its modification time.
+Signature = tuple[object, ...]
 
 
 class _Waiter:
-    """Waits for a commit by any other connection to the file, or for this store's own news.
+    """Waits for news of work, from any process, or for this store's own.
 
-    ``PRAGMA data_version`` on a connection of the waiter's own changes whenever another
-    connection, in any process, commits; reading it touches only the WAL index, no table.
-    Changes are counted in ``generation``, together with this store object's announcements;
-    a thread returns when the count moved past the one it saw when it last returned, so a
-    commit made between two waits (say, while the worker claimed) is not slept through.
+    Without a query: it watches files with ``os.stat``. Every enqueue, retry and requeue
+    (whatever moves PostgreSQL's ``NOTIFY`` or MongoDB's wake signal) appends a byte to the
+    wake file beside the database (``<file>-wake``) once it has committed, so its size
+    changes; a waiter that sees it change returns. Commits of other kinds (workers'
+    heartbeats and claims) change only the database and its write-ahead log (``-wal``),
+    and wake nobody, so idle workers do not wake each other. Two exceptions make every
+    commit news: for :data:`_EAGER` seconds after the wake file moved (an enqueue in the
+    caller's own transaction moves it before the caller commits), and while a database
+    that existed when the waiter first looked has no wake file (writers that keep none,
+    an older runce, used it so far).
+
+    News is counted in ``generation``, together with this store object's announcements; a
+    thread returns when the count moved past the one it saw when it last returned, so news
+    between two waits (say, while the worker claimed) is not slept through.
     """
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._files = (db.path, db.path.with_name(db.path.name + "-wal"))
+        self._wake_file = db.path.with_name(db.path.name + "-wake")
         self._changed = threading.Condition()
         self._generation = 0
         self._last_change = time.monotonic()
+        self._eager_until = 0.0  # time.monotonic() until which every commit is news
+        self._unannounced = False  # the file existed without a wake file when first looked at
         self._seen = threading.local()  # per thread: the generation it last returned on
         self._poll_guard = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._version: int | None = _UNSET  # the data_version last read; None: no file yet
-        self._pid = os.getpid()
+        self._signature: Signature = _UNSET  # the database and its log, as last looked at
+        self._wake: Signature = _UNSET  # the wake file, as last looked at
 
     def announce(self) -> None:
+        """News from this store object (it committed): waiters in other processes learn it
+        from the wake file, waiters on this object at once."""
+        self.tell_others()
         with self._changed:
             self._bump()
+
+    def tell_others(self) -> None:
+        """Wake waiters in other processes (through the wake file), not this one's."""
+        try:
+            with open(self._wake_file, "ab") as wake:  # at its end
+                if wake.tell() >= _WAKE_FILE_MAX:
+                    wake.truncate(0)
+                wake.write(b".")  # its size moves with every byte, even within a clock tick
+        except OSError:  # a folder runce may not write to: its waiters see the commit
+            return
+        with self._poll_guard:  # this waiter has its news from the bump that follows
+            if self._wake != _UNSET:
+                self._wake = _stat_signature(self._wake_file)
 
     def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -665,10 +707,7 @@ class _Waiter:
 
     def close(self) -> None:
         with self._poll_guard:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
-            self._version = _UNSET
+            self._signature = self._wake = _UNSET
 
     def _bump(self) -> None:
         self._generation += 1
@@ -677,26 +716,35 @@ class _Waiter:
 
     def _poll(self) -> None:
         with self._poll_guard:
-            if self._pid != os.getpid():
-                # A forked child must not use its parent's connection: open its own.
-                self._conn, self._version, self._pid = None, _UNSET, os.getpid()
-            previous = self._version
-            current = self._read_version()
-            self._version = current
-        if previous != _UNSET and current != previous:
+            before, woke_before = self._signature, self._wake
+            wake = self._wake = _stat_signature(self._wake_file)
+            files = self._signature = tuple(map(_stat_signature, self._files))
+            if before == _UNSET:
+                # A file that exists without a wake file was written by others than runce
+                # (or an older one): every commit to it is news while it has none.
+                self._unannounced = files[0] != _MISSING
+                return
+            now = time.monotonic()
+            news = wake != woke_before
+            if news:
+                self._eager_until = now + _EAGER
+            elif files != before:
+                unannounced = self._unannounced and wake == _MISSING
+                news = unannounced or now < self._eager_until
+        if news:
             with self._changed:
                 self._bump()
 
-    def _read_version(self) -> int | None:
-        with self._db.translated("watch for new runs"):
-            if self._conn is None:
-                if not self._db.path.exists():
-                    return None
-                self._conn = self._db.connect()
-            try:
-                version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc).lower() or "busy" in str(exc).lower():
-                    return self._version  # try again at the next poll
-                raise
-            return version
+
+_MISSING: Signature = (None,)
+
+
+def _stat_signature(path: Path) -> Signature:
+    """What changes in a file's stat when it is written (_MISSING: no such file)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return _MISSING
+    except OSError as exc:  # unreadable folder: said as runce says a file it cannot use
+        raise StoreUnavailable(f"cannot watch {path} for new runs: {exc.strerror}") from None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
