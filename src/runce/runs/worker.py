@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
-from runce import tracing
+from runce import logformat, tracing
 from runce.domain.runs import (
     ClaimRequest,
     KindLimit,
@@ -52,7 +52,7 @@ from runce.runs.backoff import Backoff, Outage
 from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
-from runce.runs.redact import scrub
+from runce.runs.redact import Redactor, scrub
 from runce.runs.service import backoff_delay, canonical_json, cap_error, traceback_of
 from runce.stores.queue import RunQueue, TransactionalRunQueue
 from runce.timeutil import utcnow
@@ -596,44 +596,33 @@ class Worker:
             batch = self._tell.get()
             if batch is None:
                 return
-            for outcome, run, took, error in batch:
-                try:
-                    self._told(outcome, run, took, error)
-                except Exception:  # a log handler or a metric failed: the worker goes on
-                    log.debug("run %s: its outcome could not be told", run.id, exc_info=True)
+            self._tell_batch(batch)
 
-    def _told(self, outcome: Outcome, run: Run, took: float, error: BaseException | None) -> None:
-        level = _LEVEL_OF[outcome.kind]
-        if log.isEnabledFor(level):
-            # The record made here, not by log.log(), which would walk the stack for where
-            # it was called from (always this line) on every run.
-            exc = error if outcome.kind == "failed" and error is not None else None
-            record = log.makeRecord(
-                log.name,
-                level,
-                __file__,
-                0,
-                "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s",
-                (
-                    _EVENT_OF[outcome.kind] or "run.released",
-                    run.id,
-                    run.kind,
-                    outcome.fence.attempt,
-                    took * 1000,
-                    f" error={_one_line(outcome.error)}" if outcome.error else "",
-                ),
-                (type(exc), exc, exc.__traceback__) if exc is not None else None,
-                "_told",
-                {
-                    "run_id": run.id,
-                    "kind": run.kind,
-                    "attempt": outcome.fence.attempt,
-                    "duration_ms": round(took * 1000, 1),
-                },
-            )
-            log.handle(record)
-        if self.observer is not None:
-            self.observer.attempt_done(run, outcome.kind, took)
+    def _tell_batch(self, batch: list[_Told]) -> None:
+        # Where the lines go only to runce's own handler (as under `runce worker`), they are
+        # formatted here, without a LogRecord each, and written in one go; a failure's line,
+        # which carries its exception, goes through logging (after the lines before it).
+        direct = logformat.direct_handler(log, _is_redactor)
+        lines: list[str] = []
+        for outcome, run, took, error in batch:
+            try:
+                level = _LEVEL_OF[outcome.kind]
+                if log.isEnabledFor(level):
+                    exc = error if outcome.kind == "failed" and error is not None else None
+                    if direct is not None and exc is None:
+                        if level >= direct[0].level:
+                            lines.append(_line(direct[1], level, outcome, run, took))
+                    else:
+                        if lines and direct is not None:
+                            direct[0].write_lines(lines)
+                            lines = []
+                        _log_record(level, outcome, run, took, exc)
+                if self.observer is not None:
+                    self.observer.attempt_done(run, outcome.kind, took)
+            except Exception:  # a log handler or a metric failed: the worker goes on
+                log.debug("run %s: its outcome could not be told", run.id, exc_info=True)
+        if lines and direct is not None:
+            direct[0].write_lines(lines)
 
     def _release(self, which: Callable[[_Slot], bool]) -> None:
         """Hand runs back to the queue unfinished, without spending their attempt."""
@@ -1130,3 +1119,58 @@ TRANSACTIONAL_NEEDS_SQL = (
 
 def _one_line(text: str | None) -> str:
     return (text or "").splitlines()[0][:200] if text else ""
+
+
+# The line of a landed outcome: its event, the run, and how long its job ran.
+_LINE = "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s"
+
+
+def _line_args(outcome: Outcome, run: Run, took: float) -> tuple[Any, ...]:
+    return (
+        _EVENT_OF[outcome.kind] or "run.released",
+        run.id,
+        run.kind,
+        outcome.fence.attempt,
+        took * 1000,
+        f" error={_one_line(outcome.error)}" if outcome.error else "",
+    )
+
+
+def _is_redactor(candidate: Any) -> bool:
+    return isinstance(candidate, Redactor)
+
+
+def _line(
+    formatter: logformat.LineFormatter, level: int, outcome: Outcome, run: Run, took: float
+) -> str:
+    """The line a record of :func:`_log_record` would be formatted into, made without it;
+    masked as the worker's logger's filters (redactors only) would mask that record."""
+    message = _LINE % _line_args(outcome, run, took)
+    for redactor in log.filters:
+        message = redactor.scrub(message)  # type: ignore[union-attr]
+    fields = logformat.Fields(run.id, run.kind, outcome.fence.attempt, round(took * 1000, 1))
+    return formatter.line(time.time(), logging.getLevelName(level), log.name, message, fields)
+
+
+def _log_record(
+    level: int, outcome: Outcome, run: Run, took: float, exc: BaseException | None
+) -> None:
+    # The record made here, not by log.log(), which would walk the stack for where it was
+    # called from (always this line) on every run.
+    record = log.makeRecord(
+        log.name,
+        level,
+        __file__,
+        0,
+        _LINE,
+        _line_args(outcome, run, took),
+        (type(exc), exc, exc.__traceback__) if exc is not None else None,
+        "_told",
+        {
+            "run_id": run.id,
+            "kind": run.kind,
+            "attempt": outcome.fence.attempt,
+            "duration_ms": round(took * 1000, 1),
+        },
+    )
+    log.handle(record)
