@@ -121,7 +121,6 @@ class _Slot:
     __slots__ = (
         "cancel",
         "cancel_asked",
-        "ctx",
         "error",
         "job",
         "renewed",
@@ -143,7 +142,6 @@ class _Slot:
         self.started: float | None = None
         self.took: float | None = None  # seconds the job ran, once it returned
         self.error: BaseException | None = None  # what a failed attempt raised
-        self.ctx: JobContext | None = None
 
     def is_set(self) -> bool:
         return self.cancel
@@ -942,7 +940,6 @@ class Worker:
     def _execute(self, slot: _Slot) -> Outcome | None:
         """Run the job; its outcome, or None when it was not started after all."""
         ctx = self._context(slot)
-        slot.ctx = ctx
         if slot.job.transactional:
             return self._execute_in_transaction(slot, ctx)
         try:
