@@ -602,6 +602,7 @@ class Worker:
         # which carries its exception, goes through logging (after the lines before it).
         direct = logformat.direct_handler(log, _is_redactor)
         lines: list[str] = []
+        now = time.time()  # the lines of one batch are made within a millisecond or so
         for outcome, run, took, error in batch:
             try:
                 level = _LEVEL_OF[outcome.kind]
@@ -609,7 +610,7 @@ class Worker:
                     exc = error if outcome.kind == "failed" and error is not None else None
                     if direct is not None and exc is None:
                         if level >= direct[0].level:
-                            lines.append(_line(direct[1], level, outcome, run, took))
+                            lines.append(_line(direct[1], now, level, outcome, run, took))
                     else:
                         if lines and direct is not None:
                             direct[0].write_lines(lines)
@@ -1138,15 +1139,21 @@ def _is_redactor(candidate: Any) -> bool:
 
 
 def _line(
-    formatter: logformat.LineFormatter, level: int, outcome: Outcome, run: Run, took: float
+    formatter: logformat.LineFormatter,
+    now: float,
+    level: int,
+    outcome: Outcome,
+    run: Run,
+    took: float,
 ) -> str:
-    """The line a record of :func:`_log_record` would be formatted into, made without it;
-    masked as the worker's logger's filters (redactors only) would mask that record."""
+    """The line a record of :func:`_log_record` made at ``now`` would be formatted into,
+    made without it; masked as the worker's logger's filters (redactors only) would mask
+    that record's message."""
     message = _LINE % _line_args(outcome, run, took)
     for redactor in log.filters:
         message = redactor.scrub(message)  # type: ignore[union-attr]
     fields = logformat.Fields(run.id, run.kind, outcome.fence.attempt, round(took * 1000, 1))
-    return formatter.line(time.time(), logging.getLevelName(level), log.name, message, fields)
+    return formatter.line(now, logging.getLevelName(level), log.name, message, fields)
 
 
 def _log_record(
