@@ -186,9 +186,8 @@ def test_a_line_written_directly_reads_as_its_record_would(
     _work(store, 5)
     direct = stderr.getvalue().splitlines()
     # The same work where another handler also listens: every line is a record.
-    heard: list[logging.LogRecord] = []
-    other = logging.Handler()
-    other.emit = heard.append  # type: ignore[method-assign]
+    other = _Heard()
+    heard = other.records
     WORKER.addHandler(other)
     try:
         _work(store, 5)
@@ -205,6 +204,15 @@ def test_a_line_written_directly_reads_as_its_record_would(
     assert sorted(map(shape, formatted)) == sorted(
         shape(line) for line in direct if line.startswith(direct[0][:4])
     )
+
+
+class _Heard(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 class _Filter(logging.Filter):
