@@ -28,16 +28,22 @@ from typing import Any
 FIELDS = ("run_id", "kind", "attempt", "duration_ms", "task_id")
 
 _second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+_last: tuple[float, str] = (-1.0, "")  # the last time formatted, and its text
 
 
 def _iso(created: float) -> str:
-    global _second
+    global _second, _last
+    last_created, stamp = _last
+    if created == last_created:  # the lines of one batch of a worker's
+        return stamp
     whole = int(created)
     last, text = _second
     if whole != last:  # a worker writes hundreds of lines a second: format each second once
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
         _second = (whole, text)
-    return f"{text}.{int((created - whole) * 1000):03d}Z"
+    stamp = f"{text}.{int((created - whole) * 1000):03d}Z"
+    _last = (created, stamp)
+    return stamp
 
 
 def _masked(text: str) -> str:
@@ -69,6 +75,12 @@ class LineFormatter(logging.Formatter):
         has them); ``exception``: the masked text of the exception it carries."""
         raise NotImplementedError
 
+    def lines(self, created: float, logger: str, entries: list[tuple[str, str, Any]]) -> list[str]:
+        """``line()`` of each ``(level, message, fields)`` of ``logger`` at ``created``."""
+        return [
+            self.line(created, level, logger, message, fields) for level, message, fields in entries
+        ]
+
 
 class TextFormatter(LineFormatter):
     """``2026-01-31T09:00:00.123Z INFO runce.worker: run.succeeded id=...``."""
@@ -85,6 +97,13 @@ class TextFormatter(LineFormatter):
         who = getattr(fields, "task_id", None) or logger
         text = f"{_iso(created)} {level} {who}: {message}"
         return text if exception is None else f"{text}\n{exception}"
+
+    def lines(self, created: float, logger: str, entries: list[tuple[str, str, Any]]) -> list[str]:
+        stamp = _iso(created)  # line()'s text, the time formatted once
+        return [
+            f"{stamp} {level} {getattr(fields, 'task_id', None) or logger}: {message}"
+            for level, message, fields in entries
+        ]
 
 
 class JsonFormatter(LineFormatter):

@@ -260,3 +260,39 @@ def test_lines_go_through_logging_unless_runces_handler_alone_takes_them(
     else:
         monkeypatch.setattr(WORKER, "propagate", False)
     assert direct_handler(WORKER, _redactors_only) is None
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
+def test_lines_of_one_batch_read_as_each_line_alone(formatter: LineFormatter) -> None:
+    from runce.logformat import Fields
+
+    entries: list[tuple[str, str, Any]] = [
+        ("INFO", "run.succeeded id=a kind=k attempt=1 duration_ms=0.1", Fields("a", "k", 1, 0.1)),
+        ("WARNING", "run.retrying id=b kind=k attempt=2 duration_ms=3.0", Fields("b", "k", 2, 3.0)),
+    ]
+    for created in (1_780_000_000.0, 1_780_000_000.9994, 1_780_000_001.5):
+        assert formatter.lines(created, "runce.worker", entries) == [
+            formatter.line(created, level, "runce.worker", message, fields)
+            for level, message, fields in entries
+        ]
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["run.succeeded id=a kind=k", "run.succeeded id=b kind=k"],
+        ["run.retrying id=a error=RuntimeError: api_key=hunter2", "run.succeeded id=b"],
+        ["run.succeeded id=a kind=token.refresh", "run.failed error=é token: x"],
+        ["a line with the secret s3cr3t-value", "and one without"],
+        ["ends with api_key", "=hunter2 starts the next"],
+        [],
+    ],
+)
+def test_a_batch_is_masked_as_each_of_its_lines_alone(
+    texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runce.runs import secrets
+
+    monkeypatch.setattr(secrets, "known_values", lambda: frozenset({"s3cr3t-value"}))
+    redactor = redact.Redactor(["api_key", "token"])
+    assert redactor.scrub_many(texts) == [redactor.scrub(text) for text in texts]

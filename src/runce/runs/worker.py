@@ -601,7 +601,7 @@ class Worker:
         # formatted here, without a LogRecord each, and written in one go; a failure's line,
         # which carries its exception, goes through logging (after the lines before it).
         direct = logformat.direct_handler(log, _is_redactor)
-        lines: list[str] = []
+        entries: list[tuple[str, str, Any]] = []  # lines to write: level, message, fields
         now = time.time()  # the lines of one batch are made within a millisecond or so
         for outcome, run, took, error in batch:
             try:
@@ -610,18 +610,21 @@ class Worker:
                     exc = error if outcome.kind == "failed" and error is not None else None
                     if direct is not None and exc is None:
                         if level >= direct[0].level:
-                            lines.append(_line(direct[1], now, level, outcome, run, took))
+                            entries.append(_entry(level, outcome, run, took))
                     else:
-                        if lines and direct is not None:
-                            direct[0].write_lines(lines)
-                            lines = []
+                        if entries and direct is not None:
+                            _write(direct, now, entries)
+                            entries = []
                         _log_record(level, outcome, run, took, exc)
                 if self.observer is not None:
                     self.observer.attempt_done(run, outcome.kind, took)
             except Exception:  # a log handler or a metric failed: the worker goes on
                 log.debug("run %s: its outcome could not be told", run.id, exc_info=True)
-        if lines and direct is not None:
-            direct[0].write_lines(lines)
+        if entries and direct is not None:
+            try:
+                _write(direct, now, entries)
+            except Exception:
+                log.debug("%d outcome line(s) could not be written", len(entries), exc_info=True)
 
     def _release(self, which: Callable[[_Slot], bool]) -> None:
         """Hand runs back to the queue unfinished, without spending their attempt."""
@@ -1138,22 +1141,31 @@ def _is_redactor(candidate: Any) -> bool:
     return isinstance(candidate, Redactor)
 
 
-def _line(
-    formatter: logformat.LineFormatter,
-    now: float,
-    level: int,
-    outcome: Outcome,
-    run: Run,
-    took: float,
-) -> str:
-    """The line a record of :func:`_log_record` made at ``now`` would be formatted into,
-    made without it; masked as the worker's logger's filters (redactors only) would mask
-    that record's message."""
-    message = _LINE % _line_args(outcome, run, took)
-    for redactor in log.filters:
-        message = redactor.scrub(message)  # type: ignore[union-attr]
+def _entry(level: int, outcome: Outcome, run: Run, took: float) -> tuple[str, str, Any]:
+    """What the line of a record of :func:`_log_record` is made of, made without it: the
+    level's name, the message and the fields."""
     fields = logformat.Fields(run.id, run.kind, outcome.fence.attempt, round(took * 1000, 1))
-    return formatter.line(now, logging.getLevelName(level), log.name, message, fields)
+    return logging.getLevelName(level), _LINE % _line_args(outcome, run, took), fields
+
+
+def _write(
+    direct: tuple[logformat.StderrHandler, logformat.LineFormatter],
+    now: float,
+    entries: list[tuple[str, str, Any]],
+) -> None:
+    """Write lines of entries made at ``now`` in one go, their messages masked as the worker's
+    logger's filters (redactors only) would mask their records'."""
+    handler, formatter = direct
+    written = [message for _, message, _ in entries]
+    messages = written
+    for redactor in log.filters:
+        messages = redactor.scrub_many(messages)  # type: ignore[union-attr]
+    if messages is not written:  # something was masked
+        entries = [
+            (level, message, fields)
+            for (level, _, fields), message in zip(entries, messages, strict=True)
+        ]
+    handler.write_lines(formatter.lines(now, log.name, entries))
 
 
 def _log_record(
