@@ -128,7 +128,7 @@ def attempt_tracer() -> Any:
     return provider.get_tracer("runce", __version__)
 
 
-# The trace context last extracted, and what it gave: the runs of one batch enqueue share it.
+# The trace context last read, and what it gave: the runs of one batch enqueue share it.
 _last_parent: tuple[tuple[str | None, str | None], Any] = ((None, None), None)
 
 
@@ -140,9 +140,30 @@ def _parent_of(trace_context: Mapping[str, str] | None) -> Any:
     last_key, last = _last_parent
     if key == last_key:
         return last
-    parent = _api.propagate.extract(trace_context)
+    parent = _context_of(*key)
     _last_parent = (key, parent)
     return parent
+
+
+def _context_of(traceparent: str | None, tracestate: str | None) -> Any:
+    """The context a stored W3C trace context continues: what the API's W3C propagator
+    would extract from it (the same checks and the same objects), without the propagators
+    and getters around it, once per run whose enqueue had a trace of its own. None for a
+    value that is not one (written around runce): the attempt's span begins a trace."""
+    if traceparent is None or not _TRACEPARENT.match(traceparent) or traceparent[:2] == "ff":
+        return None
+    trace = _api.trace
+    state = None
+    if tracestate is not None and _TRACESTATE.match(tracestate):
+        state = trace.TraceState.from_header([tracestate])
+    span_context = trace.SpanContext(
+        trace_id=int(traceparent[3:35], 16),
+        span_id=int(traceparent[36:52], 16),
+        is_remote=True,
+        trace_flags=trace.TraceFlags(int(traceparent[53:55], 16)),
+        trace_state=state,
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context), _api.context.Context())
 
 
 def start_attempt(tracer: Any, run: Any) -> tuple[Any, object]:

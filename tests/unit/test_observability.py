@@ -229,6 +229,48 @@ def test_only_a_well_formed_traceparent_is_kept(carrier: dict[str, str], kept: b
     assert (tracing.checked(carrier) is not None) is kept
 
 
+_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+_SPAN_ID = "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "tracestate"),
+    [
+        (f"00-{_TRACE_ID}-{_SPAN_ID}-01", None),
+        (f"00-{_TRACE_ID}-{_SPAN_ID}-00", None),
+        (f"00-{_TRACE_ID}-{_SPAN_ID}-01", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+        (f"00-{_TRACE_ID}-{_SPAN_ID}-01", "not a list member"),
+        (f"00-{_TRACE_ID}-{_SPAN_ID}-01", ""),
+        (f"01-{_TRACE_ID}-{_SPAN_ID}-03", None),
+        (f"ff-{_TRACE_ID}-{_SPAN_ID}-01", None),
+        (f"00-{'0' * 32}-{_SPAN_ID}-01", None),
+        (f"00-{_TRACE_ID}-{'0' * 16}-01", None),
+        (f"00-{_TRACE_ID.upper()}-{_SPAN_ID}-01", None),
+        ("00-xyz", "k=v"),
+        (None, "k=v"),
+    ],
+)
+def test_a_stored_trace_context_is_continued_as_the_w3c_propagator_reads_it(
+    traceparent: str | None, tracestate: str | None
+) -> None:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    assert tracing.enabled()
+    carrier = {
+        name: value
+        for name, value in (("traceparent", traceparent), ("tracestate", tracestate))
+        if value is not None
+    }
+    expected = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier))
+    context = tracing._context_of(traceparent, tracestate)
+    found = trace.get_current_span(context)
+    assert found.get_span_context() == expected.get_span_context()
+    if context is not None:
+        assert dict(found.get_span_context().trace_state) == dict(
+            expected.get_span_context().trace_state
+        )
+
+
 def test_the_worker_counts_each_landed_attempt_by_kind_and_outcome(
     store: memory.MemoryStore,
 ) -> None:

@@ -21,6 +21,7 @@ from runce.cli.remote import Command
 from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, resolve_config
 from runce.errors import LockHeld, RunceError
 from runce.errortext import message_of
+from runce.logformat import StderrHandler
 from runce.tasks import api
 from runce.tasks.report import RunReport, TaskResult
 from runce.tasks.runner import bound_of, chosen_ids
@@ -610,7 +611,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None, prog_name: str = "runce") -> None:
     """Run the CLI; runce's errors become one sentence and their exit code (under
     ``--json``, one JSON object on stderr, with the same exit code)."""
-    logging.basicConfig(level=logging.INFO, handlers=[_TaskLogHandler()])
+    logging.basicConfig(level=logging.INFO, handlers=[StderrHandler()])
     use_format("text")
     signal.signal(signal.SIGTERM, _on_sigterm)
     as_json = _wants_json(sys.argv[1:] if argv is None else argv)
@@ -658,12 +659,3 @@ def _interrupted(exc: KeyboardInterrupt, as_json: bool = False) -> NoReturn:
         "with that reason"
     )
     _fail("Interrupted", message, EXIT_INTERRUPTED, as_json)
-
-
-class _TaskLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Logs on stderr (formatted by :mod:`runce.cli.logs`)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # Looked up each time: on a terminal, the live display redirects stderr above itself.
-        self.stream = sys.stderr
-        super().emit(record)

@@ -6,6 +6,7 @@ then works on a runce server instead of the store, with the same output.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -181,6 +182,10 @@ def worker(
             f"(concurrency {running.options.concurrency})",
             err=True,
         )
+    # What starting made (modules, configuration, the jobs) lives as long as the process:
+    # set aside from garbage collection, so that the collections the work itself sets off
+    # (every run allocates) do not walk it again and again.
+    gc.freeze()
     summary = running.run()
     if as_json:
         output.echo_json(summary.to_dict())

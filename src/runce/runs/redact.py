@@ -62,6 +62,17 @@ class Redactor(logging.Filter):
                 text = text.replace(value, MASK)
         return text
 
+    def scrub_many(self, texts: list[str]) -> list[str]:
+        """``[self.scrub(text) for text in texts]``, quicker where none of them can need
+        masking (a worker's lines of one batch): a key's name and every known secret value
+        looked for once in all of them together."""
+        joined = "\n".join(texts)
+        if not (self.pattern is not None and self._may_name_a_key(joined)) and not any(
+            value in joined for value in secrets.known_values()
+        ):
+            return texts
+        return [self.scrub(text) for text in texts]
+
     def _may_name_a_key(self, text: str) -> bool:
         if self._names is None or not text.isascii():
             return True

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
-from runce import tracing
+from runce import logformat, tracing
 from runce.domain.runs import (
     ClaimRequest,
     KindLimit,
@@ -53,7 +53,7 @@ from runce.runs.backoff import Backoff, Outage
 from runce.runs.context import JobContext
 from runce.runs.events import Event, EventBus, events
 from runce.runs.jobs import Job, JobRegistry, registry
-from runce.runs.redact import scrub
+from runce.runs.redact import Redactor, scrub
 from runce.runs.service import backoff_delay, canonical_json, cap_error, traceback_of
 from runce.stores.queue import RunQueue, TransactionalRunQueue
 from runce.timeutil import utcnow
@@ -123,7 +123,6 @@ class _Slot:
     __slots__ = (
         "cancel",
         "cancel_asked",
-        "ctx",
         "error",
         "job",
         "renewed",
@@ -145,7 +144,6 @@ class _Slot:
         self.started: float | None = None
         self.took: float | None = None  # seconds the job ran, once it returned
         self.error: BaseException | None = None  # what a failed attempt raised
-        self.ctx: JobContext | None = None
 
     def is_set(self) -> bool:
         return self.cancel
@@ -598,44 +596,37 @@ class Worker:
             batch = self._tell.get()
             if batch is None:
                 return
-            for outcome, run, took, error in batch:
-                try:
-                    self._told(outcome, run, took, error)
-                except Exception:  # a log handler or a metric failed: the worker goes on
-                    log.debug("run %s: its outcome could not be told", run.id, exc_info=True)
+            self._tell_batch(batch)
 
-    def _told(self, outcome: Outcome, run: Run, took: float, error: BaseException | None) -> None:
-        level = _LEVEL_OF[outcome.kind]
-        if log.isEnabledFor(level):
-            # The record made here, not by log.log(), which would walk the stack for where
-            # it was called from (always this line) on every run.
-            exc = error if outcome.kind == "failed" and error is not None else None
-            record = log.makeRecord(
-                log.name,
-                level,
-                __file__,
-                0,
-                "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s",
-                (
-                    _EVENT_OF[outcome.kind] or "run.released",
-                    run.id,
-                    run.kind,
-                    outcome.fence.attempt,
-                    took * 1000,
-                    f" error={_one_line(outcome.error)}" if outcome.error else "",
-                ),
-                (type(exc), exc, exc.__traceback__) if exc is not None else None,
-                "_told",
-                {
-                    "run_id": run.id,
-                    "kind": run.kind,
-                    "attempt": outcome.fence.attempt,
-                    "duration_ms": round(took * 1000, 1),
-                },
-            )
-            log.handle(record)
-        if self.observer is not None:
-            self.observer.attempt_done(run, outcome.kind, took)
+    def _tell_batch(self, batch: list[_Told]) -> None:
+        # Where the lines go only to runce's own handler (as under `runce worker`), they are
+        # formatted here, without a LogRecord each, and written in one go; a failure's line,
+        # which carries its exception, goes through logging (after the lines before it).
+        direct = logformat.direct_handler(log, _is_redactor)
+        entries: list[tuple[str, str, Any]] = []  # lines to write: level, message, fields
+        now = time.time()  # the lines of one batch are made within a millisecond or so
+        for outcome, run, took, error in batch:
+            try:
+                level = _LEVEL_OF[outcome.kind]
+                if log.isEnabledFor(level):
+                    exc = error if outcome.kind == "failed" and error is not None else None
+                    if direct is not None and exc is None:
+                        if level >= direct[0].level:
+                            entries.append(_entry(level, outcome, run, took))
+                    else:
+                        if entries and direct is not None:
+                            _write(direct, now, entries)
+                            entries = []
+                        _log_record(level, outcome, run, took, exc)
+                if self.observer is not None:
+                    self.observer.attempt_done(run, outcome.kind, took)
+            except Exception:  # a log handler or a metric failed: the worker goes on
+                log.debug("run %s: its outcome could not be told", run.id, exc_info=True)
+        if entries and direct is not None:
+            try:
+                _write(direct, now, entries)
+            except Exception:
+                log.debug("%d outcome line(s) could not be written", len(entries), exc_info=True)
 
     def _release(self, which: Callable[[_Slot], bool]) -> None:
         """Hand runs back to the queue unfinished, without spending their attempt."""
@@ -955,7 +946,6 @@ class Worker:
     def _execute(self, slot: _Slot) -> Outcome | None:
         """Run the job; its outcome, or None when it was not started after all."""
         ctx = self._context(slot)
-        slot.ctx = ctx
         if slot.job.transactional:
             return self._execute_in_transaction(slot, ctx)
         try:
@@ -1132,3 +1122,73 @@ TRANSACTIONAL_NEEDS_SQL = (
 
 def _one_line(text: str | None) -> str:
     return (text or "").splitlines()[0][:200] if text else ""
+
+
+# The line of a landed outcome: its event, the run, and how long its job ran.
+_LINE = "%s id=%s kind=%s attempt=%d duration_ms=%.1f%s"
+
+
+def _line_args(outcome: Outcome, run: Run, took: float) -> tuple[Any, ...]:
+    return (
+        _EVENT_OF[outcome.kind] or "run.released",
+        run.id,
+        run.kind,
+        outcome.fence.attempt,
+        took * 1000,
+        f" error={_one_line(outcome.error)}" if outcome.error else "",
+    )
+
+
+def _is_redactor(candidate: Any) -> bool:
+    return isinstance(candidate, Redactor)
+
+
+def _entry(level: int, outcome: Outcome, run: Run, took: float) -> tuple[str, str, Any]:
+    """What the line of a record of :func:`_log_record` is made of, made without it: the
+    level's name, the message and the fields."""
+    fields = logformat.Fields(run.id, run.kind, outcome.fence.attempt, round(took * 1000, 1))
+    return logging.getLevelName(level), _LINE % _line_args(outcome, run, took), fields
+
+
+def _write(
+    direct: tuple[logformat.StderrHandler, logformat.LineFormatter],
+    now: float,
+    entries: list[tuple[str, str, Any]],
+) -> None:
+    """Write lines of entries made at ``now`` in one go, their messages masked as the worker's
+    logger's filters (redactors only) would mask their records'."""
+    handler, formatter = direct
+    written = [message for _, message, _ in entries]
+    messages = written
+    for redactor in log.filters:
+        messages = redactor.scrub_many(messages)  # type: ignore[union-attr]
+    if messages is not written:  # something was masked
+        entries = [
+            (level, message, fields)
+            for (level, _, fields), message in zip(entries, messages, strict=True)
+        ]
+    handler.write_lines(formatter.lines(now, log.name, entries))
+
+
+def _log_record(
+    level: int, outcome: Outcome, run: Run, took: float, exc: BaseException | None
+) -> None:
+    # The record made here, not by log.log(), which would walk the stack for where it was
+    # called from (always this line) on every run.
+    record = log.makeRecord(
+        log.name,
+        level,
+        __file__,
+        0,
+        _LINE,
+        _line_args(outcome, run, took),
+        (type(exc), exc, exc.__traceback__) if exc is not None else None,
+        "_told",
+        {
+            "run_id": run.id,
+            "kind": run.kind,
+            "attempt": outcome.fence.attempt,
+            "duration_ms": round(took * 1000, 1),
+        },
+    )
+    log.handle(record)
