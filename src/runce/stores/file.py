@@ -135,8 +135,15 @@ def _progress_event(attempt_id: str, done: int, total: int | None) -> Event:
     }
 
 
+_CLAIM_FIELDS = frozenset({"claim_owner", "claim_until"})
+
+
 def _checkpoint_event(checkpoint: Checkpoint) -> Event:
-    values = {f.name: getattr(checkpoint, f.name) for f in fields(Checkpoint)}
+    values = {
+        f.name: getattr(checkpoint, f.name)
+        for f in fields(Checkpoint)
+        if f.name not in _CLAIM_FIELDS  # ranges are not claimed in the file store
+    }
     values["updated_at"] = to_iso(checkpoint.updated_at)
     return {"v": FORMAT_VERSION, "event": "checkpoint", **values}
 
@@ -264,7 +271,11 @@ class _Replay:
         self._set_applied(applied)
 
     def _checkpoint(self, event: Event) -> None:
-        values = {f.name: event[f.name] for f in fields(Checkpoint) if f.name in event}
+        values = {
+            f.name: event[f.name]
+            for f in fields(Checkpoint)
+            if f.name in event and f.name not in _CLAIM_FIELDS
+        }
         values["updated_at"] = from_iso(values["updated_at"])
         checkpoint = Checkpoint(**values)
         self.checkpoints[(checkpoint.task_id, checkpoint.part)] = checkpoint
