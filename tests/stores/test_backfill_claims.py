@@ -82,7 +82,8 @@ def test_two_claimers_never_hold_one_range(maker: StoreMaker) -> None:
     _ranges(first, "t.two", 2)
     a = _claims(first).claim_range("t.two", ATTEMPT, "host-a", LONG)
     b = _claims(second).claim_range("t.two", ATTEMPT, "host-b", LONG)
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert {a.part, b.part} == {0, 1}
     assert a.checkpoint.cursor == {"at": a.part * 100}
     assert _claims(second).claim_range("t.two", ATTEMPT, "host-c", LONG) is None
@@ -121,7 +122,8 @@ def test_an_expired_claim_is_taken_over_and_fences_its_old_holder(maker: StoreMa
     _claims(slow).save_claimed_checkpoint(_advance(lost, {"at": 10}, 10), lost, None)
 
     taken = _claim_after_expiry(_claims(other), "t.exp", "other")
-    assert taken.part == 0 and taken.token != lost.token
+    assert taken.part == 0
+    assert taken.token != lost.token
     assert taken.checkpoint.cursor == {"at": 10}, "it goes on from the last checkpoint"
 
     assert _claims(slow).renew_claim(lost) is False
@@ -156,21 +158,25 @@ def test_a_released_range_is_claimed_at_once(maker: StoreMaker) -> None:
     _claims(first).release_claim(claim)
     assert first.tracker.checkpoints("t.rel")[0].claim_owner is None
     again = _claims(second).claim_range("t.rel", ATTEMPT, "second", LONG)
-    assert again is not None and again.part == 0
+    assert again is not None
+    assert again.part == 0
 
 
 def test_a_finished_range_is_never_claimed_again(maker: StoreMaker) -> None:
     store, other = maker.open(), maker.open()
     _ranges(store, "t.fin", 2)
     claim = _claims(store).claim_range("t.fin", ATTEMPT, "holder", SHORT)
-    assert claim is not None and claim.part == 0
+    assert claim is not None
+    assert claim.part == 0
     _claims(store).save_claimed_checkpoint(_advance(claim, None, 100, True), claim, None)
     time.sleep(SHORT * 1.5)  # its claim has run out: still never claimable
     following = _claims(other).claim_range("t.fin", ATTEMPT, "other", LONG)
-    assert following is not None and following.part == 1
+    assert following is not None
+    assert following.part == 1
     _claims(other).release_claim(following)
     again = _claims(other).claim_range("t.fin", ATTEMPT, "other", LONG)
-    assert again is not None and again.part == 1
+    assert again is not None
+    assert again.part == 1
     assert _claims(other).claim_range("t.fin", ATTEMPT, "third", LONG) is None
 
 
@@ -185,7 +191,8 @@ def test_the_lock_holder_takes_claims_of_another_attempt_and_helpers_do_not(
     lease = coordinator.lock.try_acquire(current_owner(), ttl=30)
     assert lease is not None
     taken = _claims(coordinator).claim_range("t.att", ATTEMPT, "coordinator", LONG, lease)
-    assert taken is not None and taken.attempt_id == ATTEMPT
+    assert taken is not None
+    assert taken.attempt_id == ATTEMPT
     with pytest.raises(ClaimLost):
         _claims(old).save_claimed_checkpoint(_advance(stale, 5, 5), stale, None)
     # ... and a helper of the old attempt cannot take it back

@@ -219,7 +219,9 @@ class BackfillDriver:
         controls = self.controls
         if controls.command is None and controls.ended is None:  # a range failed: raised
             raise RuntimeError("a backfill range stopped without a request")  # pragma: no cover
-        self._refresh()
+        finished = self._refresh()
+        if controls.command is None and finished:  # the attempt ended as every range did
+            return BackfillOutcome(self.done, self._total, mine=self._mine)
         return BackfillOutcome(
             self.done,
             self._total,
