@@ -100,8 +100,13 @@ class TaskTracker(Protocol):
     def record(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
         """Append an already finished attempt and upsert ``applied`` (if given), atomically."""
 
-    def transaction(self, lease: Lease | None) -> AbstractContextManager[Transaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> AbstractContextManager[Transaction]:
         """Open a transaction for a transactional task; committed when the block exits cleanly.
+
+        ``claim``: the transaction is a batch of a range held by this claim (a store may note
+        the transaction with the claim, so that whoever takes the range over can end it).
 
         Raises :class:`~runce.errors.UnsupportedFeature` on stores without one.
         """

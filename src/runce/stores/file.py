@@ -45,7 +45,14 @@ from urllib.parse import unquote, urlsplit
 
 from runce.domain.locks import Lease, LockHolder, Owner
 from runce.domain.schema import SchemaStatus
-from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
+from runce.domain.tasks import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    RangeClaim,
+    TaskControl,
+)
 from runce.errors import (
     ConfigError,
     LockHeld,
@@ -431,7 +438,9 @@ class FileTracker:
     def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
         self._append(_control_event(task_id, command, requested_by), None)
 
-    def transaction(self, lease: Lease | None) -> AbstractContextManager[Transaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> AbstractContextManager[Transaction]:
         raise UnsupportedFeature(
             f"the file store at {self._path} cannot run transactional tasks, as it has no "
             "database to hold a transaction; use the sqlite or postgresql store for them"

@@ -402,7 +402,7 @@ class BackfillDriver:
         pause, told = 0.05, False
         while True:
             try:
-                with self.tracker.transaction(self.lease) as tx:
+                with self.tracker.transaction(self.lease, claim) as tx:
                     _give(ctx, self.handle_name, tx.handle)
                     try:
                         batch, following = self._fetch(ctx, checkpoint.cursor, size)

@@ -62,6 +62,7 @@ from runce.stores.mongo.lock import check, claim, lost_message, record_session
 from runce.stores.mongo.schema import Schema
 
 Write = Callable[[ClientSession | None], None]
+CLAIM_SESSIONS = "claimSessions"  # a range's holder's batch transactions (transactional)
 _BY_START = [("startedAt", 1), ("_id", 1)]
 
 
@@ -166,9 +167,11 @@ class MongoTracker:
         lock's holder, ones claimed for another attempt (another)."""
         token = secrets.token_hex(16)
         found: list[Document] = []
+        orphans: list[Any] = []
 
         def write(session: ClientSession | None) -> None:
             found.clear()
+            orphans.clear()
             now = self._conn.server_now()
             changes = {
                 "claimToken": token,
@@ -180,21 +183,24 @@ class MongoTracker:
             if lease is not None:
                 taken.append({"attemptId": {"$ne": attempt_id}})
             for claimable in (taken[0], {"$or": taken[1:]}):
-                doc = self._conn.checkpoints.find_one_and_update(
+                before = self._conn.checkpoints.find_one_and_update(
                     {"taskId": task_id, "finished": False, **claimable},
-                    {"$set": changes},
+                    {"$set": {**changes, CLAIM_SESSIONS: []}},
                     sort=[("part", 1)],
-                    return_document=ReturnDocument.AFTER,
+                    return_document=ReturnDocument.BEFORE,
                     session=session,
                 )
-                if doc is not None:
-                    found.append(doc)
+                if before is not None:
+                    found.append({**before, **changes})
+                    orphans.extend(before.get(CLAIM_SESSIONS) or [])
                     return
 
-        self._write(write, lease, f"claim a key range of {task_id}")
+        self._claim_write(write, lease, f"claim a key range of {task_id}")
         if not found:
             return None
         doc = found[0]
+        if orphans:  # the transactions of a holder that died mid-batch: end them now
+            self._end_sessions(orphans)
         return RangeClaim(
             task_id=task_id,
             part=doc["part"],
@@ -218,17 +224,50 @@ class MongoTracker:
         with self._conn.translated(f"release a key range of {claim.task_id}"):
             self._conn.checkpoints.update_one(
                 _claimed(claim),
-                {"$set": {"claimToken": None, "claimOwner": None, "claimUntil": None}},
+                {
+                    "$set": {
+                        "claimToken": None,
+                        "claimOwner": None,
+                        "claimUntil": None,
+                        CLAIM_SESSIONS: [],
+                    }
+                },
             )
 
     def save_claimed_checkpoint(
         self, checkpoint: Checkpoint, claim: RangeClaim, lease: Lease | None
     ) -> None:
-        self._write(
+        self._claim_write(
             lambda session: save_claimed(self._conn, checkpoint, claim, session),
             lease,
             f"save the checkpoint of {checkpoint.task_id}",
         )
+
+    def _claim_write(self, write: Write, lease: Lease | None, what: str) -> None:
+        """A claim's write is one document, atomic alone: a fenced transaction only for the
+        lock's holder. A helper (no lease) writes without one, so that a helper killed
+        mid-write leaves no transaction open on the server."""
+        if lease is not None:
+            self._write(write, lease, what)
+            return
+        self._schema.prepare()
+        with self._conn.translated(what):
+            write(None)
+
+    def _note_session(self, claim: RangeClaim, session: ClientSession) -> None:
+        """Note a batch's transaction session with its range's claim (whoever takes the
+        range over ends it), which is also a first check that the claim still holds."""
+        with self._conn.translated(f"save the checkpoint of {claim.task_id}"):
+            result = self._conn.checkpoints.update_one(
+                _claimed(claim), {"$addToSet": {CLAIM_SESSIONS: session.session_id}}
+            )
+        if result.matched_count != 1:
+            raise ClaimLost(_claim_lost_message(claim))
+
+    def _end_sessions(self, sessions: list[Any]) -> None:
+        """``killSessions``, as the lock does for a dead holder (see :mod:`.lock`)."""
+        with suppress(PyMongoError):
+            self._conn.client.admin.command("killSessions", sessions)
 
     def controls(self) -> dict[str, TaskControl]:
         with self._conn.translated("read the pause and cancel requests"):
@@ -265,7 +304,9 @@ class MongoTracker:
     # --- transactional tasks ---------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, lease: Lease | None) -> Iterator[MongoTransaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> Iterator[MongoTransaction]:
         """A transaction for a transactional task; committed when the block exits cleanly.
 
         The token is checked before the transaction starts, inside it when the outcome is
@@ -283,6 +324,8 @@ class MongoTracker:
             session = self._conn.client.start_session()
             try:
                 self._fence_session(lease, session)
+                if claim is not None:
+                    self._note_session(claim, session)
             except BaseException:
                 session.end_session()
                 raise
@@ -391,10 +434,14 @@ def save_claimed(
     }
     result = conn.checkpoints.update_one(_claimed(claim), {"$set": changes}, session=session)
     if result.matched_count != 1:
-        raise ClaimLost(
-            f"range {claim.part} of {claim.task_id} is no longer claimed by this process (its "
-            "claim expired and was taken over), so its checkpoint was not saved"
-        )
+        raise ClaimLost(_claim_lost_message(claim))
+
+
+def _claim_lost_message(claim: RangeClaim) -> str:
+    return (
+        f"range {claim.part} of {claim.task_id} is no longer claimed by this process (its "
+        "claim expired and was taken over), so its checkpoint was not saved"
+    )
 
 
 def _claimed(claim: RangeClaim) -> Document:

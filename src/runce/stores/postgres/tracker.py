@@ -83,7 +83,10 @@ class PostgresTracker(TrackerReads):
         self._write(work, lease, what=f"record the {attempt.status} attempt of {attempt.task_id}")
 
     @contextmanager
-    def transaction(self, lease: Lease | None) -> Iterator[PostgresTransaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> Iterator[PostgresTransaction]:
+        # A helper killed mid-batch closes its connection: the server rolls its batch back.
         what = "run a transactional task"
         self._db.ensure_schema(what)
         backend_pid = self._lock.backend_of(lease) if lease is not None else None

@@ -83,7 +83,10 @@ class SQLiteTracker(TrackerReads):
         self._db.write(work, what=f"record the {attempt.status} attempt of {attempt.task_id}")
 
     @contextmanager
-    def transaction(self, lease: Lease | None) -> Iterator[SQLiteTransaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> Iterator[SQLiteTransaction]:
+        # A helper killed mid-batch drops the file's write lock: its batch never happened.
         what = "run a transactional task"
         token = lease.token if lease is not None else None
         with self._db.transaction(token, what=what) as conn:
