@@ -272,6 +272,12 @@ def test_helpers_share_the_ranges_and_a_killed_helper_loses_only_its_batch(
 
     _wait_until("the helper worked a batch", lambda: _pids(log)[doomed.pid] >= 2, everyone)
     assert _holder_of_a_range(workspace, doomed.pid), "killed while it holds a range"
+    status = json.loads(workspace.runce("status", "--json").stdout)
+    [running] = [t for t in status["tasks"] if t["id"] == TASK]
+    held = running["backfill"]["ranges_held"]
+    pids = {f"pid {p.pid}" for p in everyone}
+    assert held, running
+    assert all(any(who.endswith(pid) for pid in pids) for who in held), held
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
 
@@ -338,3 +344,25 @@ def test_join_is_refused_on_a_store_that_keeps_no_claims(tmp_path: Path) -> None
     said = refused.stderr.strip()
     assert said.count("\n") == 0, said
     assert "cannot share a backfill's ranges" in said, said
+
+
+def test_join_refuses_a_backfill_that_is_not_running_or_not_parallel(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path, stores_for(tmp_path)["sqlite"])
+    table = Table(workspace.store, tmp_path)
+    table.create()
+    workspace.task(TASK, _task_body(table.url, table.name, tmp_path / "log", False))
+    idle = workspace.runce("backfill", "join", TASK, "--wait", "0.5")
+    assert idle.returncode == 1, output_of(idle)
+    assert "is not running: start it with `runce run`" in idle.stderr, output_of(idle)
+    assert "after waiting 0.5s" in idle.stderr, output_of(idle)
+
+    single = "2025-08-02.single"
+    workspace.task(
+        single,
+        """
+        task = runce.Backfill(fetch=lambda ctx, c, n: ([], None), process=lambda ctx, b: None)
+        """,
+    )
+    one = workspace.runce("backfill", "join", single)
+    assert one.returncode == 2, output_of(one)
+    assert "has one key range (parallel=1)" in one.stderr, output_of(one)
