@@ -118,6 +118,8 @@ def fetch(ctx, cursor, size):
     return batch, (None if done else {{"at": batch[-1], "end": cursor["end"]}})
 
 def process(ctx, batch):
+    while not os.path.exists({str(log) + ".go"!r}):  # until every helper has joined
+        time.sleep(0.01)
     _hit(ctx, batch)
     with open({str(log)!r}, "a") as f:
         f.write(f"{{os.getpid()}} {{len(batch)}}\\n")
@@ -230,6 +232,14 @@ def _pids(log: Path) -> Counter[int]:
     return found
 
 
+def _joined(helper: subprocess.Popen[str]) -> None:
+    """Wait until the helper says it joined the running attempt."""
+    assert helper.stdout is not None
+    first = helper.stdout.readline()  # the store line
+    said = helper.stdout.readline()
+    assert "joined attempt" in said, first + said + helper.communicate()[1]
+
+
 def _wait_until(what: str, done: object, procs: list[subprocess.Popen[str]]) -> None:
     deadline = time.monotonic() + PATIENCE
     while not done():  # type: ignore[operator]
@@ -269,6 +279,9 @@ def test_helpers_share_the_ranges_and_a_killed_helper_loses_only_its_batch(
     doomed, helper = workspace.start(*join), workspace.start(*join)
     coordinator = workspace.start("run")
     everyone = [doomed, helper, coordinator]
+    _joined(doomed)
+    _joined(helper)
+    Path(f"{log}.go").touch()  # the batches wait for this: everyone starts together
 
     _wait_until("the helper worked a batch", lambda: _pids(log)[doomed.pid] >= 2, everyone)
     assert _holder_of_a_range(workspace, doomed.pid), "killed while it holds a range"
@@ -316,6 +329,8 @@ def test_a_pause_from_another_process_stops_the_helpers_too(
     workspace.task(TASK, _task_body(table.url, table.name, log, transactional=False))
     helper = workspace.start("backfill", "join", TASK, "--wait", str(PATIENCE))
     coordinator = workspace.start("run")
+    _joined(helper)
+    Path(f"{log}.go").touch()
     wait_for(log, timeout=PATIENCE)
     _wait_until("the helper worked a batch", lambda: _pids(log)[helper.pid] >= 1, [helper])
 
