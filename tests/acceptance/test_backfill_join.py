@@ -381,3 +381,30 @@ def test_join_refuses_a_backfill_that_is_not_running_or_not_parallel(tmp_path: P
     one = workspace.runce("backfill", "join", single)
     assert one.returncode == 2, output_of(one)
     assert "has one key range (parallel=1)" in one.stderr, output_of(one)
+
+
+def test_a_helper_stopped_by_sigterm_gives_its_range_back_at_once(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path, stores_for(tmp_path)["sqlite"])
+    workspace.write_config("[lock]\nttl = 600\n")  # an unreleased claim would last the test
+    table = Table(workspace.store, tmp_path)
+    table.create()
+    log = tmp_path / "batches.log"
+    workspace.task(TASK, _task_body(table.url, table.name, log, transactional=False))
+    helper = workspace.start("backfill", "join", TASK, "--wait", str(PATIENCE))
+    coordinator = workspace.start("run")
+    _joined(helper)
+    Path(f"{log}.go").touch()
+    _wait_until("the helper worked a batch", lambda: _pids(log)[helper.pid] >= 1, [helper])
+
+    at_signal = _pids(log)[helper.pid]
+    helper.send_signal(signal.SIGTERM)
+    code, said = _finish(helper)
+    assert code == 130, said
+    assert _pids(log)[helper.pid] <= at_signal + 1, "it stopped after the batch it was in"
+    assert coordinator.poll() is None, "... long before the backfill was done"
+    assert not _holder_of_a_range(workspace, helper.pid), "its claim was released, not left"
+    code, said = _finish(coordinator)
+    assert code == 0, said
+    hits = table.hits()
+    assert hits[0] == 0, hits
+    assert sum((n - 1) * rows for n, rows in hits.items() if n > 1) <= BATCH, hits

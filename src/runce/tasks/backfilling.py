@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
@@ -235,7 +235,16 @@ class BackfillDriver:
         threads = max(1, min(self.threads, len(parts)))
         with ThreadPoolExecutor(threads, thread_name_prefix="runce-backfill") as pool:
             futures = [pool.submit(self._guarded, self._run_range, c) for c in parts]
-            _raise_first([f.exception() for f in futures])
+            _raise_first(self._outcomes(futures))
+
+    def _outcomes(self, futures: list[Future[None]]) -> list[BaseException | None]:
+        """Each range thread's exception (None: it ended cleanly). Interrupted meanwhile
+        (Ctrl-C, SIGTERM), the threads are told to stop at their next batch boundary."""
+        try:
+            return [f.exception() for f in futures]
+        except BaseException:
+            self.controls.failed.set()
+            raise
 
     def _guarded(self, work: Callable[..., None], *args: Any) -> None:
         try:
@@ -258,7 +267,7 @@ class BackfillDriver:
             ThreadPoolExecutor(threads, thread_name_prefix="runce-backfill") as pool,
         ):
             futures = [pool.submit(self._guarded, self._claim_loop, keeper) for _ in range(threads)]
-            errors = [f.exception() for f in futures]
+            errors = self._outcomes(futures)
         self._refresh()
         _raise_first(errors)
 
