@@ -400,6 +400,7 @@ def test_a_helper_stopped_by_sigterm_gives_its_range_back_at_once(tmp_path: Path
     helper.send_signal(signal.SIGTERM)
     code, said = _finish(helper)
     assert code == 130, said
+    assert "this helper stopped at a batch boundary and released its ranges" in said, said
     assert _pids(log)[helper.pid] <= at_signal + 1, "it stopped after the batch it was in"
     assert coordinator.poll() is None, "... long before the backfill was done"
     assert not _holder_of_a_range(workspace, helper.pid), "its claim was released, not left"

@@ -589,13 +589,18 @@ def backfill_join(
     cfg = load_cli_config(config_path, tasks_dir)
     if not as_json:
         _store_line(api.store_description(cfg))
-    report = join_backfill(
-        task_id,
-        cfg,
-        threads=threads,
-        wait=wait_seconds,
-        notice=None if as_json else click.echo,
-    )
+    try:
+        report = join_backfill(
+            task_id,
+            cfg,
+            threads=threads,
+            wait=wait_seconds,
+            notice=None if as_json else click.echo,
+        )
+    except KeyboardInterrupt as exc:
+        reason = message_of(exc) or "interrupted by Ctrl-C"
+        said = f"{reason}; this helper stopped at a batch boundary and released its ranges"
+        _fail("Interrupted", said, EXIT_INTERRUPTED, as_json)
     if as_json:
         output.echo_json(report.to_dict())
     else:
