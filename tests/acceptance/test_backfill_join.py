@@ -409,3 +409,34 @@ def test_a_helper_stopped_by_sigterm_gives_its_range_back_at_once(tmp_path: Path
     hits = table.hits()
     assert hits[0] == 0, hits
     assert sum((n - 1) * rows for n, rows in hits.items() if n > 1) <= BATCH, hits
+
+
+def test_helpers_stop_when_the_coordinator_dies_and_the_next_run_finishes(
+    space: tuple[Workspace, Table],
+) -> None:
+    workspace, table = space
+    log = workspace.root / "batches.log"
+    workspace.task(TASK, _task_body(table.url, table.name, log, transactional=False))
+    helper = workspace.start("backfill", "join", TASK, "--wait", str(PATIENCE))
+    coordinator = workspace.start("run")
+    _joined(helper)
+    Path(f"{log}.go").touch()
+    _wait_until(
+        "both worked a batch",
+        lambda: _pids(log)[helper.pid] >= 1 and _pids(log)[coordinator.pid] >= 1,
+        [helper, coordinator],
+    )
+
+    coordinator.send_signal(signal.SIGKILL)
+    coordinator.wait()
+    code, said = _finish(helper)
+    assert code == 1, said
+    assert "has ended or died" in said, said
+
+    finished = workspace.runce("run", timeout=PATIENCE)
+    assert finished.returncode == 0, output_of(finished)
+    assert " of 6 ranges from their checkpoints" in output_of(finished)
+    hits = table.hits()
+    assert hits[0] == 0, hits
+    assert sum(hits.values()) == COUNT, hits
+    assert sum((n - 1) * rows for n, rows in hits.items() if n > 1) <= BATCH, hits
