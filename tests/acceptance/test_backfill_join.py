@@ -321,8 +321,9 @@ def test_helpers_share_the_ranges_and_a_killed_helper_loses_only_its_batch(
     assert task["state"] == "APPLIED", task
 
 
+@pytest.mark.parametrize("command", ["pause", "cancel"])
 def test_a_pause_from_another_process_stops_the_helpers_too(
-    space: tuple[Workspace, Table],
+    space: tuple[Workspace, Table], command: str
 ) -> None:
     workspace, table = space
     log = workspace.root / "batches.log"
@@ -334,14 +335,15 @@ def test_a_pause_from_another_process_stops_the_helpers_too(
     wait_for(log, timeout=PATIENCE)
     _wait_until("the helper worked a batch", lambda: _pids(log)[helper.pid] >= 1, [helper])
 
-    paused = workspace.runce("pause", TASK)
-    assert paused.returncode == 0, output_of(paused)
+    asked = workspace.runce(command, TASK)
+    assert asked.returncode == 0, output_of(asked)
+    verb = "paused" if command == "pause" else "canceled"
     code, said = _finish(coordinator)
     assert code == 0, said
-    assert "paused" in said.lower(), said
+    assert verb in said.lower(), said
     helper_code, helper_said = _finish(helper)
     assert helper_code == 0, helper_said
-    assert "paused by" in helper_said, helper_said
+    assert f"{verb} by" in helper_said, helper_said
 
     assert workspace.runce("resume", TASK).returncode == 0
     finished = workspace.runce("run", timeout=PATIENCE)
