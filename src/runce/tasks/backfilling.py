@@ -170,6 +170,7 @@ class BackfillDriver:
         self._parts: dict[int, Checkpoint] = {}
         self._done_before = 0
         self._mine = 0
+        self._claiming = 0
         self._started = time.monotonic()
         self._total: int | None = None
 
@@ -262,6 +263,7 @@ class BackfillDriver:
         every range is finished (whoever finished it)."""
         assert self.claims is not None
         threads = max(1, min(self.threads, unfinished))
+        self._claiming = threads  # threads that will look for a range again
         with (
             ClaimKeeper(self.claims, self.claim_ttl) as keeper,
             ThreadPoolExecutor(threads, thread_name_prefix="runce-backfill") as pool,
@@ -283,7 +285,11 @@ class BackfillDriver:
             if claim is None:
                 if self._refresh():
                     return  # every range is finished
-                self.controls.sleep(poll)  # the others are held: one may come free
+                with self._guard:
+                    if self._claiming > 1:  # another thread here comes back when it is done
+                        self._claiming -= 1
+                        return
+                self.controls.sleep(poll)  # the last one here waits: a range may come free
                 continue
             keeper.hold(claim)
             try:
