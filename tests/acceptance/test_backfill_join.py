@@ -8,6 +8,7 @@ process stops the helpers as well as the coordinator."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -256,11 +257,16 @@ def _holder_of_a_range(workspace: Workspace, pid: int) -> bool:
     store = open_store(resolve_config(workspace.root / "runce.toml").store)
     try:
         return any(
-            not c.finished and c.claim_owner is not None and c.claim_owner.endswith(f"pid {pid}")
+            not c.finished and c.claim_owner is not None and _names(c.claim_owner, pid)
             for c in store.tracker.checkpoints(TASK)
         )
     finally:
         store.close()
+
+
+def _names(claimer: str, pid: int) -> bool:
+    """Whether a claim's owner (``host pid N``, maybe after a label) is process ``pid``."""
+    return re.search(rf"\bpid {pid}\b", claimer) is not None
 
 
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
@@ -288,9 +294,8 @@ def test_helpers_share_the_ranges_and_a_killed_helper_loses_only_its_batch(
     status = json.loads(workspace.runce("status", "--json").stdout)
     [running] = [t for t in status["tasks"] if t["id"] == TASK]
     held = running["backfill"]["ranges_held"]
-    pids = {f"pid {p.pid}" for p in everyone}
     assert held, running
-    assert all(any(who.endswith(pid) for pid in pids) for who in held), held
+    assert all(any(_names(who, p.pid) for p in everyone) for who in held), held
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
 
