@@ -6,6 +6,12 @@ runner killed between ``process`` and the checkpoint redoes that one batch on th
 with it, the three happen in one transaction on the store's database, so a batch is done
 exactly once. Requests to pause or cancel are read from the store at every batch boundary,
 and every :data:`CONTROL_POLL` seconds while waiting between batches.
+
+A parallel backfill on a store that keeps range claims (:class:`RangeClaims`: SQLite,
+PostgreSQL, MongoDB) has its ranges claimed through the store, by the coordinator's threads
+and by helpers' (``runce backfill join``, :mod:`runce.tasks.joining`) alike: each thread
+claims a range, works it to its end with every checkpoint saved under the claim, and claims
+the next, until every range is finished.
 """
 
 from __future__ import annotations
