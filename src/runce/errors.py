@@ -133,6 +133,11 @@ class LockLost(LockError):
     """This runner's lease was taken by another owner or could not be renewed."""
 
 
+class ClaimLost(LockError):
+    """This process's claim on a backfill's key range was taken over (it expired) or the range
+    was finished by another: nothing was written, and the range is no longer this process's."""
+
+
 class TaskRunError(RunceError):
     """A run of once tasks did not complete."""
 

@@ -351,6 +351,7 @@ def test_a_backfill_shows_its_progress_and_may_be_paused_resumed_and_canceled(ap
                 "eta_seconds": None,
                 "ranges": 1,
                 "finished_ranges": 0,
+                "ranges_held": {},
                 "cursor": 30,
             },
             "progress_text": "30 of 100 done (30.0%)",

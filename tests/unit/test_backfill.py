@@ -228,6 +228,52 @@ def test_parallel_ranges_each_keep_their_own_checkpoint(project: Project) -> Non
     ]
 
 
+def test_fewer_threads_than_ranges_work_every_range_a_few_at_a_time(project: Project) -> None:
+    log = project.root / "few.log"
+    project.task(
+        "1.few",
+        f"""
+        import threading, time
+        LOCK = threading.Lock()
+        BUSY = [0, 0]  # ranges in a batch now, most ever
+
+        def ranges(ctx, n):
+            return [{{"at": k * 10, "end": k * 10 + 10}} for k in range(n)]
+
+        def fetch(ctx, cursor, size):
+            at, end = cursor["at"], cursor["end"]
+            batch = list(range(at, min(at + size, end)))
+            nxt = at + len(batch)
+            return batch, ({{"at": nxt, "end": end}} if nxt < end else None)
+
+        def process(ctx, batch):
+            with LOCK:
+                BUSY[0] += 1
+                BUSY[1] = max(BUSY)
+            time.sleep(0.01)
+            with LOCK, open({str(log)!r}, "a") as f:
+                BUSY[0] -= 1
+                f.write("".join(f"{{i}} {{BUSY[1]}}\\n" for i in batch))
+
+        task = runce.Backfill(
+            title="few", fetch=fetch, process=process, batch_size=4, parallel=5, ranges=ranges,
+            threads=2,
+        )
+        """,
+    )
+    report = project.run()
+    assert report.result("1.few").outcome == "ok"
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(int(number) for number, _ in lines) == list(range(50))
+    assert max(int(busy) for _, busy in lines) <= 2, "two ranges at a time at most"
+    store = open_store(project.config().store)
+    try:
+        parts = store.tracker.checkpoints("1.few")
+    finally:
+        store.close()
+    assert [(c.done, c.finished, c.claim_owner) for c in parts] == [(10, True, None)] * 5
+
+
 def test_throttle_when_waits_while_true(project: Project) -> None:
     count = project.root / "asked"
     _backfill(
@@ -295,6 +341,9 @@ def test_a_backfill_definition_is_checked_where_it_is_written() -> None:
         runce.Backfill(fetch=fetch, process=lambda c, b: None, batch_size=0)
     with pytest.raises(TypeError, match="needs ranges"):
         runce.Backfill(fetch=fetch, process=lambda c, b: None, parallel=2)
+    for threads in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match="threads"):
+            runce.Backfill(fetch=fetch, process=lambda c, b: None, threads=threads)  # type: ignore[arg-type]
     made = runce.backfill(title="deco", fetch=fetch, throttle="50ms")(lambda c, b: None)
     assert isinstance(made, runce.Task)
     assert made.throttle_seconds == pytest.approx(0.05)

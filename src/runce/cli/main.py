@@ -544,6 +544,70 @@ def _print_control(cfg: Config, task_id: str, act: Callable[..., Any], as_json: 
     click.echo(result.message)
 
 
+# -- backfill join ---------------------------------------------------------------------------
+
+
+@cli.group()
+def backfill() -> None:
+    """Parallel backfills shared by several processes or hosts."""
+
+
+@backfill.command(name="join")
+@config_options
+@click.argument("task_id", metavar="ID")
+@click.option(
+    "--threads",
+    type=click.IntRange(1, MAX_CONCURRENCY),
+    default=None,
+    help="Ranges this process works at once (default: the backfill's threads, or parallel).",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(0, MAX_WAIT),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for the backfill to be running instead of failing at once.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def backfill_join(
+    config_path: Path | None,
+    tasks_dir: Path | None,
+    task_id: str,
+    threads: int | None,
+    wait_seconds: float,
+    as_json: bool,
+) -> None:
+    """Help the running parallel backfill ID from this host: claim its key ranges.
+
+    Takes no lock: it joins the attempt a `runce run` (holding the lock) is running, and
+    stops when every range is finished, when the backfill is paused or canceled, or when
+    that run ends. Exit 1 when the backfill is not running or a range failed here.
+    """
+    from runce.tasks.joining import join_backfill
+
+    cfg = load_cli_config(config_path, tasks_dir)
+    if not as_json:
+        _store_line(api.store_description(cfg))
+    try:
+        report = join_backfill(
+            task_id,
+            cfg,
+            threads=threads,
+            wait=wait_seconds,
+            notice=None if as_json else click.echo,
+        )
+    except KeyboardInterrupt as exc:
+        reason = message_of(exc) or "interrupted by Ctrl-C"
+        said = f"{reason}; this helper stopped at a batch boundary and released its ranges"
+        _fail("Interrupted", said, EXIT_INTERRUPTED, as_json)
+    if as_json:
+        output.echo_json(report.to_dict())
+    else:
+        click.echo(report.message)
+
+
 # -- db ---------------------------------------------------------------------------------------
 
 

@@ -131,6 +131,8 @@ def backfill_progress(progress: BackfillProgress) -> str:
         parts = [f"{progress.done:,} done"]
     if progress.ranges > 1:
         parts.append(f"{progress.finished_ranges}/{progress.ranges} ranges finished")
+    if len(progress.held) > 1:
+        parts.append(f"shared by {len(progress.held)} processes")
     if progress.rate and progress.moving:
         parts.append(f"{progress.rate:,.0f}/s")
     eta = progress.eta_seconds

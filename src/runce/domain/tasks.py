@@ -105,6 +105,28 @@ class Checkpoint:
     finished: bool = False
     total: int | None = None
     rate: float | None = None  # items a second over the saving attempt, for the ETA
+    claim_owner: str | None = None  # who holds the range now (parallel backfills), if anyone
+    claim_until: datetime | None = None  # when that claim expires unless renewed
+
+
+@dataclass(frozen=True, slots=True)
+class RangeClaim:
+    """One process's claim on one key range of a parallel backfill (docs/backfills.md).
+
+    ``token`` is the claim's identity: every checkpoint saved under the claim is conditional
+    on the range still carrying it. ``until`` is when the claim expires by the store's clock
+    unless renewed; ``attempt_id`` is the attempt the claimer works for (a claim made for an
+    older attempt is void). ``checkpoint`` is the range as it stood when it was claimed.
+    """
+
+    task_id: str
+    part: int
+    token: str
+    owner: str
+    attempt_id: str
+    until: datetime
+    ttl: float  # seconds each renewal extends it by
+    checkpoint: Checkpoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from runce.domain.tasks import (
     Attempt,
     Checkpoint,
     ControlCommand,
+    RangeClaim,
     TaskControl,
 )
 from runce.stores.queue import RunQueue
@@ -61,8 +62,13 @@ class Transaction(Protocol):
     def finish(self, attempt: Attempt, applied: AppliedRecord | None) -> None:
         """Write the attempt's final row and applied record inside this transaction."""
 
-    def checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Save a backfill's checkpoint inside this transaction, with the batch's work."""
+    def checkpoint(self, checkpoint: Checkpoint, claim: RangeClaim | None = None) -> None:
+        """Save a backfill's checkpoint inside this transaction, with the batch's work.
+
+        With ``claim``, only while the range still carries the claim's token (the claim is
+        extended too); :class:`~runce.errors.ClaimLost` otherwise, and the block must end
+        in a rollback.
+        """
 
 
 @runtime_checkable
@@ -90,8 +96,13 @@ class TaskTracker(Protocol):
     def record(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
         """Append an already finished attempt and upsert ``applied`` (if given), atomically."""
 
-    def transaction(self, lease: Lease | None) -> AbstractContextManager[Transaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> AbstractContextManager[Transaction]:
         """Open a transaction for a transactional task; committed when the block exits cleanly.
+
+        ``claim``: the transaction is a batch of a range held by this claim (a store may note
+        the transaction with the claim, so that whoever takes the range over can end it).
 
         Raises :class:`~runce.errors.UnsupportedFeature` on stores without one.
         """
@@ -111,6 +122,42 @@ class TaskTracker(Protocol):
     def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
         """Ask a task to pause or cancel, or (``None``) withdraw the request. Takes no lease:
         any machine may ask, and the runner reads the request at its next batch boundary."""
+
+
+@runtime_checkable
+class RangeClaims(Protocol):
+    """Claims on the key ranges of a parallel backfill, so that several processes (on
+    several hosts) share its ranges (docs/backfills.md#ranges-on-several-hosts).
+
+    A tracker that offers them (SQLite, PostgreSQL, MongoDB) implements these methods too;
+    the memory and file stores do not. A range is claimable when it is not finished and is
+    unclaimed, or its claim expired by the store's clock, or its claim was made for another
+    attempt (for the lock's holder). Every decision is one conditional write, so two
+    claimers never hold one range.
+    """
+
+    def claim_range(
+        self, task_id: str, attempt_id: str, owner: str, ttl: float, lease: Lease | None = None
+    ) -> RangeClaim | None:
+        """Claim a claimable range of ``task_id`` for ``ttl`` seconds (an unclaimed one
+        first, then the lowest part); None when there is none.
+
+        With ``lease`` (the lock holder's, whose attempt is the task's running one) the write
+        is fenced by the lease, and claims made for another attempt count as free: a new
+        attempt takes the ranges of the one it replaced at once.
+        """
+
+    def renew_claim(self, claim: RangeClaim) -> bool:
+        """Extend the claim by its ``ttl``; False when the range no longer carries its token."""
+
+    def release_claim(self, claim: RangeClaim) -> None:
+        """Give the range up; does nothing when it no longer carries the claim's token."""
+
+    def save_claimed_checkpoint(
+        self, checkpoint: Checkpoint, claim: RangeClaim, lease: Lease | None
+    ) -> None:
+        """Save the range's checkpoint and extend the claim, only while the range carries
+        the claim's token; :class:`~runce.errors.ClaimLost` otherwise, writing nothing."""
 
 
 @runtime_checkable
@@ -179,6 +226,7 @@ class Store(Protocol):
 
 __all__ = [
     "Lock",
+    "RangeClaims",
     "Store",
     "StoreSpec",
     "TaskTracker",

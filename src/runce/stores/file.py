@@ -45,7 +45,14 @@ from urllib.parse import unquote, urlsplit
 
 from runce.domain.locks import Lease, LockHolder, Owner
 from runce.domain.schema import SchemaStatus
-from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
+from runce.domain.tasks import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    RangeClaim,
+    TaskControl,
+)
 from runce.errors import (
     ConfigError,
     LockHeld,
@@ -135,8 +142,15 @@ def _progress_event(attempt_id: str, done: int, total: int | None) -> Event:
     }
 
 
+_CLAIM_FIELDS = frozenset({"claim_owner", "claim_until"})
+
+
 def _checkpoint_event(checkpoint: Checkpoint) -> Event:
-    values = {f.name: getattr(checkpoint, f.name) for f in fields(Checkpoint)}
+    values = {
+        f.name: getattr(checkpoint, f.name)
+        for f in fields(Checkpoint)
+        if f.name not in _CLAIM_FIELDS  # ranges are not claimed in the file store
+    }
     values["updated_at"] = to_iso(checkpoint.updated_at)
     return {"v": FORMAT_VERSION, "event": "checkpoint", **values}
 
@@ -264,7 +278,11 @@ class _Replay:
         self._set_applied(applied)
 
     def _checkpoint(self, event: Event) -> None:
-        values = {f.name: event[f.name] for f in fields(Checkpoint) if f.name in event}
+        values = {
+            f.name: event[f.name]
+            for f in fields(Checkpoint)
+            if f.name in event and f.name not in _CLAIM_FIELDS
+        }
         values["updated_at"] = from_iso(values["updated_at"])
         checkpoint = Checkpoint(**values)
         self.checkpoints[(checkpoint.task_id, checkpoint.part)] = checkpoint
@@ -420,7 +438,9 @@ class FileTracker:
     def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
         self._append(_control_event(task_id, command, requested_by), None)
 
-    def transaction(self, lease: Lease | None) -> AbstractContextManager[Transaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> AbstractContextManager[Transaction]:
         raise UnsupportedFeature(
             f"the file store at {self._path} cannot run transactional tasks, as it has no "
             "database to hold a transaction; use the sqlite or postgresql store for them"

@@ -38,7 +38,14 @@ from runce.domain.runs import (
 )
 from runce.domain.schedules import Schedule, ScheduleDefinition
 from runce.domain.schema import SchemaStatus
-from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
+from runce.domain.tasks import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    RangeClaim,
+    TaskControl,
+)
 from runce.domain.tokens import NewToken, Token
 from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, UsageError
 from runce.stores.base import StoreSpec, Transaction
@@ -129,7 +136,9 @@ class MemoryTracker:
             if applied is not None:
                 self._state.applied[applied.id] = applied
 
-    def transaction(self, lease: Lease | None) -> AbstractContextManager[Transaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> AbstractContextManager[Transaction]:
         raise UnsupportedFeature(
             "the memory store has no database to run a transactional task in; "
             "use the sqlite or postgresql store for transactional tasks"

@@ -45,7 +45,9 @@ class Backfill(Task):
     batches of that duration; ``throttle_when(ctx)`` returning true waits before the next
     batch until it returns false; ``total(ctx)`` tells how many items there are, for progress
     and ETA; ``parallel=N`` with ``ranges(ctx, N)`` processes N key ranges at once, each
-    from the cursor ``ranges`` gave it, with its own checkpoint.
+    from the cursor ``ranges`` gave it, with its own checkpoint; ``threads`` is how many of
+    them one runner processes at once (default: all), leaving the others to the helpers
+    that ``runce backfill join ID`` starts on other hosts.
     """
 
     run: TaskFunction = field(default=_driven_by_the_runner, repr=False)
@@ -60,6 +62,7 @@ class Backfill(Task):
     total: TotalFunction | None = None
     parallel: int = 1
     ranges: RangesFunction | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +76,8 @@ class Backfill(Task):
         _positive("batch_size", self.batch_size)
         _positive("min_batch_size", self.min_batch_size)
         _positive("parallel", self.parallel)
+        if self.threads is not None:
+            _positive("threads", self.threads)
         if self.max_batch_size is not None:
             _positive("max_batch_size", self.max_batch_size)
             if self.max_batch_size < self.min_batch_size:

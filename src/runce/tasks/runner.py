@@ -30,10 +30,11 @@ from runce.domain.locks import Lease, LockHolder, Owner
 from runce.domain.tasks import AppliedRecord, Attempt, AttemptStatus
 from runce.errors import DriftError, LockLost, OutOfOrderError, UnsupportedFeature, UsageError
 from runce.errortext import cap, clean, describe, message_of
-from runce.stores.base import Store
+from runce.stores.base import RangeClaims, Store
 from runce.stores.liveness import current_owner
 from runce.tasks.backfill import Backfill
 from runce.tasks.backfilling import BackfillDriver, BackfillOutcome, dry_run_note
+from runce.tasks.claiming import claimer_of
 from runce.tasks.discovery import TaskFile, discover, skip_variable
 from runce.tasks.lease import LeaseKeeper, holding
 from runce.tasks.loader import load_task
@@ -482,15 +483,19 @@ class Runner:
         self, task: Backfill, ctx: TaskContext, attempt: Attempt, note: str | None
     ) -> TaskResult:
         """Batch by batch, from the last checkpoint (see :mod:`runce.tasks.backfilling`)."""
+        tracker = self.store.tracker
         driver = BackfillDriver(
             task,
             ctx,
             attempt,
-            self.store.tracker,
+            tracker,
             self._lease,
             self._keeper,
             self.reporter.notice,
             handle_name="session" if self.config.store.type.startswith("mongo") else "db",
+            claims=tracker if isinstance(tracker, RangeClaims) else None,
+            claim_ttl=self.config.lock.ttl,
+            claimer=claimer_of(self.owner),
         )
         try:
             outcome = driver.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -11,7 +12,7 @@ from runce.domain.locks import LockHolder
 from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, TaskControl
 from runce.stores.liveness import process_alive
 from runce.tasks.discovery import TaskFile
-from runce.timeutil import json_time
+from runce.timeutil import json_time, utcnow
 
 
 class TaskState(StrEnum):
@@ -125,10 +126,20 @@ class BackfillProgress:
     finished_ranges: int
     cursor: object  # of the one range (None when there are several)
     moving: bool = False  # running now: only then is there an ETA
+    held: tuple[tuple[str, int], ...] = ()  # (claimer, ranges it holds) of a shared backfill
 
     @classmethod
     def of(cls, checkpoints: Iterable[Checkpoint], *, moving: bool = False) -> BackfillProgress:
         parts = list(checkpoints)
+        now = utcnow()
+        holders = Counter(
+            c.claim_owner
+            for c in parts
+            if c.claim_owner is not None
+            and not c.finished
+            and c.claim_until is not None
+            and c.claim_until > now
+        )
         rates = [c.rate for c in parts if c.rate is not None and not c.finished]
         return cls(
             done=sum(c.done for c in parts),
@@ -138,6 +149,7 @@ class BackfillProgress:
             finished_ranges=sum(c.finished for c in parts),
             cursor=parts[0].cursor if len(parts) == 1 else None,
             moving=moving,
+            held=tuple(sorted(holders.items())),
         )
 
     @property
@@ -155,6 +167,7 @@ class BackfillProgress:
             "eta_seconds": None if eta is None else round(eta, 1),
             "ranges": self.ranges,
             "finished_ranges": self.finished_ranges,
+            "ranges_held": dict(self.held),
             "cursor": self.cursor,
         }
 

@@ -139,17 +139,33 @@ def checkpoint_key(checkpoint: Checkpoint) -> str:
     return f"{checkpoint.task_id}#{checkpoint.part}"
 
 
+_CLAIM_FIELDS = frozenset({"claim_owner", "claim_until"})
+
+
 def checkpoint_document(checkpoint: Checkpoint) -> Document:
-    """The cursor is kept as JSON text: any JSON value, whatever BSON thinks of its keys."""
-    doc = {camel(f.name): getattr(checkpoint, f.name) for f in fields(Checkpoint)}
+    """The cursor is kept as JSON text: any JSON value, whatever BSON thinks of its keys.
+
+    The claim on the range (``claimToken``, ``claimOwner``, ``claimUntil``) is not part of
+    it: only claiming, renewing and releasing write those fields.
+    """
+    doc = {
+        camel(f.name): getattr(checkpoint, f.name)
+        for f in fields(Checkpoint)
+        if f.name not in _CLAIM_FIELDS
+    }
     doc["cursor"] = json.dumps(checkpoint.cursor)
     return doc
 
 
 def checkpoint_from(doc: Document) -> Checkpoint:
-    values: dict[str, Any] = {f.name: doc.get(camel(f.name)) for f in fields(Checkpoint)}
+    values: dict[str, Any] = {
+        f.name: doc.get(camel(f.name)) for f in fields(Checkpoint) if f.name not in _CLAIM_FIELDS
+    }
     values["cursor"] = json.loads(doc["cursor"])
     values["updated_at"] = aware(doc["updatedAt"])
+    if doc.get("claimToken") is not None:
+        values["claim_owner"] = doc.get("claimOwner")
+        values["claim_until"] = aware(doc["claimUntil"])
     return Checkpoint(**values)
 
 

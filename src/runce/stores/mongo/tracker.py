@@ -16,18 +16,29 @@ retries it. How a stolen lease is caught there is told in
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.client_session import ClientSession
 from pymongo.errors import PyMongoError
 
 from runce.domain.locks import Lease
-from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
+from runce.domain.tasks import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    RangeClaim,
+    TaskControl,
+)
 from runce.errors import (
+    ClaimLost,
     LockLost,
     StoreError,
     TransactionConflict,
@@ -40,6 +51,7 @@ from runce.stores.mongo.documents import (
     applied_from,
     attempt_document,
     attempt_from,
+    aware,
     checkpoint_document,
     checkpoint_from,
     checkpoint_key,
@@ -50,6 +62,7 @@ from runce.stores.mongo.lock import check, claim, lost_message, record_session
 from runce.stores.mongo.schema import Schema
 
 Write = Callable[[ClientSession | None], None]
+CLAIM_SESSIONS = "claimSessions"  # a range's holder's batch transactions (transactional)
 _BY_START = [("startedAt", 1), ("_id", 1)]
 
 
@@ -145,6 +158,117 @@ class MongoTracker:
             f"save the checkpoint of {checkpoint.task_id}",
         )
 
+    # --- range claims (parallel backfills shared by several processes) -----------------------
+
+    def claim_range(
+        self, task_id: str, attempt_id: str, owner: str, ttl: float, lease: Lease | None = None
+    ) -> RangeClaim | None:
+        """Unclaimed ranges first (one atomic find-and-modify), then expired ones or, for the
+        lock's holder, ones claimed for another attempt (another)."""
+        token = secrets.token_hex(16)
+        found: list[Document] = []
+        orphans: list[Any] = []
+
+        def write(session: ClientSession | None) -> None:
+            found.clear()
+            orphans.clear()
+            now = self._conn.server_now()
+            changes = {
+                "claimToken": token,
+                "claimOwner": owner,
+                "claimUntil": now + timedelta(seconds=ttl),
+                "attemptId": attempt_id,
+            }
+            taken: list[Document] = [{"claimToken": None}, {"claimUntil": {"$lt": now}}]
+            if lease is not None:
+                taken.append({"attemptId": {"$ne": attempt_id}})
+            for claimable in (taken[0], {"$or": taken[1:]}):
+                before = self._conn.checkpoints.find_one_and_update(
+                    {"taskId": task_id, "finished": False, **claimable},
+                    {"$set": {**changes, CLAIM_SESSIONS: []}},
+                    sort=[("part", 1)],
+                    return_document=ReturnDocument.BEFORE,
+                    session=session,
+                )
+                if before is not None:
+                    found.append({**before, **changes})
+                    orphans.extend(before.get(CLAIM_SESSIONS) or [])
+                    return
+
+        self._claim_write(write, lease, f"claim a key range of {task_id}")
+        if not found:
+            return None
+        doc = found[0]
+        if orphans:  # the transactions of a holder that died mid-batch: end them now
+            self._end_sessions(orphans)
+        return RangeClaim(
+            task_id=task_id,
+            part=doc["part"],
+            token=token,
+            owner=owner,
+            attempt_id=attempt_id,
+            until=aware(doc["claimUntil"]),
+            ttl=ttl,
+            checkpoint=checkpoint_from(doc),
+        )
+
+    def renew_claim(self, claim: RangeClaim) -> bool:
+        with self._conn.translated(f"renew the claim on a key range of {claim.task_id}"):
+            until = self._conn.server_now() + timedelta(seconds=claim.ttl)
+            result = self._conn.checkpoints.update_one(
+                _claimed(claim), {"$set": {"claimUntil": until}}
+            )
+        return result.matched_count == 1
+
+    def release_claim(self, claim: RangeClaim) -> None:
+        with self._conn.translated(f"release a key range of {claim.task_id}"):
+            self._conn.checkpoints.update_one(
+                _claimed(claim),
+                {
+                    "$set": {
+                        "claimToken": None,
+                        "claimOwner": None,
+                        "claimUntil": None,
+                        CLAIM_SESSIONS: [],
+                    }
+                },
+            )
+
+    def save_claimed_checkpoint(
+        self, checkpoint: Checkpoint, claim: RangeClaim, lease: Lease | None
+    ) -> None:
+        self._claim_write(
+            lambda session: save_claimed(self._conn, checkpoint, claim, session),
+            lease,
+            f"save the checkpoint of {checkpoint.task_id}",
+        )
+
+    def _claim_write(self, write: Write, lease: Lease | None, what: str) -> None:
+        """A claim's write is one document, atomic alone: a fenced transaction only for the
+        lock's holder. A helper (no lease) writes without one, so that a helper killed
+        mid-write leaves no transaction open on the server."""
+        if lease is not None:
+            self._write(write, lease, what)
+            return
+        self._schema.prepare()
+        with self._conn.translated(what):
+            write(None)
+
+    def _note_session(self, claim: RangeClaim, session: ClientSession) -> None:
+        """Note a batch's transaction session with its range's claim (whoever takes the
+        range over ends it), which is also a first check that the claim still holds."""
+        with self._conn.translated(f"save the checkpoint of {claim.task_id}"):
+            result = self._conn.checkpoints.update_one(
+                _claimed(claim), {"$addToSet": {CLAIM_SESSIONS: session.session_id}}
+            )
+        if result.matched_count != 1:
+            raise ClaimLost(_claim_lost_message(claim))
+
+    def _end_sessions(self, sessions: list[Any]) -> None:
+        """``killSessions``, as the lock does for a dead holder (see :mod:`.lock`)."""
+        with suppress(PyMongoError):
+            self._conn.client.admin.command("killSessions", sessions)
+
     def controls(self) -> dict[str, TaskControl]:
         with self._conn.translated("read the pause and cancel requests"):
             docs = list(self._conn.controls.find({}))
@@ -180,7 +304,9 @@ class MongoTracker:
     # --- transactional tasks ---------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, lease: Lease | None) -> Iterator[MongoTransaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> Iterator[MongoTransaction]:
         """A transaction for a transactional task; committed when the block exits cleanly.
 
         The token is checked before the transaction starts, inside it when the outcome is
@@ -198,6 +324,8 @@ class MongoTracker:
             session = self._conn.client.start_session()
             try:
                 self._fence_session(lease, session)
+                if claim is not None:
+                    self._note_session(claim, session)
             except BaseException:
                 session.end_session()
                 raise
@@ -274,22 +402,50 @@ class MongoTransaction:
             check(self._conn, self._lease, self._session)  # as of the transaction's snapshot
             write_finish(self._conn, attempt, applied, self._session)
 
-    def checkpoint(self, checkpoint: Checkpoint) -> None:
+    def checkpoint(self, checkpoint: Checkpoint, claim: RangeClaim | None = None) -> None:
         what = f"save the checkpoint of {checkpoint.task_id}"
         with _lost_explained(self._conn, self._lease), self._conn.translated(what):
             check(self._conn, self._lease, self._session)
-            save_checkpoint(self._conn, checkpoint, self._session)
+            if claim is not None:
+                save_claimed(self._conn, checkpoint, claim, self._session)
+            else:
+                save_checkpoint(self._conn, checkpoint, self._session)
 
 
 def save_checkpoint(
     conn: Connection, checkpoint: Checkpoint, session: ClientSession | None
 ) -> None:
-    conn.checkpoints.replace_one(
+    """Upsert the range's checkpoint; a claim on it stays as it is."""
+    conn.checkpoints.update_one(
         {"_id": checkpoint_key(checkpoint)},
-        checkpoint_document(checkpoint),
+        {"$set": checkpoint_document(checkpoint)},
         upsert=True,
         session=session,
     )
+
+
+def save_claimed(
+    conn: Connection, checkpoint: Checkpoint, claim: RangeClaim, session: ClientSession | None
+) -> None:
+    """Save a range's checkpoint, extending its claim, only while the range carries it."""
+    changes = {
+        **checkpoint_document(checkpoint),
+        "claimUntil": conn.server_now() + timedelta(seconds=claim.ttl),
+    }
+    result = conn.checkpoints.update_one(_claimed(claim), {"$set": changes}, session=session)
+    if result.matched_count != 1:
+        raise ClaimLost(_claim_lost_message(claim))
+
+
+def _claim_lost_message(claim: RangeClaim) -> str:
+    return (
+        f"range {claim.part} of {claim.task_id} is no longer claimed by this process (its "
+        "claim expired and was taken over), so its checkpoint was not saved"
+    )
+
+
+def _claimed(claim: RangeClaim) -> Document:
+    return {"_id": f"{claim.task_id}#{claim.part}", "claimToken": claim.token}
 
 
 @contextmanager

@@ -9,22 +9,32 @@ and its outcome is written in that same transaction.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from runce.domain.locks import Lease
-from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
-from runce.errors import StoreError
+from runce.domain.tasks import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    RangeClaim,
+    TaskControl,
+)
+from runce.errors import ClaimLost, StoreError
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.lock import PostgresLock, fence_transaction
 from runce.stores.postgres.rows import Row, applied_from, attempt_from, params_of, utc
 from runce.stores.sql.tracker import TrackerReads, must_be_finished
+
+T = TypeVar("T")
 
 
 class PostgresTracker(TrackerReads):
@@ -73,7 +83,10 @@ class PostgresTracker(TrackerReads):
         self._write(work, lease, what=f"record the {attempt.status} attempt of {attempt.task_id}")
 
     @contextmanager
-    def transaction(self, lease: Lease | None) -> Iterator[PostgresTransaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> Iterator[PostgresTransaction]:
+        # A helper killed mid-batch closes its connection: the server rolls its batch back.
         what = "run a transactional task"
         self._db.ensure_schema(what)
         backend_pid = self._lock.backend_of(lease) if lease is not None else None
@@ -101,6 +114,66 @@ class PostgresTracker(TrackerReads):
 
         self._write(work, lease, what=f"save the checkpoint of {checkpoint.task_id}")
 
+    # -- range claims (parallel backfills shared by several processes) -----------------------
+
+    def claim_range(
+        self, task_id: str, attempt_id: str, owner: str, ttl: float, lease: Lease | None = None
+    ) -> RangeClaim | None:
+        token = secrets.token_hex(16)
+        params = {
+            "task_id": task_id,
+            "attempt_id": attempt_id,
+            "owner": owner,
+            "token": token,
+            "ttl": float(ttl),
+            "takeover": lease is not None,
+        }
+
+        def work(conn: Connection) -> Row | None:
+            with conn.cursor(row_factory=dict_row) as cursor:
+                return cursor.execute(self._db.sql("claim_range"), params).fetchone()
+
+        row = self._write(work, lease, what=f"claim a key range of {task_id}")
+        if row is None:
+            return None
+        return RangeClaim(
+            task_id=task_id,
+            part=row["part"],
+            token=token,
+            owner=owner,
+            attempt_id=attempt_id,
+            until=utc(row["claim_until"]),
+            ttl=ttl,
+            checkpoint=_checkpoint_from(row),
+        )
+
+    def renew_claim(self, claim: RangeClaim) -> bool:
+        params = {**_claim_params(claim), "ttl": float(claim.ttl)}
+
+        def work(conn: Connection) -> bool:
+            return conn.execute(self._db.sql("renew_claim"), params).rowcount == 1
+
+        return self._db.write(
+            work, what=f"renew the claim on a key range of {claim.task_id}", transaction=False
+        )
+
+    def release_claim(self, claim: RangeClaim) -> None:
+        params = _claim_params(claim)
+
+        def work(conn: Connection) -> None:
+            conn.execute(self._db.sql("release_claim"), params)
+
+        self._db.write(work, what=f"release a key range of {claim.task_id}", transaction=False)
+
+    def save_claimed_checkpoint(
+        self, checkpoint: Checkpoint, claim: RangeClaim, lease: Lease | None
+    ) -> None:
+        self._write(
+            lambda conn: save_claimed(conn, self._db, checkpoint, claim),
+            lease,
+            what=f"save the checkpoint of {checkpoint.task_id}",
+        )
+
     def controls(self) -> dict[str, TaskControl]:
         rows = self._select("controls", what="read the pause and cancel requests")
         return {
@@ -119,11 +192,10 @@ class PostgresTracker(TrackerReads):
 
         self._db.write(work, what=f"ask {task_id} to {command or 'resume'}", transaction=False)
 
-    def _write(self, work: Callable[[Connection], None], lease: Lease | None, *, what: str) -> None:
+    def _write(self, work: Callable[[Connection], T], lease: Lease | None, *, what: str) -> T:
         if lease is None:
-            self._db.write(work, what=what)
-        else:
-            self._lock.fenced(lease, work, what=what)
+            return self._db.write(work, what=what)
+        return self._lock.fenced(lease, work, what=what)
 
     def _select(self, name: str, params: dict[str, Any] | None = None, *, what: str) -> list[Row]:
         nothing: list[Row] = []
@@ -157,10 +229,13 @@ class PostgresTransaction:
             self.fence(share=True)
             write_finish(self._conn, self._db, attempt, applied)
 
-    def checkpoint(self, checkpoint: Checkpoint) -> None:
+    def checkpoint(self, checkpoint: Checkpoint, claim: RangeClaim | None = None) -> None:
         with self._db.translated(f"save the checkpoint of {checkpoint.task_id}"):
             self.fence(share=True)
-            self._conn.execute(self._db.sql("save_checkpoint"), _checkpoint_params(checkpoint))
+            if claim is not None:
+                save_claimed(self._conn, self._db, checkpoint, claim)
+            else:
+                self._conn.execute(self._db.sql("save_checkpoint"), _checkpoint_params(checkpoint))
 
     def fence(self, *, share: bool) -> None:
         if self._lease is not None and self._backend_pid is not None:
@@ -206,6 +281,20 @@ def _checkpoint_params(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
+def save_claimed(conn: Connection, db: Database, checkpoint: Checkpoint, claim: RangeClaim) -> None:
+    """Save a range's checkpoint, extending its claim, only while the range carries it."""
+    params = {**_checkpoint_params(checkpoint), "token": claim.token, "ttl": float(claim.ttl)}
+    if conn.execute(db.sql("save_claimed_checkpoint"), params).rowcount != 1:
+        raise ClaimLost(
+            f"range {claim.part} of {claim.task_id} is no longer claimed by this process (its "
+            "claim expired and was taken over), so its checkpoint was not saved"
+        )
+
+
+def _claim_params(claim: RangeClaim) -> dict[str, Any]:
+    return {"task_id": claim.task_id, "part": claim.part, "token": claim.token}
+
+
 def _checkpoint_from(row: Row) -> Checkpoint:
     return Checkpoint(
         task_id=row["task_id"],
@@ -219,6 +308,8 @@ def _checkpoint_from(row: Row) -> Checkpoint:
         finished=row["finished"],
         total=row["total"],
         rate=row["rate"],
+        claim_owner=row.get("claim_owner") if row.get("claim_token") else None,
+        claim_until=utc(row["claim_until"]) if row.get("claim_token") else None,
     )
 
 

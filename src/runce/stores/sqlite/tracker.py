@@ -5,6 +5,7 @@ in that same transaction, that the lease is still the lock's (see :func:`lock.fe
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,14 +13,21 @@ from dataclasses import replace
 from typing import Any
 
 from runce.domain.locks import Lease
-from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, ControlCommand, TaskControl
-from runce.errors import StoreError
+from runce.domain.tasks import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    RangeClaim,
+    TaskControl,
+)
+from runce.errors import ClaimLost, StoreError
 from runce.stores.sql.tracker import TrackerReads, must_be_finished
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.lock import fence, fence_and_extend
 from runce.stores.sqlite.queries import fetch_rows as _rows
 from runce.stores.sqlite.queries import query
-from runce.stores.sqlite.rows import applied_from, attempt_from, params_of
+from runce.stores.sqlite.rows import applied_from, attempt_from, params_of, ttl_modifier
 from runce.timeutil import from_iso, to_iso
 
 
@@ -76,7 +84,10 @@ class SQLiteTracker(TrackerReads):
         self._db.write(work, what=f"record the {attempt.status} attempt of {attempt.task_id}")
 
     @contextmanager
-    def transaction(self, lease: Lease | None) -> Iterator[SQLiteTransaction]:
+    def transaction(
+        self, lease: Lease | None, claim: RangeClaim | None = None
+    ) -> Iterator[SQLiteTransaction]:
+        # A helper killed mid-batch drops the file's write lock: its batch never happened.
         what = "run a transactional task"
         token = lease.token if lease is not None else None
         with self._db.transaction(token, what=what) as conn:
@@ -105,6 +116,67 @@ class SQLiteTracker(TrackerReads):
         def work(conn: sqlite3.Connection) -> None:
             fence(conn, lease)
             conn.execute(query("save_checkpoint"), _checkpoint_params(checkpoint))
+
+        self._db.write(work, what=f"save the checkpoint of {checkpoint.task_id}")
+
+    # -- range claims (parallel backfills shared by several processes) -----------------------
+
+    def claim_range(
+        self, task_id: str, attempt_id: str, owner: str, ttl: float, lease: Lease | None = None
+    ) -> RangeClaim | None:
+        token = secrets.token_hex(16)
+        params = {
+            "task_id": task_id,
+            "attempt_id": attempt_id,
+            "owner": owner,
+            "token": token,
+            "ttl": ttl_modifier(ttl),
+            "takeover": int(lease is not None),
+        }
+
+        def work(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            fence(conn, lease)
+            cursor = conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            row: sqlite3.Row | None = cursor.execute(query("claim_range"), params).fetchone()
+            return row
+
+        row = self._db.write(work, what=f"claim a key range of {task_id}")
+        if row is None:
+            return None
+        return RangeClaim(
+            task_id=task_id,
+            part=row["part"],
+            token=token,
+            owner=owner,
+            attempt_id=attempt_id,
+            until=from_iso(row["claim_until"]),
+            ttl=ttl,
+            checkpoint=_checkpoint_from(row),
+        )
+
+    def renew_claim(self, claim: RangeClaim) -> bool:
+        params = {**_claim_params(claim), "ttl": ttl_modifier(claim.ttl)}
+
+        def work(conn: sqlite3.Connection) -> bool:
+            return conn.execute(query("renew_claim"), params).rowcount == 1
+
+        return self._db.write(work, what=f"renew the claim on a key range of {claim.task_id}")
+
+    def release_claim(self, claim: RangeClaim) -> None:
+        params = _claim_params(claim)
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(query("release_claim"), params)
+
+        self._db.write(work, what=f"release a key range of {claim.task_id}")
+
+    def save_claimed_checkpoint(
+        self, checkpoint: Checkpoint, claim: RangeClaim, lease: Lease | None
+    ) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            fence(conn, lease)
+            save_claimed(conn, checkpoint, claim)
 
         self._db.write(work, what=f"save the checkpoint of {checkpoint.task_id}")
 
@@ -149,9 +221,34 @@ class SQLiteTransaction:
         with self._db.translated(f"record the outcome of {attempt.task_id}"):
             write_finish(self._conn, attempt, applied, self._db)
 
-    def checkpoint(self, checkpoint: Checkpoint) -> None:
+    def checkpoint(self, checkpoint: Checkpoint, claim: RangeClaim | None = None) -> None:
         with self._db.translated(f"save the checkpoint of {checkpoint.task_id}"):
-            self._conn.execute(query("save_checkpoint"), _checkpoint_params(checkpoint))
+            if claim is not None:
+                save_claimed(self._conn, checkpoint, claim)
+            else:
+                self._conn.execute(query("save_checkpoint"), _checkpoint_params(checkpoint))
+
+
+def save_claimed(conn: sqlite3.Connection, checkpoint: Checkpoint, claim: RangeClaim) -> None:
+    """Save a range's checkpoint, extending its claim, only while the range carries it."""
+    params = {
+        **_checkpoint_params(checkpoint),
+        "token": claim.token,
+        "ttl": ttl_modifier(claim.ttl),
+    }
+    if conn.execute(query("save_claimed_checkpoint"), params).rowcount != 1:
+        raise ClaimLost(claim_lost_message(claim))
+
+
+def claim_lost_message(claim: RangeClaim) -> str:
+    return (
+        f"range {claim.part} of {claim.task_id} is no longer claimed by this process (its "
+        "claim expired and was taken over), so its checkpoint was not saved"
+    )
+
+
+def _claim_params(claim: RangeClaim) -> dict[str, Any]:
+    return {"task_id": claim.task_id, "part": claim.part, "token": claim.token}
 
 
 def _checkpoint_params(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -183,7 +280,19 @@ def _checkpoint_from(row: sqlite3.Row) -> Checkpoint:
         finished=bool(row["finished"]),
         total=row["total"],
         rate=row["rate"],
+        **_claim_of(row),
     )
+
+
+def _claim_of(row: sqlite3.Row) -> dict[str, Any]:
+    """Who holds the range, on a schema that has range claims (migration 0011)."""
+    try:
+        token = row["claim_token"]
+    except IndexError:  # an older schema, read as it is
+        return {}
+    if token is None:
+        return {}
+    return {"claim_owner": row["claim_owner"], "claim_until": from_iso(row["claim_until"])}
 
 
 def write_finish(
