@@ -8,6 +8,7 @@ the acceptance suite (small tables) and by ``bench/backfill_crash.py`` (a millio
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import sqlite3
@@ -17,7 +18,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tests.acceptance.conftest import Workspace, output_of
 
@@ -251,15 +252,21 @@ task = runce.Backfill(
 
 
 class MongoRows:
-    def __init__(self, url: str) -> None:
+    """``throttle`` paces the task's batches (a Backfill throttle): on a small table a
+    runner must not finish between two looks at its progress, or no kill lands."""
+
+    def __init__(self, url: str, throttle: str | None = None) -> None:
         self.url = url  # with the database in its path
         self.collection = f"bf_rows_{uuid.uuid4().hex[:10]}"
+        self.throttle = throttle
+        self._client: Any = None  # one client for every look: connecting is the slow part
 
     def _coll(self):  # type: ignore[no-untyped-def]
         import pymongo
 
-        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(self.url)
-        return client, client.get_default_database()[self.collection]
+        if self._client is None:
+            self._client = pymongo.MongoClient(self.url)
+        return contextlib.nullcontext(), self._client.get_default_database()[self.collection]
 
     def create(self, count: int) -> None:
         client, coll = self._coll()
@@ -293,7 +300,7 @@ def process(ctx, batch):
 
 task = runce.Backfill(
     title="count hits", fetch=fetch, process=process,
-    batch_size={batch_size}, transactional={transactional},
+    batch_size={batch_size}, transactional={transactional}, throttle={self.throttle!r},
 )
 """
 
@@ -312,3 +319,5 @@ task = runce.Backfill(
         client, coll = self._coll()
         with client:
             coll.drop()
+        self._client.close()
+        self._client = None

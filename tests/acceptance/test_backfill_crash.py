@@ -33,6 +33,9 @@ pytestmark = pytest.mark.slow
 # rows take it many minutes, so the suite uses fewer; `bench/backfill_crash.py --store mongo
 # --rows 100000` runs the full size, on a real MongoDB too (RUNCE_TEST_MONGODB_URL).
 SIZES = {"postgres": (100_000, 1000), "sqlite": (100_000, 1000), "mongo": (2_000, 100)}
+# Its 20 batches paced so that one runner takes a second or more: a runner must not finish
+# between two looks at its progress (each a count on that slow server), or no kill lands.
+MONGO_THROTTLE = "50ms"
 
 
 @pytest.fixture(params=["postgres", "sqlite", "mongo"])
@@ -47,7 +50,7 @@ def backend(
             rows.drop()
     elif name == "mongo":
         for space in mongo_workspace(request, tmp_path):
-            rows = MongoRows(space.store)
+            rows = MongoRows(space.store, throttle=MONGO_THROTTLE)
             yield name, space, rows
             rows.drop()
     else:
