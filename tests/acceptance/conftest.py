@@ -189,6 +189,9 @@ def mongo_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     yield space
     space.reap()
     with pymongo.MongoClient(server) as client:
+        # A process the test killed may have left a transaction open, which a drop would
+        # wait for until the server gives up on it: end every session first.
+        client.admin.command("killAllSessions", [])
         client.drop_database(database)
 
 
