@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from pymongo.collection import Collection
@@ -33,6 +34,10 @@ log = logging.getLogger("runce.store")
 WAKE_ID = "~wake"  # the wake signal's document in the workers collection
 WATCH_WAIT = 30.0  # seconds the server holds a getMore of the stream when nothing moves
 RETRY_MAX = 30.0  # seconds between tries to open a broken stream again, at most
+# A getMore answered with nothing within EARLY seconds is followed by EARLY_PAUSE seconds
+# of rest: a change meanwhile is still read by the next one (the stream keeps its place).
+EARLY = 0.5
+EARLY_PAUSE = 0.1
 
 # Same-process wake-ups, shared by every store object on one runs collection.
 _wakers: dict[tuple[str, str, str], threading.Event] = {}
@@ -94,8 +99,14 @@ class Watch:
                     opened_before = True
                     pause = 0.5
                     while not self._closed.is_set():
+                        began = time.monotonic()
                         if stream.try_next() is not None:
                             self._waker.set()
+                        elif time.monotonic() - began < EARLY:
+                            # Answered at once with nothing (a server that does not hold
+                            # the getMore, or another document of the collection moved):
+                            # a short pause, so that such a server is never asked in a loop.
+                            self._closed.wait(EARLY_PAUSE)
             except InvalidOperation:  # the client was closed: so is this watch
                 self.watching = False
                 return
