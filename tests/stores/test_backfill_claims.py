@@ -232,3 +232,25 @@ def test_a_transaction_saves_a_claimed_checkpoint_only_while_claimed(maker: Stor
     with other.tracker.transaction(None) as tx:
         tx.checkpoint(_advance(taken, 3, 3), taken)
     assert other.tracker.checkpoints("t.txc")[0].cursor == 3
+
+
+def test_an_expired_claim_whose_holder_died_mid_transaction_is_taken_over(
+    maker: StoreMaker,
+) -> None:
+    """On MongoDB a holder killed mid-batch leaves its transaction open on the range's
+    checkpoint; the claimer that takes the expired range over ends it first, instead of
+    meeting its writes (a WriteConflict that failed the whole backfill)."""
+    dead, other = maker.open(), maker.open()
+    if not dead.description.startswith("mongodb") or not dead.supports_transactions:
+        pytest.skip("an open transaction here holds the claimer by a lock, not a conflict")
+    _ranges(dead, "t.dead", 1)
+    claim = _claims(dead).claim_range("t.dead", ATTEMPT, "dead", SHORT)
+    assert claim is not None
+    open_transaction = dead.tracker.transaction(None, claim)
+    tx = open_transaction.__enter__()  # and never left: the holder was killed here
+    tx.checkpoint(_advance(claim, {"at": 5}, 5), claim)
+
+    taken = _claim_after_expiry(_claims(other), "t.dead", "other")
+    assert taken.checkpoint.cursor == {"at": 0}, "the dead transaction's checkpoint never landed"
+    _claims(other).save_claimed_checkpoint(_advance(taken, {"at": 7}, 7), taken, None)
+    assert other.tracker.checkpoints("t.dead")[0].cursor == {"at": 7}

@@ -165,6 +165,7 @@ class MongoTracker:
     ) -> RangeClaim | None:
         """Unclaimed ranges first (one atomic find-and-modify), then expired ones or, for the
         lock's holder, ones claimed for another attempt (another)."""
+        self._end_takeable_holders(task_id, attempt_id, lease)
         token = secrets.token_hex(16)
         found: list[Document] = []
         orphans: list[Any] = []
@@ -211,6 +212,24 @@ class MongoTracker:
             ttl=ttl,
             checkpoint=checkpoint_from(doc),
         )
+
+    def _end_takeable_holders(self, task_id: str, attempt_id: str, lease: Lease | None) -> None:
+        """End the batch transactions noted on the claims a claimer may take over (expired,
+        or, for the lock's holder, made for another attempt) before it tries: a holder
+        killed mid-batch leaves its transaction open on the range's checkpoint, and the claim
+        would meet its writes (WriteConflict) until the server aborts it. Only a read, which
+        meets no transaction's writes."""
+        now = self._conn.server_now()
+        takeable: list[Document] = [{"claimUntil": {"$lt": now}}]
+        if lease is not None:
+            takeable.append({"attemptId": {"$ne": attempt_id}})
+        noted = {f"{CLAIM_SESSIONS}.0": {"$exists": True}}
+        query = {"taskId": task_id, "finished": False, "$or": takeable, **noted}
+        with self._conn.translated(f"claim a key range of {task_id}"):
+            docs = list(self._conn.checkpoints.find(query, {CLAIM_SESSIONS: 1}))
+        sessions = [session for doc in docs for session in doc.get(CLAIM_SESSIONS) or []]
+        if sessions:
+            self._end_sessions(sessions)
 
     def renew_claim(self, claim: RangeClaim) -> bool:
         with self._conn.translated(f"renew the claim on a key range of {claim.task_id}"):
