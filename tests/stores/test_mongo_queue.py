@@ -401,3 +401,37 @@ def test_without_change_streams_a_waiter_reads_the_signal_less_often_while_nothi
             assert time.monotonic() - began < 5, "the waiter missed the signal's move"
         finally:
             wake._watches.pop(key, None)
+
+
+def test_a_watch_never_asks_in_a_loop_while_other_documents_move(
+    database: str, mongo_server: str
+) -> None:
+    # Heartbeats move other documents of the workers collection all the time; a server may
+    # answer the stream's getMore at once when they do (SecantusDB does). The watch must not
+    # turn that into a loop of getMores (it once spun a core): about ten a second at most.
+    commands = _Commands()
+    with (
+        pymongo.MongoClient(mongo_server, event_listeners=[commands]) as client,
+        pymongo.MongoClient(mongo_server) as mover,
+    ):
+        workers = client[database]["runce_workers"]
+        workers.insert_one({"_id": "~wake", "seq": 0})
+        watch = wake.Watch(workers, "~wake", threading.Event())
+        try:
+            deadline = time.monotonic() + 30
+            while not watch.watching:
+                assert time.monotonic() < deadline, "the stream never opened"
+                time.sleep(0.01)
+            time.sleep(0.2)
+            heartbeats = mover[database]["runce_workers"]
+            before = commands.names.count("getMore")
+            began = time.monotonic()
+            moves = 0
+            while moves < 300 or time.monotonic() - began < 1.5:
+                heartbeats.update_one({"_id": "w1"}, {"$inc": {"beat": 1}}, upsert=True)
+                moves += 1
+            elapsed = time.monotonic() - began
+            asked = commands.names.count("getMore") - before
+        finally:
+            watch.close()
+    assert asked <= elapsed * 10 + 3, (asked, moves, elapsed)
