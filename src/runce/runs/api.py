@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from runce.config import (
@@ -23,7 +24,9 @@ from runce.config import (
     ConfigArg,
     ServiceFactory,
     bounded,
+    framework_config,
     import_object,
+    load_config,
     resolve_config,
 )
 from runce.domain.runs import Run, RunFilter, RunOrder, RunState
@@ -48,8 +51,8 @@ from runce.stores.schedules import ScheduleStore
 
 _stores: dict[tuple[object, ...], Store] = {}
 _configs: dict[tuple[object, ...], Config] = {}
-# The service of each configuration found from the current directory (by id: a Config holds
-# a dict, so it is not hashable); valid while _configs still holds that same Config.
+# The service of each configuration found when none is given (by id: a Config holds a dict,
+# so it is not hashable); valid while that same Config is still the one found.
 _services: dict[int, tuple[Config, RunService]] = {}
 _mutex = threading.Lock()
 
@@ -57,14 +60,30 @@ _mutex = threading.Lock()
 def _config(config: ConfigArg) -> Config:
     if config is not None:
         return resolve_config(config)
-    key = (os.getcwd(), _runce_environment())
+    framework = framework_config()
+    if isinstance(framework, Config):  # an ASGI app's, resolved by its lifespan
+        return framework
+    key = _default_key(framework)
     with _mutex:
         found = _configs.get(key)
     if found is None:
-        found = resolve_config(None)
+        found = resolve_config(None) if framework is None else _from_framework(framework)
         with _mutex:
             _configs[key] = found
     return found
+
+
+def _default_key(framework: tuple[dict[str, Any], Path] | None) -> tuple[object, ...]:
+    """What the configuration used when none is given depends on: the keys a framework
+    gives (the Django app's, which follow ``DATABASES``) or the file found from the current
+    directory, and the ``RUNCE_`` environment variables."""
+    values = None if framework is None else repr(framework)
+    return (os.getcwd(), _runce_environment(), values)
+
+
+def _from_framework(framework: tuple[dict[str, Any], Path]) -> Config:
+    values, start = framework
+    return load_config(values=values, start=start)
 
 
 def _runce_environment() -> tuple[tuple[Any, Any], ...]:
@@ -280,21 +299,30 @@ _aservices: dict[int, tuple[Config, RunService]] = {}
 async def _aservice(config: ConfigArg) -> RunService:
     """The service without leaving the event loop once it is made (the first call reads
     files and imports handlers, on a thread)."""
-    cfg: Config | None
     if config is None:
-        with _mutex:
-            cfg = _configs.get((os.getcwd(), _runce_environment()))
-        kept = _services.get(id(cfg)) if cfg is not None else None
-    else:
-        cfg = config if isinstance(config, Config) else None
-        kept = _aservices.get(id(cfg)) if cfg is not None else None
-    if kept is not None and kept[0] is cfg:
-        return kept[1]
+        kept = _default_service()
+        return kept if kept is not None else await asyncio.to_thread(service, None)
+    cfg = config if isinstance(config, Config) else None
+    found = _aservices.get(id(cfg)) if cfg is not None else None
+    if found is not None and found[0] is cfg:
+        return found[1]
     made = await asyncio.to_thread(service, config)
     if isinstance(config, Config):
         with _mutex:
             _aservices[id(config)] = (config, made)
     return made
+
+
+def _default_service() -> RunService | None:
+    """The service of the configuration used when none is given, if made already."""
+    framework = framework_config()
+    if isinstance(framework, Config):
+        cfg: Config | None = framework
+    else:
+        with _mutex:
+            cfg = _configs.get(_default_key(framework))
+    kept = _services.get(id(cfg)) if cfg is not None else None
+    return kept[1] if kept is not None and kept[0] is cfg else None
 
 
 # -- reading and changing -------------------------------------------------------------------
