@@ -12,7 +12,7 @@ import asyncio
 import atexit
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from runce.config import (
     MAX_RUN_TIME,
     Config,
     ConfigArg,
+    ConfigValues,
     ServiceFactory,
     bounded,
     framework_config,
@@ -292,8 +293,10 @@ async def aenqueue_many(
     return [result.run for result in results]
 
 
-# The services async callers got for a Config they passed (kept with it, so its id stays its).
-_aservices: dict[int, tuple[Config, RunService]] = {}
+# The services async callers got for a configuration they passed, under _async_key's key,
+# with the Config it was made for when that was one (kept with it, so its id stays its).
+_aservices: dict[tuple[object, ...], tuple[Config | None, RunService]] = {}
+_ASYNC_KEPT = 256  # configurations kept; past that, the oldest is forgotten
 
 
 async def _aservice(config: ConfigArg) -> RunService:
@@ -302,14 +305,17 @@ async def _aservice(config: ConfigArg) -> RunService:
     if config is None:
         kept = _default_service()
         return kept if kept is not None else await asyncio.to_thread(service, None)
-    cfg = config if isinstance(config, Config) else None
-    found = _aservices.get(id(cfg)) if cfg is not None else None
-    if found is not None and found[0] is cfg:
+    key = _async_key(config)
+    anchor = config if isinstance(config, Config) else None
+    found = _aservices.get(key) if key is not None else None
+    if found is not None and found[0] is anchor:
         return found[1]
     made = await asyncio.to_thread(service, config)
-    if isinstance(config, Config):
+    if key is not None:
         with _mutex:
-            _aservices[id(config)] = (config, made)
+            _aservices[key] = (anchor, made)
+            while len(_aservices) > _ASYNC_KEPT:
+                del _aservices[next(iter(_aservices))]
     return made
 
 
@@ -323,6 +329,26 @@ def _default_service() -> RunService | None:
             cfg = _configs.get(_default_key(framework))
     kept = _services.get(id(cfg)) if cfg is not None else None
     return kept[1] if kept is not None and kept[0] is cfg else None
+
+
+def _async_key(config: ConfigArg) -> tuple[object, ...] | None:
+    """What the configuration ``config`` resolves to depends on, read without a thread: a
+    Config itself; a dict's (or ``define_config``'s) keys, the current directory (relative
+    paths) and the ``RUNCE_`` environment variables; a file's path, modification time and
+    size, with the same. None when there is no such key (a file that cannot be read)."""
+    if config is None:
+        return None
+    if isinstance(config, Config):
+        return ("config", id(config))
+    around = (os.getcwd(), _runce_environment())
+    if isinstance(config, ConfigValues | Mapping):
+        values = config.values if isinstance(config, ConfigValues) else config
+        return ("values", repr(values), *around)
+    try:
+        found = os.stat(config)
+    except OSError:
+        return None
+    return ("file", os.path.abspath(config), found.st_mtime_ns, found.st_size, *around)
 
 
 # -- reading and changing -------------------------------------------------------------------
