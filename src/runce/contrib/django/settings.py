@@ -31,7 +31,8 @@ _LIBPQ_OPTIONS = frozenset(
 
 
 def config_values() -> dict[str, Any]:
-    """The keys of a ``runce.toml``, from ``settings.RUNCE`` and ``settings.DATABASES``."""
+    """The keys of a ``runce.toml``, from ``settings.RUNCE`` and the database's settings as
+    Django's connection has them now: while Django's test runner runs, its test database."""
     from django.conf import settings
 
     raw: Any = getattr(settings, "RUNCE", {})
@@ -40,11 +41,19 @@ def config_values() -> dict[str, Any]:
     values = dict(raw)
     alias = str(values.pop("database", "default"))
     if "store" not in values and "tracker" not in values:
-        databases: Mapping[str, Any] = settings.DATABASES
-        if alias not in databases:
-            raise ConfigError(f"RUNCE['database'] names {alias!r}, which is not in DATABASES")
-        values["store"] = store_url(databases[alias], alias)
+        values["store"] = store_url(database_settings(alias), alias)
     return values
+
+
+def database_settings(alias: str) -> Mapping[str, Any]:
+    """Django's connection's settings of database ``alias`` (the test runner renames it)."""
+    from django.conf import settings
+    from django.db import connections
+
+    if alias not in settings.DATABASES:
+        raise ConfigError(f"RUNCE['database'] names {alias!r}, which is not in DATABASES")
+    found: Mapping[str, Any] = connections[alias].settings_dict
+    return found
 
 
 def project_dir() -> Path:
@@ -73,7 +82,8 @@ def _sqlite_url(database: Mapping[str, Any], alias: str) -> str:
     if not name or name == ":memory:" or name.startswith("file:"):
         raise ConfigError(
             f"DATABASES[{alias!r}] is an in-memory SQLite database; runce needs a file "
-            "(or set RUNCE = {'store': ...})"
+            "(or set RUNCE = {'store': ...}); for Django's test database, which is in "
+            f"memory unless named, set DATABASES[{alias!r}]['TEST'] = {{'NAME': ...}}"
         )
     return "sqlite:///" + quote(str(Path(name).resolve()))
 
