@@ -123,7 +123,11 @@ async def _stop_worker(runtime: Runtime, timeout: float | None) -> None:
 
 def services(request: Request) -> Any:
     """A dependency (``Depends(services)``): the configured ``services`` factory's result,
-    made once per app and shared with its embedded worker's jobs (``ctx.services``)."""
+    made once per app and shared with its embedded worker's jobs (``ctx.services``).
+
+    Its type is the app's own, which runce cannot know: ``Any``, as ``ctx.services`` is,
+    for the parameter's annotation to name it (``Annotated[Services, Depends(services)]``).
+    """
     runtime: Runtime | None = getattr(request.app.state, "runce", None)
     if runtime is None:
         raise UsageError(
