@@ -18,7 +18,8 @@ import re
 import sys
 import threading
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -1020,23 +1021,57 @@ def import_object(path: str, where: str) -> Any:
 
 ConfigArg = Config | str | os.PathLike[str] | ConfigValues | Mapping[str, Any] | None
 
-# Keys a framework supplies in place of a config file (the Django app, from its settings).
-_framework_values: tuple[dict[str, Any], Path] | None = None
+# What a framework set as the configuration used when none is given (use_framework_config).
+FrameworkConfig = Config | Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+_framework: tuple[FrameworkConfig, Path] | None = None
 
 
-def use_framework_config(values: Mapping[str, Any] | None, start: Path | None = None) -> None:
-    """Make ``values`` (resolved against ``start``) the configuration used when none is
-    given, instead of looking for a file; None looks for a file again."""
-    global _framework_values
-    _framework_values = None if values is None else (dict(values), start or Path.cwd())
+def use_framework_config(config: FrameworkConfig | None, start: Path | None = None) -> None:
+    """Make ``config`` the configuration used when none is given, instead of looking for a
+    file: a :class:`Config` (an ASGI app's lifespan), the keys of one resolved against
+    ``start``, or a function giving those keys, called each time the configuration is
+    resolved (the Django app's: its store follows ``DATABASES``, the test database
+    included). None looks for a file again."""
+    global _framework
+    _framework = None if config is None else (config, start or Path.cwd())
+
+
+@contextmanager
+def framework_config_in_use(config: Config) -> Iterator[None]:
+    """:func:`use_framework_config` for the block; then back to what was set before (unless
+    something else set another configuration in the meantime)."""
+    global _framework
+    before = _framework
+    use_framework_config(config)
+    mine = _framework
+    try:
+        yield
+    finally:
+        if _framework is mine:
+            _framework = before
+
+
+def framework_config() -> Config | tuple[dict[str, Any], Path] | None:
+    """The configuration a framework set, as it is now: a :class:`Config`, or the keys of
+    one with the folder they are resolved against; None when no framework set one."""
+    if _framework is None:
+        return None
+    config, start = _framework
+    if isinstance(config, Config):
+        return config
+    return dict(config() if callable(config) else config), start
 
 
 def resolve_config(config: ConfigArg = None, **overrides: Any) -> Config:
     """Turn any accepted ``config`` argument into a validated :class:`Config`."""
     cleaned = {k: v for k, v in overrides.items() if v is not None}
-    if config is None and _framework_values is not None:
-        values, start = _framework_values
-        return load_config(values=values, start=start, overrides=cleaned)
+    if config is None:
+        framework = framework_config()
+        if isinstance(framework, Config):
+            config = framework
+        elif framework is not None:
+            values, start = framework
+            return load_config(values=values, start=start, overrides=cleaned)
     if isinstance(config, Config):
         if not cleaned:
             return config

@@ -128,6 +128,9 @@ class LockError(RunceError):
 class LockHeld(LockError):
     """Another runner holds the lock."""
 
+    # Set by run_pending_on_boot: how many pending tasks this start-up did not attempt.
+    not_attempted: int | None = None
+
 
 class LockLost(LockError):
     """This runner's lease was taken by another owner or could not be renewed."""
@@ -147,9 +150,13 @@ class TaskRunError(RunceError):
 class DriftError(TaskRunError):
     """An applied task's file has changed since it was applied."""
 
+    not_attempted: int | None = None  # as LockHeld's
+
 
 class OutOfOrderError(TaskRunError):
     """A pending task sorts before an applied one and ``on_out_of_order`` is ``fail``."""
+
+    not_attempted: int | None = None  # as LockHeld's
 
 
 class TasksFailed(TaskRunError):

@@ -120,3 +120,16 @@ def test_a_bad_runce_command_exits_2_with_runce_s_usage(project: Project) -> Non
     done = project.manage("runce", "no-such-command")
     assert done.returncode == 2
     assert "manage.py runce" in done.stderr
+
+
+def test_django_s_test_runner_gives_runce_the_test_database(project: Project) -> None:
+    """``manage.py test`` runs the shop's tests on Django's test database, and runce's
+    store is that database: an enqueue on Django's connection is accepted there, a
+    rollback leaves no run, and the project's own database gets none of the tests' runs."""
+    tested = project.manage("test", "--noinput", "-v", "2")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "Ran 3 tests" in tested.stderr, tested.stderr
+    assert "\nOK" in tested.stderr, tested.stderr
+    listed = project.manage("runce", "runs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["runs"] == []

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
 
 import psycopg
 import pymongo
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from psycopg_pool import ConnectionPool
+from starlette.requests import Request
 
 import runce
 from runce.config import ConfigValues
 from runce.contrib import asgi
 from runce.contrib.django import enqueue_on_commit
+from runce.contrib.django.settings import config_values, project_dir, store_url
 from runce.stores import from_mongo, from_postgres_pool, from_sqlite
 from runce.stores.base import StoreSpec
 
@@ -28,6 +33,23 @@ async def own_lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 composed = FastAPI(lifespan=own_lifespan)
+
+
+@dataclass(frozen=True)
+class Services:
+    ledger: Path
+
+
+def ledger(services: Annotated[Services, Depends(asgi.services)]) -> dict[str, str]:
+    return {"ledger": str(services.ledger)}
+
+
+app.add_api_route("/ledger", ledger)  # app.get(...) as a decorator is typed with Any
+
+
+def services_of(request: Request) -> Services:
+    services: Services = asgi.services(request)
+    return services
 
 
 @runce.job("email.send")
@@ -80,3 +102,9 @@ def boot() -> int:
     except runce.TasksFailed as failed:
         return failed.not_attempted + len(failed.failed)
     return len(report.results)
+
+
+def django_store() -> tuple[str, str, Path]:
+    values: dict[str, object] = config_values()
+    url: str = store_url({"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}, "default")
+    return str(values["store"]), url, project_dir()

@@ -131,3 +131,32 @@ def test_the_lifespan_composes_with_the_app_s_own(project: Config) -> None:
     with TestClient(app) as client:
         assert client.get("/services").json() == {"made": True}
     assert entered == ["around", "inside"]
+
+
+def test_the_app_s_endpoints_use_the_lifespan_s_config_by_default(
+    project: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runce.toml in the current directory names another store: the endpoints enqueue,
+    read and list on the lifespan's store all the same."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "runce.toml").write_text('store = "sqlite:///other.db"\n')
+    monkeypatch.chdir(elsewhere)
+    kind = f"{project.worker.handlers[0]}.slow"
+    app = FastAPI(lifespan=asgi.lifespan(project))
+
+    @app.post("/runs")
+    async def enqueue() -> dict[str, str]:
+        run = await runce.aenqueue(kind, {})
+        return {"id": run.id, "state": (await runce.aget_run(run.id)).state}
+
+    @app.post("/runs/sync")
+    def enqueue_sync() -> dict[str, str]:
+        return {"id": runce.enqueue(kind, {}).id}
+
+    with TestClient(app) as client:
+        made = [client.post("/runs").json(), client.post("/runs/sync").json()]
+    assert made[0]["state"] == "queued"
+    mine = {run.id for run in runce.list_runs(config=project).runs}
+    assert {ids["id"] for ids in made} <= mine
+    assert runce.list_runs(config=elsewhere / "runce.toml").runs == []

@@ -5,6 +5,7 @@ default), on a real PostgreSQL database and on SQLite."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 import runce
 from runce.errors import IdempotencyConflict, UsageError
+from runce.runs import api
 from tests import services
 
 
@@ -143,13 +145,30 @@ def test_job_alater_enqueues_on_sqlite(tmp_path: Path) -> None:
     assert runce.get_run(run.id, config=config).input == {"a": 1}
 
 
+def _given_as(form: str, values: dict[str, Any], folder: Path) -> Any:
+    """``values`` as a caller passes them: a loaded Config, the dict itself, or a file."""
+    if form == "Config":
+        return runce.load_config(values=values, env={})
+    if form == "dict":
+        return dict(values)
+    path = folder / "runce.toml"
+    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
+    return str(path)
+
+
 @pytest.mark.postgres
+@pytest.mark.parametrize("form", ["Config", "dict", "path"])
 def test_an_enqueue_on_an_async_connection_stays_on_the_event_loop(
-    pg_config: dict[str, Any], postgres_server: str, monkeypatch: pytest.MonkeyPatch
+    pg_config: dict[str, Any],
+    postgres_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    form: str,
+    tmp_path: Path,
 ) -> None:
     """After the first call (which may read files and check the schema on a thread), an
-    enqueue on the caller's AsyncConnection is awaited statements only: no thread."""
-    config = runce.load_config(values=pg_config, env={})
+    enqueue on the caller's AsyncConnection is awaited statements only: no thread, whether
+    the configuration is a Config, a dict or a file."""
+    config = _given_as(form, pg_config, tmp_path)
 
     async def enqueue(aconn: psycopg.AsyncConnection[Any], n: int) -> runce.Run:
         return await runce.aenqueue("email.send", {"n": n}, connection=aconn, config=config)
@@ -167,3 +186,23 @@ def test_an_enqueue_on_an_async_connection_stays_on_the_event_loop(
 
     asyncio.run(scenario())
     assert len(runce.list_runs(config=config).runs) == 2
+
+
+def test_an_async_caller_s_config_file_is_read_once_until_it_changes(tmp_path: Path) -> None:
+    """Its service is kept by the file's modification time and size: the same file gives the
+    same service, an edited one is read again."""
+    path = tmp_path / "runce.toml"
+    path.write_text('store = "sqlite:///one.db"\n')
+    kind = f"test.file.{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> tuple[bool, runce.Run, runce.Run]:
+        first = await runce.aenqueue(kind, {}, config=path)
+        kept = await api._aservice(path) is await api._aservice(path)
+        path.write_text('store = "sqlite:///two.db"  # another store\n')
+        return kept, first, await runce.aenqueue(kind, {}, config=path)
+
+    kept, first, second = asyncio.run(scenario())
+    assert kept, "the same file, the same service: no thread to read it again"
+    one, two = ({"store": f"sqlite:///{tmp_path / name}"} for name in ("one.db", "two.db"))
+    assert [run.id for run in runce.list_runs(config=one).runs] == [first.id]
+    assert [run.id for run in runce.list_runs(config=two).runs] == [second.id]

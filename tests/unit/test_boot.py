@@ -10,7 +10,9 @@ import shutil
 import pytest
 
 import runce
-from runce.errors import TaskLoadError, TasksFailed
+from runce.errors import DriftError, LockHeld, TaskLoadError, TasksFailed
+from runce.stores.liveness import current_owner
+from runce.stores.registry import open_store
 from runce.tasks import api
 from tests.unit.conftest import Project
 
@@ -77,3 +79,46 @@ def test_a_failure_on_boot_says_how_many_tasks_were_not_attempted(
         "PENDING",
         "PENDING",
     ]
+
+
+def test_a_lock_still_held_after_the_wait_is_summed_up_on_boot(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.simple("1.a")
+    project.simple("2.b")
+    store = open_store(project.config().store)
+    lease = store.lock.try_acquire(current_owner("deployer-7"), ttl=30)
+    assert lease is not None
+    caplog.set_level(logging.INFO, logger="runce.boot")
+    try:
+        with pytest.raises(LockHeld) as caught:
+            runce.run_pending_on_boot(project.config(), wait=0.2)
+    finally:
+        store.lock.release(lease)
+        store.close()
+    messages = _messages(caplog)
+    assert messages[0] == "runce: 2 of 2 once task(s) pending; applying them"
+    assert re.fullmatch(
+        r"runce: once tasks did not complete on boot: 2 not attempted \(.*deployer-7.*\)",
+        messages[-1],
+    )
+    assert caught.value.not_attempted == 2
+    assert caught.value.__notes__ == ["2 once task(s) not attempted on boot"]
+
+
+def test_a_drifted_task_is_summed_up_on_boot(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.simple("1.a")
+    runce.run_tasks(project.config())
+    project.simple("1.a", "print('changed')")
+    project.simple("2.b")
+    project.simple("3.c")
+    caplog.set_level(logging.INFO, logger="runce.boot")
+    with pytest.raises(DriftError) as caught:
+        runce.run_pending_on_boot(project.config(), wait=1)
+    messages = _messages(caplog)
+    assert messages[0] == "runce: 2 of 3 once task(s) pending; applying them"
+    assert messages[-1].startswith("runce: once tasks did not complete on boot: 2 not attempted (")
+    assert "1.a.py changed after it was applied" in messages[-1]
+    assert caught.value.not_attempted == 2

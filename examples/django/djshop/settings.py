@@ -17,7 +17,13 @@ INSTALLED_APPS = ["runce.contrib.django"]
 def _database() -> dict[str, object]:
     url = os.environ.get("DJSHOP_POSTGRES_URL")
     if not url:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+            # A file for `manage.py test` too: runce keeps its runs in the test database,
+            # and cannot in Django's default one, in memory.
+            "TEST": {"NAME": BASE_DIR / "test_db.sqlite3"},
+        }
     parts = urlsplit(url)
     return {
         "ENGINE": "django.db.backends.postgresql",

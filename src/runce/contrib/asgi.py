@@ -12,6 +12,10 @@ tasks before the app serves and can run an embedded worker, and a dependency giv
     @app.get("/stock")
     def stock(services: Services = Depends(asgi.services)) -> ...: ...
 
+The lifespan's configuration is the one runce's functions use in the app's process when
+given none (``runce.aenqueue(...)``, ``await job.alater(...)``, ``runce.aget_run(...)``),
+until the app shuts down; with two apps in one process, the one started last.
+
 On start-up the lifespan waits (at most ``wait`` seconds) for replicas applying the same
 tasks, then applies what is still pending; a failure raises, so the server does not start
 half-migrated. With ``worker=True`` a worker runs in a thread of the app's process until
@@ -31,7 +35,13 @@ from typing import Any
 
 from starlette.requests import Request
 
-from runce.config import Config, ConfigArg, ServiceFactory, resolve_config
+from runce.config import (
+    Config,
+    ConfigArg,
+    ServiceFactory,
+    framework_config_in_use,
+    resolve_config,
+)
 from runce.errors import UsageError
 from runce.runs.api import worker as make_worker
 from runce.runs.worker import Worker
@@ -75,19 +85,20 @@ def lifespan(
     async def run(app: Any) -> AsyncIterator[None]:
         cfg = await asyncio.to_thread(resolve_config, config)
         runtime = Runtime(cfg, ServiceFactory(cfg))
-        if apply_tasks:
-            await asyncio.to_thread(run_pending_on_boot, cfg, wait=wait)
-        if worker:
-            await asyncio.to_thread(_start_worker, runtime, concurrency, kinds)
-        app.state.runce = runtime
-        try:
-            if around is None:
-                yield
-            else:
-                async with around(app):
+        with framework_config_in_use(cfg):  # what runce.enqueue(...) without config uses
+            if apply_tasks:
+                await asyncio.to_thread(run_pending_on_boot, cfg, wait=wait)
+            if worker:
+                await asyncio.to_thread(_start_worker, runtime, concurrency, kinds)
+            app.state.runce = runtime
+            try:
+                if around is None:
                     yield
-        finally:
-            await _stop_worker(runtime, shutdown_timeout)
+                else:
+                    async with around(app):
+                        yield
+            finally:
+                await _stop_worker(runtime, shutdown_timeout)
 
     return run
 
@@ -112,7 +123,11 @@ async def _stop_worker(runtime: Runtime, timeout: float | None) -> None:
 
 def services(request: Request) -> Any:
     """A dependency (``Depends(services)``): the configured ``services`` factory's result,
-    made once per app and shared with its embedded worker's jobs (``ctx.services``)."""
+    made once per app and shared with its embedded worker's jobs (``ctx.services``).
+
+    Its type is the app's own, which runce cannot know: ``Any``, as ``ctx.services`` is,
+    for the parameter's annotation to name it (``Annotated[Services, Depends(services)]``).
+    """
     runtime: Runtime | None = getattr(request.app.state, "runce", None)
     if runtime is None:
         raise UsageError(

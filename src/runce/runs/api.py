@@ -12,8 +12,9 @@ import asyncio
 import atexit
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from runce.config import (
@@ -21,9 +22,12 @@ from runce.config import (
     MAX_RUN_TIME,
     Config,
     ConfigArg,
+    ConfigValues,
     ServiceFactory,
     bounded,
+    framework_config,
     import_object,
+    load_config,
     resolve_config,
 )
 from runce.domain.runs import Run, RunFilter, RunOrder, RunState
@@ -48,8 +52,8 @@ from runce.stores.schedules import ScheduleStore
 
 _stores: dict[tuple[object, ...], Store] = {}
 _configs: dict[tuple[object, ...], Config] = {}
-# The service of each configuration found from the current directory (by id: a Config holds
-# a dict, so it is not hashable); valid while _configs still holds that same Config.
+# The service of each configuration found when none is given (by id: a Config holds a dict,
+# so it is not hashable); valid while that same Config is still the one found.
 _services: dict[int, tuple[Config, RunService]] = {}
 _mutex = threading.Lock()
 
@@ -57,14 +61,30 @@ _mutex = threading.Lock()
 def _config(config: ConfigArg) -> Config:
     if config is not None:
         return resolve_config(config)
-    key = (os.getcwd(), _runce_environment())
+    framework = framework_config()
+    if isinstance(framework, Config):  # an ASGI app's, resolved by its lifespan
+        return framework
+    key = _default_key(framework)
     with _mutex:
         found = _configs.get(key)
     if found is None:
-        found = resolve_config(None)
+        found = resolve_config(None) if framework is None else _from_framework(framework)
         with _mutex:
             _configs[key] = found
     return found
+
+
+def _default_key(framework: tuple[dict[str, Any], Path] | None) -> tuple[object, ...]:
+    """What the configuration used when none is given depends on: the keys a framework
+    gives (the Django app's, which follow ``DATABASES``) or the file found from the current
+    directory, and the ``RUNCE_`` environment variables."""
+    values = None if framework is None else repr(framework)
+    return (os.getcwd(), _runce_environment(), values)
+
+
+def _from_framework(framework: tuple[dict[str, Any], Path]) -> Config:
+    values, start = framework
+    return load_config(values=values, start=start)
 
 
 def _runce_environment() -> tuple[tuple[Any, Any], ...]:
@@ -273,28 +293,62 @@ async def aenqueue_many(
     return [result.run for result in results]
 
 
-# The services async callers got for a Config they passed (kept with it, so its id stays its).
-_aservices: dict[int, tuple[Config, RunService]] = {}
+# The services async callers got for a configuration they passed, under _async_key's key,
+# with the Config it was made for when that was one (kept with it, so its id stays its).
+_aservices: dict[tuple[object, ...], tuple[Config | None, RunService]] = {}
+_ASYNC_KEPT = 256  # configurations kept; past that, the oldest is forgotten
 
 
 async def _aservice(config: ConfigArg) -> RunService:
     """The service without leaving the event loop once it is made (the first call reads
     files and imports handlers, on a thread)."""
-    cfg: Config | None
     if config is None:
-        with _mutex:
-            cfg = _configs.get((os.getcwd(), _runce_environment()))
-        kept = _services.get(id(cfg)) if cfg is not None else None
-    else:
-        cfg = config if isinstance(config, Config) else None
-        kept = _aservices.get(id(cfg)) if cfg is not None else None
-    if kept is not None and kept[0] is cfg:
-        return kept[1]
+        kept = _default_service()
+        return kept if kept is not None else await asyncio.to_thread(service, None)
+    key = _async_key(config)
+    anchor = config if isinstance(config, Config) else None
+    found = _aservices.get(key) if key is not None else None
+    if found is not None and found[0] is anchor:
+        return found[1]
     made = await asyncio.to_thread(service, config)
-    if isinstance(config, Config):
+    if key is not None:
         with _mutex:
-            _aservices[id(config)] = (config, made)
+            _aservices[key] = (anchor, made)
+            while len(_aservices) > _ASYNC_KEPT:
+                del _aservices[next(iter(_aservices))]
     return made
+
+
+def _default_service() -> RunService | None:
+    """The service of the configuration used when none is given, if made already."""
+    framework = framework_config()
+    if isinstance(framework, Config):
+        cfg: Config | None = framework
+    else:
+        with _mutex:
+            cfg = _configs.get(_default_key(framework))
+    kept = _services.get(id(cfg)) if cfg is not None else None
+    return kept[1] if kept is not None and kept[0] is cfg else None
+
+
+def _async_key(config: ConfigArg) -> tuple[object, ...] | None:
+    """What the configuration ``config`` resolves to depends on, read without a thread: a
+    Config itself; a dict's (or ``define_config``'s) keys, the current directory (relative
+    paths) and the ``RUNCE_`` environment variables; a file's path, modification time and
+    size, with the same. None when there is no such key (a file that cannot be read)."""
+    if config is None:
+        return None
+    if isinstance(config, Config):
+        return ("config", id(config))
+    around = (os.getcwd(), _runce_environment())
+    if isinstance(config, ConfigValues | Mapping):
+        values = config.values if isinstance(config, ConfigValues) else config
+        return ("values", repr(values), *around)
+    try:
+        found = os.stat(config)
+    except OSError:
+        return None
+    return ("file", os.path.abspath(config), found.st_mtime_ns, found.st_size, *around)
 
 
 # -- reading and changing -------------------------------------------------------------------

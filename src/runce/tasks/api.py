@@ -20,7 +20,14 @@ from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, ConfigArg, bounded, 
 from runce.domain.locks import LockHolder
 from runce.domain.schema import SchemaStatus
 from runce.domain.tasks import AppliedRecord, Attempt, AttemptStatus
-from runce.errors import TasksFailed, UnknownTask, UsageError
+from runce.errors import (
+    DriftError,
+    LockHeld,
+    OutOfOrderError,
+    TasksFailed,
+    UnknownTask,
+    UsageError,
+)
 from runce.stores.base import Store
 from runce.stores.liveness import current_owner
 from runce.stores.registry import open_store
@@ -97,7 +104,11 @@ def run_pending_on_boot(
     starting together apply each task once and all start only when it is done. A missing
     tasks folder is nothing to do. Reports through ``logging`` (the ``runce.boot`` logger)
     unless given a ``reporter``; a failure raises :class:`~runce.errors.TasksFailed`
-    saying which task failed and how many were not attempted.
+    saying which task failed and how many were not attempted. A lock still held after
+    ``wait`` (:class:`~runce.errors.LockHeld`), or a drifted or out-of-order task refused
+    by ``on_drift`` or ``on_out_of_order``, raises before any task runs; the summary line
+    is logged all the same, and the error carries the count as ``not_attempted`` and in a
+    note on its traceback.
     """
     from runce.tasks import boot
 
@@ -106,8 +117,15 @@ def run_pending_on_boot(
         boot.no_tasks_folder(cfg)
         return RunReport(store=store_description(cfg))
     statuses = task_status(cfg).tasks
-    boot.pending(sum(s.state in RUNNABLE for s in statuses), len(statuses))
-    report = run_tasks(cfg, wait=wait, applied_by="boot", reporter=reporter or boot.BootLog())
+    pending = sum(s.state in RUNNABLE for s in statuses)
+    boot.pending(pending, len(statuses))
+    try:
+        report = run_tasks(cfg, wait=wait, applied_by="boot", reporter=reporter or boot.BootLog())
+    except (LockHeld, DriftError, OutOfOrderError) as refused:  # before any task ran
+        boot.refused(refused, pending)
+        refused.not_attempted = pending
+        refused.add_note(f"{pending} once task(s) not attempted on boot")
+        raise
     boot.finished(report)
     if not report.ok:
         failed = ", ".join(r.id for r in report.failed) or "the lock was lost"

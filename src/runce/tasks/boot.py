@@ -42,6 +42,12 @@ def finished(report: RunReport) -> None:
     )
 
 
+def refused(error: Exception, pending: int) -> None:
+    """The summary line when the run stopped before any task ran (the lock still held, a
+    drifted or out-of-order task)."""
+    log.error("runce: once tasks did not complete on boot: %d not attempted (%s)", pending, error)
+
+
 class BootLog:
     """A :class:`~runce.tasks.runner.Reporter` writing each task's outcome to the log."""
 

@@ -11,6 +11,10 @@ configuration, and ``runce.enqueue(..., connection=django.db.connection)`` insid
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runce.config import ConfigArg
 
 
 def enqueue_on_commit(
@@ -24,13 +28,16 @@ def enqueue_on_commit(
     priority: int = 0,
     project_id: str | None = None,
     correlation_id: str | None = None,
+    config: ConfigArg = None,
+    concurrency_key: str | None = None,
 ) -> None:
     """Enqueue a run once the current transaction (of database ``using``) commits; nothing
     if it rolls back. Outside ``transaction.atomic()`` the run is enqueued at once.
 
-    Works with any store (the run is enqueued on runce's own connection after the commit);
-    with the store on the same database, ``runce.enqueue(..., connection=connection)``
-    makes the run part of the transaction itself.
+    Takes :func:`runce.enqueue`'s arguments but ``connection``. Works with any store (the
+    run is enqueued on runce's own connection after the commit); with the store on the same
+    database, ``runce.enqueue(..., connection=connection)`` makes the run part of the
+    transaction itself.
     """
     from django.db import transaction
 
@@ -46,6 +53,8 @@ def enqueue_on_commit(
             priority=priority,
             project_id=project_id,
             correlation_id=correlation_id,
+            config=config,
+            concurrency_key=concurrency_key,
         )
 
     transaction.on_commit(send, using=using)

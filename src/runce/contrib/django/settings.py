@@ -30,21 +30,30 @@ _LIBPQ_OPTIONS = frozenset(
 )
 
 
-def config_values() -> dict[str, Any]:
-    """The keys of a ``runce.toml``, from ``settings.RUNCE`` and ``settings.DATABASES``."""
+def config_values() -> dict[str, object]:
+    """The keys of a ``runce.toml``, from ``settings.RUNCE`` and the database's settings as
+    Django's connection has them now: while Django's test runner runs, its test database."""
     from django.conf import settings
 
     raw: Any = getattr(settings, "RUNCE", {})
     if not isinstance(raw, Mapping):
         raise ConfigError("the Django setting RUNCE must be a dict of runce's configuration keys")
-    values = dict(raw)
+    values: dict[str, object] = dict(raw)
     alias = str(values.pop("database", "default"))
     if "store" not in values and "tracker" not in values:
-        databases: Mapping[str, Any] = settings.DATABASES
-        if alias not in databases:
-            raise ConfigError(f"RUNCE['database'] names {alias!r}, which is not in DATABASES")
-        values["store"] = store_url(databases[alias], alias)
+        values["store"] = store_url(database_settings(alias), alias)
     return values
+
+
+def database_settings(alias: str) -> Mapping[str, object]:
+    """Django's connection's settings of database ``alias`` (the test runner renames it)."""
+    from django.conf import settings
+    from django.db import connections
+
+    if alias not in settings.DATABASES:
+        raise ConfigError(f"RUNCE['database'] names {alias!r}, which is not in DATABASES")
+    found: Mapping[str, object] = connections[alias].settings_dict
+    return found
 
 
 def project_dir() -> Path:
@@ -55,7 +64,7 @@ def project_dir() -> Path:
     return Path(base).resolve() if base else Path.cwd()
 
 
-def store_url(database: Mapping[str, Any], alias: str) -> str:
+def store_url(database: Mapping[str, object], alias: str) -> str:
     """The store URL of a Django database (PostgreSQL or an SQLite file)."""
     engine = str(database.get("ENGINE", ""))
     if engine.endswith("sqlite3"):
@@ -68,23 +77,25 @@ def store_url(database: Mapping[str, Any], alias: str) -> str:
     )
 
 
-def _sqlite_url(database: Mapping[str, Any], alias: str) -> str:
+def _sqlite_url(database: Mapping[str, object], alias: str) -> str:
     name = str(database.get("NAME") or "")
     if not name or name == ":memory:" or name.startswith("file:"):
         raise ConfigError(
             f"DATABASES[{alias!r}] is an in-memory SQLite database; runce needs a file "
-            "(or set RUNCE = {'store': ...})"
+            "(or set RUNCE = {'store': ...}); for Django's test database, which is in "
+            f"memory unless named, set DATABASES[{alias!r}]['TEST'] = {{'NAME': ...}}"
         )
     return "sqlite:///" + quote(str(Path(name).resolve()))
 
 
-def _postgres_url(database: Mapping[str, Any]) -> str:
+def _postgres_url(database: Mapping[str, object]) -> str:
     user = str(database.get("USER") or "")
     password = str(database.get("PASSWORD") or "")
     host = str(database.get("HOST") or "")
     port = str(database.get("PORT") or "")
-    options = database.get("OPTIONS") or {}
-    query = {k: str(v) for k, v in options.items() if k in _LIBPQ_OPTIONS}
+    options = database.get("OPTIONS")
+    given = options.items() if isinstance(options, Mapping) else ()
+    query = {str(k): str(v) for k, v in given if k in _LIBPQ_OPTIONS}
     if host.startswith("/"):  # a Unix socket's folder
         query["host"], host = host, ""
     credentials = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
