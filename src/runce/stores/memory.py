@@ -45,6 +45,7 @@ from runce.domain.tasks import (
     ControlCommand,
     RangeClaim,
     TaskControl,
+    latest_of,
 )
 from runce.domain.tokens import NewToken, Token
 from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, UsageError
@@ -105,6 +106,10 @@ class MemoryTracker:
     def history(self, task_id: str | None = None) -> list[Attempt]:
         with self._state.mutex:
             return [a for a in self._state.history if task_id is None or a.task_id == task_id]
+
+    def latest_attempts(self, task_ids: Sequence[str], per_task: int) -> dict[str, list[Attempt]]:
+        with self._state.mutex:
+            return latest_of(self._state.history, task_ids, per_task)
 
     def open_attempts(self) -> list[Attempt]:
         with self._state.mutex:
