@@ -243,6 +243,37 @@ def test_the_overview_counts_runs_and_once_tasks(api: Api) -> None:
     assert "PENDING" in tasks
 
 
+def test_once_tasks_are_read_on_the_apps_store_and_only_their_latest_attempts(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runce.stores.registry import open_store
+    from runce.stores.sql.tracker import TrackerReads
+    from tests.stores.records import finished, started
+
+    made = make_task(api.config, "retried often")
+    store = open_store(api.config.store)
+    for n in range(25):
+        failed = finished(started(made.stem), "failed", error_type="E", error_message=f"#{n:02}")
+        store.tracker.record(failed, None, None)
+    store.close()
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a page view opened a store, or read the whole history")
+
+    monkeypatch.setattr("runce.tasks.api.open_store", refused)
+    monkeypatch.setattr(TrackerReads, "history", refused)
+    sign_in(api, "all")
+    page = api.client.get("/ui/tasks")
+    assert page.status_code == 200, page.text
+    shown = re.findall(r"E: #(\d\d)", page.text)  # the latest 20, newest first
+    assert shown == [f"{n:02}" for n in range(24, 4, -1)]
+    assert re.search(r"<dt>Pending</dt><dd>1</dd>", api.client.get("/ui").text)
+    [live] = api.client.get("/ui/live/tasks").json()["tasks"]
+    assert live["state"] == "PENDING"
+    [listed] = api.call("GET", "/v1/tasks").json()["tasks"]
+    assert listed["state"] == "PENDING"
+
+
 def test_counts_past_the_cap_say_there_are_more(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     from runce.api.ui import views
 
