@@ -274,6 +274,27 @@ def test_once_tasks_are_read_on_the_apps_store_and_only_their_latest_attempts(
     assert listed["state"] == "PENDING"
 
 
+def test_the_workers_shown_are_those_not_stopped_and_the_last_20_stopped(api: Api) -> None:
+    from datetime import timedelta
+
+    from runce.domain.runs import WorkerInfo
+
+    queue = api.client.app.state.runce.queue  # type: ignore[attr-defined]
+    now = queue.now()
+    for n in range(25):
+        seen = now - timedelta(hours=2, minutes=-n)
+        queue.worker_seen(WorkerInfo(f"drain-{n:02}", "h", n, seen, seen, 1, (), "stopped"))
+    queue.worker_seen(WorkerInfo("live-one", "h", 99, now, now, 4))
+    sign_in(api, "all")
+    for path in ("/ui/workers", "/ui"):
+        page = api.client.get(path).text
+        shown = re.findall(r"<code>(drain-\d\d|live-one)</code>", page)
+        assert sorted(shown) == sorted(["live-one", *(f"drain-{n:02}" for n in range(5, 25))])
+    listed = api.call("GET", "/v1/workers").json()["workers"]
+    assert len(listed) == 21
+    assert "drain-04" not in {w["id"] for w in listed}
+
+
 def test_counts_past_the_cap_say_there_are_more(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     from runce.api.ui import views
 

@@ -137,7 +137,8 @@ CAP = STATS_CAP  # runs counted at most: queued ones per kind, the others in all
 
 
 def workers(ctx: ApiContext) -> list[WorkerRow]:
-    """Every worker the store knows, live or stale (no heartbeat for two leases) or stopped."""
+    """The workers not stopped, live or stale (no heartbeat for two leases), and the last
+    :data:`~runce.domain.runs.STOPPED_SHOWN` stopped ones (the store's bounded listing)."""
     now = ctx.queue.now()
     stale_after = timedelta(seconds=2 * ctx.config.worker.lease)
     rows = []
