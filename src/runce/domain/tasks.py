@@ -69,12 +69,14 @@ def latest_of(
 ) -> dict[str, list[Attempt]]:
     """The last ``per_task`` attempts of each of ``task_ids`` in ``history`` (oldest first),
     by task id, for stores that hold the history in a list."""
+    if per_task <= 0:
+        return {}
     wanted = set(task_ids)
     found: dict[str, list[Attempt]] = {}
     for attempt in history:
         if attempt.task_id in wanted:
             found.setdefault(attempt.task_id, []).append(attempt)
-    return {task_id: rows[-per_task:] for task_id, rows in found.items() if per_task > 0}
+    return {task_id: rows[-per_task:] for task_id, rows in found.items()}
 
 
 @dataclass(frozen=True, slots=True)

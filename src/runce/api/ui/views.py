@@ -152,7 +152,8 @@ def workers(ctx: ApiContext) -> list[WorkerRow]:
 def overview(ctx: ApiContext, with_tasks: bool) -> Overview:
     stats = ctx.runs.stats(WINDOW, cap=CAP)
     kinds = sorted({kind for _, kind in (*stats.active, *stats.finished)})
-    return Overview(stats, kinds, workers(ctx), task_board(ctx) if with_tasks else None)
+    board = task_board(ctx, history_per_task=0) if with_tasks else None  # counts only
+    return Overview(stats, kinds, workers(ctx), board)
 
 
 def task_statuses(ctx: ApiContext) -> list[TaskStatus]:
@@ -169,7 +170,9 @@ def task_board(ctx: ApiContext, history_per_task: int = HISTORY_SHOWN) -> TaskBo
     try:
         report = tasks_api.status_on(ctx.store, ctx.config)
         ids = [s.id for s in report.tasks]
-        history = tasks_api.latest_attempts(ctx.store, ids, history_per_task)
+        history = (
+            tasks_api.latest_attempts(ctx.store, ids, history_per_task) if history_per_task else {}
+        )
     except RunceError as exc:
         return TaskBoard(error=str(exc))
     rows = [TaskRow(s, history.get(s.id, []), ADVICE.get(s.state)) for s in report.tasks]
