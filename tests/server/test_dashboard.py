@@ -243,6 +243,59 @@ def test_the_overview_counts_runs_and_once_tasks(api: Api) -> None:
     assert "PENDING" in tasks
 
 
+def test_once_tasks_are_read_on_the_apps_store_and_only_their_latest_attempts(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runce.stores.registry import open_store
+    from runce.stores.sql.tracker import TrackerReads
+    from tests.stores.records import finished, started
+
+    made = make_task(api.config, "retried often")
+    store = open_store(api.config.store)
+    for n in range(25):
+        failed = finished(started(made.stem), "failed", error_type="E", error_message=f"#{n:02}")
+        store.tracker.record(failed, None, None)
+    store.close()
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a page view opened a store, or read the whole history")
+
+    monkeypatch.setattr("runce.tasks.api.open_store", refused)
+    monkeypatch.setattr(TrackerReads, "history", refused)
+    sign_in(api, "all")
+    page = api.client.get("/ui/tasks")
+    assert page.status_code == 200, page.text
+    shown = re.findall(r"E: #(\d\d)", page.text)  # the latest 20, newest first
+    assert shown == [f"{n:02}" for n in range(24, 4, -1)]
+    monkeypatch.setattr(TrackerReads, "latest_attempts", refused)  # the overview counts only
+    assert re.search(r"<dt>Pending</dt><dd>1</dd>", api.client.get("/ui").text)
+    [live] = api.client.get("/ui/live/tasks").json()["tasks"]
+    assert live["state"] == "PENDING"
+    [listed] = api.call("GET", "/v1/tasks").json()["tasks"]
+    assert listed["state"] == "PENDING"
+
+
+def test_the_workers_shown_are_those_not_stopped_and_the_last_20_stopped(api: Api) -> None:
+    from datetime import timedelta
+
+    from runce.domain.runs import WorkerInfo
+
+    queue = api.client.app.state.runce.queue  # type: ignore[attr-defined]
+    now = queue.now()
+    for n in range(25):
+        seen = now - timedelta(hours=2, minutes=-n)
+        queue.worker_seen(WorkerInfo(f"drain-{n:02}", "h", n, seen, seen, 1, (), "stopped"))
+    queue.worker_seen(WorkerInfo("live-one", "h", 99, now, now, 4))
+    sign_in(api, "all")
+    for path in ("/ui/workers", "/ui"):
+        page = api.client.get(path).text
+        shown = re.findall(r"<code>(drain-\d\d|live-one)</code>", page)
+        assert sorted(shown) == sorted(["live-one", *(f"drain-{n:02}" for n in range(5, 25))])
+    listed = api.call("GET", "/v1/workers").json()["workers"]
+    assert len(listed) == 21
+    assert "drain-04" not in {w["id"] for w in listed}
+
+
 def test_counts_past_the_cap_say_there_are_more(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     from runce.api.ui import views
 

@@ -25,6 +25,7 @@ from runce.api.client import Client, _model, run_from_json, run_path, wire_time
 from runce.api.schemas import MAX_BATCH, MAX_WAIT, RunCountsAnswer
 from runce.domain.runs import (
     STATS_CAP,
+    STOPPED_SHOWN,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -47,7 +48,7 @@ from runce.errors import (
     UnknownRun,
     UnsupportedFeature,
 )
-from runce.stores.queue import RunQueue
+from runce.stores.queue import RunQueue, shown_workers
 from runce.timeutil import from_iso
 
 log = logging.getLogger("runce.worker")
@@ -295,8 +296,15 @@ class HttpRunQueue:
         }
         self.client.request("PUT", f"/v1/workers/{quote(info.id, safe='')}", json=body)
 
-    def workers(self) -> list[WorkerInfo]:
-        return self.client.workers()
+    def workers(self, stopped: int = STOPPED_SHOWN) -> list[WorkerInfo]:
+        """``GET /v1/workers``: the server's listing, already bounded the same way."""
+        return shown_workers(self.client.workers(), stopped)
+
+    def prune_workers(self, seen_before: datetime) -> int:
+        raise UnsupportedFeature(
+            f"{self.description} is a worker's queue and does not prune workers; "
+            "use runce.Client(...).prune_runs or `runce runs prune --remote`"
+        )
 
     def now(self) -> datetime:
         """The server's store clock, as ``/healthz`` reads it."""

@@ -40,5 +40,5 @@ def healthz(ctx: Ctx) -> Health:
 def tasks(ctx: Ctx) -> TaskList:
     """Every once task with its state, as ``runce status --json`` prints it; a missing
     tasks folder is the problem ``runce status`` reports (``tasks-unreadable``)."""
-    report = tasks_api.task_status(ctx.config)
+    report = tasks_api.status_on(ctx.store, ctx.config)
     return TaskList.model_validate(report.to_dict())

@@ -168,7 +168,8 @@ def worker_seen(worker_id: Name, body: WorkerModel, ctx: Ctx) -> Response:
 
 @readers.get("/workers", response_model=WorkerList, dependencies=[Depends(require("runs:read"))])
 def workers(ctx: Ctx) -> WorkerList:
-    """Workers that reported to the store, and the flow-control limits of the server's jobs."""
+    """Workers that reported to the store: every one not stopped and the last 20 stopped
+    ones; and the flow-control limits of the server's jobs."""
     found = [WorkerModel.from_info(w) for w in ctx.queue.workers()]
     return WorkerList(workers=found, limits=ctx.runs.limits())
 

@@ -334,6 +334,12 @@ class RunFilter:
 STATS_CAP = 10_000
 # Seconds of finished runs :meth:`RunQueue.run_counts` counts when not told a moment.
 COUNT_WINDOW = 3600.0
+# Stopped workers a listing of workers shows (:meth:`RunQueue.workers`), the ones seen last;
+# every worker not stopped is shown too.
+STOPPED_SHOWN = 20
+# Seconds after its last heartbeat that a worker's row is pruned (stopped, or killed
+# without a word), with finished runs.
+WORKER_RETENTION = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)

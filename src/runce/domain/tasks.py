@@ -4,6 +4,7 @@ docs/once-tasks.md and docs/backfills.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -61,6 +62,21 @@ class Attempt:
     @property
     def finished(self) -> bool:
         return self.status != "started"
+
+
+def latest_of(
+    history: Iterable[Attempt], task_ids: Sequence[str], per_task: int
+) -> dict[str, list[Attempt]]:
+    """The last ``per_task`` attempts of each of ``task_ids`` in ``history`` (oldest first),
+    by task id, for stores that hold the history in a list."""
+    if per_task <= 0:
+        return {}
+    wanted = set(task_ids)
+    found: dict[str, list[Attempt]] = {}
+    for attempt in history:
+        if attempt.task_id in wanted:
+            found.setdefault(attempt.task_id, []).append(attempt)
+    return {task_id: rows[-per_task:] for task_id, rows in found.items()}
 
 
 @dataclass(frozen=True, slots=True)

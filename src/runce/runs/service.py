@@ -26,6 +26,7 @@ from runce import tracing
 from runce.domain.runs import (
     STATS_CAP,
     TRANSITIONS,
+    WORKER_RETENTION,
     AttemptRecord,
     Enqueued,
     NewRun,
@@ -700,7 +701,9 @@ class RunService:
     ) -> int:
         """Delete runs finished longer ago than these many seconds (per outcome), in batches
         of ``batch`` runs, each its own short transaction, so that workers keep claiming
-        meanwhile; ``stop`` is asked between batches (a stopping worker leaves the rest)."""
+        meanwhile; ``stop`` is asked between batches (a stopping worker leaves the rest).
+        Then the workers not heard from for :data:`WORKER_RETENTION` seconds (a day).
+        Returns how many runs were deleted."""
         now = self.queue.now()
         succeeded_before = now - timedelta(seconds=succeeded_after)
         failed_before = now - timedelta(seconds=failed_after)
@@ -710,6 +713,7 @@ class RunService:
             gone = self.queue.prune(succeeded_before, failed_before, limit=batch)
             pruned += gone
             if gone < batch or (stop is not None and stop()):
+                self.queue.prune_workers(now - timedelta(seconds=WORKER_RETENTION))
                 return pruned
             # A breath between batches: on SQLite a writer waiting for the lock polls for it,
             # and a loop that took it back at once could keep a claim waiting.

@@ -18,7 +18,7 @@ Rules every backend keeps (the contract suite in ``tests/stores`` checks them):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +80,11 @@ class TaskTracker(Protocol):
 
     def history(self, task_id: str | None = None) -> list[Attempt]:
         """Attempts, oldest first; one task's when ``task_id`` is given."""
+
+    def latest_attempts(self, task_ids: Sequence[str], per_task: int) -> dict[str, list[Attempt]]:
+        """The last ``per_task`` attempts of each of these tasks, oldest first (the end of
+        ``history(task_id)``), by task id; a task with none is left out. A bounded read
+        (an index walked from each task's newest attempt), never the whole history."""
 
     def open_attempts(self) -> list[Attempt]:
         """Attempts still ``started``: running now, or interrupted."""

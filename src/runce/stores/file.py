@@ -35,7 +35,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import fields, replace
 from datetime import datetime
@@ -52,6 +52,7 @@ from runce.domain.tasks import (
     ControlCommand,
     RangeClaim,
     TaskControl,
+    latest_of,
 )
 from runce.errors import (
     ConfigError,
@@ -403,6 +404,10 @@ class FileTracker:
         with self._mutex:
             rows = self._read().history
             return [a for a in rows if task_id is None or a.task_id == task_id]
+
+    def latest_attempts(self, task_ids: Sequence[str], per_task: int) -> dict[str, list[Attempt]]:
+        with self._mutex:
+            return latest_of(self._read().history, task_ids, per_task)
 
     def open_attempts(self) -> list[Attempt]:
         with self._mutex:

@@ -19,6 +19,7 @@ from runce.domain.locks import Lease, LockHolder, Owner
 from runce.domain.runs import (
     COUNT_WINDOW,
     STATS_CAP,
+    STOPPED_SHOWN,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -45,6 +46,7 @@ from runce.domain.tasks import (
     ControlCommand,
     RangeClaim,
     TaskControl,
+    latest_of,
 )
 from runce.domain.tokens import NewToken, Token
 from runce.errors import LockHeld, LockLost, StoreError, UnsupportedFeature, UsageError
@@ -57,6 +59,7 @@ from runce.stores.queue import (
     pick_limited,
     rate_room,
     rated_kinds,
+    shown_workers,
     spent_buckets,
     split_claim,
     started_groups,
@@ -105,6 +108,10 @@ class MemoryTracker:
     def history(self, task_id: str | None = None) -> list[Attempt]:
         with self._state.mutex:
             return [a for a in self._state.history if task_id is None or a.task_id == task_id]
+
+    def latest_attempts(self, task_ids: Sequence[str], per_task: int) -> dict[str, list[Attempt]]:
+        with self._state.mutex:
+            return latest_of(self._state.history, task_ids, per_task)
 
     def open_attempts(self) -> list[Attempt]:
         with self._state.mutex:
@@ -687,9 +694,16 @@ class MemoryRunQueue:
         with self._mutex:
             self._runs.workers[info.id] = info
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, stopped: int = STOPPED_SHOWN) -> list[WorkerInfo]:
         with self._mutex:
-            return sorted(self._runs.workers.values(), key=lambda w: w.started_at)
+            return shown_workers(self._runs.workers.values(), stopped)
+
+    def prune_workers(self, seen_before: datetime) -> int:
+        with self._mutex:
+            gone = [w.id for w in self._runs.workers.values() if w.last_seen < seen_before]
+            for worker_id in gone:
+                del self._runs.workers[worker_id]
+            return len(gone)
 
     def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
         return stats_of(self.run_counts(since, cap))

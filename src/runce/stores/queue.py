@@ -22,7 +22,7 @@ Rules every backend keeps (the contract suite in ``tests/stores/test_queue_contr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -31,6 +31,7 @@ from runce.domain.runs import (
     ACTIVE,
     FINISHED,
     STATS_CAP,
+    STOPPED_SHOWN,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -264,6 +265,20 @@ def stats_of(counts: RunCounts) -> RunStats:
     return RunStats(counts.now, counts.since, active, finished, counts.capped, oldest)
 
 
+def shown_workers(workers: Iterable[WorkerInfo], stopped: int) -> list[WorkerInfo]:
+    """What :meth:`RunQueue.workers` answers, from every worker known (for queues that hold
+    them in memory or receive them whole): the ones not stopped, and the ``stopped``
+    stopped ones seen last, by ``started_at`` and id."""
+    everyone = list(workers)
+    ended = sorted(
+        (w for w in everyone if w.state == "stopped"),
+        key=lambda w: (w.last_seen, w.id),
+        reverse=True,
+    )[: max(stopped, 0)]
+    shown = [w for w in everyone if w.state != "stopped"] + ended
+    return sorted(shown, key=lambda w: (w.started_at, w.id))
+
+
 @runtime_checkable
 class RunQueue(Protocol):
     """Durable runs: enqueue, claim, heartbeat, complete, and the reads and upkeep around them.
@@ -341,7 +356,14 @@ class RunQueue(Protocol):
     def worker_seen(self, info: WorkerInfo) -> None:
         """Record a worker's heartbeat (insert or update by id)."""
 
-    def workers(self) -> list[WorkerInfo]: ...
+    def workers(self, stopped: int = STOPPED_SHOWN) -> list[WorkerInfo]:
+        """Every worker not stopped (running or stopping: live, or stale when killed without
+        a word) and the ``stopped`` stopped ones seen last, by ``started_at`` and id; never
+        every worker that ever ran (each ``runce worker --drain`` is one more)."""
+
+    def prune_workers(self, seen_before: datetime) -> int:
+        """Delete the workers last seen before ``seen_before``, whatever their state (one
+        that heartbeats again is recorded anew); returns how many."""
 
     def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
         """Counts for an overview: :meth:`run_counts` as :class:`RunStats`

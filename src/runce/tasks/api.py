@@ -176,17 +176,27 @@ def task_status(config: ConfigArg = None) -> StatusReport:
     cfg = resolve_config(config)
     files = discover(cfg.tasks_dir)
     with opened_store(cfg) as store:
-        holder = store.lock.holder()
-        tracker = store.tracker
-        statuses = compute_statuses(
-            files,
-            tracker.applied(),
-            tracker.open_attempts(),
-            holder,
-            tracker.controls(),
-            tracker.all_checkpoints(),
-        )
-        return StatusReport(store.description, statuses, holder)
+        return _status(store, files)
+
+
+def status_on(store: Store, config: Config) -> StatusReport:
+    """:func:`task_status` on a store the caller keeps open (``runce serve``'s, shared by its
+    requests), rather than one opened and closed for the call."""
+    return _status(store, discover(config.tasks_dir))
+
+
+def _status(store: Store, files: list[TaskFile]) -> StatusReport:
+    holder = store.lock.holder()
+    tracker = store.tracker
+    statuses = compute_statuses(
+        files,
+        tracker.applied(),
+        tracker.open_attempts(),
+        holder,
+        tracker.controls(),
+        tracker.all_checkpoints(),
+    )
+    return StatusReport(store.description, statuses, holder)
 
 
 def list_applied(config: ConfigArg = None) -> list[AppliedRecord]:
@@ -199,6 +209,14 @@ def task_history(config: ConfigArg = None, task_id: str | None = None) -> list[A
     """Every attempt (oldest first), or one task's."""
     with opened_store(resolve_config(config)) as store:
         return store.tracker.history(task_id)
+
+
+def latest_attempts(
+    store: Store, task_ids: Sequence[str], per_task: int
+) -> dict[str, list[Attempt]]:
+    """The last ``per_task`` attempts of each task (oldest first), by task id, read from
+    the end of each task's history only, on a store the caller keeps open."""
+    return store.tracker.latest_attempts(task_ids, per_task)
 
 
 def store_description(config: ConfigArg = None) -> str:

@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from runce._version import __version__
 from runce.api.ui.session import Refused, SignInNeeded
+from runce.domain.runs import STOPPED_SHOWN
 from runce.tasks.states import BackfillProgress
 
 CSP = (
@@ -107,7 +108,7 @@ def _environment() -> Environment:
         backfill_text=progress_text,
         percent=progress_percent,
     )
-    env.globals.update(version=__version__)
+    env.globals.update(version=__version__, stopped_shown=STOPPED_SHOWN)
     return env
 
 

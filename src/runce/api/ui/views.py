@@ -1,8 +1,9 @@
 """What the dashboard's pages show, gathered through the library: the queue's bounded
 counts, workers with their liveness, once tasks with their history, runs filtered and found.
 
-Nothing here reads a store directly; every figure comes from :mod:`runce.runs` and
-:mod:`runce.tasks`, the calls the CLI and the HTTP API make.
+Every figure comes from :mod:`runce.runs` and :mod:`runce.tasks`, the calls the CLI and
+the HTTP API make, on the store the app keeps open for every request (``ctx.store``): a
+page view opens no store of its own, and reads no table whole.
 """
 
 from __future__ import annotations
@@ -131,11 +132,13 @@ class TaskBoard:
 
 
 WINDOW = 3600.0  # seconds of "the last hour"
+HISTORY_SHOWN = 20  # attempts shown per once task, the latest
 CAP = STATS_CAP  # runs counted at most: queued ones per kind, the others in all
 
 
 def workers(ctx: ApiContext) -> list[WorkerRow]:
-    """Every worker the store knows, live or stale (no heartbeat for two leases) or stopped."""
+    """The workers not stopped, live or stale (no heartbeat for two leases), and the last
+    :data:`~runce.domain.runs.STOPPED_SHOWN` stopped ones (the store's bounded listing)."""
     now = ctx.queue.now()
     stale_after = timedelta(seconds=2 * ctx.config.worker.lease)
     rows = []
@@ -149,32 +152,30 @@ def workers(ctx: ApiContext) -> list[WorkerRow]:
 def overview(ctx: ApiContext, with_tasks: bool) -> Overview:
     stats = ctx.runs.stats(WINDOW, cap=CAP)
     kinds = sorted({kind for _, kind in (*stats.active, *stats.finished)})
-    return Overview(stats, kinds, workers(ctx), task_board(ctx) if with_tasks else None)
+    board = task_board(ctx, history_per_task=0) if with_tasks else None  # counts only
+    return Overview(stats, kinds, workers(ctx), board)
 
 
 def task_statuses(ctx: ApiContext) -> list[TaskStatus]:
     """Every once task's status, for the page's live view (none when they cannot be read)."""
     try:
-        return tasks_api.task_status(ctx.config).tasks
+        return tasks_api.status_on(ctx.store, ctx.config).tasks
     except RunceError:
         return []
 
 
-def task_board(ctx: ApiContext, history_per_task: int = 20) -> TaskBoard:
+def task_board(ctx: ApiContext, history_per_task: int = HISTORY_SHOWN) -> TaskBoard:
     """Every once task with its state and its latest attempts; a broken task directory or
     an unreachable store is told, not raised (the rest of the dashboard still works)."""
     try:
-        report = tasks_api.task_status(ctx.config)
-        history = tasks_api.task_history(ctx.config)
+        report = tasks_api.status_on(ctx.store, ctx.config)
+        ids = [s.id for s in report.tasks]
+        history = (
+            tasks_api.latest_attempts(ctx.store, ids, history_per_task) if history_per_task else {}
+        )
     except RunceError as exc:
         return TaskBoard(error=str(exc))
-    by_task: dict[str, list[Attempt]] = {}
-    for attempt in history:
-        by_task.setdefault(attempt.task_id, []).append(attempt)
-    rows = [
-        TaskRow(s, by_task.get(s.id, [])[-history_per_task:], ADVICE.get(s.state))
-        for s in report.tasks
-    ]
+    rows = [TaskRow(s, history.get(s.id, []), ADVICE.get(s.state)) for s in report.tasks]
     return TaskBoard(rows, report.holder)
 
 

@@ -42,6 +42,7 @@ from pymongo.collection import Collection
 from runce.domain.runs import (
     COUNT_WINDOW,
     STATS_CAP,
+    STOPPED_SHOWN,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -494,11 +495,16 @@ class MongoRunQueue:
     def stats(self, since: datetime, cap: int = STATS_CAP) -> RunStats:
         return stats_of(self.run_counts(since, cap))
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, stopped: int = STOPPED_SHOWN) -> list[WorkerInfo]:
+        # The workers' own documents only (never the wake signal nor the flow-control locks,
+        # which have no state), from the index on (state, lastSeen).
+        workers = self._conn.workers
         with self._conn.translated("list the workers"):
-            # Not the wake signal, nor the flow-control locks: the workers' own documents.
-            everyone = {"_id": {"$ne": WAKE_ID}, "lastSeen": {"$exists": True}}
-            docs = list(self._conn.workers.find(everyone).sort([("startedAt", 1), ("_id", 1)]))
+            docs = list(workers.find({"state": {"$in": ["running", "stopping"]}}))
+            if stopped > 0:
+                ended = workers.find({"state": "stopped"}).sort("lastSeen", -1).limit(stopped)
+                docs.extend(ended)
+        docs.sort(key=lambda doc: (aware(doc["startedAt"]), str(doc["_id"])))
         return [
             WorkerInfo(
                 id=str(doc["_id"]),
@@ -512,6 +518,13 @@ class MongoRunQueue:
             )
             for doc in docs
         ]
+
+    def prune_workers(self, seen_before: datetime) -> int:
+        # Only documents with a state: the wake signal and the flow-control locks have none.
+        doomed = {"state": {"$in": ["running", "stopping", "stopped"]}}
+        with self._conn.translated("prune the workers not heard from"):
+            found = self._conn.workers.delete_many({**doomed, "lastSeen": {"$lt": seen_before}})
+        return found.deleted_count
 
     def start(self, run: NewRun, worker_id: str, lease: float) -> Run:
         if run.idempotency_key is not None:

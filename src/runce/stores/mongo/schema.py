@@ -33,6 +33,7 @@ MIGRATIONS = (
     "0005_runs_finished",
     "0006_flow_control",
     "0007_runs_queued",
+    "0008_workers_seen",
 )
 LATEST = len(MIGRATIONS)
 Keys = tuple[tuple[str, int], ...]
@@ -129,6 +130,14 @@ COUNT_INDEXES = (
         version=7,
     ),
 )
+WORKER_INDEXES = (
+    Index(
+        "workers",
+        (("state", 1), ("lastSeen", 1)),
+        purpose="workers not stopped, the last stopped ones, and those a prune deletes",
+        version=8,
+    ),
+)
 INDEXES = (
     INDEXES
     + RUN_INDEXES
@@ -137,8 +146,9 @@ INDEXES = (
     + FINISHED_INDEXES
     + FLOW_INDEXES
     + COUNT_INDEXES
+    + WORKER_INDEXES
 )
-_ROLES = ("applied", "history", "runs", "run_attempts", "schedules", "tokens")
+_ROLES = ("applied", "history", "runs", "run_attempts", "schedules", "tokens", "workers")
 
 
 class Schema:
@@ -195,7 +205,7 @@ class Schema:
                         "lock": {"name": location.lock, "indexes": []},
                         "runs": _collection_doc(location.runs, "runs"),
                         "run_attempts": _collection_doc(location.run_attempts, "run_attempts"),
-                        "workers": {"name": location.workers, "indexes": []},
+                        "workers": _collection_doc(location.workers, "workers"),
                         "schedules": _collection_doc(location.schedules, "schedules"),
                         "tokens": _collection_doc(location.tokens, "tokens"),
                         # Keyed by _id: no index beyond MongoDB's own.
@@ -223,6 +233,7 @@ class Schema:
             "run_attempts": self._conn.run_attempts,
             "schedules": self._conn.schedules,
             "tokens": self._conn.tokens,
+            "workers": self._conn.workers,
         }[name]
 
     def _needs_upgrade(self) -> str:

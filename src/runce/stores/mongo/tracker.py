@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import timedelta
@@ -85,6 +85,34 @@ class MongoTracker:
         query = {} if task_id is None else {"taskId": task_id}
         what = "read the history" if task_id is None else f"read the history of {task_id}"
         return self._attempts(query, what)
+
+    def latest_attempts(self, task_ids: Sequence[str], per_task: int) -> dict[str, list[Attempt]]:
+        found: dict[str, list[Attempt]] = {}
+        if per_task <= 0:
+            return found
+        with self._conn.translated("read the latest attempts"):
+            for task_id in dict.fromkeys(task_ids):
+                docs = self._latest(task_id, per_task)
+                if docs:
+                    found[task_id] = [attempt_from(doc) for doc in docs]
+        return found
+
+    def _latest(self, task_id: str, count: int) -> list[Document]:
+        """One task's last ``count`` attempts in history order, from its index (taskId,
+        startedAt) walked back: ``count + 1`` documents, and a second read of the tied ones
+        only when two of them started at one moment (their order is then by ``_id``)."""
+        history = self._conn.history
+        newest = list(
+            history.find({"taskId": task_id}, {"_id": 0}).sort("startedAt", -1).limit(count + 1)
+        )
+        starts = [doc.get("startedAt") for doc in newest]
+        if len(set(starts)) == len(starts):
+            return newest[:count][::-1]
+        boundary = starts[min(count, len(starts)) - 1]
+        tied: Document = {"taskId": task_id}
+        if boundary is not None:
+            tied["startedAt"] = {"$gte": boundary}
+        return list(history.find(tied, {"_id": 0}).sort(_BY_START))[-count:]
 
     def open_attempts(self) -> list[Attempt]:
         return self._attempts({"status": "started"}, "read the open attempts")

@@ -44,6 +44,19 @@ SELECT * FROM {schema}.history
 WHERE task_id = %(task_id)s
 ORDER BY started_at, seq;
 
+-- The last %(per_task)s attempts of each task named: history_task walked back from each
+-- task's newest entry, so the read is bounded whatever the history holds.
+-- name: latest_attempts
+SELECT h.*
+FROM unnest(%(task_ids)s::text[]) AS t (task_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.history AS x
+    WHERE x.task_id = t.task_id
+    ORDER BY x.started_at DESC, x.seq DESC
+    LIMIT %(per_task)s
+) AS h
+ORDER BY h.task_id, h.started_at, h.seq;
+
 -- name: open_attempts
 SELECT * FROM {schema}.history
 WHERE status = 'started'

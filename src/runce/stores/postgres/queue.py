@@ -71,6 +71,7 @@ from runce.domain.runs import (
     COUNT_WINDOW,
     FINISHED,
     STATS_CAP,
+    STOPPED_SHOWN,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -460,6 +461,15 @@ class PostgresRunQueue:
 
         self._db.write(work, what=f"record the heartbeat of worker {info.id}", transaction=False)
 
+    def prune_workers(self, seen_before: datetime) -> int:
+        params = {"seen_before": seen_before}
+
+        def work(conn: Connection) -> int:
+            row = conn.execute(self._db.sql("prune_workers"), params).fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return self._db.write(work, what="prune the workers not heard from", transaction=False)
+
     # --- reads ------------------------------------------------------------------------------
 
     def get(self, run_id: str) -> Run | None:
@@ -511,9 +521,11 @@ class PostgresRunQueue:
         nothing: list[AttemptRecord] = []
         return self._read(work, nothing, what=f"read the attempts of run {run_id}")
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, stopped: int = STOPPED_SHOWN) -> list[WorkerInfo]:
+        params = {"stopped": max(stopped, 0)}
+
         def work(conn: Connection) -> list[WorkerInfo]:
-            rows = _rows(conn, self._db.sql("workers"), None)
+            rows = _rows(conn, self._db.sql("workers"), params)
             return [sql_runs.worker_from(row, CODECS) for row in rows]
 
         nothing: list[WorkerInfo] = []

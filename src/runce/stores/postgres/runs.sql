@@ -410,10 +410,29 @@ ON CONFLICT (id) DO UPDATE SET
     kinds = excluded.kinds,
     state = excluded.state;
 
+-- Every worker not stopped (live, or stale when killed without a word) and the
+-- %(stopped)s stopped ones seen last, both read from workers_seen: never every worker that
+-- ever ran.
 -- name: workers
-SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
+(SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
 FROM {schema}.workers
+WHERE state IN ('running', 'stopping'))
+UNION ALL
+(SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
+FROM {schema}.workers
+WHERE state = 'stopped'
+ORDER BY last_seen DESC
+LIMIT %(stopped)s)
 ORDER BY started_at, id;
+
+-- The workers not heard from since %(seen_before)s, whatever their state (workers_seen).
+-- name: prune_workers
+WITH pruned AS (
+    DELETE FROM {schema}.workers
+    WHERE state IN ('running', 'stopping', 'stopped') AND last_seen < %(seen_before)s
+    RETURNING 1
+)
+SELECT count(*) FROM pruned;
 
 -- What the store holds (RunCounts: the metrics and the dashboard's overview), by bounded
 -- index reads only, never a count over the table. The kinds that have queued runs are found

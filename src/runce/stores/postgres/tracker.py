@@ -48,6 +48,9 @@ class PostgresTracker(TrackerReads):
     def _to_attempt(self, row: Any) -> Attempt:
         return attempt_from(row)
 
+    def _task_ids(self, task_ids: list[str]) -> Any:
+        return task_ids
+
     def begin(self, attempt: Attempt, lease: Lease | None) -> None:
         row = replace(attempt, status="started")
 

@@ -19,6 +19,20 @@ SELECT * FROM runce_history
 WHERE task_id = :task_id
 ORDER BY started_at, rowid;
 
+-- The last :per_task attempts of each task of the JSON array :task_ids: per task,
+-- runce_history_task (whose entries end with the rowid) walked back from its newest entry,
+-- so the read is bounded whatever the history holds.
+-- name: latest_attempts
+SELECT h.*
+FROM json_each(:task_ids) AS t
+JOIN runce_history AS h ON h.rowid IN (
+    SELECT x.rowid FROM runce_history AS x
+    WHERE x.task_id = t.value
+    ORDER BY x.started_at DESC, x.rowid DESC
+    LIMIT :per_task
+)
+ORDER BY h.task_id, h.started_at, h.rowid;
+
 -- name: open_attempts
 SELECT * FROM runce_history
 WHERE status = 'started'

@@ -35,6 +35,7 @@ from runce.domain.runs import (
     COUNT_WINDOW,
     FINISHED,
     STATS_CAP,
+    STOPPED_SHOWN,
     AttemptRecord,
     Beat,
     ClaimRequest,
@@ -292,6 +293,15 @@ class SQLiteRunQueue:
             what=f"record the heartbeat of worker {info.id}",
         )
 
+    def prune_workers(self, seen_before: datetime) -> int:
+        params = {"seen_before": to_iso(seen_before)}
+
+        def work(conn: sqlite3.Connection) -> int:
+            deleted: int = conn.execute(query("prune_workers"), params).rowcount
+            return deleted
+
+        return self._db.write(work, what="prune the workers not heard from")
+
     # --- reads ------------------------------------------------------------------------------
 
     def get(self, run_id: str) -> Run | None:
@@ -336,9 +346,12 @@ class SQLiteRunQueue:
         nothing: list[AttemptRecord] = []
         return self._read(work, nothing, what=f"read the attempts of run {run_id}")
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, stopped: int = STOPPED_SHOWN) -> list[WorkerInfo]:
+        params = {"stopped": max(stopped, 0)}
+
         def work(conn: sqlite3.Connection) -> list[WorkerInfo]:
-            return [sql_runs.worker_from(dict(row), CODECS) for row in _fetch(conn, "workers")]
+            rows = _fetch(conn, "workers", params)
+            return [sql_runs.worker_from(dict(row), CODECS) for row in rows]
 
         nothing: list[WorkerInfo] = []
         return self._read(work, nothing, what="read the workers")

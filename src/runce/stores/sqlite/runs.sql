@@ -419,10 +419,29 @@ ON CONFLICT (id) DO UPDATE SET
     kinds = excluded.kinds,
     state = excluded.state;
 
+-- Every worker not stopped (live, or stale when killed without a word) and the :stopped
+-- stopped ones seen last, both read from runce_workers_seen: never every worker that ever
+-- ran.
 -- name: workers
-SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
-FROM runce_workers
+SELECT * FROM (
+    SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
+    FROM runce_workers
+    WHERE state IN ('running', 'stopping')
+    UNION ALL
+    SELECT * FROM (
+        SELECT id, host, pid, started_at, last_seen, concurrency, kinds, state
+        FROM runce_workers
+        WHERE state = 'stopped'
+        ORDER BY last_seen DESC
+        LIMIT :stopped
+    )
+)
 ORDER BY started_at, id;
+
+-- The workers not heard from since :seen_before, whatever their state (runce_workers_seen).
+-- name: prune_workers
+DELETE FROM runce_workers
+WHERE state IN ('running', 'stopping', 'stopped') AND last_seen < :seen_before;
 
 -- A run inserted by enqueue_runs in the same transaction, started at once (`.now()`): it
 -- is never seen queued by anyone else.

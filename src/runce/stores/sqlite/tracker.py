@@ -41,6 +41,9 @@ class SQLiteTracker(TrackerReads):
     def _to_attempt(self, row: Any) -> Attempt:
         return attempt_from(row)
 
+    def _task_ids(self, task_ids: list[str]) -> Any:
+        return json.dumps(task_ids)
+
     def begin(self, attempt: Attempt, lease: Lease | None) -> None:
         row = replace(attempt, status="started")
 
