@@ -1,8 +1,8 @@
 """Transactional jobs as real processes (R-4): a job's database work and its success commit
-together, so a worker killed between the two, one whose claim was lost meanwhile, or one
-whose success cannot be written, leaves the work applied exactly once after retries. The
-job inserts a row per execution into a table of the user's on the store's database; the
-tests count the rows."""
+together, so a worker killed between the two, one whose claim was lost meanwhile, one whose
+success cannot be written, or one whose connection is cut at its commit, leaves the work
+applied exactly once after retries. The job inserts a row per execution into a table of
+the user's on the store's database; the tests count the rows."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.acceptance.conftest import (
     postgres_workspace,
     stores_for,
 )
+from tests.proxy import Proxy
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +119,25 @@ def space(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Space]:
     finally:
         for _ in spaces:
             pass
+
+
+@pytest.fixture
+def proxied(postgres_server: str, tmp_path: Path) -> Iterator[tuple[Space, Proxy]]:
+    """A space on the test PostgreSQL whose runce reaches the server through a proxy."""
+    from tests import services
+
+    server = urlsplit(postgres_server)
+    proxy = Proxy(server.hostname or "127.0.0.1", server.port or 5432)
+    url = server._replace(netloc=server.netloc.replace(f":{server.port}", f":{proxy.port}"))
+    schema = f"runce_t_{uuid.uuid4().hex[:12]}"
+    workspace = Workspace(tmp_path, url.geturl(), f'schema = "{schema}"\n')
+    try:
+        for space in _postgres_space(workspace, postgres_server):
+            yield space, proxy
+    finally:
+        workspace.reap()
+        proxy.close()
+        services.drop_schema(postgres_server, schema)
 
 
 def _postgres_space(workspace: Workspace, url: str) -> Iterator[Space]:
@@ -269,6 +290,38 @@ def test_a_success_that_cannot_be_written_rolls_its_work_back_and_is_retried(
     assert (shown["attempt"], shown["result"]) == (2, {"attempt": 2})
     [first] = shown["attempts"]
     assert "full" in first["error"] or "No space" in first["error"], first
+
+
+@pytest.mark.parametrize("delivered", [True, False], ids=["committed", "never-committed"])
+def test_a_commit_whose_connection_is_cut_applies_the_work_once(
+    proxied: tuple[Space, Proxy], delivered: bool
+) -> None:
+    """PostgreSQL: the connection of attempt 1's transaction is cut at its COMMIT. When the
+    server got the COMMIT, it committed and the worker never heard so: the run stays
+    succeeded by attempt 1 and is not run again. When it did not, nothing was kept and
+    attempt 2 does the work. Either way one row, from the attempt whose success was
+    recorded, told as a success by the worker, which goes on working."""
+    space, proxy = proxied
+    workspace = space.workspace
+    proxy.lose_reply(f"INSERT INTO {space.table}".encode(), b"COMMIT", delivered=delivered)
+    run_id = _enqueue(workspace, "none")
+    worker, err = _worker(workspace)
+    _until(proxy.sprung.is_set, 60, "attempt 1 never committed")
+    _succeeds(workspace, run_id)
+    expected = 1 if delivered else 2
+    assert space.attempts() == [expected], err.read_text()
+    later = _enqueue(workspace, "none")  # done once the worker has dealt with the cut
+    _succeeds(workspace, later)
+    _stop(worker)
+    said = err.read_text()
+    shown = _status(workspace, run_id)
+    assert (shown["state"], shown["attempt"]) == ("succeeded", expected), said
+    assert shown["result"] == {"attempt": expected}
+    assert space.attempts() == [expected, 1], said
+    # The worker tells the truth of it: a commit made unheard is a success, not a lost run.
+    assert f"run.succeeded id={run_id} kind=tx.work attempt={expected}" in said, said
+    assert "run.lost" not in said, said
+    assert "stopped: 2 succeeded, 0 failed" in said, said
 
 
 def _status(workspace: Workspace, run_id: str) -> dict[str, Any]:
