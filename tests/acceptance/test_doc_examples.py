@@ -1,8 +1,8 @@
 """Every code block in README.md and docs/ runs as written: a python block is either a
 verbatim part of a file a test runs, a file README's quick start has the reader write, or
 executed with the blocks before it on its page in a fresh project; toml, json and yaml
-documents parse; every `runce` command shown parses with the CLI, and README's console
-blocks and remote.md's run, command by command, in a project."""
+documents parse; every `runce` command shown parses with the CLI, and the console blocks
+run, command by command, in a project, unless listed with the reason they are not."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import tomllib
 from collections.abc import Iterator
@@ -133,7 +134,7 @@ LANGUAGES = {
     "toml": "parsed",
     "json": "parsed when it is a whole document",
     "yaml": "parsed",
-    "console": "its runce commands parsed by the CLI; README's and remote.md's run",
+    "console": "its runce commands parsed by the CLI; run, or listed with a reason",
     "sh": "a verbatim part of a script a test runs",
     "text": "output shown, not code",
     "": "output shown, not code",
@@ -331,16 +332,107 @@ def test_the_python_blocks_of_a_page_run(tmp_path: Path, doc: str) -> None:
 # files README shows (the blocks marked `<!-- file: PATH -->`).
 PIP_QUICK_START = [("README.md", "$ runce run\nstore: sqlite:////home/you/shop/")]
 
-# In a copy of examples/quickstart: README's once tasks and job queue.
+# In one copy of examples/quickstart with the jobs, schedule and tasks these pages name
+# (CONSOLE_FILES): once tasks, backfill requests, the queue, workers, schedules, tokens and
+# servers, in the order a reader could type them.
 CONSOLE_RUN = [
+    ("docs/backfills.md", "$ runce pause "),  # while the backfill is still pending
     ("README.md", '$ runce make "Init queues"'),
     ("README.md", "$ runce run "),
+    ("docs/backfills.md", "$ runce run\nstore: postgresql://app@db/app\n2026-03-01T"),
+    ("docs/once-tasks.md", "$ runce history "),
     ("README.md", "$ runce runs enqueue email.send"),
+    ("docs/runs.md", "$ runce runs enqueue email.send"),
+    ("docs/runs.md", "$ runce worker "),
+    ("docs/runs.md", "$ runce runs status "),
+    ("docs/runs.md", "$ runce runs enqueue payments.charge"),
+    ("docs/runs.md", "$ runce schedules list"),
+    ("docs/cli.md", "$ runce runs tail 0190f3d2-no-such-run --json"),
+    ("README.md", "$ runce tokens create ops"),
+    ("docs/remote.md", "$ runce tokens create ops"),
+    ("docs/dashboard.md", "$ pip install 'nurv-runce[api]'\n$ runce tokens"),
+    ("docs/http-api.md", "$ pip install 'nurv-runce[api]'"),
+    ("docs/http-api.md", "$ runce tokens create ci"),
 ]
 
 # In a project that has the jobs' code and reaches a server only over HTTP (the "anywhere
 # else" of remote.md).
-REMOTE_RUN = [("docs/remote.md", "$ export RUNCE_API_URL=")]
+REMOTE_RUN = [
+    ("docs/remote.md", "$ export RUNCE_API_URL="),
+    ("docs/remote.md", "$ runce worker --remote http://jobs.internal:8080"),
+]
+
+# Console blocks no test runs, each with the reason.
+CONSOLE_NOT_RUN = {
+    ("README.md", "$ pip install nurv-runce"): "installs runce, which the tests run installed",
+    ("docs/remote.md", "$ pip install 'nurv-runce[api]'"): "installs runce's [api] extra, "
+    "which the tests run installed",
+    ("README.md", "$ bash scripts/quickstart"): "installs into the clone's .venv: "
+    "scripts/quickstart runs README's quick start's commands in examples/quickstart, run "
+    "here too, and scripts/test is the suite itself (.ci/run)",
+    ("docs/backfills.md", "# host a: "): "joins a parallel backfill while another "
+    "process's `runce run` runs it: tests/acceptance/test_backfill_join.py",
+    ("docs/once-tasks.md", "$ runce run\nstore: sqlite"): "shows a task failing (exit 1) "
+    "and the tasks after it not attempted: tests/acceptance/test_commands.py",
+    ("docs/once-tasks.md", "$ runce run\nrunce: tasks/"): "shows a changed task refused "
+    "(exit 1): tests/acceptance/test_commands.py",
+    ("docs/dashboard.md", "$ .venv/bin/python bench/dashboard.py"): "a benchmark on a "
+    "PostgreSQL database of a million runs, from a clone (bench/README.md)",
+    ("docs/scaling.md", "$ .venv/bin/python bench/large_tables.py"): "a benchmark on "
+    "millions of runs, from a clone (bench/README.md)",
+    ("docs/http-api.md", "$ export URL="): "curl calls of the HTTP API: tests/server/ "
+    "calls each route (test_contract.py, test_auth_matrix.py)",
+}
+
+
+# What the console blocks of docs/ name beyond examples/quickstart: a job for each kind
+# they enqueue or name, the schedule they switch, and tasks with the ids they show.
+CONSOLE_FILES = {
+    "console_jobs.py": """
+        import runce
+
+        runce.schedule(
+            "0 3 * * *", "report.build", {"days": 1}, name="report.nightly",
+            timezone="Europe/Berlin",
+        )
+
+
+        @runce.job("report.build")
+        def build_report(params, ctx):
+            return {"days": params["days"]}
+
+
+        @runce.job("payments.charge")
+        def charge(params, ctx):
+            return {"charged": params["amount"], "with_key": bool(params["api_key"])}
+        """,
+    "tasks/2025-10-01T120000.init-queues.py": """
+        import runce
+
+
+        @runce.task(title="Create the message queues")
+        def run(ctx):
+            ctx.log.info("queues ready")
+        """,
+    "tasks/2026-03-01T090000.backfill-totals.py": """
+        import runce
+
+
+        def fetch(ctx, cursor, size):
+            start = cursor or 0
+            batch = list(range(start, min(start + size, 100)))
+            return batch, (start + size if start + size < 100 else None)
+
+
+        def process(ctx, batch):
+            pass
+
+
+        task = runce.Backfill(
+            title="Fill invoices.total", fetch=fetch, process=process, batch_size=10
+        )
+        """,
+}
 
 # What a reader types in place of a placeholder.
 TYPED = {"ID": "2025-01-10T090000.create-queues"}
@@ -358,6 +450,15 @@ def _console(doc: str, start: str) -> Block:
 
 def _console_blocks() -> list[Block]:
     return [b for b in BLOCKS if b.language == "console"]
+
+
+def test_every_console_block_is_run_or_listed_with_a_reason() -> None:
+    run = [*PIP_QUICK_START, *CONSOLE_RUN, *REMOTE_RUN]
+    named = [_console(doc, start) for doc, start in [*run, *CONSOLE_NOT_RUN]]
+    assert len(named) == len(set(named)), "a console block is named twice"
+    assert all(CONSOLE_NOT_RUN.values()), "a console block not run needs its reason"
+    unnamed = [str(b) for b in _console_blocks() if b not in named]
+    assert not unnamed, f"console blocks neither run nor listed in CONSOLE_NOT_RUN: {unnamed}"
 
 
 def test_the_pip_quick_start_runs(tmp_path: Path) -> None:
@@ -386,6 +487,15 @@ def test_the_pip_quick_start_runs(tmp_path: Path) -> None:
 def test_the_console_blocks_run_in_one_project(tmp_path: Path) -> None:
     project, env = _project(tmp_path, "quickstart")
     shutil.rmtree(project / "var", ignore_errors=True)
+    for name, text in CONSOLE_FILES.items():
+        (project / name).write_text(textwrap.dedent(text).lstrip())
+    config = project / "runce.toml"
+    handlers = 'handlers = ["example_jobs"]'
+    assert handlers in config.read_text()
+    config.write_text(
+        config.read_text().replace(handlers, 'handlers = ["example_jobs", "console_jobs"]')
+    )
+    env["PAYMENTS_KEY"] = "sk-test"  # the secret docs/runs.md's run refers to
     console = Console(project, env, tmp_path / "logs")
     try:
         for doc, start in CONSOLE_RUN:
