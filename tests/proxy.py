@@ -12,7 +12,8 @@ class Proxy:
     """Forwards connections from ``host:port`` (``127.0.0.1`` unless told) to ``target``.
     :meth:`cut` closes every connection and refuses new ones (nothing listens on the port);
     :meth:`freeze` keeps every connection open and accepts new ones but forwards nothing (a
-    server that never answers); :meth:`restore` forwards again."""
+    server that never answers); :meth:`restore` forwards again. :meth:`lose_reply` cuts one
+    connection at one message, before or after the server gets it."""
 
     def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
@@ -23,7 +24,17 @@ class Proxy:
         self._guard = threading.Lock()
         self._placeholder: socket.socket | None = None
         self._flowing = threading.Event()
+        self._trap: _Trap | None = None
+        self.sprung = threading.Event()
         self.restore()
+
+    def lose_reply(self, seen: bytes, then: bytes, *, delivered: bool = True) -> None:
+        """On the first connection whose client sends ``seen`` and, in a later message,
+        ``then``: forward ``then`` to the server (unless not ``delivered``), drop whatever the
+        server answers, and close the connection once it has answered (or at once). With a
+        COMMIT delivered, the server has committed and the client never hears so."""
+        self.sprung.clear()
+        self._trap = _Trap(seen, then, delivered)
 
     def freeze(self) -> None:
         self._flowing.clear()
@@ -84,15 +95,56 @@ class Proxy:
                     server.close()
                     return
                 self._sockets.update((client, server))
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            link = _Link()
+            for source, sink, asks in ((client, server, True), (server, client, False)):
+                args = (source, sink, link, asks)
+                threading.Thread(target=self._pipe, args=args, daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, link: _Link, asks: bool) -> None:
+        """Forward what ``source`` sends (the client when ``asks``, else the server)."""
         with suppress(OSError):
             while self._flowing.wait() and (data := source.recv(65536)):
                 self._flowing.wait()
+                if asks and self._springs(link, data):
+                    if not link.delivered:
+                        break
+                elif link.cut:
+                    break  # the server's answer to the trapped message: dropped
                 sink.sendall(data)
         _shut(source, sink)
+
+    def _springs(self, link: _Link, data: bytes) -> bool:
+        """Whether ``data`` is the message the trap waits for on ``link`` (then sprung)."""
+        trap = self._trap
+        if trap is None or link.cut:
+            return False
+        if not link.seen:
+            link.seen = trap.seen in data
+            return False
+        with self._guard:
+            if trap.then not in data or self._trap is not trap:
+                return False
+            self._trap = None
+        link.cut = True
+        link.delivered = trap.delivered
+        self.sprung.set()
+        return True
+
+
+class _Trap:
+    def __init__(self, seen: bytes, then: bytes, delivered: bool) -> None:
+        self.seen = seen
+        self.then = then
+        self.delivered = delivered
+
+
+class _Link:
+    """What a trap knows of one client connection."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.cut = False
+        self.delivered = False
 
 
 def _shut(source: socket.socket, sink: socket.socket) -> None:

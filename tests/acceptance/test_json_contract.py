@@ -9,10 +9,11 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
+from runce.domain.tasks import AppliedStatus
 from tests.acceptance.conftest import Workspace, output_of, stores_for
 
 JOBS = """
@@ -118,6 +119,32 @@ def test_list_json_keeps_the_seed_field_names(space: Workspace) -> None:
     assert [list(r) for r in records] == [SEED_FIELDS, SEED_FIELDS]
     assert {r["status"] for r in records} == {"success"}
     assert all(r["appliedAt"].endswith("Z") for r in records)
+
+
+def test_list_json_says_each_status_its_help_and_cli_md_name(space: Workspace) -> None:
+    """A task applied, one whose already_done said the work was there and one that failed:
+    every status `runce list --json` can print appears, and its help and docs/cli.md name
+    each one."""
+    space.task(
+        "20260103_there", "@runce.task(already_done=lambda ctx: True)\ndef run(ctx):\n    pass\n"
+    )
+    space.task("20260104_broken", "@runce.task()\ndef run(ctx):\n    raise RuntimeError('no')\n")
+    assert space.runce("run", "--keep-going").returncode == 1
+    done = space.runce("list", "--json")
+    assert done.returncode == 0, output_of(done)
+    shown = {r["id"]: r["status"] for r in json.loads(done.stdout)}
+    assert shown == {
+        "20260101_first": "success",
+        "20260102_second": "success",
+        "20260103_there": "skipped",
+        "20260104_broken": "failed",
+    }
+    assert set(shown.values()) == set(get_args(AppliedStatus))
+    helped = " ".join(space.runce("list", "--help").stdout.split())
+    documented = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    for status in get_args(AppliedStatus):
+        assert status in helped.partition("status (")[2].partition(")")[0], helped
+        assert f"`{status}`" in documented.partition("`status` is ")[2].partition(";")[0]
 
 
 def test_an_unknown_name_exits_5_with_a_json_error(space: Workspace) -> None:

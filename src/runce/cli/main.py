@@ -304,8 +304,9 @@ def _status_detail(status: Any) -> str:
     "as_json",
     is_flag=True,
     help="Print JSON in the TypeScript tracker's record shape: id, name, checksum, "
-    "appliedAt, durationMs, status (success or failed), error. The one --json output "
-    "not in snake_case, kept so that tools reading that tracker's records read these.",
+    "appliedAt, durationMs, status (success, skipped: already_done said the work was "
+    "there, or failed), error. The one --json output not in snake_case, kept so that "
+    "tools reading that tracker's records read these.",
 )
 def list_(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
     """The store's last outcome per task id (reads only the store)."""

@@ -45,6 +45,7 @@ from runce.domain.runs import (
     OutcomeKind,
     Run,
     WorkerInfo,
+    landed_of,
     run_after,
 )
 from runce.errors import InvalidInput, NonRetryable, RunceError, StoreError
@@ -130,6 +131,7 @@ class _Slot:
         "started",
         "state",
         "took",
+        "unheard",
     )
 
     def __init__(self, run: Run, job: Job[Any, Any], renewed: float) -> None:
@@ -144,6 +146,9 @@ class _Slot:
         self.started: float | None = None
         self.took: float | None = None  # seconds the job ran, once it returned
         self.error: BaseException | None = None  # what a failed attempt raised
+        # A transactional job's result whose success write or commit failed: the store may
+        # have committed it all the same (the connection was lost before its answer).
+        self.unheard: str | None = None
 
     def is_set(self) -> bool:
         return self.cancel
@@ -555,6 +560,8 @@ class Worker:
             with self._mutex:
                 slot = self._slots.pop(outcome.fence.run_id, None)
             if landed is None:
+                if slot is not None and self._committed_unheard(outcome, slot, told):
+                    continue
                 self.summary.lost += 1
                 log.warning(
                     "run.lost id=%s attempt=%d: its lease was lost; outcome %s dropped",
@@ -567,6 +574,28 @@ class Worker:
                 self._announce(outcome, landed, slot, told)
         if told:
             self._tell.put(told)
+
+    def _committed_unheard(self, outcome: Outcome, slot: _Slot, told: list[_Told]) -> bool:
+        """Whether the outcome that did not land (a retry, or a failure) is that of a
+        transactional run whose commit went unanswered but was made: the run then succeeded
+        by this very attempt, and its success is counted and announced as if heard."""
+        if slot.unheard is None:
+            return False
+        fence = outcome.fence
+        try:
+            run = self.queue.get(fence.run_id)
+        except StoreError:
+            return False  # told as lost, as the fence says
+        if run is None or (run.state, run.attempt, run.claimed_by) != (
+            "succeeded",
+            fence.attempt,
+            fence.worker_id,
+        ):
+            return False
+        log.info("run %s: its commit went unanswered but was made", fence.run_id)
+        slot.error = None
+        self._announce(Outcome(fence, "succeeded", slot.unheard), landed_of(run), slot, told)
+        return True
 
     def _announce(
         self, outcome: Outcome, landed: Landed, slot: _Slot, told: list[_Told] | None = None
@@ -988,7 +1017,10 @@ class Worker:
         except _LateStart as late:
             self._lose(slot, str(late))
             return None
-        except BaseException as exc:  # job code, or the commit: nothing was kept
+        except BaseException as exc:  # job code, or its success's write or commit
+            # After the job returned, the store may have committed all the same (a lost
+            # answer): the retry sent below is fenced, and tells which (_committed_unheard).
+            slot.unheard = stored[0]
             return self._failure(slot, exc)
         slot.took = time.monotonic() - (slot.started or time.monotonic())
         with self._mutex:
