@@ -376,7 +376,7 @@ CONSOLE_NOT_RUN = {
     "and the tasks after it not attempted: tests/acceptance/test_commands.py",
     ("docs/once-tasks.md", "$ runce run\nrunce: tasks/"): "shows a changed task refused "
     "(exit 1): tests/acceptance/test_commands.py",
-    ("docs/dashboard.md", "$ .venv/bin/python bench/dashboard.py"): "a benchmark on a "
+    ("docs/dashboard.md", "$ createdb -h 127.0.0.1"): "a benchmark on a "
     "PostgreSQL database of a million runs, from a clone (bench/README.md)",
     ("docs/scaling.md", "$ .venv/bin/python bench/large_tables.py"): "a benchmark on "
     "millions of runs, from a clone (bench/README.md)",
