@@ -187,6 +187,39 @@ def test_a_project_bound_token_sees_only_its_projects(api: Api) -> None:
     assert "/ui/tasks" not in api.client.get("/ui").text
 
 
+def test_a_token_bound_to_two_projects_sees_the_runs_of_both_and_no_others(api: Api) -> None:
+    shop = api.enqueue(project_id="shop", correlation_id="req-7")
+    blog = api.call(
+        "POST",
+        "/v1/runs",
+        json={"kind": "email.send", "project_id": "blog", "correlation_id": "req-7"},
+        headers={"Idempotency-Key": "order-7"},
+    ).json()
+    news = api.enqueue(project_id="news", correlation_id="req-7")
+    loose = api.enqueue(correlation_id="req-7")
+    sign_in(api, "two")
+    ours, theirs = {shop["id"], blog["id"]}, {news["id"], loose["id"]}
+
+    def shown(page: str) -> set[str]:
+        return set(re.findall(r'data-run-id="([^"]+)"', page))
+
+    listed = api.client.get("/ui/runs")
+    assert "all of them" in listed.text
+    assert shown(listed.text) == ours
+    assert shown(api.client.get("/ui/runs?project=blog").text) == {blog["id"]}
+    assert shown(api.client.get("/ui/runs", params={"q": "req-7"}).text) == ours
+    assert shown(api.client.get("/ui/runs", params={"q": "order-7"}).text) == {blog["id"]}
+    for run in (shop, blog):
+        assert shown(api.client.get("/ui/runs", params={"q": run["id"]}).text) == {run["id"]}
+        assert api.client.get(f"/ui/runs/{run['id']}").status_code == 200
+        assert api.client.get(f"/ui/live/runs/{run['id']}").status_code == 200
+    for run_id in theirs:
+        assert shown(api.client.get("/ui/runs", params={"q": run_id}).text) == set()
+        assert api.client.get(f"/ui/runs/{run_id}").status_code == 403
+    live = api.client.get("/ui/live/runs", params={"id": [*ours, *theirs]}).json()["runs"]
+    assert {run["id"] for run in live} == ours
+
+
 def test_runs_are_filtered_found_and_paged(api: Api) -> None:
     for i in range(55):
         api.enqueue(kind="bulk", input={"i": i})

@@ -104,18 +104,19 @@ def _listing(ctx: ApiContext, viewer: Viewer, wanted: Wanted) -> Listing:
     try:
         if any("\x00" in value for value in given.values()):
             raise ValueError("a filter holds a NUL character, which no run's field can")
-        project = _project(viewer, shown.get("project"))
+        projects = viewer.caller.projects_to_read(shown.get("project"))
         if shown.get("q"):
-            return Listing(_find(ctx, viewer, project, shown["q"]), None, shown)
+            return Listing(ctx.runs.find(shown["q"], project_ids=projects, limit=PAGE), None, shown)
         state = shown.get("state")
         if state is not None and state not in RUN_STATES:
             raise ValueError(f"state {state!r} is not one of {', '.join(RUN_STATES)}")
         filters = RunFilter(
-            project,
+            None,
             _state(state),
             shown.get("kind"),
             views.parse_moment(shown.get("since"), "since"),
             views.parse_moment(shown.get("before"), "before"),
+            project_ids=projects,
         )
         found = ctx.runs.page(filters, cursor=given.get("cursor"), limit=PAGE)
     except (ValueError, UsageError, ProblemError) as exc:
@@ -129,24 +130,6 @@ def _state(text: str | None) -> RunState | None:
         if state == text:
             return state
     return None
-
-
-def _project(viewer: Viewer, project: str | None) -> str | None:
-    """The project to list: any for a token bound to none; else one of the token's (its
-    first when none is asked for)."""
-    if project is None and viewer.caller.bound:
-        return viewer.projects[0]
-    return viewer.caller.check_project(project)
-
-
-def _find(ctx: ApiContext, viewer: Viewer, project: str | None, text: str) -> list[Run]:
-    """Runs by id, idempotency key or correlation id, within the viewer's reach."""
-    projects = [project] if viewer.caller.bound or project else [None]
-    found: dict[str, Run] = {}
-    for each in projects:
-        for run in ctx.runs.find(text, project_id=each, limit=PAGE):
-            found.setdefault(run.id, run)
-    return list(found.values())
 
 
 @router.get("/runs/{run_id}")
@@ -182,8 +165,8 @@ def live_runs(
     the page polls this to move their states on, even out of the filter it was loaded with."""
     viewer = reader(request, ctx)
     wanted = tuple(run_id for run_id in (id or [])[:PAGE] if "\x00" not in run_id)
-    found = ctx.runs.page(RunFilter(ids=wanted), limit=PAGE).runs if wanted else []
-    found = [run for run in found if viewer.caller.may_reach(run.project_id)]
+    filters = RunFilter(ids=wanted, project_ids=viewer.caller.projects_to_read(None))
+    found = ctx.runs.page(filters, limit=PAGE).runs if wanted else []
     return _json({"runs": [_live(run) for run in found]})
 
 
