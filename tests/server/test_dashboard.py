@@ -313,10 +313,51 @@ def _state(api: Api, run: dict[str, Any]) -> str:
     return found
 
 
+def error_page(answer: Any, status: int, words: str) -> None:
+    """``answer`` is the dashboard's error page (never problem+json), saying ``words``."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("text/html"), answer.text
+    assert answer.headers["content-security-policy"] == CSP
+    assert words in answer.text
+    assert 'role="alert"' in answer.text
+
+
 @pytest.mark.parametrize("path", ["/ui/runs/none", "/ui/nothing"])
 def test_unknown_pages_answer_404(api: Api, path: str) -> None:
     sign_in(api, "all")
-    assert api.client.get(path).status_code == 404
+    error_page(api.client.get(path), 404, "Not found")
+
+
+def test_bad_requests_answer_an_error_page_and_the_api_still_problem_json(api: Api) -> None:
+    sign_in(api, "all")
+    error_page(api.client.get("/ui/runs/%00"), 422, "is not valid text")
+    error_page(api.client.get("/ui/live/runs/%00"), 422, "is not valid text")
+    too_long = api.client.get("/ui/runs", params={"kind": "k" * 1001})
+    error_page(too_long, 422, "at most 1000 characters")
+    error_page(api.client.get("/ui/runs?colour=red"), 422, "no query parameter &#39;colour&#39;")
+    error_page(api.client.get("/ui/workers", params={"x": 1}), 422, "Invalid request")
+    error_page(api.client.delete("/ui/runs"), 405, "DELETE is not allowed on /ui/runs")
+    api_answer = api.call("GET", "/v1/runs/%00")
+    assert api_answer.status_code == 422
+    assert api_answer.headers["content-type"] == "application/problem+json"
+    assert api.call("GET", "/v1/nothing").headers["content-type"] == "application/problem+json"
+
+
+def test_a_store_that_does_not_answer_is_an_error_page(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runce.errors import StoreUnavailable
+
+    run = api.enqueue()
+    sign_in(api, "all")
+
+    def away(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("the store at .runce/runce.db does not answer")
+
+    monkeypatch.setattr(api.client.app.state.runce.runs.queue, "get", away)
+    for path in (f"/ui/runs/{run['id']}", f"/ui/live/runs/{run['id']}"):
+        error_page(api.client.get(path), 503, "the store at .runce/runce.db does not answer")
+    assert api.call("GET", f"/v1/runs/{run['id']}").json()["type"].endswith("store-unavailable")
 
 
 BACKFILL = """
