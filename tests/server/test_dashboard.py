@@ -4,6 +4,7 @@ the live state the pages poll (the browser tests in tests/browser drive the same
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from runce.api.ui.render import CSP
 from runce.tasks.api import make_task, run_tasks
-from tests.server.conftest import Api
+from tests.server.conftest import Api, make_api
 
 PAGES = ("/ui", "/ui/runs", "/ui/tasks", "/ui/schedules", "/ui/workers")
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
@@ -160,6 +161,24 @@ def test_a_cancel_needs_the_csrf_token_and_runs_write(api: Api) -> None:
     retried = api.client.post(f"/ui/runs/{run['id']}/retry", data={"csrf": csrf})
     assert retried.status_code == 200
     assert _state(api, run) == "queued"
+
+
+def test_cancels_from_the_dashboard_spend_the_tokens_cancel_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    limited = make_api(tmp_path, {"api": {"rate_limit": {"cancel": "1/h"}}})
+    first, second = limited.enqueue(), limited.enqueue()
+    csrf = sign_in(limited, "all")
+    done = limited.client.post(f"/ui/runs/{first['id']}/cancel", data={"csrf": csrf})
+    assert done.status_code == 200  # followed to the run's page
+    refused = limited.client.post(f"/ui/runs/{second['id']}/cancel", data={"csrf": csrf})
+    error_page(refused, 429, "too many cancel requests")
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert _state(limited, second) == "queued"
+    # The API's cancel takes from the same bucket.
+    assert limited.call("POST", f"/v1/runs/{second['id']}:cancel").status_code == 429
+    limited.client.close()
 
 
 def test_a_reader_sees_no_actions_and_a_forged_post_is_refused(api: Api) -> None:
