@@ -280,6 +280,36 @@ def test_the_live_state_follows_the_store(api: Api) -> None:
     assert api.client.get(f"/ui/live/runs/{run['id']}", follow_redirects=False).status_code == 303
 
 
+def test_a_run_page_learns_its_worker_times_and_result_live(api: Api) -> None:
+    run = api.enqueue()
+    sign_in(api, "reader")
+    page = api.client.get(f"/ui/runs/{run['id']}").text
+    assert re.search(r'<section data-field="outcome" hidden>', page)  # to be filled live
+    live = f"/ui/live/runs/{run['id']}"
+    queued = api.client.get(live, params={"result": "true"}).json()["runs"][0]
+    assert (queued["worker"], queued["started_at"], queued["result"]) == (None, "—", None)
+    claimed = api.call(
+        "POST", "/v1/runs:claim", json={"worker_id": "w<1>", "lease": 30, "limit": 1}
+    ).json()["runs"]
+    assert [c["id"] for c in claimed] == [run["id"]]
+    fence = {"worker_id": "w<1>", "attempt": 1}
+    api.call(
+        "POST",
+        f"/v1/runs/{run['id']}:succeed",
+        json={**fence, "result": {"sent": "<b>yes</b>"}, "output_ref": "s3://out/1"},
+    )
+    done = api.client.get(live, params={"result": "true"}).json()["runs"][0]
+    assert done["state"] == "succeeded"
+    assert done["worker"] == "w<1>"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", done["started_at"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", done["finished_at"])
+    assert done["result"] == '{\n  "sent": "<b>yes</b>"\n}'  # the page's text, set as text
+    assert done["output_ref"] == "s3://out/1"
+    unasked = api.client.get(live).json()["runs"][0]  # a page that shows the result already
+    assert (unasked["result"], unasked["output_ref"]) == (None, None)
+    assert unasked["finished_at"] == done["finished_at"]
+
+
 def test_the_overview_counts_runs_and_once_tasks(api: Api) -> None:
     api.enqueue(kind="email.send")
     api.enqueue(kind="email.send")

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError
 from runce.api.ui import views
-from runce.api.ui.render import HEADERS, PageError, page
+from runce.api.ui.render import HEADERS, PageError, page, pretty, when
 from runce.api.ui.session import SIGN_IN, Viewer, csrf_for, reader, set_cookie, sign_in_nonce
 from runce.domain.runs import FINISHED, RUN_STATES, Run, RunFilter, RunState
 from runce.errors import UnknownRun, UsageError
@@ -171,10 +171,14 @@ def live_runs(
 
 
 @router.get("/live/runs/{run_id}")
-def live_run(run_id: str, request: Request, ctx: Ctx) -> Response:
+def live_run(run_id: str, request: Request, ctx: Ctx, result: bool = False) -> Response:
+    """One run as its page shows it now: also its worker, start and finish, and (asked
+    with ``?result=true``, by a page that does not show it yet) a succeeded run's result
+    and ``output_ref``."""
     viewer = reader(request, ctx)
     run = reachable_run(ctx, viewer, run_id)
-    return _json({"runs": [_live(run)], "attempts": len(ctx.runs.attempts(run.id))})
+    shown = {**_live(run), **_details(run, with_result=result)}
+    return _json({"runs": [shown], "attempts": len(ctx.runs.attempts(run.id))})
 
 
 def _live(run: Run) -> dict[str, Any]:
@@ -188,6 +192,19 @@ def _live(run: Run) -> dict[str, Any]:
         "cancel_requested": run.cancel_requested,
         "error": run.error,
         "finished": run.finished,
+    }
+
+
+def _details(run: Run, with_result: bool) -> dict[str, Any]:
+    """What a run's page shows beyond a row, as the page's text: a result only once the run
+    succeeded (it may be large: sent when asked for)."""
+    outcome = with_result and run.state == "succeeded"
+    return {
+        "worker": run.claimed_by,
+        "started_at": when(run.started_at),
+        "finished_at": when(run.finished_at),
+        "result": pretty(run.result) if outcome else None,
+        "output_ref": run.output_ref if outcome else None,
     }
 
 
