@@ -82,6 +82,28 @@ def test_over_tls_the_session_cookie_is_secure(api: Api) -> None:
         assert "secure" in answer.headers["set-cookie"].lower()
 
 
+def test_with_secure_cookies_true_the_cookies_are_secure_over_plain_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    always = make_api(tmp_path, {"api": {"secure_cookies": True}})
+    form = always.client.get("/ui/login")
+    assert "secure" in form.headers["set-cookie"].lower()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    nonce = form.cookies["runce_sign_in"]
+    answer = always.client.post(
+        "/ui/login",
+        data={"csrf": csrf.group(1), "token": always.tokens["reader"]},
+        headers={"Cookie": f"runce_sign_in={nonce}"},  # a Secure cookie is not sent over http
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    assert "runce_session=" in answer.headers["set-cookie"]
+    assert "secure" in answer.headers["set-cookie"].lower()
+    always.client.close()
+
+
 def test_a_token_without_runs_read_may_sign_in_but_sees_nothing(api: Api) -> None:
     form = api.client.get("/ui/login").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', form)
