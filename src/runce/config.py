@@ -12,6 +12,7 @@ Validation is hand-written rather than pydantic so that ``runce run`` starts fas
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -180,6 +181,36 @@ def _choice(*options: str) -> Callable[[object], str]:
         return str(value)
 
     return parse
+
+
+def _addresses(value: object) -> tuple[str, ...]:
+    """IP addresses and networks, or ``*`` (any): the proxies whose forwarded headers count."""
+    try:
+        words = _words(value)
+    except ValueError:
+        words = ("not a list",)
+    if not all(word == "*" or _is_address(word) for word in words):
+        raise ValueError(
+            "a list of IP addresses or networks (such as '10.0.0.7' or '10.0.0.0/8'), or '*'"
+        )
+    return words
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _auto_or_true(value: object) -> str | bool:
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word == "auto":
+        return "auto"
+    if word is True or word == "true":
+        return True
+    raise ValueError("'auto' (Secure when the request came over HTTPS) or true (always)")
 
 
 def _import_path(value: object) -> str:
@@ -620,6 +651,24 @@ KEYS: tuple[Key, ...] = (
         "RUNCE_API_PUBLIC_METRICS",
         help="Serve `GET /metrics` without a token (else: a token with `runs:read`).",
     ),
+    Key(
+        "api.forwarded_allow_ips",
+        _addresses,
+        ("127.0.0.1", "::1"),
+        "list of addresses",
+        "RUNCE_API_FORWARDED_ALLOW_IPS",
+        help="Proxies (IP addresses or networks, or `*`) whose `X-Forwarded-Proto` and "
+        "`X-Forwarded-For` `runce serve` believes.",
+    ),
+    Key(
+        "api.secure_cookies",
+        _auto_or_true,
+        "auto",
+        "auto or true",
+        "RUNCE_API_SECURE_COOKIES",
+        help="The dashboard's cookies are `Secure`: `auto` when the request came over HTTPS "
+        "(as a trusted proxy says), `true` always.",
+    ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 _ALIASES = {
@@ -676,6 +725,8 @@ class ApiSettings:
     body_timeout: float = 30.0
     max_connections: int = 1000
     public_metrics: bool = False
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    secure_cookies: str | bool = "auto"  # "auto" or True
 
 
 @dataclass(frozen=True)
@@ -936,6 +987,8 @@ def _build(settings: dict[str, Any], base_dir: Path, path: Path | None, where: s
             settings["api.body_timeout"],
             settings["api.max_connections"],
             settings["api.public_metrics"],
+            settings["api.forwarded_allow_ips"],
+            settings["api.secure_cookies"],
         ),
     )
 

@@ -152,6 +152,11 @@ def test_tokens_are_listed_without_secrets_and_revoked_at_once(sqlite_space: Wor
         ("[api]\nheader_timeout = 0\n", "api.header_timeout must be between 10ms and 1h"),
         ('[api]\nbody_timeout = "2h"\n', "api.body_timeout must be between 10ms and 1h"),
         ("[api]\nmax_connections = 0\n", "api.max_connections must be a whole number"),
+        (
+            '[api]\nforwarded_allow_ips = ["proxy.local"]\n',
+            "api.forwarded_allow_ips must be a list of IP addresses or networks",
+        ),
+        ('[api]\nsecure_cookies = "yes"\n', "api.secure_cookies must be 'auto'"),
     ],
 )
 def test_bad_config_is_one_sentence_and_exit_2(
@@ -162,6 +167,51 @@ def test_bad_config_is_one_sentence_and_exit_2(
     assert result.returncode == 2
     assert words in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def _sign_in_cookie(server: Server, source: str, proto: str) -> str:
+    """The Set-Cookie of the sign-in form asked from ``source`` (a loopback address) with
+    ``X-Forwarded-Proto: proto``."""
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(transport=transport, timeout=10) as client:
+        form = client.get(f"{server.url}/ui/login", headers={"X-Forwarded-Proto": proto})
+    assert form.status_code == 200, form.text
+    return form.headers["set-cookie"].lower()
+
+
+def test_behind_a_trusted_proxy_on_another_host_the_dashboard_cookies_are_secure(
+    tmp_path: Path,
+) -> None:
+    # 127.0.0.2 stands for the proxy's host; 127.0.0.1, trusted by default, is not named.
+    space = Workspace(
+        tmp_path, "sqlite:///.runce/runce.db", '[api]\nforwarded_allow_ips = ["127.0.0.2"]\n'
+    )
+    try:
+        server = Server(space)
+        assert "secure" in _sign_in_cookie(server, "127.0.0.2", "https")
+        assert "secure" not in _sign_in_cookie(server, "127.0.0.2", "http")
+        assert "secure" not in _sign_in_cookie(server, "127.0.0.1", "https")
+        # The session cookie too: signed in through the proxy over HTTPS.
+        token = server.token("runs:read", name="viewer")
+        with httpx.Client(
+            transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+            headers={"X-Forwarded-Proto": "https"},
+            timeout=10,
+        ) as client:
+            form = client.get(f"{server.url}/ui/login")
+            csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            signed = client.post(
+                f"{server.url}/ui/login",
+                data={"csrf": csrf, "token": token},
+                headers={"Cookie": f"runce_sign_in={form.cookies['runce_sign_in']}"},
+            )
+        assert signed.status_code == 303, signed.text
+        assert "runce_session=" in signed.headers["set-cookie"]
+        assert "secure" in signed.headers["set-cookie"].lower()
+        code, err = server.stop()
+        assert code == 0, err
+    finally:
+        space.reap()
 
 
 def test_a_port_in_use_is_one_sentence_and_exit_2(sqlite_space: Workspace) -> None:

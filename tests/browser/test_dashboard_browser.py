@@ -72,9 +72,17 @@ def test_a_run_moves_on_screen_while_a_worker_processes_it(
         expect(row_state).to_have_text("running", timeout=WAIT)
         expect(page.locator(".run [data-field=progress]")).to_have_text("10%", timeout=WAIT)
         expect(page.locator("[data-field=progress-message]")).to_have_text("waiting for the gate")
+        expect(page.locator("[data-field=outcome]")).to_be_hidden()
         gate.write_text("open")
         expect(state).to_have_text("succeeded", timeout=WAIT)
         expect(row_state).to_have_text("succeeded", timeout=WAIT)
+        # Its result, worker and times arrive without a reload, as text.
+        result = page.locator("[data-field=outcome] [data-field=result]")
+        expect(result).to_have_text(f'{{\n  "passed": "{gate}"\n}}', timeout=WAIT)
+        expect(page.locator("[data-field=outcome]")).to_be_visible()
+        expect(page.locator("[data-field=output-ref]")).to_be_hidden()
+        for name in ("worker", "started", "finished"):
+            expect(page.locator(f".run [data-field={name}]")).not_to_have_text("—")
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=60)
@@ -148,7 +156,7 @@ def test_hostile_strings_are_shown_as_text_and_run_nothing(
     problems = watch(page)
     sign_in(page, dashboard, "writer", f"/ui/runs/{run['id']}")
     expect(page.locator(".run [data-field=state]")).to_have_text("failed")
-    expect(page.locator("pre.json")).to_contain_text(HOSTILE.replace('"', '\\"'))
+    expect(page.locator("pre[data-field=input]")).to_contain_text(HOSTILE.replace('"', '\\"'))
     expect(page.locator("pre[data-field=error]")).to_contain_text(HOSTILE)
     # The attempt's traceback, folded away until asked for, as text: the hostile message
     # in its last line is shown, not parsed.

@@ -4,6 +4,7 @@ the live state the pages poll (the browser tests in tests/browser drive the same
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from runce.api.ui.render import CSP
 from runce.tasks.api import make_task, run_tasks
-from tests.server.conftest import Api
+from tests.server.conftest import Api, make_api
 
 PAGES = ("/ui", "/ui/runs", "/ui/tasks", "/ui/schedules", "/ui/workers")
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
@@ -79,6 +80,28 @@ def test_over_tls_the_session_cookie_is_secure(api: Api) -> None:
             follow_redirects=False,
         )
         assert "secure" in answer.headers["set-cookie"].lower()
+
+
+def test_with_secure_cookies_true_the_cookies_are_secure_over_plain_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    always = make_api(tmp_path, {"api": {"secure_cookies": True}})
+    form = always.client.get("/ui/login")
+    assert "secure" in form.headers["set-cookie"].lower()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    nonce = form.cookies["runce_sign_in"]
+    answer = always.client.post(
+        "/ui/login",
+        data={"csrf": csrf.group(1), "token": always.tokens["reader"]},
+        headers={"Cookie": f"runce_sign_in={nonce}"},  # a Secure cookie is not sent over http
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    assert "runce_session=" in answer.headers["set-cookie"]
+    assert "secure" in answer.headers["set-cookie"].lower()
+    always.client.close()
 
 
 def test_a_token_without_runs_read_may_sign_in_but_sees_nothing(api: Api) -> None:
@@ -162,6 +185,24 @@ def test_a_cancel_needs_the_csrf_token_and_runs_write(api: Api) -> None:
     assert _state(api, run) == "queued"
 
 
+def test_cancels_from_the_dashboard_spend_the_tokens_cancel_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    limited = make_api(tmp_path, {"api": {"rate_limit": {"cancel": "1/h"}}})
+    first, second = limited.enqueue(), limited.enqueue()
+    csrf = sign_in(limited, "all")
+    done = limited.client.post(f"/ui/runs/{first['id']}/cancel", data={"csrf": csrf})
+    assert done.status_code == 200  # followed to the run's page
+    refused = limited.client.post(f"/ui/runs/{second['id']}/cancel", data={"csrf": csrf})
+    error_page(refused, 429, "too many cancel requests")
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert _state(limited, second) == "queued"
+    # The API's cancel takes from the same bucket.
+    assert limited.call("POST", f"/v1/runs/{second['id']}:cancel").status_code == 429
+    limited.client.close()
+
+
 def test_a_reader_sees_no_actions_and_a_forged_post_is_refused(api: Api) -> None:
     run = api.enqueue()
     csrf = sign_in(api, "reader")
@@ -185,6 +226,39 @@ def test_a_project_bound_token_sees_only_its_projects(api: Api) -> None:
     assert api.client.get("/ui/runs?project=blog").text.count("may not reach") == 1
     assert api.client.get("/ui/tasks").status_code == 403
     assert "/ui/tasks" not in api.client.get("/ui").text
+
+
+def test_a_token_bound_to_two_projects_sees_the_runs_of_both_and_no_others(api: Api) -> None:
+    shop = api.enqueue(project_id="shop", correlation_id="req-7")
+    blog = api.call(
+        "POST",
+        "/v1/runs",
+        json={"kind": "email.send", "project_id": "blog", "correlation_id": "req-7"},
+        headers={"Idempotency-Key": "order-7"},
+    ).json()
+    news = api.enqueue(project_id="news", correlation_id="req-7")
+    loose = api.enqueue(correlation_id="req-7")
+    sign_in(api, "two")
+    ours, theirs = {shop["id"], blog["id"]}, {news["id"], loose["id"]}
+
+    def shown(page: str) -> set[str]:
+        return set(re.findall(r'data-run-id="([^"]+)"', page))
+
+    listed = api.client.get("/ui/runs")
+    assert "all of them" in listed.text
+    assert shown(listed.text) == ours
+    assert shown(api.client.get("/ui/runs?project=blog").text) == {blog["id"]}
+    assert shown(api.client.get("/ui/runs", params={"q": "req-7"}).text) == ours
+    assert shown(api.client.get("/ui/runs", params={"q": "order-7"}).text) == {blog["id"]}
+    for run in (shop, blog):
+        assert shown(api.client.get("/ui/runs", params={"q": run["id"]}).text) == {run["id"]}
+        assert api.client.get(f"/ui/runs/{run['id']}").status_code == 200
+        assert api.client.get(f"/ui/live/runs/{run['id']}").status_code == 200
+    for run_id in theirs:
+        assert shown(api.client.get("/ui/runs", params={"q": run_id}).text) == set()
+        assert api.client.get(f"/ui/runs/{run_id}").status_code == 403
+    live = api.client.get("/ui/live/runs", params={"id": [*ours, *theirs]}).json()["runs"]
+    assert {run["id"] for run in live} == ours
 
 
 def test_runs_are_filtered_found_and_paged(api: Api) -> None:
@@ -226,6 +300,36 @@ def test_the_live_state_follows_the_store(api: Api) -> None:
     assert one["runs"][0]["state"] == "canceled"
     api.client.cookies.clear()
     assert api.client.get(f"/ui/live/runs/{run['id']}", follow_redirects=False).status_code == 303
+
+
+def test_a_run_page_learns_its_worker_times_and_result_live(api: Api) -> None:
+    run = api.enqueue()
+    sign_in(api, "reader")
+    page = api.client.get(f"/ui/runs/{run['id']}").text
+    assert re.search(r'<section data-field="outcome" hidden>', page)  # to be filled live
+    live = f"/ui/live/runs/{run['id']}"
+    queued = api.client.get(live, params={"result": "true"}).json()["runs"][0]
+    assert (queued["worker"], queued["started_at"], queued["result"]) == (None, "—", None)
+    claimed = api.call(
+        "POST", "/v1/runs:claim", json={"worker_id": "w<1>", "lease": 30, "limit": 1}
+    ).json()["runs"]
+    assert [c["id"] for c in claimed] == [run["id"]]
+    fence = {"worker_id": "w<1>", "attempt": 1}
+    api.call(
+        "POST",
+        f"/v1/runs/{run['id']}:succeed",
+        json={**fence, "result": {"sent": "<b>yes</b>"}, "output_ref": "s3://out/1"},
+    )
+    done = api.client.get(live, params={"result": "true"}).json()["runs"][0]
+    assert done["state"] == "succeeded"
+    assert done["worker"] == "w<1>"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", done["started_at"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", done["finished_at"])
+    assert done["result"] == '{\n  "sent": "<b>yes</b>"\n}'  # the page's text, set as text
+    assert done["output_ref"] == "s3://out/1"
+    unasked = api.client.get(live).json()["runs"][0]  # a page that shows the result already
+    assert (unasked["result"], unasked["output_ref"]) == (None, None)
+    assert unasked["finished_at"] == done["finished_at"]
 
 
 def test_the_overview_counts_runs_and_once_tasks(api: Api) -> None:
@@ -333,10 +437,51 @@ def _state(api: Api, run: dict[str, Any]) -> str:
     return found
 
 
+def error_page(answer: Any, status: int, words: str) -> None:
+    """``answer`` is the dashboard's error page (never problem+json), saying ``words``."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("text/html"), answer.text
+    assert answer.headers["content-security-policy"] == CSP
+    assert words in answer.text
+    assert 'role="alert"' in answer.text
+
+
 @pytest.mark.parametrize("path", ["/ui/runs/none", "/ui/nothing"])
 def test_unknown_pages_answer_404(api: Api, path: str) -> None:
     sign_in(api, "all")
-    assert api.client.get(path).status_code == 404
+    error_page(api.client.get(path), 404, "Not found")
+
+
+def test_bad_requests_answer_an_error_page_and_the_api_still_problem_json(api: Api) -> None:
+    sign_in(api, "all")
+    error_page(api.client.get("/ui/runs/%00"), 422, "is not valid text")
+    error_page(api.client.get("/ui/live/runs/%00"), 422, "is not valid text")
+    too_long = api.client.get("/ui/runs", params={"kind": "k" * 1001})
+    error_page(too_long, 422, "at most 1000 characters")
+    error_page(api.client.get("/ui/runs?colour=red"), 422, "no query parameter &#39;colour&#39;")
+    error_page(api.client.get("/ui/workers", params={"x": 1}), 422, "Invalid request")
+    error_page(api.client.delete("/ui/runs"), 405, "DELETE is not allowed on /ui/runs")
+    api_answer = api.call("GET", "/v1/runs/%00")
+    assert api_answer.status_code == 422
+    assert api_answer.headers["content-type"] == "application/problem+json"
+    assert api.call("GET", "/v1/nothing").headers["content-type"] == "application/problem+json"
+
+
+def test_a_store_that_does_not_answer_is_an_error_page(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runce.errors import StoreUnavailable
+
+    run = api.enqueue()
+    sign_in(api, "all")
+
+    def away(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("the store at .runce/runce.db does not answer")
+
+    monkeypatch.setattr(api.client.app.state.runce.runs.queue, "get", away)
+    for path in (f"/ui/runs/{run['id']}", f"/ui/live/runs/{run['id']}"):
+        error_page(api.client.get(path), 503, "the store at .runce/runce.db does not answer")
+    assert api.call("GET", f"/v1/runs/{run['id']}").json()["type"].endswith("store-unavailable")
 
 
 BACKFILL = """

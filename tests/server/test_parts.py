@@ -123,6 +123,14 @@ def test_the_api_keys(values: dict[str, object], expected: tuple[object, ...]) -
         ({"rate_limit": {"cancel": "0/s"}}, "api.rate_limit.cancel must be a rate"),
         ({"rate_limit": {"cancel": 5}}, "api.rate_limit.cancel must be a rate"),
         ({"host": ""}, "api.host must be a non-empty string"),
+        (
+            {"forwarded_allow_ips": ["10.0.0.1", "proxy.local"]},
+            "^configuration: api.forwarded_allow_ips must be a list of IP addresses or networks "
+            r"\(such as '10.0.0.7' or '10.0.0.0/8'\), or '\*', got \['10.0.0.1', 'proxy.local'\]$",
+        ),
+        ({"forwarded_allow_ips": 7}, "api.forwarded_allow_ips must be a list of IP addresses"),
+        ({"secure_cookies": False}, "api.secure_cookies must be 'auto' .* or true .*, got False"),
+        ({"secure_cookies": "yes"}, "api.secure_cookies must be 'auto'"),
     ],
 )
 def test_bad_api_keys_are_one_sentence(values: dict[str, object], words: str) -> None:
@@ -134,3 +142,11 @@ def test_the_environment_sets_the_api_keys() -> None:
     env = {"RUNCE_API_PORT": "9100", "RUNCE_API_RATE_LIMIT_ENQUEUE": "off"}
     api = load_config(values={}, env=env).api
     assert (api.port, api.enqueue_rate) == (9100, None)
+    assert (api.forwarded_allow_ips, api.secure_cookies) == (("127.0.0.1", "::1"), "auto")
+    env = {
+        "RUNCE_API_FORWARDED_ALLOW_IPS": "10.0.4.12, 10.1.0.0/16,::1",
+        "RUNCE_API_SECURE_COOKIES": "true",
+    }
+    api = load_config(values={}, env=env).api
+    assert api.forwarded_allow_ips == ("10.0.4.12", "10.1.0.0/16", "::1")
+    assert api.secure_cookies is True

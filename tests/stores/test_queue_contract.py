@@ -415,6 +415,36 @@ def test_pages_find_runs_by_ids_idempotency_key_and_correlation_id(queue: RunQue
     assert queue.page(RunFilter(ids=()), None, 10) == []
 
 
+def test_pages_of_several_projects_hold_their_runs_and_no_others(queue: RunQueue) -> None:
+    made: dict[str | None, list[str]] = {}
+    for i in range(12):
+        project = ("shop", "blog", "news", None)[i % 4]
+        run = queue.enqueue([new(kind="a" if i % 3 else "b", project_id=project)])[0].run
+        made.setdefault(project, []).append(run.id)
+        time.sleep(0.003)
+    both = queue.page(RunFilter(project_ids=("shop", "blog")), None, 100)
+    assert {r.id for r in both} == set(made["shop"] + made["blog"])
+    assert [r.created_at for r in both] == sorted((r.created_at for r in both), reverse=True)
+    first = queue.page(RunFilter(project_ids=("shop", "blog")), None, 4)
+    rest = queue.page(
+        RunFilter(project_ids=("shop", "blog")), (first[-1].created_at, first[-1].id), 4
+    )
+    assert [r.id for r in first + rest] == [r.id for r in both]
+    oldest = queue.page(RunFilter(project_ids=("blog", "shop"), order="oldest"), None, 100)
+    assert [r.id for r in oldest] == [r.id for r in reversed(both)]
+    kind_a = queue.page(RunFilter(kind="a", project_ids=("shop", "blog")), None, 100)
+    assert {r.id for r in kind_a} == {r.id for r in both if r.kind == "a"}
+    one = queue.page(RunFilter(project_ids=("news",)), None, 100)
+    assert {r.id for r in one} == set(made["news"])
+    within = RunFilter(project_id="blog", project_ids=("shop", "blog"))
+    assert {r.id for r in queue.page(within, None, 100)} == set(made["blog"])
+    outside = RunFilter(project_id="news", project_ids=("shop", "blog"))
+    assert queue.page(outside, None, 100) == []
+    assert queue.page(RunFilter(project_ids=()), None, 100) == []
+    by_ids = RunFilter(ids=(made["news"][0], made["shop"][0]), project_ids=("shop", "blog"))
+    assert [r.id for r in queue.page(by_ids, None, 10)] == [made["shop"][0]]
+
+
 def test_stats_count_active_runs_and_what_finished_since(queue: RunQueue) -> None:
     before = queue.now() - timedelta(seconds=5)
     assert queue.stats(before).active == {}

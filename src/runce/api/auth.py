@@ -64,6 +64,16 @@ class Caller:
                 "this token is bound to projects "
                 f"{', '.join(self.token.projects)}: name one as project_id",
             )
+        return None if project_id is None else self._reachable(project_id)
+
+    def projects_to_read(self, project_id: str | None) -> tuple[str, ...] | None:
+        """The projects whose runs a read returns: the one asked for when the token reaches
+        it; else every project of the token, or all (None) for a token bound to none."""
+        if project_id is not None:
+            return (self._reachable(project_id),)
+        return self.token.projects or None
+
+    def _reachable(self, project_id: str) -> str:
         if not self.may_reach(project_id):
             raise ProblemError("forbidden", f"this token may not reach project {project_id!r}")
         return project_id

@@ -128,9 +128,10 @@ def list_runs(
     order: RunOrder = "newest",
 ) -> RunList:
     """Runs newest first, or oldest first with ``order=oldest``; pass ``next_cursor`` back
-    as ``cursor`` (with the same ``order``) for the next page."""
-    project = caller.check_project(project_id)
-    filters = RunFilter(project, state, kind, since, before, order=order)
+    as ``cursor`` (with the same ``order``) for the next page. Without ``project_id``, a
+    token bound to projects lists the runs of all of them."""
+    projects = caller.projects_to_read(project_id)
+    filters = RunFilter(None, state, kind, since, before, order=order, project_ids=projects)
     page = ctx.runs.page(filters, cursor=cursor, limit=limit)
     return RunList(runs=[RunModel.from_run(r) for r in page.runs], next_cursor=page.next_cursor)
 

@@ -86,6 +86,10 @@ def serve(
         log_level=log_level,
         log_config=None,  # uvicorn's lines go through runce's handler, in the chosen format
         timeout_graceful_shutdown=30,
+        # The scheme and client a trusted proxy forwards (X-Forwarded-Proto, -For): behind
+        # a TLS proxy the request counts as HTTPS, so the dashboard's cookies are Secure.
+        proxy_headers=True,
+        forwarded_allow_ips=list(cfg.api.forwarded_allow_ips),
     )
     where = f"http://{_shown(cfg.api.host)}:{cfg.api.port}"
     click.echo(f"runce serve: {where} on {app.state.runce.store.description}", err=True)

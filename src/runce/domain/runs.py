@@ -325,6 +325,9 @@ class RunFilter:
     idempotency_key: str | None = None
     correlation_id: str | None = None
     ids: tuple[str, ...] | None = None  # only these runs (a page following what it shows)
+    # Only runs of these projects (a token bound to several): each is read by its own
+    # index range, so a page costs the same for two projects as for one.
+    project_ids: tuple[str, ...] | None = None
     order: RunOrder = "newest"  # by (created_at, id): newest or oldest first
 
 

@@ -602,6 +602,8 @@ class RunService:
         if filters.order not in RUN_ORDERS:
             raise UsageError(f"order {filters.order!r} is not one of: {', '.join(RUN_ORDERS)}")
         check_lookup(filters.project_id, "project_id")
+        for project in filters.project_ids or ():
+            check_lookup(project, "project_ids")
         check_lookup(filters.kind, "kind")
         check_time(filters.since, "since")
         check_time(filters.before, "before")
@@ -634,14 +636,22 @@ class RunService:
         that finished in the last ``window`` seconds (see :class:`RunStats`)."""
         return self.queue.stats(self.queue.now() - timedelta(seconds=window), cap)
 
-    def find(self, text: str, *, project_id: str | None = None, limit: int = 50) -> list[Run]:
-        """Runs whose id, idempotency key or correlation id is ``text``, newest first."""
+    def find(
+        self,
+        text: str,
+        *,
+        project_id: str | None = None,
+        project_ids: tuple[str, ...] | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        """Runs whose id, idempotency key or correlation id is ``text``, newest first; with
+        ``project_id`` or ``project_ids``, only runs of that project or of those."""
         found: dict[str, Run] = {}
         run = self.queue.get(text)
-        if run is not None and (project_id is None or run.project_id == project_id):
+        if run is not None and _of_projects(run, project_id, project_ids):
             found[run.id] = run
-        by_key = RunFilter(project_id, idempotency_key=text)
-        by_correlation = RunFilter(project_id, correlation_id=text)
+        by_key = RunFilter(project_id, idempotency_key=text, project_ids=project_ids)
+        by_correlation = RunFilter(project_id, correlation_id=text, project_ids=project_ids)
         for filters in (by_key, by_correlation):
             for match in self.queue.page(filters, None, limit):
                 found.setdefault(match.id, match)
@@ -737,6 +747,12 @@ def callers_connection(connection: Any) -> Any:
             )
         return connection.connection
     return connection
+
+
+def _of_projects(run: Run, project_id: str | None, project_ids: tuple[str, ...] | None) -> bool:
+    return project_id in (None, run.project_id) and (
+        project_ids is None or run.project_id in project_ids
+    )
 
 
 def _check(run: Run, target: str) -> None:

@@ -789,6 +789,7 @@ def _matches(run: Run, filters: RunFilter) -> bool:
         and (filters.idempotency_key is None or run.idempotency_key == filters.idempotency_key)
         and (filters.correlation_id is None or run.correlation_id == filters.correlation_id)
         and (filters.ids is None or run.id in filters.ids)
+        and (filters.project_ids is None or run.project_id in filters.project_ids)
     )
 
 

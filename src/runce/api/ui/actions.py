@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from runce.api.context import ApiContext, context
+from runce.api.ratelimit import RateLimiter, spend
 from runce.api.ui import pages
 from runce.api.ui.render import PageError, redirect
 from runce.api.ui.session import (
@@ -85,7 +86,8 @@ async def logout(request: Request, ctx: Ctx) -> Response:
 
 @router.post("/runs/{run_id}/cancel")
 async def cancel(run_id: str, request: Request, ctx: Ctx) -> Response:
-    return await _on_run(request, ctx, run_id, ctx.runs.cancel)
+    """As ``POST /v1/runs/{id}:cancel``, within the same per-token limit (``cancel_limit``)."""
+    return await _on_run(request, ctx, run_id, ctx.runs.cancel, ctx.cancel_limit)
 
 
 @router.post("/runs/{run_id}/retry")
@@ -94,12 +96,18 @@ async def retry(run_id: str, request: Request, ctx: Ctx) -> Response:
 
 
 async def _on_run(
-    request: Request, ctx: ApiContext, run_id: str, act: Callable[[str], object]
+    request: Request,
+    ctx: ApiContext,
+    run_id: str,
+    act: Callable[[str], object],
+    limit: RateLimiter | None = None,
 ) -> Response:
     form = await _form(request)
 
     def work() -> Response:
         found = writer(request, ctx, form.get("csrf"))
+        if limit is not None:  # over it: 429 with Retry-After, a page on the dashboard
+            spend(limit, found.caller.token.id, "cancel")
         pages.reachable_run(ctx, found, run_id)
         try:
             act(run_id)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError
 from runce.api.ui import views
-from runce.api.ui.render import HEADERS, PageError, page
+from runce.api.ui.render import HEADERS, PageError, page, pretty, when
 from runce.api.ui.session import SIGN_IN, Viewer, csrf_for, reader, set_cookie, sign_in_nonce
 from runce.domain.runs import FINISHED, RUN_STATES, Run, RunFilter, RunState
 from runce.errors import UnknownRun, UsageError
@@ -104,18 +104,19 @@ def _listing(ctx: ApiContext, viewer: Viewer, wanted: Wanted) -> Listing:
     try:
         if any("\x00" in value for value in given.values()):
             raise ValueError("a filter holds a NUL character, which no run's field can")
-        project = _project(viewer, shown.get("project"))
+        projects = viewer.caller.projects_to_read(shown.get("project"))
         if shown.get("q"):
-            return Listing(_find(ctx, viewer, project, shown["q"]), None, shown)
+            return Listing(ctx.runs.find(shown["q"], project_ids=projects, limit=PAGE), None, shown)
         state = shown.get("state")
         if state is not None and state not in RUN_STATES:
             raise ValueError(f"state {state!r} is not one of {', '.join(RUN_STATES)}")
         filters = RunFilter(
-            project,
+            None,
             _state(state),
             shown.get("kind"),
             views.parse_moment(shown.get("since"), "since"),
             views.parse_moment(shown.get("before"), "before"),
+            project_ids=projects,
         )
         found = ctx.runs.page(filters, cursor=given.get("cursor"), limit=PAGE)
     except (ValueError, UsageError, ProblemError) as exc:
@@ -129,24 +130,6 @@ def _state(text: str | None) -> RunState | None:
         if state == text:
             return state
     return None
-
-
-def _project(viewer: Viewer, project: str | None) -> str | None:
-    """The project to list: any for a token bound to none; else one of the token's (its
-    first when none is asked for)."""
-    if project is None and viewer.caller.bound:
-        return viewer.projects[0]
-    return viewer.caller.check_project(project)
-
-
-def _find(ctx: ApiContext, viewer: Viewer, project: str | None, text: str) -> list[Run]:
-    """Runs by id, idempotency key or correlation id, within the viewer's reach."""
-    projects = [project] if viewer.caller.bound or project else [None]
-    found: dict[str, Run] = {}
-    for each in projects:
-        for run in ctx.runs.find(text, project_id=each, limit=PAGE):
-            found.setdefault(run.id, run)
-    return list(found.values())
 
 
 @router.get("/runs/{run_id}")
@@ -182,16 +165,20 @@ def live_runs(
     the page polls this to move their states on, even out of the filter it was loaded with."""
     viewer = reader(request, ctx)
     wanted = tuple(run_id for run_id in (id or [])[:PAGE] if "\x00" not in run_id)
-    found = ctx.runs.page(RunFilter(ids=wanted), limit=PAGE).runs if wanted else []
-    found = [run for run in found if viewer.caller.may_reach(run.project_id)]
+    filters = RunFilter(ids=wanted, project_ids=viewer.caller.projects_to_read(None))
+    found = ctx.runs.page(filters, limit=PAGE).runs if wanted else []
     return _json({"runs": [_live(run) for run in found]})
 
 
 @router.get("/live/runs/{run_id}")
-def live_run(run_id: str, request: Request, ctx: Ctx) -> Response:
+def live_run(run_id: str, request: Request, ctx: Ctx, result: bool = False) -> Response:
+    """One run as its page shows it now: also its worker, start and finish, and (asked
+    with ``?result=true``, by a page that does not show it yet) a succeeded run's result
+    and ``output_ref``."""
     viewer = reader(request, ctx)
     run = reachable_run(ctx, viewer, run_id)
-    return _json({"runs": [_live(run)], "attempts": len(ctx.runs.attempts(run.id))})
+    shown = {**_live(run), **_details(run, with_result=result)}
+    return _json({"runs": [shown], "attempts": len(ctx.runs.attempts(run.id))})
 
 
 def _live(run: Run) -> dict[str, Any]:
@@ -205,6 +192,19 @@ def _live(run: Run) -> dict[str, Any]:
         "cancel_requested": run.cancel_requested,
         "error": run.error,
         "finished": run.finished,
+    }
+
+
+def _details(run: Run, with_result: bool) -> dict[str, Any]:
+    """What a run's page shows beyond a row, as the page's text: a result only once the run
+    succeeded (it may be large: sent when asked for)."""
+    outcome = with_result and run.state == "succeeded"
+    return {
+        "worker": run.claimed_by,
+        "started_at": when(run.started_at),
+        "finished_at": when(run.finished_at),
+        "result": pretty(run.result) if outcome else None,
+        "output_ref": run.output_ref if outcome else None,
     }
 
 

@@ -1,5 +1,6 @@
 """Pages from the templates: Jinja2 with autoescaping on, the security headers every
-dashboard answer carries, and the error pages (sign in, refused, not found).
+dashboard answer carries, and the error pages: the dashboard's own (sign in, refused, not
+found) and, on its paths, the errors the API answers as problem+json.
 
 The Content-Security-Policy allows scripts, styles, images and form targets from the
 server only and no inline code at all: the dashboard's script and stylesheet are files of
@@ -8,20 +9,29 @@ this package (``static/``), served by :mod:`runce.api.ui.pages`.
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runce._version import __version__
+from runce.api import problems
+from runce.api.problems import ProblemError
 from runce.api.ui.session import Refused, SignInNeeded
 from runce.domain.runs import STOPPED_SHOWN
+from runce.errors import RunceError
 from runce.tasks.states import BackfillProgress
+
+log = logging.getLogger("runce.api")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -125,7 +135,9 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Answer the dashboard's own errors as pages (the API's stay problem+json)."""
+    """Answer the dashboard's errors as pages: its own (sign in, refused, not found) and,
+    on its paths, those the API answers as problem+json (a bad request, a store that does
+    not answer, an unknown page), which keep their status there."""
 
     async def on_sign_in(request: Request, exc: Exception) -> Response:
         wanted = request.url.path if request.method == "GET" else "/ui"
@@ -138,11 +150,75 @@ def install(app: FastAPI) -> None:
 
     async def on_page_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageError)
-        title = {404: "Not found", 409: "Not possible now"}.get(exc.status, "Error")
-        return page(
-            request, "error.html", exc.status, title=title, message=exc.message, viewer=None
-        )
+        return error_page(request, exc.status, exc.message)
 
     app.add_exception_handler(SignInNeeded, on_sign_in)
     app.add_exception_handler(Refused, on_refused)
     app.add_exception_handler(PageError, on_page_error)
+    _on_dashboard(app, ProblemError, _problem_page)
+    _on_dashboard(app, RequestValidationError, _invalid_page)
+    _on_dashboard(app, StarletteHTTPException, _http_page)
+    _on_dashboard(app, RunceError, _runce_page)
+
+
+TITLES = {403: "Not allowed", 404: "Not found", 409: "Not possible now", 422: "Invalid request"}
+
+
+def error_page(
+    request: Request,
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> HTMLResponse:
+    """The error page: ``title`` (else one for ``status``) and one sentence."""
+    title = title or TITLES.get(status, "Error")
+    answer = page(request, "error.html", status, title=title, message=message, viewer=None)
+    answer.headers.update(headers or {})
+    return answer
+
+
+def on_dashboard(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
+
+
+def _on_dashboard(
+    app: FastAPI, kind: type[Exception], answer: Callable[[Request, Any], Response]
+) -> None:
+    """Answer ``kind`` with ``answer`` on the dashboard's paths and, elsewhere, with the
+    handler the API installed for it (problems.install runs first)."""
+    api = app.exception_handlers[kind]
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if on_dashboard(request.url.path):
+            return answer(request, exc)
+        found = api(request, exc)
+        return await found if inspect.isawaitable(found) else found
+
+    app.add_exception_handler(kind, handler)
+
+
+def _problem_page(request: Request, exc: ProblemError) -> Response:
+    title = problems.TITLES[exc.slug]
+    return error_page(request, problems.STATUS[exc.slug], exc.detail, exc.headers, title)
+
+
+def _invalid_page(request: Request, exc: RequestValidationError) -> Response:
+    wrong = problems.field_errors(exc.errors())
+    text = "; ".join(f"{e.loc[-1]}: {e.msg}" for e in wrong) or "the request is not valid"
+    return error_page(request, 422, f"This address is not valid ({text}).")
+
+
+def _http_page(request: Request, exc: StarletteHTTPException) -> Response:
+    message = {
+        404: f"No page of the dashboard is at {request.url.path}.",
+        405: f"{request.method} is not allowed on {request.url.path}.",
+    }.get(exc.status_code, str(exc.detail))
+    return error_page(request, exc.status_code, message, exc.headers)
+
+
+def _runce_page(request: Request, exc: RunceError) -> Response:
+    slug = problems.slug_of(exc) or "internal"
+    if slug in ("store-unavailable", "tasks-unreadable", "internal"):
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_page(request, problems.STATUS[slug], str(exc), title=problems.TITLES[slug])

@@ -1,11 +1,11 @@
 """Who is looking at the dashboard: the API token signed in with, kept in a cookie.
 
-The session cookie holds the token text (HttpOnly, SameSite=Strict, Secure over TLS, gone
-when the browser closes) and every request checks it as the API checks a bearer token, so
-a revoked token ends its sessions at once and several server processes need no shared
-state. Each action carries a CSRF token derived from the session's token (an HMAC), which
-a page of another origin can neither read nor compute; the sign-in form carries one bound
-to a random cookie of its own.
+The session cookie holds the token text (HttpOnly, SameSite=Strict, Secure over TLS or with
+``api.secure_cookies = true``, gone when the browser closes) and every request checks it as
+the API checks a bearer token, so a revoked token ends its sessions at once and several
+server processes need no shared state. Each action carries a CSRF token derived from the
+session's token (an HMAC), which a page of another origin can neither read nor compute; the
+sign-in form carries one bound to a random cookie of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi import Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from runce.api.auth import Caller, authenticate
-from runce.api.context import ApiContext
+from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError
 
 SESSION = "runce_session"
@@ -118,8 +118,14 @@ def set_cookie(request: Request, response: Response, name: str, value: str) -> N
         path="/ui",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure(request),
     )
+
+
+def secure(request: Request) -> bool:
+    """Whether the cookies are Secure: always with ``api.secure_cookies = true``, else when
+    the request came over HTTPS (as a proxy of ``api.forwarded_allow_ips`` says, behind one)."""
+    return context(request).config.api.secure_cookies is True or request.url.scheme == "https"
 
 
 def clear(response: Response) -> None:

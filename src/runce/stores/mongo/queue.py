@@ -567,6 +567,9 @@ def _filtered(filters: RunFilter) -> Document:
     }
     if filters.ids is not None:
         query["_id"] = {"$in": list(filters.ids)}
+    if filters.project_ids is not None:  # one index range per project, merged by the server
+        wanted = [p for p in filters.project_ids if filters.project_id in (None, p)]
+        query["projectId"] = {"$in": wanted}
     bounds = (("$gte", filters.since), ("$lt", filters.before))
     created = {bound: moment for bound, moment in bounds if moment is not None}
     if created:

@@ -143,6 +143,7 @@ _CHANNEL_BYTES = 63  # NAMEDATALEN - 1: longer channel names are refused
 # The conditions a page of runs may be filtered by; each value is a parameter.
 _PAGE_FILTERS = {
     "project_id": "project_id = %(project_id)s",
+    "project_ids": "project_id = ANY(%(project_ids)s::text[])",
     "state": "state = %(state)s",
     "kind": "kind || '' = %(kind)s",  # runs_kind is on this expression (migration 0010)
     "since": "created_at >= %(since)s",

@@ -359,6 +359,19 @@ SELECT * FROM (
 ORDER BY created_at {direction}, id {direction}
 LIMIT %(limit)s;
 
+-- A page of runs of several projects (a token bound to them) filtered by nothing that picks
+-- a few runs by itself: the newest of each project, each read from runs_project, merged,
+-- so that two projects cost what one does.
+-- name: page_runs_by_project
+SELECT runs.* FROM unnest(%(project_ids)s::text[]) AS wanted (project)
+CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.runs
+    WHERE project_id = wanted.project AND {filters}
+    ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s
+) AS runs
+ORDER BY created_at {direction}, id {direction}
+LIMIT %(limit)s;
+
 -- Every column: a schema not yet upgraded to version 8 has no traceback, read as NULL.
 -- name: run_attempts
 SELECT *

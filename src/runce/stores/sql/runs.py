@@ -5,7 +5,7 @@ heartbeat, and the rows of attempts and workers, each in its backend's codecs
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,14 +16,17 @@ from runce.stores.sql.dialect import Codecs, Row
 DIRECTIONS = {"newest": ("DESC", "<"), "oldest": ("ASC", ">")}
 # Filters an index leads with; a page with none of them is read per state.
 INDEXED = ("project_id", "state", "kind", "idempotency_key", "correlation_id", "ids")
+# Filters that pick a few runs by themselves: with one of them, several projects are one
+# more condition; without, the page is read per project (``page_runs_by_project``).
+_POINTED = ("project_id", "idempotency_key", "correlation_id", "ids")
 
 
 @dataclass(frozen=True)
 class Page:
-    """A page of runs to read: the named statement (``page_runs``, or
-    ``page_runs_by_state`` when no filter an index leads with is set), the conditions
-    that fill its ``{filters}``, their parameters, and the order that fills its
-    ``{direction}``."""
+    """A page of runs to read: the named statement (``page_runs``; ``page_runs_by_project``
+    for runs of several projects; ``page_runs_by_state`` when no filter an index leads
+    with is set), the conditions that fill its ``{filters}``, their parameters, and the
+    order that fills its ``{direction}``."""
 
     statement: str
     conditions: list[str]
@@ -42,25 +45,48 @@ def page_of(
     """The page ``filters`` ask for, past ``after`` (the last run's creation time and id),
     from a backend's ``conditions`` (a filter's name -> its SQL) and ``after_condition``
     (where ``{beyond}`` is the keyset comparison)."""
+    filters = one_project(filters)
     direction, beyond = DIRECTIONS[filters.order]
     params: dict[str, Any] = {"limit": limit}
     chosen: list[str] = []
     values = _page_values(filters, codecs)
+    per_project = values["project_ids"] is not None and all(
+        values[name] is None for name in _POINTED
+    )
     for name, value in values.items():
         if value is not None:
-            chosen.append(conditions[name])
+            if not (per_project and name == "project_ids"):  # the statement's own join
+                chosen.append(conditions[name])
             params[name] = value
     if after is not None:
         chosen.append(after_condition.replace("{beyond}", beyond))
         params["after_created_at"], params["after_id"] = codecs.time(after[0]), after[1]
-    led = any(values[name] is not None for name in INDEXED)
-    statement = "page_runs" if led else "page_runs_by_state"
+    if per_project:
+        statement = "page_runs_by_project"
+    elif any(values[name] is not None for name in (*INDEXED, "project_ids")):
+        statement = "page_runs"
+    else:
+        statement = "page_runs_by_state"
     return Page(statement, chosen, params, direction)
+
+
+def one_project(filters: RunFilter) -> RunFilter:
+    """``filters`` with a single project of ``project_ids`` (or the one ``project_id`` also
+    names) as ``project_id``, which one index range answers; a ``project_id`` outside
+    ``project_ids`` leaves none."""
+    wanted = filters.project_ids
+    if wanted is None:
+        return filters
+    wanted = tuple(p for p in dict.fromkeys(wanted) if filters.project_id in (None, p))
+    if len(wanted) == 1:
+        return replace(filters, project_id=wanted[0], project_ids=None)
+    return replace(filters, project_ids=wanted)
 
 
 def _page_values(filters: RunFilter, codecs: Codecs) -> dict[str, Any]:
     return {
         "project_id": filters.project_id,
+        "project_ids": None if filters.project_ids is None else codecs.texts(filters.project_ids),
         "state": filters.state,
         "kind": filters.kind,
         "since": codecs.time(filters.since) if filters.since is not None else None,

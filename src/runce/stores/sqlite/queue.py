@@ -98,6 +98,7 @@ _REQUEUEING = frozenset({"retry", "released"})
 # The conditions a page of runs may be filtered by; each value is a parameter.
 _PAGE_FILTERS = {
     "project_id": "project_id = :project_id",
+    "project_ids": "project_id IN (SELECT value FROM json_each(:project_ids))",
     "state": "state = :state",
     "kind": "kind = :kind",
     "since": "created_at >= :since",

@@ -363,6 +363,19 @@ SELECT * FROM (
 ORDER BY created_at {direction}, id {direction}
 LIMIT :limit;
 
+-- A page of runs of several projects (a token bound to them) filtered by nothing that picks
+-- a few runs by itself: per project, the ids of its newest from runce_runs_project (a
+-- subquery correlated to the project, as a lateral join would be), merged.
+-- name: page_runs_by_project
+SELECT r.* FROM json_each(:project_ids) AS wanted, runce_runs AS r
+WHERE r.id IN (
+    SELECT id FROM runce_runs
+    WHERE project_id = wanted.value AND {filters}
+    ORDER BY created_at {direction}, id {direction} LIMIT :limit
+)
+ORDER BY r.created_at {direction}, r.id {direction}
+LIMIT :limit;
+
 -- Every column: a file not yet upgraded to schema 8 has no traceback, and reads it as NULL.
 -- name: run_attempts
 SELECT *

@@ -1,5 +1,6 @@
 // runce dashboard: keeps the states and progress of the runs and once tasks on a page
 // current by asking the server every few seconds (no reload), and asks before cancelling.
+// Whatever the server sends is set as text (textContent), never as markup.
 (function () {
   "use strict";
 
@@ -42,6 +43,38 @@
     root.querySelectorAll("form[data-when]").forEach(function (form) {
       form.hidden = form.getAttribute("data-when").split(" ").indexOf(run.state) < 0;
     });
+    if (root.classList.contains("run")) {
+      showDetails(root, run);
+    }
+  }
+
+  function setText(node, text) {
+    if (node && node.textContent !== text) {
+      node.textContent = text;
+    }
+  }
+
+  // A run's own page: who ran it and when, and once it succeeded its result and output.
+  function showDetails(root, run) {
+    setText(field(root, "worker"), run.worker || "\u2014");
+    setText(field(root, "started"), run.started_at);
+    setText(field(root, "finished"), run.finished_at);
+    var outcome = document.querySelector('[data-field="outcome"]');
+    if (!outcome) {
+      return;
+    }
+    if (run.state !== "succeeded") {
+      outcome.hidden = true;
+      return;
+    }
+    if (run.result === null) {
+      return; // not asked for: the page shows it already
+    }
+    setText(field(outcome, "result"), run.result);
+    var ref = field(outcome, "output-ref");
+    setText(ref, run.output_ref || "");
+    ref.parentNode.hidden = !run.output_ref;
+    outcome.hidden = false;
   }
 
   function showTask(row, task) {
@@ -106,13 +139,13 @@
     setTimeout(look, EVERY);
   }
 
-  function follow(root, url, many) {
+  function follow(root, where, many) {
     function look() {
       if (document.hidden) {
         setTimeout(look, EVERY);
         return;
       }
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      fetch(where(), { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (answer) {
           if (!answer.ok) {
             throw new Error("the dashboard answered " + answer.status);
@@ -148,11 +181,18 @@
       var ids = Array.prototype.map.call(table.querySelectorAll("tr[data-run-id]"), function (row) {
         return "id=" + encodeURIComponent(row.getAttribute("data-run-id"));
       });
-      follow(table, table.getAttribute("data-live") + "?" + ids.join("&"), true);
+      var url = table.getAttribute("data-live") + "?" + ids.join("&");
+      follow(table, function () {
+        return url;
+      }, true);
     }
     var run = document.querySelector("section.run[data-live]");
     if (run) {
-      follow(run, run.getAttribute("data-live"), false);
+      follow(run, function () {
+        // The result is asked for only while the page does not show one (it may be large).
+        var outcome = document.querySelector('[data-field="outcome"]');
+        return run.getAttribute("data-live") + (outcome && outcome.hidden ? "?result=true" : "");
+      }, false);
     }
     var tasks = document.querySelector("table[data-live-tasks]");
     if (tasks) {
