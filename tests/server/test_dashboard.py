@@ -632,3 +632,23 @@ def test_a_task_id_with_markup_is_shown_as_text_and_its_actions_work(api: Api) -
     assert _task_state(api, task_id) == "PAUSED"
     [live] = api.client.get("/ui/live/tasks").json()["tasks"]
     assert (live["id"], live["state"], live["actions"]) == (task_id, "PAUSED", ["resume"])
+
+
+def test_an_unexpected_failure_is_a_500_page_without_a_traceback(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = api.enqueue()
+    sign_in(api, "all")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("secret detail")
+
+    monkeypatch.setattr(api.client.app.state.runce.runs, "get", broken)  # type: ignore[attr-defined]
+    answer = api.client.get(f"/ui/runs/{run['id']}")
+    error_page(answer, 500, "The server failed to answer; its log says why.")
+    assert "secret detail" not in answer.text
+    assert "ZeroDivisionError" not in answer.text
+    assert "secret detail" in caplog.text
+    assert api.call("GET", f"/v1/runs/{run['id']}").headers["content-type"] == (
+        "application/problem+json"
+    )

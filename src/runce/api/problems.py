@@ -245,9 +245,14 @@ def _allowed(request: Request) -> list[str]:
     ]
 
 
+INTERNAL_DETAIL = "the server failed to answer; its log says why"
+
+
 class CatchAll:
     """Answers any exception a route did not expect with ``internal`` (logged, no traceback
-    in the body). It sits inside Starlette's own error middleware, which would re-raise."""
+    in the body), or with what ``app.state.internal_page(request)`` answers when it answers
+    (the dashboard's error page on its paths). It sits inside Starlette's own error
+    middleware, which would re-raise."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -269,7 +274,8 @@ class CatchAll:
             log.exception("%s %s failed", scope["method"], scope["path"])
             if started:
                 raise
-            response = problem_response(
-                "internal", "the server failed to answer; its log says why", instance=scope["path"]
-            )
+            page = getattr(scope["app"].state, "internal_page", None) if "app" in scope else None
+            response = page(Request(scope)) if page is not None else None
+            if response is None:
+                response = problem_response("internal", INTERNAL_DETAIL, instance=scope["path"])
             await response(scope, receive, send)

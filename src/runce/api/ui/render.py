@@ -159,6 +159,7 @@ def install(app: FastAPI) -> None:
     _on_dashboard(app, RequestValidationError, _invalid_page)
     _on_dashboard(app, StarletteHTTPException, _http_page)
     _on_dashboard(app, RunceError, _runce_page)
+    app.state.internal_page = _internal_page
 
 
 TITLES = {403: "Not allowed", 404: "Not found", 409: "Not possible now", 422: "Invalid request"}
@@ -222,3 +223,11 @@ def _runce_page(request: Request, exc: RunceError) -> Response:
     if slug in ("store-unavailable", "tasks-unreadable", "internal"):
         log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_page(request, problems.STATUS[slug], str(exc), title=problems.TITLES[slug])
+
+
+def _internal_page(request: Request) -> Response | None:
+    """What a dashboard path answers when a route failed unexpectedly (logged already)."""
+    if not on_dashboard(request.url.path):
+        return None
+    message = problems.INTERNAL_DETAIL[0].upper() + problems.INTERNAL_DETAIL[1:] + "."
+    return error_page(request, 500, message, title="Server error")
