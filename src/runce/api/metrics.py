@@ -31,8 +31,9 @@ from runce.domain.runs import COUNT_WINDOW, RUN_STATES, STATS_CAP, RunCounts, Wo
 from runce.errors import RunceError
 from runce.runs.api import queue_of
 from runce.stores.base import Store
+from runce.tasks.api import status_of
 from runce.tasks.discovery import discover
-from runce.tasks.states import TaskState, TaskStatus, compute_statuses
+from runce.tasks.states import TaskState, TaskStatus
 
 log = logging.getLogger("runce.api")
 
@@ -94,16 +95,7 @@ class StoreCollector:
                 log.warning("GET /metrics leaves runce_tasks out: %s", exc)
                 self._told = True
             return None
-        tracker = self.store.tracker
-        holder = self.store.lock.holder()
-        return compute_statuses(
-            files,
-            tracker.applied(),
-            tracker.open_attempts(),
-            holder,
-            tracker.controls(),
-            tracker.all_checkpoints(),
-        )
+        return status_of(self.store, files).tasks
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily

@@ -176,16 +176,17 @@ def task_status(config: ConfigArg = None) -> StatusReport:
     cfg = resolve_config(config)
     files = discover(cfg.tasks_dir)
     with opened_store(cfg) as store:
-        return _status(store, files)
+        return status_of(store, files)
 
 
 def status_on(store: Store, config: Config) -> StatusReport:
     """:func:`task_status` on a store the caller keeps open (``runce serve``'s, shared by its
     requests), rather than one opened and closed for the call."""
-    return _status(store, discover(config.tasks_dir))
+    return status_of(store, discover(config.tasks_dir))
 
 
-def _status(store: Store, files: list[TaskFile]) -> StatusReport:
+def status_of(store: Store, files: list[TaskFile]) -> StatusReport:
+    """The states of the tasks of ``files`` on an open store, and the lock's holder."""
     holder = store.lock.holder()
     tracker = store.tracker
     statuses = compute_statuses(
