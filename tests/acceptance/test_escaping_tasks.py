@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 
 import pytest
 
@@ -76,10 +77,16 @@ def test_ctrl_c_stops_the_runner_and_says_so(sqlite_workspace: Workspace) -> Non
         """,
     )
     sqlite_workspace.task("2025-01-02.later", LATER)
-    runner = sqlite_workspace.start("run")
+    # With faulthandler on, a runner that does not stop says where each of its threads is.
+    runner = sqlite_workspace.start("run", PYTHONFAULTHANDLER="1")
     wait_for(started)
     runner.send_signal(signal.SIGINT)
-    _, stderr = runner.communicate(timeout=30)
+    try:
+        _, stderr = runner.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        runner.send_signal(signal.SIGABRT)
+        _, stuck = runner.communicate(timeout=30)
+        pytest.fail(f"the runner did not stop within 30 s of Ctrl-C; its threads:\n{stuck}")
     assert runner.returncode == 130
     assert "interrupted by Ctrl-C" in stderr
     assert "Traceback" not in stderr
