@@ -15,6 +15,7 @@ from runce.domain.locks import Owner
 from runce.domain.tasks import RangeClaim
 from runce.errors import ClaimLost, StoreError
 from runce.stores.base import RangeClaims
+from runce.tasks.lease import keep_stop_signals_off
 
 
 class ClaimKeeper:
@@ -58,6 +59,7 @@ class ClaimKeeper:
             raise ClaimLost(f"range {claim.part} of {claim.task_id}: {why}")
 
     def _loop(self) -> None:
+        keep_stop_signals_off()
         interval = max(self._ttl / 3, 0.05)
         while not self._stop.wait(interval):
             with self._guard:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -108,6 +109,7 @@ class LeaseKeeper:
             self._thread.join()
 
     def _loop(self) -> None:
+        keep_stop_signals_off()
         try:
             interval = max(self._lease.ttl / 3, 0.05)
             while not self._stop.wait(interval):
@@ -133,3 +135,13 @@ class LeaseKeeper:
             return False
         self._last_renewal = time.monotonic()
         return True
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def keep_stop_signals_off() -> None:
+    """Block Ctrl-C and SIGTERM in the calling background thread, so the kernel hands them
+    to the main thread: Python runs signal handlers there only, and a signal taken by
+    another thread leaves a main thread that sleeps (a task's ``time.sleep``) asleep."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
