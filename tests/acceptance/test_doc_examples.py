@@ -474,14 +474,23 @@ def test_the_pip_quick_start_runs(tmp_path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(block.text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNCE_")}
-    console = Console(project, env, tmp_path / "logs")
+    console = _run_blocks(project, env, tmp_path / "logs", PIP_QUICK_START)
+    listed = console.runce("runs", "list", "--json")
+    assert [r["state"] for r in json.loads(listed)["runs"]] == ["succeeded"], listed
+
+
+def _run_blocks(
+    project: Path, env: dict[str, str], logs: Path, blocks: list[tuple[str, str]]
+) -> Console:
+    """Run the console ``blocks`` (doc, first line) in ``project``, in order, as one
+    reader's shell; whatever they left running is stopped after the last (or a failure)."""
+    console = Console(project, env, logs)
     try:
-        for doc, start in PIP_QUICK_START:
+        for doc, start in blocks:
             console.run(_console(doc, start))
     finally:
         console.stop()
-    listed = console.runce("runs", "list", "--json")
-    assert [r["state"] for r in json.loads(listed)["runs"]] == ["succeeded"], listed
+    return console
 
 
 def test_the_console_blocks_run_in_one_project(tmp_path: Path) -> None:
@@ -496,12 +505,7 @@ def test_the_console_blocks_run_in_one_project(tmp_path: Path) -> None:
         config.read_text().replace(handlers, 'handlers = ["example_jobs", "console_jobs"]')
     )
     env["PAYMENTS_KEY"] = "sk-test"  # the secret docs/runs.md's run refers to
-    console = Console(project, env, tmp_path / "logs")
-    try:
-        for doc, start in CONSOLE_RUN:
-            console.run(_console(doc, start))
-    finally:
-        console.stop()
+    _run_blocks(project, env, tmp_path / "logs", CONSOLE_RUN)
 
 
 def test_the_remote_commands_run(tmp_path: Path) -> None:
@@ -512,12 +516,7 @@ def test_the_remote_commands_run(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples" / "quickstart", project)  # the jobs' code, no store
     (project / "runce.toml").write_text('[worker]\nhandlers = ["example_jobs"]\n')
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RUNCE_")}, **env}
-    console = Console(project, env, tmp_path / "logs")
-    try:
-        for doc, start in REMOTE_RUN:
-            console.run(_console(doc, start))
-    finally:
-        console.stop()
+    _run_blocks(project, env, tmp_path / "logs", REMOTE_RUN)
 
 
 class Console:
