@@ -36,7 +36,7 @@ import psycopg
 from psycopg import sql
 
 from runce.api.app import create_app
-from runce.api.tokens import create_token
+from runce.runs.tokens import create_token
 from runce.config import Config, resolve_config
 from runce.domain.runs import RunFilter
 
@@ -165,7 +165,7 @@ def write_tasks(folder: Path) -> None:
 
 
 def fill(dsn: str, config: Config, count: int) -> None:
-    from runce.tasks.api import baseline, upgrade_schema
+    from runce.tasks.library import baseline, upgrade_schema
 
     schema = sql.Identifier(SCHEMA)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -357,7 +357,7 @@ def main(argv: Any = None) -> None:
         if not args.no_fill:
             fill(args.dsn, config, args.runs)
         else:
-            from runce.tasks.api import upgrade_schema
+            from runce.tasks.library import upgrade_schema
 
             upgrade_schema(config)
         timings(config, args.rounds)

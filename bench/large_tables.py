@@ -157,9 +157,9 @@ def _timed(call: Callable[[], Any], times: int = 15) -> float:
 def measure(config: Path, label: str, runs: int) -> dict[str, float]:
     import runce
     from runce.domain.runs import ClaimRequest, Outcome
-    from runce.runs import api
+    from runce.runs import library
 
-    service = api.service(config)
+    service = library.service(config)
     queue = service.queue
     for start in range(0, runs, 1000):
         service.enqueue_many("bench.claim", [{"i": 1}] * min(1000, runs - start))
@@ -293,9 +293,9 @@ def main() -> int:
         large = _config(large_dir, "sqlite:///runce.db", None)
         if not args.reuse:
             (large_dir / "runce.db").unlink(missing_ok=True)
-            from runce.runs import api
+            from runce.runs import library
 
-            api.service(large).enqueue("bench.warm", None)  # the schema
+            library.service(large).enqueue("bench.warm", None)  # the schema
             fill_sqlite(large_dir / "runce.db", finished)
         base = measure(empty, "empty", args.runs)
         big = measure(large, f"{finished:,} finished", args.runs)
@@ -308,9 +308,9 @@ def main() -> int:
 
             with psycopg.connect(DSN, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {large_schema} CASCADE")
-            from runce.runs import api
+            from runce.runs import library
 
-            api.service(large).enqueue("bench.warm", None)  # the schema
+            library.service(large).enqueue("bench.warm", None)  # the schema
             fill_postgres(large_schema, finished, args.queued)
         base = measure(empty, "empty", args.runs)
         big = measure(large, f"{finished:,} finished + {args.queued:,} queued", args.runs)

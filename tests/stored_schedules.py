@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from runce.config import Config
-from runce.runs import api as runs_api
+from runce.runs import library as runs_library
 from runce.runs.scheduler import Scheduler
 from runce.runs.schedules import ScheduleSpec
 
@@ -17,7 +17,9 @@ def scheduler(
 ) -> Scheduler:
     """The scheduler of ``specs`` on ``config``'s store, with them stored; ``tick()`` it to
     enqueue what is due by ``clock``."""
-    store = runs_api.shared_store(config.store)
-    made = Scheduler(runs_api.schedules_of(store), runs_api.service(config), specs, clock=clock)
+    store = runs_library.shared_store(config.store)
+    made = Scheduler(
+        runs_library.schedules_of(store), runs_library.service(config), specs, clock=clock
+    )
     made.sync()
     return made

@@ -4,7 +4,7 @@
 import sqlite3
 
 import runce
-from runce.tasks.api import baseline
+from runce.tasks.library import baseline
 
 with sqlite3.connect("app.db") as db:
     done = [name for (name,) in db.execute("SELECT name FROM done_jobs")]

@@ -55,7 +55,11 @@ if _TYPE_CHECKING:
     from runce.api.client import Client  # needs httpx: nurv-runce[client]
     from runce.config import Config, define_config, load_config
     from runce.domain.runs import Run, Unreadable
-    from runce.runs.api import (
+    from runce.runs.context import JobContext
+    from runce.runs.events import Event, events
+    from runce.runs.inline import JobResult
+    from runce.runs.jobs import Job, job
+    from runce.runs.library import (
         acancel_run,
         aenqueue,
         aenqueue_many,
@@ -76,15 +80,13 @@ if _TYPE_CHECKING:
         wait,
         worker,
     )
-    from runce.runs.context import JobContext
-    from runce.runs.events import Event, events
-    from runce.runs.inline import JobResult
-    from runce.runs.jobs import Job, job
     from runce.runs.schedules import schedule
     from runce.runs.secret_field import Secret
     from runce.runs.service import RunPage
     from runce.runs.worker import WorkerSummary
-    from runce.tasks.api import (
+    from runce.tasks.backfill import Backfill, backfill
+    from runce.tasks.control import cancel_task, pause_task, resume_task
+    from runce.tasks.library import (
         StatusReport,
         alist_applied,
         arun_pending_on_boot,
@@ -95,8 +97,6 @@ if _TYPE_CHECKING:
         run_tasks,
         task_status,
     )
-    from runce.tasks.backfill import Backfill, backfill
-    from runce.tasks.control import cancel_task, pause_task, resume_task
     from runce.tasks.model import Task, TaskContext, task
     from runce.tasks.report import RunReport, TaskResult
     from runce.tasks.states import TaskState

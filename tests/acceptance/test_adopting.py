@@ -22,7 +22,7 @@ import pytest
 
 from runce.config import resolve_config
 from runce.domain.tasks import AppliedRecord
-from runce.tasks.api import opened_store
+from runce.tasks.library import opened_store
 from tests.acceptance.conftest import RUNCE, Workspace, all_lines, clean_env, output_of
 from tests.stores.records import finished, started
 

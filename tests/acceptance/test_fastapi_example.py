@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import runce
-from runce.tasks import api as tasks_api
+from runce.tasks import library as tasks_library
 from tests import services
 from tests.acceptance.conftest import clean_env
 from tests.client.conftest import free_port
@@ -83,7 +83,7 @@ def test_three_replicas_apply_the_task_once_and_process_each_run_once(
         opened = [line for line in _ledger(root) if line.startswith("opened")]
         assert len(opened) == 1, opened
         config = {"store": store}
-        history = tasks_api.task_history(config, TASK_ID)
+        history = tasks_library.task_history(config, TASK_ID)
         assert [(a.status, a.applied_by) for a in history] == [("succeeded", "boot")]
 
         runs = []
@@ -132,7 +132,7 @@ def test_a_replica_whose_once_task_fails_does_not_start(shop: tuple[Path, str]) 
     assert code != 0
     assert "once tasks did not complete on boot: 2025-06-02T090000.break" in output
     assert not _up(port)
-    assert [a.status for a in tasks_api.task_history({"store": store})] == [
+    assert [a.status for a in tasks_library.task_history({"store": store})] == [
         "succeeded",
         "failed",
     ]

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runce.domain.runs import RUN_STATES, RunFilter, WorkerInfo
-from runce.runs import api as runs_api
+from runce.runs import library as runs_library
 from tests.acceptance.conftest import RUNCE, Workspace, clean_env, output_of
 from tests.acceptance.test_serve import Server, _bearer, _free_port
 
@@ -126,8 +126,8 @@ def _workload(space: Workspace, service: Any) -> None:
 
 
 def test_every_metric_equals_the_store_after_a_known_workload(mspace: Workspace) -> None:
-    config = runs_api._config(mspace.root / "runce.toml")
-    service = runs_api.service(config)
+    config = runs_library._config(mspace.root / "runce.toml")
+    service = runs_library.service(config)
     port = _free_port()
     worker = mspace.start(
         "worker", "--metrics-port", str(port), "--kinds", "obs.work", RUNCE_LOG_FORMAT="json"

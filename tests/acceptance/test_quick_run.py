@@ -65,7 +65,7 @@ def test_the_quick_path_shares_the_full_commands_settings() -> None:
     from runce import config
     from runce.cli import quick
 
-    full = importlib.import_module("runce.cli.main")  # runce.cli.main is also the function
+    full = importlib.import_module("runce.cli.tasks")
     assert quick.MAX_SKIP_LINES == full.MAX_SKIP_LINES
     assert quick.CONFIG_FILES == config.CONFIG_FILES
     assert quick.DEFAULT_STORE_URL == config.DEFAULT_STORE_URL

@@ -19,9 +19,9 @@ import uvicorn
 
 from runce.api.app import create_app
 from runce.api.client import Client
-from runce.api.tokens import create_token
 from runce.config import Config, resolve_config
 from runce.runs.jobs import load_handlers
+from runce.runs.tokens import create_token
 from tests import services
 
 ALL = ("runs:read", "runs:write", "runs:work")

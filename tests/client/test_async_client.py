@@ -49,7 +49,7 @@ def test_the_async_client_does_what_the_client_does(server: Server) -> None:
 
 
 def test_the_async_client_sets_a_runs_concurrency_key(server: Server) -> None:
-    from runce.runs.api import service
+    from runce.runs.library import service
 
     async def scenario() -> tuple[str, str]:
         async with runce.AsyncClient(server.url, server.tokens["all"]) as client:
@@ -67,7 +67,7 @@ def test_the_async_client_sets_a_runs_concurrency_key(server: Server) -> None:
 
 
 def test_the_async_client_says_a_runs_limit_and_why_it_waits(server: Server) -> None:
-    from runce.runs.api import service
+    from runce.runs.library import service
     from runce.stores.queue import ClaimRequest, KindLimit
 
     async def enqueue() -> tuple[runce.Run, runce.Run]:

@@ -27,7 +27,7 @@ from runce.errors import (
     UnknownSchedule,
     UsageError,
 )
-from runce.runs.api import worker
+from runce.runs.library import worker
 from runce.runs.schedules import ScheduleSpec
 from tests.client.conftest import Server, free_port, serve
 from tests.stored_schedules import scheduler
@@ -330,8 +330,8 @@ def test_a_url_that_is_not_http_is_refused(url: str) -> None:
 def test_rate_limits_say_when_to_try_again(tmp_path: object) -> None:
     from pathlib import Path
 
-    from runce.api.tokens import create_token
     from runce.config import resolve_config
+    from runce.runs.tokens import create_token
 
     root = Path(str(tmp_path))
     config = resolve_config(

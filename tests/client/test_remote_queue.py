@@ -183,7 +183,7 @@ def test_a_dead_server_is_a_store_error_the_worker_rides_out() -> None:
 
 
 def test_enqueue_sends_the_runs_concurrency_key(server: Server) -> None:
-    from runce.runs.api import service
+    from runce.runs.library import service
 
     queue = _queue(server)
     new = NewRun(
@@ -201,7 +201,7 @@ def test_enqueue_sends_the_runs_concurrency_key(server: Server) -> None:
 def test_a_draining_remote_worker_with_limits_asks_the_server_what_is_due(server: Server) -> None:
     # An empty claim of a limited kind may only mean its limit holds due runs back: a
     # draining worker asks what is due (GET /v1/runs:counts, a worker's scope) before it stops.
-    from runce.runs.api import service
+    from runce.runs.library import service
     from runce.runs.worker import Worker, WorkerOptions
 
     writer = _queue(server)

@@ -17,8 +17,8 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from runce.api.app import create_app
-from runce.api.tokens import create_token
 from runce.config import Config, resolve_config
+from runce.runs.tokens import create_token
 
 ALL = ("runs:read", "runs:write", "runs:work")
 # Each token by role: its scopes and projects.

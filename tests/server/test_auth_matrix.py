@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from runce.api.tokens import revoke_token
 from runce.runs.schedules import ScheduleSpec
+from runce.runs.tokens import revoke_token
 from tests.server.conftest import Api
 from tests.stored_schedules import scheduler
 
@@ -134,7 +134,7 @@ CASES = {
 
 @pytest.fixture
 def world(api: Api, tmp_path: Any) -> dict[str, str]:
-    from runce.api.tokens import create_token
+    from runce.runs.tokens import create_token
 
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "1.fill.py").write_text(
@@ -247,7 +247,7 @@ def test_a_project_token_lists_and_reads_only_its_project(api: Api) -> None:
 
 
 def test_a_token_records_when_it_was_last_used(api: Api) -> None:
-    from runce.api.tokens import list_tokens
+    from runce.runs.tokens import list_tokens
 
     assert api.call("GET", "/v1/runs", "reader").status_code == 200
     used = {t.name: t.last_used_at for t in list_tokens(config=api.config)}

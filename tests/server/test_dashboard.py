@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runce.api.ui.render import CSP
-from runce.tasks.api import make_task, run_tasks
+from runce.tasks.library import make_task, run_tasks
 from tests.server.conftest import Api, make_api
 
 PAGES = ("/ui", "/ui/runs", "/ui/tasks", "/ui/schedules", "/ui/workers")
@@ -364,7 +364,7 @@ def test_once_tasks_are_read_on_the_apps_store_and_only_their_latest_attempts(
     def refused(*args: object, **kwargs: object) -> None:
         raise AssertionError("a page view opened a store, or read the whole history")
 
-    monkeypatch.setattr("runce.tasks.api.open_store", refused)
+    monkeypatch.setattr("runce.tasks.library.open_store", refused)
     monkeypatch.setattr(TrackerReads, "history", refused)
     sign_in(api, "all")
     page = api.client.get("/ui/tasks")
@@ -514,7 +514,7 @@ def _backfill_stopped_at_30(api: Api) -> str:
 
 
 def _task_state(api: Api, task_id: str) -> str:
-    from runce.tasks.api import task_status
+    from runce.tasks.library import task_status
 
     return next(t.state.value for t in task_status(api.config).tasks if t.id == task_id)
 

@@ -29,8 +29,8 @@ with warnings.catch_warnings():
     )
 
 from runce.api.app import create_app
-from runce.api.tokens import create_token
 from runce.config import resolve_config
+from runce.runs.tokens import create_token
 
 CHECKS = (
     not_a_server_error,

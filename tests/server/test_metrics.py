@@ -18,11 +18,11 @@ from runce import tracing
 from runce.api.metrics import StoreCollector, registry_of
 from runce.config import Config, resolve_config
 from runce.domain.runs import RUN_STATES, Outcome, RunFilter
-from runce.runs import api as runs_api
+from runce.runs import library as runs_library
 from runce.stores.base import Store
 from runce.stores.registry import open_store
 from runce.tasks import control
-from runce.tasks.api import run_tasks
+from runce.tasks.library import run_tasks
 from runce.tasks.states import TaskState
 from tests.server.conftest import Api, make_api
 
@@ -66,10 +66,10 @@ def test_public_metrics_need_no_token(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_a_reading_is_shared_by_scrapes_within_the_cache(api: Api) -> None:
-    store = runs_api.shared_store(api.config.store)
+    store = runs_library.shared_store(api.config.store)
     collector = StoreCollector(api.config, store, cache_seconds=3600)
     first = collector.reading()
-    runs_api.service(api.config).enqueue("email.send", {})
+    runs_library.service(api.config).enqueue("email.send", {})
     assert collector.reading() is first
     assert dict(StoreCollector(api.config, store).reading().runs.counts) == {
         ("email.send", "queued"): 1
@@ -141,7 +141,7 @@ def test_runs_metrics_equal_the_stores_runs_counted_up_to_the_cap(
     tmp_path: Path, store_settings: dict[str, Any]
 ) -> None:
     config = resolve_config(store_settings)
-    service = runs_api.service(config)
+    service = runs_library.service(config)
     queue = service.queue
     later = queue.now() + timedelta(hours=1)
     service.enqueue_many("m.big", [{}] * 4)  # over the cap of 3: counted as 3

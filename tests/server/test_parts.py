@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from runce.api import tokens
 from runce.api.ratelimit import RateLimiter
 from runce.config import Rate, load_config
 from runce.domain.tokens import Token
 from runce.errors import ConfigError, UsageError
+from runce.runs import tokens
 from runce.timeutil import utcnow
 
 

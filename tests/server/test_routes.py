@@ -10,9 +10,9 @@ import pytest
 import runce
 from runce.api.schemas import ScheduleModel
 from runce.errors import IdempotencyConflict, TaskLoadError
-from runce.runs import api as runs_api
+from runce.runs import library as runs_library
 from runce.runs.schedules import ScheduleSpec
-from runce.tasks import api as tasks_api
+from runce.tasks import library as tasks_library
 from tests.server.conftest import Api, make_api
 from tests.stored_schedules import scheduler
 
@@ -96,12 +96,12 @@ def test_the_library_and_the_api_agree_on_what_a_reused_key_is(
     options = {**body, **change}
     if "run_at" in options:
         options["run_at"] = datetime.fromisoformat(options["run_at"])
-    made = runs_api.enqueue(idempotency_key="lib-1", config=api.config, **body)
+    made = runs_library.enqueue(idempotency_key="lib-1", config=api.config, **body)
     if conflict:
         with pytest.raises(IdempotencyConflict, match="'lib-1'"):
-            runs_api.enqueue(idempotency_key="lib-1", config=api.config, **options)
+            runs_library.enqueue(idempotency_key="lib-1", config=api.config, **options)
     else:
-        assert runs_api.enqueue(idempotency_key="lib-1", config=api.config, **options) == made
+        assert runs_library.enqueue(idempotency_key="lib-1", config=api.config, **options) == made
     assert len(api.call("GET", "/v1/runs").json()["runs"]) == 2
 
 
@@ -110,7 +110,7 @@ def test_a_key_travels_percent_encoded_and_is_the_librarys_key(api: Api) -> None
     sent = api.call("POST", "/v1/runs", json=body, headers={"Idempotency-Key": "Zo%C3%AB%2042"})
     assert sent.status_code == 201, sent.text
     assert sent.json()["idempotency_key"] == "Zoë 42"
-    same = runs_api.enqueue(
+    same = runs_library.enqueue(
         "email.send", {"to": "a@b"}, idempotency_key="Zoë 42", config=api.config
     )
     assert same.id == sent.json()["id"]
@@ -479,7 +479,7 @@ def test_tasks_lists_the_once_tasks_as_status_json_does(api: Api, tmp_path: Any)
 
 def test_tasks_without_a_tasks_folder_is_the_problem_status_reports(api: Api) -> None:
     with pytest.raises(TaskLoadError) as local:  # what `runce status` says, exit 2
-        tasks_api.task_status(api.config)
+        tasks_library.task_status(api.config)
     problem = _problem(api.call("GET", "/v1/tasks"), 500, "tasks-unreadable")
     assert problem["detail"] == str(local.value)
     assert "does not exist" in problem["detail"]

@@ -18,7 +18,7 @@ from runce.runs.events import EventBus
 from runce.runs.jobs import Job, JobRegistry
 from runce.runs.service import RunService
 from runce.runs.worker import Worker, WorkerOptions
-from runce.tasks import api
+from runce.tasks import library
 from tests.stores.conftest import StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS
 
@@ -47,7 +47,7 @@ def task_config(maker: StoreMaker, root: Path, tasks: dict[str, str]) -> Config:
 
 
 def _one_attempt(config: Config, task_id: str) -> Any:
-    attempts = [a for a in api.task_history(config) if a.task_id == task_id]
+    attempts = [a for a in library.task_history(config) if a.task_id == task_id]
     assert [a.status for a in attempts] == ["failed"], attempts
     return attempts[0]
 
@@ -115,7 +115,7 @@ def test_a_dry_run_reports_an_already_done_that_exits(maker: StoreMaker, tmp_pat
     dry = runce.run_tasks(config, dry_run=True)
     assert dry.exit_code == 1
     assert "SystemExit" in (dry.result("1.exits").error or "")
-    assert api.task_history(config) == []
+    assert library.task_history(config) == []
 
 
 def test_ctrl_c_in_a_task_is_recorded_and_stops_the_runner(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import runce
-from runce.tasks import api
+from runce.tasks import library
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_escaping_code import task_config
 
@@ -97,7 +97,7 @@ def test_ending_the_transaction_is_refused_and_nothing_is_kept(
     assert result.outcome == "failed"
     assert needle in (result.error or ""), result.error
     assert "UsageError" in (result.error or "")
-    [attempt] = api.task_history(config)
+    [attempt] = library.task_history(config)
     assert attempt.status == "failed"
     assert not _table_exists(sql_maker, table), "the refused task's work must be rolled back"
     assert runce.task_status(config).tasks[0].state.value == "FAILED"
@@ -167,7 +167,7 @@ def test_the_mongodb_session_refuses_ending_its_transaction(
         store = maker.open()
         client = store.runs._conn.client  # type: ignore[attr-defined]
         assert client[database]["guarded_things"].count_documents({}) == 0
-        [attempt] = api.task_history(config)
+        [attempt] = library.task_history(config)
         assert attempt.status == "failed"
     finally:
         maker.close_all()

@@ -16,7 +16,7 @@ import pytest
 
 import runce
 from runce.errors import IdempotencyConflict, UsageError
-from runce.runs import api
+from runce.runs import library
 from tests import services
 
 
@@ -197,7 +197,7 @@ def test_an_async_caller_s_config_file_is_read_once_until_it_changes(tmp_path: P
 
     async def scenario() -> tuple[bool, runce.Run, runce.Run]:
         first = await runce.aenqueue(kind, {}, config=path)
-        kept = await api._aservice(path) is await api._aservice(path)
+        kept = await library._aservice(path) is await library._aservice(path)
         path.write_text('store = "sqlite:///two.db"  # another store\n')
         return kept, first, await runce.aenqueue(kind, {}, config=path)
 

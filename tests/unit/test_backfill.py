@@ -8,7 +8,7 @@ import pytest
 
 import runce
 from runce.stores.registry import open_store
-from runce.tasks import api
+from runce.tasks import library
 from runce.tasks.backfilling import Pace
 from tests.unit.conftest import Project
 
@@ -312,7 +312,7 @@ def test_a_dry_run_fetches_once_and_changes_nothing(project: Project) -> None:
     assert result.outcome == "dry-run"
     assert result.note == "backfill: first batch from the start has 3 items"
     assert _numbers(log) == []
-    assert api.task_history(project.config()) == []
+    assert library.task_history(project.config()) == []
     assert project.states() == {"1.fill": "PENDING"}
 
 

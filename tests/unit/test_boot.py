@@ -13,7 +13,7 @@ import runce
 from runce.errors import DriftError, LockHeld, TaskLoadError, TasksFailed
 from runce.stores.liveness import current_owner
 from runce.stores.registry import open_store
-from runce.tasks import api
+from runce.tasks import library
 from tests.unit.conftest import Project
 
 
@@ -73,7 +73,7 @@ def test_a_failure_on_boot_says_how_many_tasks_were_not_attempted(
     assert failed[-1].getMessage() == (
         "runce: once tasks did not complete on boot: 2.bad failed, 2 not attempted"
     )
-    assert [s.state.value for s in api.task_status(project.config()).tasks] == [
+    assert [s.state.value for s in library.task_status(project.config()).tasks] == [
         "APPLIED",
         "FAILED",
         "PENDING",

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from runce.cli import output
 from runce.cli.main import cli
 from runce.domain.runs import WorkerInfo
-from runce.runs import api
+from runce.runs import library
 from runce.stores import memory
 
 
@@ -23,7 +23,7 @@ def project(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "runce.toml").write_text(f'store = "memory://{uuid.uuid4().hex}"\n')
     yield tmp_path
     memory.reset()
-    api._configs.clear()
+    library._configs.clear()
 
 
 def _invoke(project: Path, *args: str) -> Result:
@@ -53,7 +53,7 @@ def test_healthcheck_needs_a_fresh_worker_on_this_host(project: Path) -> None:
     assert missing.exit_code == 1
     import socket
 
-    queue = api.queue_of(api.shared_store(api._config(project / "runce.toml").store))
+    queue = library.queue_of(library.shared_store(library._config(project / "runce.toml").store))
     now = queue.now()
     queue.worker_seen(
         WorkerInfo(
@@ -108,8 +108,8 @@ def test_run_at_takes_a_delay_or_a_time(project: Path) -> None:
 def test_tail_on_a_terminal_ends_with_the_run(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = api.enqueue("x", {}, config=project / "runce.toml")
-    api.cancel_run(run.id, config=project / "runce.toml")
+    run = library.enqueue("x", {}, config=project / "runce.toml")
+    library.cancel_run(run.id, config=project / "runce.toml")
     monkeypatch.setattr(output, "is_terminal", lambda: True)
     result = CliRunner().invoke(
         cli, ["runs", "tail", run.id, "--config", str(project / "runce.toml")]
@@ -119,7 +119,7 @@ def test_tail_on_a_terminal_ends_with_the_run(
 
 
 def test_status_and_retry_of_a_canceled_run(project: Path) -> None:
-    run = api.enqueue("x", {"a": 1}, config=project / "runce.toml")
+    run = library.enqueue("x", {"a": 1}, config=project / "runce.toml")
     _invoke(project, "runs", "cancel", run.id, "--yes")
     shown = _invoke(project, "runs", "status", run.id)
     assert "CANCELED" in shown.output

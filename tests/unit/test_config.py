@@ -726,7 +726,7 @@ def test_a_bad_services_import_path_is_a_config_error(
 def test_the_library_keeps_one_service_per_directory_and_runce_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runce.runs import api
+    from runce.runs import library
     from runce.stores import memory
 
     one, two = tmp_path / "one", tmp_path / "two"
@@ -736,18 +736,18 @@ def test_the_library_keeps_one_service_per_directory_and_runce_environment(
     monkeypatch.delenv("RUNCE_WORKER_MAX_ATTEMPTS", raising=False)
     monkeypatch.chdir(one)
     try:
-        first = api.service()
-        assert api.service() is first  # enqueueing in a loop sets up nothing again
+        first = library.service()
+        assert library.service() is first  # enqueueing in a loop sets up nothing again
         monkeypatch.setenv("RUNCE_WORKER_MAX_ATTEMPTS", "7")
-        changed = api.service()
+        changed = library.service()
         assert changed is not first
         assert changed.default_max_attempts == 7
         monkeypatch.chdir(two)
-        assert api.service().queue is not first.queue
+        assert library.service().queue is not first.queue
         monkeypatch.delenv("RUNCE_WORKER_MAX_ATTEMPTS")
         monkeypatch.chdir(one)
-        assert api.service() is first
+        assert library.service() is first
     finally:
-        api.close_stores()
-        api._configs.clear()
+        library.close_stores()
+        library._configs.clear()
         memory.reset()

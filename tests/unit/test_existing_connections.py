@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 import runce
 from runce.errors import ConfigError
-from runce.tasks import api as tasks_api
+from runce.tasks import library as tasks_library
 from tests import services
 
 
@@ -35,7 +35,7 @@ def _exercise(config: dict[str, Any]) -> runce.Run:
     """Tasks (the lock, the tracker) and runs (enqueue, read) on the given store."""
     report = runce.run_tasks(config)
     assert [r.outcome for r in report.results] == ["ok"]
-    assert tasks_api.task_history(config, "1.hello")[0].status == "succeeded"
+    assert tasks_library.task_history(config, "1.hello")[0].status == "succeeded"
     run = runce.enqueue("email.send", {"to": "a"}, config=config)
     found = runce.get_run(run.id, config=config)
     assert found.input == {"to": "a"}

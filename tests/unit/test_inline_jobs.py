@@ -98,9 +98,9 @@ def test_now_raises_job_failed_with_the_run_id(config: dict[str, Any]) -> None:
         "failed",
         "RuntimeError: mailbox fail@example.com is full",
     )
-    from runce.runs import api
+    from runce.runs import library
 
-    [attempt] = api.service(config).attempts(failed.id)
+    [attempt] = library.service(config).attempts(failed.id)
     assert attempt.traceback is not None
     assert "in send\n" in attempt.traceback
     assert attempt.traceback.endswith("RuntimeError: mailbox fail@example.com is full\n")

@@ -18,7 +18,7 @@ def echo(params):
     return params
 
 
-assert "runce.runs.api" not in sys.modules, "defining a job loads no entry points"
+assert "runce.runs.library" not in sys.modules, "defining a job loads no entry points"
 config = {"store": "sqlite:///%(db)s"}
 run = echo.later({"n": 1}, config=config)
 print(run.state, run.kind, run.input)

@@ -357,7 +357,7 @@ def test_a_task_log_names_its_task_in_both_formats() -> None:
 
 def test_importing_runce_imports_neither_prometheus_nor_opentelemetry() -> None:
     script = (
-        "import sys, runce, runce.cli, runce.runs.worker, runce.runs.api\n"
+        "import sys, runce, runce.cli, runce.runs.worker, runce.runs.library\n"
         "loaded = [m for m in sys.modules if m.split('.')[0] in "
         "('prometheus_client', 'opentelemetry')]\n"
         "print(loaded)\n"
@@ -373,13 +373,13 @@ def test_runs_enqueue_and_work_where_opentelemetry_is_absent() -> None:
         "import sys\n"
         "sys.modules['opentelemetry'] = None  # an import of it fails, as when not installed\n"
         "import runce\n"
-        "from runce.runs import api\n"
+        "from runce.runs import library\n"
         "@runce.job('absent.job')\n"
         "def job(params):\n"
         "    return params\n"
         "cfg = {'store': 'memory://absent'}\n"
         "run = runce.enqueue('absent.job', {'n': 1}, config=cfg)\n"
-        "api.worker(cfg, drain=True).run()\n"
+        "library.worker(cfg, drain=True).run()\n"
         "done = runce.get_run(run.id, config=cfg)\n"
         "print(done.state, done.trace_context)\n"
     )

@@ -25,7 +25,7 @@ from runce.runs.metrics import WorkerMetrics
 from runce.runs.service import RunService
 from runce.runs.worker import OUTCOME_NAMES, Worker, WorkerOptions
 from runce.stores import memory
-from runce.tasks.api import run_tasks
+from runce.tasks.library import run_tasks
 from runce.tasks.states import TaskState
 
 ROOT = Path(__file__).parents[2]

@@ -26,7 +26,7 @@ from runce.errors import (
 )
 from runce.stores.liveness import current_owner
 from runce.stores.registry import open_store
-from runce.tasks import api
+from runce.tasks import library
 from tests.unit.conftest import Project
 
 
@@ -62,7 +62,7 @@ def test_a_failure_is_recorded_and_stops_later_tasks(project: Project) -> None:
     assert report.result("2.bad").error == "ValueError: no queue service"
     assert project.states() == {"1.ok": "APPLIED", "2.bad": "FAILED", "3.later": "PENDING"}
 
-    [failed] = api.task_history(project.config(), "2.bad")
+    [failed] = library.task_history(project.config(), "2.bad")
     assert failed.status == "failed"
     assert failed.error_type == "ValueError"
     assert failed.traceback is not None
@@ -79,7 +79,7 @@ def test_a_failed_task_runs_again_next_time(project: Project) -> None:
     assert not project.run().ok
     flag.touch()
     assert project.outcomes(project.run()) == {"1.flaky": "ok"}
-    statuses = [a.status for a in api.task_history(project.config(), "1.flaky")]
+    statuses = [a.status for a in library.task_history(project.config(), "1.flaky")]
     assert statuses == ["failed", "succeeded"]
 
 
@@ -107,7 +107,7 @@ def test_already_done_records_skipped_and_counts_as_applied(project: Project) ->
     assert project.outcomes(report) == {"1.check": "skipped"}
     assert not marker.exists()
     assert project.states() == {"1.check": "SKIPPED"}
-    assert [a.status for a in api.task_history(project.config())] == ["skipped"]
+    assert [a.status for a in library.task_history(project.config())] == ["skipped"]
     assert project.outcomes(project.run()) == {"1.check": "applied"}
 
 
@@ -121,7 +121,7 @@ def test_a_skippable_task_is_skipped_while_its_variable_is_set(
     assert project.states() == {"2026-05-20.fix-roles": "PENDING"}
     monkeypatch.delenv("RUNCE_SKIP_2026_05_20_FIX_ROLES")
     assert project.outcomes(project.run()) == {"2026-05-20.fix-roles": "ok"}
-    history = [a.status for a in api.task_history(project.config())]
+    history = [a.status for a in library.task_history(project.config())]
     assert history == ["skipped-by-env", "succeeded"]
 
 
@@ -141,11 +141,11 @@ def test_drift_is_refused_until_repaired(project: Project) -> None:
     with pytest.raises(DriftError, match=r"1\.drifty\.py.*runce repair 1\.drifty"):
         project.run()
 
-    [row] = api.repair(project.config(), ["1.drifty"])
+    [row] = library.repair(project.config(), ["1.drifty"])
     assert row.status == "repaired"
     assert project.states() == {"1.drifty": "APPLIED"}
     assert project.run().ok
-    assert [a.status for a in api.task_history(project.config(), "1.drifty")] == [
+    assert [a.status for a in library.task_history(project.config(), "1.drifty")] == [
         "succeeded",
         "repaired",
     ]
@@ -164,7 +164,7 @@ def test_repair_refuses_a_task_that_did_not_drift(project: Project) -> None:
     project.simple("1.same")
     project.run()
     with pytest.raises(UsageError, match="not DRIFTED"):
-        api.repair(project.config(), ["1.same"])
+        library.repair(project.config(), ["1.same"])
 
 
 def test_a_missing_file_is_reported_not_fatal(project: Project) -> None:
@@ -215,7 +215,7 @@ def test_dry_run_records_nothing_and_runs_only_already_done(project: Project) ->
     assert project.outcomes(report) == {"1.maybe": "dry-run"}
     assert asked.exists()
     assert not marker.exists()
-    assert api.task_history(project.config()) == []
+    assert library.task_history(project.config()) == []
     assert runce.list_applied(project.config()) == []
 
 
@@ -360,7 +360,7 @@ def test_a_broken_task_file_records_nothing(project: Project) -> None:
     project.task("2.broken", "def run(ctx)\n    pass\n")
     with pytest.raises(TaskLoadError, match=r"2\.broken\.py, line 2"):
         project.run()
-    assert api.task_history(project.config()) == []
+    assert library.task_history(project.config()) == []
 
 
 def test_a_transactional_task_needs_a_store_with_transactions(tmp_path: Path) -> None:
@@ -422,7 +422,7 @@ def test_an_interrupted_attempt_is_reported_and_run_again(project: Project) -> N
     assert result.outcome == "ok"
     assert result.note is not None
     assert "interrupted" in result.note
-    statuses = [a.status for a in api.task_history(cfg, "1.resumable")]
+    statuses = [a.status for a in library.task_history(cfg, "1.resumable")]
     assert statuses == ["interrupted", "succeeded"]
 
 
@@ -431,7 +431,7 @@ def test_run_pending_on_boot_raises_when_a_task_fails(project: Project) -> None:
     with pytest.raises(TasksFailed, match=r"1\.bad") as caught:
         runce.run_pending_on_boot(project.config(), wait=1)
     assert caught.value.report.failed[0].id == "1.bad"
-    [attempt] = api.task_history(project.config())
+    [attempt] = library.task_history(project.config())
     assert attempt.applied_by == "boot"
 
 
@@ -446,7 +446,7 @@ def test_baseline_records_without_running(project: Project) -> None:
     project.simple("1.old", f"open({str(marker)!r}, 'w').close()")
     project.simple("2.old", f"open({str(marker)!r}, 'w').close()")
     project.simple("3.new", "pass")
-    rows = api.baseline(project.config(), all_pending=True, until="2")
+    rows = library.baseline(project.config(), all_pending=True, until="2")
     assert [r.task_id for r in rows] == ["1.old", "2.old"]
     assert project.outcomes(project.run()) == {
         "1.old": "applied",
@@ -455,15 +455,15 @@ def test_baseline_records_without_running(project: Project) -> None:
     }
     assert not marker.exists()
     with pytest.raises(UsageError, match="only tasks not yet applied"):
-        api.baseline(project.config(), ["3.new"])
+        library.baseline(project.config(), ["3.new"])
     with pytest.raises(UsageError, match="name the tasks"):
-        api.baseline(project.config())
+        library.baseline(project.config())
 
 
 def test_errors_are_capped(project: Project) -> None:
     project.simple("1.loud", "raise ValueError('x' * 100_000)")
     project.run()
-    [attempt] = api.task_history(project.config())
+    [attempt] = library.task_history(project.config())
     assert attempt.error_message is not None
     assert len(attempt.error_message.encode()) <= 16 * 1024
     assert attempt.traceback is not None
@@ -474,7 +474,7 @@ def test_applied_by_is_ci_inside_ci(project: Project, monkeypatch: pytest.Monkey
     project.simple("1.a")
     monkeypatch.setenv("CI", "true")
     runce.run_tasks(project.config(), applied_by="cli")
-    [attempt] = api.task_history(project.config())
+    [attempt] = library.task_history(project.config())
     assert attempt.applied_by == "ci"
     assert attempt.runce_version == runce.__version__
     assert attempt.pid == os.getpid()

@@ -117,7 +117,7 @@ def test_a_configured_resolver_replaces_the_environment(
 
 def test_runs_api_installs_the_resolver_named_in_the_config(tmp_path: Any) -> None:
     from runce.errors import ConfigError
-    from runce.runs.api import prepare_secrets
+    from runce.runs.library import prepare_secrets
 
     base = {"store": f"sqlite:///{tmp_path / 'r.db'}"}
     prepare_secrets(runce.config.resolve_config({**base, "worker": {"secrets": "os:getenv"}}))

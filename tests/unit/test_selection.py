@@ -8,7 +8,7 @@ import pytest
 
 import runce
 from runce.errors import UsageError
-from runce.tasks.api import baseline
+from runce.tasks.library import baseline
 from tests.unit.conftest import Project
 
 

@@ -13,7 +13,7 @@ import pytest
 import runce
 from runce.domain.schedules import ScheduleDefinition
 from runce.errors import UsageError
-from runce.runs import api
+from runce.runs import library
 from runce.runs.jobs import registry as jobs
 from runce.runs.schedules import ScheduleSpec, check_handled
 from runce.runs.schedules import registry as schedules
@@ -37,7 +37,7 @@ def handlers(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     sys.modules.pop(module, None)
     schedules.forget(name)
     jobs.forget(kind)
-    api.close_stores()
+    library.close_stores()
 
 
 def test_a_worker_refuses_to_start_with_an_unhandled_schedule(
@@ -58,10 +58,10 @@ def test_enabling_a_schedule_no_job_runs_is_refused(
 ) -> None:
     module, kind, _ = handlers
     config = {"store": f"sqlite:///{tmp_path / 'runce.db'}", "worker": {"handlers": [module]}}
-    store = api.schedules_of(api.shared_store(api._config(config).store))
+    store = library.schedules_of(library.shared_store(library._config(config).store))
     gone = ScheduleDefinition("old-report", "report.gone", "0 * * * *", "UTC", "null")
     kept = ScheduleDefinition("real-one", kind, "0 * * * *", "UTC", "null")
-    now = api.queue_of(api.shared_store(api._config(config).store)).now()
+    now = library.queue_of(library.shared_store(library._config(config).store)).now()
     for definition in (gone, kept):
         store.insert(definition, now)
         store.set_enabled(definition.name, False, None)

@@ -1,6 +1,6 @@
 """``create_app(config)``: the FastAPI application ``runce serve`` runs (docs/http-api.md).
 
-The store is opened once per process (:func:`runce.runs.api.shared_store`) and shared by
+The store is opened once per process (:func:`runce.runs.library.shared_store`) and shared by
 every request; routes are plain ``def`` functions that FastAPI runs on its thread pool,
 which every store supports (SQLite hands each thread a pooled connection of its own).
 """
@@ -19,16 +19,16 @@ from runce.api import (
     routes_tasks,
     routes_worker,
 )
+from runce.api.appstate import AppState
 from runce.api.bodylimit import BodyLimit
 from runce.api.bodytimeout import BodyTimeout
-from runce.api.context import ApiContext
 from runce.api.params import refuse_unknown_query
 from runce.api.ratelimit import RateLimiter
 from runce.api.routes_misc import router as misc_router
-from runce.api.tokens import token_store
 from runce.api.ui import mount as mount_dashboard
 from runce.config import ConfigArg, Rate, resolve_config
-from runce.runs import api as runs_api
+from runce.runs import library as runs_library
+from runce.runs.tokens import token_store
 
 DESCRIPTION = """\
 runce's durable job queue over HTTP: enqueue, read and cancel runs, list and switch the
@@ -42,8 +42,8 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     """The HTTP service for ``config`` (a path, values, a loaded config, or None to find
     it from the current directory)."""
     cfg = resolve_config(config)
-    service = runs_api.service(cfg)
-    store = runs_api.shared_store(cfg.store)
+    service = runs_library.service(cfg)
+    store = runs_library.shared_store(cfg.store)
     app = FastAPI(
         title="runce",
         version=__version__,
@@ -52,7 +52,7 @@ def create_app(config: ConfigArg = None) -> FastAPI:
         redoc_url=None,
         dependencies=[Depends(refuse_unknown_query)],
     )
-    app.state.runce = ApiContext(
+    app.state.runce = AppState(
         config=cfg,
         store=store,
         runs=service,

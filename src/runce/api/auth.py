@@ -18,12 +18,12 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from runce.api import tokens
-from runce.api.context import ApiContext, context
+from runce.api.appstate import AppState, app_state
 from runce.api.problems import ProblemError
 from runce.api.schemas import Scope
 from runce.domain.runs import Run
 from runce.domain.tokens import Token
+from runce.runs import tokens
 
 log = logging.getLogger("runce.api")
 
@@ -82,7 +82,7 @@ class Caller:
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-def authenticate(ctx: ApiContext, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+def authenticate(ctx: AppState, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     if credentials is None:
         raise ProblemError(
             "unauthorized",
@@ -105,7 +105,7 @@ def require(scope: Scope, *, all_projects: bool = False) -> Callable[..., Caller
     is bound to no project)."""
 
     def caller(
-        ctx: Annotated[ApiContext, Depends(context)],
+        ctx: Annotated[AppState, Depends(app_state)],
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Caller:
         found = authenticate(ctx, credentials)

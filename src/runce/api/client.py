@@ -1,6 +1,6 @@
 """``runce.Client``: the job queue of a runce server (``runce serve``), over HTTP.
 
-Its methods are the library's (:mod:`runce.runs.api`) and return the same records
+Its methods are the library's (:mod:`runce.runs.library`) and return the same records
 (:class:`~runce.domain.runs.Run`, :class:`~runce.runs.service.RunPage`, ...), so code
 moves between a local store and a server by swapping one object::
 

@@ -23,16 +23,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
+from runce.api.appstate import AppState, app_state
 from runce.api.auth import bearer, require
-from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError, answers
 from runce.config import Config
 from runce.domain.runs import COUNT_WINDOW, RUN_STATES, STATS_CAP, RunCounts, WorkerInfo
 from runce.errors import RunceError
-from runce.runs.api import queue_of
+from runce.runs.library import queue_of
 from runce.stores.base import Store
-from runce.tasks.api import status_of
 from runce.tasks.discovery import discover
+from runce.tasks.library import status_of
 from runce.tasks.states import TaskState, TaskStatus
 
 log = logging.getLogger("runce.api")
@@ -237,7 +237,7 @@ _reader = require("runs:read", all_projects=True)
         **answers(401, 403, 404, 503),
     },
 )
-def metrics(ctx: Annotated[ApiContext, Depends(context)], credentials: Credentials) -> Response:
+def metrics(ctx: Annotated[AppState, Depends(app_state)], credentials: Credentials) -> Response:
     """Prometheus metrics of the store (docs/observability.md): a token with ``runs:read``
     bound to no project, or none when ``api.public_metrics`` is true."""
     if not ctx.config.api.public_metrics:

@@ -6,15 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from runce.api.appstate import AppState, app_state
 from runce.api.auth import require
-from runce.api.context import ApiContext, context
 from runce.api.problems import answers
 from runce.api.schemas import Health, Problem, TaskList
-from runce.tasks import api as tasks_api
+from runce.tasks import library as tasks_library
 
 router = APIRouter()
 
-Ctx = Annotated[ApiContext, Depends(context)]
+Ctx = Annotated[AppState, Depends(app_state)]
 
 
 @router.get(
@@ -40,5 +40,5 @@ def healthz(ctx: Ctx) -> Health:
 def tasks(ctx: Ctx) -> TaskList:
     """Every once task with its state, as ``runce status --json`` prints it; a missing
     tasks folder is the problem ``runce status`` reports (``tasks-unreadable``)."""
-    report = tasks_api.status_on(ctx.store, ctx.config)
+    report = tasks_library.status_on(ctx.store, ctx.config)
     return TaskList.model_validate(report.to_dict())

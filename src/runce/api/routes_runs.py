@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 
 from runce.api import idempotency
+from runce.api.appstate import AppState, app_state
 from runce.api.auth import Caller, require
-from runce.api.context import ApiContext, context
 from runce.api.params import Cursor, NameFilter, PageSize, RunId, TimeFilter
 from runce.api.problems import ProblemError, answers, field_errors
 from runce.api.ratelimit import spend
@@ -31,7 +31,7 @@ from runce.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 422, 503))
 
-Ctx = Annotated[ApiContext, Depends(context)]
+Ctx = Annotated[AppState, Depends(app_state)]
 Reader = Annotated[Caller, Depends(require("runs:read"))]
 Writer = Annotated[Caller, Depends(require("runs:write"))]
 Pruner = Annotated[Caller, Depends(require("runs:write", all_projects=True))]

@@ -1,7 +1,7 @@
 """``/v1/schedules``: the stored cron schedules, listed and switched on or off
 (docs/runs.md#cron-schedules, docs/remote.md).
 
-Each route is one call into :mod:`runce.runs.api` (``list_schedules``, ``enable_schedule``,
+Each route is one call into :mod:`runce.runs.library` (``list_schedules``, ``enable_schedule``,
 ``disable_schedule``) on the server's configuration, the same calls ``runce schedules``
 makes on a store. A schedule belongs to no project: any ``runs:read`` token lists them (as
 it lists workers), but its runs are enqueued without a project, so only a token bound to
@@ -14,16 +14,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from runce.api.appstate import AppState, app_state
 from runce.api.auth import require
-from runce.api.context import ApiContext, context
 from runce.api.params import Name
 from runce.api.problems import answers
 from runce.api.schemas import ScheduleList, ScheduleModel
-from runce.runs import api as runs_api
+from runce.runs import library as runs_library
 
 router = APIRouter(prefix="/v1", tags=["schedules"], responses=answers(401, 403, 503))
 
-Ctx = Annotated[ApiContext, Depends(context)]
+Ctx = Annotated[AppState, Depends(app_state)]
 
 READ = [Depends(require("runs:read"))]
 SWITCH = [Depends(require("runs:write", all_projects=True))]
@@ -37,7 +37,7 @@ SWITCH_ANSWERS: dict[int | str, dict[str, Any]] = {
 @router.get("/schedules", response_model=ScheduleList, dependencies=READ)
 def list_schedules(ctx: Ctx) -> ScheduleList:
     """Every stored schedule, by name (a worker stores those its code declares)."""
-    found = runs_api.list_schedules(config=ctx.config)
+    found = runs_library.list_schedules(config=ctx.config)
     return ScheduleList(schedules=[ScheduleModel.from_schedule(s) for s in found])
 
 
@@ -49,7 +49,7 @@ def list_schedules(ctx: Ctx) -> ScheduleList:
 )
 def enable_schedule(name: Name, ctx: Ctx) -> ScheduleModel:
     """Switch a schedule on: it next runs at its first tick from now (no catch-up run)."""
-    return ScheduleModel.from_schedule(runs_api.enable_schedule(name, config=ctx.config))
+    return ScheduleModel.from_schedule(runs_library.enable_schedule(name, config=ctx.config))
 
 
 @router.post(
@@ -60,4 +60,4 @@ def enable_schedule(name: Name, ctx: Ctx) -> ScheduleModel:
 )
 def disable_schedule(name: Name, ctx: Ctx) -> ScheduleModel:
     """Switch a schedule off: no worker enqueues its ticks until it is enabled again."""
-    return ScheduleModel.from_schedule(runs_api.disable_schedule(name, config=ctx.config))
+    return ScheduleModel.from_schedule(runs_library.disable_schedule(name, config=ctx.config))

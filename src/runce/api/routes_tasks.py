@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from runce.api.appstate import AppState, app_state
 from runce.api.auth import require
-from runce.api.context import ApiContext, context
 from runce.api.problems import answers
 from runce.api.schemas import TaskControlAnswer
 from runce.tasks import control
@@ -22,7 +22,7 @@ router = APIRouter(
     dependencies=[Depends(require("runs:write", all_projects=True))],
 )
 
-Ctx = Annotated[ApiContext, Depends(context)]
+Ctx = Annotated[AppState, Depends(app_state)]
 _ANSWERS = answers(401, 403, 422, 500, 503)
 
 

@@ -13,8 +13,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from runce.api.appstate import AppState, app_state
 from runce.api.auth import require
-from runce.api.context import ApiContext, context
 from runce.api.params import Name, RunId
 from runce.api.problems import ProblemError, answers
 from runce.api.schemas import (
@@ -50,7 +50,7 @@ router = APIRouter(
 # GET /v1/workers is a read for callers, not a worker endpoint.
 readers = APIRouter(prefix="/v1", tags=["runs"], responses=answers(401, 403, 503))
 
-Ctx = Annotated[ApiContext, Depends(context)]
+Ctx = Annotated[AppState, Depends(app_state)]
 
 LEASE_LOST = answers(409)
 
@@ -174,7 +174,7 @@ def workers(ctx: Ctx) -> WorkerList:
     return WorkerList(workers=found, limits=ctx.runs.limits())
 
 
-def _readable(ctx: ApiContext, runs: list[Run]) -> list[Run]:
+def _readable(ctx: AppState, runs: list[Run]) -> list[Run]:
     """The claimed runs a remote worker can be given: a run whose stored input cannot be
     read back (its row written around runce) is failed here, saying so, as a local worker
     fails it; its marker must not reach a job as if it were the input."""
@@ -206,14 +206,14 @@ def _traceback(text: str | None) -> str | None:
     return None if text is None else cap_traceback(text)
 
 
-def _one(ctx: ApiContext, outcome: Outcome) -> RunModel:
+def _one(ctx: AppState, outcome: Outcome) -> RunModel:
     [landed] = ctx.queue.complete([outcome])
     if landed is None:
         raise _lost(outcome.fence)
     return _run_now(ctx, outcome.fence)
 
 
-def _run_now(ctx: ApiContext, fence: Fence) -> RunModel:
+def _run_now(ctx: AppState, fence: Fence) -> RunModel:
     """The run an outcome landed on, as it is now (read back: the answer carries it whole)."""
     run = ctx.queue.get(fence.run_id)
     if run is None:  # pruned in the meantime: the outcome still landed

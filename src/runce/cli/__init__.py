@@ -2,8 +2,8 @@
 
 ``main`` first lets :mod:`runce.cli.quick` answer ``runce run`` and ``runce status`` when
 every task is applied (standard library only); everything else loads the full command
-line (:mod:`.main`), whose job-queue commands (:mod:`.runs`) load only when one of them
-runs or the list is shown.
+line (:mod:`.main`, with the once-task commands of :mod:`.tasks`), whose job-queue commands
+(:mod:`.runs`) load only when one of them runs or the list is shown.
 """
 
 from __future__ import annotations

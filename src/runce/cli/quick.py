@@ -29,7 +29,7 @@ from typing import Any
 from runce.stores.sqlite.glance import applied_at_rest
 
 # What the full command shares with this path; tests keep both in step.
-MAX_SKIP_LINES = 10  # runce.cli.main: more applied tasks than this print as one line
+MAX_SKIP_LINES = 10  # runce.cli.tasks: more applied tasks than this print as one line
 CONFIG_FILES = ("runce.toml", "pyproject.toml", "runce_config.py")  # runce.config
 DEFAULT_TASKS_DIR = "tasks"
 DEFAULT_STORE_URL = "sqlite:///.runce/runce.db"
@@ -75,7 +75,7 @@ def _idle_run() -> list[str]:
 
 def _all_applied_status() -> list[str]:
     """The status table when every task file is applied unchanged, every applied task has
-    its file, and nobody holds the lock (runce.cli.main's _print_status)."""
+    its file, and nobody holds the lock (runce.cli.tasks's _print_status)."""
     database, tasks_dir = _locations()
     files = _task_checksums(tasks_dir)
     applied = _applied(database, lock_free=True)

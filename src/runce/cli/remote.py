@@ -145,14 +145,14 @@ class Runs(Protocol):
 
 
 class LocalRuns:
-    """The library's entry points (:mod:`runce.runs.api`) on the configured store."""
+    """The library's entry points (:mod:`runce.runs.library`) on the configured store."""
 
     def __init__(self, config: Config) -> None:
-        from runce.runs import api
+        from runce.runs import library
 
-        self._api = api
+        self._library = library
         self._config = config
-        self.description = api.shared_store(config.store).description
+        self.description = library.shared_store(config.store).description
 
     def enqueue(
         self,
@@ -166,7 +166,7 @@ class LocalRuns:
         project_id: str | None = None,
         concurrency_key: str | None = None,
     ) -> Run:
-        return self._api.enqueue(
+        return self._library.enqueue(
             kind,
             input,
             idempotency_key=idempotency_key,
@@ -179,7 +179,7 @@ class LocalRuns:
         )
 
     def get_run(self, run_id: str) -> Run:
-        return self._api.get_run(run_id, config=self._config)
+        return self._library.get_run(run_id, config=self._config)
 
     def list_runs(
         self,
@@ -193,7 +193,7 @@ class LocalRuns:
         limit: int = 50,
         order: RunOrder = "newest",
     ) -> RunPage:
-        return self._api.list_runs(
+        return self._library.list_runs(
             project_id=project_id,
             state=state,
             kind=kind,
@@ -206,40 +206,40 @@ class LocalRuns:
         )
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
-        return self._api.service(self._config).attempts(run_id)
+        return self._library.service(self._config).attempts(run_id)
 
     def flow(self, run: Run) -> FlowStatus:
-        return self._api.service(self._config).flow(run)
+        return self._library.service(self._config).flow(run)
 
     def limits(self) -> dict[str, str]:
         """The flow-control limit of each job of worker.handlers that has one, by kind."""
         from runce.errors import ConfigError
 
         try:
-            return self._api.service(self._config).limits()
+            return self._library.service(self._config).limits()
         except ConfigError:  # job modules this machine cannot import: no limits to show
             return {}
 
     def cancel_run(self, run_id: str) -> Run:
-        return self._api.cancel_run(run_id, config=self._config)
+        return self._library.cancel_run(run_id, config=self._config)
 
     def retry_run(self, run_id: str) -> Run:
-        return self._api.retry_run(run_id, config=self._config)
+        return self._library.retry_run(run_id, config=self._config)
 
     def prune_runs(self) -> int:
-        return self._api.prune_runs(config=self._config)
+        return self._library.prune_runs(config=self._config)
 
     def workers(self) -> list[WorkerInfo]:
-        return self._api.queue_of(self._api.shared_store(self._config.store)).workers()
+        return self._library.queue_of(self._library.shared_store(self._config.store)).workers()
 
     def list_schedules(self) -> list[Schedule]:
-        return self._api.list_schedules(config=self._config)
+        return self._library.list_schedules(config=self._config)
 
     def enable_schedule(self, name: str) -> Schedule:
-        return self._api.enable_schedule(name, config=self._config)
+        return self._library.enable_schedule(name, config=self._config)
 
     def disable_schedule(self, name: str) -> Schedule:
-        return self._api.disable_schedule(name, config=self._config)
+        return self._library.disable_schedule(name, config=self._config)
 
 
 def open_runs(config: Config, remote: str | None, token: str | None) -> Runs:

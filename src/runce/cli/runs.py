@@ -24,8 +24,8 @@ import click
 
 from runce.cli import output
 from runce.cli.logs import log_format_option, use_format
-from runce.cli.main import cli, config_options, load_cli_config
 from runce.cli.remote import Runs, open_runs, remote_options, remote_queue
+from runce.cli.root import cli, config_options, load_cli_config
 from runce.config import MAX_CONCURRENCY, MAX_RUN_TIME, Config
 from runce.errors import InvalidInput, UsageError
 from runce.runs.limits import (
@@ -50,10 +50,10 @@ TAIL_EXIT = {"succeeded": 0, "failed": 1, "canceled": 4}
 TAIL_TIMEOUT_EXIT = 3
 
 
-def _api() -> Any:
-    from runce.runs import api
+def _library() -> Any:
+    from runce.runs import library
 
-    return api
+    return library
 
 
 def _when(text: str | None, flag: str) -> datetime | None:
@@ -161,7 +161,7 @@ def worker(
     use_format(log_format)
     chosen = _kinds(kinds)
     queue = remote_queue(cfg, remote, token, drain) if remote is not None else None
-    running = _api().worker(
+    running = _library().worker(
         cfg, concurrency=concurrency, kinds=chosen, drain=drain, max_time=max_time, queue=queue
     )
     port = metrics_port or cfg.worker.metrics_port
@@ -262,8 +262,8 @@ def healthcheck(config_path: Path | None, tasks_dir: Path | None) -> None:
 
 
 def _queue(cfg: Config) -> Any:
-    api = _api()
-    return api.queue_of(api.shared_store(cfg.store))
+    library = _library()
+    return library.queue_of(library.shared_store(cfg.store))
 
 
 def _runs(
@@ -274,7 +274,7 @@ def _runs(
 
 def _store_note(cfg: Config) -> None:
     """Which store a command uses (password masked), on stderr so stdout stays scriptable."""
-    description = _api().shared_store(cfg.store).description
+    description = _library().shared_store(cfg.store).description
     click.echo(click.style(f"store: {description}", dim=True), err=True)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from runce.cli import output
-from runce.cli.main import cli, config_options, load_cli_config
 from runce.cli.remote import Runs, open_runs, remote_options
+from runce.cli.root import cli, config_options, load_cli_config
 
 
 @cli.group()

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from runce.cli.logs import log_format_option, use_format
-from runce.cli.main import cli, config_options
+from runce.cli.root import cli, config_options
 from runce.config import resolve_config
 from runce.errors import UsageError
 

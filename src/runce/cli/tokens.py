@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from runce.cli import output
-from runce.cli.main import cli, config_options, load_cli_config
+from runce.cli.root import cli, config_options, load_cli_config
 
 if TYPE_CHECKING:
     from runce.domain.tokens import Token
@@ -18,7 +18,7 @@ SCOPES = ("runs:read", "runs:write", "runs:work")
 
 
 def _tokens() -> Any:
-    from runce.api import tokens
+    from runce.runs import tokens
 
     return tokens
 

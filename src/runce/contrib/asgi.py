@@ -43,9 +43,9 @@ from runce.config import (
     resolve_config,
 )
 from runce.errors import UsageError
-from runce.runs.api import worker as make_worker
+from runce.runs.library import worker as make_worker
 from runce.runs.worker import Worker
-from runce.tasks.api import run_pending_on_boot
+from runce.tasks.library import run_pending_on_boot
 
 log = logging.getLogger("runce.asgi")
 

@@ -1,8 +1,8 @@
 """Where a job's ``.later``, ``.now`` and ``.batch`` send their work.
 
 Job definitions (:mod:`runce.runs.jobs`) sit below the library's entry points
-(:mod:`runce.runs.api`), which import them, so a job does not import the entry points: it
-asks this seam for them. :mod:`runce.runs.api` installs them here when it is imported. A
+(:mod:`runce.runs.library`), which import them, so a job does not import the entry points: it
+asks this seam for them. :mod:`runce.runs.library` installs them here when it is imported. A
 job used before anything imported it (a script that defines a job and calls ``.later`` on
 it) has the seam import it by name, once: the one way up from a job to the entry points.
 """
@@ -50,12 +50,12 @@ _installed: list[Dispatch] = []
 
 
 def install(dispatch: Dispatch) -> None:
-    """Make ``dispatch`` what every job sends its work to (called by :mod:`runce.runs.api`)."""
+    """Make ``dispatch`` what every job sends its work to (called by :mod:`runce.runs.library`)."""
     _installed[:] = [dispatch]
 
 
 def dispatch() -> Dispatch:
-    """The installed entry points, importing :mod:`runce.runs.api` first if nothing has."""
+    """The installed entry points, importing :mod:`runce.runs.library` first if nothing has."""
     if not _installed:
-        importlib.import_module("runce.runs.api")  # installs its entry points on import
+        importlib.import_module("runce.runs.library")  # installs its entry points on import
     return _installed[0]

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from runce.api.context import ApiContext, context
+from runce.api.appstate import AppState, app_state
 from runce.api.ratelimit import RateLimiter, spend
 from runce.api.ui import pages
 from runce.api.ui.render import PageError, redirect
@@ -39,11 +39,11 @@ from runce.errors import (
     UnknownTask,
     UsageError,
 )
-from runce.runs import api as runs_api
+from runce.runs import library as runs_library
 from runce.tasks import control
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-Ctx = Annotated[ApiContext, Depends(context)]
+Ctx = Annotated[AppState, Depends(app_state)]
 MAX_FORM = 16 * 1024
 
 
@@ -97,7 +97,7 @@ async def retry(run_id: str, request: Request, ctx: Ctx) -> Response:
 
 async def _on_run(
     request: Request,
-    ctx: ApiContext,
+    ctx: AppState,
     run_id: str,
     act: Callable[[str], object],
     limit: RateLimiter | None = None,
@@ -120,16 +120,16 @@ async def _on_run(
 
 @router.post("/schedules/{name}/enable")
 async def enable(name: str, request: Request, ctx: Ctx) -> Response:
-    return await _switch(request, ctx, name, runs_api.enable_schedule)
+    return await _switch(request, ctx, name, runs_library.enable_schedule)
 
 
 @router.post("/schedules/{name}/disable")
 async def disable(name: str, request: Request, ctx: Ctx) -> Response:
-    return await _switch(request, ctx, name, runs_api.disable_schedule)
+    return await _switch(request, ctx, name, runs_library.disable_schedule)
 
 
 async def _switch(
-    request: Request, ctx: ApiContext, name: str, switch: Callable[..., object]
+    request: Request, ctx: AppState, name: str, switch: Callable[..., object]
 ) -> Response:
     form = await _form(request)
 
@@ -162,7 +162,7 @@ async def cancel_task(task_id: str, request: Request, ctx: Ctx) -> Response:
 
 
 async def _on_task(
-    request: Request, ctx: ApiContext, task_id: str, act: Callable[..., control.ControlResult]
+    request: Request, ctx: AppState, task_id: str, act: Callable[..., control.ControlResult]
 ) -> Response:
     """A pause, resume or cancel request, as ``POST /v1/tasks/{id}:pause`` and the CLI make
     it: ``runs:write`` on a token bound to no project (once tasks belong to none)."""

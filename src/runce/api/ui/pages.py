@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from runce.api.context import ApiContext, context
+from runce.api.appstate import AppState, app_state
 from runce.api.problems import ProblemError
 from runce.api.ui import views
 from runce.api.ui.render import HEADERS, PageError, page, pretty, when
@@ -20,7 +20,7 @@ from runce.errors import UnknownRun, UsageError
 from runce.runs import redact
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-Ctx = Annotated[ApiContext, Depends(context)]
+Ctx = Annotated[AppState, Depends(app_state)]
 Text = Annotated[str | None, Query(max_length=1000)]
 PAGE = 50
 _STATIC = {
@@ -98,7 +98,7 @@ def runs(request: Request, ctx: Ctx, wanted: WantedRuns) -> Response:
     return page(request, "runs.html", viewer=viewer, listing=listing, states=RUN_STATES, nav="runs")
 
 
-def _listing(ctx: ApiContext, viewer: Viewer, wanted: Wanted) -> Listing:
+def _listing(ctx: AppState, viewer: Viewer, wanted: Wanted) -> Listing:
     given = {k: v.strip() for k, v in asdict(wanted).items() if v and v.strip()}
     shown = {k: v for k, v in given.items() if k != "cursor"}
     try:
@@ -148,7 +148,7 @@ def run_page(run_id: str, request: Request, ctx: Ctx) -> Response:
     )
 
 
-def reachable_run(ctx: ApiContext, viewer: Viewer, run_id: str) -> Run:
+def reachable_run(ctx: AppState, viewer: Viewer, run_id: str) -> Run:
     try:
         return viewer.caller.check_run(ctx.runs.get(run_id))
     except UnknownRun:
@@ -240,7 +240,7 @@ def workers(request: Request, ctx: Ctx) -> Response:
     return page(request, "workers.html", viewer=viewer, workers=views.workers(ctx), nav="workers")
 
 
-def _everything(request: Request, ctx: ApiContext) -> Viewer:
+def _everything(request: Request, ctx: AppState) -> Viewer:
     viewer = reader(request, ctx)
     if not viewer.sees_everything:
         raise PageError(

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from fastapi import Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
+from runce.api.appstate import AppState, app_state
 from runce.api.auth import Caller, authenticate
-from runce.api.context import ApiContext, context
 from runce.api.problems import ProblemError
 
 SESSION = "runce_session"
@@ -63,12 +63,12 @@ def csrf_for(secret: str) -> str:
     return hmac.new(secret.encode(), b"runce-ui-csrf", hashlib.sha256).hexdigest()
 
 
-def viewer(request: Request, ctx: ApiContext) -> Viewer:
+def viewer(request: Request, ctx: AppState) -> Viewer:
     """The session's viewer; :class:`SignInNeeded` without a valid one."""
     return viewer_for(ctx, request.cookies.get(SESSION))
 
 
-def viewer_for(ctx: ApiContext, text: str | None) -> Viewer:
+def viewer_for(ctx: AppState, text: str | None) -> Viewer:
     """The viewer of a token's text, checked as the API checks a bearer token."""
     if not text:
         raise SignInNeeded
@@ -79,7 +79,7 @@ def viewer_for(ctx: ApiContext, text: str | None) -> Viewer:
     return Viewer(caller, csrf_for(text))
 
 
-def reader(request: Request, ctx: ApiContext) -> Viewer:
+def reader(request: Request, ctx: AppState) -> Viewer:
     found = viewer(request, ctx)
     if not found.can_read:
         raise Refused("this token lacks the scope runs:read, which the dashboard needs")
@@ -91,7 +91,7 @@ def check_csrf(found: Viewer, sent: str | None) -> None:
         raise Refused("the form's CSRF token is missing or wrong; reload the page and try again")
 
 
-def writer(request: Request, ctx: ApiContext, sent_csrf: str | None) -> Viewer:
+def writer(request: Request, ctx: AppState, sent_csrf: str | None) -> Viewer:
     """The viewer of an action: signed in, the form's CSRF token right, and ``runs:write``."""
     found = reader(request, ctx)
     check_csrf(found, sent_csrf)
@@ -125,7 +125,7 @@ def set_cookie(request: Request, response: Response, name: str, value: str) -> N
 def secure(request: Request) -> bool:
     """Whether the cookies are Secure: always with ``api.secure_cookies = true``, else when
     the request came over HTTPS (as a proxy of ``api.forwarded_allow_ips`` says, behind one)."""
-    return context(request).config.api.secure_cookies is True or request.url.scheme == "https"
+    return app_state(request).config.api.secure_cookies is True or request.url.scheme == "https"
 
 
 def clear(response: Response) -> None:

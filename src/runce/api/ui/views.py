@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from runce.api.context import ApiContext
+from runce.api.appstate import AppState
 from runce.api.ui.render import progress_percent, progress_text
 from runce.domain.locks import LockHolder
 from runce.domain.runs import STATS_CAP, RunStats, WorkerInfo
 from runce.domain.schedules import Schedule
 from runce.domain.tasks import Attempt
 from runce.errors import RunceError
-from runce.runs import api as runs_api
-from runce.tasks import api as tasks_api
+from runce.runs import library as runs_library
+from runce.tasks import library as tasks_library
 from runce.tasks.states import TaskState, TaskStatus
 
 # What to do about a once task in a state that needs a person (shown beside it).
@@ -136,7 +136,7 @@ HISTORY_SHOWN = 20  # attempts shown per once task, the latest
 CAP = STATS_CAP  # runs counted at most: queued ones per kind, the others in all
 
 
-def workers(ctx: ApiContext) -> list[WorkerRow]:
+def workers(ctx: AppState) -> list[WorkerRow]:
     """The workers not stopped, live or stale (no heartbeat for two leases), and the last
     :data:`~runce.domain.runs.STOPPED_SHOWN` stopped ones (the store's bounded listing)."""
     now = ctx.queue.now()
@@ -149,29 +149,31 @@ def workers(ctx: ApiContext) -> list[WorkerRow]:
     return rows
 
 
-def overview(ctx: ApiContext, with_tasks: bool) -> Overview:
+def overview(ctx: AppState, with_tasks: bool) -> Overview:
     stats = ctx.runs.stats(WINDOW, cap=CAP)
     kinds = sorted({kind for _, kind in (*stats.active, *stats.finished)})
     board = task_board(ctx, history_per_task=0) if with_tasks else None  # counts only
     return Overview(stats, kinds, workers(ctx), board)
 
 
-def task_statuses(ctx: ApiContext) -> list[TaskStatus]:
+def task_statuses(ctx: AppState) -> list[TaskStatus]:
     """Every once task's status, for the page's live view (none when they cannot be read)."""
     try:
-        return tasks_api.status_on(ctx.store, ctx.config).tasks
+        return tasks_library.status_on(ctx.store, ctx.config).tasks
     except RunceError:
         return []
 
 
-def task_board(ctx: ApiContext, history_per_task: int = HISTORY_SHOWN) -> TaskBoard:
+def task_board(ctx: AppState, history_per_task: int = HISTORY_SHOWN) -> TaskBoard:
     """Every once task with its state and its latest attempts; a broken task directory or
     an unreachable store is told, not raised (the rest of the dashboard still works)."""
     try:
-        report = tasks_api.status_on(ctx.store, ctx.config)
+        report = tasks_library.status_on(ctx.store, ctx.config)
         ids = [s.id for s in report.tasks]
         history = (
-            tasks_api.latest_attempts(ctx.store, ids, history_per_task) if history_per_task else {}
+            tasks_library.latest_attempts(ctx.store, ids, history_per_task)
+            if history_per_task
+            else {}
         )
     except RunceError as exc:
         return TaskBoard(error=str(exc))
@@ -179,8 +181,8 @@ def task_board(ctx: ApiContext, history_per_task: int = HISTORY_SHOWN) -> TaskBo
     return TaskBoard(rows, report.holder)
 
 
-def schedules(ctx: ApiContext) -> list[Schedule]:
-    return runs_api.list_schedules(config=ctx.config)
+def schedules(ctx: AppState) -> list[Schedule]:
+    return runs_library.list_schedules(config=ctx.config)
 
 
 def parse_moment(text: str | None, what: str) -> datetime | None:

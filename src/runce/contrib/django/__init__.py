@@ -41,7 +41,7 @@ def enqueue_on_commit(
     """
     from django.db import transaction
 
-    from runce.runs.api import enqueue
+    from runce.runs.library import enqueue
 
     def send() -> None:
         enqueue(

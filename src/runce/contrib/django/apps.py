@@ -30,7 +30,7 @@ def release_stores(sender: object, connection: Any, **kwargs: object) -> None:
     drop a database runce is still connected to. They connect again when next used."""
     from django.db.backends.base.base import NO_DB_ALIAS
 
-    from runce.runs.api import close_stores
+    from runce.runs.library import close_stores
 
     if connection.alias == NO_DB_ALIAS:
         close_stores()

@@ -1,6 +1,6 @@
 """The SQL of the PostgreSQL store, kept in ``.sql`` files beside this module.
 
-``queries.sql`` (once tasks and the lock) and ``runs.sql`` (the run queue) hold named
+``tasks.sql`` (once tasks and the lock) and ``runs.sql`` (the run queue) hold named
 statements (``-- name: foo`` starts one); ``migrations/`` holds the numbered schema
 migrations. All write runce's schema as ``{schema}``: it is filled in with
 :class:`psycopg.sql.Identifier`, never by formatting text, and parameters are ``%(name)s``
@@ -19,12 +19,12 @@ from runce.stores.sql import files as sql_files
 
 _FOLDER = os.path.dirname(os.path.abspath(__file__))
 _MIGRATIONS = os.path.join(_FOLDER, "migrations")
-_QUERY_FILES = ("queries.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
+_QUERY_FILES = ("tasks.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
 _PART = "part_"
 
 
 def query(name: str, schema: str) -> sql.Composed:
-    """The statement named ``name`` in ``queries.sql``, for runce's tables in ``schema``."""
+    """The statement named ``name`` in the ``.sql`` files, for runce's tables in ``schema``."""
     return _composed(_queries()[name], schema)
 
 

@@ -1,6 +1,6 @@
 """The SQL of the SQLite store, kept in ``.sql`` files beside this module.
 
-``queries.sql`` (once tasks and the lock) and ``runs.sql`` (the run queue) hold named
+``tasks.sql`` (once tasks and the lock) and ``runs.sql`` (the run queue) hold named
 statements (``-- name: foo`` starts one); ``migrations/`` holds the numbered schema
 migrations, applied in order and counted in ``PRAGMA user_version``.
 """
@@ -16,7 +16,7 @@ from runce.stores.sql import files as sql_files
 
 _FOLDER = os.path.dirname(os.path.abspath(__file__))
 _MIGRATIONS = os.path.join(_FOLDER, "migrations")
-_QUERY_FILES = ("queries.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
+_QUERY_FILES = ("tasks.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
 
 
 def query(name: str) -> str:

@@ -1,6 +1,6 @@
-"""What every route works with: the configuration, the store opened once per app, the run
-service over its queue, the tokens and the rate limits. Routes get it with
-``Depends(context)``."""
+"""The app's state, what every route works with: the configuration, the store opened
+once per app, the run service over its queue, the tokens and the rate limits. Routes get it
+with ``Depends(app_state)``."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from typing import Any
 from fastapi import Request
 
 from runce.api.ratelimit import RateLimiter
-from runce.api.tokens import LastUsed
 from runce.config import Config
 from runce.runs.service import RunService
+from runce.runs.tokens import LastUsed
 from runce.stores.base import Store
 from runce.stores.queue import RunQueue
 from runce.stores.tokens import TokenStore
 
 
 @dataclass(frozen=True)
-class ApiContext:
+class AppState:
     config: Config
     store: Store
     runs: RunService
@@ -34,6 +34,6 @@ class ApiContext:
         return self.runs.queue
 
 
-def context(request: Request) -> ApiContext:
-    found: ApiContext = request.app.state.runce
+def app_state(request: Request) -> AppState:
+    found: AppState = request.app.state.runce
     return found

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from runce.config import ConfigArg, resolve_config
 from runce.domain.tokens import NewToken, Token
 from runce.errors import UnsupportedFeature, UsageError
-from runce.runs.api import shared_store
+from runce.runs.library import shared_store
 from runce.stores.base import Store
 from runce.stores.tokens import TokenStore
 

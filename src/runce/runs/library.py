@@ -1,4 +1,4 @@
-"""The library's entry points for runs (R-2a). The CLI and HTTP API call these too.
+"""The library's entry points for runs (docs/runs.md). The CLI and HTTP API call these too.
 
 Each takes ``config=`` like the once-task functions (a path, a ``define_config`` result, a
 dict, a loaded :class:`~runce.config.Config`, or None to find it from the current
@@ -377,7 +377,8 @@ def list_runs(
 
 
 def ensure_idempotent(key: str, factory: Callable[[], Run], *, config: ConfigArg = None) -> Run:
-    """The run holding idempotency key ``key``, or the one ``factory()`` creates (R-2a).
+    """The run holding idempotency key ``key``, or the one ``factory()`` creates
+    (docs/runs.md#enqueueing).
 
     ``factory`` enqueues it with that key, e.g. ``lambda: runce.enqueue(kind, input,
     idempotency_key=key)``; the store keeps one run per key, so concurrent callers all get
