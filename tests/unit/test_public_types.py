@@ -60,3 +60,16 @@ def test_the_lazy_table_names_every_lazily_loaded_public_name() -> None:
             continue
         assert name in runce.__all__, name
         assert getattr(__import__(module, fromlist=[name]), name) is getattr(runce, name)
+
+
+def test_the_old_home_of_the_once_task_functions_still_imports_and_says_where_they_went() -> None:
+    import importlib
+    import sys
+
+    from runce.tasks import library
+
+    sys.modules.pop("runce.tasks.api", None)
+    with pytest.warns(DeprecationWarning, match=r"runce\.tasks\.library"):
+        old = importlib.import_module("runce.tasks.api")
+    assert old.baseline is library.baseline
+    assert set(old.__all__) <= set(dir(library))
