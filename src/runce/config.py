@@ -25,11 +25,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from runce.defaults import CONFIG_FILES, DEFAULT_STORE_URL, DEFAULT_TASKS_DIR
 from runce.errors import ConfigError, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.registry import is_builtin, known_types, scheme_of
 
-DEFAULT_STORE_URL = "sqlite:///.runce/runce.db"
 # Keys masked in runce's logs and run errors unless worker.redact says otherwise
 # (docs/runs.md#secrets).
 DEFAULT_REDACT: tuple[str, ...] = (
@@ -44,7 +44,6 @@ DEFAULT_REDACT: tuple[str, ...] = (
     "private_key",
     "credentials",
 )
-CONFIG_FILES = ("runce.toml", "pyproject.toml", "runce_config.py")
 
 # ---------------------------------------------------------------------------------------
 # Value parsers: each takes the raw value and returns the clean one or raises ValueError
@@ -318,7 +317,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "tasks_dir",
         _text,
-        "tasks",
+        DEFAULT_TASKS_DIR,
         "path",
         "RUNCE_TASKS_DIR",
         aliases=("tasksDir",),

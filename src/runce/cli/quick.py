@@ -20,19 +20,16 @@ every applied record has its file and nobody holds the lock.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
 from typing import Any
 
+from runce.defaults import CONFIG_FILES, DEFAULT_STORE_URL, DEFAULT_TASKS_DIR
 from runce.stores.sqlite.glance import applied_at_rest
+from runce.tasks.taskfiles import checksum_of, task_paths
 
-# What the full command shares with this path; tests keep both in step.
-MAX_SKIP_LINES = 10  # runce.cli.tasks: more applied tasks than this print as one line
-CONFIG_FILES = ("runce.toml", "pyproject.toml", "runce_config.py")  # runce.config
-DEFAULT_TASKS_DIR = "tasks"
-DEFAULT_STORE_URL = "sqlite:///.runce/runce.db"
+MAX_SKIP_LINES = 10  # as runce.cli.tasks: more applied tasks than this print as one line
 _SQLITE_PREFIX = "sqlite:///"
 _KEYS = frozenset({"store", "tasks_dir"})
 # Paths that need no quoting in a file: URI (anything else goes the full way).
@@ -142,20 +139,13 @@ def _store_path(settings: dict[str, Any]) -> str:
 
 
 def _task_checksums(tasks_dir: str) -> dict[str, str]:
-    """Task id -> checksum, found and computed as runce.tasks.discovery does."""
+    """Task id -> checksum, as runce.tasks.discovery finds them."""
     found: dict[str, str] = {}
     _require(os.path.isdir(tasks_dir))
-    for root, dirs, names in os.walk(tasks_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
-        for name in names:
-            if not name.endswith(".py") or name.startswith(("_", ".")):
-                continue
-            task_id = name[:-3]
-            _require(task_id not in found)
-            with open(os.path.join(root, name), "rb") as handle:
-                data = handle.read()
-            normalised = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            found[task_id] = "sha256:" + hashlib.sha256(normalised).hexdigest()
+    for task_id, path in task_paths(tasks_dir):
+        _require(task_id not in found)
+        with open(path, "rb") as handle:
+            found[task_id] = checksum_of(handle.read())
     return found
 
 

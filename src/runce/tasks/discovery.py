@@ -3,13 +3,14 @@ docs/once-tasks.md#running). Nothing here imports a task."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from runce.errors import TaskLoadError
+from runce.tasks.taskfiles import checksum_of, task_paths
+
+__all__ = ["TaskFile", "checksum_of", "discover", "skip_variable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,13 +18,6 @@ class TaskFile:
     id: str
     path: Path
     checksum: str
-
-
-def checksum_of(data: bytes) -> str:
-    """``sha256:<hex>`` of the file with line endings normalised, so a checkout on Windows
-    and one on Linux agree."""
-    normalised = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return "sha256:" + hashlib.sha256(normalised).hexdigest()
 
 
 def discover(tasks_dir: Path) -> list[TaskFile]:
@@ -42,8 +36,8 @@ def discover(tasks_dir: Path) -> list[TaskFile]:
             'or write a first task with `runce make "name"`'
         )
     found: dict[str, TaskFile] = {}
-    for path in _task_paths(tasks_dir):
-        task_id = path.stem
+    for task_id, name in task_paths(tasks_dir):
+        path = Path(name)
         if task_id in found:
             raise TaskLoadError(
                 f"two task files have the id {task_id!r}: {found[task_id].path} and {path}; "
@@ -51,16 +45,6 @@ def discover(tasks_dir: Path) -> list[TaskFile]:
             )
         found[task_id] = TaskFile(task_id, path, checksum_of(path.read_bytes()))
     return [found[task_id] for task_id in sorted(found)]
-
-
-def _task_paths(tasks_dir: Path) -> list[Path]:
-    paths: list[Path] = []
-    for root, dirs, files in os.walk(tasks_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
-        paths.extend(
-            Path(root, f) for f in files if f.endswith(".py") and not f.startswith(("_", "."))
-        )
-    return paths
 
 
 def skip_variable(task_id: str) -> str:
