@@ -11,6 +11,7 @@ from types import FrameType
 
 import click
 
+from runce import interrupts
 from runce.cli import tasks as _tasks  # noqa: F401  (registers the once-task commands)
 from runce.cli.logs import use_format
 from runce.cli.root import EXIT_USAGE, cli, fail, interrupted
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None, prog_name: str = "runce") -> None:
     logging.basicConfig(level=logging.INFO, handlers=[StderrHandler()])
     use_format("text")
     signal.signal(signal.SIGTERM, _on_sigterm)
+    interrupts.watch()
     as_json = _wants_json(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
