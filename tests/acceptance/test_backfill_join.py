@@ -118,12 +118,20 @@ def fetch(ctx, cursor, size):
     done = len(batch) < size or batch[-1] >= cursor["end"]
     return batch, (None if done else {{"at": batch[-1], "end": cursor["end"]}})
 
+_done = 0
+
 def process(ctx, batch):
+    global _done
     while not os.path.exists({str(log) + ".go"!r}):  # until every helper has joined
         time.sleep(0.01)
     _hit(ctx, batch)
     with open({str(log)!r}, "a") as f:
         f.write(f"{{os.getpid()}} {{len(batch)}}\\n")
+    _done += 1
+    if _done == int(os.environ.get("HOLD_AFTER", "0")):  # the doomed helper: wait to be killed
+        open({str(log) + ".held"!r}, "w").close()
+        while True:
+            time.sleep(1)
     time.sleep(0.03)
 
 task = runce.Backfill(
@@ -282,14 +290,18 @@ def test_helpers_share_the_ranges_and_a_killed_helper_loses_only_its_batch(
     log = workspace.root / "batches.log"
     workspace.task(TASK, _task_body(table.url, table.name, log, transactional))
     join = ("backfill", "join", TASK, "--wait", str(PATIENCE))
-    doomed, helper = workspace.start(*join), workspace.start(*join)
+    # The doomed helper stops after its second batch (processed, its checkpoint not yet
+    # written) and holds its range until it is killed, however busy the machine is.
+    doomed, helper = workspace.start(*join, HOLD_AFTER="2"), workspace.start(*join)
     coordinator = workspace.start("run")
     everyone = [doomed, helper, coordinator]
     _joined(doomed)
     _joined(helper)
     Path(f"{log}.go").touch()  # the batches wait for this: everyone starts together
 
-    _wait_until("the helper worked a batch", lambda: _pids(log)[doomed.pid] >= 2, everyone)
+    held_mark = Path(f"{log}.held")
+    _wait_until("the doomed helper holds its range", held_mark.exists, everyone)
+    assert _pids(log)[doomed.pid] == 2
     assert _holder_of_a_range(workspace, doomed.pid), "killed while it holds a range"
     status = json.loads(workspace.runce("status", "--json").stdout)
     [running] = [t for t in status["tasks"] if t["id"] == TASK]
