@@ -63,11 +63,32 @@ def work(kind, key, ctx, seconds=0.003):
     record(f"e {{time.time():.6f}} {{kind}} {{key}} {{ctx.run.id}} {{ctx.run.attempt}}")
 
 
+def fill_the_kind_once(ctx):
+    # Until the kind's limit has been reached once (or 20 s), a run holds its slot: however
+    # slowly claims come on a busy machine, the audit sees whether they fill the limit (on
+    # MongoDB with both cores busy, half-second runs peaked at 4 of 6).
+    if LOG == os.devnull:
+        return
+    running, filled = LOG + ".kind", LOG + ".filled"
+    os.makedirs(running, exist_ok=True)
+    mine = os.path.join(running, ctx.run.id)
+    open(mine, "w").close()
+    try:
+        deadline = time.time() + 20
+        while not os.path.exists(filled) and time.time() < deadline:
+            if len(os.listdir(running)) >= {KIND_LIMIT}:
+                open(filled, "w").close()
+            time.sleep(0.02)
+    finally:
+        os.remove(mine)
+
+
 @runce.job("flow.kind", concurrency={KIND_LIMIT})
 def flow_kind(params, ctx):
-    # Half a second, like the busy key's: on MongoDB, claimers racing on a busy machine fill
-    # a kind's free slots a few at a time, and a quarter of a second once left one unfilled.
-    work("flow.kind", "-", ctx, 0.5)
+    record(f"s {{time.time():.6f}} flow.kind - {{ctx.run.id}} {{ctx.run.attempt}}")
+    fill_the_kind_once(ctx)
+    time.sleep(0.5)
+    record(f"e {{time.time():.6f}} flow.kind - {{ctx.run.id}} {{ctx.run.attempt}}")
 
 
 @runce.job("flow.keyed", concurrency={KEY_LIMIT}, concurrency_key="customer")
@@ -179,7 +200,12 @@ def _busiest_second(times: list[float]) -> int:
     return most
 
 
-@pytest.mark.timeout(600)
+# About 70 s on SecantusDB on an idle machine, and over 300 s with both cores kept busy by
+# other processes: the budget is for the second.
+DRAIN_PATIENCE = 780
+
+
+@pytest.mark.timeout(DRAIN_PATIENCE + 120)
 def test_four_workers_keep_every_limit(fspace: Workspace, tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
     began = time.monotonic()
@@ -191,7 +217,7 @@ def test_four_workers_keep_every_limit(fspace: Workspace, tmp_path: Path) -> Non
         for _ in range(4)
     ]
     for proc in workers:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=DRAIN_PATIENCE)
         assert proc.returncode == 0, out + err
     found = audit(log.read_text().splitlines(), _claim_times(fspace))
     print(f"audit: {found}")
