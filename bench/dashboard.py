@@ -36,9 +36,9 @@ import psycopg
 from psycopg import sql
 
 from runce.api.app import create_app
-from runce.runs.tokens import create_token
 from runce.config import Config, resolve_config
 from runce.domain.runs import RunFilter
+from runce.runs.tokens import create_token
 
 SCHEMA = "runce_dashboard_bench"
 TASKS = 40  # once tasks in the tasks folder
