@@ -27,7 +27,6 @@ from tests.acceptance.conftest import (
     output_of,
     postgres_workspace,
     stores_for,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -132,6 +131,8 @@ def process(ctx, batch):
         open({str(log) + ".held"!r}, "w").close()
         while True:
             time.sleep(1)
+    while os.path.exists({str(log) + ".hold"!r}):  # the test acts while every batch waits
+        time.sleep(0.01)
     time.sleep(0.03)
 
 task = runce.Backfill(
@@ -348,11 +349,13 @@ def test_a_pause_from_another_process_stops_the_helpers_too(
     helper = workspace.start("backfill", "join", TASK, "--wait", str(PATIENCE))
     coordinator = workspace.start("run")
     _joined(helper)
-    Path(f"{log}.go").touch()
-    wait_for(log, timeout=PATIENCE)
+    hold = Path(f"{log}.hold")
+    hold.touch()  # each waits after its batch until the pause is asked: a busy machine
+    Path(f"{log}.go").touch()  # cannot let the backfill finish first
     _wait_until("the helper worked a batch", lambda: _pids(log)[helper.pid] >= 1, [helper])
 
     asked = workspace.runce(command, TASK)
+    hold.unlink()
     assert asked.returncode == 0, output_of(asked)
     verb = "paused" if command == "pause" else "canceled"
     code, said = _finish(coordinator)
@@ -439,7 +442,9 @@ def test_helpers_stop_when_the_coordinator_dies_and_the_next_run_finishes(
     helper = workspace.start("backfill", "join", TASK, "--wait", str(PATIENCE))
     coordinator = workspace.start("run")
     _joined(helper)
-    Path(f"{log}.go").touch()
+    hold = Path(f"{log}.hold")
+    hold.touch()  # each waits after its first batch: the helper cannot finish every range
+    Path(f"{log}.go").touch()  # before it notices that its coordinator died
     _wait_until(
         "both worked a batch",
         lambda: _pids(log)[helper.pid] >= 1 and _pids(log)[coordinator.pid] >= 1,
@@ -448,6 +453,7 @@ def test_helpers_stop_when_the_coordinator_dies_and_the_next_run_finishes(
 
     coordinator.send_signal(signal.SIGKILL)
     coordinator.wait()
+    hold.unlink()
     code, said = _finish(helper)
     assert code == 1, said
     assert "has ended or died" in said, said
