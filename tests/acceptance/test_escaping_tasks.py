@@ -4,8 +4,11 @@ fails its task: recorded, reported in one line, exit 1 (130 for Ctrl-C)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +66,20 @@ def test_an_unprintable_failure_is_recorded(workspace: Workspace, body: str, nee
     assert [t["state"] for t in json.loads(again.stdout)["tasks"]] == ["FAILED"]
 
 
+def _signal_masks(pid: int, tid: int | None = None) -> str:
+    """Each thread's blocked, ignored, caught and pending signals, from /proc (hex masks)."""
+    keys = ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    tasks = Path(f"/proc/{pid}/task")
+    lines = []
+    for task in sorted(tasks.iterdir()) if tasks.exists() else []:
+        if tid is not None and task.name != str(tid):
+            continue
+        status = (task / "status").read_text().splitlines()
+        found = [line.replace("\t", " ") for line in status if line.split(":")[0] in keys]
+        lines.append(f"{task.name}: " + ", ".join(found))
+    return "\n".join(lines)
+
+
 def test_ctrl_c_stops_the_runner_and_says_so(sqlite_workspace: Workspace) -> None:
     started = sqlite_workspace.root / "started"
     sqlite_workspace.task(
@@ -84,9 +101,14 @@ def test_ctrl_c_stops_the_runner_and_says_so(sqlite_workspace: Workspace) -> Non
     try:
         _, stderr = runner.communicate(timeout=30)
     except subprocess.TimeoutExpired:
+        masks = _signal_masks(runner.pid)
         runner.send_signal(signal.SIGABRT)
         _, stuck = runner.communicate(timeout=30)
-        pytest.fail(f"the runner did not stop within 30 s of Ctrl-C; its threads:\n{stuck}")
+        pytest.fail(
+            f"the runner did not stop within 30 s of Ctrl-C; its signal masks:\n{masks}\n"
+            f"the test's own: {_signal_masks(os.getpid(), threading.get_native_id())}\n"
+            f"its threads:\n{stuck}"
+        )
     assert runner.returncode == 130
     assert "interrupted by Ctrl-C" in stderr
     assert "Traceback" not in stderr
