@@ -77,5 +77,5 @@ def _nudge_on_stop(read_end: int, main: int, nudge: int) -> None:
             time.sleep(GRACE)
             try:
                 signal.pthread_kill(main, nudge)
-            except (OSError, ProcessLookupError):
+            except OSError:  # the main thread is gone: nothing left to wake
                 return
