@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +33,10 @@ SCRIPT = textwrap.dedent(
     threading.Thread(target=other, daemon=True).start()
     ready.wait()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    print("asleep", flush=True)
     try:
+        # Inside the try: a Ctrl-C the main thread sees at once, while it is still running
+        # Python, raises here and is as good as one that ends the sleep.
+        print("asleep", flush=True)
         time.sleep(60)
     except KeyboardInterrupt:
         print("interrupted", flush=True)
@@ -43,10 +46,22 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def _wait_until_asleep(pid: int) -> None:
+    """Until the main thread is in its sleep: a Ctrl-C sent while it still runs Python
+    would be seen at once, watcher or not (the control below would then wake up)."""
+    wchan = Path(f"/proc/{pid}/wchan")
+    deadline = time.monotonic() + 30
+    while wchan.exists() and time.monotonic() < deadline:
+        if wchan.read_text() == "hrtimer_nanosleep":
+            return
+        time.sleep(0.01)
+
+
 def _sleeper(mode: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, mode], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline() == "asleep\n"
+    _wait_until_asleep(proc.pid)
     proc.send_signal(signal.SIGINT)
     return proc
 
