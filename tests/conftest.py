@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from tests import services
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background (``cmd &`` in a script, ``nohup``) inherits Ctrl-C
+    ignored, and so would every command it starts: Python keeps an inherited SIG_IGN, so
+    the tests that press Ctrl-C would find it ignored. The suite gives it back to Python."""
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,9 @@ SCRIPT = textwrap.dedent(
     import signal, sys, threading, time
     from runce import interrupts
 
+    # Started from a background job, this process would inherit Ctrl-C ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     if sys.argv[1] == "watch":
         assert interrupts.watch()
     ready = threading.Event()
