@@ -54,7 +54,7 @@ if _TYPE_CHECKING:
     from runce.api.async_client import AsyncClient  # needs httpx: nurv-runce[client]
     from runce.api.client import Client  # needs httpx: nurv-runce[client]
     from runce.config import Config, define_config, load_config
-    from runce.domain.runs import Run, Unreadable
+    from runce.domain.runs import EnqueueOptions, Run, Unreadable
     from runce.runs.context import JobContext
     from runce.runs.events import Event, events
     from runce.runs.inline import JobResult
@@ -144,6 +144,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DriftError",
+    "EnqueueOptions",
     "Event",
     "IdempotencyConflict",
     "IllegalTransition",

@@ -7,6 +7,7 @@ the user through runce's public names.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Unpack
 
 from pydantic import BaseModel
 
@@ -38,6 +39,19 @@ def run(ctx: runce.TaskContext) -> None:
     ctx.log.info("ready")
 
 
+def send_welcome(to: str, **options: Unpack[runce.EnqueueOptions]) -> runce.Run:
+    """A user's helper passes the enqueue options on, typed."""
+    return send_email.later(Email(to=to, subject="welcome"), **options)
+
+
+async def enqueue_from_async() -> str:
+    run_one: runce.Run = await build_report.alater(
+        Email(to="h@example.com", subject="x"), priority=2, concurrency_key="h"
+    )
+    again: runce.Run = await runce.aenqueue("email.send", {}, project_id="p")
+    return run_one.id + again.id
+
+
 def enqueue_things() -> list[str]:
     run_one: runce.Run = send_email.later(
         Email(to="a@example.com", subject="hi"), idempotency_key="welcome-a"
@@ -52,6 +66,7 @@ def enqueue_things() -> list[str]:
     )
     ids = [r.run_id or "" for r in results if r.ok and r.result is not None]
     plain: runce.Run = runce.enqueue("email.send", {"to": "e@example.com"}, priority=1)
+    welcomed = send_welcome("i@example.com", max_attempts=2, correlation_id="signup")
     many: list[runce.Run] = runce.enqueue_many("email.send", [{"to": "f@example.com"}])
     page: runce.RunPage = runce.list_runs(state="queued", limit=10, order="oldest")
     kept: runce.Run = runce.ensure_idempotent(
@@ -78,5 +93,6 @@ def enqueue_things() -> list[str]:
         kept.id,
         *oks,
         remote.id,
+        welcomed.id,
         *[r.id for r in listed.runs],
     ]

@@ -31,6 +31,17 @@ def test_a_users_module_type_checks_strictly_with_no_any() -> None:
     assert status == 0, output
 
 
+def test_a_misspelt_enqueue_option_is_a_type_error(tmp_path: Path) -> None:
+    module = tmp_path / "misspelt.py"
+    module.write_text(
+        "import runce\nrunce.enqueue('k', {}, priorty=1)\nrunce.enqueue('k', {}, priority='high')\n"
+    )
+    output, status = _mypy(str(module))
+    assert status == 1
+    assert 'Unexpected keyword argument "priorty"' in output, output
+    assert 'Argument "priority" to "enqueue" has incompatible type "str"' in output, output
+
+
 def test_no_public_name_reaches_a_type_checker_as_object_or_any(tmp_path: Path) -> None:
     names = [name for name in runce.__all__ if name != "__version__"]
     module = tmp_path / "reveal_public.py"

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 try:
     import httpx
@@ -42,7 +42,7 @@ from runce.api.client import (
 )
 from runce.api.retries import RETRY_STATUSES, RetryPolicy
 from runce.api.schemas import AttemptModel, ScheduleModel, WorkerModel
-from runce.domain.runs import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
+from runce.domain.runs import AttemptRecord, EnqueueOptions, Run, RunOrder, RunState, WorkerInfo
 from runce.domain.schedules import Schedule
 from runce.errors import RunceError, UnknownRun, UnknownSchedule
 from runce.runs.service import FlowStatus, RunPage
@@ -88,25 +88,10 @@ class AsyncClient:
         input: object = None,
         *,
         idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        correlation_id: str | None = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Run:
         """Enqueue one run; the same ``idempotency_key`` returns the same run."""
-        run, _ = await self.enqueue_answer(
-            kind,
-            input,
-            idempotency_key=idempotency_key,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            priority=priority,
-            project_id=project_id,
-            correlation_id=correlation_id,
-            concurrency_key=concurrency_key,
-        )
+        run, _ = await self.enqueue_answer(kind, input, idempotency_key=idempotency_key, **options)
         return run
 
     async def enqueue_answer(
@@ -115,26 +100,11 @@ class AsyncClient:
         input: object = None,
         *,
         idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        correlation_id: str | None = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> tuple[Run, bool]:
         """:meth:`enqueue`, also saying whether the run was created (False: an earlier run
         with the same idempotency key, or the key's queued run a debounced job merged into)."""
-        body, headers = enqueue_request(
-            kind,
-            input,
-            idempotency_key=idempotency_key,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            priority=priority,
-            project_id=project_id,
-            correlation_id=correlation_id,
-            concurrency_key=concurrency_key,
-        )
+        body, headers = enqueue_request(kind, input, idempotency_key=idempotency_key, **options)
         response = await self.request("POST", "/v1/runs", json=body, headers=headers)
         return run_from_json(response.json()), response.status_code == 201
 

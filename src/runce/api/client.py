@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 from urllib.parse import quote, urlsplit
 
 try:
@@ -39,7 +39,15 @@ from runce._version import __version__
 from runce.api.idempotency import HEADER, to_header
 from runce.api.retries import RETRY_STATUSES, RetryPolicy
 from runce.api.schemas import PROBLEM_BASE, AttemptModel, RunModel, ScheduleModel, WorkerModel
-from runce.domain.runs import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
+from runce.domain.runs import (
+    AttemptRecord,
+    EnqueueOptions,
+    Run,
+    RunOrder,
+    RunState,
+    WorkerInfo,
+    check_enqueue_options,
+)
 from runce.domain.schedules import Schedule
 from runce.errors import (
     AuthError,
@@ -109,25 +117,10 @@ class Client:
         input: object = None,
         *,
         idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        correlation_id: str | None = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Run:
         """Enqueue one run; the same ``idempotency_key`` returns the same run (as the library)."""
-        run, _ = self.enqueue_answer(
-            kind,
-            input,
-            idempotency_key=idempotency_key,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            priority=priority,
-            project_id=project_id,
-            correlation_id=correlation_id,
-            concurrency_key=concurrency_key,
-        )
+        run, _ = self.enqueue_answer(kind, input, idempotency_key=idempotency_key, **options)
         return run
 
     def enqueue_answer(
@@ -136,28 +129,14 @@ class Client:
         input: object = None,
         *,
         idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        correlation_id: str | None = None,
         trace_context: Mapping[str, str] | None = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> tuple[Run, bool]:
         """:meth:`enqueue`, also saying whether the run was created (False: an earlier run
         with the same idempotency key). The trace context sent (``traceparent`` header) is
         ``trace_context``, else the active span's where the application set up OpenTelemetry."""
         body, headers = enqueue_request(
-            kind,
-            input,
-            idempotency_key=idempotency_key,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            priority=priority,
-            project_id=project_id,
-            correlation_id=correlation_id,
-            trace_context=trace_context,
-            concurrency_key=concurrency_key,
+            kind, input, idempotency_key=idempotency_key, trace_context=trace_context, **options
         )
         response = self.request("POST", "/v1/runs", json=body, headers=headers)
         return run_from_json(response.json()), response.status_code == 201
@@ -324,25 +303,21 @@ def enqueue_request(
     input: Any,
     *,
     idempotency_key: str | None,
-    run_at: datetime | None,
-    max_attempts: int | None,
-    priority: int,
-    project_id: str | None,
-    correlation_id: str | None,
     trace_context: Mapping[str, str] | None = None,
-    concurrency_key: str | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The body and headers of ``POST /v1/runs``; the trace context is ``trace_context``, else
     the active span's where the application set up OpenTelemetry."""
+    check_enqueue_options(options, "enqueue")
     body = _without_none(
         kind=kind,
         input=input,
-        project_id=project_id,
-        run_at=wire_time(run_at),
-        max_attempts=max_attempts,
-        priority=priority,
-        correlation_id=correlation_id,
-        concurrency_key=concurrency_key,
+        project_id=options.get("project_id"),
+        run_at=wire_time(options.get("run_at")),
+        max_attempts=options.get("max_attempts"),
+        priority=options.get("priority", 0),
+        correlation_id=options.get("correlation_id"),
+        concurrency_key=options.get("concurrency_key"),
     )
     body["input"] = input  # null is an input like any other
     headers = {} if idempotency_key is None else {HEADER: to_header(idempotency_key)}

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
 import click
 
@@ -24,7 +24,14 @@ from runce.errors import UsageError
 if TYPE_CHECKING:
     from runce.api.client import Client
     from runce.api.remote_queue import HttpRunQueue
-    from runce.domain.runs import AttemptRecord, Run, RunOrder, RunState, WorkerInfo
+    from runce.domain.runs import (
+        AttemptRecord,
+        EnqueueOptions,
+        Run,
+        RunOrder,
+        RunState,
+        WorkerInfo,
+    )
     from runce.domain.schedules import Schedule
     from runce.runs.service import FlowStatus, RunPage
 
@@ -101,11 +108,7 @@ class Runs(Protocol):
         input: Any = None,
         *,
         idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Run: ...
 
     def get_run(self, run_id: str) -> Run: ...
@@ -160,22 +163,10 @@ class LocalRuns:
         input: Any = None,
         *,
         idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Run:
         return self._library.enqueue(
-            kind,
-            input,
-            idempotency_key=idempotency_key,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            priority=priority,
-            project_id=project_id,
-            config=self._config,
-            concurrency_key=concurrency_key,
+            kind, input, idempotency_key=idempotency_key, config=self._config, **options
         )
 
     def get_run(self, run_id: str) -> Run:

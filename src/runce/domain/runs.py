@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypedDict
 
 from runce.errors import UsageError
 
@@ -123,6 +123,28 @@ class Run:
     def fence(self) -> Fence:
         """The fence of the current claim (only meaningful while running)."""
         return Fence(self.id, self.attempt, self.claimed_by or "")
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The options every way of enqueueing takes (``runce.enqueue``, a job's ``.later``, the
+    HTTP clients), by keyword; any left out takes its default."""
+
+    run_at: datetime | None  # when the run is due (None: now)
+    max_attempts: int | None  # None: the job's, else ``runs.max_attempts``
+    priority: int  # higher first among due runs (default 0)
+    project_id: str | None
+    correlation_id: str | None
+    concurrency_key: str | None  # the run's key for its job's ``concurrency`` limit
+
+
+ENQUEUE_OPTIONS: frozenset[str] = frozenset(EnqueueOptions.__annotations__)
+
+
+def check_enqueue_options(options: Mapping[str, object], where: str) -> None:
+    """Refuse a keyword that is no enqueue option, as Python refuses one a signature lacks."""
+    for name in options:
+        if name not in ENQUEUE_OPTIONS:
+            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, Unpack, overload
 
 from runce.config import MAX_ATTEMPTS, MAX_RUN_TIME, MIN_TIMEOUT, bounded, parse_duration
 from runce.domain.runs import Unreadable
@@ -31,9 +31,8 @@ from runce.stores.queue import MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
-    from datetime import datetime
 
-    from runce.domain.runs import Run
+    from runce.domain.runs import EnqueueOptions, Run
     from runce.runs.context import JobContext
     from runce.runs.inline import JobResult
 
@@ -241,34 +240,39 @@ class Job(Generic[P, R]):
         params: P,
         *,
         idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        correlation_id: str | None = None,
         connection: Any = None,
         config: Any = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Run:
         """Enqueue a run of this job and return it (the options are ``runce.enqueue``'s)."""
         return dispatch().enqueue(
             self.kind,
             params,
             idempotency_key=idempotency_key,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            priority=priority,
-            project_id=project_id,
-            correlation_id=correlation_id,
             connection=connection,
             config=config,
-            concurrency_key=concurrency_key,
+            **options,
         )
 
-    async def alater(self, params: P, **options: Any) -> Run:
+    async def alater(
+        self,
+        params: P,
+        *,
+        idempotency_key: str | None = None,
+        connection: Any = None,
+        config: Any = None,
+        **options: Unpack[EnqueueOptions],
+    ) -> Run:
         """:meth:`later` for async callers; ``connection=`` may be a psycopg
         ``AsyncConnection`` in a transaction (the insert is awaited on it)."""
-        return await dispatch().aenqueue(self.kind, params, **options)
+        return await dispatch().aenqueue(
+            self.kind,
+            params,
+            idempotency_key=idempotency_key,
+            connection=connection,
+            config=config,
+            **options,
+        )
 
     def now(
         self,

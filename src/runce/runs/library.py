@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from runce.config import (
     MAX_CONCURRENCY,
@@ -30,7 +30,14 @@ from runce.config import (
     load_config,
     resolve_config,
 )
-from runce.domain.runs import Run, RunFilter, RunOrder, RunState
+from runce.domain.runs import (
+    EnqueueOptions,
+    Run,
+    RunFilter,
+    RunOrder,
+    RunState,
+    check_enqueue_options,
+)
 from runce.domain.schedules import Schedule
 from runce.errors import ConfigError, UnknownSchedule, UnsupportedFeature, UsageError
 from runce.runs import redact, secrets
@@ -171,32 +178,21 @@ def enqueue(
     input: object = None,
     *,
     idempotency_key: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    priority: int = 0,
-    project_id: str | None = None,
-    correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
-    concurrency_key: str | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> Run:
     """Enqueue one run; the same ``idempotency_key`` returns the same run.
 
-    With ``connection`` (your open transaction on the store's database), the run exists
-    only if your transaction commits. ``concurrency_key`` sets the run's key for its job's
-    ``concurrency`` limit, instead of the one its job's ``concurrency_key`` gives.
+    The options (:class:`~runce.EnqueueOptions`): ``run_at``, ``max_attempts``,
+    ``priority``, ``project_id``, ``correlation_id`` and ``concurrency_key``, the run's key
+    for its job's ``concurrency`` limit instead of the one its job's ``concurrency_key``
+    gives. With ``connection`` (your open transaction on the store's database), the run
+    exists only if your transaction commits.
     """
+    check_enqueue_options(options, "enqueue")
     return service(config).enqueue(
-        kind,
-        input,
-        idempotency_key=idempotency_key,
-        run_at=run_at,
-        max_attempts=max_attempts,
-        priority=priority,
-        project_id=project_id,
-        correlation_id=correlation_id,
-        connection=connection,
-        concurrency_key=concurrency_key,
+        kind, input, idempotency_key=idempotency_key, connection=connection, **options
     )
 
 
@@ -205,27 +201,14 @@ def enqueue_many(
     inputs: Sequence[object],
     *,
     idempotency_keys: Sequence[str | None] | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    priority: int = 0,
-    project_id: str | None = None,
-    correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
-    concurrency_key: str | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> list[Run]:
-    """Enqueue many runs of one kind in one round trip."""
+    """Enqueue many runs of one kind in one round trip (the options are :func:`enqueue`'s)."""
+    check_enqueue_options(options, "enqueue_many")
     return service(config).enqueue_many(
-        kind,
-        inputs,
-        idempotency_keys=idempotency_keys,
-        run_at=run_at,
-        max_attempts=max_attempts,
-        priority=priority,
-        project_id=project_id,
-        correlation_id=correlation_id,
-        connection=connection,
-        concurrency_key=concurrency_key,
+        kind, inputs, idempotency_keys=idempotency_keys, connection=connection, **options
     )
 
 
@@ -237,28 +220,15 @@ async def aenqueue(
     input: object = None,
     *,
     idempotency_key: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    priority: int = 0,
-    project_id: str | None = None,
-    correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
-    concurrency_key: str | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> Run:
     """:func:`enqueue` for async callers. With ``connection=`` a psycopg ``AsyncConnection``
     in a transaction, the insert is awaited on it; otherwise it runs on a worker thread."""
+    check_enqueue_options(options, "aenqueue")
     [result] = await (await _aservice(config)).aenqueue_results(
-        kind,
-        [input],
-        idempotency_keys=[idempotency_key],
-        run_at=run_at,
-        max_attempts=max_attempts,
-        priority=priority,
-        project_id=project_id,
-        correlation_id=correlation_id,
-        connection=connection,
-        concurrency_key=concurrency_key,
+        kind, [input], idempotency_keys=[idempotency_key], connection=connection, **options
     )
     return result.run
 
@@ -268,27 +238,14 @@ async def aenqueue_many(
     inputs: Sequence[object],
     *,
     idempotency_keys: Sequence[str | None] | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    priority: int = 0,
-    project_id: str | None = None,
-    correlation_id: str | None = None,
     connection: Any = None,
     config: ConfigArg = None,
-    concurrency_key: str | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> list[Run]:
     """:func:`enqueue_many` for async callers (see :func:`aenqueue`)."""
+    check_enqueue_options(options, "aenqueue_many")
     results = await (await _aservice(config)).aenqueue_results(
-        kind,
-        inputs,
-        idempotency_keys=idempotency_keys,
-        run_at=run_at,
-        max_attempts=max_attempts,
-        priority=priority,
-        project_id=project_id,
-        correlation_id=correlation_id,
-        connection=connection,
-        concurrency_key=concurrency_key,
+        kind, inputs, idempotency_keys=idempotency_keys, connection=connection, **options
     )
     return [result.run for result in results]
 

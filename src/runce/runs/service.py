@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from runce import tracing
 from runce.domain.runs import (
@@ -29,10 +29,12 @@ from runce.domain.runs import (
     WORKER_RETENTION,
     AttemptRecord,
     Enqueued,
+    EnqueueOptions,
     NewRun,
     Run,
     RunFilter,
     RunStats,
+    check_enqueue_options,
 )
 from runce.errors import (
     IdempotencyConflict,
@@ -209,21 +211,6 @@ def new_run_ids(count: int) -> list[str]:
     return ids
 
 
-def check_options(
-    kind: str,
-    run_at: datetime | None,
-    priority: int,
-    project_id: str | None,
-    correlation_id: str | None,
-) -> None:
-    """The limits of :mod:`runce.runs.limits` on an enqueue's options, for every caller."""
-    check_text(kind, "kind", optional=False)
-    check_time(run_at, "run_at")
-    check_priority(priority)
-    check_text(project_id, "project_id")
-    check_text(correlation_id, "correlation_id")
-
-
 def cap_error(text: str) -> str:
     """An error as a run keeps it: redacted (keys and resolved secrets), at most 16 KiB."""
     text = scrub(text)
@@ -381,25 +368,13 @@ class RunService:
         input: Any = None,
         *,
         idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        correlation_id: str | None = None,
         connection: Any = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Run:
+        check_enqueue_options(options, "enqueue")
+        keys = [idempotency_key]
         [result] = self.enqueue_results(
-            kind,
-            [input],
-            idempotency_keys=[idempotency_key],
-            run_at=run_at,
-            max_attempts=max_attempts,
-            priority=priority,
-            project_id=project_id,
-            correlation_id=correlation_id,
-            connection=connection,
-            concurrency_key=concurrency_key,
+            kind, [input], idempotency_keys=keys, connection=connection, **options
         )
         return result.run
 
@@ -409,25 +384,12 @@ class RunService:
         inputs: Sequence[Any],
         *,
         idempotency_keys: Sequence[str | None] | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        correlation_id: str | None = None,
         connection: Any = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> list[Run]:
+        check_enqueue_options(options, "enqueue_many")
         results = self.enqueue_results(
-            kind,
-            inputs,
-            idempotency_keys=idempotency_keys,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            priority=priority,
-            project_id=project_id,
-            correlation_id=correlation_id,
-            connection=connection,
-            concurrency_key=concurrency_key,
+            kind, inputs, idempotency_keys=idempotency_keys, connection=connection, **options
         )
         return [r.run for r in results]
 
@@ -437,29 +399,14 @@ class RunService:
         inputs: Sequence[Any],
         *,
         idempotency_keys: Sequence[str | None] | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        correlation_id: str | None = None,
         connection: Any = None,
         trace_context: Mapping[str, str] | None = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> list[Enqueued]:
         """:meth:`enqueue_many`, telling for each run whether this call created it (the
         HTTP API answers 201 or 200 from that). ``trace_context`` is a caller's W3C trace
         context (``traceparent``, ``tracestate``) to continue instead of the active span's."""
-        new = self._new_runs(
-            kind,
-            inputs,
-            idempotency_keys,
-            run_at,
-            max_attempts,
-            priority,
-            project_id,
-            correlation_id,
-            concurrency_key,
-        )
+        new = self._new_runs(kind, inputs, idempotency_keys, options)
         connection = callers_connection(connection)
         if trace_context is None and not tracing.enabled():
             return self._enqueued(new, self.queue.enqueue(new, connection=connection))
@@ -475,27 +422,12 @@ class RunService:
         inputs: Sequence[Any],
         *,
         idempotency_keys: Sequence[str | None] | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        priority: int = 0,
-        project_id: str | None = None,
-        correlation_id: str | None = None,
         connection: Any = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> list[Enqueued]:
         """:meth:`enqueue_results` for async callers: on the caller's async connection when
         the store can use one, else on a worker thread."""
-        new = self._new_runs(
-            kind,
-            inputs,
-            idempotency_keys,
-            run_at,
-            max_attempts,
-            priority,
-            project_id,
-            correlation_id,
-            concurrency_key,
-        )
+        new = self._new_runs(kind, inputs, idempotency_keys, options)
         connection = callers_connection(connection)
         if tracing.enabled():
             with tracing.enqueue_span(kind, len(new), None) as carrier:
@@ -518,20 +450,24 @@ class RunService:
         kind: str,
         inputs: Sequence[Any],
         idempotency_keys: Sequence[str | None] | None,
-        run_at: datetime | None,
-        max_attempts: int | None,
-        priority: int,
-        project_id: str | None,
-        correlation_id: str | None,
-        concurrency_key: str | None = None,
+        options: EnqueueOptions,
     ) -> list[NewRun]:
         """The runs to insert, their inputs validated and encoded."""
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(inputs)
         if len(keys) != len(inputs):
             raise UsageError("idempotency_keys must have one key (or None) per input")
         keys = [None if key is None else check_idempotency_key(key) for key in keys]
-        check_options(kind, run_at, priority, project_id, correlation_id)
-        attempts = self._max_attempts(kind, max_attempts)
+        run_at = options.get("run_at")
+        priority = options.get("priority", 0)
+        project_id = options.get("project_id")
+        correlation_id = options.get("correlation_id")
+        concurrency_key = options.get("concurrency_key")
+        check_text(kind, "kind", optional=False)
+        check_time(run_at, "run_at")
+        check_priority(priority)
+        check_text(project_id, "project_id")
+        check_text(correlation_id, "correlation_id")
+        attempts = self._max_attempts(kind, options.get("max_attempts"))
         job = self.jobs.get(kind)
         if job is not None:  # typed jobs refuse a bad input before anything is stored
             inputs = [job.input_for_storage(value) for value in inputs]

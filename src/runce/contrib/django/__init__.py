@@ -10,11 +10,13 @@ configuration, and ``runce.enqueue(..., connection=django.db.connection)`` insid
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
+
+from runce.domain.runs import check_enqueue_options
 
 if TYPE_CHECKING:
     from runce.config import ConfigArg
+    from runce.domain.runs import EnqueueOptions
 
 
 def enqueue_on_commit(
@@ -23,13 +25,8 @@ def enqueue_on_commit(
     *,
     using: str | None = None,
     idempotency_key: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    priority: int = 0,
-    project_id: str | None = None,
-    correlation_id: str | None = None,
     config: ConfigArg = None,
-    concurrency_key: str | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> None:
     """Enqueue a run once the current transaction (of database ``using``) commits; nothing
     if it rolls back. Outside ``transaction.atomic()`` the run is enqueued at once.
@@ -43,18 +40,9 @@ def enqueue_on_commit(
 
     from runce.runs.library import enqueue
 
+    check_enqueue_options(options, "enqueue_on_commit")
+
     def send() -> None:
-        enqueue(
-            kind,
-            input,
-            idempotency_key=idempotency_key,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            priority=priority,
-            project_id=project_id,
-            correlation_id=correlation_id,
-            config=config,
-            concurrency_key=concurrency_key,
-        )
+        enqueue(kind, input, idempotency_key=idempotency_key, config=config, **options)
 
     transaction.on_commit(send, using=using)
