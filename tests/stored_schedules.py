@@ -10,6 +10,7 @@ from runce.config import Config
 from runce.runs import library as runs_library
 from runce.runs.scheduler import Scheduler
 from runce.runs.schedules import ScheduleSpec
+from runce.runtime import shared_store
 
 
 def scheduler(
@@ -17,7 +18,7 @@ def scheduler(
 ) -> Scheduler:
     """The scheduler of ``specs`` on ``config``'s store, with them stored; ``tick()`` it to
     enqueue what is due by ``clock``."""
-    store = runs_library.shared_store(config.store)
+    store = shared_store(config.store)
     made = Scheduler(
         runs_library.schedules_of(store), runs_library.service(config), specs, clock=clock
     )

@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from runce.config import resolve_config
 from runce.domain.tasks import AppliedRecord
-from runce.tasks.library import opened_store
+from runce.runtime import using
 from tests.acceptance.conftest import RUNCE, Workspace, all_lines, clean_env, output_of
 from tests.stores.records import finished, started
 
@@ -38,7 +37,8 @@ def _appending_task(space: Workspace, log: Path) -> None:
 
 def _write_foreign_record(space: Workspace) -> None:
     """An applied record under another tool's checksum, written straight into the store."""
-    with opened_store(resolve_config(space.root / "runce.toml")) as store:
+    with using(space.root / "runce.toml") as runtime:
+        store = runtime.store
         row = finished(started(TASK_ID))
         row = replace(row, checksum=FOREIGN)
         record = AppliedRecord(

@@ -19,6 +19,7 @@ from runce.api.metrics import StoreCollector, registry_of
 from runce.config import Config, resolve_config
 from runce.domain.runs import RUN_STATES, Outcome, RunFilter
 from runce.runs import library as runs_library
+from runce.runtime import shared_store
 from runce.stores.base import Store
 from runce.stores.registry import open_store
 from runce.tasks import control
@@ -66,7 +67,7 @@ def test_public_metrics_need_no_token(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_a_reading_is_shared_by_scrapes_within_the_cache(api: Api) -> None:
-    store = runs_library.shared_store(api.config.store)
+    store = shared_store(api.config.store)
     collector = StoreCollector(api.config, store, cache_seconds=3600)
     first = collector.reading()
     runs_library.service(api.config).enqueue("email.send", {})

@@ -14,6 +14,7 @@ from runce.cli import output
 from runce.cli.main import cli
 from runce.domain.runs import WorkerInfo
 from runce.runs import library
+from runce.runtime import shared_store
 from runce.stores import memory
 
 
@@ -53,7 +54,7 @@ def test_healthcheck_needs_a_fresh_worker_on_this_host(project: Path) -> None:
     assert missing.exit_code == 1
     import socket
 
-    queue = library.queue_of(library.shared_store(library._config(project / "runce.toml").store))
+    queue = library.queue_of(shared_store(library._config(project / "runce.toml").store))
     now = queue.now()
     queue.worker_seen(
         WorkerInfo(

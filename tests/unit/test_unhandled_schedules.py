@@ -17,6 +17,7 @@ from runce.runs import library
 from runce.runs.jobs import registry as jobs
 from runce.runs.schedules import ScheduleSpec, check_handled
 from runce.runs.schedules import registry as schedules
+from runce.runtime import shared_store
 
 
 @pytest.fixture
@@ -58,10 +59,10 @@ def test_enabling_a_schedule_no_job_runs_is_refused(
 ) -> None:
     module, kind, _ = handlers
     config = {"store": f"sqlite:///{tmp_path / 'runce.db'}", "worker": {"handlers": [module]}}
-    store = library.schedules_of(library.shared_store(library._config(config).store))
+    store = library.schedules_of(shared_store(library._config(config).store))
     gone = ScheduleDefinition("old-report", "report.gone", "0 * * * *", "UTC", "null")
     kept = ScheduleDefinition("real-one", kind, "0 * * * *", "UTC", "null")
-    now = library.queue_of(library.shared_store(library._config(config).store)).now()
+    now = library.queue_of(shared_store(library._config(config).store)).now()
     for definition in (gone, kept):
         store.insert(definition, now)
         store.set_enabled(definition.name, False, None)

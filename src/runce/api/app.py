@@ -1,7 +1,8 @@
 """``create_app(config)``: the FastAPI application ``runce serve`` runs (docs/http-api.md).
 
-The store is opened once per process (:func:`runce.runs.library.shared_store`) and shared by
-every request; routes are plain ``def`` functions that FastAPI runs on its thread pool,
+The app works on the library's runtime for its configuration (:mod:`runce.runtime`): the
+process's shared store, opened once and used by every request, and the run service and
+token store made on it; routes are plain ``def`` functions that FastAPI runs on its thread pool,
 which every store supports (SQLite hands each thread a pooled connection of its own).
 """
 
@@ -28,7 +29,7 @@ from runce.api.routes_misc import router as misc_router
 from runce.api.ui import mount as mount_dashboard
 from runce.config import ConfigArg, Rate, resolve_config
 from runce.runs import library as runs_library
-from runce.runs.tokens import token_store
+from runce.runs.tokens import tokens_of
 
 DESCRIPTION = """\
 runce's durable job queue over HTTP: enqueue, read and cancel runs, list and switch the
@@ -42,8 +43,8 @@ def create_app(config: ConfigArg = None) -> FastAPI:
     """The HTTP service for ``config`` (a path, values, a loaded config, or None to find
     it from the current directory)."""
     cfg = resolve_config(config)
-    service = runs_library.service(cfg)
-    store = runs_library.shared_store(cfg.store)
+    runtime = runs_library.runtime(cfg)
+    store = runtime.store
     app = FastAPI(
         title="runce",
         version=__version__,
@@ -53,10 +54,9 @@ def create_app(config: ConfigArg = None) -> FastAPI:
         dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.runce = AppState(
-        config=cfg,
-        store=store,
-        runs=service,
-        tokens=token_store(store),
+        runtime=runtime,
+        runs=runtime.part(runs_library.run_service),
+        tokens=runtime.part(tokens_of),
         enqueue_limit=_limiter(cfg.api.enqueue_rate),
         cancel_limit=_limiter(cfg.api.cancel_rate),
         metrics=metrics.registry_of(metrics.StoreCollector(cfg, store)),

@@ -155,7 +155,8 @@ class LocalRuns:
 
         self._library = library
         self._config = config
-        self.description = library.shared_store(config.store).description
+        self._runtime = library.runtime(config)
+        self.description = self._runtime.description
 
     def enqueue(
         self,
@@ -197,17 +198,17 @@ class LocalRuns:
         )
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
-        return self._library.service(self._config).attempts(run_id)
+        return self._runtime.part(self._library.run_service).attempts(run_id)
 
     def flow(self, run: Run) -> FlowStatus:
-        return self._library.service(self._config).flow(run)
+        return self._runtime.part(self._library.run_service).flow(run)
 
     def limits(self) -> dict[str, str]:
         """The flow-control limit of each job of worker.handlers that has one, by kind."""
         from runce.errors import ConfigError
 
         try:
-            return self._library.service(self._config).limits()
+            return self._runtime.part(self._library.run_service).limits()
         except ConfigError:  # job modules this machine cannot import: no limits to show
             return {}
 
@@ -221,7 +222,7 @@ class LocalRuns:
         return self._library.prune_runs(config=self._config)
 
     def workers(self) -> list[WorkerInfo]:
-        return self._library.queue_of(self._library.shared_store(self._config.store)).workers()
+        return self._library.queue_of(self._runtime.store).workers()
 
     def list_schedules(self) -> list[Schedule]:
         return self._library.list_schedules(config=self._config)

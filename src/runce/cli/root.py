@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -16,6 +16,9 @@ from runce._version import __version__
 from runce.cli.remote import Command
 from runce.config import Config, resolve_config
 from runce.errortext import message_of
+
+if TYPE_CHECKING:
+    from runce.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +50,16 @@ def config_options(fn: F) -> F:
 def load_cli_config(config_path: Path | None, tasks_dir: Path | None) -> Config:
     overrides = {"tasks_dir": str(tasks_dir.resolve())} if tasks_dir else {}
     return resolve_config(config_path, **overrides)
+
+
+def open_runtime(config_path: Path | None, tasks_dir: Path | None) -> Runtime:
+    """The command's runtime: its configuration and one store for all it does, opened when
+    first needed and closed when the command ends."""
+    from runce.runtime import Runtime
+
+    runtime = Runtime(load_cli_config(config_path, tasks_dir))
+    click.get_current_context().call_on_close(runtime.close)
+    return runtime
 
 
 def store_line(description: str) -> None:

@@ -263,7 +263,7 @@ def healthcheck(config_path: Path | None, tasks_dir: Path | None) -> None:
 
 def _queue(cfg: Config) -> Any:
     library = _library()
-    return library.queue_of(library.shared_store(cfg.store))
+    return library.queue_of(library.runtime(cfg).store)
 
 
 def _runs(
@@ -274,7 +274,7 @@ def _runs(
 
 def _store_note(cfg: Config) -> None:
     """Which store a command uses (password masked), on stderr so stdout stays scriptable."""
-    description = _library().shared_store(cfg.store).description
+    description = _library().runtime(cfg).description
     click.echo(click.style(f"store: {description}", dim=True), err=True)
 
 

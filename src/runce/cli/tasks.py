@@ -21,11 +21,13 @@ from runce.cli.root import (
     config_options,
     fail,
     load_cli_config,
+    open_runtime,
     store_line,
 )
-from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config
+from runce.config import MAX_CONCURRENCY, MAX_WAIT
 from runce.errors import LockHeld
 from runce.errortext import message_of
+from runce.runtime import Runtime
 from runce.tasks import library
 from runce.tasks.report import RunReport, TaskResult
 from runce.tasks.runner import bound_of, chosen_ids
@@ -90,14 +92,14 @@ def run(
     """Apply pending tasks in id order, once (exit 1 if one fails or the lock is held)."""
     selected = chosen_ids(only, "--only")  # before anything is read: a usage error first
     use_format(log_format)
-    cfg = load_cli_config(config_path, tasks_dir)
+    runtime = open_runtime(config_path, tasks_dir)
     live = output.is_terminal() and not as_json
     reporter = output.LiveReporter() if live else output.PlainReporter()
     if not as_json:
-        store_line(library.store_description(cfg))
+        store_line(runtime.description)
     with reporter if isinstance(reporter, output.LiveReporter) else nullcontext():
         report = library.run_tasks(
-            cfg,
+            runtime,
             dry_run=dry_run,
             only=selected,
             since=bound_of(since, "--since"),
@@ -158,7 +160,7 @@ def status(
     config_path: Path | None, tasks_dir: Path | None, as_json: bool, fail_if_pending: bool
 ) -> None:
     """Every task with its state: files joined with the store (reads only)."""
-    report = library.task_status(load_cli_config(config_path, tasks_dir))
+    report = library.task_status(open_runtime(config_path, tasks_dir))
     if as_json:
         output.echo_json(report.to_dict())
     else:
@@ -222,12 +224,12 @@ def _status_detail(status: Any) -> str:
 )
 def list_(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
     """The store's last outcome per task id (reads only the store)."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    records = library.list_applied(cfg)
+    runtime = open_runtime(config_path, tasks_dir)
+    records = library.list_applied(runtime)
     if as_json:
         output.echo_json([_record_dict(r) for r in records])
         return
-    store_line(library.store_description(cfg))
+    store_line(runtime.description)
     rows = [
         [r.status.upper(), r.id, output.when(r.applied_at), output.seconds(r.duration_ms), r.name]
         for r in records
@@ -257,12 +259,12 @@ def history(
     config_path: Path | None, tasks_dir: Path | None, task_id: str | None, as_json: bool
 ) -> None:
     """Every attempt at a task (or at all tasks), oldest first; never changed, never deleted."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    rows = library.task_history(cfg, task_id)
+    runtime = open_runtime(config_path, tasks_dir)
+    rows = library.task_history(runtime, task_id)
     if as_json:
         output.echo_json([_attempt_dict(a) for a in rows])
         return
-    store_line(library.store_description(cfg))
+    store_line(runtime.description)
     table = [
         [
             a.status.upper(),
@@ -322,12 +324,12 @@ def repair(
     as_json: bool,
 ) -> None:
     """Accept the changed file of an applied task (appends a `repaired` record)."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    rows = library.repair(cfg, ids, all_drifted=everything, wait=wait_seconds)
+    runtime = open_runtime(config_path, tasks_dir)
+    rows = library.repair(runtime, ids, all_drifted=everything, wait=wait_seconds)
     if as_json:
         output.echo_json([_attempt_dict(a) for a in rows])
         return
-    store_line(library.store_description(cfg))
+    store_line(runtime.description)
     for row in rows:
         click.echo(f"{output.styled('REPAIRED', 9)}{row.task_id} now {row.checksum}")
     if not rows:
@@ -359,12 +361,12 @@ def baseline(
 ) -> None:
     """Record tasks as applied without running them (the work was done before runce)."""
     bound_of(until, "--until")
-    cfg = load_cli_config(config_path, tasks_dir)
-    rows = library.baseline(cfg, ids, all_pending=everything, until=until, wait=wait_seconds)
+    runtime = open_runtime(config_path, tasks_dir)
+    rows = library.baseline(runtime, ids, all_pending=everything, until=until, wait=wait_seconds)
     if as_json:
         output.echo_json([_attempt_dict(a) for a in rows])
         return
-    store_line(library.store_description(cfg))
+    store_line(runtime.description)
     for row in rows:
         click.echo(f"{output.styled('BASELINED', 10)}{row.task_id}")
     if not rows:
@@ -384,10 +386,10 @@ def unlock(
     config_path: Path | None, tasks_dir: Path | None, force: bool, yes: bool, as_json: bool
 ) -> None:
     """Show the lock's holder and clear it if it expired or its process died."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    holder = library.lock_holder(cfg)
+    runtime = open_runtime(config_path, tasks_dir)
+    holder = library.lock_holder(runtime)
     if not as_json:
-        store_line(library.store_description(cfg))
+        store_line(runtime.description)
         click.echo(output.holder_line(holder))
     cleared = None
     if holder is not None:
@@ -399,7 +401,7 @@ def unlock(
         if holder.state == "live" and not yes:
             # on stderr under --json, so that stdout stays one JSON document
             click.confirm("The holder looks alive. Clear its lock anyway?", abort=True, err=as_json)
-        cleared = library.unlock(cfg, force=force)
+        cleared = library.unlock(runtime, force=force)
     if as_json:
         output.echo_json({"lock": output.holder_dict(holder), "cleared": cleared is not None})
     elif holder is not None:
@@ -420,7 +422,7 @@ def pause(config_path: Path | None, tasks_dir: Path | None, task_id: str, as_jso
     """
     from runce.tasks.control import pause_task
 
-    _print_control(load_cli_config(config_path, tasks_dir), task_id, pause_task, as_json)
+    _print_control(open_runtime(config_path, tasks_dir), task_id, pause_task, as_json)
 
 
 @cli.command()
@@ -431,7 +433,7 @@ def resume(config_path: Path | None, tasks_dir: Path | None, task_id: str, as_js
     """Withdraw a pause or cancel; the next `runce run` goes on from the checkpoint."""
     from runce.tasks.control import resume_task
 
-    _print_control(load_cli_config(config_path, tasks_dir), task_id, resume_task, as_json)
+    _print_control(open_runtime(config_path, tasks_dir), task_id, resume_task, as_json)
 
 
 @cli.command()
@@ -445,15 +447,15 @@ def cancel(config_path: Path | None, tasks_dir: Path | None, task_id: str, as_js
     """
     from runce.tasks.control import cancel_task
 
-    _print_control(load_cli_config(config_path, tasks_dir), task_id, cancel_task, as_json)
+    _print_control(open_runtime(config_path, tasks_dir), task_id, cancel_task, as_json)
 
 
-def _print_control(cfg: Config, task_id: str, act: Callable[..., Any], as_json: bool) -> None:
-    result = act(task_id, cfg)
+def _print_control(runtime: Runtime, task_id: str, act: Callable[..., Any], as_json: bool) -> None:
+    result = act(task_id, runtime)
     if as_json:
         output.echo_json(result.to_dict())
         return
-    store_line(library.store_description(cfg))
+    store_line(runtime.description)
     click.echo(result.message)
 
 
@@ -500,13 +502,13 @@ def backfill_join(
     """
     from runce.tasks.joining import join_backfill
 
-    cfg = load_cli_config(config_path, tasks_dir)
+    runtime = open_runtime(config_path, tasks_dir)
     if not as_json:
-        store_line(library.store_description(cfg))
+        store_line(runtime.description)
     try:
         report = join_backfill(
             task_id,
-            cfg,
+            runtime,
             threads=threads,
             wait=wait_seconds,
             notice=None if as_json else click.echo,
@@ -534,8 +536,8 @@ def db() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def db_status(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -> None:
     """The schema version against the latest this runce ships (reads only)."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    state = library.schema_status(cfg)
+    runtime = open_runtime(config_path, tasks_dir)
+    state = library.schema_status(runtime)
     if as_json:
         output.echo_json(
             {
@@ -546,7 +548,7 @@ def db_status(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -
             }
         )
         return
-    store_line(library.store_description(cfg))
+    store_line(runtime.description)
     verdict = "up to date" if state.up_to_date else f"{len(state.pending)} migration(s) pending"
     click.echo(f"schema version {state.current} of {state.latest}: {verdict}")
     for name in state.pending:
@@ -557,9 +559,9 @@ def db_status(config_path: Path | None, tasks_dir: Path | None, as_json: bool) -
 @config_options
 def db_upgrade(config_path: Path | None, tasks_dir: Path | None) -> None:
     """Apply pending schema migrations (safe to run from many processes at once)."""
-    cfg = load_cli_config(config_path, tasks_dir)
-    store_line(library.store_description(cfg))
-    applied = library.upgrade_schema(cfg)
+    runtime = open_runtime(config_path, tasks_dir)
+    store_line(runtime.description)
+    applied = library.upgrade_schema(runtime)
     for name in applied:
         click.echo(f"{output.styled('OK', 8)}{name}")
     click.echo("schema up to date" if not applied else f"applied {len(applied)} migration(s)")

@@ -9,7 +9,6 @@ set up a connection per run.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -52,16 +51,15 @@ from runce.runs.schedules import check_handled, unhandled
 from runce.runs.schedules import registry as schedule_registry
 from runce.runs.service import RunPage, RunService
 from runce.runs.worker import Worker, WorkerOptions, WorkerSummary
-from runce.stores.base import Store, StoreSpec
+from runce.runtime import Runtime, close_shared, on_close_shared, shared_store
+from runce.stores.base import Store
 from runce.stores.queue import RunQueue
-from runce.stores.registry import open_store
 from runce.stores.schedules import ScheduleStore
 
-_stores: dict[tuple[object, ...], Store] = {}
 _configs: dict[tuple[object, ...], Config] = {}
-# The service of each configuration found when none is given (by id: a Config holds a dict,
+# The runtime of each configuration found when none is given (by id: a Config holds a dict,
 # so it is not hashable); valid while that same Config is still the one found.
-_services: dict[int, tuple[Config, RunService]] = {}
+_runtimes: dict[int, Runtime] = {}
 _mutex = threading.Lock()
 
 
@@ -107,23 +105,6 @@ def _runce_environment() -> tuple[tuple[Any, Any], ...]:
     return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("RUNCE_")))
 
 
-def shared_store(spec: StoreSpec) -> Store:
-    """The process's open store for ``spec`` (opened on first use, closed at exit)."""
-    key = (
-        spec.type,
-        spec.url,
-        repr(sorted(spec.options.items())),
-        str(spec.base_dir),
-        spec.schema,
-        spec.auto_migrate,
-    )
-    with _mutex:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = open_store(spec)
-        return store
-
-
 def queue_of(store: Store) -> RunQueue:
     queue = store.runs
     if queue is None:
@@ -133,21 +114,31 @@ def queue_of(store: Store) -> RunQueue:
     return queue
 
 
-def service(config: ConfigArg = None) -> RunService:
-    """A :class:`RunService` on the configured store, with ``worker.handlers`` imported so
-    typed jobs validate their inputs at enqueue."""
+def runtime(config: ConfigArg = None) -> Runtime:
+    """The runtime the library's functions use for ``config``: on the process's shared
+    store; the one for the configuration found when none is given is kept."""
     cfg = _config(config)
-    kept = _services.get(id(cfg))
-    if kept is not None and kept[0] is cfg:
-        return kept[1]
-    _load_handlers_once(cfg)
-    made = RunService(
-        queue_of(shared_store(cfg.store)), default_max_attempts=cfg.worker.max_attempts
-    )
+    kept = _runtimes.get(id(cfg))
+    if kept is not None and kept.config is cfg:
+        return kept
+    made = Runtime.shared(cfg)
     if config is None:  # found from the current directory: kept with the config
         with _mutex:
-            _services[id(cfg)] = (cfg, made)
+            _runtimes[id(cfg)] = made
     return made
+
+
+def run_service(runtime: Runtime) -> RunService:
+    """The run service on a runtime's store, with ``worker.handlers`` imported so typed
+    jobs validate their inputs at enqueue (a part of the runtime: made once per runtime)."""
+    cfg = runtime.config
+    _load_handlers_once(cfg)
+    return RunService(queue_of(runtime.store), default_max_attempts=cfg.worker.max_attempts)
+
+
+def service(config: ConfigArg = None) -> RunService:
+    """A :class:`RunService` on the configured store."""
+    return runtime(config).part(run_service)
 
 
 _loaded: set[tuple[str, ...]] = set()
@@ -159,15 +150,19 @@ def _load_handlers_once(cfg: Config) -> None:
         _loaded.add(cfg.worker.handlers)
 
 
-@atexit.register
-def close_stores() -> None:
+def _forget_runtimes() -> None:
     with _mutex:
-        stores = list(_stores.values())
-        _stores.clear()
-        _services.clear()
+        _runtimes.clear()
         _aservices.clear()
-    for store in stores:
-        store.close()
+
+
+on_close_shared(_forget_runtimes)
+
+
+def close_stores() -> None:
+    """Close the process's shared stores (and forget what was made on them); the next call
+    opens them again."""
+    close_shared()
 
 
 # -- enqueueing ------------------------------------------------------------------------------
@@ -284,8 +279,8 @@ def _default_service() -> RunService | None:
     else:
         with _mutex:
             cfg = _configs.get(_default_key(framework))
-    kept = _services.get(id(cfg)) if cfg is not None else None
-    return kept[1] if kept is not None and kept[0] is cfg else None
+    kept = _runtimes.get(id(cfg)) if cfg is not None else None
+    return kept.part(run_service) if kept is not None and kept.config is cfg else None
 
 
 def _async_key(config: ConfigArg) -> tuple[object, ...] | None:

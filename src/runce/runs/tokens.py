@@ -18,10 +18,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runce.config import ConfigArg, resolve_config
+from runce.config import ConfigArg
 from runce.domain.tokens import NewToken, Token
 from runce.errors import UnsupportedFeature, UsageError
-from runce.runs.library import shared_store
+from runce.runs.library import runtime
+from runce.runtime import Runtime
 from runce.stores.base import Store
 from runce.stores.tokens import TokenStore
 
@@ -67,8 +68,13 @@ def token_store(store: Store) -> TokenStore:
     return tokens
 
 
+def tokens_of(runtime: Runtime) -> TokenStore:
+    """The token store of a runtime's store (a part of the runtime)."""
+    return token_store(runtime.store)
+
+
 def _tokens(config: ConfigArg) -> TokenStore:
-    return token_store(shared_store(resolve_config(config).store))
+    return runtime(config).part(tokens_of)
 
 
 def check_scopes(scopes: Sequence[str]) -> tuple[str, ...]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runce.config import ConfigArg, resolve_config
 from runce.domain.tasks import ControlCommand
 from runce.errors import UnknownTask, UsageError
+from runce.runtime import Runtime, RuntimeArg, using
 from runce.stores.base import Store
 from runce.stores.liveness import current_owner
-from runce.stores.registry import open_store
 from runce.tasks.discovery import discover
 from runce.tasks.states import TaskState, TaskStatus, compute_statuses
 
@@ -39,37 +38,38 @@ class ControlResult:
         }
 
 
-def pause_task(task_id: str, config: ConfigArg = None) -> ControlResult:
+def pause_task(task_id: str, config: RuntimeArg = None) -> ControlResult:
     """Ask a task to pause at its next batch boundary (or not to start, if not running)."""
     return _request(task_id, "pause", config)
 
 
-def cancel_task(task_id: str, config: ConfigArg = None) -> ControlResult:
+def cancel_task(task_id: str, config: RuntimeArg = None) -> ControlResult:
     """Ask a task to stop at its next batch boundary and stay stopped; later tasks go on."""
     return _request(task_id, "cancel", config)
 
 
-def resume_task(task_id: str, config: ConfigArg = None) -> ControlResult:
+def resume_task(task_id: str, config: RuntimeArg = None) -> ControlResult:
     """Withdraw a pause or cancel request; the next run goes on from the checkpoint."""
     return _request(task_id, None, config)
 
 
-def _request(task_id: str, command: ControlCommand | None, config: ConfigArg) -> ControlResult:
-    cfg = resolve_config(config)
-    store = open_store(cfg.store)
-    try:
-        status = _status_of(task_id, store, cfg.tasks_dir)
-        before = status.state.value
-        if command is not None and status.state in (TaskState.APPLIED, TaskState.SKIPPED):
-            raise UsageError(f"{task_id} is already applied; there is nothing to {command}")
-        if command is None and status.control is None:
-            message = f"{task_id} is {before}: it was not paused or canceled; nothing to resume"
-            return ControlResult(task_id, None, before, message)
-        requested_by = current_owner(cfg.lock.owner).label
-        store.tracker.set_control(task_id, command, requested_by)
-        return ControlResult(task_id, command, before, _said(task_id, command, status))
-    finally:
-        store.close()
+def _request(task_id: str, command: ControlCommand | None, config: RuntimeArg) -> ControlResult:
+    with using(config) as runtime:
+        return _requested(task_id, command, runtime)
+
+
+def _requested(task_id: str, command: ControlCommand | None, runtime: Runtime) -> ControlResult:
+    cfg, store = runtime.config, runtime.store
+    status = _status_of(task_id, store, cfg.tasks_dir)
+    before = status.state.value
+    if command is not None and status.state in (TaskState.APPLIED, TaskState.SKIPPED):
+        raise UsageError(f"{task_id} is already applied; there is nothing to {command}")
+    if command is None and status.control is None:
+        message = f"{task_id} is {before}: it was not paused or canceled; nothing to resume"
+        return ControlResult(task_id, None, before, message)
+    requested_by = current_owner(cfg.lock.owner).label
+    store.tracker.set_control(task_id, command, requested_by)
+    return ControlResult(task_id, command, before, _said(task_id, command, status))
 
 
 def _status_of(task_id: str, store: Store, tasks_dir: Path) -> TaskStatus:

@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runce.config import Config, ConfigArg, ServiceFactory, resolve_config
+from runce.config import Config, ServiceFactory
 from runce.domain.tasks import Attempt
 from runce.errors import TaskRunError, UnknownTask, UnsupportedFeature, UsageError
 from runce.errortext import describe
+from runce.runtime import Runtime, RuntimeArg, using
 from runce.stores.base import RangeClaims, Store
 from runce.stores.liveness import current_owner
-from runce.stores.registry import open_store
 from runce.tasks.backfill import Backfill
 from runce.tasks.backfilling import BackfillDriver, BackfillOutcome
 from runce.tasks.claiming import claimer_of
@@ -74,7 +74,7 @@ class JoinReport:
 
 def join_backfill(
     task_id: str,
-    config: ConfigArg = None,
+    config: RuntimeArg = None,
     *,
     threads: int | None = None,
     wait: float = 0.0,
@@ -89,61 +89,69 @@ def join_backfill(
     and :class:`~runce.errors.TaskRunError` when the backfill is not running, when the
     attempt ended under the helper, or when a range failed in it.
     """
-    cfg = resolve_config(config)
+    with using(config) as runtime:
+        return _join(task_id, runtime, threads, wait, notice, progress)
+
+
+def _join(
+    task_id: str,
+    runtime: Runtime,
+    threads: int | None,
+    wait: float,
+    notice: Callable[[str], None] | None,
+    progress: Callable[[int, int | None], None] | None,
+) -> JoinReport:
+    cfg, store = runtime.config, runtime.store
     say = notice or (lambda text: None)
-    store = open_store(cfg.store)
+    claims = _claims_of(store, cfg)
+    task_file, task = _backfill_of(task_id, cfg)
+    if task.transactional and not store.supports_transactions:
+        raise UnsupportedFeature(
+            f"task {task_id} is transactional, but {store.description} cannot run "
+            "transactional tasks"
+        )
+    attempt = _running_attempt(store, task_file, wait)
+    say(
+        f"{task_id}: joined attempt {attempt.attempt_id} started by {attempt.host} pid "
+        f"{attempt.pid}"
+    )
+    ctx = TaskContext(
+        id=task_id,
+        title=task.title or task_id,
+        config=cfg,
+        log=task_logger(task_id),
+        _services=ServiceFactory(cfg).get,
+        _progress=progress or (lambda done, total: None),
+    )
+    driver = BackfillDriver(
+        task,
+        ctx,
+        attempt,
+        store.tracker,
+        None,
+        None,
+        say,
+        handle_name="session" if cfg.store.type.startswith("mongo") else "db",
+        claims=claims,
+        claim_ttl=cfg.lock.ttl,
+        claimer=claimer_of(current_owner(cfg.lock.owner)),
+        threads=threads,
+        watch=lambda: _why_ended(store, attempt),
+    )
     try:
-        claims = _claims_of(store, cfg)
-        task_file, task = _backfill_of(task_id, cfg)
-        if task.transactional and not store.supports_transactions:
-            raise UnsupportedFeature(
-                f"task {task_id} is transactional, but {store.description} cannot run "
-                "transactional tasks"
-            )
-        attempt = _running_attempt(store, task_file, wait)
-        say(
-            f"{task_id}: joined attempt {attempt.attempt_id} started by {attempt.host} pid "
-            f"{attempt.pid}"
-        )
-        ctx = TaskContext(
-            id=task_id,
-            title=task.title or task_id,
-            config=cfg,
-            log=task_logger(task_id),
-            _services=ServiceFactory(cfg).get,
-            _progress=progress or (lambda done, total: None),
-        )
-        driver = BackfillDriver(
-            task,
-            ctx,
-            attempt,
-            store.tracker,
-            None,
-            None,
-            say,
-            handle_name="session" if cfg.store.type.startswith("mongo") else "db",
-            claims=claims,
-            claim_ttl=cfg.lock.ttl,
-            claimer=claimer_of(current_owner(cfg.lock.owner)),
-            threads=threads,
-            watch=lambda: _why_ended(store, attempt),
-        )
-        try:
-            outcome = driver.join()
-        except TaskRunError:
-            raise
-        except Exception as exc:
-            raise TaskRunError(
-                f"{task_id}: a range failed in this helper ({describe(exc)}); its claim was "
-                "released, and whoever takes the range next meets the same failure (the "
-                "`runce run` that runs the backfill records it)"
-            ) from exc
-        report = _report(task_id, attempt, outcome)
-        if report.ended is not None:
-            raise TaskRunError(report.message)
-        return report
-    finally:
-        store.close()
+        outcome = driver.join()
+    except TaskRunError:
+        raise
+    except Exception as exc:
+        raise TaskRunError(
+            f"{task_id}: a range failed in this helper ({describe(exc)}); its claim was "
+            "released, and whoever takes the range next meets the same failure (the "
+            "`runce run` that runs the backfill records it)"
+        ) from exc
+    report = _report(task_id, attempt, outcome)
+    if report.ended is not None:
+        raise TaskRunError(report.message)
+    return report
 
 
 def _claims_of(store: Store, cfg: Config) -> RangeClaims:

@@ -3,20 +3,21 @@ layer over these functions.
 
 Every function takes ``config``: a :class:`~runce.config.Config`, a path to a config file,
 the result of :func:`runce.define_config` or a dict of keys, or None to find the
-configuration from the current directory.
+configuration from the current directory; or a :class:`~runce.runtime.Runtime` whose store
+the call uses (a command's, so that its calls share one store). Given a configuration, a
+call opens its store for its length and closes it at the end.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from runce._version import __version__
-from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, ConfigArg, bounded, resolve_config
+from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, bounded
 from runce.domain.locks import LockHolder
 from runce.domain.schema import SchemaStatus
 from runce.domain.tasks import AppliedRecord, Attempt, AttemptStatus
@@ -28,9 +29,9 @@ from runce.errors import (
     UnknownTask,
     UsageError,
 )
+from runce.runtime import Runtime, RuntimeArg, using
 from runce.stores.base import Store
 from runce.stores.liveness import current_owner
-from runce.stores.registry import open_store
 from runce.tasks.discovery import TaskFile, discover
 from runce.tasks.lease import holding
 from runce.tasks.report import RunReport
@@ -45,21 +46,11 @@ from runce.tasks.runner import (
 from runce.tasks.states import RUNNABLE, TaskState, TaskStatus, compute_statuses
 from runce.timeutil import json_time, utcnow
 
-
-@contextmanager
-def opened_store(config: Config) -> Iterator[Store]:
-    store = open_store(config.store)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 # -- running -------------------------------------------------------------------------------
 
 
 def run_tasks(
-    config: ConfigArg = None,
+    config: RuntimeArg = None,
     *,
     dry_run: bool | None = None,
     only: Sequence[str] | str | None = None,
@@ -80,23 +71,24 @@ def run_tasks(
     """
     bounded("concurrency", concurrency, 1, MAX_CONCURRENCY, duration=False)
     bounded("wait", wait, 0, MAX_WAIT)
-    cfg = resolve_config(config)
-    options = RunOptions(
-        dry_run=cfg.dry_run if dry_run is None else dry_run,
-        only=chosen_ids(only, "only"),
-        since=bound_of(since, "since"),
-        until=bound_of(until, "until"),
-        concurrency=concurrency,
-        wait=wait,
-        keep_going=keep_going,
-        applied_by=applied_by,
-    )
-    with opened_store(cfg) as store:
-        return Runner(cfg, store, options, reporter).run()
+    selection = (chosen_ids(only, "only"), bound_of(since, "since"), bound_of(until, "until"))
+    with using(config) as runtime:
+        cfg = runtime.config
+        options = RunOptions(
+            dry_run=cfg.dry_run if dry_run is None else dry_run,
+            only=selection[0],
+            since=selection[1],
+            until=selection[2],
+            concurrency=concurrency,
+            wait=wait,
+            keep_going=keep_going,
+            applied_by=applied_by,
+        )
+        return Runner(cfg, runtime.store, options, reporter).run()
 
 
 def run_pending_on_boot(
-    config: ConfigArg = None, *, wait: float = 300.0, reporter: Reporter | None = None
+    config: RuntimeArg = None, *, wait: float = 300.0, reporter: Reporter | None = None
 ) -> RunReport:
     """Apply pending tasks when an application starts; raise if any fails.
 
@@ -112,15 +104,22 @@ def run_pending_on_boot(
     """
     from runce.tasks import boot
 
-    cfg = resolve_config(config)
+    with using(config) as runtime:
+        return _run_on_boot(runtime, wait, reporter or boot.BootLog())
+
+
+def _run_on_boot(runtime: Runtime, wait: float, reporter: Reporter) -> RunReport:
+    from runce.tasks import boot
+
+    cfg = runtime.config
     if not cfg.tasks_dir.is_dir():
         boot.no_tasks_folder(cfg)
-        return RunReport(store=store_description(cfg))
-    statuses = task_status(cfg).tasks
+        return RunReport(store=runtime.description)
+    statuses = task_status(runtime).tasks
     pending = sum(s.state in RUNNABLE for s in statuses)
     boot.pending(pending, len(statuses))
     try:
-        report = run_tasks(cfg, wait=wait, applied_by="boot", reporter=reporter or boot.BootLog())
+        report = run_tasks(runtime, wait=wait, applied_by="boot", reporter=reporter)
     except (LockHeld, DriftError, OutOfOrderError) as refused:  # before any task ran
         boot.refused(refused, pending)
         refused.not_attempted = pending
@@ -171,12 +170,11 @@ class StatusReport:
         }
 
 
-def task_status(config: ConfigArg = None) -> StatusReport:
+def task_status(config: RuntimeArg = None) -> StatusReport:
     """Every task file joined with the store: its state, and the lock's holder."""
-    cfg = resolve_config(config)
-    files = discover(cfg.tasks_dir)
-    with opened_store(cfg) as store:
-        return status_of(store, files)
+    with using(config) as runtime:
+        files = discover(runtime.config.tasks_dir)
+        return status_of(runtime.store, files)
 
 
 def status_on(store: Store, config: Config) -> StatusReport:
@@ -200,15 +198,17 @@ def status_of(store: Store, files: list[TaskFile]) -> StatusReport:
     return StatusReport(store.description, statuses, holder)
 
 
-def list_applied(config: ConfigArg = None) -> list[AppliedRecord]:
+def list_applied(config: RuntimeArg = None) -> list[AppliedRecord]:
     """The store's last outcome per task id, in id order (reads only the store)."""
-    with opened_store(resolve_config(config)) as store:
+    with using(config) as runtime:
+        store = runtime.store
         return sorted(store.tracker.applied().values(), key=lambda record: record.id)
 
 
-def task_history(config: ConfigArg = None, task_id: str | None = None) -> list[Attempt]:
+def task_history(config: RuntimeArg = None, task_id: str | None = None) -> list[Attempt]:
     """Every attempt (oldest first), or one task's."""
-    with opened_store(resolve_config(config)) as store:
+    with using(config) as runtime:
+        store = runtime.store
         return store.tracker.history(task_id)
 
 
@@ -220,8 +220,9 @@ def latest_attempts(
     return store.tracker.latest_attempts(task_ids, per_task)
 
 
-def store_description(config: ConfigArg = None) -> str:
-    with opened_store(resolve_config(config)) as store:
+def store_description(config: RuntimeArg = None) -> str:
+    with using(config) as runtime:
+        store = runtime.store
         return store.description
 
 
@@ -229,19 +230,19 @@ def store_description(config: ConfigArg = None) -> str:
 
 
 def repair(
-    config: ConfigArg = None,
+    config: RuntimeArg = None,
     ids: Sequence[str] = (),
     *,
     all_drifted: bool = False,
     wait: float = 0.0,
 ) -> list[Attempt]:
     """Accept the current file of drifted tasks by appending a ``repaired`` record."""
-    cfg = resolve_config(config)
-    return _append_records(cfg, ids, "repaired", wait, everything=all_drifted)
+    with using(config) as runtime:
+        return _append_records(runtime, ids, "repaired", wait, everything=all_drifted)
 
 
 def baseline(
-    config: ConfigArg = None,
+    config: RuntimeArg = None,
     ids: Sequence[str] = (),
     *,
     all_pending: bool = False,
@@ -249,12 +250,12 @@ def baseline(
     wait: float = 0.0,
 ) -> list[Attempt]:
     """Record pending tasks as applied without running them (adopting runce late)."""
-    cfg = resolve_config(config)
-    return _append_records(cfg, ids, "baselined", wait, everything=all_pending, until=until)
+    with using(config) as runtime:
+        return _append_records(runtime, ids, "baselined", wait, everything=all_pending, until=until)
 
 
 def _append_records(
-    cfg: Config,
+    runtime: Runtime,
     ids: Sequence[str],
     status: AttemptStatus,
     wait: float,
@@ -265,9 +266,11 @@ def _append_records(
     bound_of(until, "until")
     if not ids and not everything:
         raise UsageError("name the tasks, or pass --all")
+    cfg = runtime.config
     files = {f.id: f for f in discover(cfg.tasks_dir)}
     owner = current_owner(cfg.lock.owner)
-    with opened_store(cfg) as store, holding(store.lock, owner, cfg.lock.ttl, wait) as keeper:
+    store = runtime.store
+    with holding(store.lock, owner, cfg.lock.ttl, wait) as keeper:
         tracker = store.tracker
         statuses = compute_statuses(
             files.values(), tracker.applied(), tracker.open_attempts(), store.lock.holder()
@@ -369,63 +372,68 @@ def _note(target: TaskStatus, status: AttemptStatus) -> str:
 # -- the lock and the schema -----------------------------------------------------------------
 
 
-def lock_holder(config: ConfigArg = None) -> LockHolder | None:
-    with opened_store(resolve_config(config)) as store:
+def lock_holder(config: RuntimeArg = None) -> LockHolder | None:
+    with using(config) as runtime:
+        store = runtime.store
         return store.lock.holder()
 
 
-def unlock(config: ConfigArg = None, *, force: bool = False) -> LockHolder | None:
+def unlock(config: RuntimeArg = None, *, force: bool = False) -> LockHolder | None:
     """Clear an expired or dead lock (any lock with ``force``); return what was cleared."""
-    with opened_store(resolve_config(config)) as store:
+    with using(config) as runtime:
+        store = runtime.store
         return store.lock.clear(force=force)
 
 
-def schema_status(config: ConfigArg = None) -> SchemaStatus:
-    with opened_store(resolve_config(config)) as store:
+def schema_status(config: RuntimeArg = None) -> SchemaStatus:
+    with using(config) as runtime:
+        store = runtime.store
         return store.schema_status()
 
 
-def upgrade_schema(config: ConfigArg = None) -> list[str]:
-    with opened_store(resolve_config(config)) as store:
+def upgrade_schema(config: RuntimeArg = None) -> list[str]:
+    with using(config) as runtime:
+        store = runtime.store
         return store.upgrade()
 
 
-def schema_sql(config: ConfigArg = None) -> str:
-    with opened_store(resolve_config(config)) as store:
+def schema_sql(config: RuntimeArg = None) -> str:
+    with using(config) as runtime:
+        store = runtime.store
         return store.schema_sql()
 
 
-def make_task(config: ConfigArg = None, name: str = "", tasks_dir: Path | None = None) -> Path:
+def make_task(config: RuntimeArg = None, name: str = "", tasks_dir: Path | None = None) -> Path:
     """Write a new task file from the template; return its path."""
     from runce.tasks.scaffold import write_task
 
-    cfg = resolve_config(config)
-    return write_task(tasks_dir or cfg.tasks_dir, name)
+    with using(config) as runtime:
+        return write_task(tasks_dir or runtime.config.tasks_dir, name)
 
 
 # -- async twins ----------------------------------------------------------------------------
 
 
-async def arun_tasks(config: ConfigArg = None, **options: Any) -> RunReport:
+async def arun_tasks(config: RuntimeArg = None, **options: Any) -> RunReport:
     """:func:`run_tasks` for async callers (runs on a worker thread)."""
     import asyncio
 
     return await asyncio.to_thread(lambda: run_tasks(config, **options))
 
 
-async def arun_pending_on_boot(config: ConfigArg = None, *, wait: float = 300.0) -> RunReport:
+async def arun_pending_on_boot(config: RuntimeArg = None, *, wait: float = 300.0) -> RunReport:
     import asyncio
 
     return await asyncio.to_thread(lambda: run_pending_on_boot(config, wait=wait))
 
 
-async def atask_status(config: ConfigArg = None) -> StatusReport:
+async def atask_status(config: RuntimeArg = None) -> StatusReport:
     import asyncio
 
     return await asyncio.to_thread(task_status, config)
 
 
-async def alist_applied(config: ConfigArg = None) -> list[AppliedRecord]:
+async def alist_applied(config: RuntimeArg = None) -> list[AppliedRecord]:
     import asyncio
 
     return await asyncio.to_thread(list_applied, config)
