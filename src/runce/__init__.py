@@ -54,7 +54,7 @@ if _TYPE_CHECKING:
     from runce.api.async_client import AsyncClient  # needs httpx: nurv-runce[client]
     from runce.api.client import Client  # needs httpx: nurv-runce[client]
     from runce.config import Config, define_config, load_config
-    from runce.domain.runs import EnqueueOptions, Run, Unreadable
+    from runce.domain.runs import EnqueueOptions, Run, RunQuery, Unreadable
     from runce.runs.context import JobContext
     from runce.runs.events import Event, events
     from runce.runs.inline import JobResult
@@ -163,6 +163,7 @@ __all__ = [
     "Run",
     "RunError",
     "RunPage",
+    "RunQuery",
     "RunReport",
     "RunceError",
     "SchemaError",

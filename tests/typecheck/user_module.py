@@ -44,6 +44,11 @@ def send_welcome(to: str, **options: Unpack[runce.EnqueueOptions]) -> runce.Run:
     return send_email.later(Email(to=to, subject="welcome"), **options)
 
 
+def queued_of(**query: Unpack[runce.RunQuery]) -> list[runce.Run]:
+    """A user's helper passes a run query on, typed."""
+    return runce.list_runs(**query).runs
+
+
 async def enqueue_from_async() -> str:
     run_one: runce.Run = await build_report.alater(
         Email(to="h@example.com", subject="x"), priority=2, concurrency_key="h"
@@ -94,5 +99,6 @@ def enqueue_things() -> list[str]:
         *oks,
         remote.id,
         welcomed.id,
+        *[r.id for r in queued_of(state="queued", kind="email.send", limit=5)],
         *[r.id for r in listed.runs],
     ]

@@ -26,7 +26,7 @@ def test_the_configuration_table_matches_the_keys() -> None:
 def test_the_public_names_are_exactly_the_curated_ones() -> None:
     modules = {"api", "cli", "config", "contrib", "domain", "errors", "errortext", "runs"}
     modules |= {"logformat", "stores", "tasks", "timeutil", "tracing", "transaction"}
-    modules |= {"defaults", "interrupts"}
+    modules |= {"defaults", "interrupts", "runtime"}
     for name in runce.__all__:
         assert getattr(runce, name) is not None, name
     exported = {name for name in dir(runce) if not name.startswith("_")}

@@ -90,3 +90,20 @@ def test_left_out_options_take_their_defaults(config: dict[str, str]) -> None:
     run = runce.enqueue("options.echo", {}, config=config)
     assert (run.priority, run.project_id, run.correlation_id) == (0, None, None)
     assert run.run_at >= before
+
+
+def test_a_run_query_is_one_typed_set_too(config: dict[str, str]) -> None:
+    runce.enqueue("options.echo", {"n": 1}, config=config, project_id="a")
+    runce.enqueue("options.echo", {"n": 2}, config=config, project_id="b")
+    query: runce.RunQuery = {"project_id": "b", "limit": 1, "order": "oldest"}
+    [run] = runce.list_runs(config=config, **query).runs
+    assert run.input == {"n": 2}
+    assert asyncio.run(runce.alist_runs(config=config, **query)).runs == [run]
+    wrong: Any = {"statee": "queued"}
+    for call in (
+        lambda: runce.list_runs(config=config, **wrong),
+        lambda: asyncio.run(runce.alist_runs(config=config, **wrong)),
+        lambda: runce.Client("http://127.0.0.1:9", token="t").list_runs(**wrong),
+    ):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'statee'"):
+            call()

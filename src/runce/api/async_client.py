@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Unpack
 
 try:
@@ -42,7 +41,7 @@ from runce.api.client import (
 )
 from runce.api.retries import RETRY_STATUSES, RetryPolicy
 from runce.api.schemas import AttemptModel, ScheduleModel, WorkerModel
-from runce.domain.runs import AttemptRecord, EnqueueOptions, Run, RunOrder, RunState, WorkerInfo
+from runce.domain.runs import AttemptRecord, EnqueueOptions, Run, RunQuery, WorkerInfo
 from runce.domain.schedules import Schedule
 from runce.errors import RunceError, UnknownRun, UnknownSchedule
 from runce.runs.service import FlowStatus, RunPage
@@ -111,21 +110,10 @@ class AsyncClient:
     async def get_run(self, run_id: str) -> Run:
         return run_from_json((await self.request("GET", run_path(run_id))).json())
 
-    async def list_runs(
-        self,
-        *,
-        project_id: str | None = None,
-        state: RunState | None = None,
-        kind: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
-        order: RunOrder = "newest",
-    ) -> RunPage:
+    async def list_runs(self, **query: Unpack[RunQuery]) -> RunPage:
         """Runs newest first (``order="oldest"``: oldest first); pass ``page.next_cursor``
         back as ``cursor``, with the same ``order``, for the next page."""
-        params = list_params(project_id, state, kind, since, before, cursor, limit, order)
+        params = list_params(query)
         return page_from_json((await self.request("GET", "/v1/runs", params=params)).json())
 
     async def attempts(self, run_id: str) -> list[AttemptRecord]:

@@ -43,10 +43,10 @@ from runce.domain.runs import (
     AttemptRecord,
     EnqueueOptions,
     Run,
-    RunOrder,
-    RunState,
+    RunQuery,
     WorkerInfo,
     check_enqueue_options,
+    check_query,
 )
 from runce.domain.schedules import Schedule
 from runce.errors import (
@@ -144,21 +144,10 @@ class Client:
     def get_run(self, run_id: str) -> Run:
         return run_from_json(self.request("GET", run_path(run_id)).json())
 
-    def list_runs(
-        self,
-        *,
-        project_id: str | None = None,
-        state: RunState | None = None,
-        kind: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
-        order: RunOrder = "newest",
-    ) -> RunPage:
+    def list_runs(self, **query: Unpack[RunQuery]) -> RunPage:
         """Runs newest first (``order="oldest"``: oldest first); pass ``page.next_cursor``
         back as ``cursor``, with the same ``order``, for the next page."""
-        params = list_params(project_id, state, kind, since, before, cursor, limit, order)
+        params = list_params(query)
         return page_from_json(self.request("GET", "/v1/runs", params=params).json())
 
     def limits(self) -> dict[str, str]:
@@ -325,25 +314,19 @@ def enqueue_request(
     return body, headers
 
 
-def list_params(
-    project_id: str | None,
-    state: RunState | None,
-    kind: str | None,
-    since: datetime | None,
-    before: datetime | None,
-    cursor: str | None,
-    limit: int,
-    order: RunOrder = "newest",
-) -> dict[str, Any]:
+def list_params(query: RunQuery) -> dict[str, Any]:
+    """The query string of ``GET /v1/runs`` for ``query``."""
+    check_query(query, "list_runs")
+    order = query.get("order", "newest")
     return _without_none(
         order=None if order == "newest" else order,
-        project_id=project_id,
-        state=state,
-        kind=kind,
-        since=wire_time(since),
-        before=wire_time(before),
-        cursor=cursor,
-        limit=limit,
+        project_id=query.get("project_id"),
+        state=query.get("state"),
+        kind=query.get("kind"),
+        since=wire_time(query.get("since")),
+        before=wire_time(query.get("before")),
+        cursor=query.get("cursor"),
+        limit=query.get("limit", 50),
     )
 
 

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
 import click
@@ -28,8 +27,7 @@ if TYPE_CHECKING:
         AttemptRecord,
         EnqueueOptions,
         Run,
-        RunOrder,
-        RunState,
+        RunQuery,
         WorkerInfo,
     )
     from runce.domain.schedules import Schedule
@@ -113,18 +111,7 @@ class Runs(Protocol):
 
     def get_run(self, run_id: str) -> Run: ...
 
-    def list_runs(
-        self,
-        *,
-        project_id: str | None = None,
-        state: RunState | None = None,
-        kind: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
-        order: RunOrder = "newest",
-    ) -> RunPage: ...
+    def list_runs(self, **query: Unpack[RunQuery]) -> RunPage: ...
 
     def attempts(self, run_id: str) -> list[AttemptRecord]: ...
 
@@ -173,29 +160,8 @@ class LocalRuns:
     def get_run(self, run_id: str) -> Run:
         return self._library.get_run(run_id, config=self._config)
 
-    def list_runs(
-        self,
-        *,
-        project_id: str | None = None,
-        state: RunState | None = None,
-        kind: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
-        order: RunOrder = "newest",
-    ) -> RunPage:
-        return self._library.list_runs(
-            project_id=project_id,
-            state=state,
-            kind=kind,
-            since=since,
-            before=before,
-            cursor=cursor,
-            limit=limit,
-            order=order,
-            config=self._config,
-        )
+    def list_runs(self, **query: Unpack[RunQuery]) -> RunPage:
+        return self._library.list_runs(config=self._config, **query)
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         return self._runtime.part(self._library.run_service).attempts(run_id)

@@ -137,14 +137,49 @@ class EnqueueOptions(TypedDict, total=False):
     concurrency_key: str | None  # the run's key for its job's ``concurrency`` limit
 
 
+class RunQuery(TypedDict, total=False):
+    """Which runs a page of ``runce.list_runs`` (or a client's) shows, by keyword."""
+
+    project_id: str | None
+    state: RunState | None
+    kind: str | None
+    since: datetime | None  # created at or after
+    before: datetime | None  # created before
+    cursor: str | None  # the last page's ``next_cursor``
+    limit: int  # runs a page (default 50)
+    order: RunOrder  # "newest" first (the default) or "oldest"
+
+
 ENQUEUE_OPTIONS: frozenset[str] = frozenset(EnqueueOptions.__annotations__)
+QUERY_OPTIONS: frozenset[str] = frozenset(RunQuery.__annotations__)
 
 
 def check_enqueue_options(options: Mapping[str, object], where: str) -> None:
     """Refuse a keyword that is no enqueue option, as Python refuses one a signature lacks."""
-    for name in options:
-        if name not in ENQUEUE_OPTIONS:
+    _check_keywords(options, ENQUEUE_OPTIONS, where)
+
+
+def check_query(query: Mapping[str, object], where: str) -> None:
+    """Refuse a keyword that is no :class:`RunQuery` key."""
+    _check_keywords(query, QUERY_OPTIONS, where)
+
+
+def _check_keywords(given: Mapping[str, object], known: frozenset[str], where: str) -> None:
+    for name in given:
+        if name not in known:
             raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")
+
+
+def filter_of(query: RunQuery) -> RunFilter:
+    """The filters of a query (its cursor and limit are the page's)."""
+    return RunFilter(
+        query.get("project_id"),
+        query.get("state"),
+        query.get("kind"),
+        query.get("since"),
+        query.get("before"),
+        order=query.get("order", "newest"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

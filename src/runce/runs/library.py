@@ -12,7 +12,6 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -32,10 +31,10 @@ from runce.config import (
 from runce.domain.runs import (
     EnqueueOptions,
     Run,
-    RunFilter,
-    RunOrder,
-    RunState,
+    RunQuery,
     check_enqueue_options,
+    check_query,
+    filter_of,
 )
 from runce.domain.schedules import Schedule
 from runce.errors import ConfigError, UnknownSchedule, UnsupportedFeature, UsageError
@@ -310,22 +309,12 @@ def get_run(run_id: str, *, config: ConfigArg = None) -> Run:
     return service(config).get(run_id)
 
 
-def list_runs(
-    *,
-    project_id: str | None = None,
-    state: RunState | None = None,
-    kind: str | None = None,
-    since: datetime | None = None,
-    before: datetime | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-    order: RunOrder = "newest",
-    config: ConfigArg = None,
-) -> RunPage:
+def list_runs(*, config: ConfigArg = None, **query: Unpack[RunQuery]) -> RunPage:
     """Runs newest first (``order="oldest"``: oldest first); pass ``page.next_cursor`` back
-    as ``cursor``, with the same ``order``, for the next page."""
-    filters = RunFilter(project_id, state, kind, since, before, order=order)
-    return service(config).page(filters, cursor=cursor, limit=limit)
+    as ``cursor``, with the same ``order``, for the next page (:class:`~runce.RunQuery`)."""
+    check_query(query, "list_runs")
+    page = service(config).page
+    return page(filter_of(query), cursor=query.get("cursor"), limit=query.get("limit", 50))
 
 
 def ensure_idempotent(key: str, factory: Callable[[], Run], *, config: ConfigArg = None) -> Run:
@@ -374,32 +363,10 @@ async def aget_run(run_id: str, *, config: ConfigArg = None) -> Run:
     return await asyncio.to_thread(get_run, run_id, config=config)
 
 
-async def alist_runs(
-    *,
-    project_id: str | None = None,
-    state: RunState | None = None,
-    kind: str | None = None,
-    since: datetime | None = None,
-    before: datetime | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-    order: RunOrder = "newest",
-    config: ConfigArg = None,
-) -> RunPage:
+async def alist_runs(*, config: ConfigArg = None, **query: Unpack[RunQuery]) -> RunPage:
     """:func:`list_runs` for async callers (on a worker thread)."""
-    return await asyncio.to_thread(
-        lambda: list_runs(
-            project_id=project_id,
-            state=state,
-            kind=kind,
-            since=since,
-            before=before,
-            cursor=cursor,
-            limit=limit,
-            order=order,
-            config=config,
-        )
-    )
+    check_query(query, "alist_runs")
+    return await asyncio.to_thread(lambda: list_runs(config=config, **query))
 
 
 async def acancel_run(run_id: str, *, config: ConfigArg = None) -> Run:
