@@ -54,7 +54,8 @@ async def enqueue_from_async() -> str:
         Email(to="h@example.com", subject="x"), priority=2, concurrency_key="h"
     )
     again: runce.Run = await runce.aenqueue("email.send", {}, project_id="p")
-    return run_one.id + again.id
+    report: runce.RunReport = await runce.arun_tasks(dry_run=True, only=["a"], wait=1.0)
+    return run_one.id + again.id + str(report.ok)
 
 
 def enqueue_things() -> list[str]:

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, Unpack
 
 from runce._version import __version__
 from runce.config import MAX_CONCURRENCY, MAX_WAIT, Config, bounded
@@ -414,7 +414,21 @@ def make_task(config: RuntimeArg = None, name: str = "", tasks_dir: Path | None 
 # -- async twins ----------------------------------------------------------------------------
 
 
-async def arun_tasks(config: RuntimeArg = None, **options: Any) -> RunReport:
+class TaskRunOptions(TypedDict, total=False):
+    """:func:`run_tasks`'s keywords, as :func:`arun_tasks` takes them."""
+
+    dry_run: bool | None
+    only: Sequence[str] | str | None
+    since: str | None
+    until: str | None
+    concurrency: int
+    wait: float
+    keep_going: bool
+    applied_by: str
+    reporter: Reporter | None
+
+
+async def arun_tasks(config: RuntimeArg = None, **options: Unpack[TaskRunOptions]) -> RunReport:
     """:func:`run_tasks` for async callers (runs on a worker thread)."""
     import asyncio
 
