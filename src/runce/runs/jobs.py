@@ -22,7 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, Unpack, overload
 
-from runce.config import MAX_ATTEMPTS, MAX_RUN_TIME, MIN_TIMEOUT, bounded, parse_duration
+from runce.config import (
+    MAX_ATTEMPTS,
+    MAX_RUN_TIME,
+    MIN_TIMEOUT,
+    ConfigArg,
+    bounded,
+    parse_duration,
+)
 from runce.domain.runs import Unreadable
 from runce.errors import ConfigError, InvalidInput, UsageError
 from runce.runs.dispatch import dispatch
@@ -241,7 +248,7 @@ class Job(Generic[P, R]):
         *,
         idempotency_key: str | None = None,
         connection: Any = None,
-        config: Any = None,
+        config: ConfigArg = None,
         **options: Unpack[EnqueueOptions],
     ) -> Run:
         """Enqueue a run of this job and return it (the options are ``runce.enqueue``'s)."""
@@ -260,7 +267,7 @@ class Job(Generic[P, R]):
         *,
         idempotency_key: str | None = None,
         connection: Any = None,
-        config: Any = None,
+        config: ConfigArg = None,
         **options: Unpack[EnqueueOptions],
     ) -> Run:
         """:meth:`later` for async callers; ``connection=`` may be a psycopg
@@ -281,7 +288,7 @@ class Job(Generic[P, R]):
         persist: bool = True,
         project_id: str | None = None,
         correlation_id: str | None = None,
-        config: Any = None,
+        config: ConfigArg = None,
     ) -> R:
         """Run the job here and now, once, and return its (validated) result.
 
@@ -305,7 +312,7 @@ class Job(Generic[P, R]):
         persist: bool = True,
         project_id: str | None = None,
         correlation_id: str | None = None,
-        config: Any = None,
+        config: ConfigArg = None,
     ) -> R:
         """:meth:`now` from async code: the call runs in a worker thread."""
         import asyncio
@@ -327,7 +334,7 @@ class Job(Generic[P, R]):
         concurrency: int = 3,
         stop_on_error: bool = False,
         persist: bool = True,
-        config: Any = None,
+        config: ConfigArg = None,
     ) -> list[JobResult[P, R]]:
         """:meth:`now` on every item, ``concurrency`` at a time: a list of ``JobResult`` in the
         items' order. With ``stop_on_error``, items not started when one fails are skipped."""
