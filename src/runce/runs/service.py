@@ -34,7 +34,6 @@ from runce.domain.runs import (
     Run,
     RunFilter,
     RunStats,
-    check_enqueue_options,
 )
 from runce.errors import (
     IdempotencyConflict,
@@ -371,7 +370,6 @@ class RunService:
         connection: Any = None,
         **options: Unpack[EnqueueOptions],
     ) -> Run:
-        check_enqueue_options(options, "enqueue")
         keys = [idempotency_key]
         [result] = self.enqueue_results(
             kind, [input], idempotency_keys=keys, connection=connection, **options
@@ -387,7 +385,6 @@ class RunService:
         connection: Any = None,
         **options: Unpack[EnqueueOptions],
     ) -> list[Run]:
-        check_enqueue_options(options, "enqueue_many")
         results = self.enqueue_results(
             kind, inputs, idempotency_keys=idempotency_keys, connection=connection, **options
         )
