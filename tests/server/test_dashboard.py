@@ -364,7 +364,7 @@ def test_once_tasks_are_read_on_the_apps_store_and_only_their_latest_attempts(
     def refused(*args: object, **kwargs: object) -> None:
         raise AssertionError("a page view opened a store, or read the whole history")
 
-    monkeypatch.setattr("runce.tasks.library.open_store", refused)
+    monkeypatch.setattr("runce.runtime.open_store", refused)
     monkeypatch.setattr(TrackerReads, "history", refused)
     sign_in(api, "all")
     page = api.client.get("/ui/tasks")
