@@ -158,10 +158,9 @@ def _forget_runtimes() -> None:
 on_close_shared(_forget_runtimes)
 
 
-def close_stores() -> None:
-    """Close the process's shared stores (and forget what was made on them); the next call
-    opens them again."""
-    close_shared()
+# Close the process's shared stores (and forget what was made on them); the next call opens
+# them again (the Django app calls it when Django makes its connections anew).
+close_stores = close_shared
 
 
 # -- enqueueing ------------------------------------------------------------------------------
