@@ -22,7 +22,13 @@ SUBJECTS = (
     Subject("runce_postgres_observed", "runce", "postgresql", ("process",), "runce observed"),
     Subject("pgqueuer", "peers", "postgresql", QUEUE, "pgqueuer"),
     Subject("procrastinate", "peers", "postgresql", QUEUE, "procrastinate"),
-    Subject("pgbench_ceiling", "runce", "ceiling", ("ceiling",), "pgbench"),
+    Subject(
+        "pgbench_ceiling",
+        "runce",
+        "ceiling",
+        ("ceiling", "enqueue_single", "enqueue_batched"),
+        "pgbench",
+    ),
     Subject("runce_sqlite", "runce", "sqlite", QUEUE, "runce"),
     Subject("runce_sqlite_tuned", "runce", "sqlite", ("process",), "runce tuned"),
     Subject("runce_sqlite_observed", "runce", "sqlite", ("process",), "runce observed"),
@@ -67,6 +73,7 @@ def _queue_rows(section: str, runce: str, peers: tuple[str, ...]) -> list[Row]:
             True,
             runce,
             vs("enqueue_single"),
+            ceiling=("pgbench_ceiling", "enqueue_single") if section == "postgresql" else None,
         ),
         Row(
             section,
@@ -77,6 +84,7 @@ def _queue_rows(section: str, runce: str, peers: tuple[str, ...]) -> list[Row]:
             True,
             runce,
             vs("enqueue_batched"),
+            ceiling=("pgbench_ceiling", "enqueue_batched") if section == "postgresql" else None,
         ),
         Row(
             section,

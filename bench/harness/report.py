@@ -87,7 +87,7 @@ def rows(results: Results, w: Workload) -> list[tuple[str, ...]]:
             ceiling = _figure(results, row.ceiling[0], row.ceiling[1], row.key)
             if ceiling is not None:
                 first = head if not others else ("", "", "", "")
-                lines.append((*first, "pgbench ceiling", fmt(ceiling), _share(mine, ceiling)))
+                lines.append((*first, "SQL ceiling", fmt(ceiling), _share(mine, ceiling)))
     return lines
 
 
@@ -129,5 +129,8 @@ def render(results: Results, w: Workload, title: str) -> str:
         out.append(line(cells))
     out.append("")
     out.append("↑ higher is better, ↓ lower is better; runce/peer > 1 means runce is higher.")
-    out.append("pgbench ceiling: runce's share of what its own SQL reaches without Python.")
+    out.append(
+        "SQL ceiling: runce's share of what its own statements reach with no client work "
+        "(pgbench; a batch's COPY data built beforehand)."
+    )
     return "\n".join(out)

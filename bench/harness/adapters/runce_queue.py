@@ -120,7 +120,7 @@ def enqueue_single(backend: Backend, w: Workload) -> dict[str, Any]:
     for _ in range(w.jobs):
         runce.enqueue(KIND, {"t": 0.0})
     took = time.perf_counter() - began
-    _expect_queued(backend, w.jobs)
+    expect_queued(backend, w.jobs)
     return stats.enqueue_result(w.jobs, took, 1)
 
 
@@ -131,7 +131,7 @@ def enqueue_batched(backend: Backend, w: Workload) -> dict[str, Any]:
     for start in range(0, w.jobs, w.batch):
         runce.enqueue_many(KIND, inputs[: min(w.batch, w.jobs - start)])
     took = time.perf_counter() - began
-    _expect_queued(backend, w.jobs)
+    expect_queued(backend, w.jobs)
     return stats.enqueue_result(w.jobs, took, w.batch)
 
 
@@ -232,7 +232,7 @@ def _rss_at(samples: list[tuple[float, int]], when: float) -> int:
     return samples[-1][1]
 
 
-def _expect_queued(backend: Backend, count: int) -> None:
+def expect_queued(backend: Backend, count: int) -> None:
     got = backend.unfinished()
     if got != count:
         raise RuntimeError(f"{got} runs queued, expected {count}")
