@@ -32,6 +32,7 @@ from runce.domain.runs import readable
 from runce.errors import StoreError, StoreUnavailable
 from runce.stores.postgres import schema
 from runce.stores.postgres.location import Target
+from runce.stores.postgres.prepared import Prepared
 from runce.stores.postgres.queries import latest_version, query
 
 T = TypeVar("T")
@@ -75,6 +76,8 @@ class Database:
         self._closing = False  # closed while a call was in flight: close after it
         self._current = False  # seen at the latest version: stop checking
         self._names_itself = _names_itself(target.url)
+        # The statements sent through libpq directly, prepared on each connection once.
+        self.prepared = Prepared(target.schema)
 
     # --- connections ---------------------------------------------------------------------
 

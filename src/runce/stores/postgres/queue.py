@@ -92,6 +92,7 @@ from runce.domain.runs import (
 from runce.errors import StoreError, UnsupportedFeature, UsageError
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.dialect import CODECS
+from runce.stores.postgres.prepared import timestamptz
 from runce.stores.postgres.queries import query_with
 from runce.stores.postgres.rows import (
     Row,
@@ -198,6 +199,12 @@ class PostgresRunQueue:
             return self._db.write(
                 lambda conn: _copy_enqueue(conn, self._db, batch, self._channel),
                 what=sql_runs.runs_text("enqueue", batch),
+            )
+        if len(batch) == 1:  # runce.enqueue: prepared, through libpq (see prepared.py)
+            return self._db.write(
+                lambda conn: _enqueue_one(conn, self._db, batch[0], self._channel),
+                what=sql_runs.runs_text("enqueue", batch),
+                transaction=False,
             )
         return self._db.write(
             lambda conn: _enqueue(conn, self._db, batch, self._channel),
@@ -661,6 +668,30 @@ def _enqueue(
     with conn.cursor(row_factory=tuple_row, binary=binary) as cursor:
         cursor.execute(statement, params)
         inserted = _inserted(cursor.fetchall())
+    return _answers(conn, db, batch, inserted, binary=binary)
+
+
+def _enqueue_one(conn: Connection, db: Database, new: NewRun, channel: str) -> list[Enqueued]:
+    """:func:`_enqueue` of one run on the store's connection, as a statement prepared there
+    and sent through libpq (:mod:`runce.stores.postgres.prepared`)."""
+    params = new_run_params(new)
+    params["channel"] = channel
+    result = db.prepared.run(conn, "enqueue_run", params)
+    inserted: dict[str, tuple[datetime, datetime]] = {}
+    if result.ntuples:  # id, run_at, created_at, pg_notify
+        inserted[new.id] = (timestamptz(result, 0, 1), timestamptz(result, 0, 2))
+    return _answers(conn, db, [new], inserted)
+
+
+def _answers(
+    conn: Connection,
+    db: Database,
+    batch: list[NewRun],
+    inserted: dict[str, tuple[datetime, datetime]],
+    *,
+    binary: bool = True,
+) -> list[Enqueued]:
+    """What an enqueue answers, the runs that met their idempotency keys read back."""
     keys = _keys_met(batch, inserted)
     existing: dict[str, Run] = {}
     if keys:
@@ -698,7 +729,8 @@ def _copy_enqueue(
 ) -> list[Enqueued]:
     """Insert a batch with no idempotency key by ``COPY`` in the transaction ``write`` opened:
     no key means no conflict to answer, so nothing needs to come back but the clock. The
-    rows are formatted by psycopg's C code, not bound as arrays."""
+    rows are formatted by psycopg's C code, not bound as arrays. The answers are built
+    before the COPY ends, while the server still works through the rows sent."""
     kinds = sorted({new.kind for new in batch})
     with conn.cursor(row_factory=tuple_row) as cursor:
         cursor.execute(db.sql("enqueue_copy_begin"), {"channel": channel, "kinds": kinds})
@@ -725,9 +757,10 @@ def _copy_enqueue(
                         new.concurrency_key,
                     )
                 )
-    now = utc(now)
-    inserted = {new.id: (now if new.run_at is None else new.run_at, now) for new in batch}
-    return enqueue_answers(batch, inserted, {})
+            at = utc(now)
+            inserted = {new.id: (at if new.run_at is None else new.run_at, at) for new in batch}
+            answers = enqueue_answers(batch, inserted, {})
+    return answers
 
 
 async def _aenqueue(
