@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runce import tracing
 from runce.cli.logs import JsonFormatter, TextFormatter
+from runce.config import DEFAULT_REDACT
 from runce.runs import redact
 from runce.runs.events import EventBus
 from runce.runs.jobs import Job, JobRegistry
@@ -316,6 +317,7 @@ def test_run_failed_is_an_error_with_its_exception_and_a_retry_a_warning(
     finally:
         logger.removeHandler(handler)
         logger.removeFilter(redactor)
+        redact.install(DEFAULT_REDACT)  # the process's default again, for the tests after
     [retried] = [r for r in records if r.getMessage().startswith("run.retrying")]
     [failed] = [r for r in records if r.getMessage().startswith("run.failed")]
     assert (retried.levelname, failed.levelname) == ("WARNING", "ERROR")
