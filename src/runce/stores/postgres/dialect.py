@@ -5,15 +5,21 @@ statements for the store's schema, each its own transaction on an autocommit con
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
+from runce.domain.locks import Lease
+from runce.errors import UsageError
 from runce.stores.postgres.connection import Connection, Database
+from runce.stores.postgres.lock import PostgresLock
 from runce.stores.postgres.rows import utc
 from runce.stores.sql.dialect import Row
+
+T = TypeVar("T")
 
 
 class PostgresCodecs:
@@ -35,13 +41,63 @@ class PostgresCodecs:
     def read_texts(self, value: Any) -> tuple[str, ...]:
         return tuple(value)
 
+    def json(self, value: Any) -> Jsonb:
+        return Jsonb(value)
+
+    def read_json(self, value: Any) -> Any:
+        return value  # psycopg reads jsonb
+
+    def seconds(self, seconds: float) -> float:
+        return float(seconds)
+
 
 CODECS = PostgresCodecs()
 
 
-class PostgresDialect(PostgresCodecs):
-    def __init__(self, db: Database) -> None:
+class PostgresSteps:
+    """Named statements on one connection (``%(name)s`` parameters bound by psycopg)."""
+
+    def __init__(self, conn: Connection, db: Database) -> None:
+        self._conn = conn
         self._db = db
+
+    def run(self, name: str, params: Mapping[str, Any]) -> int:
+        return self._conn.execute(self._db.sql(name), params or None).rowcount
+
+    def row(self, name: str, params: Mapping[str, Any]) -> Row | None:
+        with self._conn.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute(self._db.sql(name), params or None).fetchone()
+
+
+class PostgresDialect(PostgresCodecs):
+    """Writes under a lease run on the lease's own lock session (``lock``), so they happen
+    only while the lock is held; the others are short transactions on the store's
+    connection, or one statement alone."""
+
+    def __init__(self, db: Database, lock: PostgresLock | None = None) -> None:
+        self._db = db
+        self._lock = lock
+
+    @property
+    def where(self) -> str:
+        return f"the PostgreSQL store at {self._db.target.where}"
+
+    def fenced(
+        self,
+        lease: Lease | None,
+        work: Callable[[PostgresSteps], T],
+        *,
+        what: str,
+        single: bool = False,
+    ) -> T:
+        def steps(conn: Connection) -> T:
+            return work(PostgresSteps(conn, self._db))
+
+        if lease is None:
+            return self._db.write(steps, what=what, transaction=not single)
+        if self._lock is None:
+            raise UsageError(f"cannot {what} under a lease: this dialect was made without the lock")
+        return self._lock.fenced(lease, steps, what=what)
 
     def read(self, name: str, params: Mapping[str, Any], *, needs: int, what: str) -> list[Row]:
         return self._db.read(

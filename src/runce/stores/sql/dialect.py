@@ -8,11 +8,14 @@ text). Nothing here takes SQL text: MongoDB, which takes none, stays outside.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from runce.domain.locks import Lease
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 
 class Codecs(Protocol):
@@ -33,6 +36,25 @@ class Codecs(Protocol):
     def read_texts(self, value: Any) -> tuple[str, ...]:
         """A list of text from a column."""
 
+    def json(self, value: Any) -> Any:
+        """A JSON value as a statement's parameter."""
+
+    def read_json(self, value: Any) -> Any:
+        """A JSON value from a column."""
+
+    def seconds(self, seconds: float) -> Any:
+        """A length of time as a statement's parameter, to add to the store's clock."""
+
+
+class Steps(Protocol):
+    """Named statements run on one connection, inside the transaction the backend opened."""
+
+    def run(self, name: str, params: Mapping[str, Any]) -> int:
+        """Run the statement ``name``; how many rows it changed."""
+
+    def row(self, name: str, params: Mapping[str, Any]) -> Row | None:
+        """Run the statement ``name``; its first row, if any."""
+
 
 class Dialect(Codecs, Protocol):
     """One SQL backend's named statements and value codecs."""
@@ -48,3 +70,18 @@ class Dialect(Codecs, Protocol):
 
     def write_rows(self, name: str, params: Mapping[str, Any], *, what: str) -> list[Row]:
         """Run the statement ``name`` as a write, as :meth:`write`; the rows it returns."""
+
+
+class FencedDialect(Dialect, Protocol):
+    """A dialect for the once-task tracker: writes that hold only while a lease does."""
+
+    @property
+    def where(self) -> str:
+        """The store in an error's words ("the SQLite store /path/runce.db")."""
+
+    def fenced(
+        self, lease: Lease | None, work: Callable[[Steps], T], *, what: str, single: bool = False
+    ) -> T:
+        """Run ``work`` in one transaction that holds only while ``lease`` is the lock's
+        current one (any transaction without a lease); ``single``: ``work`` is one
+        statement, so a backend may run it as that statement alone."""

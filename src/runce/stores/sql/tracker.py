@@ -1,21 +1,40 @@
-"""What the SQL stores' trackers share: their reads, and the check on finished attempts.
+"""The once-task tracker of the SQL stores, on the dialect seam (:mod:`.dialect`).
 
-Every SQL store ships the named queries ``applied``, ``history``, ``history_of_task``,
-``latest_attempts`` and ``open_attempts``; a tracker built on :class:`TrackerReads` provides
-``_select`` (run a named query), the two row converters for its dialect and how it passes a
-list of task ids to a query.
+Every SQL store ships the same named statements for once tasks (``insert_attempt``,
+``finish_attempt``, ``upsert_applied``, ``progress``, the checkpoints, the range claims and
+the controls, and the reads ``applied``, ``history``, ``history_of_task``,
+``latest_attempts`` and ``open_attempts``); :class:`SqlTracker` runs them through the
+store's :class:`~runce.stores.sql.dialect.FencedDialect`, so a write under a lease happens
+only while the lease is the lock's. A backend adds its row converters, how it passes a list
+of task ids, and the transaction a transactional task runs in; that transaction writes
+its outcome and checkpoints with :meth:`SqlTracker.write_finish` and
+:meth:`SqlTracker.write_checkpoint` on its own connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from runce.domain.tasks import AppliedRecord, Attempt
-from runce.errors import UsageError
+from runce.domain.locks import Lease
+from runce.domain.tasks import (
+    AppliedRecord,
+    Attempt,
+    Checkpoint,
+    ControlCommand,
+    RangeClaim,
+    TaskControl,
+)
+from runce.errors import ClaimLost, StoreError, UsageError
+from runce.stores.sql.dialect import FencedDialect, Row, Steps
 
 
 class TrackerReads:
+    """The reads of the history and the applied state; a backend supplies ``_select`` (run
+    a named query) and its row converters."""
+
     def _select(self, name: str, params: dict[str, Any] | None = None, *, what: str) -> list[Any]:
         raise NotImplementedError
 
@@ -54,6 +73,226 @@ class TrackerReads:
     def open_attempts(self) -> list[Attempt]:
         rows = self._select("open_attempts", what="read the open attempts")
         return [self._to_attempt(row) for row in rows]
+
+
+class SqlTracker(TrackerReads):
+    """The writes of once tasks: attempts, applied records, checkpoints, range claims and
+    pause/cancel requests, each a fenced transaction of named statements. A backend adds
+    ``_params_of`` (an attempt's or applied record's columns) beside the reads' hooks."""
+
+    def __init__(self, dialect: FencedDialect) -> None:
+        self._sql = dialect
+
+    def _params_of(self, record: Attempt | AppliedRecord) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- attempts and the applied state ----------------------------------------------------------
+
+    def begin(self, attempt: Attempt, lease: Lease | None) -> None:
+        params = self._params_of(replace(attempt, status="started"))
+        what = f"record the start of {attempt.task_id}"
+        self._sql.fenced(lease, lambda steps: steps.run("insert_attempt", params), what=what)
+
+    def progress(self, attempt_id: str, done: int, total: int | None, lease: Lease | None) -> None:
+        params = {"attempt_id": attempt_id, "done": done, "total": total}
+
+        def work(steps: Steps) -> None:
+            if steps.run("progress", params) != 1:
+                raise self._not_started(attempt_id)
+
+        self._sql.fenced(lease, work, what=f"store the progress of attempt {attempt_id}")
+
+    def finish(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
+        must_be_finished(attempt)
+        self._sql.fenced(
+            lease,
+            lambda steps: self.write_finish(steps, attempt, applied),
+            what=f"record the outcome of {attempt.task_id}",
+        )
+
+    def record(self, attempt: Attempt, applied: AppliedRecord | None, lease: Lease | None) -> None:
+        must_be_finished(attempt)
+
+        def work(steps: Steps) -> None:
+            steps.run("insert_attempt", self._params_of(attempt))
+            self._upsert_applied(steps, applied)
+
+        self._sql.fenced(
+            lease, work, what=f"record the {attempt.status} attempt of {attempt.task_id}"
+        )
+
+    def write_finish(self, steps: Steps, attempt: Attempt, applied: AppliedRecord | None) -> None:
+        """Close a started history row and upsert the applied record, in ``steps``'s
+        transaction."""
+        if steps.run("finish_attempt", self._params_of(attempt)) != 1:
+            raise self._not_started(attempt.attempt_id)
+        self._upsert_applied(steps, applied)
+
+    def _upsert_applied(self, steps: Steps, applied: AppliedRecord | None) -> None:
+        if applied is not None:
+            steps.run("upsert_applied", self._params_of(applied))
+
+    def _not_started(self, attempt_id: str) -> StoreError:
+        return StoreError(
+            f"attempt {attempt_id} is not a started attempt in {self._sql.where} "
+            "(it is unknown or already finished)"
+        )
+
+    # -- checkpoints (backfills) -----------------------------------------------------------------
+
+    def checkpoints(self, task_id: str) -> list[Checkpoint]:
+        rows = self._sql.read(
+            "checkpoints", {"task_id": task_id}, needs=1, what="read the checkpoints"
+        )
+        return [self._checkpoint_from(row) for row in rows]
+
+    def all_checkpoints(self) -> list[Checkpoint]:
+        rows = self._sql.read("all_checkpoints", {}, needs=1, what="read the checkpoints")
+        return [self._checkpoint_from(row) for row in rows]
+
+    def save_checkpoint(self, checkpoint: Checkpoint, lease: Lease | None) -> None:
+        self._sql.fenced(
+            lease,
+            lambda steps: self.write_checkpoint(steps, checkpoint),
+            what=f"save the checkpoint of {checkpoint.task_id}",
+        )
+
+    def save_claimed_checkpoint(
+        self, checkpoint: Checkpoint, claim: RangeClaim, lease: Lease | None
+    ) -> None:
+        self._sql.fenced(
+            lease,
+            lambda steps: self.write_checkpoint(steps, checkpoint, claim),
+            what=f"save the checkpoint of {checkpoint.task_id}",
+        )
+
+    def write_checkpoint(
+        self, steps: Steps, checkpoint: Checkpoint, claim: RangeClaim | None = None
+    ) -> None:
+        """Save a range's checkpoint in ``steps``'s transaction; with ``claim``, extending
+        the claim, and only while the range carries it."""
+        params = self._checkpoint_params(checkpoint)
+        if claim is None:
+            steps.run("save_checkpoint", params)
+            return
+        params |= {"token": claim.token, "ttl": self._sql.seconds(claim.ttl)}
+        if steps.run("save_claimed_checkpoint", params) != 1:
+            raise ClaimLost(
+                f"range {claim.part} of {claim.task_id} is no longer claimed by this process "
+                "(its claim expired and was taken over), so its checkpoint was not saved"
+            )
+
+    def _checkpoint_params(self, checkpoint: Checkpoint) -> dict[str, Any]:
+        sql = self._sql
+        return {
+            "task_id": checkpoint.task_id,
+            "part": checkpoint.part,
+            "parts": checkpoint.parts,
+            "cursor": sql.json(checkpoint.cursor),
+            "done": checkpoint.done,
+            "batches": checkpoint.batches,
+            "attempt_id": checkpoint.attempt_id,
+            "updated_at": sql.time(checkpoint.updated_at),
+            "finished": sql.flag(checkpoint.finished),
+            "total": checkpoint.total,
+            "rate": checkpoint.rate,
+        }
+
+    def _checkpoint_from(self, row: Row) -> Checkpoint:
+        sql = self._sql
+        claimed = bool(row.get("claim_token"))  # no such column before range claims
+        return Checkpoint(
+            task_id=row["task_id"],
+            part=row["part"],
+            parts=row["parts"],
+            cursor=sql.read_json(row["cursor"]),
+            done=row["done"],
+            batches=row["batches"],
+            attempt_id=row["attempt_id"],
+            updated_at=sql.read_time(row["updated_at"]),
+            finished=bool(row["finished"]),
+            total=row["total"],
+            rate=row["rate"],
+            claim_owner=row["claim_owner"] if claimed else None,
+            claim_until=sql.read_time(row["claim_until"]) if claimed else None,
+        )
+
+    # -- range claims (parallel backfills shared by several processes) -------------------------
+
+    def claim_range(
+        self, task_id: str, attempt_id: str, owner: str, ttl: float, lease: Lease | None = None
+    ) -> RangeClaim | None:
+        token = secrets.token_hex(16)
+        params = {
+            "task_id": task_id,
+            "attempt_id": attempt_id,
+            "owner": owner,
+            "token": token,
+            "ttl": self._sql.seconds(ttl),
+            "takeover": self._sql.flag(lease is not None),
+        }
+        row = self._sql.fenced(
+            lease,
+            lambda steps: steps.row("claim_range", params),
+            what=f"claim a key range of {task_id}",
+        )
+        if row is None:
+            return None
+        return RangeClaim(
+            task_id=task_id,
+            part=row["part"],
+            token=token,
+            owner=owner,
+            attempt_id=attempt_id,
+            until=self._sql.read_time(row["claim_until"]),
+            ttl=ttl,
+            checkpoint=self._checkpoint_from(row),
+        )
+
+    def renew_claim(self, claim: RangeClaim) -> bool:
+        params = {**_claim_params(claim), "ttl": self._sql.seconds(claim.ttl)}
+        return self._sql.fenced(
+            None,
+            lambda steps: steps.run("renew_claim", params) == 1,
+            what=f"renew the claim on a key range of {claim.task_id}",
+            single=True,
+        )
+
+    def release_claim(self, claim: RangeClaim) -> None:
+        self._sql.fenced(
+            None,
+            lambda steps: steps.run("release_claim", _claim_params(claim)),
+            what=f"release a key range of {claim.task_id}",
+            single=True,
+        )
+
+    # -- pause and cancel requests -------------------------------------------------------------
+
+    def controls(self) -> dict[str, TaskControl]:
+        rows = self._sql.read("controls", {}, needs=1, what="read the pause and cancel requests")
+        return {
+            row["task_id"]: TaskControl(
+                row["task_id"],
+                row["command"],
+                self._sql.read_time(row["requested_at"]),
+                row["requested_by"],
+            )
+            for row in rows
+        }
+
+    def set_control(self, task_id: str, command: ControlCommand | None, requested_by: str) -> None:
+        params = {"task_id": task_id, "command": command, "requested_by": requested_by}
+        name = "clear_control" if command is None else "set_control"
+        self._sql.fenced(
+            None,
+            lambda steps: steps.run(name, params),
+            what=f"ask {task_id} to {command or 'resume'}",
+            single=True,
+        )
+
+
+def _claim_params(claim: RangeClaim) -> Mapping[str, Any]:
+    return {"task_id": claim.task_id, "part": claim.part, "token": claim.token}
 
 
 def must_be_finished(attempt: Attempt) -> None:

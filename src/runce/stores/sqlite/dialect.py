@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from runce.domain.locks import Lease
 from runce.stores.sql.dialect import Row
 from runce.stores.sqlite import schema
 from runce.stores.sqlite.connection import Database
+from runce.stores.sqlite.lock import fence
 from runce.stores.sqlite.queries import clock, fetch_rows, query
+from runce.stores.sqlite.rows import ttl_modifier
 from runce.timeutil import from_iso, to_iso
+
+T = TypeVar("T")
 
 
 class SQLiteCodecs:
@@ -35,13 +40,58 @@ class SQLiteCodecs:
     def read_texts(self, value: Any) -> tuple[str, ...]:
         return tuple(json.loads(value))
 
+    def json(self, value: Any) -> str:
+        return json.dumps(value)
+
+    def read_json(self, value: Any) -> Any:
+        return json.loads(value)
+
+    def seconds(self, seconds: float) -> str:
+        return ttl_modifier(seconds)
+
 
 CODECS = SQLiteCodecs()
 
 
+class SQLiteSteps:
+    """Named statements on one connection (``:name`` parameters), rows by column name."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def run(self, name: str, params: Mapping[str, Any]) -> int:
+        changed: int = self._conn.execute(query(name), dict(params)).rowcount
+        return changed
+
+    def row(self, name: str, params: Mapping[str, Any]) -> Row | None:
+        rows = fetch_rows(self._conn, name, dict(params))
+        return dict(rows[0]) if rows else None
+
+
 class SQLiteDialect(SQLiteCodecs):
+    """Every write is one short transaction; one under a lease first checks, in that same
+    transaction, that the lease is still the lock's (see :func:`lock.fence`)."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    @property
+    def where(self) -> str:
+        return f"the SQLite store {self._db.path}"
+
+    def fenced(
+        self,
+        lease: Lease | None,
+        work: Callable[[SQLiteSteps], T],
+        *,
+        what: str,
+        single: bool = False,
+    ) -> T:
+        def steps(conn: sqlite3.Connection) -> T:
+            fence(conn, lease)
+            return work(SQLiteSteps(conn))
+
+        return self._db.write(steps, what=what)
 
     def read(self, name: str, params: Mapping[str, Any], *, needs: int, what: str) -> list[Row]:
         def work(conn: sqlite3.Connection) -> list[Row]:
