@@ -4,6 +4,7 @@ Command modules (:mod:`.tasks`, :mod:`.runs`, ...) register their commands on :d
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from runce._version import __version__
-from runce.cli.remote import Command
+from runce.cli.remote import Command, Runs, open_runs, remote_options
 from runce.config import Config, resolve_config
 from runce.errortext import message_of
 
@@ -45,6 +46,27 @@ def config_options(fn: F) -> F:
         show_envvar=True,
     )(fn)
     return fn
+
+
+def runs_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """``--config``, ``--tasks-dir``, ``--remote`` and ``--token``, for a command on runs or
+    schedules: the command gets them as one ``target``, which opens the store's runs (or
+    the server's, with ``--remote``) when the command first calls it."""
+
+    @functools.wraps(fn)
+    def command(
+        config_path: Path | None,
+        tasks_dir: Path | None,
+        remote: str | None,
+        token: str | None,
+        **arguments: Any,
+    ) -> None:
+        def target() -> Runs:
+            return open_runs(load_cli_config(config_path, tasks_dir), remote, token)
+
+        fn(target=target, **arguments)
+
+    return config_options(remote_options(command))
 
 
 def load_cli_config(config_path: Path | None, tasks_dir: Path | None) -> Config:

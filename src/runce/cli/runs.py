@@ -14,6 +14,7 @@ import socket
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ import click
 from runce.cli import output
 from runce.cli.logs import log_format_option, use_format
 from runce.cli.remote import Runs, open_runs, remote_options, remote_queue
-from runce.cli.root import cli, config_options, load_cli_config
+from runce.cli.root import cli, config_options, load_cli_config, runs_options
 from runce.config import MAX_CONCURRENCY, MAX_RUN_TIME, Config
 from runce.errors import InvalidInput, UsageError
 from runce.runs.limits import (
@@ -212,20 +213,16 @@ def _serve_metrics(running: Any, port: int) -> None:
 
 
 @cli.command()
-@config_options
-@remote_options
+@runs_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def workers(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     as_json: bool,
 ) -> None:
     """Workers that recently reported to the store, with their last heartbeat."""
-    target = _runs(config_path, tasks_dir, remote, token)
-    found = target.workers()
-    limits = target.limits()
+    source = target()
+    found = source.workers()
+    limits = source.limits()
     if as_json:
         output.echo_json(
             [{**asdict(w), "limits": {k: limits[k] for k in w.kinds if k in limits}} for w in found]
@@ -264,12 +261,6 @@ def healthcheck(config_path: Path | None, tasks_dir: Path | None) -> None:
 def _queue(cfg: Config) -> Any:
     library = _library()
     return library.queue_of(library.runtime(cfg).store)
-
-
-def _runs(
-    config_path: Path | None, tasks_dir: Path | None, remote: str | None, token: str | None
-) -> Runs:
-    return open_runs(load_cli_config(config_path, tasks_dir), remote, token)
 
 
 def _store_note(cfg: Config) -> None:
@@ -386,23 +377,19 @@ def _check_kind(cfg: Config, kind: str) -> None:
 
 
 @runs.command(name="status")
-@config_options
-@remote_options
+@runs_options
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the attempts).")
 def runs_status(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     run_id: str,
     as_json: bool,
 ) -> None:
     """Show one run: state, attempts, progress, result or error."""
-    target = _runs(config_path, tasks_dir, remote, token)
-    run = target.get_run(run_id)
-    attempts = target.attempts(run_id)
-    flow = target.flow(run)
+    source = target()
+    run = source.get_run(run_id)
+    attempts = source.attempts(run_id)
+    flow = source.flow(run)
     if as_json:
         output.echo_json(
             {
@@ -459,8 +446,7 @@ def _first_line(text: str | None) -> str:
 
 
 @runs.command(name="list")
-@config_options
-@remote_options
+@runs_options
 @click.option("--project", help="Only this project's runs.")
 @click.option("--state", type=click.Choice(STATES), help="Only runs in this state.")
 @click.option("--kind", help="Only runs of this kind.")
@@ -477,10 +463,7 @@ def _first_line(text: str | None) -> str:
 @click.option("--cursor", help="Continue after the page that printed this cursor (same --order).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: runs and next_cursor.")
 def runs_list(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     project: str | None,
     state: Any,
     kind: str | None,
@@ -492,7 +475,7 @@ def runs_list(
     as_json: bool,
 ) -> None:
     """Runs, newest first (or oldest first with --order oldest)."""
-    page = _runs(config_path, tasks_dir, remote, token).list_runs(
+    page = target().list_runs(
         project_id=project,
         state=state,
         kind=kind,
@@ -526,27 +509,23 @@ def runs_list(
 
 
 @runs.command(name="cancel")
-@config_options
-@remote_options
+@runs_options
 @click.argument("run_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_cancel(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     run_id: str,
     yes: bool,
     as_json: bool,
 ) -> None:
     """Cancel a run: a queued one at once, a running one cooperatively."""
-    target = _runs(config_path, tasks_dir, remote, token)
-    run = target.get_run(run_id)
+    source = target()
+    run = source.get_run(run_id)
     if not yes:
         # on stderr under --json, so that stdout stays one JSON document
         click.confirm(f"Cancel {run.state} run {run.id} ({run.kind})?", abort=True, err=as_json)
-    after = target.cancel_run(run_id)
+    after = source.cancel_run(run_id)
     if as_json:
         output.echo_json(_run_dict(after))
     elif after.state == "canceled":
@@ -556,20 +535,16 @@ def runs_cancel(
 
 
 @runs.command(name="retry")
-@config_options
-@remote_options
+@runs_options
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_retry(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     run_id: str,
     as_json: bool,
 ) -> None:
     """Queue a failed or canceled run again, for one more attempt."""
-    run = _runs(config_path, tasks_dir, remote, token).retry_run(run_id)
+    run = target().retry_run(run_id)
     if as_json:
         output.echo_json(_run_dict(run))
         return
@@ -577,19 +552,15 @@ def runs_retry(
 
 
 @runs.command(name="prune")
-@config_options
-@remote_options
+@runs_options
 @click.option("--json", "as_json", is_flag=True, help='Print JSON: {"pruned": N}.')
 def runs_prune(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     as_json: bool,
 ) -> None:
     """Delete finished runs older than runs.retention (succeeded 30d, failed 90d by default;
     with --remote, the server's runs.retention)."""
-    count = _runs(config_path, tasks_dir, remote, token).prune_runs()
+    count = target().prune_runs()
     if as_json:
         output.echo_json({"pruned": count})
         return
@@ -597,8 +568,7 @@ def runs_prune(
 
 
 @runs.command(name="tail")
-@config_options
-@remote_options
+@runs_options
 @click.argument("run_id")
 @click.option(
     "--timeout",
@@ -608,23 +578,20 @@ def runs_prune(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print only the last state, as JSON.")
 def runs_tail(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     run_id: str,
     timeout: float | None,
     as_json: bool,
 ) -> None:
     """Follow a run to its end. Exit 0 succeeded, 1 failed, 4 canceled, 3 timed out,
     5 no such run."""
-    target = _runs(config_path, tasks_dir, remote, token)
+    source = target()
     deadline = None if timeout is None else time.monotonic() + timeout
     if as_json:
-        run = _follow_plain(target, run_id, deadline, quiet=True)
+        run = _follow_plain(source, run_id, deadline, quiet=True)
         output.echo_json(_run_dict(run))
     else:
-        run = (_follow_live if output.is_terminal() else _follow_plain)(target, run_id, deadline)
+        run = (_follow_live if output.is_terminal() else _follow_plain)(source, run_id, deadline)
         _print_run(run)
     sys.exit(TAIL_EXIT.get(run.state, TAIL_TIMEOUT_EXIT))
 

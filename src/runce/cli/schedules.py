@@ -6,14 +6,14 @@ instead of the store, with the same output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 
 import click
 
 from runce.cli import output
-from runce.cli.remote import Runs, open_runs, remote_options
-from runce.cli.root import cli, config_options, load_cli_config
+from runce.cli.remote import Runs
+from runce.cli.root import cli, runs_options
 
 
 @cli.group()
@@ -22,18 +22,14 @@ def schedules() -> None:
 
 
 @schedules.command(name="list")
-@config_options
-@remote_options
+@runs_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def schedules_list(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     as_json: bool,
 ) -> None:
     """Every stored schedule, its next tick and its last run."""
-    found = _target(config_path, tasks_dir, remote, token).list_schedules()
+    found = target().list_schedules()
     if as_json:
         output.echo_json([asdict(s) for s in found])
         return
@@ -57,20 +53,16 @@ def schedules_list(
 
 
 @schedules.command(name="enable")
-@config_options
-@remote_options
+@runs_options
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the schedule as JSON.")
 def schedules_enable(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     name: str,
     as_json: bool,
 ) -> None:
     """Switch a schedule on; it next runs at its first tick from now."""
-    found = _target(config_path, tasks_dir, remote, token).enable_schedule(name)
+    found = target().enable_schedule(name)
     if as_json:
         output.echo_json(asdict(found))
         return
@@ -78,28 +70,17 @@ def schedules_enable(
 
 
 @schedules.command(name="disable")
-@config_options
-@remote_options
+@runs_options
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the schedule as JSON.")
 def schedules_disable(
-    config_path: Path | None,
-    tasks_dir: Path | None,
-    remote: str | None,
-    token: str | None,
+    target: Callable[[], Runs],
     name: str,
     as_json: bool,
 ) -> None:
     """Switch a schedule off; no worker enqueues its ticks until it is enabled again."""
-    found = _target(config_path, tasks_dir, remote, token).disable_schedule(name)
+    found = target().disable_schedule(name)
     if as_json:
         output.echo_json(asdict(found))
         return
     click.echo(f"disabled {found.name}")
-
-
-def _target(
-    config_path: Path | None, tasks_dir: Path | None, remote: str | None, token: str | None
-) -> Runs:
-    """The store's schedules, or the server's with ``--remote`` (noted on stderr)."""
-    return open_runs(load_cli_config(config_path, tasks_dir), remote, token)

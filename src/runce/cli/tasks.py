@@ -17,6 +17,7 @@ from runce.cli.logs import log_format_option, use_format
 from runce.cli.root import (
     EXIT_INTERRUPTED,
     EXIT_PENDING,
+    F,
     cli,
     config_options,
     fail,
@@ -38,6 +39,21 @@ IDLE_OUTCOMES = ("applied", "not-selected", "drifted", "not-run")
 
 
 # -- run ------------------------------------------------------------------------------------
+
+
+def wait_option(until: str, envvar: str | None = None) -> Callable[[F], F]:
+    """``--wait SECONDS`` (``wait_seconds``, 0 by default): how long to wait for ``until``."""
+    return click.option(
+        "--wait",
+        "wait_seconds",
+        type=click.FloatRange(0, MAX_WAIT),
+        default=0,
+        show_default=True,
+        metavar="SECONDS",
+        envvar=envvar,
+        show_envvar=envvar is not None,
+        help=f"Wait up to SECONDS for {until}.",
+    )
 
 
 @cli.command()
@@ -62,17 +78,7 @@ IDLE_OUTCOMES = ("applied", "not-selected", "drifted", "not-run")
     show_envvar=True,
     help="Run up to N tasks at once, in id order; none start after a failure.",
 )
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(0, MAX_WAIT),
-    default=0,
-    show_default=True,
-    metavar="SECONDS",
-    envvar="RUNCE_WAIT",
-    show_envvar=True,
-    help="Wait up to SECONDS for the lock instead of failing at once.",
-)
+@wait_option("the lock instead of failing at once", envvar="RUNCE_WAIT")
 @click.option("--keep-going", is_flag=True, help="Go on with later tasks after a failure.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @log_format_option
@@ -306,14 +312,7 @@ def make(config_path: Path | None, tasks_dir: Path | None, name: str) -> None:
 @config_options
 @click.argument("ids", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Repair every drifted task.")
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(0, MAX_WAIT),
-    default=0,
-    metavar="SECONDS",
-    help="Wait up to SECONDS for the lock.",
-)
+@wait_option("the lock")
 @click.option("--json", "as_json", is_flag=True, help="Print the records written, as JSON.")
 def repair(
     config_path: Path | None,
@@ -341,14 +340,7 @@ def repair(
 @click.argument("ids", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Baseline every task not yet applied.")
 @click.option("--until", metavar="Y", help="With --all: only ids whose prefix is <= Y.")
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(0, MAX_WAIT),
-    default=0,
-    metavar="SECONDS",
-    help="Wait up to SECONDS for the lock.",
-)
+@wait_option("the lock")
 @click.option("--json", "as_json", is_flag=True, help="Print the records written, as JSON.")
 def baseline(
     config_path: Path | None,
@@ -476,15 +468,7 @@ def backfill() -> None:
     default=None,
     help="Ranges this process works at once (default: the backfill's threads, or parallel).",
 )
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(0, MAX_WAIT),
-    default=0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Wait up to SECONDS for the backfill to be running instead of failing at once.",
-)
+@wait_option("the backfill to be running instead of failing at once")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def backfill_join(
     config_path: Path | None,
