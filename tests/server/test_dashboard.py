@@ -351,7 +351,7 @@ def test_once_tasks_are_read_on_the_apps_store_and_only_their_latest_attempts(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from runce.stores.registry import open_store
-    from runce.stores.sql.tracker import TrackerReads
+    from runce.stores.sql.tracker import SqlTracker
     from tests.stores.records import finished, started
 
     made = make_task(api.config, "retried often")
@@ -365,13 +365,13 @@ def test_once_tasks_are_read_on_the_apps_store_and_only_their_latest_attempts(
         raise AssertionError("a page view opened a store, or read the whole history")
 
     monkeypatch.setattr("runce.runtime.open_store", refused)
-    monkeypatch.setattr(TrackerReads, "history", refused)
+    monkeypatch.setattr(SqlTracker, "history", refused)
     sign_in(api, "all")
     page = api.client.get("/ui/tasks")
     assert page.status_code == 200, page.text
     shown = re.findall(r"E: #(\d\d)", page.text)  # the latest 20, newest first
     assert shown == [f"{n:02}" for n in range(24, 4, -1)]
-    monkeypatch.setattr(TrackerReads, "latest_attempts", refused)  # the overview counts only
+    monkeypatch.setattr(SqlTracker, "latest_attempts", refused)  # the overview counts only
     assert re.search(r"<dt>Pending</dt><dd>1</dd>", api.client.get("/ui").text)
     [live] = api.client.get("/ui/live/tasks").json()["tasks"]
     assert live["state"] == "PENDING"

@@ -60,6 +60,8 @@ def runce_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[StderrHandler]:
     handler.setFormatter(TextFormatter())
     level = root.level
     root.setLevel(logging.INFO)
+    # The process's redaction comes back at teardown: later tests expect the default keys.
+    monkeypatch.setattr(redact, "_active", redact._active)
     redactor = redact.install(["api_key"])
     try:
         yield handler

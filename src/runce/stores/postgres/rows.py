@@ -5,7 +5,7 @@ session's time zone."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -30,11 +30,11 @@ def params_of(record: Attempt | AppliedRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in names}
 
 
-def attempt_from(row: Row) -> Attempt:
+def attempt_from(row: Mapping[str, Any]) -> Attempt:
     return Attempt(**{name: utc(row[name]) for name in _ATTEMPT_FIELDS})
 
 
-def applied_from(row: Row) -> AppliedRecord:
+def applied_from(row: Mapping[str, Any]) -> AppliedRecord:
     return AppliedRecord(**{name: utc(row[name]) for name in _APPLIED_FIELDS})
 
 

@@ -25,10 +25,11 @@ class PostgresStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._lock = PostgresLock(db)
-        self._tracker = PostgresTracker(db, self._lock)
+        dialect = PostgresDialect(db, self._lock)
+        self._tracker = PostgresTracker(dialect, db, self._lock)
         self._runs = PostgresRunQueue(db)
-        self._schedules = SqlSchedules(PostgresDialect(db))
-        self._tokens = SqlTokens(PostgresDialect(db))
+        self._schedules = SqlSchedules(dialect)
+        self._tokens = SqlTokens(dialect)
 
     @property
     def description(self) -> str:

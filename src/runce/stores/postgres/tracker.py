@@ -12,37 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from runce.domain.locks import Lease
 from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, RangeClaim
 from runce.stores.postgres.connection import Connection, Database, translate
 from runce.stores.postgres.dialect import PostgresDialect, PostgresSteps
 from runce.stores.postgres.lock import PostgresLock, fence_transaction
-from runce.stores.postgres.rows import Row, applied_from, attempt_from, params_of
+from runce.stores.postgres.rows import applied_from, attempt_from, params_of
 from runce.stores.sql.tracker import SqlTracker, must_be_finished
 
 
 class PostgresTracker(SqlTracker):
-    def __init__(self, db: Database, lock: PostgresLock) -> None:
-        super().__init__(PostgresDialect(db, lock))
+    def __init__(self, dialect: PostgresDialect, db: Database, lock: PostgresLock) -> None:
+        super().__init__(
+            dialect, applied_from=applied_from, attempt_from=attempt_from, params_of=params_of
+        )
         self._db = db
         self._lock = lock
-
-    def _to_applied(self, row: Any) -> AppliedRecord:
-        return applied_from(row)
-
-    def _to_attempt(self, row: Any) -> Attempt:
-        return attempt_from(row)
-
-    def _params_of(self, record: Attempt | AppliedRecord) -> dict[str, Any]:
-        return params_of(record)
-
-    def _task_ids(self, task_ids: list[str]) -> Any:
-        return task_ids
 
     @contextmanager
     def transaction(
@@ -61,12 +49,6 @@ class PostgresTracker(SqlTracker):
                 yield tx
         finally:
             conn.close()
-
-    def _select(self, name: str, params: dict[str, Any] | None = None, *, what: str) -> list[Row]:
-        nothing: list[Row] = []
-        return self._db.read(
-            lambda conn: _rows(conn, self._db, name, params), empty=nothing, what=what
-        )
 
 
 class PostgresTransaction:
@@ -132,8 +114,3 @@ def _committing(conn: Connection, db: Database, what: str) -> Iterator[None]:
         if failed_inside:
             raise
         raise translate(exc, what, db.target) from exc
-
-
-def _rows(conn: Connection, db: Database, name: str, params: dict[str, Any] | None) -> list[Row]:
-    with conn.cursor(row_factory=dict_row) as cursor:
-        return cursor.execute(db.sql(name), params).fetchall()

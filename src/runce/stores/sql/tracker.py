@@ -5,16 +5,16 @@ Every SQL store ships the same named statements for once tasks (``insert_attempt
 the controls, and the reads ``applied``, ``history``, ``history_of_task``,
 ``latest_attempts`` and ``open_attempts``); :class:`SqlTracker` runs them through the
 store's :class:`~runce.stores.sql.dialect.FencedDialect`, so a write under a lease happens
-only while the lease is the lock's. A backend adds its row converters, how it passes a list
-of task ids, and the transaction a transactional task runs in; that transaction writes
-its outcome and checkpoints with :meth:`SqlTracker.write_finish` and
+only while the lease is the lock's. A backend adds its converters between records and
+rows, and the transaction a transactional task runs in; that transaction writes its
+outcome and checkpoints with :meth:`SqlTracker.write_finish` and
 :meth:`SqlTracker.write_checkpoint` on its own connection.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -31,22 +31,34 @@ from runce.errors import ClaimLost, StoreError, UsageError
 from runce.stores.sql.dialect import FencedDialect, Row, Steps
 
 
-class TrackerReads:
-    """The reads of the history and the applied state; a backend supplies ``_select`` (run
-    a named query) and its row converters."""
+class SqlTracker:
+    """The history and applied state of once tasks, their checkpoints, range claims and
+    pause/cancel requests: reads, and writes each a fenced transaction of named statements.
+    The backend gives its dialect and its converters between records and rows."""
 
-    def _select(self, name: str, params: dict[str, Any] | None = None, *, what: str) -> list[Any]:
-        raise NotImplementedError
+    def __init__(
+        self,
+        dialect: FencedDialect,
+        *,
+        applied_from: Callable[[Row], AppliedRecord],
+        attempt_from: Callable[[Row], Attempt],
+        params_of: Callable[[Attempt | AppliedRecord], dict[str, Any]],
+    ) -> None:
+        self._sql = dialect
+        self._applied_from = applied_from
+        self._attempt_from = attempt_from
+        self._params_of = params_of
 
-    def _to_applied(self, row: Any) -> AppliedRecord:
-        raise NotImplementedError
+    # -- reads -----------------------------------------------------------------------------------
 
-    def _to_attempt(self, row: Any) -> Attempt:
-        raise NotImplementedError
+    def _select(
+        self, name: str, params: Mapping[str, Any] | None = None, *, what: str
+    ) -> list[Row]:
+        return self._sql.read(name, params or {}, needs=1, what=what)
 
     def applied(self) -> dict[str, AppliedRecord]:
         rows = self._select("applied", what="read the applied tasks")
-        return {record.id: record for record in map(self._to_applied, rows)}
+        return {record.id: record for record in map(self._applied_from, rows)}
 
     def history(self, task_id: str | None = None) -> list[Attempt]:
         if task_id is None:
@@ -54,37 +66,22 @@ class TrackerReads:
         else:
             params = {"task_id": task_id}
             rows = self._select("history_of_task", params, what=f"read the history of {task_id}")
-        return [self._to_attempt(row) for row in rows]
-
-    def _task_ids(self, task_ids: list[str]) -> Any:
-        raise NotImplementedError
+        return [self._attempt_from(row) for row in rows]
 
     def latest_attempts(self, task_ids: Sequence[str], per_task: int) -> dict[str, list[Attempt]]:
         wanted = list(dict.fromkeys(task_ids))  # a task named twice is read once
         if not wanted or per_task <= 0:
             return {}
-        params = {"task_ids": self._task_ids(wanted), "per_task": per_task}
+        params = {"task_ids": self._sql.texts(wanted), "per_task": per_task}
         rows = self._select("latest_attempts", params, what="read the latest attempts")
         found: dict[str, list[Attempt]] = {}
-        for attempt in map(self._to_attempt, rows):  # by task, oldest first
+        for attempt in map(self._attempt_from, rows):  # by task, oldest first
             found.setdefault(attempt.task_id, []).append(attempt)
         return found
 
     def open_attempts(self) -> list[Attempt]:
         rows = self._select("open_attempts", what="read the open attempts")
-        return [self._to_attempt(row) for row in rows]
-
-
-class SqlTracker(TrackerReads):
-    """The writes of once tasks: attempts, applied records, checkpoints, range claims and
-    pause/cancel requests, each a fenced transaction of named statements. A backend adds
-    ``_params_of`` (an attempt's or applied record's columns) beside the reads' hooks."""
-
-    def __init__(self, dialect: FencedDialect) -> None:
-        self._sql = dialect
-
-    def _params_of(self, record: Attempt | AppliedRecord) -> dict[str, Any]:
-        raise NotImplementedError
+        return [self._attempt_from(row) for row in rows]
 
     # -- attempts and the applied state ----------------------------------------------------------
 
@@ -141,13 +138,11 @@ class SqlTracker(TrackerReads):
     # -- checkpoints (backfills) -----------------------------------------------------------------
 
     def checkpoints(self, task_id: str) -> list[Checkpoint]:
-        rows = self._sql.read(
-            "checkpoints", {"task_id": task_id}, needs=1, what="read the checkpoints"
-        )
+        rows = self._select("checkpoints", {"task_id": task_id}, what="read the checkpoints")
         return [self._checkpoint_from(row) for row in rows]
 
     def all_checkpoints(self) -> list[Checkpoint]:
-        rows = self._sql.read("all_checkpoints", {}, needs=1, what="read the checkpoints")
+        rows = self._select("all_checkpoints", what="read the checkpoints")
         return [self._checkpoint_from(row) for row in rows]
 
     def save_checkpoint(self, checkpoint: Checkpoint, lease: Lease | None) -> None:
@@ -269,7 +264,7 @@ class SqlTracker(TrackerReads):
     # -- pause and cancel requests -------------------------------------------------------------
 
     def controls(self) -> dict[str, TaskControl]:
-        rows = self._sql.read("controls", {}, needs=1, what="read the pause and cancel requests")
+        rows = self._select("controls", what="read the pause and cancel requests")
         return {
             row["task_id"]: TaskControl(
                 row["task_id"],

@@ -6,6 +6,7 @@ them."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -25,11 +26,11 @@ def params_of(record: Attempt | AppliedRecord) -> dict[str, Any]:
     return {name: _to_column(getattr(record, name)) for name in names}
 
 
-def attempt_from(row: sqlite3.Row) -> Attempt:
+def attempt_from(row: Mapping[str, Any]) -> Attempt:
     return Attempt(**{name: _from_column(name, row[name]) for name in _ATTEMPT_FIELDS})
 
 
-def applied_from(row: sqlite3.Row) -> AppliedRecord:
+def applied_from(row: Mapping[str, Any]) -> AppliedRecord:
     return AppliedRecord(**{name: _from_column(name, row[name]) for name in _APPLIED_FIELDS})
 
 

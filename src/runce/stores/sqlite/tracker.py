@@ -5,11 +5,9 @@ transaction, that the lease is still the lock's (see :func:`lock.fence`)."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from runce.domain.locks import Lease
 from runce.domain.tasks import AppliedRecord, Attempt, Checkpoint, RangeClaim
@@ -18,26 +16,18 @@ from runce.stores.sql.tracker import SqlTracker, must_be_finished
 from runce.stores.sqlite.connection import Database
 from runce.stores.sqlite.dialect import SQLiteDialect, SQLiteSteps
 from runce.stores.sqlite.lock import fence, fence_and_extend
-from runce.stores.sqlite.queries import fetch_rows as _rows
 from runce.stores.sqlite.rows import applied_from, attempt_from, params_of
 
 
 class SQLiteTracker(SqlTracker):
     def __init__(self, db: Database) -> None:
-        super().__init__(SQLiteDialect(db))
+        super().__init__(
+            SQLiteDialect(db),
+            applied_from=applied_from,
+            attempt_from=attempt_from,
+            params_of=params_of,
+        )
         self._db = db
-
-    def _to_applied(self, row: Any) -> AppliedRecord:
-        return applied_from(row)
-
-    def _to_attempt(self, row: Any) -> Attempt:
-        return attempt_from(row)
-
-    def _params_of(self, record: Attempt | AppliedRecord) -> dict[str, Any]:
-        return params_of(record)
-
-    def _task_ids(self, task_ids: list[str]) -> Any:
-        return json.dumps(task_ids)
 
     def progress(self, attempt_id: str, done: int, total: int | None, lease: Lease | None) -> None:
         if self._db.in_any_transaction():
@@ -66,12 +56,6 @@ class SQLiteTracker(SqlTracker):
                 # Nobody could write while we held the file: extending is safe, and the
                 # renewals skipped meanwhile are made up for.
                 fence_and_extend(conn, lease)
-
-    def _select(
-        self, name: str, params: dict[str, Any] | None = None, *, what: str
-    ) -> list[sqlite3.Row]:
-        nothing: list[sqlite3.Row] = []
-        return self._db.read(lambda conn: _rows(conn, name, params), empty=nothing, what=what)
 
 
 class SQLiteTransaction:
