@@ -69,10 +69,29 @@ def test_a_connection_that_lost_the_statement_prepares_it_again(queue: RunQueue)
     queue.enqueue([new("one.kind")])
     with _session(queue) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM pg_prepared_statements")]
-        assert "runce_enqueue_run" in names
+        assert any(name.startswith("runce_enqueue_run_") for name in names)
         conn.execute("DEALLOCATE ALL")
     [answer] = queue.enqueue([new("one.kind")])
     assert queue.get(answer.run.id) == answer.run
+
+
+def test_store_objects_share_a_pools_connection_and_schemas_never_share_a_name(
+    queue: RunQueue, postgres_server: str
+) -> None:
+    import psycopg
+
+    from runce.stores.postgres.prepared import Prepared
+
+    queue.enqueue([new("one.kind")])  # the schema exists
+    ours: Prepared = queue._db.prepared  # type: ignore[attr-defined]
+    again = Prepared(ours._schema)  # another store object on the same schema
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        for prepared in (ours, again):  # the second finds the statement there already
+            assert prepared.run(conn, "get_run", {"run_id": "none"}).ntuples == 0
+        prepared_here = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+        assert prepared_here == (1,)
+    elsewhere = Prepared("runce_another_schema")
+    assert elsewhere._statement("get_run")[0] != ours._statement("get_run")[0]
 
 
 def test_a_refusal_is_a_store_error_naming_the_run_and_keeps_the_connection(

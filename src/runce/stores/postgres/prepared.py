@@ -15,6 +15,7 @@ caller passes text that :mod:`runce.runs.limits` checked.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -36,6 +37,9 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)[sb]")
 _POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # SQLSTATE 26000: the connection no longer has the statement (a pooler's DISCARD ALL, say).
 _GONE = "26000"
+# SQLSTATE 42P05: the connection has it already (prepared by another store object on a
+# pool's connection): a statement's name is made from its text, so it is the same one.
+_THERE = "42P05"
 
 
 def numbered(text: str) -> tuple[str, tuple[str, ...]]:
@@ -81,7 +85,8 @@ def timestamptz(result: PGresult, row: int, column: int) -> datetime:
 
 class Prepared:
     """The named statements of one schema, each prepared on a connection the first time it
-    runs there (and again should the connection have lost it)."""
+    runs there (and again should the connection have lost it). A statement's name on the
+    server is made from its text, so two schemas' statements never share one."""
 
     def __init__(self, schema: str) -> None:
         self._schema = schema
@@ -108,8 +113,10 @@ class Prepared:
     def _statement(self, name: str) -> tuple[bytes, bytes, tuple[str, ...]]:
         found = self._statements.get(name)
         if found is None:
-            text, names = numbered(query(name, self._schema).as_string())
-            found = self._statements[name] = (f"runce_{name}".encode(), text.encode(), names)
+            text, names = numbered(query(name, self._schema).as_string(None))
+            digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+            key = f"runce_{name}_{digest}".encode()
+            found = self._statements[name] = (key, text.encode(), names)
         return found
 
     def _on(self, conn: Connection) -> set[bytes]:
@@ -123,7 +130,7 @@ class Prepared:
         pgconn = conn.pgconn
         pgconn.send_prepare(key, text)
         for result in conn.wait(generators.execute(pgconn)):
-            if result.status != ExecStatus.COMMAND_OK:
+            if result.status != ExecStatus.COMMAND_OK and _state(result) != _THERE:
                 raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
         self._on(conn).add(key)
 
