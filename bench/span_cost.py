@@ -8,9 +8,11 @@ attributes, the outcome set, ``end``) under OpenTelemetry's SDK with a
 ``BatchSpanProcessor`` into an exporter that drops every span, the set-up of
 ``bench/harness/jobs/runce_observed.py``; its batch thread's work is counted too (CPU of
 the whole process). Then, from a bench results file (the newest in ``bench/results/`` by
-default), the worker's CPU per run with observing off, and the bound that follows: a
-worker busy on one core that spends ``s`` more microseconds per run than its ``c`` keeps at
-most ``c / (c + s)`` of its throughput, whatever runce's own code around the span costs.
+default), the worker's CPU per run with observing off, and what the span alone would leave
+of the throughput where the worker's CPU is what limits it (``c / (c + s)`` for ``c`` µs
+a run and ``s`` µs a span): the case of SQLite, whose database works in the worker's
+process. On PostgreSQL the server's work is in the loop too, so the span weighs less
+there, while a processor thread that holds the interpreter can delay the worker's loop.
 """
 
 from __future__ import annotations
@@ -85,7 +87,10 @@ def main(argv: list[str]) -> int:
             break
     for name, cpu in sorted(workers.items()):
         bound = cpu / (cpu + span)
-        print(f"  {name}: {cpu:.1f} µs; with a span per run at most {bound:.0%} of its throughput")
+        print(
+            f"  {name}: {cpu:.1f} µs; a span per run leaves {bound:.0%} of the throughput "
+            "where the worker's CPU is the limit"
+        )
     if not workers:
         print("no process measurement of runce found: run bench/run --measurements process")
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from runce.stores.postgres.queries import migration_names
+from runce.stores.postgres.queries import MIGRATIONS
 from tests import services
 from tests.acceptance.conftest import (
     Workspace,
@@ -261,7 +261,7 @@ def test_db_commands_on_postgres(pg: Workspace, postgres_server: str) -> None:
     schema = pg.settings.split('"')[1]
     before = json.loads(pg.runce("db", "status", "--json").stdout)
     assert (before["current"], before["applied"]) == (0, [])
-    assert before["pending"] == list(migration_names())
+    assert before["pending"] == list(MIGRATIONS.names)
     with psycopg.connect(postgres_server) as conn:
         found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchall()
     assert found == [], "read-only commands create nothing"

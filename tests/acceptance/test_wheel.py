@@ -51,6 +51,6 @@ def test_the_wheel_holds_the_templates_static_files_sql_and_py_typed(tmp_path: P
     for store, loader in (("postgres", postgres_queries), ("sqlite", sqlite_queries)):
         folder = f"runce/stores/{store}/"
         assert {folder + name for name in loader._QUERY_FILES} <= names
-        migrations = {folder + "migrations/" + name for name in loader.migration_names()}
+        migrations = {folder + "migrations/" + name for name in loader.MIGRATIONS.names}
         assert migrations <= names
         assert any(name.endswith("0001_once_tasks.sql") for name in migrations)

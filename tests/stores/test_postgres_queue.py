@@ -28,7 +28,7 @@ from runce.domain.runs import ClaimRequest, KindLimit, NewRun, Outcome, RunFilte
 from runce.errors import SchemaError, StoreError, StoreUnavailable, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.postgres import PostgresStore, open_store
-from runce.stores.postgres.queries import latest_version, query, query_with
+from runce.stores.postgres.queries import MIGRATIONS, query, query_with
 from runce.stores.postgres.queue import COUNTS_SETTINGS, RUNS_VERSION, channel_of
 from tests import services
 from tests.acceptance.conftest import clean_env
@@ -188,7 +188,7 @@ def test_enqueue_in_a_transaction_migrates_on_runces_own_connection(
         [done] = store.runs.enqueue([new()], connection=conn)
         conn.rollback()
     assert store.runs.get(done.run.id) is None
-    assert store.schema_status().current == latest_version(), "the schema stays created"
+    assert store.schema_status().current == MIGRATIONS.latest, "the schema stays created"
 
     frozen = make(auto_migrate=False)
     with psycopg.connect(postgres_server) as conn:

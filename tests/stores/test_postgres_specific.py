@@ -24,7 +24,8 @@ from runce.stores.base import StoreSpec
 from runce.stores.liveness import current_owner
 from runce.stores.postgres import PostgresStore, open_store
 from runce.stores.postgres.lock import application_name
-from runce.stores.postgres.queries import latest_version, migration_names, migration_version
+from runce.stores.postgres.queries import MIGRATIONS
+from runce.stores.sql.files import migration_version
 from tests import services
 from tests.stores.records import applied_for, finished, started
 
@@ -144,8 +145,8 @@ def test_reads_on_a_missing_schema_create_nothing(make: Make, sql: psycopg.Conne
     assert store.tracker.open_attempts() == []
     assert store.lock.holder() is None
     status = store.schema_status()
-    assert (status.current, status.latest) == (0, latest_version())
-    assert status.pending == tuple(migration_names())
+    assert (status.current, status.latest) == (0, MIGRATIONS.latest)
+    assert status.pending == tuple(MIGRATIONS.names)
     assert not _schema_exists(sql, store.schema)
 
 
@@ -157,7 +158,7 @@ def test_the_first_write_creates_the_schema_and_migrates(
     assert _schema_exists(sql, store.schema)
     assert store.schema_status().up_to_date
     rows = sql.execute(f'SELECT version, name FROM "{store.schema}".schema_version').fetchall()
-    assert rows == [(migration_version(n), n) for n in migration_names()]
+    assert rows == [(migration_version(n), n) for n in MIGRATIONS.names]
     assert set(make(store.schema).tracker.applied()) == {"t.first"}
 
 
@@ -185,7 +186,7 @@ def test_without_auto_migrate_a_write_asks_for_an_upgrade(
     with pytest.raises(SchemaError, match="runce db upgrade"):
         store.lock.try_acquire(current_owner(), ttl=5)
     assert not _schema_exists(sql, store.schema), "refused before creating anything"
-    assert store.upgrade() == list(migration_names())
+    assert store.upgrade() == list(MIGRATIONS.names)
     assert store.upgrade() == []
     _record(store, "t.x")
     assert set(store.tracker.applied()) == {"t.x"}
@@ -196,7 +197,7 @@ def test_a_schema_newer_than_this_runce_is_refused(
 ) -> None:
     store = make()
     _record(store, "t.old")
-    newer = latest_version() + 1
+    newer = MIGRATIONS.latest + 1
     sql.execute(
         f'INSERT INTO "{store.schema}".schema_version (version, name) VALUES (%s, %s)',
         [newer, f"{newer:04d}_from_the_future.sql"],
@@ -213,7 +214,7 @@ def test_a_schema_newer_than_this_runce_is_refused(
             action()
         message = str(caught.value)
         assert store.schema in message
-        assert f"version {newer}, newer than the {latest_version()}" in message
+        assert f"version {newer}, newer than the {MIGRATIONS.latest}" in message
 
 
 def test_schema_status_before_and_after_upgrade(make: Make) -> None:
@@ -221,10 +222,10 @@ def test_schema_status_before_and_after_upgrade(make: Make) -> None:
     before = store.schema_status()
     assert not before.up_to_date
     assert (before.current, before.applied) == (0, ())
-    assert store.upgrade() == list(migration_names())
+    assert store.upgrade() == list(MIGRATIONS.names)
     after = store.schema_status()
     assert after.up_to_date
-    assert (after.applied, after.pending) == (tuple(migration_names()), ())
+    assert (after.applied, after.pending) == (tuple(MIGRATIONS.names), ())
 
 
 _CATALOG = {
@@ -266,10 +267,10 @@ def _catalog(conn: psycopg.Connection[Any], schema: str) -> dict[str, list[tuple
 
 def test_a_fresh_schema_equals_a_migrated_one(make: Make, sql: psycopg.Connection[Any]) -> None:
     migrated = make()
-    assert migrated.upgrade() == list(migration_names())
+    assert migrated.upgrade() == list(MIGRATIONS.names)
     by_hand = make()
     script = by_hand.schema_sql()
-    for name in migration_names():
+    for name in MIGRATIONS.names:
         assert f"-- {name}" in script
     assert f'"{by_hand.schema}".history' in script
     sql.execute(script)  # as a DBA would, with psql -f

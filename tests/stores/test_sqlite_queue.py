@@ -22,7 +22,7 @@ from runce.domain.runs import NewRun, Outcome, WorkerInfo, run_after
 from runce.errors import SchemaError, StoreError, UsageError
 from runce.stores.base import StoreSpec
 from runce.stores.sqlite import SQLiteStore, open_store
-from runce.stores.sqlite.queries import latest_version, migration_names, migration_sql
+from runce.stores.sqlite.queries import MIGRATIONS
 from tests.stores.records import applied_for, finished, started
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,7 +143,7 @@ def test_enqueue_in_a_transaction_on_a_brand_new_file(
         assert store.runs.get(done.run.id) is None
         assert store.schema_status().current == 0
         return
-    assert _user_version(db_path) == latest_version()
+    assert _user_version(db_path) == MIGRATIONS.latest
     assert {"orders", "runce_runs", "runce_applied"} <= _tables(db_path)
     assert store.schema_status().up_to_date
     [claimed] = store.runs.claim("w1", None, limit=10, lease=30)
@@ -480,16 +480,16 @@ def test_an_enqueue_in_the_callers_transaction_wakes_waiters_when_it_commits(
 def test_a_file_at_schema_1_is_migrated_to_the_same_schema_as_a_fresh_one(
     make: Make, db_path: Path, tmp_path: Path
 ) -> None:
-    assert migration_names()[:2] == ("0001_once_tasks.sql", "0002_runs.sql")
+    assert MIGRATIONS.names[:2] == ("0001_once_tasks.sql", "0002_runs.sql")
     with sqlite3.connect(db_path) as conn:  # a file written by the runce before runs
-        conn.executescript(migration_sql("0001_once_tasks.sql") + "PRAGMA user_version = 1;")
+        conn.executescript(MIGRATIONS.text("0001_once_tasks.sql") + "PRAGMA user_version = 1;")
     store = make()
     assert store.runs.get("anything") is None  # reads never migrate: no runs tables yet
     assert store.runs.workers() == []
     assert _user_version(db_path) == 1
 
     [done] = store.runs.enqueue([new()])  # the first write migrates
-    assert _user_version(db_path) == latest_version()
+    assert _user_version(db_path) == MIGRATIONS.latest
     assert store.runs.get(done.run.id) == done.run
     row = finished(started("t.after-runs"))
     store.tracker.record(row, applied_for(row), None)
@@ -505,9 +505,9 @@ def test_a_file_at_schema_1_is_migrated_to_the_same_schema_as_a_fresh_one(
 def test_attempts_read_from_a_file_at_schema_7_have_no_traceback_until_it_is_upgraded(
     make: Make, db_path: Path
 ) -> None:
-    older = [name for name in migration_names() if int(name[:4]) <= 7]
+    older = [name for name in MIGRATIONS.names if int(name[:4]) <= 7]
     with sqlite3.connect(db_path) as conn:  # a file written by the runce before tracebacks
-        conn.executescript("".join(map(migration_sql, older)) + "PRAGMA user_version = 7;")
+        conn.executescript("".join(map(MIGRATIONS.text, older)) + "PRAGMA user_version = 7;")
         conn.execute(
             "INSERT INTO runce_run_attempts (run_id, attempt, worker_id, finished_at, outcome,"
             " error) VALUES ('r1', 1, 'w1', '2026-01-02T03:04:05.000000+00:00', 'retry', 'E')"
@@ -518,7 +518,7 @@ def test_attempts_read_from_a_file_at_schema_7_have_no_traceback_until_it_is_upg
     assert _user_version(db_path) == 7
 
     store.runs.enqueue([new()])  # the first write migrates
-    assert _user_version(db_path) == latest_version()
+    assert _user_version(db_path) == MIGRATIONS.latest
     [run] = store.runs.claim("w1", None, limit=1, lease=30)
     store.runs.complete([Outcome(run.fence, "failed", error="E", traceback="Traceback ...")])
     assert [a.traceback for a in store.runs.attempts(run.id)] == ["Traceback ..."]

@@ -22,7 +22,7 @@ from runce.stores.base import StoreSpec
 from runce.stores.liveness import current_owner
 from runce.stores.sqlite import SQLiteStore, open_store
 from runce.stores.sqlite.connection import Database, DatabaseBusy
-from runce.stores.sqlite.queries import latest_version, migration_names, split_statements
+from runce.stores.sqlite.queries import MIGRATIONS, split_statements
 from tests.stores.records import applied_for, finished, started
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,8 +102,8 @@ def test_reads_on_a_missing_file_create_nothing(make: Make, tmp_path: Path) -> N
     assert store.tracker.open_attempts() == []
     assert store.lock.holder() is None
     status = store.schema_status()
-    assert (status.current, status.latest) == (0, latest_version())
-    assert status.pending == tuple(migration_names())
+    assert (status.current, status.latest) == (0, MIGRATIONS.latest)
+    assert status.pending == tuple(MIGRATIONS.names)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -111,7 +111,7 @@ def test_the_first_write_creates_the_directory_and_migrates(make: Make, tmp_path
     store = make()
     _record(store, "t.first")
     path = tmp_path / ".runce" / "runce.db"
-    assert _user_version(path) == latest_version()
+    assert _user_version(path) == MIGRATIONS.latest
     assert store.schema_status().up_to_date
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -175,7 +175,7 @@ def test_a_schema_newer_than_this_runce_is_refused(make: Make, tmp_path: Path) -
     store = make()
     _record(store, "t.old")
     path = tmp_path / ".runce" / "runce.db"
-    newer = latest_version() + 1
+    newer = MIGRATIONS.latest + 1
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {newer}")
 
@@ -192,7 +192,7 @@ def test_a_schema_newer_than_this_runce_is_refused(make: Make, tmp_path: Path) -
         message = str(caught.value)
         assert str(path) in message
         assert str(newer) in message
-        assert str(latest_version()) in message
+        assert str(MIGRATIONS.latest) in message
 
 
 def test_without_auto_migrate_a_write_asks_for_an_upgrade(make: Make, tmp_path: Path) -> None:
@@ -200,7 +200,7 @@ def test_without_auto_migrate_a_write_asks_for_an_upgrade(make: Make, tmp_path: 
     with pytest.raises(SchemaError, match="runce db upgrade"):
         _record(store, "t.x")
     assert list(tmp_path.iterdir()) == []  # refused before creating anything
-    assert store.upgrade() == list(migration_names())
+    assert store.upgrade() == list(MIGRATIONS.names)
     assert store.upgrade() == []
     _record(store, "t.x")
     assert set(store.tracker.applied()) == {"t.x"}
@@ -211,12 +211,12 @@ def test_schema_status_before_and_after_upgrade(make: Make) -> None:
     before = store.schema_status()
     assert not before.up_to_date
     assert (before.current, before.applied) == (0, ())
-    assert store.upgrade() == list(migration_names())
+    assert store.upgrade() == list(MIGRATIONS.names)
     after = store.schema_status()
     assert after.up_to_date
     assert (after.current, after.applied, after.pending) == (
-        latest_version(),
-        tuple(migration_names()),
+        MIGRATIONS.latest,
+        tuple(MIGRATIONS.names),
         (),
     )
 
@@ -225,14 +225,14 @@ def test_schema_sql_builds_the_same_schema_as_the_migrations(make: Make, tmp_pat
     store = make()
     store.upgrade()
     script = store.schema_sql()
-    for name in migration_names():
+    for name in MIGRATIONS.names:
         assert f"-- {name}" in script
     by_hand = tmp_path / "by_hand.db"
     with sqlite3.connect(by_hand) as conn:
         conn.executescript(script)
     migrated = tmp_path / ".runce" / "runce.db"
     assert _master(by_hand) == _master(migrated)
-    assert _user_version(by_hand) == _user_version(migrated) == latest_version()
+    assert _user_version(by_hand) == _user_version(migrated) == MIGRATIONS.latest
 
 
 def test_split_statements_keeps_a_trigger_whole() -> None:

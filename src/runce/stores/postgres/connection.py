@@ -33,7 +33,7 @@ from runce.errors import StoreError, StoreUnavailable
 from runce.stores.postgres import schema
 from runce.stores.postgres.location import Target
 from runce.stores.postgres.prepared import Prepared
-from runce.stores.postgres.queries import latest_version, query
+from runce.stores.postgres.queries import MIGRATIONS, query
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -215,9 +215,9 @@ class Database:
 
     def _version(self, conn: Connection) -> int:
         if self._current:
-            return latest_version()
+            return MIGRATIONS.latest
         version = schema.read_version(conn, self.target)
-        self._current = version == latest_version()
+        self._current = version == MIGRATIONS.latest
         return version
 
     def _ensure_current(self, conn: Connection) -> None:

@@ -18,7 +18,8 @@ from psycopg import sql
 from runce.stores.sql import files as sql_files
 
 _FOLDER = os.path.dirname(os.path.abspath(__file__))
-_MIGRATIONS = os.path.join(_FOLDER, "migrations")
+# The numbered schema migrations, oldest first (their names, latest version and texts).
+MIGRATIONS = sql_files.Migrations(os.path.join(_FOLDER, "migrations"))
 _QUERY_FILES = ("tasks.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
 _PART = "part_"
 
@@ -30,7 +31,7 @@ def query(name: str, schema: str) -> sql.Composed:
 
 def migration(name: str, schema: str) -> sql.Composed:
     """The DDL of one migration file, for ``schema``."""
-    return _composed(migration_text(name), schema)
+    return _composed(MIGRATIONS.text(name), schema)
 
 
 def record_migration(name: str, schema: str) -> sql.Composed:
@@ -38,7 +39,7 @@ def record_migration(name: str, schema: str) -> sql.Composed:
     template = sql.SQL(_queries()["record_migration"])
     return template.format(
         schema=sql.Identifier(schema),
-        version=sql.Literal(migration_version(name)),
+        version=sql.Literal(sql_files.migration_version(name)),
         name=sql.Literal(name),
     )
 
@@ -65,21 +66,3 @@ def _parts_of(text: str, schema: str) -> dict[str, sql.Composed]:
         for name, part in _queries().items()
         if name.startswith(_PART) and f"{{{name}}}" in text
     }
-
-
-@cache
-def migration_names() -> tuple[str, ...]:
-    """Every migration file name, oldest first."""
-    return sql_files.migration_names(_MIGRATIONS)
-
-
-migration_version = sql_files.migration_version
-
-
-def latest_version() -> int:
-    return sql_files.latest_version(migration_names())
-
-
-@cache
-def migration_text(name: str) -> str:
-    return sql_files.read(_MIGRATIONS, name)

@@ -20,13 +20,7 @@ from psycopg import sql
 from runce.domain.schema import SchemaStatus
 from runce.errors import SchemaError
 from runce.stores.postgres.location import Target
-from runce.stores.postgres.queries import (
-    latest_version,
-    migration,
-    migration_names,
-    query,
-    record_migration,
-)
+from runce.stores.postgres.queries import MIGRATIONS, migration, query, record_migration
 from runce.stores.sql import schema as sql_schema
 
 Connection = psycopg.Connection[Any]
@@ -42,7 +36,7 @@ def read_version(conn: Connection, target: Target) -> int:
 
 
 def refuse_newer(version: int, target: Target) -> None:
-    latest = latest_version()
+    latest = MIGRATIONS.latest
     if version > latest:
         raise SchemaError(
             f"the PostgreSQL store at {target.where} has schema {target.schema} at version "
@@ -51,18 +45,18 @@ def refuse_newer(version: int, target: Target) -> None:
 
 
 def status(version: int) -> SchemaStatus:
-    return sql_schema.status(version, migration_names())
+    return sql_schema.status(version, MIGRATIONS.names)
 
 
 def ensure_current(conn: Connection, target: Target, *, auto_migrate: bool) -> None:
     """Before a write: migrate, or refuse when migrating is off."""
     version = read_version(conn, target)
-    if version == latest_version():
+    if version == MIGRATIONS.latest:
         return
     if not auto_migrate:
         raise SchemaError(
             f"the PostgreSQL store at {target.where} has schema {target.schema} at version "
-            f"{version} and this runce needs {latest_version()}; run `runce db upgrade` "
+            f"{version} and this runce needs {MIGRATIONS.latest}; run `runce db upgrade` "
             "(auto_migrate is off)"
         )
     apply_pending(conn, target)
@@ -84,7 +78,7 @@ def apply_pending(conn: Connection, target: Target) -> list[str]:
 def schema_sql(schema: str) -> str:
     """Every migration's DDL for ``schema``, each under a header naming its file."""
     parts = [_statement(query("create_schema_if_missing", schema))]
-    for name in migration_names():
+    for name in MIGRATIONS.names:
         ddl = migration(name, schema).as_string(None).strip()
         parts.append(f"-- {name}\n{ddl}\n{_statement(record_migration(name, schema))}")
     return "\n".join(parts)

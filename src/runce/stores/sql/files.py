@@ -68,3 +68,32 @@ def migration_version(name: str) -> int:
 def latest_version(names: Sequence[str]) -> int:
     """The version the last of ``names`` brings the database to (0 for none)."""
     return migration_version(names[-1]) if names else 0
+
+
+class Migrations:
+    """A backend's numbered migrations: the ``NNNN_description.sql`` files of ``folder``,
+    listed once and each read once."""
+
+    def __init__(self, folder: str) -> None:
+        self._folder = folder
+        self._names: tuple[str, ...] | None = None
+        self._texts: dict[str, str] = {}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every migration file name, oldest first."""
+        if self._names is None:
+            self._names = migration_names(self._folder)
+        return self._names
+
+    @property
+    def latest(self) -> int:
+        """The schema version the newest migration brings a database to."""
+        return latest_version(self.names)
+
+    def text(self, name: str) -> str:
+        """The SQL of the migration file ``name``."""
+        found = self._texts.get(name)
+        if found is None:
+            found = self._texts[name] = read(self._folder, name)
+        return found

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from runce.stores.sqlite.queries import latest_version, query
+from runce.stores.sqlite.queries import MIGRATIONS, query
 
 # Paths that need no quoting in a file: URI (anything else is not glanced at).
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+,=@~")
@@ -39,7 +39,7 @@ def _read(conn: sqlite3.Connection, lock_free: bool) -> dict[str, sqlite3.Row] |
     conn.row_factory = sqlite3.Row
     conn.execute("BEGIN")  # one snapshot for every read below
     (version,) = conn.execute(query("user_version")).fetchone()
-    if version != latest_version() or _any(conn, "open_attempts"):
+    if version != MIGRATIONS.latest or _any(conn, "open_attempts"):
         return None
     if lock_free and _any(conn, "lock_holder"):
         return None

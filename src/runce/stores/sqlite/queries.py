@@ -15,7 +15,8 @@ from typing import Any
 from runce.stores.sql import files as sql_files
 
 _FOLDER = os.path.dirname(os.path.abspath(__file__))
-_MIGRATIONS = os.path.join(_FOLDER, "migrations")
+# The numbered schema migrations, oldest first (their names, latest version and texts).
+MIGRATIONS = sql_files.Migrations(os.path.join(_FOLDER, "migrations"))
 _QUERY_FILES = ("tasks.sql", "runs.sql", "schedules.sql", "tokens.sql", "backfills.sql")
 
 
@@ -27,23 +28,6 @@ def query(name: str) -> str:
 @cache
 def _queries() -> dict[str, str]:
     return sql_files.load_named_queries(_FOLDER, _QUERY_FILES)
-
-
-@cache
-def migration_names() -> tuple[str, ...]:
-    """Every migration file name, oldest first."""
-    return sql_files.migration_names(_MIGRATIONS)
-
-
-migration_version = sql_files.migration_version
-
-
-def latest_version() -> int:
-    return sql_files.latest_version(migration_names())
-
-
-def migration_sql(name: str) -> str:
-    return sql_files.read(_MIGRATIONS, name)
 
 
 def split_statements(script: str) -> list[str]:

@@ -15,11 +15,9 @@ from typing import NoReturn
 from runce.domain.schema import SchemaStatus
 from runce.errors import SchemaError
 from runce.stores.sql import schema as sql_schema
+from runce.stores.sql.files import migration_version
 from runce.stores.sqlite.queries import (
-    latest_version,
-    migration_names,
-    migration_sql,
-    migration_version,
+    MIGRATIONS,
     query,
     split_statements,
 )
@@ -33,7 +31,7 @@ def user_version(conn: sqlite3.Connection) -> int:
 
 
 def refuse_newer(version: int, path: Path) -> None:
-    latest = latest_version()
+    latest = MIGRATIONS.latest
     if version > latest:
         raise SchemaError(
             f"the SQLite store {path} has schema version {version}, newer than the "
@@ -42,7 +40,7 @@ def refuse_newer(version: int, path: Path) -> None:
 
 
 def status(version: int) -> SchemaStatus:
-    return sql_schema.status(version, migration_names())
+    return sql_schema.status(version, MIGRATIONS.names)
 
 
 def refuse_missing(path: Path) -> NoReturn:
@@ -52,7 +50,7 @@ def refuse_missing(path: Path) -> NoReturn:
 def ensure_current(conn: sqlite3.Connection, path: Path, *, auto_migrate: bool) -> None:
     """Before a write, inside its transaction: migrate, or refuse when migrating is off."""
     version = user_version(conn)
-    if version == latest_version():
+    if version == MIGRATIONS.latest:
         return
     refuse_newer(version, path)
     if not auto_migrate:
@@ -63,7 +61,7 @@ def ensure_current(conn: sqlite3.Connection, path: Path, *, auto_migrate: bool) 
 def _needs_upgrade(path: Path, version: int) -> str:
     return (
         f"the SQLite store {path} has schema version {version} and this runce needs "
-        f"{latest_version()}; run `runce db upgrade` (auto_migrate is off)"
+        f"{MIGRATIONS.latest}; run `runce db upgrade` (auto_migrate is off)"
     )
 
 
@@ -73,7 +71,7 @@ def apply_pending(conn: sqlite3.Connection, path: Path) -> list[str]:
     refuse_newer(version, path)
     pending = status(version).pending
     for name in pending:
-        for statement in split_statements(migration_sql(name)):
+        for statement in split_statements(MIGRATIONS.text(name)):
             conn.execute(statement)
         # PRAGMA takes no parameters; the version is an int from a file name.
         conn.execute(f"PRAGMA user_version = {migration_version(name)}")
@@ -83,8 +81,8 @@ def apply_pending(conn: sqlite3.Connection, path: Path) -> list[str]:
 def schema_sql() -> str:
     """Every migration's DDL, each under a header naming its file, for applying by hand."""
     parts = [
-        f"-- {name}\n{migration_sql(name).strip()}\n"
+        f"-- {name}\n{MIGRATIONS.text(name).strip()}\n"
         f"PRAGMA user_version = {migration_version(name)};\n"
-        for name in migration_names()
+        for name in MIGRATIONS.names
     ]
     return "\n".join(parts)
