@@ -184,9 +184,11 @@ def filter_of(query: RunQuery) -> RunFilter:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class NewRun:
-    """A run to insert. ``input_json`` is canonical JSON (sorted keys, no spaces)."""
+class NewRun(NamedTuple):
+    """A run to insert. ``input_json`` is canonical JSON (sorted keys, no spaces).
+
+    A named tuple rather than a dataclass: a batch enqueue makes one per run, and a tuple
+    is made about four times faster than a frozen dataclass."""
 
     id: str
     kind: str

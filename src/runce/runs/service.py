@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Unpack
 
@@ -408,7 +408,7 @@ class RunService:
         if trace_context is None and not tracing.enabled():
             return self._enqueued(new, self.queue.enqueue(new, connection=connection))
         with tracing.enqueue_span(kind, len(new), trace_context) as carrier:
-            new = [replace(run, trace_context=carrier) for run in new]
+            new = [run._replace(trace_context=carrier) for run in new]
             results = self.queue.enqueue(new, connection=connection)
             tracing.name_runs([r.run.id for r in results])
         return self._enqueued(new, results)
@@ -428,7 +428,7 @@ class RunService:
         connection = callers_connection(connection)
         if tracing.enabled():
             with tracing.enqueue_span(kind, len(new), None) as carrier:
-                new = [replace(run, trace_context=carrier) for run in new]
+                new = [run._replace(trace_context=carrier) for run in new]
                 results = await self._ainsert(new, connection)
                 tracing.name_runs([r.run.id for r in results])
         else:

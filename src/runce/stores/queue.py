@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -160,7 +160,7 @@ def enqueue_debounced(
         if merged is not None:
             answers[i] = Enqueued(merged, created=False)
         else:
-            answers[i] = insert([replace(new, run_at=at)])[0]
+            answers[i] = insert([new._replace(run_at=at)])[0]
     if plain:
         for i, result in zip(plain, insert([batch[i] for i in plain]), strict=True):
             answers[i] = result
