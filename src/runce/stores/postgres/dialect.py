@@ -13,7 +13,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from runce.domain.locks import Lease
-from runce.errors import UsageError
 from runce.stores.postgres.connection import Connection, Database
 from runce.stores.postgres.lock import PostgresLock
 from runce.stores.postgres.rows import utc
@@ -74,7 +73,7 @@ class PostgresDialect(PostgresCodecs):
     only while the lock is held; the others are short transactions on the store's
     connection, or one statement alone."""
 
-    def __init__(self, db: Database, lock: PostgresLock | None = None) -> None:
+    def __init__(self, db: Database, lock: PostgresLock) -> None:
         self._db = db
         self._lock = lock
 
@@ -95,8 +94,6 @@ class PostgresDialect(PostgresCodecs):
 
         if lease is None:
             return self._db.write(steps, what=what, transaction=not single)
-        if self._lock is None:
-            raise UsageError(f"cannot {what} under a lease: this dialect was made without the lock")
         return self._lock.fenced(lease, steps, what=what)
 
     def read(self, name: str, params: Mapping[str, Any], *, needs: int, what: str) -> list[Row]:
@@ -105,10 +102,7 @@ class PostgresDialect(PostgresCodecs):
         )
 
     def write(self, name: str, params: Mapping[str, Any], *, what: str) -> int:
-        def work(conn: Connection) -> int:
-            return conn.execute(self._db.sql(name), params or None).rowcount
-
-        return self._db.write(work, what=what, transaction=False)
+        return self.fenced(None, lambda steps: steps.run(name, params), what=what, single=True)
 
     def write_rows(self, name: str, params: Mapping[str, Any], *, what: str) -> list[Row]:
         return self._db.write(

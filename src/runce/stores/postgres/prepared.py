@@ -99,9 +99,11 @@ class Prepared:
         name; the server's result, its rows in binary. A failure raises psycopg's error."""
         key, text, names = self._statement(name)
         values = [text_value(params[n]) for n in names]
+        ready = self._on(conn)
         with conn.lock:
-            if key not in self._on(conn):
+            if key not in ready:
                 self._prepare(conn, key, text)
+                ready.add(key)
             result = self._send(conn, key, values)
             if result.status == ExecStatus.FATAL_ERROR and _state(result) == _GONE:
                 self._prepare(conn, key, text)
@@ -132,7 +134,6 @@ class Prepared:
         for result in conn.wait(generators.execute(pgconn)):
             if result.status != ExecStatus.COMMAND_OK and _state(result) != _THERE:
                 raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
-        self._on(conn).add(key)
 
     def _send(self, conn: Connection, key: bytes, values: Sequence[bytes | None]) -> PGresult:
         pgconn = conn.pgconn
