@@ -200,13 +200,51 @@ def enqueue_single(w: Workload) -> dict[str, Any]:
         enqueue_script(runce_postgres.SCHEMA, _channel()), "prepared", w.jobs, {}
     )
     runce_queue.expect_queued(hooks, w.jobs)
+    hooks.clear()
+    through_python = _enqueue_through_psycopg(w.jobs)
+    runce_queue.expect_queued(hooks, w.jobs)
     return {
         "runs": w.jobs,
         "runs_per_s": round(tps, 1),
         "seconds": round(w.jobs / tps, 4),
         "batch": 1,
         "ms_per_run": latency,
+        "python_floor_runs_per_s": round(through_python, 1),
     }
+
+
+def _enqueue_through_psycopg(runs: int) -> float:
+    """Runs/s of ``enqueue_run`` sent as runce sends it (prepared, through psycopg's libpq
+    calls and its wait) from a Python loop that does nothing else: every run's parameters
+    encoded before the clock starts. No Python client of PostgreSQL through psycopg can
+    enqueue one run at a time faster than this."""
+    import psycopg
+    from psycopg import generators
+    from psycopg.pq import ExecStatus
+
+    from runce.runs.service import new_run_ids
+    from runce.stores.postgres.prepared import numbered, text_value
+
+    body = named_statements(RUNS_SQL.read_text())["enqueue_run"]
+    text, names = numbered(body.replace("{schema}", runce_postgres.SCHEMA))
+    values = {**dict.fromkeys(names), "kind": runce_queue.KIND, "input": '{"t":0.0}'}
+    values.update(max_attempts=3, priority=0, channel=_channel())
+    sent = [
+        [text_value(run_id if name == "id" else values[name]) for name in names]
+        for run_id in new_run_ids(runs)
+    ]
+    with psycopg.connect(pg_dsn(), autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.send_prepare(b"bench_enqueue_run", text.encode())
+        conn.wait(generators.execute(pgconn))
+        began = time.perf_counter()
+        for params in sent:
+            pgconn.send_query_prepared(b"bench_enqueue_run", params, result_format=1)
+            result = conn.wait(generators.execute(pgconn))[-1]
+            if result.status != ExecStatus.TUPLES_OK:
+                raise RuntimeError(f"enqueue_run failed: {result.error_message!r}")
+        took = time.perf_counter() - began
+    return runs / took
 
 
 def _copy_rows(columns: list[str], ids: list[str], now: str) -> bytes:
