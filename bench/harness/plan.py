@@ -57,8 +57,8 @@ class Row:
     runce: str  # adapter
     peers: tuple[tuple[str, str], ...] = ()  # (adapter, measurement) pairs
     ceiling: tuple[str, str] | None = None  # shown as runce's share of it
-    # A second limit, (adapter, measurement, key): the same statements sent from Python.
-    floor: tuple[str, str, str] | None = None
+    # A client's ceiling, (adapter, measurement, key): the same statements sent from Python.
+    client_ceiling: tuple[str, str, str] | None = None
 
 
 def _queue_rows(section: str, runce: str, peers: tuple[str, ...]) -> list[Row]:
@@ -76,8 +76,8 @@ def _queue_rows(section: str, runce: str, peers: tuple[str, ...]) -> list[Row]:
             runce,
             vs("enqueue_single"),
             ceiling=("pgbench_ceiling", "enqueue_single") if section == "postgresql" else None,
-            floor=(
-                ("pgbench_ceiling", "enqueue_single", "python_floor_runs_per_s")
+            client_ceiling=(
+                ("pgbench_ceiling", "enqueue_single", "psycopg_runs_per_s")
                 if section == "postgresql"
                 else None
             ),

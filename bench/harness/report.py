@@ -88,10 +88,10 @@ def rows(results: Results, w: Workload) -> list[tuple[str, ...]]:
             if ceiling is not None:
                 first = head if not others else ("", "", "", "")
                 lines.append((*first, "SQL ceiling", fmt(ceiling), _share(mine, ceiling)))
-        if row.floor is not None:
-            floor = _figure(results, *row.floor)
-            if floor is not None:
-                lines.append(("", "", "", "", "Python floor", fmt(floor), _share(mine, floor)))
+        if row.client_ceiling is not None:
+            client = _figure(results, *row.client_ceiling)
+            if client is not None:
+                lines.append(("", "", "", "", "psycopg ceiling", fmt(client), _share(mine, client)))
     return lines
 
 
@@ -135,7 +135,7 @@ def render(results: Results, w: Workload, title: str) -> str:
     out.append("↑ higher is better, ↓ lower is better; runce/peer > 1 means runce is higher.")
     out.append(
         "SQL ceiling: runce's share of what its own statements reach with no client work "
-        "(pgbench; a batch's COPY data built beforehand). Python floor: the same one-run "
+        "(pgbench; a batch's COPY data built beforehand). psycopg ceiling: the same one-run "
         "statement sent through psycopg from a loop that does nothing else."
     )
     return "\n".join(out)

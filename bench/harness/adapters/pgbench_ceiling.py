@@ -209,7 +209,7 @@ def enqueue_single(w: Workload) -> dict[str, Any]:
         "seconds": round(w.jobs / tps, 4),
         "batch": 1,
         "ms_per_run": latency,
-        "python_floor_runs_per_s": round(through_python, 1),
+        "psycopg_runs_per_s": round(through_python, 1),
     }
 
 
