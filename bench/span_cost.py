@@ -13,6 +13,10 @@ of the throughput where the worker's CPU is what limits it (``c / (c + s)`` for 
 a run and ``s`` µs a span): the case of SQLite, whose database works in the worker's
 process. On PostgreSQL the server's work is in the loop too, so the span weighs less
 there, while a processor thread that holds the interpreter can delay the worker's loop.
+
+Also timed: the same attempt span when the SDK's ``ParentBased(TraceIdRatioBased(0.01))``
+sampler drops it (the run's enqueue was not sampled), and what a span per run leaves of
+the throughput at that ratio (one span in a hundred recorded).
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
 SPANS = 50_000
 ROUNDS = 5
+RATIO = 0.01
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -37,9 +43,11 @@ class _Dropped(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def span_cpu_us() -> float:
-    """CPU microseconds per span, the best of ``ROUNDS`` rounds of ``SPANS``."""
-    provider = TracerProvider()
+def span_cpu_us(sampler: Sampler | None = None, sampled_parent: bool = True) -> float:
+    """CPU microseconds per attempt span, the best of ``ROUNDS`` rounds of ``SPANS``: started
+    as a child of a run's stored trace context (``sampled_parent``: whether its enqueue was
+    sampled), made current, its outcome set when it records, ended."""
+    provider = TracerProvider() if sampler is None else TracerProvider(sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(_Dropped()))
     tracer = provider.get_tracer("runce")
     attributes = {
@@ -47,14 +55,25 @@ def span_cpu_us() -> float:
         "runce.run.kind": "bench.noop",
         "runce.run.attempt": 1,
     }
+    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled_parent else 0)
+    stored = trace.SpanContext(0x5CE0, 0x5CE1, is_remote=True, trace_flags=flags)
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(stored), context.Context())
     best = float("inf")
     for _ in range(ROUNDS):
         began = time.process_time()
         for _ in range(SPANS):
             span = tracer.start_span(
-                "runce run bench.noop", kind=trace.SpanKind.CONSUMER, attributes=attributes
+                "runce run bench.noop",
+                context=parent,
+                kind=trace.SpanKind.CONSUMER,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
             )
-            span.set_attribute("runce.run.outcome", "succeeded")
+            token = context.attach(trace.set_span_in_context(span))
+            if span.is_recording():
+                span.set_attribute("runce.run.outcome", "succeeded")
+            context.detach(token)
             span.end()
         provider.force_flush()
         best = min(best, (time.process_time() - began) / SPANS * 1e6)
@@ -77,7 +96,10 @@ def worker_cpu_us(path: Path) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     span = span_cpu_us()
+    dropped = span_cpu_us(ParentBased(TraceIdRatioBased(RATIO)), sampled_parent=False)
+    sampled = RATIO * span + (1 - RATIO) * dropped
     print(f"one recorded span (SDK, batch processor, dropping exporter): {span:.1f} µs of CPU")
+    print(f"one span the sampler drops (ParentBased(TraceIdRatioBased({RATIO}))): {dropped:.1f} µs")
     files = [Path(argv[0])] if argv else sorted(RESULTS.glob("run-*.jsonl"))
     workers = {}
     for path in reversed(files):
@@ -86,10 +108,10 @@ def main(argv: list[str]) -> int:
             print(f"worker CPU per run, observing off, from {path.name}:")
             break
     for name, cpu in sorted(workers.items()):
-        bound = cpu / (cpu + span)
         print(
-            f"  {name}: {cpu:.1f} µs; a span per run leaves {bound:.0%} of the throughput "
-            "where the worker's CPU is the limit"
+            f"  {name}: {cpu:.1f} µs; where the worker's CPU is the limit, a span per run "
+            f"leaves {cpu / (cpu + span):.0%} of the throughput, {cpu / (cpu + sampled):.0%} "
+            f"when one in {1 / RATIO:.0f} is sampled"
         )
     if not workers:
         print("no process measurement of runce found: run bench/run --measurements process")

@@ -1,6 +1,9 @@
 """runce's no-op job with metrics and tracing on (``BENCH_RUNCE_OBSERVE=1``): the worker
 also serves ``--metrics-port``, and OpenTelemetry's SDK records every span (a batch
-processor into an exporter that drops them), so the bench measures what observing costs."""
+processor into an exporter that drops them), so the bench measures what observing costs.
+``BENCH_RUNCE_TRACE_RATIO=0.01`` samples instead, as the SDK's
+``ParentBased(TraceIdRatioBased(0.01))`` does: the producer's enqueue spans decide, and
+the worker's attempt spans follow them."""
 
 import os
 from collections.abc import Sequence
@@ -8,6 +11,7 @@ from collections.abc import Sequence
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from harness.jobs.runce_noop import noop  # noqa: F401  (registers bench.noop)
 
@@ -24,7 +28,11 @@ def install_tracing() -> None:
         return
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
-    provider = TracerProvider()
+    ratio = os.environ.get("BENCH_RUNCE_TRACE_RATIO")
+    if ratio:
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(float(ratio))))
+    else:
+        provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(_Dropped()))
     trace.set_tracer_provider(provider)
 
