@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 
 _NAME_MARK = "-- name:"
 
@@ -76,19 +77,17 @@ class Migrations:
 
     def __init__(self, folder: str) -> None:
         self._folder = folder
-        self._names: tuple[str, ...] | None = None
         self._texts: dict[str, str] = {}
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         """Every migration file name, oldest first."""
-        if self._names is None:
-            self._names = migration_names(self._folder)
-        return self._names
+        return migration_names(self._folder)
 
-    @property
+    @cached_property
     def latest(self) -> int:
-        """The schema version the newest migration brings a database to."""
+        """The schema version the newest migration brings a database to (read on every
+        PostgreSQL read: worked out once)."""
         return latest_version(self.names)
 
     def text(self, name: str) -> str:
