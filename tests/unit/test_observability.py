@@ -16,8 +16,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from runce import tracing
 from runce.cli.logs import JsonFormatter, TextFormatter
@@ -25,7 +27,7 @@ from runce.config import DEFAULT_REDACT
 from runce.runs import redact
 from runce.runs.events import EventBus
 from runce.runs.jobs import Job, JobRegistry
-from runce.runs.metrics import WorkerMetrics
+from runce.runs.metrics import DURATION_BUCKETS, WorkerMetrics, _Histogram
 from runce.runs.service import RunService
 from runce.runs.worker import Worker, WorkerOptions
 from runce.stores import memory
@@ -297,8 +299,37 @@ def test_the_worker_counts_each_landed_attempt_by_kind_and_outcome(
     assert value("runce_run_duration_seconds_count", kind="obs.fine", outcome="succeeded") == 3
     assert value("runce_run_wait_seconds_count", kind="obs.broken") == 2
     assert value("runce_worker_slots", state="free") == 2
-    # The children are bound once per kind and outcome, then reused.
-    assert len(metrics._bound) == 3
+    # One set of counts per kind and outcome; the wait is per kind.
+    assert (len(metrics._attempts), len(metrics._waits)) == (3, 2)
+
+
+def test_a_worker_histogram_reads_as_prometheus_clients_own_would() -> None:
+    # Values on, between, below and past the bounds: the same buckets, count and sum.
+    values = [0.0, 0.005, 0.0051, 1, 1.5, 3600, 3600.5, 1e9, -1.0]
+    registry = CollectorRegistry()
+    reference = Histogram("h", "h", buckets=DURATION_BUCKETS, registry=registry)
+    ours = _Histogram(DURATION_BUCKETS)
+    for value in values:
+        reference.observe(value)
+        ours.observe(value)
+
+    def samples(text: str) -> dict[tuple[str, str], float]:
+        return {
+            (s.name.rsplit("_", 1)[-1], s.labels.get("le", "")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    class Ours(Collector):
+        def collect(self) -> Iterator[Any]:
+            family = HistogramMetricFamily("h", "h", labels=[])
+            ours.add_to(family, [])
+            yield family
+
+    mine = CollectorRegistry()
+    mine.register(Ours())
+    assert samples(generate_latest(mine).decode()) == samples(generate_latest(registry).decode())
 
 
 def test_run_failed_is_an_error_with_its_exception_and_a_retry_a_warning(

@@ -228,7 +228,13 @@ class Database:
 
 
 def _loads_or_unreadable(data: str | bytes) -> Any:
-    return readable(json.loads, data)
+    # Bytes are decoded first: given bytes, json.loads works out their encoding, which takes
+    # as long as the decoding itself; PostgreSQL sends UTF-8 (an error is a ValueError).
+    return readable(_loads_utf8, data)
+
+
+def _loads_utf8(data: str | bytes) -> Any:
+    return json.loads(data.decode() if isinstance(data, bytes) else data)
 
 
 @contextmanager
