@@ -672,7 +672,13 @@ def test_a_trace_context_is_kept_with_the_run_and_handed_to_its_claim(queue: Run
     claimed = {r.id: r for r in queue.claim("w1", None, limit=2, lease=30)}
     assert claimed[traced.run.id].trace_context == context
     assert claimed[plain.run.id].trace_context is None
+    # Claimed along with an acknowledgement (a busy worker's round trip), the same.
+    parent_only = {"traceparent": context["traceparent"]}
+    [later] = queue.enqueue([new(trace_context=context)])
+    [later_parent_only] = queue.enqueue([new(trace_context=parent_only)])
     _, more = queue.exchange(
         [Outcome(claimed[plain.run.id].fence, "released")], ClaimRequest("w1", None, 5, 30)
     )
-    assert [r.trace_context for r in more] in ([], [None])
+    found = {r.id: r.trace_context for r in more}
+    assert found.pop(plain.run.id, None) is None  # some stores claim it again at once
+    assert found == {later.run.id: context, later_parent_only.run.id: parent_only}

@@ -107,17 +107,24 @@ def parts_from(
 ) -> tuple[dict[str, Landed], set[str], list[Run]]:
     """The rows of ``exchange_runs``: the acknowledged runs' :class:`Landed` by id, the kinds
     queued again due now, and the claimed runs. Columns by position, as the statement lists
-    them: the part, then the runs' columns in the table's order."""
+    them: the part, then the runs' columns in the table's order, the trace context as its
+    ``traceparent`` and ``tracestate``."""
     landed: dict[str, Landed] = {}
     due: set[str] = set()
     claimed: list[Run] = []
     for row in cursor.fetchall():
         if row[0] == "claimed":
-            claimed.append(_run_of(row[1:]))
+            claimed.append(_run_of((*row[1:25], _trace_context(row[25], row[26]))))
             continue
         # id, kind, state, run_at, updated_at, progress, progress_message, cancel_requested
         _done_row(row[1], row[2], row[4], row[8], row[10], row[24], row[22], row[23], landed, due)
     return landed, due, claimed
+
+
+def _trace_context(parent: str | None, state: str | None) -> dict[str, str] | None:
+    if state is None:
+        return None if parent is None else {"traceparent": parent}
+    return {"tracestate": state} if parent is None else {"traceparent": parent, "tracestate": state}
 
 
 def done_from(cursor: psycopg.Cursor[Any]) -> tuple[dict[str, Landed], set[str]]:

@@ -126,20 +126,22 @@ SELECT * FROM claimed;
 -- transaction). The claim sees the runs as they were before the acknowledgements, so a
 -- run handed back here is not taken again by the same call. Both parts come back as rows
 -- of the runs' columns, in the table's order; an acknowledged run fills only those done
--- returns (the others are NULL).
+-- returns (the others are NULL). The trace context comes back as its two texts rather
+-- than as JSONB, which the driver would decode in Python for every run claimed.
 -- name: exchange_runs
 WITH {part_outcomes},
 {part_claim}
 SELECT 'claimed' AS part, id, kind, input, state, attempt, max_attempts, priority, run_at,
        created_at, updated_at, project_id, idempotency_key, correlation_id, result,
        output_ref, error, claimed_by, claimed_at, lease_expires_at, started_at, finished_at,
-       progress, progress_message, cancel_requested, trace_context
+       progress, progress_message, cancel_requested,
+       trace_context ->> 'traceparent', trace_context ->> 'tracestate'
 FROM claimed
 UNION ALL
 SELECT 'done', id, kind, NULL, state, NULL, NULL, NULL, run_at,
        NULL, updated_at, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       progress, progress_message, cancel_requested, NULL
+       progress, progress_message, cancel_requested, NULL, NULL
 FROM done;
 
 -- Rows go in in order, so of two runs of one batch with the same key the first is
