@@ -2,8 +2,8 @@
 jobs. Four workers of concurrency 8 run 2,000 short runs, a limited kind and a kind limited
 per key over 50 keys (one of them busy, enqueued first); every handler records its start and
 end with one O_APPEND line. The peaks of overlap per kind and per key never exceed their
-limits and reach them, every run succeeds exactly once, and every key's first run starts
-within the first fifth of the audit."""
+limits and reach them, every run succeeds, each attempt of a run starts once, and every
+key's first run starts within the first fifth of the audit."""
 
 from __future__ import annotations
 
@@ -135,13 +135,25 @@ def audit(lines: list[str], claims: list[float]) -> dict[str, object]:
     """Check the start and end lines of an audit, and the times the store started the runs
     of flow.rated (their claims, by its clock); what it found, for messages."""
     events: list[tuple[float, int, str, str, str]] = []
-    starts: Counter[str] = Counter()
-    for line in lines:
-        mark, at, kind, key, run_id, _attempt = line.split()
+    latest: dict[str, int] = {}  # each run's latest attempt started
+    over: set[str] = set()  # the runs whose latest attempt ended
+    again: list[str] = []  # runs started again after an attempt of theirs ended
+    marks = [line.split() for line in lines]
+    for mark, at, kind, key, run_id, attempt in sorted(marks, key=lambda m: (float(m[1]), m[0])):
         if kind != "flow.rated":
             events.append((float(at), 0 if mark == "e" else 1, kind, key, run_id))
-        if mark == "s":
-            starts[run_id] += 1
+        if mark == "e":
+            over.add(run_id)
+            continue
+        if run_id in latest:
+            # Only the fence's case: the worker's outcome was not acknowledged within the
+            # lease (a store stalled on a busy machine), so the run was claimed again and
+            # starts at a later attempt, its earlier one over; never twice at once.
+            assert run_id in over, f"run {run_id} started while it still ran"
+            assert int(attempt) > latest[run_id], f"run {run_id}: attempt {attempt} twice"
+            again.append(run_id)
+        latest[run_id] = int(attempt)
+        over.discard(run_id)
     events.sort()  # at one instant an end goes before a start: the slot was free
     running: Counter[tuple[str, str]] = Counter()
     peaks: Counter[tuple[str, str]] = Counter()
@@ -162,16 +174,19 @@ def audit(lines: list[str], claims: list[float]) -> dict[str, object]:
     assert all(peak <= KEY_LIMIT for peak in key_peaks.values()), key_peaks
     assert key_peaks["c0"] == KEY_LIMIT, key_peaks
     assert len(key_peaks) == KEYS
-    assert len(starts) == TOTAL
+    assert len(latest) == TOTAL
     assert len(claims) == RATED
     busiest = _busiest_second(sorted(claims))
     assert busiest <= 2 * RATE, f"{busiest} starts in one second: more than the rate and burst"
-    twice = [run_id for run_id, n in starts.items() if n > 1]
-    assert not twice, f"{len(twice)} runs started twice"
     fifth = began + (ended - began) / 5
     late = {key: round(at - began, 3) for key, at in first.items() if at > fifth}
     assert not late, f"keys first started after the first fifth ({fifth - began:.3f} s): {late}"
-    return {"seconds": ended - began, "busiest second of flow.rated": busiest, "peaks": dict(peaks)}
+    return {
+        "seconds": ended - began,
+        "busiest second of flow.rated": busiest,
+        "peaks": dict(peaks),
+        "started again after a lost lease": len(again),
+    }
 
 
 CLAIM_TIMES = """
