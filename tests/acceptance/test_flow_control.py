@@ -139,6 +139,7 @@ def audit(lines: list[str], claims: list[float]) -> dict[str, object]:
     over: set[str] = set()  # the runs whose latest attempt ended
     again: list[str] = []  # runs started again after an attempt of theirs ended
     marks = [line.split() for line in lines]
+    # In time order; at one instant an end ("e") goes before a start: the slot was free.
     for mark, at, kind, key, run_id, attempt in sorted(marks, key=lambda m: (float(m[1]), m[0])):
         if kind != "flow.rated":
             events.append((float(at), 0 if mark == "e" else 1, kind, key, run_id))
@@ -154,7 +155,6 @@ def audit(lines: list[str], claims: list[float]) -> dict[str, object]:
             again.append(run_id)
         latest[run_id] = int(attempt)
         over.discard(run_id)
-    events.sort()  # at one instant an end goes before a start: the slot was free
     running: Counter[tuple[str, str]] = Counter()
     peaks: Counter[tuple[str, str]] = Counter()
     first: dict[str, float] = {}
