@@ -146,6 +146,9 @@ def _error_line(result: subprocess.CompletedProcess[str]) -> str | None:
     return errors[-1] if errors else None
 
 
+# About 30 s of `runce` subprocesses on an idle machine; over 120 s under a loaded suite on
+# cores half as fast.
+@pytest.mark.timeout(300)
 def test_the_remote_cli_prints_what_the_local_one_prints(sqlite_remote: Remote) -> None:
     remote = sqlite_remote
     enqueue = ("runs", "enqueue", "flaky.twice", "--input", '{"fail": 9}', "--max-attempts", "1")
