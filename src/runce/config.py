@@ -876,6 +876,77 @@ def _read_python(path: Path) -> dict[str, Any]:
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def resolution_key(config: ConfigArg) -> tuple[object, ...] | None:
+    """What :func:`resolve_config` makes of ``config`` depends on, as a key to keep the
+    result by; None when that cannot be told without resolving it (None, a ``Config``, a
+    Python config file, keys that are not plain data).
+
+    For keys (a dict or a ``define_config`` result) or a file: the keys or the file's
+    bytes, the current directory (relative paths resolve against it), the ``RUNCE_``
+    environment variables and those that ``${NAME}`` references name. What a Python config
+    file reads from elsewhere is not in the key, as for the file found when none is given.
+    """
+    path: str | None = None
+    if isinstance(config, ConfigValues | Mapping):
+        text = _plain_repr(config.values if isinstance(config, ConfigValues) else config)
+        if text is None:
+            return None
+        given: str | bytes = text
+    elif isinstance(config, str | os.PathLike):
+        path = os.fspath(config)
+        try:
+            with open(path, "rb") as handle:
+                given = handle.read()
+        except OSError:
+            return None  # resolving it says what is wrong
+        text = given.decode("utf-8", "replace")
+    else:
+        return None
+    named = sorted({m.group(1) for m in _ENV_REF.finditer(text) if m.group(1)})
+    referenced = tuple((name, os.environ.get(name)) for name in named)
+    return (path, given, os.getcwd(), referenced, runce_environment())
+
+
+# The types whose repr says all a value holds (a str subclass may hide a secret in its repr).
+_PLAIN = frozenset({str, int, float, bool, type(None), type(Path())})
+
+
+def _plain_repr(values: Mapping[str, Any]) -> str | None:
+    """``repr`` of configuration keys made only of strings, numbers, paths, and lists and
+    tables of them (what a TOML file can say); None for anything else (a services factory,
+    a ``StoreSpec``), whose repr may not tell two values apart."""
+    values = dict(values)
+    return repr(values) if _plain(values, 0) else None
+
+
+def _plain(value: object, depth: int) -> bool:
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    if depth > 32:
+        return False
+    if isinstance(value, dict) and kind is dict:
+        return all(type(k) is str and _plain(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple) and kind in (list, tuple):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, StoreSpec) and kind is StoreSpec:  # runce.stores.from_*(...)
+        return _plain(dict(value.options), depth + 1) and type(value.base_dir) in _PLAIN
+    return False
+
+
+def runce_environment() -> tuple[tuple[Any, Any], ...]:
+    """The ``RUNCE_`` environment variables, as a key for the configuration they shape.
+
+    Read on every enqueue: CPython keeps the variables encoded in ``os.environ._data``, and
+    looking at those skips decoding all of them (ten times faster than ``os.environ.items``).
+    """
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        prefix = os.environ.encodekey("RUNCE_")
+        return tuple(sorted(item for item in data.items() if item[0][:6] == prefix))
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("RUNCE_")))
+
+
 def _interpolate(value: Any, where: str, env: Mapping[str, str], key: str = "") -> Any:
     """Replace ``${NAME}`` and ``${NAME:-default}`` in strings; ``$$`` is a literal ``$``."""
     if isinstance(value, dict):

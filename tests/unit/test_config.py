@@ -8,11 +8,13 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runce.config import (
     DEFAULT_STORE_URL,
+    define_config,
     find_config_file,
     load_config,
     load_services,
@@ -751,3 +753,69 @@ def test_the_library_keeps_one_service_per_directory_and_runce_environment(
         library.close_stores()
         library._configs.clear()
         memory.reset()
+
+
+def test_a_configuration_given_as_keys_or_a_file_is_resolved_once_while_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enqueueing in a loop with ``config={...}`` or a file's path reads and checks it once;
+    a change to what it resolves from (its keys, the file, the directory a relative path
+    resolves against, a ``RUNCE_`` variable or one that ``${NAME}`` names) is seen."""
+    from runce.runs import library
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RUNCE_LOCK_TTL", raising=False)
+    monkeypatch.setenv("RUNCE_TEST_NAME", "a")
+    keys: dict[str, Any] = {"store": "memory://${RUNCE_TEST_NAME}", "worker": {"max_attempts": 2}}
+    path = toml(tmp_path, 'store = "sqlite:///kept.db"\n')
+    try:
+        for given in (keys, define_config(**keys), path, str(path)):
+            assert library._config(given) is library._config(given)
+        first = library._config(keys)
+        keys["worker"]["max_attempts"] = 3  # changed in place
+        assert library._config(keys).worker.max_attempts == 3
+        monkeypatch.setenv("RUNCE_TEST_NAME", "b")
+        assert library._config(keys).store.url == "memory://b"
+        monkeypatch.setenv("RUNCE_LOCK_TTL", "9")
+        assert library._config(keys).lock.ttl == 9
+        monkeypatch.delenv("RUNCE_LOCK_TTL")
+        keys["worker"]["max_attempts"] = 2
+        monkeypatch.setenv("RUNCE_TEST_NAME", "a")
+        assert library._config(keys) is first  # as it was: the kept one again
+
+        from_file = library._config(path)
+        assert from_file.store.url == "sqlite:///kept.db"
+        path.write_text('store = "sqlite:///other.db"\n')
+        assert library._config(path).store.url == "sqlite:///other.db"
+        relative = {"store": "sqlite:///here.db"}
+        here = library._config(relative)
+        (tmp_path / "sub").mkdir()
+        monkeypatch.chdir(tmp_path / "sub")
+        moved = library._config(relative)
+        assert moved is not here
+        assert (here.store.base_dir, moved.store.base_dir) == (tmp_path, tmp_path / "sub")
+    finally:
+        library._given.clear()
+
+
+def test_keys_that_are_not_plain_data_or_are_wrong_are_resolved_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runce.runs import library
+
+    monkeypatch.chdir(tmp_path)
+
+    class Url(str):  # a str whose repr hides its value: never a key
+        def __repr__(self) -> str:
+            return "Url(***)"
+
+    try:
+        one = library._config({"store": Url("memory://one")})
+        two = library._config({"store": Url("memory://two")})
+        assert (one.store.url, two.store.url) == ("memory://one", "memory://two")
+        for _ in range(2):  # an error is said every time, never kept
+            with pytest.raises(ConfigError, match=r"lock\.ttl"):
+                library._config({"lock": {"ttl": -1}})
+        assert library._given == {}
+    finally:
+        library._given.clear()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -20,13 +20,14 @@ from runce.config import (
     MAX_RUN_TIME,
     Config,
     ConfigArg,
-    ConfigValues,
     ServiceFactory,
     bounded,
     framework_config,
     import_object,
     load_config,
+    resolution_key,
     resolve_config,
+    runce_environment,
 )
 from runce.domain.runs import (
     EnqueueOptions,
@@ -56,6 +57,9 @@ from runce.stores.queue import RunQueue
 from runce.stores.schedules import ScheduleStore
 
 _configs: dict[tuple[object, ...], Config] = {}
+# Configurations given as keys or as a TOML file, resolved, by what they resolve from.
+_given: dict[tuple[object, ...], Config] = {}
+_GIVEN_KEPT = 64
 # The runtime of each configuration found when none is given (by id: a Config holds a dict,
 # so it is not hashable); valid while that same Config is still the one found.
 _runtimes: dict[int, Runtime] = {}
@@ -63,8 +67,10 @@ _mutex = threading.Lock()
 
 
 def _config(config: ConfigArg) -> Config:
+    if isinstance(config, Config):
+        return config
     if config is not None:
-        return resolve_config(config)
+        return _given_config(config)
     framework = framework_config()
     if isinstance(framework, Config):  # an ASGI app's, resolved by its lifespan
         return framework
@@ -78,30 +84,34 @@ def _config(config: ConfigArg) -> Config:
     return found
 
 
+def _given_config(config: ConfigArg) -> Config:
+    """``config`` resolved, kept while what it resolves from is unchanged: enqueueing in a
+    loop with ``config={...}`` does not read and check the keys (or the file) again."""
+    key = resolution_key(config)
+    if key is None:
+        return resolve_config(config)
+    with _mutex:
+        found = _given.get(key)
+    if found is None:
+        found = resolve_config(config)
+        with _mutex:
+            if len(_given) >= _GIVEN_KEPT:  # many different ones: start afresh
+                _given.clear()
+            _given[key] = found
+    return found
+
+
 def _default_key(framework: tuple[dict[str, Any], Path] | None) -> tuple[object, ...]:
     """What the configuration used when none is given depends on: the keys a framework
     gives (the Django app's, which follow ``DATABASES``) or the file found from the current
     directory, and the ``RUNCE_`` environment variables."""
     values = None if framework is None else repr(framework)
-    return (os.getcwd(), _runce_environment(), values)
+    return (os.getcwd(), runce_environment(), values)
 
 
 def _from_framework(framework: tuple[dict[str, Any], Path]) -> Config:
     values, start = framework
     return load_config(values=values, start=start)
-
-
-def _runce_environment() -> tuple[tuple[Any, Any], ...]:
-    """The ``RUNCE_`` environment variables, as a key for the configuration they shape.
-
-    Read on every enqueue: CPython keeps the variables encoded in ``os.environ._data``, and
-    looking at those skips decoding all of them (ten times faster than ``os.environ.items``).
-    """
-    data = getattr(os.environ, "_data", None)
-    if isinstance(data, dict):
-        prefix = os.environ.encodekey("RUNCE_")
-        return tuple(sorted(item for item in data.items() if item[0][:6] == prefix))
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("RUNCE_")))
 
 
 def queue_of(store: Store) -> RunQueue:
@@ -283,22 +293,10 @@ def _default_service() -> RunService | None:
 
 def _async_key(config: ConfigArg) -> tuple[object, ...] | None:
     """What the configuration ``config`` resolves to depends on, read without a thread: a
-    Config itself; a dict's (or ``define_config``'s) keys, the current directory (relative
-    paths) and the ``RUNCE_`` environment variables; a file's path, modification time and
-    size, with the same. None when there is no such key (a file that cannot be read)."""
-    if config is None:
-        return None
+    Config itself, else :func:`~runce.config.resolution_key`'s key (None: there is none)."""
     if isinstance(config, Config):
         return ("config", id(config))
-    around = (os.getcwd(), _runce_environment())
-    if isinstance(config, ConfigValues | Mapping):
-        values = config.values if isinstance(config, ConfigValues) else config
-        return ("values", repr(values), *around)
-    try:
-        found = os.stat(config)
-    except OSError:
-        return None
-    return ("file", os.path.abspath(config), found.st_mtime_ns, found.st_size, *around)
+    return resolution_key(config)
 
 
 # -- reading and changing -------------------------------------------------------------------
