@@ -3,8 +3,8 @@
     .venv/bin/python bench/span_cost.py [RESULTS.jsonl]
 
 Times, in CPU microseconds, the span a worker records per run attempt when a recording
-tracer provider is installed, made the way runce makes it (``start_span`` with the run's
-attributes, the outcome set, ``end``) under OpenTelemetry's SDK with a
+tracer provider is installed, made by runce's own code (``runce.tracing``: the span with
+the run's attributes, made current, the outcome set, ended) under OpenTelemetry's SDK with a
 ``BatchSpanProcessor`` into an exporter that drops every span, the set-up of
 ``bench/harness/jobs/runce_observed.py``; its batch thread's work is counted too (CPU of
 the whole process). Then, from a bench results file (the newest in ``bench/results/`` by
@@ -15,8 +15,9 @@ process. On PostgreSQL the server's work is in the loop too, so the span weighs 
 there, while a processor thread that holds the interpreter can delay the worker's loop.
 
 Also timed: the same attempt span when the SDK's ``ParentBased(TraceIdRatioBased(0.01))``
-sampler drops it (the run's enqueue was not sampled), and what a span per run leaves of
-the throughput at that ratio (one span in a hundred recorded).
+sampler drops it (the run's enqueue was not sampled: runce makes that span itself, as the
+SDK would), and what a span per run leaves of the throughput at that ratio (one span in a
+hundred recorded).
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
-from opentelemetry import context, trace
+from opentelemetry import trace  # noqa: F401  (imported first: runce traces once it is)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+
+from runce import tracing
 
 SPANS = 50_000
 ROUNDS = 5
@@ -44,37 +48,27 @@ class _Dropped(SpanExporter):
 
 
 def span_cpu_us(sampler: Sampler | None = None, sampled_parent: bool = True) -> float:
-    """CPU microseconds per attempt span, the best of ``ROUNDS`` rounds of ``SPANS``: started
-    as a child of a run's stored trace context (``sampled_parent``: whether its enqueue was
-    sampled), made current, its outcome set when it records, ended."""
+    """CPU microseconds per attempt span, the best of ``ROUNDS`` rounds of ``SPANS``, made by
+    runce's own ``tracing.start_attempt`` and ``end_attempt`` as a worker makes them: a child
+    of the run's stored trace context (``sampled_parent``: whether its enqueue was sampled),
+    made current, its outcome set when it records, ended."""
     provider = TracerProvider() if sampler is None else TracerProvider(sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(_Dropped()))
-    tracer = provider.get_tracer("runce")
-    attributes = {
-        "runce.run.id": "0193b2c4-5d6e-7f80-9a1b-2c3d4e5f6a7b",
-        "runce.run.kind": "bench.noop",
-        "runce.run.attempt": 1,
-    }
-    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled_parent else 0)
-    stored = trace.SpanContext(0x5CE0, 0x5CE1, is_remote=True, trace_flags=flags)
-    parent = trace.set_span_in_context(trace.NonRecordingSpan(stored), context.Context())
+    assert tracing.enabled()
+    tracer = tracing.AttemptTracer(provider.get_tracer("runce"))
+    flags = "01" if sampled_parent else "00"
+    run = SimpleNamespace(
+        id="0193b2c4-5d6e-7f80-9a1b-2c3d4e5f6a7b",
+        kind="bench.noop",
+        attempt=1,
+        trace_context={"traceparent": f"00-{0x5CE0:032x}-{0x5CE1:016x}-{flags}"},
+    )
     best = float("inf")
     for _ in range(ROUNDS):
         began = time.process_time()
         for _ in range(SPANS):
-            span = tracer.start_span(
-                "runce run bench.noop",
-                context=parent,
-                kind=trace.SpanKind.CONSUMER,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-            token = context.attach(trace.set_span_in_context(span))
-            if span.is_recording():
-                span.set_attribute("runce.run.outcome", "succeeded")
-            context.detach(token)
-            span.end()
+            span, token = tracing.start_attempt(tracer, run)
+            tracing.end_attempt(span, token, "succeeded", None, str)
         provider.force_flush()
         best = min(best, (time.process_time() - began) / SPANS * 1e6)
     provider.shutdown()

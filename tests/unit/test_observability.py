@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    StaticSampler,
+    TraceIdRatioBased,
+)
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
@@ -272,6 +281,91 @@ def test_a_stored_trace_context_is_continued_as_the_w3c_propagator_reads_it(
         assert dict(found.get_span_context().trace_state) == dict(
             expected.get_span_context().trace_state
         )
+
+
+def _traced_run(flags: str, tracestate: str | None = None) -> Any:
+    context = {"traceparent": f"00-{_TRACE_ID}-{_SPAN_ID}-{flags}"}
+    if tracestate is not None:
+        context["tracestate"] = tracestate
+    return SimpleNamespace(id="r1", kind="obs.k", attempt=1, trace_context=context)
+
+
+def _sdk(sampler: Any) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+@pytest.mark.parametrize("flags", ["00", "02"])  # 02: the W3C flag for a random trace id
+@pytest.mark.parametrize("tracestate", [None, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"])
+def test_an_attempt_the_sdk_would_drop_is_made_as_the_sdk_makes_it(
+    flags: str, tracestate: str | None
+) -> None:
+    """The SDK's parent-based sampler drops the attempt of a run enqueued in a trace that
+    was not sampled: the worker makes that span itself, the one the SDK would make."""
+    provider, exporter = _sdk(ParentBased(TraceIdRatioBased(0.5)))
+    tracer = tracing.AttemptTracer(provider.get_tracer("runce"))
+    assert tracer.drop_ids is provider.id_generator
+    run = _traced_run(flags, tracestate)
+    span, token = tracing.start_attempt(tracer, run)
+    try:
+        assert trace.get_current_span() is span
+        inside = provider.get_tracer("job").start_span("inside")  # the job's own span
+    finally:
+        tracing.end_attempt(span, token, "succeeded", None, str)
+    assert trace.get_current_span() is not span
+    parent = tracing._context_of(run.trace_context["traceparent"], tracestate)
+    by_sdk = provider.get_tracer("runce").start_span("runce run obs.k", context=parent)
+    made, expected = span.get_span_context(), by_sdk.get_span_context()
+    assert not span.is_recording()
+    assert not by_sdk.is_recording()
+    assert not inside.is_recording()
+    assert (made.trace_id, made.trace_flags, made.is_remote) == (
+        expected.trace_id,
+        expected.trace_flags,
+        expected.is_remote,
+    )
+    assert dict(made.trace_state) == dict(expected.trace_state)
+    assert made.is_valid
+    assert made.span_id != int(_SPAN_ID, 16)
+    assert exporter.get_finished_spans() == ()
+
+
+_KEEP = StaticSampler(Decision.RECORD_AND_SAMPLE)
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        ParentBased(ALWAYS_OFF, remote_parent_not_sampled=ALWAYS_ON),
+        ParentBased(
+            ALWAYS_OFF, remote_parent_not_sampled=StaticSampler(Decision.RECORD_AND_SAMPLE)
+        ),
+        TraceIdRatioBased(1.0),
+        ALWAYS_ON,
+    ],
+)
+def test_a_sampler_that_may_keep_such_an_attempt_decides_it(sampler: Any) -> None:
+    provider, exporter = _sdk(sampler)
+    tracer = tracing.AttemptTracer(provider.get_tracer("runce"))
+    assert tracer.drop_ids is None
+    span, token = tracing.start_attempt(tracer, _traced_run("00"))
+    tracing.end_attempt(span, token, "succeeded", None, str)
+    [kept] = exporter.get_finished_spans()
+    assert kept.context is not None
+    assert kept.context.trace_id == int(_TRACE_ID, 16)
+    assert dict(kept.attributes or {})["runce.run.outcome"] == "succeeded"
+
+
+def test_an_sdk_that_counts_the_spans_it_drops_makes_each_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    provider, _ = _sdk(ParentBased(ALWAYS_ON))
+    assert tracing.AttemptTracer(provider.get_tracer("runce")).drop_ids is None
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "false")
+    assert tracing.AttemptTracer(provider.get_tracer("runce")).drop_ids is not None
 
 
 def test_the_worker_counts_each_landed_attempt_by_kind_and_outcome(

@@ -244,7 +244,7 @@ class Worker:
         self._last: dict[str, float] = {}
         self._started_at = utcnow()
         self.observer: AttemptObserver | None = None
-        self._tracer: Any = None  # OpenTelemetry's, when spans are recorded (set by run())
+        self._tracer: tracing.AttemptTracer | None = None  # when spans are recorded (by run())
         self._began = time.monotonic()
         self._outage = Outage()  # the store stopped answering: when to try it again
         self._done = threading.Event()  # the main loop has ended
@@ -891,7 +891,8 @@ class Worker:
                 return
             if not self._begin(slot):
                 continue
-            outcome = self._execute(slot) if self._tracer is None else self._execute_traced(slot)
+            tracer = self._tracer
+            outcome = self._execute(slot) if tracer is None else self._execute_traced(slot, tracer)
             if outcome is not None:
                 self._finish(slot, outcome)
             if self._retire_spare():
@@ -959,8 +960,8 @@ class Worker:
         if announce and self.bus.wants("run.started"):
             self.bus.publish(Event("run.started", slot.run))
 
-    def _execute_traced(self, slot: _Slot) -> Outcome | None:
-        span, token = tracing.start_attempt(self._tracer, slot.run)
+    def _execute_traced(self, slot: _Slot, tracer: tracing.AttemptTracer) -> Outcome | None:
+        span, token = tracing.start_attempt(tracer, slot.run)
         outcome: Outcome | None = None
         try:
             outcome = self._execute(slot)
