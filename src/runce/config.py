@@ -878,8 +878,8 @@ _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def resolution_key(config: ConfigArg) -> tuple[object, ...] | None:
     """What :func:`resolve_config` makes of ``config`` depends on, as a key to keep the
-    result by; None when that cannot be told without resolving it (None, a ``Config``, a
-    Python config file, keys that are not plain data).
+    result by; None when that cannot be told without resolving it (None, a ``Config``, keys
+    that are not plain data, a file that cannot be read).
 
     For keys (a dict or a ``define_config`` result) or a file: the keys or the file's
     bytes, the current directory (relative paths resolve against it), the ``RUNCE_``

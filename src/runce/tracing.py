@@ -149,8 +149,8 @@ def _known_drop_ids(tracer: Any) -> Any:
     SDK does not count the spans it drops (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``);
     else None. The sampler's answer for such an attempt is then known: drop it, keeping the
     parent's trace id and trace state. The worker makes that non-recording span itself, as
-    the SDK would, and spares the SDK's sampling machinery (about 3 µs a run); a sampler
-    of any other kind or setting decides every attempt itself."""
+    the SDK would, and spares the SDK's sampling machinery (1.8 µs a span against 4.6,
+    ``bench/span_cost.py``); a sampler of any other kind or setting decides every attempt."""
     sampling = sys.modules.get("opentelemetry.sdk.trace.sampling")
     sampler = getattr(tracer, "sampler", None)
     if (
