@@ -291,6 +291,10 @@ def test_the_worker_connection_plans_each_call_and_names_itself(make: Make, admi
         lambda conn: conn.execute("SHOW plan_cache_mode").fetchone(), what="test"
     )
     assert setting == ("force_custom_plan",)
+    # No JIT: a claim on a table of millions of runs is estimated past jit_above_cost, and
+    # compiling it took most of each round (bench/large_tables.py: 2,400 runs/s against 16,400).
+    jit = store.runs._worker.run(lambda conn: conn.execute("SHOW jit").fetchone(), what="test")
+    assert jit == ("off",)
     backend = _worker_backend(store)
     [name] = admin.execute(
         "SELECT application_name FROM pg_stat_activity WHERE pid = %s", [backend]
