@@ -804,6 +804,7 @@ def test_keys_that_are_not_plain_data_or_are_wrong_are_resolved_each_time(
     from runce.runs import library
 
     monkeypatch.chdir(tmp_path)
+    library._given.clear()  # what earlier tests in this process kept
 
     class Url(str):  # a str whose repr hides its value: never a key
         def __repr__(self) -> str:
