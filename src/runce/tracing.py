@@ -35,9 +35,7 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]
 _TRACESTATE = re.compile(r"^[\x20-\x7e]{0,512}$")
 
 _api: Any = None  # None: not looked for yet; False: not installed; else the loaded pieces
-# W3C trace flags: sampled, and a random trace id (which the SDK carries to a child).
-_SAMPLED = 0x01
-_RANDOM_TRACE_ID = 0x02
+_SAMPLED = 0x01  # the W3C trace flag
 
 
 class _Api:
@@ -50,6 +48,9 @@ class _Api:
         self.propagate = propagate
         self.trace = trace
         self.tracer = trace.get_tracer("runce", __version__)
+        # The W3C flag for a random trace id, which an SDK of this API's version carries
+        # from a parent to its child (0 where the API does not know it, as older SDKs).
+        self.random_flag = int(getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0))
 
 
 def enabled() -> bool:
@@ -245,7 +246,7 @@ def start_attempt(tracer: AttemptTracer, run: Any) -> tuple[Any, object]:
                 trace_id=parent.trace_id,
                 span_id=tracer.drop_ids.generate_span_id(),
                 is_remote=False,
-                trace_flags=trace.TraceFlags(parent.flags & _RANDOM_TRACE_ID),
+                trace_flags=trace.TraceFlags(parent.flags & _api.random_flag),
                 trace_state=parent.state,
             )
         )
