@@ -69,35 +69,35 @@ _mutex = threading.Lock()
 def _config(config: ConfigArg) -> Config:
     if isinstance(config, Config):
         return config
-    if config is not None:
-        return _given_config(config)
+    if config is not None:  # kept while what it resolves from is unchanged
+        key = resolution_key(config)
+        if key is None:
+            return resolve_config(config)
+        return _kept(_given, key, lambda: resolve_config(config), _GIVEN_KEPT)
     framework = framework_config()
     if isinstance(framework, Config):  # an ASGI app's, resolved by its lifespan
         return framework
-    key = _default_key(framework)
-    with _mutex:
-        found = _configs.get(key)
-    if found is None:
-        found = resolve_config(None) if framework is None else _from_framework(framework)
-        with _mutex:
-            _configs[key] = found
-    return found
+    if framework is None:
+        return _kept(_configs, _default_key(None), resolve_config)
+    return _kept(_configs, _default_key(framework), lambda: _from_framework(framework))
 
 
-def _given_config(config: ConfigArg) -> Config:
-    """``config`` resolved, kept while what it resolves from is unchanged: enqueueing in a
-    loop with ``config={...}`` does not read and check the keys (or the file) again."""
-    key = resolution_key(config)
-    if key is None:
-        return resolve_config(config)
+def _kept(
+    cache: dict[tuple[object, ...], Config],
+    key: tuple[object, ...],
+    make: Callable[[], Config],
+    most: int | None = None,
+) -> Config:
+    """The configuration ``cache`` keeps under ``key``, made first if it has none (the
+    cache starting afresh once it holds ``most``): enqueueing in a loop resolves once."""
     with _mutex:
-        found = _given.get(key)
+        found = cache.get(key)
     if found is None:
-        found = resolve_config(config)
+        found = make()
         with _mutex:
-            if len(_given) >= _GIVEN_KEPT:  # many different ones: start afresh
-                _given.clear()
-            _given[key] = found
+            if most is not None and len(cache) >= most:  # many different ones
+                cache.clear()
+            cache[key] = found
     return found
 
 
