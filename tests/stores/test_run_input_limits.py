@@ -215,6 +215,58 @@ def test_a_worker_fails_the_run_of_an_unreadable_row_and_runs_the_others(
     assert all(service.get(run.id).state == "succeeded" for i, run in enumerate(runs) if i != 2)
 
 
+def _spoil_trace_context(qmaker: StoreMaker, backend: str, run_id: str) -> None:
+    """Write one run's trace context around runce: not JSON, not a table, not texts."""
+    if backend == "sqlite":
+        path = Path(qmaker.spec.base_dir or ".") / ".runce" / "runce.db"
+        with closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute(
+                "UPDATE runce_runs SET trace_context = '{not json' WHERE id = ?", (run_id,)
+            )
+    elif backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(qmaker.spec.url, autocommit=True) as conn:
+            conn.execute(
+                f"UPDATE {qmaker.spec.schema}.runs SET trace_context = '[1, 2]' WHERE id = %s",
+                (run_id,),
+            )
+    elif backend == "mongo":
+        import pymongo
+
+        with pymongo.MongoClient(qmaker.spec.url) as client:
+            runs = client.get_default_database()[qmaker.open().runs._conn.location.runs]  # type: ignore[attr-defined]
+            runs.update_one({"_id": run_id}, {"$set": {"traceContext": "00-not-a-table"}})
+    else:
+        pytest.skip(f"the {backend} store keeps what it was given")
+
+
+def test_a_trace_context_written_around_runce_loses_its_trace_not_its_run(
+    qmaker: StoreMaker, queue: RunQueue, backend: str
+) -> None:
+    jobs = JobRegistry()
+    seen: list[Any] = []
+    jobs.register(Job("rows.traced", seen.append))
+    service = RunService(queue, jobs=jobs)
+    context = {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"}
+    runs = [
+        service.enqueue_results("rows.traced", [{"n": n}], trace_context=context)[0].run
+        for n in range(3)
+    ]
+    _spoil_trace_context(qmaker, backend, runs[1].id)
+
+    listed = {run.id: run for run in service.page(limit=10).runs}
+    assert listed[runs[1].id].trace_context is None
+    kept = listed[runs[0].id].trace_context  # its enqueue's span, where one was recorded
+    assert kept is not None
+    assert kept["traceparent"].split("-")[1] == "ab" * 16
+    assert service.get(runs[1].id).trace_context is None
+    options = WorkerOptions(lease=30, poll=0.05, drain=True, max_time=60, shutdown_timeout=5)
+    summary = Worker(queue, options, jobs=jobs).run()
+    assert summary.succeeded == 3
+    assert sorted(item["n"] for item in seen) == [0, 1, 2]
+
+
 def test_a_result_no_store_can_keep_fails_its_run_with_a_sentence(queue: RunQueue) -> None:
     jobs = JobRegistry()
     jobs.register(Job("results.check", lambda params: params["give"]))

@@ -134,8 +134,28 @@ def run_from_row(
         progress,
         progress_message,
         bool(cancel_requested),
-        None if trace_context is None else decode(trace_context),
+        None if trace_context is None else _trace_context_read(decode, trace_context),
     )
+
+
+def trace_context_of(value: Any) -> dict[str, str] | None:
+    """A stored trace context as a run carries it: a table of texts, or None for anything
+    else. One written around runce (not a table) must not stop its run from being read,
+    listed or claimed: its trace is lost, nothing more (a text that is not a W3C trace
+    context is passed over where it is used)."""
+    if not isinstance(value, dict):
+        return None
+    for key, text in value.items():
+        if type(key) is not str or type(text) is not str:
+            return {str(k): str(v) for k, v in value.items()}
+    return value
+
+
+def _trace_context_read(decode: Callable[[Any], Any], raw: Any) -> dict[str, str] | None:
+    try:
+        return trace_context_of(decode(raw))
+    except (ValueError, TypeError, RecursionError):  # written around runce: its trace is lost
+        return None
 
 
 def enqueue_debounced(
@@ -554,5 +574,6 @@ __all__ = [
     "split_claim",
     "started_groups",
     "stats_of",
+    "trace_context_of",
     "unbound",
 ]

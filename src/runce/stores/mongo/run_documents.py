@@ -14,6 +14,7 @@ from typing import Any
 from runce.domain.runs import AttemptRecord, Fence, NewRun, Run, Unreadable
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
+from runce.stores.queue import trace_context_of
 
 UNCLAIMED: Document = {
     "claimedBy": None,
@@ -132,14 +133,8 @@ def run_from(doc: Document) -> Run:
         progress=doc.get("progress"),
         progress_message=doc.get("progressMessage"),
         cancel_requested=bool(doc.get("cancelRequested")),
-        trace_context=_trace_context(doc.get("traceContext")),
+        trace_context=trace_context_of(doc.get("traceContext")),
     )
-
-
-def _trace_context(value: Any) -> dict[str, str] | None:
-    if not isinstance(value, dict):
-        return None
-    return {str(k): str(v) for k, v in value.items()}
 
 
 def holds(doc: Document, fence: Fence) -> bool:
