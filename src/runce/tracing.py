@@ -51,6 +51,7 @@ class _Api:
         # The W3C flag for a random trace id, which an SDK of this API's version carries
         # from a parent to its child (0 where the API does not know it, as older SDKs).
         self.random_flag = int(getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0))
+        self.dropped_attempt = _dropped_attempt_class(trace, self.random_flag)
 
 
 def enabled() -> bool:
@@ -150,8 +151,8 @@ def _known_drop_ids(tracer: Any) -> Any:
     SDK does not count the spans it drops (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``);
     else None. The sampler's answer for such an attempt is then known: drop it, keeping the
     parent's trace id and trace state. The worker makes that non-recording span itself, as
-    the SDK would, and spares the SDK's sampling machinery (1.8 µs a span against 4.6,
-    ``bench/span_cost.py``); a sampler of any other kind or setting decides every attempt."""
+    the SDK would, and spares the SDK's sampling machinery (``bench/span_cost.py`` times
+    both); a sampler of any other kind or setting decides every attempt."""
     sampling = sys.modules.get("opentelemetry.sdk.trace.sampling")
     sampler = getattr(tracer, "sampler", None)
     if (
@@ -234,6 +235,40 @@ def _context_from(parent: _Parent) -> Any:
     return made
 
 
+def _dropped_attempt_class(trace: Any, random_flag: int) -> type:
+    """The span of an attempt whose sampler is known to drop it: the non-recording span the
+    SDK would make (the parent's trace id and trace state, its flags but the sampled one, a
+    span id of the SDK's generator), its span context made when first asked for. Most jobs
+    never ask (a span of their own or a propagated header does), so most attempts pay for
+    neither the id nor the context: 1.2 µs a dropped span against 2.1 made at once
+    (``bench/span_cost.py``)."""
+
+    class DroppedAttempt(trace.NonRecordingSpan):  # type: ignore[misc]
+        def __init__(self, parent: _Parent, ids: Any) -> None:  # no context yet
+            self._parent = parent
+            self._ids = ids
+
+        def get_span_context(self) -> Any:
+            made = self.__dict__.get("_context")
+            if made is None:
+                parent = self._parent
+                context = trace.SpanContext(
+                    trace_id=parent.trace_id,
+                    span_id=self._ids.generate_span_id(),
+                    is_remote=False,
+                    trace_flags=trace.TraceFlags(parent.flags & random_flag),
+                    trace_state=parent.state,
+                )
+                # The first context made is the span's, whichever thread asks first.
+                made = self.__dict__.setdefault("_context", context)
+            return made
+
+        def __repr__(self) -> str:
+            return f"NonRecordingSpan({self.get_span_context()!r})"
+
+    return DroppedAttempt
+
+
 def start_attempt(tracer: AttemptTracer, run: Any) -> tuple[Any, object]:
     """Start a ``runce run`` span for one attempt at ``run``, continuing the trace it was
     enqueued in, and make it current (the job's own spans are its children). Returns the
@@ -241,15 +276,7 @@ def start_attempt(tracer: AttemptTracer, run: Any) -> tuple[Any, object]:
     trace = _api.trace
     parent = _parent_of(run.trace_context)
     if parent is not None and tracer.drop_ids is not None and not parent.flags & _SAMPLED:
-        span = trace.NonRecordingSpan(  # dropped, as the SDK's sampler would
-            trace.SpanContext(
-                trace_id=parent.trace_id,
-                span_id=tracer.drop_ids.generate_span_id(),
-                is_remote=False,
-                trace_flags=trace.TraceFlags(parent.flags & _api.random_flag),
-                trace_state=parent.state,
-            )
-        )
+        span = _api.dropped_attempt(parent, tracer.drop_ids)  # as the SDK's sampler would
     else:
         span = tracer.tracer.start_span(
             f"runce run {run.kind}",

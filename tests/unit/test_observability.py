@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.sampling import (
     StaticSampler,
     TraceIdRatioBased,
 )
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
@@ -315,12 +317,23 @@ def test_an_attempt_the_sdk_would_drop_is_made_as_the_sdk_makes_it(
     try:
         assert trace.get_current_span() is span
         inside = provider.get_tracer("job").start_span("inside")  # the job's own span
+        header: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(header)  # what the job would send on
     finally:
         tracing.end_attempt(span, token, "succeeded", None, str)
     assert trace.get_current_span() is not span
     parent = tracing._context_of(run.trace_context["traceparent"], tracestate)
     by_sdk = provider.get_tracer("runce").start_span("runce run obs.k", context=parent)
     made, expected = span.get_span_context(), by_sdk.get_span_context()
+    # One span context, however often and from whichever thread it is asked for.
+    with ThreadPoolExecutor(4) as pool:
+        asked = list(pool.map(lambda _: span.get_span_context(), range(8)))
+    assert all(context is made for context in asked)
+    assert inside.get_span_context().trace_id == made.trace_id
+    assert header["traceparent"] == (
+        f"00-{made.trace_id:032x}-{made.span_id:016x}-{int(made.trace_flags):02x}"
+    )
+    assert f"{made.span_id:016x}" in repr(span)
     assert not span.is_recording()
     assert not by_sdk.is_recording()
     assert not inside.is_recording()
