@@ -14,6 +14,7 @@ import pytest
 
 from runce.errors import InvalidInput
 from runce.runs.service import canonical_json, new_run_id, new_run_ids
+from runce.stores.queue import trace_context_of, trace_contexts
 
 VALUES: list[Any] = [
     None,
@@ -199,3 +200,17 @@ def test_run_ids_made_later_sort_later() -> None:
     time.sleep(0.002)
     assert new_run_ids(3) > [first] * 3
     assert new_run_ids(0) == []
+
+
+def test_stored_trace_contexts_are_read_once_each_run_getting_its_own_table() -> None:
+    read = trace_contexts(json.loads)
+    text = '{"traceparent":"00-' + "ab" * 16 + "-" + "cd" * 8 + '-01"}'
+    first, second = read(text), read(text)
+    assert first == second == json.loads(text)
+    assert first is not second  # a caller changing one run's table changes no other's
+    assert read("{not json") is None
+    assert read("[1, 2]") is None
+    assert read('{"traceparent": 5}') == {"traceparent": "5"}
+    assert read(text) == first
+    assert trace_context_of({"a": "b"}) == {"a": "b"}
+    assert trace_context_of("00-x") is None

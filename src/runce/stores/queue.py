@@ -73,10 +73,14 @@ def outcome_rounds(outcomes: Sequence[Outcome]) -> list[list[int]]:
 
 
 def run_from_row(
-    values: Sequence[Any], when: Callable[[Any], datetime], decode: Callable[[Any], Any]
+    values: Sequence[Any],
+    when: Callable[[Any], datetime],
+    decode: Callable[[Any], Any],
+    traces: Callable[[Any], dict[str, str] | None] | None = None,
 ) -> Run:
     """A run from a row's 25 columns in :class:`Run`'s order (the runs tables' too). Each
-    store says how it reads a time (``when``) and a JSON value (``decode``); a claim or an
+    store says how it reads a time (``when``) and a JSON value (``decode``), and may read
+    trace contexts its own way (``traces``, as :func:`trace_contexts` makes); a claim or an
     acknowledgement maps every run it touches, so this is on the hot path."""
     (
         id_,
@@ -109,6 +113,10 @@ def run_from_row(
         value = decode(input_)
     except (ValueError, TypeError, RecursionError):  # written around runce: show, never stop
         value = readable(decode, input_)
+    if trace_context is not None and traces is not None:
+        trace_context = traces(trace_context)
+    elif trace_context is not None:
+        trace_context = _trace_context_read(decode, trace_context)
     return Run(
         id_,
         kind,
@@ -134,7 +142,7 @@ def run_from_row(
         progress,
         progress_message,
         bool(cancel_requested),
-        None if trace_context is None else _trace_context_read(decode, trace_context),
+        trace_context,
     )
 
 
@@ -149,6 +157,20 @@ def trace_context_of(value: Any) -> dict[str, str] | None:
         if type(key) is not str or type(text) is not str:
             return {str(k): str(v) for k, v in value.items()}
     return value
+
+
+def trace_contexts(decode: Callable[[Any], Any]) -> Callable[[Any], dict[str, str] | None]:
+    """Stored trace contexts read as :func:`run_from_row` reads them, the one last read
+    decoded once: the runs of one enqueue share it (each run still gets a table of its own)."""
+    last: list[Any] = [None, None]  # the stored value, what it reads as
+
+    def read(raw: Any) -> dict[str, str] | None:
+        if raw != last[0]:
+            last[:] = raw, _trace_context_read(decode, raw)
+        found = last[1]
+        return None if found is None else dict(found)
+
+    return read
 
 
 def _trace_context_read(decode: Callable[[Any], Any], raw: Any) -> dict[str, str] | None:
@@ -575,5 +597,6 @@ __all__ = [
     "started_groups",
     "stats_of",
     "trace_context_of",
+    "trace_contexts",
     "unbound",
 ]

@@ -14,7 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 from runce.domain.runs import NewRun, Outcome, Run, Unreadable
-from runce.stores.queue import run_from_row
+from runce.stores.queue import run_from_row, trace_contexts
 from runce.timeutil import from_iso, to_iso
 
 # --- runs -------------------------------------------------------------------------------------
@@ -54,7 +54,8 @@ def runs_from(cursor: sqlite3.Cursor) -> list[Run]:
     pick = _picker(names)
     if cursor.connection.text_factory is not str:  # some row holds text that is not UTF-8
         return [run_from_row(_mended(pick(row)), when, _decode_mended) for row in cursor]
-    return [run_from_row(pick(row), when, _decode_json) for row in cursor.fetchall()]
+    traces = trace_contexts(_decode_json)
+    return [run_from_row(pick(row), when, _decode_json, traces) for row in cursor.fetchall()]
 
 
 _JSON_COLUMNS = (_RUN_FIELDS.index("input"), _RUN_FIELDS.index("result"))
