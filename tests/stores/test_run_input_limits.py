@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runce.domain.runs import RunFilter, Unreadable
+from runce.domain.runs import UNREADABLE_TIME, RunFilter, Unreadable
 from runce.errors import InvalidInput, UsageError
 from runce.runs.jobs import Job, JobRegistry
 from runce.runs.service import RunService
@@ -261,6 +261,39 @@ def test_a_trace_context_written_around_runce_loses_its_trace_not_its_run(
     assert kept is not None
     assert kept["traceparent"].split("-")[1] == "ab" * 16
     assert service.get(runs[1].id).trace_context is None
+    options = WorkerOptions(lease=30, poll=0.05, drain=True, max_time=60, shutdown_timeout=5)
+    summary = Worker(queue, options, jobs=jobs).run()
+    assert summary.succeeded == 3
+    assert sorted(item["n"] for item in seen) == [0, 1, 2]
+
+
+def test_a_time_written_around_runce_reads_as_the_epoch_and_stops_nothing(
+    qmaker: StoreMaker, queue: RunQueue, backend: str
+) -> None:
+    jobs = JobRegistry()
+    seen: list[Any] = []
+    jobs.register(Job("rows.timed", seen.append))
+    service = RunService(queue, jobs=jobs)
+    runs = service.enqueue_many("rows.timed", [{"n": n} for n in range(3)])
+    if backend == "sqlite":
+        path = Path(qmaker.spec.base_dir or ".") / ".runce" / "runce.db"
+        with closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute(
+                "UPDATE runce_runs SET created_at = 'yesterday', updated_at = 42 WHERE id = ?",
+                (runs[1].id,),
+            )
+    elif backend == "mongo":
+        import pymongo
+
+        with pymongo.MongoClient(qmaker.spec.url) as client:
+            found = client.get_default_database()[qmaker.open().runs._conn.location.runs]  # type: ignore[attr-defined]
+            found.update_one({"_id": runs[1].id}, {"$set": {"createdAt": "yesterday"}})
+    else:
+        pytest.skip(f"the {backend} store keeps only times")
+
+    listed = {run.id: run for run in service.page(limit=10).runs}
+    assert listed[runs[1].id].created_at == UNREADABLE_TIME
+    assert listed[runs[0].id].created_at == runs[0].created_at
     options = WorkerOptions(lease=30, poll=0.05, drain=True, max_time=60, shutdown_timeout=5)
     summary = Worker(queue, options, jobs=jobs).run()
     assert summary.succeeded == 3

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from runce.domain.runs import AttemptRecord, Fence, NewRun, Run, Unreadable
+from runce.domain.runs import UNREADABLE_TIME, AttemptRecord, Fence, NewRun, Run, Unreadable
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.queue import trace_context_of
@@ -106,7 +106,7 @@ def _not_json(value: Any, depth: int) -> str | None:
 
 
 def run_from(doc: Document) -> Run:
-    created = aware(doc["createdAt"])
+    created = _time(doc.get("createdAt")) or UNREADABLE_TIME
     result = doc.get("result")
     return Run(
         id=str(doc["_id"]),

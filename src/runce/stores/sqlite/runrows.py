@@ -13,7 +13,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from runce.domain.runs import NewRun, Outcome, Run, Unreadable
+from runce.domain.runs import UNREADABLE_TIME, NewRun, Outcome, Run, Unreadable
 from runce.stores.queue import run_from_row, trace_contexts
 from runce.timeutil import from_iso, to_iso
 
@@ -100,7 +100,10 @@ def times_reader() -> Callable[[str], datetime]:
     def when(text: str) -> datetime:
         moment = times.get(text)
         if moment is None:
-            moment = times[text] = run_time(text)
+            try:
+                moment = times[text] = run_time(text)
+            except (TypeError, ValueError):  # written around runce: shown, never a stop
+                moment = times[text] = UNREADABLE_TIME
         return moment
 
     return when
