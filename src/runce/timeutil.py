@@ -32,3 +32,17 @@ def from_iso(text: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+# A stored time written around runce that is not one (hand-edited text in SQLite, a string
+# in a MongoDB date field) reads as this, so that its record is shown, never a failure.
+UNREADABLE_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stored_time(text: str) -> datetime:
+    """:func:`from_iso` for a time read back from a store: one that is not a time reads as
+    :data:`UNREADABLE_TIME` (docs/runs.md)."""
+    try:
+        return from_iso(text)
+    except (TypeError, ValueError, AttributeError):
+        return UNREADABLE_TIME

@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from runce.domain.runs import UNREADABLE_TIME, RunFilter, Unreadable
+from runce.domain.runs import RunFilter, Unreadable
 from runce.errors import InvalidInput, UsageError
 from runce.runs.jobs import Job, JobRegistry
 from runce.runs.service import RunService
 from runce.runs.worker import Worker, WorkerOptions
 from runce.stores.queue import RunQueue
+from runce.timeutil import UNREADABLE_TIME
 from tests.stores.conftest import BACKENDS, StoreMaker
 from tests.stores.test_queue_contract import QUEUE_BACKENDS
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from runce.stores.liveness import current_owner
 from runce.stores.sqlite import SQLiteStore, open_store
 from runce.stores.sqlite.connection import Database, DatabaseBusy
 from runce.stores.sqlite.queries import MIGRATIONS, split_statements
+from runce.timeutil import UNREADABLE_TIME
 from tests.stores.records import applied_for, finished, started
 
 REPO = Path(__file__).resolve().parents[2]
@@ -535,3 +537,15 @@ def test_synchronous_normal_is_opt_in(make: Make) -> None:
     assert set(quicker.tracker.applied()) == {"t1", "t2"}
     with pytest.raises(ConfigError, match="'full' or 'normal'"):
         make(options={"synchronous": "off"})
+
+
+def test_a_task_time_written_around_runce_reads_as_the_epoch(make: Make, tmp_path: Path) -> None:
+    store = make()
+    for task_id in ("t.one", "t.two"):
+        _record(store, task_id)
+    with closing(sqlite3.connect(tmp_path / ".runce" / "runce.db")) as conn, conn:
+        conn.execute("UPDATE runce_applied SET applied_at = 'garbage' WHERE id = 't.one'")
+    applied = store.tracker.applied()
+    assert applied["t.one"].applied_at == UNREADABLE_TIME
+    assert applied["t.two"].applied_at != UNREADABLE_TIME
+    assert len(store.tracker.history()) == 2

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, NamedTuple, TypedDict
 
 from runce.errors import UsageError
@@ -71,11 +71,6 @@ class Unreadable(str):
         made = super().__new__(cls, f"<unreadable: {reason}>")
         made.reason = reason
         return made
-
-
-# A time of a run written around runce that is not one (hand-edited text on SQLite, a
-# string in a MongoDB date field) reads as this, so that its run is shown, not a failure.
-UNREADABLE_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def readable(decode: Callable[[Any], Any], raw: Any) -> Any:

@@ -24,11 +24,11 @@ from runce.domain.tasks import (
     TaskControl,
 )
 from runce.stores.liveness import process_alive
+from runce.timeutil import UNREADABLE_TIME
 
 Document = dict[str, Any]
 
 LOCK_ID = "global"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _APPLIED_STATUSES = APPLIED_STATUSES | {"failed"}
 # The fields a finished attempt changes on its started document.
 _FINISH_FIELDS = (
@@ -85,7 +85,7 @@ def attempt_from(doc: Document) -> Attempt:
     for name, key in _ATTEMPT_KEYS.items():
         value = doc.get(key, _ATTEMPT_DEFAULTS.get(name))
         values[name] = aware(value) if isinstance(value, datetime) else value
-    values["started_at"] = values["started_at"] or EPOCH
+    values["started_at"] = values["started_at"] or UNREADABLE_TIME
     return Attempt(**values)
 
 
@@ -115,7 +115,7 @@ def applied_from(doc: Document) -> AppliedRecord:
         id=task_id,
         name=str(doc.get("name") or task_id),
         checksum=str(doc.get("checksum") or ""),
-        applied_at=aware(applied_at) if isinstance(applied_at, datetime) else EPOCH,
+        applied_at=aware(applied_at) if isinstance(applied_at, datetime) else UNREADABLE_TIME,
         duration_ms=_whole_number(doc.get("durationMs")),
         status=_applied_status(doc.get("status")),
         attempt_id=str(doc.get("attemptId") or ""),

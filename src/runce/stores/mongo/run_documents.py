@@ -11,10 +11,11 @@ import json
 from datetime import datetime
 from typing import Any
 
-from runce.domain.runs import UNREADABLE_TIME, AttemptRecord, Fence, NewRun, Run, Unreadable
+from runce.domain.runs import AttemptRecord, Fence, NewRun, Run, Unreadable
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
 from runce.stores.queue import trace_context_of
+from runce.timeutil import UNREADABLE_TIME
 
 UNCLAIMED: Document = {
     "claimedBy": None,

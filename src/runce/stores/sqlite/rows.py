@@ -14,7 +14,7 @@ from typing import Any
 from runce.domain.locks import HolderState, LockHolder, Owner
 from runce.domain.tasks import AppliedRecord, Attempt
 from runce.stores.liveness import process_alive
-from runce.timeutil import from_iso, to_iso
+from runce.timeutil import stored_time, to_iso
 
 _ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
 _APPLIED_FIELDS = tuple(f.name for f in fields(AppliedRecord))
@@ -79,8 +79,8 @@ def _to_column(value: object) -> object:
 
 
 def _from_column(name: str, value: Any) -> Any:
-    return from_iso(value) if name in _TIME_FIELDS and value is not None else value
+    return stored_time(value) if name in _TIME_FIELDS and value is not None else value
 
 
 def _time_or_none(text: str | None) -> datetime | None:
-    return from_iso(text) if text is not None else None
+    return stored_time(text) if text is not None else None

@@ -13,9 +13,9 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from runce.domain.runs import UNREADABLE_TIME, NewRun, Outcome, Run, Unreadable
+from runce.domain.runs import NewRun, Outcome, Run, Unreadable
 from runce.stores.queue import run_from_row, trace_contexts
-from runce.timeutil import from_iso, to_iso
+from runce.timeutil import UNREADABLE_TIME, from_iso, to_iso
 
 # --- runs -------------------------------------------------------------------------------------
 # The columns of runce_runs carry Run's field names; input and result are JSON text, times
