@@ -125,36 +125,63 @@ def test_the_edges_of_every_limit_are_kept_on_every_store(queue: RunQueue) -> No
 # -- one unreadable row, written around runce ----------------------------------------------------
 
 
+def _sqlite_write(qmaker: StoreMaker, sql: str, *params: Any) -> None:
+    """Change runs with SQLite's own tools, as a hand edit would."""
+    path = Path(qmaker.spec.base_dir or ".") / ".runce" / "runce.db"
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(sql, params)
+
+
+def _postgres_write(qmaker: StoreMaker, sql: str, *params: Any) -> None:
+    """The same on PostgreSQL; ``{runs}`` names the store's runs table."""
+    import psycopg
+
+    with psycopg.connect(qmaker.spec.url, autocommit=True) as conn:
+        conn.execute(sql.format(runs=f"{qmaker.spec.schema}.runs"), params)  # type: ignore[arg-type]
+
+
+def _mongo_write(qmaker: StoreMaker, run_id: str, fields: dict[str, Any]) -> None:
+    """The same on MongoDB: ``$set`` these fields of one run's document."""
+    import pymongo
+
+    with pymongo.MongoClient(qmaker.spec.url) as client:
+        runs = client.get_default_database()[qmaker.open().runs._conn.location.runs]  # type: ignore[attr-defined]
+        runs.update_one({"_id": run_id}, {"$set": fields})
+
+
+def _recording(queue: RunQueue, kind: str) -> tuple[RunService, list[Any]]:
+    """A service whose one job, ``kind``, records the input of each run it is given."""
+    jobs = JobRegistry()
+    seen: list[Any] = []
+    jobs.register(Job(kind, seen.append))
+    return RunService(queue, jobs=jobs), seen
+
+
+def _drain(service: RunService) -> Any:
+    options = WorkerOptions(lease=30, poll=0.05, drain=True, max_time=60, shutdown_timeout=5)
+    return Worker(service.queue, options, jobs=service.jobs).run()
+
+
 def _spoil(qmaker: StoreMaker, backend: str, run_id: str) -> str:
     """Make one run's row unreadable with the database's own tools; say how."""
     if backend == "sqlite":
-        path = Path(qmaker.spec.base_dir or ".") / ".runce" / "runce.db"
-        with closing(sqlite3.connect(path)) as conn, conn:
-            # What SQLite's JSON functions made of "\ud800": bytes that are not UTF-8.
-            conn.execute(
-                "UPDATE runce_runs SET input = CAST(x'7b2261223a22eda080227d' AS TEXT), "
-                "correlation_id = CAST(x'63ff' AS TEXT) WHERE id = ?",
-                (run_id,),
-            )
+        # What SQLite's JSON functions made of "\ud800": bytes that are not UTF-8.
+        _sqlite_write(
+            qmaker,
+            "UPDATE runce_runs SET input = CAST(x'7b2261223a22eda080227d' AS TEXT), "
+            "correlation_id = CAST(x'63ff' AS TEXT) WHERE id = ?",
+            run_id,
+        )
         return "its text is not UTF-8"
     if backend == "postgres":
-        import psycopg
-
         deep = "[" * 5000 + "]" * 5000  # JSONB keeps it; Python's decoder cannot read it
-        with psycopg.connect(qmaker.spec.url, autocommit=True) as conn:
-            conn.execute(
-                f"UPDATE {qmaker.spec.schema}.runs SET input = %s::jsonb WHERE id = %s",
-                (deep, run_id),
-            )
+        _postgres_write(qmaker, "UPDATE {runs} SET input = %s::jsonb WHERE id = %s", deep, run_id)
         return "nested too deeply"
     if backend == "mongo":
         import bson
-        import pymongo
 
         # The server refuses text that is not UTF-8; a value JSON has no form for it keeps.
-        with pymongo.MongoClient(qmaker.spec.url) as client:
-            runs = client.get_default_database()[qmaker.open().runs._conn.location.runs]  # type: ignore[attr-defined]
-            runs.update_one({"_id": run_id}, {"$set": {"input": {"at": bson.ObjectId()}}})
+        _mongo_write(qmaker, run_id, {"input": {"at": bson.ObjectId()}})
         return "it holds a value of type ObjectId, which is not JSON"
     pytest.skip(f"the {backend} store keeps no row runce cannot read back")
 
@@ -198,14 +225,10 @@ def test_one_unreadable_row_stops_no_list_cancel_or_claim_of_the_others(
 def test_a_worker_fails_the_run_of_an_unreadable_row_and_runs_the_others(
     qmaker: StoreMaker, queue: RunQueue, backend: str
 ) -> None:
-    jobs = JobRegistry()
-    seen: list[Any] = []
-    jobs.register(Job("rows.work", seen.append))
-    service = RunService(queue, jobs=jobs)
+    service, seen = _recording(queue, "rows.work")
     runs = service.enqueue_many("rows.work", [{"n": n} for n in range(5)])
     _spoil(qmaker, backend, runs[2].id)
-    options = WorkerOptions(lease=30, poll=0.05, drain=True, max_time=60, shutdown_timeout=5)
-    summary = Worker(queue, options, jobs=jobs).run()
+    summary = _drain(service)
 
     assert sorted(item["n"] for item in seen) == [0, 1, 3, 4]
     assert (summary.succeeded, summary.failed) == (4, 1)
@@ -219,25 +242,13 @@ def test_a_worker_fails_the_run_of_an_unreadable_row_and_runs_the_others(
 def _spoil_trace_context(qmaker: StoreMaker, backend: str, run_id: str) -> None:
     """Write one run's trace context around runce: not JSON, not a table, not texts."""
     if backend == "sqlite":
-        path = Path(qmaker.spec.base_dir or ".") / ".runce" / "runce.db"
-        with closing(sqlite3.connect(path)) as conn, conn:
-            conn.execute(
-                "UPDATE runce_runs SET trace_context = '{not json' WHERE id = ?", (run_id,)
-            )
+        _sqlite_write(
+            qmaker, "UPDATE runce_runs SET trace_context = '{not json' WHERE id = ?", run_id
+        )
     elif backend == "postgres":
-        import psycopg
-
-        with psycopg.connect(qmaker.spec.url, autocommit=True) as conn:
-            conn.execute(
-                f"UPDATE {qmaker.spec.schema}.runs SET trace_context = '[1, 2]' WHERE id = %s",
-                (run_id,),
-            )
+        _postgres_write(qmaker, "UPDATE {runs} SET trace_context = '[1, 2]' WHERE id = %s", run_id)
     elif backend == "mongo":
-        import pymongo
-
-        with pymongo.MongoClient(qmaker.spec.url) as client:
-            runs = client.get_default_database()[qmaker.open().runs._conn.location.runs]  # type: ignore[attr-defined]
-            runs.update_one({"_id": run_id}, {"$set": {"traceContext": "00-not-a-table"}})
+        _mongo_write(qmaker, run_id, {"traceContext": "00-not-a-table"})
     else:
         pytest.skip(f"the {backend} store keeps what it was given")
 
@@ -245,10 +256,7 @@ def _spoil_trace_context(qmaker: StoreMaker, backend: str, run_id: str) -> None:
 def test_a_trace_context_written_around_runce_loses_its_trace_not_its_run(
     qmaker: StoreMaker, queue: RunQueue, backend: str
 ) -> None:
-    jobs = JobRegistry()
-    seen: list[Any] = []
-    jobs.register(Job("rows.traced", seen.append))
-    service = RunService(queue, jobs=jobs)
+    service, seen = _recording(queue, "rows.traced")
     context = {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"}
     runs = [
         service.enqueue_results("rows.traced", [{"n": n}], trace_context=context)[0].run
@@ -262,42 +270,30 @@ def test_a_trace_context_written_around_runce_loses_its_trace_not_its_run(
     assert kept is not None
     assert kept["traceparent"].split("-")[1] == "ab" * 16
     assert service.get(runs[1].id).trace_context is None
-    options = WorkerOptions(lease=30, poll=0.05, drain=True, max_time=60, shutdown_timeout=5)
-    summary = Worker(queue, options, jobs=jobs).run()
-    assert summary.succeeded == 3
+    assert _drain(service).succeeded == 3
     assert sorted(item["n"] for item in seen) == [0, 1, 2]
 
 
 def test_a_time_written_around_runce_reads_as_the_epoch_and_stops_nothing(
     qmaker: StoreMaker, queue: RunQueue, backend: str
 ) -> None:
-    jobs = JobRegistry()
-    seen: list[Any] = []
-    jobs.register(Job("rows.timed", seen.append))
-    service = RunService(queue, jobs=jobs)
+    service, seen = _recording(queue, "rows.timed")
     runs = service.enqueue_many("rows.timed", [{"n": n} for n in range(3)])
     if backend == "sqlite":
-        path = Path(qmaker.spec.base_dir or ".") / ".runce" / "runce.db"
-        with closing(sqlite3.connect(path)) as conn, conn:
-            conn.execute(
-                "UPDATE runce_runs SET created_at = 'yesterday', updated_at = 42 WHERE id = ?",
-                (runs[1].id,),
-            )
+        _sqlite_write(
+            qmaker,
+            "UPDATE runce_runs SET created_at = 'yesterday', updated_at = 42 WHERE id = ?",
+            runs[1].id,
+        )
     elif backend == "mongo":
-        import pymongo
-
-        with pymongo.MongoClient(qmaker.spec.url) as client:
-            found = client.get_default_database()[qmaker.open().runs._conn.location.runs]  # type: ignore[attr-defined]
-            found.update_one({"_id": runs[1].id}, {"$set": {"createdAt": "yesterday"}})
+        _mongo_write(qmaker, runs[1].id, {"createdAt": "yesterday"})
     else:
         pytest.skip(f"the {backend} store keeps only times")
 
     listed = {run.id: run for run in service.page(limit=10).runs}
     assert listed[runs[1].id].created_at == UNREADABLE_TIME
     assert listed[runs[0].id].created_at == runs[0].created_at
-    options = WorkerOptions(lease=30, poll=0.05, drain=True, max_time=60, shutdown_timeout=5)
-    summary = Worker(queue, options, jobs=jobs).run()
-    assert summary.succeeded == 3
+    assert _drain(service).succeeded == 3
     assert sorted(item["n"] for item in seen) == [0, 1, 2]
 
 
