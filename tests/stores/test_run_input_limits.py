@@ -297,6 +297,30 @@ def test_a_time_written_around_runce_reads_as_the_epoch_and_stops_nothing(
     assert sorted(item["n"] for item in seen) == [0, 1, 2]
 
 
+def test_a_count_or_priority_written_around_runce_reads_as_its_default(
+    qmaker: StoreMaker, queue: RunQueue, backend: str
+) -> None:
+    service, seen = _recording(queue, "rows.counted")
+    runs = service.enqueue_many("rows.counted", [{"n": n} for n in range(3)])
+    if backend == "sqlite":
+        _sqlite_write(
+            qmaker,
+            "UPDATE runce_runs SET priority = 'high', attempt = 'x' WHERE id = ?",
+            runs[1].id,
+        )
+    elif backend == "mongo":
+        # (Not "attempt": the claim's $inc refuses a field that is not a number.)
+        _mongo_write(qmaker, runs[1].id, {"priority": "high", "maxAttempts": None})
+    else:
+        pytest.skip(f"the {backend} store keeps only whole numbers there")
+
+    listed = {run.id: run for run in service.page(limit=10).runs}
+    assert (listed[runs[1].id].priority, listed[runs[1].id].attempt) == (0, 0)
+    assert listed[runs[0].id].max_attempts == runs[0].max_attempts
+    assert _drain(service).succeeded == 3
+    assert sorted(item["n"] for item in seen) == [0, 1, 2]
+
+
 def test_a_result_no_store_can_keep_fails_its_run_with_a_sentence(queue: RunQueue) -> None:
     jobs = JobRegistry()
     jobs.register(Job("results.check", lambda params: params["give"]))

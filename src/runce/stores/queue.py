@@ -117,6 +117,12 @@ def run_from_row(
         trace_context = traces(trace_context)
     elif trace_context is not None:
         trace_context = _trace_context_read(decode, trace_context)
+    if type(attempt) is not int or type(max_attempts) is not int or type(priority) is not int:
+        attempt, max_attempts, priority = (
+            whole(attempt, 0),
+            whole(max_attempts, 1),
+            whole(priority, 0),
+        )
     return Run(
         id_,
         kind,
@@ -144,6 +150,18 @@ def run_from_row(
         bool(cancel_requested),
         trace_context,
     )
+
+
+def whole(value: Any, default: int) -> int:
+    """A run's count or priority as it carries it: one written around runce that is not a
+    whole number (hand-edited text in SQLite, a string in MongoDB) reads as ``default``, so
+    that the run is listed, sorted and claimed like the others."""
+    if type(value) is int:
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
 
 
 def trace_context_of(value: Any) -> dict[str, str] | None:
@@ -599,4 +617,5 @@ __all__ = [
     "trace_context_of",
     "trace_contexts",
     "unbound",
+    "whole",
 ]

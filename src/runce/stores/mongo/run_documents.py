@@ -14,7 +14,7 @@ from typing import Any
 from runce.domain.runs import AttemptRecord, Fence, NewRun, Run, Unreadable
 from runce.stores.mongo.connection import Connection, Document
 from runce.stores.mongo.documents import aware
-from runce.stores.queue import trace_context_of
+from runce.stores.queue import trace_context_of, whole
 from runce.timeutil import UNREADABLE_TIME
 
 UNCLAIMED: Document = {
@@ -114,9 +114,9 @@ def run_from(doc: Document) -> Run:
         kind=doc["kind"],
         input=_json_value(doc.get("input")),
         state=doc["state"],
-        attempt=int(doc.get("attempt") or 0),
-        max_attempts=int(doc["maxAttempts"]),
-        priority=int(doc.get("priority") or 0),
+        attempt=whole(doc.get("attempt"), 0),
+        max_attempts=whole(doc.get("maxAttempts"), 1),
+        priority=whole(doc.get("priority"), 0),
         run_at=_time(doc.get("runAt")) or created,
         created_at=created,
         updated_at=_time(doc.get("updatedAt")) or created,
