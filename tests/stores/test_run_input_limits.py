@@ -274,49 +274,43 @@ def test_a_trace_context_written_around_runce_loses_its_trace_not_its_run(
     assert sorted(item["n"] for item in seen) == [0, 1, 2]
 
 
-def test_a_time_written_around_runce_reads_as_the_epoch_and_stops_nothing(
-    qmaker: StoreMaker, queue: RunQueue, backend: str
-) -> None:
-    service, seen = _recording(queue, "rows.timed")
-    runs = service.enqueue_many("rows.timed", [{"n": n} for n in range(3)])
-    if backend == "sqlite":
-        _sqlite_write(
-            qmaker,
-            "UPDATE runce_runs SET created_at = 'yesterday', updated_at = 42 WHERE id = ?",
-            runs[1].id,
-        )
-    elif backend == "mongo":
-        _mongo_write(qmaker, runs[1].id, {"createdAt": "yesterday"})
-    else:
-        pytest.skip(f"the {backend} store keeps only times")
-
-    listed = {run.id: run for run in service.page(limit=10).runs}
-    assert listed[runs[1].id].created_at == UNREADABLE_TIME
-    assert listed[runs[0].id].created_at == runs[0].created_at
-    assert _drain(service).succeeded == 3
-    assert sorted(item["n"] for item in seen) == [0, 1, 2]
-
-
-def test_a_count_or_priority_written_around_runce_reads_as_its_default(
-    qmaker: StoreMaker, queue: RunQueue, backend: str
-) -> None:
-    service, seen = _recording(queue, "rows.counted")
-    runs = service.enqueue_many("rows.counted", [{"n": n} for n in range(3)])
-    if backend == "sqlite":
-        _sqlite_write(
-            qmaker,
-            "UPDATE runce_runs SET priority = 'high', attempt = 'x' WHERE id = ?",
-            runs[1].id,
-        )
-    elif backend == "mongo":
+# A hand edit of one run (SQLite's columns, MongoDB's fields) and what that run reads as.
+_HAND_EDITS = {
+    "time": (
+        "created_at = 'yesterday', updated_at = 42",
+        {"createdAt": "yesterday"},
+        lambda run: run.created_at == UNREADABLE_TIME,
+    ),
+    "count": (
+        "priority = 'high', attempt = 'x'",
         # (Not "attempt": the claim's $inc refuses a field that is not a number.)
-        _mongo_write(qmaker, runs[1].id, {"priority": "high", "maxAttempts": None})
+        {"priority": "high", "maxAttempts": None},
+        lambda run: (run.priority, run.attempt) == (0, 0),
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(_HAND_EDITS))
+def test_a_time_or_count_written_around_runce_reads_as_its_default_and_stops_nothing(
+    qmaker: StoreMaker, queue: RunQueue, backend: str, edit: str
+) -> None:
+    columns, fields, reads_as_default = _HAND_EDITS[edit]
+    service, seen = _recording(queue, "rows.edited")
+    runs = service.enqueue_many("rows.edited", [{"n": n} for n in range(3)])
+    if backend == "sqlite":
+        _sqlite_write(qmaker, f"UPDATE runce_runs SET {columns} WHERE id = ?", runs[1].id)
+    elif backend == "mongo":
+        _mongo_write(qmaker, runs[1].id, fields)
     else:
-        pytest.skip(f"the {backend} store keeps only whole numbers there")
+        pytest.skip(f"the {backend} store keeps only times and whole numbers there")
 
     listed = {run.id: run for run in service.page(limit=10).runs}
-    assert (listed[runs[1].id].priority, listed[runs[1].id].attempt) == (0, 0)
-    assert listed[runs[0].id].max_attempts == runs[0].max_attempts
+    assert reads_as_default(listed[runs[1].id])
+    assert listed[runs[0].id] == service.get(runs[0].id)
+    assert (listed[runs[0].id].created_at, listed[runs[0].id].priority) == (
+        runs[0].created_at,
+        runs[0].priority,
+    )
     assert _drain(service).succeeded == 3
     assert sorted(item["n"] for item in seen) == [0, 1, 2]
 
