@@ -283,8 +283,7 @@ _HAND_EDITS = {
     ),
     "count": (
         "priority = 'high', attempt = 'x'",
-        # (Not "attempt": the claim's $inc refuses a field that is not a number.)
-        {"priority": "high", "maxAttempts": None},
+        {"priority": "high", "attempt": "x", "maxAttempts": None},
         lambda run: (run.priority, run.attempt) == (0, 0),
     ),
 }

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
 
 from runce.stores.mongo.connection import Document
 from runce.stores.mongo.run_documents import ms
@@ -25,6 +26,9 @@ from runce.stores.mongo.run_documents import ms
 CANDIDATES = 1000  # due run ids read per look, claimed in order by the claims that follow
 CANDIDATES_FOR = 1.0  # seconds a look is trusted while the wake signal stays put
 CLAIM_ORDER = [("priority", -1), ("runAt", 1), ("_id", 1)]
+
+TYPE_MISMATCH = 14  # the server's code for an update it cannot apply to a field's type
+_ZERO: Document = {"$set": {"attempt": 0}}
 
 Kinds = tuple[str, ...] | None  # the kinds a claim asks for, sorted; None for every kind
 
@@ -50,7 +54,16 @@ def take(
 ) -> list[Document]:
     """Claim those of ``ids`` that ``still`` matches; the runs this claim took, in the
     order of ``ids``. Of two claimers, one matches a run and the other moves on."""
-    if not runs.update_many(still, update).matched_count:
+    try:
+        matched = runs.update_many(still, update).matched_count
+    except OperationFailure as exc:
+        if exc.code != TYPE_MISMATCH:
+            raise
+        # A run whose attempt was written around runce (not a number) reads as attempt 0;
+        # set it so, or the server refuses to count it up and no claim gets past it.
+        runs.update_many({"_id": {"$in": ids}, "attempt": {"$not": {"$type": "number"}}}, _ZERO)
+        matched = runs.update_many(still, update).matched_count
+    if not matched:
         return []
     got = {d["_id"]: d for d in runs.find({"_id": {"$in": ids}, "claimToken": token})}
     return [got[run_id] for run_id in ids if run_id in got]
