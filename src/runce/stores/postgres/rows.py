@@ -17,7 +17,7 @@ from runce.domain.locks import HolderState, LockHolder, Owner
 from runce.domain.runs import Fence, Landed, NewRun, Outcome, Run
 from runce.domain.tasks import AppliedRecord, Attempt
 from runce.stores.liveness import process_alive
-from runce.stores.queue import run_from_row
+from runce.stores.queue import run_from_row, trace_context_of
 
 Row = dict[str, Any]
 
@@ -200,7 +200,7 @@ def _new_picker(names: tuple[str, ...]) -> Callable[[Sequence[Any]], tuple[Any, 
 
 
 def _run_of(values: Sequence[Any]) -> Run:
-    return run_from_row(values, _utc, _as_is)  # psycopg decodes JSONB
+    return run_from_row(values, _utc, _as_is, trace_context_of)  # psycopg decodes JSONB
 
 
 def _as_is(value: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from runce.domain.runs import NewRun, Outcome, Run, Unreadable
 from runce.stores.queue import run_from_row, trace_contexts
-from runce.timeutil import UNREADABLE_TIME, from_iso, to_iso
+from runce.timeutil import stored_time, to_iso
 
 # --- runs -------------------------------------------------------------------------------------
 # The columns of runce_runs carry Run's field names; input and result are JSON text, times
@@ -100,10 +100,7 @@ def times_reader() -> Callable[[str], datetime]:
     def when(text: str) -> datetime:
         moment = times.get(text)
         if moment is None:
-            try:
-                moment = times[text] = run_time(text)
-            except (TypeError, ValueError):  # written around runce: shown, never a stop
-                moment = times[text] = UNREADABLE_TIME
+            moment = times[text] = run_time(text)
         return moment
 
     return when
@@ -112,9 +109,13 @@ def times_reader() -> Callable[[str], datetime]:
 def run_time(text: str) -> datetime:
     """A time of the runs tables as an aware UTC datetime."""
     # Every time in the runs tables is written by strftime(... 'Z') or to_iso: UTC with a Z,
-    # which fromisoformat reads as an aware UTC datetime.
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo is not None else from_iso(text)
+    # which fromisoformat reads as an aware UTC datetime; anything else (a hand edit) goes
+    # the slower way, where one that is not a time reads as the epoch.
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return stored_time(text)
+    return moment if moment.tzinfo is not None else stored_time(text)
 
 
 def new_runs_param(runs: list[NewRun]) -> str:
