@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 from runce._version import __version__
@@ -52,6 +53,23 @@ class _Api:
         # from a parent to its child (0 where the API does not know it, as older SDKs).
         self.random_flag = int(getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0))
         self.dropped_attempt = _dropped_attempt_class(trace, self.random_flag)
+        # What an attempt's context holds its span under (the API's own key, as
+        # set_span_in_context writes it), and how a context is made current and undone.
+        self.Context = context.Context
+        self.span_key = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, context.Context())))
+        self.attach, self.detach = _attach_detach(context)
+
+
+def _attach_detach(context: Any) -> tuple[Callable[[Any], Any], Callable[[Any], None]]:
+    """How an attempt's context is made current and undone: the API's ``attach`` and
+    ``detach``, or, under the API's default runtime context (a ``ContextVar``, unless
+    ``OTEL_PYTHON_CONTEXT`` names another), that variable's own ``set`` and ``reset``,
+    which those two call through two layers each."""
+    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(variable, ContextVar):
+        return variable.set, variable.reset
+    return context.attach, context.detach
 
 
 def enabled() -> bool:
@@ -272,7 +290,8 @@ def _dropped_attempt_class(trace: Any, random_flag: int) -> type:
 def start_attempt(tracer: AttemptTracer, run: Any) -> tuple[Any, object]:
     """Start a ``runce run`` span for one attempt at ``run``, continuing the trace it was
     enqueued in, and make it current (the job's own spans are its children). Returns the
-    span and the token :func:`end_attempt` needs."""
+    span and the token :func:`end_attempt` needs. The attempt's context holds its span
+    alone: the worker's handler threads have no context of their own to carry over."""
     trace = _api.trace
     parent = _parent_of(run.trace_context)
     if parent is not None and tracer.drop_ids is not None and not parent.flags & _SAMPLED:
@@ -286,7 +305,7 @@ def start_attempt(tracer: AttemptTracer, run: Any) -> tuple[Any, object]:
             record_exception=False,
             set_status_on_exception=False,
         )
-    return span, _api.context.attach(trace.set_span_in_context(span))
+    return span, _api.attach(_api.Context({_api.span_key: span}))
 
 
 def end_attempt(
@@ -302,7 +321,7 @@ def end_attempt(
         if outcome is not None and span.is_recording():
             attempt_ended(span, outcome, error, scrub)
     finally:
-        _api.context.detach(token)
+        _api.detach(token)
         span.end()
 
 

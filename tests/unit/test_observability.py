@@ -348,6 +348,30 @@ def test_an_attempt_the_sdk_would_drop_is_made_as_the_sdk_makes_it(
     assert exporter.get_finished_spans() == ()
 
 
+def test_an_attempt_is_made_current_through_the_runtime_context_in_use() -> None:
+    """Under the API's default runtime context the attempt's context is set on its
+    variable directly; under another one (``OTEL_PYTHON_CONTEXT``), through the API."""
+    from opentelemetry import context
+
+    assert tracing._attach_detach(context) == (
+        context._RUNTIME_CONTEXT._current_context.set,  # type: ignore[attr-defined]
+        context._RUNTIME_CONTEXT._current_context.reset,  # type: ignore[attr-defined]
+    )
+    other = SimpleNamespace(_RUNTIME_CONTEXT=object(), attach=object(), detach=object())
+    assert tracing._attach_detach(other) == (other.attach, other.detach)
+    # The attempt's context holds its span under the API's own key.
+    provider, _ = _sdk(ALWAYS_ON)
+    tracer = tracing.AttemptTracer(provider.get_tracer("runce"))
+    before = context.get_current()
+    span, token = tracing.start_attempt(tracer, _traced_run("01"))
+    try:
+        assert trace.get_current_span() is span
+        assert trace.get_current_span(context.get_current()) is span
+    finally:
+        tracing.end_attempt(span, token, "succeeded", None, str)
+    assert context.get_current() is before
+
+
 _KEEP = StaticSampler(Decision.RECORD_AND_SAMPLE)
 
 
