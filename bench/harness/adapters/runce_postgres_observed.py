@@ -1,5 +1,6 @@
 """runce on PostgreSQL at default settings, observed: the worker serves
-``--metrics-port`` and OpenTelemetry's SDK records every span (the producer's too)."""
+``--metrics-port`` and OpenTelemetry's SDK records every span (the producer's too), or
+samples them (``BENCH_RUNCE_TRACE_RATIO``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ BACKEND = runce_postgres.BACKEND
 PACKAGE = runce_postgres.PACKAGE
 SETTINGS = {
     **runce_postgres.SETTINGS,
-    "worker": "runce worker --concurrency C --metrics-port P, OpenTelemetry SDK recording spans",
+    "worker": runce_queue.observed_worker(),
 }
 BACKEND_HOOKS = replace(runce_postgres.BACKEND_HOOKS, variant="observed")
 

@@ -29,6 +29,17 @@ OBSERVE = os.environ.get("BENCH_RUNCE_OBSERVE") == "1"
 PREFILL_BATCH = 1_000
 
 
+def observed_worker() -> str:
+    """How an observed worker runs, for a results file's settings: its sampling included."""
+    ratio = os.environ.get("BENCH_RUNCE_TRACE_RATIO")
+    spans = (
+        f"OpenTelemetry SDK sampling ParentBased(TraceIdRatioBased({ratio}))"
+        if ratio
+        else "OpenTelemetry SDK recording every span"
+    )
+    return f"runce worker --concurrency C --metrics-port P, {spans}"
+
+
 @dataclass
 class Backend:
     """What differs between stores: where the project lives and how to look at its tables."""

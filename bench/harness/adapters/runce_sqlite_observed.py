@@ -1,5 +1,6 @@
 """runce on SQLite at default settings, observed: the worker serves
-``--metrics-port`` and OpenTelemetry's SDK records every span (the producer's too)."""
+``--metrics-port`` and OpenTelemetry's SDK records every span (the producer's too), or
+samples them (``BENCH_RUNCE_TRACE_RATIO``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ BACKEND = runce_sqlite.BACKEND
 PACKAGE = runce_sqlite.PACKAGE
 SETTINGS = {
     **runce_sqlite.SETTINGS,
-    "worker": "runce worker --concurrency C --metrics-port P, OpenTelemetry SDK recording spans",
+    "worker": runce_queue.observed_worker(),
 }
 BACKEND_HOOKS = replace(runce_sqlite.BACKEND_HOOKS, variant="observed")
 
