@@ -321,8 +321,10 @@ def end_attempt(
         if outcome is not None and span.is_recording():
             attempt_ended(span, outcome, error, scrub)
     finally:
-        _api.detach(token)
-        span.end()
+        try:
+            _api.detach(token)
+        finally:  # ended even where the context cannot be undone (the job undid it)
+            span.end()
 
 
 def attempt_ended(

@@ -372,6 +372,21 @@ def test_an_attempt_is_made_current_through_the_runtime_context_in_use() -> None
     assert context.get_current() is before
 
 
+def test_an_attempt_whose_context_cannot_be_undone_still_ends_its_span() -> None:
+    """A job that undid the attempt's context itself: the worker is told (it logs it) and
+    the span still ends, so it is exported."""
+    from opentelemetry import context
+
+    provider, exporter = _sdk(ALWAYS_ON)
+    tracer = tracing.AttemptTracer(provider.get_tracer("runce"))
+    span, token = tracing.start_attempt(tracer, _traced_run("01"))
+    context.detach(token)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        tracing.end_attempt(span, token, "succeeded", None, str)
+    [ended] = exporter.get_finished_spans()
+    assert dict(ended.attributes or {})["runce.run.outcome"] == "succeeded"
+
+
 _KEEP = StaticSampler(Decision.RECORD_AND_SAMPLE)
 
 
