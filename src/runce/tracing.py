@@ -323,7 +323,7 @@ def end_attempt(
     finally:
         try:
             _api.detach(token)
-        finally:  # ended even where the context cannot be undone (the job undid it)
+        finally:  # ended even where undoing the context fails (its token used already)
             span.end()
 
 

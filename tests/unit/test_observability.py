@@ -373,8 +373,8 @@ def test_an_attempt_is_made_current_through_the_runtime_context_in_use() -> None
 
 
 def test_an_attempt_whose_context_cannot_be_undone_still_ends_its_span() -> None:
-    """A job that undid the attempt's context itself: the worker is told (it logs it) and
-    the span still ends, so it is exported."""
+    """The attempt's context undone already (its token used): the worker is told (it
+    logs it) and the span still ends, so it is exported."""
     from opentelemetry import context
 
     provider, exporter = _sdk(ALWAYS_ON)
